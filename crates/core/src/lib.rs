@@ -1,1 +1,28 @@
-//! harbinger-core
+//! harbinger-core: the domain types and the traits every other crate speaks.
+//!
+//! No I/O, no async runtime. Everything here is a value or a trait.
+//!
+//! # Layout
+//! - [`ids`]: `HostId`, `MetricName`, `SeriesKey` and the millisecond timestamp type.
+//! - [`sample`]: columnar batches of samples (`SeriesSamples`, `SampleBatch`) and append reports.
+//! - [`event`]: deployment and change events (`events.jsonl`) with validation.
+//! - [`inventory`]: hosts, resources (with dependency-graph validation) and failures.
+//! - [`clock`]: the `Clock` trait; decision logic never reads the wall clock itself.
+//! - [`store`]: one storage trait per kind of data (`MetricStore`, `EventStore`,
+//!   `InventoryStore`, `FailureStore`) and their error type.
+//!
+//! Start with [`store`]: it is the contract the data plane is built around.
+
+pub mod clock;
+pub mod event;
+pub mod ids;
+pub mod inventory;
+pub mod sample;
+pub mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use event::{Event, EventError, EventKind};
+pub use ids::{HostId, MetricName, SeriesKey, TimestampMs};
+pub use inventory::{Failure, Host, InventoryError, Resource};
+pub use sample::{AppendReport, RejectReason, SampleBatch, SeriesSamples};
+pub use store::{EventStore, FailureStore, InventoryStore, MetricStore, StoreError, StoreStats};

@@ -1,1 +1,24 @@
-//! harbinger-store
+//! harbinger-store: where samples, events and inventory live.
+//!
+//! Two backends implement every store trait of `harbinger-core`:
+//! - [`EmbeddedStore`]: the default. Append-only sample segments with a background
+//!   fsync every `sync_interval`, bounded in-memory hot windows rebuilt at start-up,
+//!   retention by data time, and a redb database for events, hosts, resources and
+//!   failures (and, later, shadows, journals and models). One process per data directory.
+//! - [`MemoryStore`]: the same semantics in memory, for replay and tests.
+//!
+//! # Layout
+//! - [`series`]: admission rules (ordering, duplicates, limits) and hot windows, shared.
+//! - `segment`: the on-disk sample record format.
+//! - [`embedded`], [`memory`]: the backends.
+//!
+//! Both pass `harbinger_testkit::conformance`; start there to see the contract.
+
+pub mod embedded;
+pub mod memory;
+mod segment;
+pub mod series;
+
+pub use embedded::{EmbeddedConfig, EmbeddedStore, RecoveryReport};
+pub use memory::MemoryStore;
+pub use series::Limits;

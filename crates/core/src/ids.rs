@@ -1,0 +1,106 @@
+//! Identifiers: hosts, metrics, series, and time.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, UTC. Every timestamp in harbinger uses this unit.
+pub type TimestampMs = i64;
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// Wraps a name. Cloning is cheap (reference counted).
+            pub fn new(s: impl AsRef<str>) -> Self {
+                Self(Arc::from(s.as_ref()))
+            }
+            /// The name as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl Default for $name {
+            fn default() -> Self {
+                Self(Arc::from(""))
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:?}", &*self.0)
+            }
+        }
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self::new(s)
+            }
+        }
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(Arc::from(s))
+            }
+        }
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+name_type!(
+    /// A host id, as in `hosts.csv` (`h017`) or a Prometheus `instance` label.
+    HostId
+);
+name_type!(
+    /// A metric name (`mem_util`, or any Prometheus `__name__`).
+    MetricName
+);
+
+/// One time series: a metric on a host.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SeriesKey {
+    /// The host the samples describe.
+    pub host: HostId,
+    /// The metric name.
+    pub metric: MetricName,
+}
+
+impl SeriesKey {
+    /// Builds a key from anything string-like.
+    pub fn new(host: impl AsRef<str>, metric: impl AsRef<str>) -> Self {
+        Self { host: HostId::new(host), metric: MetricName::new(metric) }
+    }
+}
+
+impl fmt::Display for SeriesKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.host, self.metric)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_compare_by_content_and_display_plainly() {
+        let a = HostId::new("h001");
+        let b: HostId = String::from("h001").into();
+        assert_eq!(a, b);
+        assert_eq!(a.to_string(), "h001");
+        assert_eq!(format!("{a:?}"), "\"h001\"");
+        assert_eq!(SeriesKey::new("h1", "cpu_util").to_string(), "h1/cpu_util");
+        assert_eq!(serde_json::to_string(&a).unwrap_or_default(), "\"h001\"");
+    }
+}

@@ -1,0 +1,605 @@
+//! [`EmbeddedStore`]: the default durable store, in one data directory.
+//!
+//! ```text
+//! <data_dir>/LOCK          held (flock) while a process uses the directory
+//! <data_dir>/state.redb    events, hosts, resources, failures (redb, ACID, fsync per commit)
+//! <data_dir>/samples/*.seg append-only sample segments (see `segment`)
+//! ```
+//!
+//! Samples go to a buffered segment writer; a background thread flushes and fsyncs it
+//! every `sync_interval` (0 = on every append), so a crash loses at most that much. A clean
+//! stop ([`EmbeddedStore::close`], or drop) syncs everything. At start-up the segments are
+//! read back to rebuild the series table and the hot windows.
+//!
+//! Why segments and not redb for samples: one redb commit per remote-write request costs an
+//! fsync, and a row per sample costs ~100 bytes; segments take a sample in ~9 bytes and
+//! group-commit on the sync interval. `BENCHMARKS.md` has the figures.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use harbinger_core::{
+    AppendReport, Event, EventStore, Failure, FailureStore, Host, InventoryStore, MetricStore, Resource,
+    SampleBatch, SeriesKey, SeriesSamples, StoreError, StoreStats, TimestampMs,
+};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::segment::{self, Record, SamplesPayload, SegmentMeta, SegmentWriter};
+use crate::series::{Limits, SeriesTable};
+
+const EVENTS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("events");
+const HOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hosts");
+const RESOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("resources");
+const FAILURES: TableDefinition<(i64, &str), &[u8]> = TableDefinition::new("failures");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Checked configuration of an [`EmbeddedStore`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmbeddedConfig {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Retention, hot-window and series bounds.
+    pub limits: Limits,
+    /// How often buffered samples are flushed and fsynced; zero syncs on every append.
+    pub sync_interval: Duration,
+    /// A segment is closed and a new one started past this size.
+    pub segment_bytes: u64,
+}
+
+impl EmbeddedConfig {
+    /// Defaults for a directory: 1 s sync, 64 MiB segments, default limits.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            limits: Limits::default(),
+            sync_interval: Duration::from_secs(1),
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What start-up found on disk.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segments read.
+    pub segments: u64,
+    /// Samples read back.
+    pub samples: u64,
+    /// Bytes cut from the end of the newest segment (a write torn by a crash).
+    pub truncated_bytes: u64,
+    /// Segments with a bad record before their end: file and reason. Their tail is skipped.
+    pub damaged: Vec<(PathBuf, String)>,
+    /// Segments deleted by retention.
+    pub expired_segments: u64,
+}
+
+#[derive(Debug)]
+struct Log {
+    writer: SegmentWriter,
+    closed: Vec<SegmentMeta>,
+    payload: SamplesPayload,
+    defs: Vec<u8>,
+    /// Set after a write error: the store refuses further appends rather than diverge.
+    failed: Option<String>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cfg: EmbeddedConfig,
+    samples_dir: PathBuf,
+    db_path: PathBuf,
+    table: RwLock<SeriesTable>,
+    log: Mutex<Log>,
+    db: redb::Database,
+    /// Syncer stop flag and its wake-up.
+    stop: (Mutex<bool>, Condvar),
+    _lock: File,
+}
+
+/// The durable embedded store. Implements every store trait.
+#[derive(Debug)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+    syncer: Mutex<Option<JoinHandle<()>>>,
+    recovery: RecoveryReport,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Inner {
+    fn db_err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Database { path: self.db_path.clone(), reason: e.to_string() }
+    }
+
+    fn table_read(&self) -> std::sync::RwLockReadGuard<'_, SeriesTable> {
+        self.table.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn table_write(&self) -> std::sync::RwLockWriteGuard<'_, SeriesTable> {
+        self.table.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn sync_now(&self) -> Result<(), StoreError> {
+        let mut log = lock(&self.log);
+        if log.writer.unsynced > 0 {
+            log.writer.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment, opens the next one with every series defined, and
+    /// applies retention to closed segments.
+    fn roll(&self, table: &mut SeriesTable, log: &mut Log) -> Result<(), StoreError> {
+        log.writer.sync()?;
+        let next = start_segment(&self.samples_dir, log.writer.meta.seq + 1, table)?;
+        let old = std::mem::replace(&mut log.writer, next);
+        log.closed.push(old.meta);
+        self.expire(table, log)?;
+        Ok(())
+    }
+
+    /// Deletes closed segments entirely older than the retention horizon.
+    fn expire(&self, table: &mut SeriesTable, log: &mut Log) -> Result<u64, StoreError> {
+        let (Some(r), Some(newest)) = (table.limits.retention_ms, table.newest) else { return Ok(0) };
+        let horizon = newest.saturating_sub(r);
+        let mut removed = 0;
+        let mut keep = Vec::with_capacity(log.closed.len());
+        for m in log.closed.drain(..) {
+            if m.max_ts.is_none_or(|t| t < horizon) {
+                std::fs::remove_file(&m.path)
+                    .map_err(|source| StoreError::Io { op: "delete", path: m.path.clone(), source })?;
+                removed += 1;
+            } else {
+                keep.push(m);
+            }
+        }
+        log.closed = keep;
+        if removed > 0 {
+            table.forget_before(horizon);
+            tracing::info!(removed, horizon, "expired sample segments");
+        }
+        Ok(removed)
+    }
+}
+
+/// Creates segment `seq` and writes the definitions of every known series into it.
+fn start_segment(samples_dir: &Path, seq: u64, table: &SeriesTable) -> Result<SegmentWriter, StoreError> {
+    let path = segment::segment_path(samples_dir, seq);
+    let meta = SegmentMeta { path, seq, min_ts: None, max_ts: None, samples: 0, bytes: 0 };
+    let mut w = SegmentWriter::open(meta, Some(0))?;
+    let mut buf = Vec::new();
+    for (id, e) in table.entries.iter().enumerate() {
+        buf.clear();
+        segment::encode_def(&mut buf, id as u32, &e.key);
+        w.write_record(&buf)?;
+    }
+    w.sync()?;
+    Ok(w)
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `cfg.data_dir`, rebuilding in-memory state from disk.
+    ///
+    /// # Errors
+    /// [`StoreError::Locked`] if another process holds the directory; I/O and database
+    /// errors naming the file.
+    pub fn open(cfg: EmbeddedConfig) -> Result<Self, StoreError> {
+        let dir = cfg.data_dir.clone();
+        let samples_dir = dir.join("samples");
+        std::fs::create_dir_all(&samples_dir)
+            .map_err(|source| StoreError::Io { op: "create", path: samples_dir.clone(), source })?;
+        let lock_path = dir.join("LOCK");
+        let lock_file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| StoreError::Io { op: "open", path: lock_path.clone(), source })?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::Locked { path: lock_path }),
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StoreError::Io { op: "lock", path: lock_path, source });
+            }
+        }
+
+        let db_path = dir.join("state.redb");
+        let db = redb::Database::create(&db_path)
+            .map_err(|e| StoreError::Database { path: db_path.clone(), reason: e.to_string() })?;
+        {
+            let dberr = |e: &dyn std::fmt::Display| StoreError::Database { path: db_path.clone(), reason: e.to_string() };
+            let tx = db.begin_write().map_err(|e| dberr(&e))?;
+            tx.open_table(EVENTS).map_err(|e| dberr(&e))?;
+            tx.open_table(HOSTS).map_err(|e| dberr(&e))?;
+            tx.open_table(RESOURCES).map_err(|e| dberr(&e))?;
+            tx.open_table(FAILURES).map_err(|e| dberr(&e))?;
+            tx.open_table(META).map_err(|e| dberr(&e))?;
+            tx.commit().map_err(|e| dberr(&e))?;
+        }
+
+        let mut table = SeriesTable::new(cfg.limits);
+        let mut recovery = RecoveryReport::default();
+        let seqs = segment::list_segments(&samples_dir)?;
+        let mut closed = Vec::new();
+        for (i, &seq) in seqs.iter().enumerate() {
+            let path = segment::segment_path(&samples_dir, seq);
+            let mut meta = SegmentMeta { path: path.clone(), seq, min_ts: None, max_ts: None, samples: 0, bytes: 0 };
+            let end = segment::scan_segment(&path, |rec| {
+                match rec {
+                    Record::Def { id, key } => {
+                        if table.id(&key) != Some(id) && !table.define(id, key) {
+                            return Err("series definition conflicts with an earlier one");
+                        }
+                    }
+                    Record::Samples(mut r) => {
+                        while let Some((id, ts, vs)) = r.next_chunk()? {
+                            if id as usize >= table.entries.len() {
+                                return Err("samples for an undefined series");
+                            }
+                            meta.note(ts.first().copied(), ts.last().copied(), ts.len() as u64);
+                            for (t, v) in ts.iter().zip(&vs) {
+                                table.restore(id, *t, *v);
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+            recovery.segments += 1;
+            recovery.samples += meta.samples;
+            meta.bytes = end.good_len;
+            if let Some(problem) = end.problem {
+                let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(end.good_len);
+                if i + 1 == seqs.len() {
+                    // The newest segment: a torn write from a crash. Cut it off.
+                    tracing::warn!(path = %path.display(), offset = end.good_len, %problem, "cutting torn tail of newest segment");
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .and_then(|f| f.set_len(end.good_len))
+                        .map_err(|source| StoreError::Io { op: "truncate", path: path.clone(), source })?;
+                    recovery.truncated_bytes += len - end.good_len;
+                } else {
+                    tracing::error!(path = %path.display(), offset = end.good_len, %problem, "damaged segment: skipping the rest of it");
+                    recovery.damaged.push((path.clone(), format!("at byte {}: {problem}", end.good_len)));
+                }
+            }
+            if meta.samples == 0 {
+                // Nothing but definitions: later segments repeat them, so drop it.
+                std::fs::remove_file(&path).map_err(|source| StoreError::Io { op: "delete", path, source })?;
+            } else {
+                closed.push(meta);
+            }
+        }
+        let next_seq = seqs.last().map_or(1, |s| s + 1);
+        let writer = start_segment(&samples_dir, next_seq, &table)?;
+        let log = Log { writer, closed, payload: SamplesPayload::default(), defs: Vec::new(), failed: None };
+        let inner = Inner {
+            cfg: cfg.clone(),
+            samples_dir,
+            db_path,
+            table: RwLock::new(table),
+            log: Mutex::new(log),
+            db,
+            stop: (Mutex::new(false), Condvar::new()),
+            _lock: lock_file,
+        };
+        {
+            let mut table = inner.table_write();
+            let mut log = lock(&inner.log);
+            recovery.expired_segments = inner.expire(&mut table, &mut log)?;
+        }
+        let inner = Arc::new(inner);
+
+        let syncer = if cfg.sync_interval.is_zero() {
+            None
+        } else {
+            let inner2 = Arc::clone(&inner);
+            let every = cfg.sync_interval;
+            Some(
+                std::thread::Builder::new()
+                    .name("harbinger-sync".into())
+                    .spawn(move || {
+                        let (m, cv) = &inner2.stop;
+                        let mut stopped = lock(m);
+                        while !*stopped {
+                            stopped = cv.wait_timeout(stopped, every).unwrap_or_else(PoisonError::into_inner).0;
+                            if let Err(e) = inner2.sync_now() {
+                                tracing::error!(error = %e, "periodic sample sync failed");
+                            }
+                        }
+                    })
+                    .map_err(|source| StoreError::Io { op: "spawn sync thread", path: dir.clone(), source })?,
+            )
+        };
+        tracing::info!(
+            dir = %dir.display(),
+            segments = recovery.segments,
+            samples = recovery.samples,
+            series = inner.table_read().entries.len(),
+            "embedded store opened"
+        );
+        Ok(Self { inner, syncer: Mutex::new(syncer), recovery })
+    }
+
+    /// What start-up found on disk.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.cfg.data_dir
+    }
+
+    /// Stops the background syncer and makes everything durable. Idempotent; drop calls it.
+    ///
+    /// # Errors
+    /// A failed final fsync.
+    pub fn close(&self) -> Result<(), StoreError> {
+        {
+            let (m, cv) = &self.inner.stop;
+            *lock(m) = true;
+            cv.notify_all();
+        }
+        if let Some(h) = lock(&self.syncer).take() {
+            let _joined = h.join();
+        }
+        self.inner.sync_now()
+    }
+
+    fn append_sync(&self, batch: &SampleBatch) -> Result<AppendReport, StoreError> {
+        let inner = &*self.inner;
+        let mut table = inner.table_write();
+        let mut log = lock(&inner.log);
+        if let Some(reason) = &log.failed {
+            return Err(StoreError::Io {
+                op: "append (store failed earlier)",
+                path: log.writer.meta.path.clone(),
+                source: std::io::Error::other(reason.clone()),
+            });
+        }
+        let Log { payload, defs, .. } = &mut *log;
+        payload.clear();
+        defs.clear();
+        let mut def_count = 0u32;
+        let report = table.admit(
+            batch,
+            |id, key| {
+                segment::encode_def(defs, id, key);
+                def_count += 1;
+            },
+            |id, ts, vs| payload.push(id, ts, vs),
+        );
+        let res = (|| {
+            let Log { writer, payload, defs, .. } = &mut *log;
+            // Definitions are concatenated payloads; split them back into records.
+            let mut rest = defs.as_slice();
+            for _ in 0..def_count {
+                let hl = u16::from_le_bytes([rest[5], rest[6]]) as usize;
+                let ml = u16::from_le_bytes([rest[7 + hl], rest[8 + hl]]) as usize;
+                let len = 9 + hl + ml;
+                writer.write_record(&rest[..len])?;
+                rest = &rest[len..];
+            }
+            if !payload.is_empty() {
+                let (lo, hi) = (payload.min_ts, payload.max_ts);
+                writer.write_record(payload.bytes())?;
+                writer.meta.note(lo, hi, report.accepted);
+            }
+            if inner.cfg.sync_interval.is_zero() {
+                writer.sync()?;
+            }
+            Ok::<(), StoreError>(())
+        })();
+        if let Err(e) = res {
+            log.failed = Some(e.to_string());
+            return Err(e);
+        }
+        if log.writer.meta.bytes >= inner.cfg.segment_bytes {
+            inner.roll(&mut table, &mut log)?;
+        }
+        Ok(report)
+    }
+
+    fn range_sync(&self, key: &SeriesKey, from: TimestampMs, to: TimestampMs) -> Result<SeriesSamples, StoreError> {
+        let inner = &*self.inner;
+        let id = {
+            let table = inner.table_read();
+            let id = table.id(key).ok_or_else(|| StoreError::UnknownSeries(key.clone()))?;
+            if let Some(s) = table.range_from_hot(id, from, to) {
+                return Ok(s);
+            }
+            id
+        };
+        // Not all in memory: read the segments that overlap [from, to).
+        let metas: Vec<SegmentMeta> = {
+            let mut log = lock(&inner.log);
+            let path = log.writer.meta.path.clone();
+            log.writer.sync().map_err(|e| match e {
+                StoreError::Io { source, .. } => StoreError::Io { op: "flush", path, source },
+                other => other,
+            })?;
+            log.closed.iter().chain(std::iter::once(&log.writer.meta)).cloned().collect()
+        };
+        let mut out = SeriesSamples::new(key.clone());
+        for m in metas.iter().filter(|m| m.min_ts.is_some_and(|lo| lo < to) && m.max_ts.is_some_and(|hi| hi >= from)) {
+            segment::scan_segment(&m.path, |rec| {
+                if let Record::Samples(mut r) = rec {
+                    while let Some((cid, ts, vs)) = r.next_chunk()? {
+                        if cid == id {
+                            for (t, v) in ts.into_iter().zip(vs) {
+                                if t >= from && t < to {
+                                    out.push(t, v);
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        Ok(out)
+    }
+
+    fn write_tx(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>) -> Result<(), StoreError> {
+        let inner = &*self.inner;
+        let tx = inner.db.begin_write().map_err(|e| inner.db_err(e))?;
+        f(&tx).map_err(|e| inner.db_err(e))?;
+        tx.commit().map_err(|e| inner.db_err(e))
+    }
+
+    fn read_values<K: redb::Key + 'static>(&self, def: TableDefinition<K, &[u8]>) -> Result<Vec<Vec<u8>>, StoreError> {
+        let inner = &*self.inner;
+        let tx = inner.db.begin_read().map_err(|e| inner.db_err(e))?;
+        let t = tx.open_table(def).map_err(|e| inner.db_err(e))?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(|e| inner.db_err(e))? {
+            let (_, v) = item.map_err(|e| inner.db_err(e))?;
+            out.push(v.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    fn decode_all<T: serde::de::DeserializeOwned>(&self, rows: Vec<Vec<u8>>) -> Result<Vec<T>, StoreError> {
+        rows.iter()
+            .map(|r| serde_json::from_slice(r).map_err(|e| self.inner.db_err(format!("undecodable stored row: {e}"))))
+            .collect()
+    }
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::error!(error = %e, "final sync of the embedded store failed");
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, redb::Error> {
+    serde_json::to_vec(v).map_err(|e| redb::Error::Io(std::io::Error::other(e)))
+}
+
+#[async_trait]
+impl MetricStore for EmbeddedStore {
+    async fn append(&self, batch: &SampleBatch) -> Result<AppendReport, StoreError> {
+        self.append_sync(batch)
+    }
+
+    async fn range(&self, key: &SeriesKey, from: TimestampMs, to: TimestampMs) -> Result<SeriesSamples, StoreError> {
+        self.range_sync(key, from, to)
+    }
+
+    async fn recent(&self, key: &SeriesKey) -> Result<SeriesSamples, StoreError> {
+        self.inner.table_read().recent(key).ok_or_else(|| StoreError::UnknownSeries(key.clone()))
+    }
+
+    async fn series(&self) -> Result<Vec<SeriesKey>, StoreError> {
+        Ok(self.inner.table_read().keys())
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let table = self.inner.table_read();
+        let log = lock(&self.inner.log);
+        let metas = log.closed.iter().chain(std::iter::once(&log.writer.meta));
+        let (samples, bytes) = metas.fold((0, 0), |(s, b), m| (s + m.samples, b + m.bytes));
+        Ok(StoreStats {
+            series: table.entries.len() as u64,
+            samples,
+            hot_samples: table.hot_samples,
+            oldest_ms: table.oldest,
+            newest_ms: table.newest,
+            sample_bytes: bytes,
+        })
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.sync_now()
+    }
+}
+
+#[async_trait]
+impl EventStore for EmbeddedStore {
+    async fn append_events(&self, events: &[Event]) -> Result<u64, StoreError> {
+        self.write_tx(|tx| {
+            let mut meta = tx.open_table(META)?;
+            let mut seq = meta.get("event_seq")?.map_or(0, |v| v.value());
+            let mut t = tx.open_table(EVENTS)?;
+            for e in events {
+                seq += 1;
+                t.insert((e.ts, seq), json(e)?.as_slice())?;
+            }
+            meta.insert("event_seq", seq)?;
+            Ok(())
+        })?;
+        Ok(events.len() as u64)
+    }
+
+    async fn events(&self, from: TimestampMs, to: TimestampMs) -> Result<Vec<Event>, StoreError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let inner = &*self.inner;
+        let tx = inner.db.begin_read().map_err(|e| inner.db_err(e))?;
+        let t = tx.open_table(EVENTS).map_err(|e| inner.db_err(e))?;
+        let mut rows = Vec::new();
+        for item in t.range((from, 0u64)..(to, 0u64)).map_err(|e| inner.db_err(e))? {
+            let (_, v) = item.map_err(|e| inner.db_err(e))?;
+            rows.push(v.value().to_vec());
+        }
+        self.decode_all(rows)
+    }
+}
+
+#[async_trait]
+impl InventoryStore for EmbeddedStore {
+    async fn put_hosts(&self, hosts: &[Host]) -> Result<(), StoreError> {
+        self.write_tx(|tx| {
+            let mut t = tx.open_table(HOSTS)?;
+            for h in hosts {
+                t.insert(h.host.as_str(), json(h)?.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+    async fn hosts(&self) -> Result<Vec<Host>, StoreError> {
+        let rows = self.read_values(HOSTS)?;
+        self.decode_all(rows)
+    }
+    async fn put_resources(&self, resources: &[Resource]) -> Result<(), StoreError> {
+        self.write_tx(|tx| {
+            let mut t = tx.open_table(RESOURCES)?;
+            for r in resources {
+                t.insert(r.id.as_str(), json(r)?.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+    async fn resources(&self) -> Result<Vec<Resource>, StoreError> {
+        let rows = self.read_values(RESOURCES)?;
+        self.decode_all(rows)
+    }
+}
+
+#[async_trait]
+impl FailureStore for EmbeddedStore {
+    async fn put_failures(&self, failures: &[Failure]) -> Result<(), StoreError> {
+        self.write_tx(|tx| {
+            let mut t = tx.open_table(FAILURES)?;
+            for f in failures {
+                t.insert((f.timestamp, f.host.as_str()), json(f)?.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+    async fn failures(&self) -> Result<Vec<Failure>, StoreError> {
+        let rows = self.read_values(FAILURES)?;
+        self.decode_all(rows)
+    }
+}

@@ -1,0 +1,150 @@
+//! [`MemoryStore`]: every store trait, in memory. For tests, replay and short-lived tools.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use harbinger_core::{
+    AppendReport, Event, EventStore, Failure, FailureStore, Host, InventoryStore, MetricStore, Resource,
+    SampleBatch, SeriesKey, SeriesSamples, StoreError, StoreStats, TimestampMs,
+};
+
+use crate::series::{Limits, SeriesTable};
+
+#[derive(Debug, Default)]
+struct Inner {
+    table: SeriesTable,
+    /// Full history per series id, beside the bounded hot windows.
+    history: Vec<(Vec<TimestampMs>, Vec<f64>)>,
+    events: Vec<Event>,
+    hosts: BTreeMap<String, Host>,
+    resources: BTreeMap<String, Resource>,
+    failures: BTreeMap<(TimestampMs, String), Failure>,
+}
+
+/// A store that lives in memory and forgets everything on drop.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store with the given limits.
+    pub fn new(limits: Limits) -> Self {
+        Self { inner: Mutex::new(Inner { table: SeriesTable::new(limits), ..Default::default() }) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the data half-updated in a way that
+        // matters more than losing the store, so keep serving.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl MetricStore for MemoryStore {
+    async fn append(&self, batch: &SampleBatch) -> Result<AppendReport, StoreError> {
+        let mut g = self.lock();
+        let Inner { table, history, .. } = &mut *g;
+        Ok(table.admit(
+            batch,
+            |_, _| {},
+            |id, ts, vs| {
+                if history.len() <= id as usize {
+                    history.resize_with(id as usize + 1, Default::default);
+                }
+                let h = &mut history[id as usize];
+                h.0.extend_from_slice(ts);
+                h.1.extend_from_slice(vs);
+            },
+        ))
+    }
+
+    async fn range(&self, key: &SeriesKey, from: TimestampMs, to: TimestampMs) -> Result<SeriesSamples, StoreError> {
+        let g = self.lock();
+        let id = g.table.id(key).ok_or_else(|| StoreError::UnknownSeries(key.clone()))?;
+        let Some((ts, vs)) = g.history.get(id as usize) else {
+            return Ok(SeriesSamples::new(key.clone()));
+        };
+        let lo = ts.partition_point(|t| *t < from);
+        let hi = ts.partition_point(|t| *t < to).max(lo);
+        Ok(SeriesSamples { key: key.clone(), timestamps: ts[lo..hi].to_vec(), values: vs[lo..hi].to_vec() })
+    }
+
+    async fn recent(&self, key: &SeriesKey) -> Result<SeriesSamples, StoreError> {
+        self.lock().table.recent(key).ok_or_else(|| StoreError::UnknownSeries(key.clone()))
+    }
+
+    async fn series(&self) -> Result<Vec<SeriesKey>, StoreError> {
+        Ok(self.lock().table.keys())
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let g = self.lock();
+        Ok(StoreStats {
+            series: g.table.entries.len() as u64,
+            samples: g.history.iter().map(|h| h.0.len() as u64).sum(),
+            hot_samples: g.table.hot_samples,
+            oldest_ms: g.table.oldest,
+            newest_ms: g.table.newest,
+            sample_bytes: 0,
+        })
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EventStore for MemoryStore {
+    async fn append_events(&self, events: &[Event]) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        g.events.extend_from_slice(events);
+        // Stable: ties keep arrival order.
+        g.events.sort_by_key(|e| e.ts);
+        Ok(events.len() as u64)
+    }
+
+    async fn events(&self, from: TimestampMs, to: TimestampMs) -> Result<Vec<Event>, StoreError> {
+        Ok(self.lock().events.iter().filter(|e| e.ts >= from && e.ts < to).cloned().collect())
+    }
+}
+
+#[async_trait]
+impl InventoryStore for MemoryStore {
+    async fn put_hosts(&self, hosts: &[Host]) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        for h in hosts {
+            g.hosts.insert(h.host.to_string(), h.clone());
+        }
+        Ok(())
+    }
+    async fn hosts(&self) -> Result<Vec<Host>, StoreError> {
+        Ok(self.lock().hosts.values().cloned().collect())
+    }
+    async fn put_resources(&self, resources: &[Resource]) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        for r in resources {
+            g.resources.insert(r.id.clone(), r.clone());
+        }
+        Ok(())
+    }
+    async fn resources(&self) -> Result<Vec<Resource>, StoreError> {
+        Ok(self.lock().resources.values().cloned().collect())
+    }
+}
+
+#[async_trait]
+impl FailureStore for MemoryStore {
+    async fn put_failures(&self, failures: &[Failure]) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        for f in failures {
+            g.failures.insert((f.timestamp, f.host.to_string()), f.clone());
+        }
+        Ok(())
+    }
+    async fn failures(&self) -> Result<Vec<Failure>, StoreError> {
+        Ok(self.lock().failures.values().cloned().collect())
+    }
+}

@@ -1,0 +1,208 @@
+//! The series table both backends share: series ids, per-series admission rules and the
+//! bounded in-memory hot windows.
+
+use std::collections::{HashMap, VecDeque};
+
+use harbinger_core::{AppendReport, RejectReason, SampleBatch, SeriesKey, SeriesSamples, TimestampMs};
+
+/// Bounds on memory and on what is admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Samples older than `newest - retention_ms` are rejected as too old. `None` keeps all.
+    pub retention_ms: Option<i64>,
+    /// The hot window keeps samples with `ts > last - hot_window_ms`...
+    pub hot_window_ms: i64,
+    /// ...and at most this many per series.
+    pub hot_max_points: usize,
+    /// At most this many series; samples of further new series are rejected.
+    pub max_series: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { retention_ms: None, hot_window_ms: 6 * 3_600_000, hot_max_points: 1_024, max_series: 1_000_000 }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) key: SeriesKey,
+    pub(crate) last_ts: Option<TimestampMs>,
+    /// Oldest sample still held (in memory or on disk).
+    pub(crate) first_ts: Option<TimestampMs>,
+    pub(crate) hot: VecDeque<(TimestampMs, f64)>,
+}
+
+/// Series ids, last timestamps and hot windows.
+#[derive(Debug, Default)]
+pub(crate) struct SeriesTable {
+    ids: HashMap<SeriesKey, u32>,
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) newest: Option<TimestampMs>,
+    pub(crate) oldest: Option<TimestampMs>,
+    pub(crate) limits: Limits,
+    pub(crate) hot_samples: u64,
+}
+
+impl SeriesTable {
+    pub(crate) fn new(limits: Limits) -> Self {
+        Self { limits, ..Default::default() }
+    }
+
+    pub(crate) fn id(&self, key: &SeriesKey) -> Option<u32> {
+        self.ids.get(key).copied()
+    }
+
+    /// Registers a series under a known id (recovery). Ids must arrive densely in order.
+    pub(crate) fn define(&mut self, id: u32, key: SeriesKey) -> bool {
+        if id as usize != self.entries.len() || self.ids.contains_key(&key) {
+            return false;
+        }
+        self.ids.insert(key.clone(), id);
+        self.entries.push(Entry { key, last_ts: None, first_ts: None, hot: VecDeque::new() });
+        true
+    }
+
+    fn push_hot(&mut self, id: u32, t: TimestampMs, v: f64) {
+        let limits = self.limits;
+        let e = &mut self.entries[id as usize];
+        e.hot.push_back((t, v));
+        self.hot_samples += 1;
+        while e.hot.len() > limits.hot_max_points
+            || e.hot.front().is_some_and(|(t0, _)| *t0 <= t - limits.hot_window_ms)
+        {
+            e.hot.pop_front();
+            self.hot_samples -= 1;
+        }
+        e.last_ts = Some(t);
+        e.first_ts.get_or_insert(t);
+        self.newest = Some(self.newest.map_or(t, |n| n.max(t)));
+        self.oldest = Some(self.oldest.map_or(t, |o| o.min(t)));
+    }
+
+    /// Replays a stored sample (recovery): no admission checks beyond ordering.
+    pub(crate) fn restore(&mut self, id: u32, t: TimestampMs, v: f64) {
+        if (id as usize) < self.entries.len() && self.entries[id as usize].last_ts.is_none_or(|l| t > l) {
+            self.push_hot(id, t, v);
+        }
+    }
+
+    /// Applies the admission rules to a batch. `on_new(id, key)` is called for each new
+    /// series before its samples; `on_accept(id, ts, values)` once per batch entry with the
+    /// accepted samples (possibly none).
+    pub(crate) fn admit(
+        &mut self,
+        batch: &SampleBatch,
+        mut on_new: impl FnMut(u32, &SeriesKey),
+        mut on_accept: impl FnMut(u32, &[TimestampMs], &[f64]),
+    ) -> AppendReport {
+        let mut report = AppendReport::default();
+        let mut ts_buf = Vec::new();
+        let mut val_buf = Vec::new();
+        for s in &batch.series {
+            if s.timestamps.len() != s.values.len() {
+                for t in &s.timestamps {
+                    report.reject(&s.key, *t, RejectReason::Malformed);
+                }
+                continue;
+            }
+            if s.is_empty() {
+                continue;
+            }
+            let id = match self.ids.get(&s.key) {
+                Some(id) => *id,
+                None => {
+                    if self.entries.len() >= self.limits.max_series {
+                        for t in &s.timestamps {
+                            report.reject(&s.key, *t, RejectReason::SeriesLimit);
+                        }
+                        continue;
+                    }
+                    let id = self.entries.len() as u32;
+                    self.define(id, s.key.clone());
+                    report.new_series += 1;
+                    on_new(id, &s.key);
+                    id
+                }
+            };
+            ts_buf.clear();
+            val_buf.clear();
+            for (&t, &v) in s.timestamps.iter().zip(&s.values) {
+                let last = self.entries[id as usize].last_ts;
+                let horizon = match (self.limits.retention_ms, self.newest) {
+                    (Some(r), Some(n)) => Some(n.saturating_sub(r)),
+                    _ => None,
+                };
+                let reason = if !v.is_finite() {
+                    Some(RejectReason::NonFinite)
+                } else if last == Some(t) {
+                    Some(RejectReason::Duplicate)
+                } else if last.is_some_and(|l| t < l) {
+                    Some(RejectReason::OutOfOrder)
+                } else if horizon.is_some_and(|h| t < h) {
+                    Some(RejectReason::TooOld)
+                } else {
+                    None
+                };
+                match reason {
+                    Some(r) => report.reject(&s.key, t, r),
+                    None => {
+                        self.push_hot(id, t, v);
+                        ts_buf.push(t);
+                        val_buf.push(v);
+                    }
+                }
+            }
+            report.accepted += ts_buf.len() as u64;
+            if !ts_buf.is_empty() {
+                on_accept(id, &ts_buf, &val_buf);
+            }
+        }
+        report
+    }
+
+    pub(crate) fn recent(&self, key: &SeriesKey) -> Option<SeriesSamples> {
+        let id = self.id(key)?;
+        let e = &self.entries[id as usize];
+        let mut s = SeriesSamples::new(key.clone());
+        s.timestamps = e.hot.iter().map(|p| p.0).collect();
+        s.values = e.hot.iter().map(|p| p.1).collect();
+        Some(s)
+    }
+
+    /// Serves `[from, to)` from the hot window when it is known to hold every sample of
+    /// that span: the window must reach back to `from`, or hold the series' first sample.
+    pub(crate) fn range_from_hot(&self, id: u32, from: TimestampMs, to: TimestampMs) -> Option<SeriesSamples> {
+        let e = &self.entries[id as usize];
+        let front = e.hot.front().map(|p| p.0);
+        let complete = match (front, e.first_ts) {
+            (None, _) => true,
+            (Some(f), Some(first)) if f == first => true,
+            (Some(f), _) => f <= from,
+        };
+        if !complete {
+            return None;
+        }
+        let mut s = SeriesSamples::new(e.key.clone());
+        for &(t, v) in e.hot.iter().filter(|(t, _)| *t >= from && *t < to) {
+            s.push(t, v);
+        }
+        Some(s)
+    }
+
+    /// Forgets first timestamps older than `horizon` (segments holding them were deleted).
+    pub(crate) fn forget_before(&mut self, horizon: TimestampMs) {
+        for e in &mut self.entries {
+            if e.first_ts.is_some_and(|f| f < horizon) {
+                e.first_ts = e.hot.front().map(|p| p.0).filter(|f| *f >= horizon).or(Some(horizon));
+            }
+        }
+        self.oldest = self.oldest.map(|o| o.max(horizon));
+    }
+
+    pub(crate) fn keys(&self) -> Vec<SeriesKey> {
+        let mut k: Vec<_> = self.entries.iter().map(|e| e.key.clone()).collect();
+        k.sort();
+        k
+    }
+}
