@@ -1,1 +1,416 @@
-//! harbinger-config
+//! harbinger-config: configuration from defaults, a TOML file, environment variables and
+//! flags, validated once into typed values.
+//!
+//! Precedence, lowest first: built-in defaults, the TOML file (`--config` or
+//! `HARBINGER_CONFIG`), environment variables (`HARBINGER_<SECTION>_<KEY>`, e.g.
+//! `HARBINGER_STORE_RETENTION`, and `HARBINGER_DATA_DIR`), then command-line flags.
+//! Every layer is merged into one TOML table, deserialised with unknown keys refused
+//! ([`RawConfig`]), then checked into [`Config`]. Errors name the field and where its
+//! value came from.
+//!
+//! Start with [`Config::load`]; `harbinger.example.toml` at the repository root lists
+//! every key with its default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("config file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The merged configuration is not valid TOML for harbinger (syntax, unknown key, type).
+    #[error("{origin}: {message}")]
+    Parse {
+        /// Where the text came from (file path, or "environment and flags").
+        origin: String,
+        /// The parser's message, with the key or line.
+        message: String,
+    },
+    /// A value parsed but is not acceptable.
+    #[error("invalid `{field}`: {reason}")]
+    Invalid {
+        /// Dotted key, e.g. `store.sync_interval`.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The raw, serde-level configuration: every field optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// State directory.
+    pub data_dir: Option<PathBuf>,
+    /// `[http]`.
+    #[serde(default)]
+    pub http: RawHttp,
+    /// `[store]`.
+    #[serde(default)]
+    pub store: RawStore,
+    /// `[log]`.
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `[http]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Listen address.
+    pub addr: Option<String>,
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: Option<u64>,
+    /// Reject samples and events for hosts not in the inventory.
+    pub strict_hosts: Option<bool>,
+}
+
+/// `[store]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// Keep samples this long (by data time); "forever" keeps all.
+    pub retention: Option<String>,
+    /// How often samples are fsynced; "0s" syncs every append.
+    pub sync_interval: Option<String>,
+    /// Span of the in-memory hot window per series.
+    pub hot_window: Option<String>,
+    /// Most samples per series in the hot window.
+    pub hot_max_points: Option<u64>,
+    /// Most series the store accepts.
+    pub max_series: Option<u64>,
+    /// Segment size before rolling to a new file, bytes.
+    pub segment_bytes: Option<u64>,
+}
+
+/// `[log]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// "text" or "json".
+    pub format: Option<String>,
+    /// A tracing filter, e.g. "info" or "harbinger_store=debug,info".
+    pub level: Option<String>,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Checked HTTP settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpConfig {
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// Largest accepted request body in bytes (larger bodies get 413).
+    pub max_body_bytes: usize,
+    /// Reject samples and events for hosts not in the inventory.
+    pub strict_hosts: bool,
+}
+
+/// Checked store settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreConfig {
+    /// `None` keeps samples forever.
+    pub retention: Option<Duration>,
+    /// Zero syncs on every append.
+    pub sync_interval: Duration,
+    /// Hot-window span.
+    pub hot_window: Duration,
+    /// Hot-window size bound per series.
+    pub hot_max_points: usize,
+    /// Series bound.
+    pub max_series: usize,
+    /// Segment roll size.
+    pub segment_bytes: u64,
+}
+
+/// Checked log settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// Filter directive.
+    pub level: String,
+}
+
+/// The validated configuration every component is built from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// State directory (store, later models and journals).
+    pub data_dir: PathBuf,
+    /// HTTP server.
+    pub http: HttpConfig,
+    /// Embedded store.
+    pub store: StoreConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Environment variables read, and the dotted key each sets.
+pub const ENV_KEYS: &[(&str, &str)] = &[
+    ("HARBINGER_DATA_DIR", "data_dir"),
+    ("HARBINGER_HTTP_ADDR", "http.addr"),
+    ("HARBINGER_HTTP_MAX_BODY_BYTES", "http.max_body_bytes"),
+    ("HARBINGER_HTTP_STRICT_HOSTS", "http.strict_hosts"),
+    ("HARBINGER_STORE_RETENTION", "store.retention"),
+    ("HARBINGER_STORE_SYNC_INTERVAL", "store.sync_interval"),
+    ("HARBINGER_STORE_HOT_WINDOW", "store.hot_window"),
+    ("HARBINGER_STORE_HOT_MAX_POINTS", "store.hot_max_points"),
+    ("HARBINGER_STORE_MAX_SERIES", "store.max_series"),
+    ("HARBINGER_STORE_SEGMENT_BYTES", "store.segment_bytes"),
+    ("HARBINGER_LOG_FORMAT", "log.format"),
+    ("HARBINGER_LOG_LEVEL", "log.level"),
+];
+
+/// Sets a dotted key in a TOML table, creating sections on the way.
+fn set_path(table: &mut toml::Table, dotted: &str, value: toml::Value) {
+    let mut parts = dotted.split('.').peekable();
+    let mut t = table;
+    while let Some(p) = parts.next() {
+        if parts.peek().is_none() {
+            t.insert(p.to_string(), value);
+            return;
+        }
+        let entry = t.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        match entry {
+            toml::Value::Table(next) => t = next,
+            _ => return,
+        }
+    }
+}
+
+/// Interprets a string from the environment or a flag: integers and booleans as such,
+/// everything else as a string.
+fn scalar(s: &str) -> toml::Value {
+    if let Ok(i) = s.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match s {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(s.to_string()),
+    }
+}
+
+fn duration(field: &'static str, s: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(s.trim()).map_err(|e| ConfigError::Invalid {
+        field,
+        reason: format!("{s:?} is not a duration ({e}); use e.g. \"500ms\", \"1s\", \"6h\", \"30days\""),
+    })
+}
+
+fn positive(field: &'static str, v: u64) -> Result<u64, ConfigError> {
+    if v == 0 {
+        return Err(ConfigError::Invalid { field, reason: "must be greater than 0".into() });
+    }
+    Ok(v)
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then `file` (if any), then environment
+    /// variables from `env`, then `overrides` (dotted key, value) from flags.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file or field.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+        overrides: &[(&str, String)],
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+                    origin: path.display().to_string(),
+                    message: e.to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        // Check the file on its own first so its errors name it.
+        if let Some(path) = file {
+            RawConfig::deserialize(toml::Value::Table(table.clone())).map_err(|e| ConfigError::Parse {
+                origin: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        for (var, key) in ENV_KEYS {
+            if let Some(v) = env(var) {
+                set_path(&mut table, key, scalar(&v));
+            }
+        }
+        for (key, v) in overrides {
+            set_path(&mut table, key, scalar(v));
+        }
+        let raw = RawConfig::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Parse {
+            origin: "environment and flags".into(),
+            message: e.to_string(),
+        })?;
+        Self::from_raw(raw)
+    }
+
+    /// The defaults alone.
+    pub fn defaults() -> Self {
+        // The defaults are constants checked by `defaults_are_valid` below.
+        Self::from_raw(RawConfig::default()).unwrap_or_else(|e| unreachable!("built-in defaults are valid: {e}"))
+    }
+
+    /// Checks a raw configuration and fills in defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the field.
+    pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+        let addr_s = raw.http.addr.unwrap_or_else(|| "127.0.0.1:8080".into());
+        let addr = addr_s.parse::<SocketAddr>().map_err(|e| ConfigError::Invalid {
+            field: "http.addr",
+            reason: format!("{addr_s:?} is not an address like 127.0.0.1:8080 ({e})"),
+        })?;
+        let max_body = positive("http.max_body_bytes", raw.http.max_body_bytes.unwrap_or(16 << 20))?;
+        let retention = match raw.store.retention.as_deref().map(str::trim) {
+            None => Some(Duration::from_secs(30 * 86_400)),
+            Some("forever") => None,
+            Some(s) => {
+                let d = duration("store.retention", s)?;
+                if d.is_zero() {
+                    return Err(ConfigError::Invalid {
+                        field: "store.retention",
+                        reason: "must be positive, or \"forever\"".into(),
+                    });
+                }
+                Some(d)
+            }
+        };
+        let sync_interval = duration("store.sync_interval", raw.store.sync_interval.as_deref().unwrap_or("1s"))?;
+        let hot_window = duration("store.hot_window", raw.store.hot_window.as_deref().unwrap_or("6h"))?;
+        if hot_window.is_zero() {
+            return Err(ConfigError::Invalid { field: "store.hot_window", reason: "must be positive".into() });
+        }
+        let format = match raw.log.format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::Invalid {
+                    field: "log.format",
+                    reason: format!("{other:?} is not one of \"text\", \"json\""),
+                });
+            }
+        };
+        let segment_bytes = positive("store.segment_bytes", raw.store.segment_bytes.unwrap_or(64 << 20))?;
+        if segment_bytes < 4096 {
+            return Err(ConfigError::Invalid { field: "store.segment_bytes", reason: "must be at least 4096".into() });
+        }
+        Ok(Self {
+            data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from("./harbinger-data")),
+            http: HttpConfig {
+                addr,
+                max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+                strict_hosts: raw.http.strict_hosts.unwrap_or(false),
+            },
+            store: StoreConfig {
+                retention,
+                sync_interval,
+                hot_window,
+                hot_max_points: positive("store.hot_max_points", raw.store.hot_max_points.unwrap_or(1_440))? as usize,
+                max_series: positive("store.max_series", raw.store.max_series.unwrap_or(1_000_000))? as usize,
+                segment_bytes,
+            },
+            log: LogConfig { format, level: raw.log.level.unwrap_or_else(|| "info".into()) },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::defaults();
+        assert_eq!(c.http.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./harbinger-data"));
+        assert_eq!(c.store.sync_interval, Duration::from_secs(1));
+        assert_eq!(c.store.retention, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(c.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn the_example_config_parses_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../harbinger.example.toml");
+        let c = Config::load(Some(&path), no_env, &[]).expect("example config is valid");
+        assert_eq!(c, Config::defaults(), "the example documents the defaults");
+    }
+
+    #[test]
+    fn precedence_is_file_then_env_then_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("h.toml");
+        std::fs::write(&f, "data_dir = \"/from/file\"\n[store]\nsync_interval = \"5s\"\nhot_max_points = 10\n")
+            .expect("write");
+        let env = |k: &str| match k {
+            "HARBINGER_STORE_SYNC_INTERVAL" => Some("250ms".to_string()),
+            "HARBINGER_HTTP_ADDR" => Some("127.0.0.1:9999".to_string()),
+            _ => None,
+        };
+        let c = Config::load(Some(&f), env, &[("http.addr", "127.0.0.1:7000".into())]).expect("valid");
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(c.store.sync_interval, Duration::from_millis(250), "env beats file");
+        assert_eq!(c.store.hot_max_points, 10);
+        assert_eq!(c.http.addr.port(), 7000, "flags beat env");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("h.toml");
+        std::fs::write(&f, "[store]\nretenshun = \"1d\"\n").expect("write");
+        let e = Config::load(Some(&f), no_env, &[]).expect_err("unknown key");
+        let msg = e.to_string();
+        assert!(msg.contains("h.toml") && msg.contains("retenshun"), "{msg}");
+
+        let e = Config::load(None, no_env, &[("store.sync_interval", "often".into())]).expect_err("bad duration");
+        assert!(e.to_string().starts_with("invalid `store.sync_interval`: \"often\" is not a duration"), "{e}");
+
+        let env = |k: &str| (k == "HARBINGER_HTTP_ADDR").then(|| "localhost".to_string());
+        let e = Config::load(None, env, &[]).expect_err("bad addr");
+        assert!(e.to_string().starts_with("invalid `http.addr`"), "{e}");
+
+        let e = Config::load(None, no_env, &[("log.format", "xml".into())]).expect_err("bad format");
+        assert!(e.to_string().contains("log.format"), "{e}");
+        let e = Config::load(None, no_env, &[("http.max_body_bytes", "0".into())]).expect_err("zero");
+        assert_eq!(e.to_string(), "invalid `http.max_body_bytes`: must be greater than 0");
+        let e = Config::load(None, no_env, &[("store.hot_max_points", "many".into())]).expect_err("type");
+        assert!(e.to_string().contains("hot_max_points"), "{e}");
+    }
+
+    #[test]
+    fn retention_forever_disables_expiry() {
+        let c = Config::load(None, no_env, &[("store.retention", "forever".into())]).expect("valid");
+        assert_eq!(c.store.retention, None);
+        let c = Config::load(None, no_env, &[("store.sync_interval", "0s".into())]).expect("valid");
+        assert!(c.store.sync_interval.is_zero());
+    }
+}
