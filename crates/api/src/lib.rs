@@ -1,1 +1,16 @@
-//! harbinger-api
+//! harbinger-api: the HTTP server, and the only place domain errors become status codes.
+//!
+//! # Layout
+//! - [`http`]: the axum router ([`http::router`]) and [`http::serve`], which runs it on a
+//!   given listener until a given shutdown future resolves.
+//! - [`telemetry`]: harbinger's own Prometheus metrics (`/metrics`), defined in one place.
+//!
+//! Routes: `GET /healthz`, `GET /metrics`, `POST /api/v1/write` (Prometheus
+//! remote-write 1.0), `POST /api/v1/events` (JSON lines in the `events.jsonl` schema).
+//! Start with [`http::router`].
+
+pub mod http;
+pub mod telemetry;
+
+pub use http::{AppState, router, serve};
+pub use telemetry::Telemetry;

@@ -25,4 +25,4 @@ pub use event::{Event, EventError, EventKind};
 pub use ids::{HostId, MetricName, SeriesKey, TimestampMs};
 pub use inventory::{Failure, Host, InventoryError, Resource};
 pub use sample::{AppendReport, RejectReason, SampleBatch, SeriesSamples};
-pub use store::{EventStore, FailureStore, InventoryStore, MetricStore, StoreError, StoreStats};
+pub use store::{EventStore, FailureStore, InventoryStore, MetricStore, StoreError, StoreStats, Stores};

@@ -177,3 +177,27 @@ pub trait FailureStore: Send + Sync + std::fmt::Debug {
     /// Backend failures.
     async fn failures(&self) -> Result<Vec<Failure>, StoreError>;
 }
+
+/// Handles to every kind of store, as the server and the jobs use them. One backend
+/// usually implements all four; [`Stores::from_backend`] shares it.
+#[derive(Clone, Debug)]
+pub struct Stores {
+    /// Samples.
+    pub metrics: std::sync::Arc<dyn MetricStore>,
+    /// Events.
+    pub events: std::sync::Arc<dyn EventStore>,
+    /// Hosts and resources.
+    pub inventory: std::sync::Arc<dyn InventoryStore>,
+    /// Ground-truth failures.
+    pub failures: std::sync::Arc<dyn FailureStore>,
+}
+
+impl Stores {
+    /// All four handles backed by one store.
+    pub fn from_backend<S>(s: std::sync::Arc<S>) -> Self
+    where
+        S: MetricStore + EventStore + InventoryStore + FailureStore + 'static,
+    {
+        Self { metrics: s.clone(), events: s.clone(), inventory: s.clone(), failures: s }
+    }
+}

@@ -1,0 +1,288 @@
+//! HTTP routes. Handlers return [`ApiError`] and `?`; the mapping to status codes lives in
+//! one `IntoResponse` impl.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use harbinger_core::event::parse_events_jsonl;
+use harbinger_core::{AppendReport, EventError, HostId, RejectReason, StoreError, Stores};
+use harbinger_ingest::remote_write::{self, RemoteWriteError};
+use tokio::net::TcpListener;
+
+use crate::telemetry::{ReasonLabel, RouteLabel, SourceLabel, Telemetry};
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The stores.
+    pub stores: Stores,
+    /// Own metrics.
+    pub telemetry: Arc<Telemetry>,
+    /// Largest request body accepted (bytes); larger gets 413.
+    pub max_body_bytes: usize,
+    /// When set, samples and events for hosts outside this set are refused.
+    pub strict_hosts: Option<Arc<HashSet<HostId>>>,
+}
+
+impl AppState {
+    /// State over `stores`, with no host restriction.
+    pub fn new(stores: Stores, telemetry: Arc<Telemetry>, max_body_bytes: usize) -> Self {
+        Self { stores, telemetry, max_body_bytes, strict_hosts: None }
+    }
+}
+
+/// Why a request failed. Each variant has one status code.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is larger than `http.max_body_bytes`.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The body could not be read.
+    #[error("cannot read request body: {0}")]
+    Body(String),
+    /// Unsupported encoding or protocol version.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A remote-write body that cannot be decoded.
+    #[error(transparent)]
+    RemoteWrite(#[from] RemoteWriteError),
+    /// A bad events body.
+    #[error(transparent)]
+    Events(#[from] EventError),
+    /// Some samples were refused; the others were stored.
+    #[error("{accepted} samples stored, {rejected} rejected ({detail})")]
+    PartiallyRejected {
+        /// Stored.
+        accepted: u64,
+        /// Refused.
+        rejected: u64,
+        /// Reasons and the first refused sample.
+        detail: String,
+    },
+    /// The store failed.
+    #[error("store error: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RemoteWrite(RemoteWriteError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Body(_) | Self::RemoteWrite(_) | Self::Events(_) | Self::PartiallyRejected { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Store(StoreError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        } else {
+            tracing::debug!(error = %self, %status, "request refused");
+        }
+        (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{self}\n")).into_response()
+    }
+}
+
+/// The router with every route, body limit and latency recording.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/write", post(remote_write_handler))
+        .route("/api/v1/events", post(events_handler))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), record_latency))
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` resolves, then finishes in-flight
+/// requests and returns.
+///
+/// # Errors
+/// Accept-loop I/O errors.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+async fn record_latency(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    state
+        .telemetry
+        .request_seconds
+        .get_or_create(&RouteLabel { route, status: resp.status().as_u16() })
+        .observe(start.elapsed().as_secs_f64());
+    resp
+}
+
+async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let st = state.stores.metrics.stats().await?;
+    Ok(Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "series": st.series,
+        "samples": st.samples,
+        "newest_ms": st.newest_ms,
+    })))
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let st = state.stores.metrics.stats().await?;
+    let t = &state.telemetry;
+    t.store_series.set(i64::try_from(st.series).unwrap_or(i64::MAX));
+    t.store_samples.set(i64::try_from(st.samples).unwrap_or(i64::MAX));
+    Ok((
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        t.encode(),
+    )
+        .into_response())
+}
+
+/// Turns an extractor rejection into our error, counting it.
+fn body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rej| {
+        let e = if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge { limit: state.max_body_bytes }
+        } else {
+            ApiError::Body(rej.body_text())
+        };
+        count_request_rejection(state, if matches!(e, ApiError::TooLarge { .. }) { "too_large" } else { "unreadable_body" });
+        e
+    })
+}
+
+fn count_request_rejection(state: &AppState, reason: &'static str) {
+    state.telemetry.requests_rejected.get_or_create(&ReasonLabel { reason }).inc();
+}
+
+fn count_report(state: &AppState, report: &AppendReport) {
+    let t = &state.telemetry;
+    t.samples_ingested.get_or_create(&SourceLabel { source: "remote_write" }).inc_by(report.accepted);
+    for (reason, n) in &report.rejected {
+        t.samples_rejected.get_or_create(&ReasonLabel { reason: reason.as_str() }).inc_by(*n);
+    }
+}
+
+async fn remote_write_handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let raw = body(&state, raw)?;
+    let header_str = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let ctype = header_str(header::CONTENT_TYPE);
+    if ctype.contains("io.prometheus.write.v2") {
+        count_request_rejection(&state, "unsupported");
+        return Err(ApiError::Unsupported(
+            "remote-write 2.0 is not supported; configure the sender for remote-write 1.0 (protobuf_message: prometheus.WriteRequest)".into(),
+        ));
+    }
+    let encoding = header_str(header::CONTENT_ENCODING);
+    if !encoding.is_empty() && !encoding.eq_ignore_ascii_case("snappy") {
+        count_request_rejection(&state, "unsupported");
+        return Err(ApiError::Unsupported(format!("content-encoding {encoding:?} is not supported (expected snappy)")));
+    }
+    // A decoded body may be larger than the wire body; allow a generous factor.
+    let max_decoded = state.max_body_bytes.saturating_mul(8);
+    let decoded = remote_write::decode(&raw, max_decoded).inspect_err(|e| count_request_rejection(&state, e.reason()))?;
+    let mut batch = decoded.batch;
+    let mut dropped = decoded.dropped;
+    if let Some(known) = &state.strict_hosts {
+        let before = batch.sample_count();
+        batch.series.retain(|s| known.contains(&s.key.host));
+        let n = (before - batch.sample_count()) as u64;
+        if n > 0 {
+            *dropped.entry("unknown_host").or_default() += n;
+        }
+    }
+    for (reason, n) in &dropped {
+        state.telemetry.samples_rejected.get_or_create(&ReasonLabel { reason }).inc_by(*n);
+    }
+    let report = state.stores.metrics.append(&batch).await?;
+    count_report(&state, &report);
+
+    // NaN values and staleness markers are normal in Prometheus data (they mean "no
+    // value"): counted, not an error. Anything else refused makes the request a 400,
+    // after the valid samples were stored.
+    let serious: u64 = report.rejected.iter().filter(|(r, _)| **r != RejectReason::NonFinite).map(|(_, n)| n).sum::<u64>()
+        + dropped.iter().filter(|(r, _)| **r != "stale_marker").map(|(_, n)| n).sum::<u64>();
+    if serious > 0 {
+        let mut parts: Vec<String> = report
+            .rejected
+            .iter()
+            .map(|(r, n)| format!("{n} {r}"))
+            .chain(dropped.iter().map(|(r, n)| format!("{n} {r}")))
+            .collect();
+        if let Some(first) = &report.first_rejection {
+            parts.push(format!("first: {} at {} ({})", first.key, first.timestamp, first.reason));
+        }
+        return Err(ApiError::PartiallyRejected {
+            accepted: report.accepted,
+            rejected: report.rejected_total() + dropped.values().sum::<u64>(),
+            detail: parts.join(", "),
+        });
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn events_handler(
+    State(state): State<AppState>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let raw = body(&state, raw)?;
+    let text = std::str::from_utf8(&raw).map_err(|e| {
+        count_request_rejection(&state, "invalid_utf8");
+        ApiError::Body(format!("body is not UTF-8: {e}"))
+    })?;
+    let events = parse_events_jsonl(text, "request body").inspect_err(|_| count_request_rejection(&state, "invalid_event"))?;
+    if let Some(known) = &state.strict_hosts {
+        let mut line = 0;
+        for (i, l) in text.lines().enumerate() {
+            if l.trim().is_empty() {
+                continue;
+            }
+            let ev = &events[line];
+            line += 1;
+            if let Some(h) = ev.host.as_ref().filter(|h| !known.contains(*h)) {
+                count_request_rejection(&state, "unknown_host");
+                return Err(ApiError::Events(EventError {
+                    source_name: "request body".into(),
+                    line: i + 1,
+                    reason: format!("unknown host {h:?} (not in the inventory)"),
+                }));
+            }
+        }
+    }
+    let n = state.stores.events.append_events(&events).await?;
+    state.telemetry.events_ingested.inc_by(n);
+    Ok(Json(serde_json::json!({ "accepted": n })))
+}

@@ -1,0 +1,105 @@
+//! harbinger's own metrics, exposed at `/metrics` in the OpenMetrics text format.
+//!
+//! Names follow `harbinger_<component>_<thing>_total`. Every metric is declared here.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label set: where samples came from.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    /// `remote_write` or `events`.
+    pub source: &'static str,
+}
+
+/// Label set: why something was rejected.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Snake-case reason.
+    pub reason: &'static str,
+}
+
+/// Label set: an HTTP route and its outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    /// The matched route, e.g. `/api/v1/write`.
+    pub route: String,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// Every metric harbinger exports about itself.
+#[derive(Debug)]
+pub struct Telemetry {
+    registry: Registry,
+    /// Samples stored, by source.
+    pub samples_ingested: Family<SourceLabel, Counter>,
+    /// Samples not stored, by reason (store rejections and decode-level drops).
+    pub samples_rejected: Family<ReasonLabel, Counter>,
+    /// Requests refused before any sample was read, by reason (corrupt_snappy, too_large, ...).
+    pub requests_rejected: Family<ReasonLabel, Counter>,
+    /// Events stored.
+    pub events_ingested: Counter,
+    /// Request latency by route and status.
+    pub request_seconds: Family<RouteLabel, Histogram>,
+    /// Series in the store (refreshed on scrape).
+    pub store_series: Gauge,
+    /// Samples held by the store (refreshed on scrape).
+    pub store_samples: Gauge,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Telemetry {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("harbinger");
+        let samples_ingested = Family::<SourceLabel, Counter>::default();
+        registry.register("samples_ingested", "Samples accepted into the store", samples_ingested.clone());
+        let samples_rejected = Family::<ReasonLabel, Counter>::default();
+        registry.register("samples_rejected", "Samples not stored, by reason", samples_rejected.clone());
+        let requests_rejected = Family::<ReasonLabel, Counter>::default();
+        registry.register("http_requests_rejected", "Requests refused as a whole, by reason", requests_rejected.clone());
+        let events_ingested = Counter::default();
+        registry.register("events_ingested", "Events accepted into the store", events_ingested.clone());
+        // 100 µs to ~13 s.
+        let request_seconds = Family::<RouteLabel, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.0001, 2.0, 18))) as fn() -> Histogram,
+        );
+        registry.register("http_request_duration_seconds", "HTTP request latency", request_seconds.clone());
+        let store_series = Gauge::default();
+        registry.register("store_series", "Series in the store", store_series.clone());
+        let store_samples = Gauge::default();
+        registry.register("store_samples", "Samples held by the store", store_samples.clone());
+        // Pre-create the reject reasons so they read 0 rather than being absent.
+        for r in harbinger_core::RejectReason::ALL {
+            drop(samples_rejected.get_or_create(&ReasonLabel { reason: r.as_str() }));
+        }
+        Self {
+            registry,
+            samples_ingested,
+            samples_rejected,
+            requests_rejected,
+            events_ingested,
+            request_seconds,
+            store_series,
+            store_samples,
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _infallible = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

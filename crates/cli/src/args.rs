@@ -1,0 +1,154 @@
+//! Command-line flags. Flags that mirror config keys override the file and environment.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// harbinger: predictive failure service for fleets of machines.
+#[derive(Debug, Parser)]
+#[command(name = "harbinger", version, about)]
+pub struct Cli {
+    /// Flags every command shares.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Shared flags.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// TOML config file (see harbinger.example.toml).
+    #[arg(long, global = true, env = "HARBINGER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// State directory [default: ./harbinger-data].
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, global = true)]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. info or debug.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: HTTP on 127.0.0.1:8080 with the embedded store.
+    Serve(ServeArgs),
+    /// Load a dataset directory into the store.
+    Ingest(IngestArgs),
+    /// Generate a synthetic fleet dataset with ground truth.
+    Synth(SynthArgs),
+    /// Validate the configuration and print it, without side effects.
+    CheckConfig,
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `serve` flags.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// HTTP listen address [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub http_addr: Option<String>,
+}
+
+/// `ingest` flags.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Dataset directory (hosts.csv, metrics.parquet or metrics.csv, ...).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Skip and count invalid metric rows instead of refusing the dataset.
+    #[arg(long)]
+    pub skip_invalid_rows: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `synth` flags.
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of hosts.
+    #[arg(long, default_value_t = 50)]
+    pub hosts: usize,
+    /// Days of data.
+    #[arg(long, default_value_t = 7.0)]
+    pub days: f64,
+    /// Sampling step, e.g. 60s or 5m.
+    #[arg(long, default_value = "60s")]
+    pub step: String,
+    /// Random seed: the same seed gives byte-identical files.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// First timestamp (ms since epoch) [default: 2023-11-14T00:00:00Z].
+    #[arg(long)]
+    pub start_ms: Option<i64>,
+    /// Metrics file format: parquet or csv.
+    #[arg(long, default_value = "parquet")]
+    pub format: String,
+}
+
+/// `bench` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Ingest throughput: Parquet load into the store, remote-write decode+store, and
+    /// remote-write over HTTP against harbinger and a real Prometheus.
+    Ingest(BenchIngestArgs),
+}
+
+/// `bench ingest` flags.
+#[derive(Debug, Args)]
+pub struct BenchIngestArgs {
+    /// Hosts in the generated fleet for the Parquet figure.
+    #[arg(long, default_value_t = 100)]
+    pub hosts: usize,
+    /// Days in the generated fleet.
+    #[arg(long, default_value_t = 7.0)]
+    pub days: f64,
+    /// Remote-write requests to send.
+    #[arg(long, default_value_t = 200)]
+    pub requests: usize,
+    /// Series per remote-write request.
+    #[arg(long, default_value_t = 2_000)]
+    pub series_per_request: usize,
+    /// Samples per series per request.
+    #[arg(long, default_value_t = 1)]
+    pub samples_per_series: usize,
+    /// Repetitions; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// A Prometheus binary to compare with (started with --web.enable-remote-write-receiver).
+    #[arg(long)]
+    pub prometheus: Option<PathBuf>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn synth_flags_parse_as_documented() {
+        let cli = Cli::try_parse_from(["harbinger", "synth", "--out", "/tmp/f", "--hosts", "50", "--days", "7", "--seed", "1"])
+            .expect("parses");
+        let Command::Synth(a) = cli.command else { panic!("synth expected") };
+        assert_eq!((a.hosts, a.days, a.seed, a.step.as_str()), (50, 7.0, 1, "60s"));
+    }
+}

@@ -1,0 +1,104 @@
+//! harbinger-cli: the `harbinger` binary's commands, as library functions tests can call.
+//!
+//! # Layout
+//! - [`args`]: clap definitions.
+//! - [`serve`]: `harbinger serve`, the HTTP service over the embedded store.
+//! - [`ingest`]: `harbinger ingest`, a dataset directory into the store.
+//! - [`synth`]: `harbinger synth`, a synthetic fleet dataset.
+//! - [`bench`]: `harbinger bench ingest`, throughput figures for `BENCHMARKS.md`.
+//!
+//! `main.rs` parses flags, calls [`load_config`], [`init_logging`] and [`run`].
+
+pub mod args;
+pub mod bench;
+pub mod ingest;
+pub mod serve;
+pub mod synth;
+
+use anyhow::Context;
+use harbinger_config::{Config, LogFormat};
+use harbinger_store::{EmbeddedConfig, EmbeddedStore, Limits};
+
+use crate::args::{BenchCommand, Cli, Command};
+
+/// Loads the configuration: defaults, file, environment, then the flags in `cli`.
+///
+/// # Errors
+/// An invalid file, variable or flag, named.
+pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut overrides: Vec<(&str, String)> = Vec::new();
+    if let Some(d) = &cli.global.data_dir {
+        overrides.push(("data_dir", d.display().to_string()));
+    }
+    if let Some(f) = &cli.global.log_format {
+        overrides.push(("log.format", f.clone()));
+    }
+    if let Some(l) = &cli.global.log_level {
+        overrides.push(("log.level", l.clone()));
+    }
+    if let Command::Serve(s) = &cli.command {
+        if let Some(a) = &s.http_addr {
+            overrides.push(("http.addr", a.clone()));
+        }
+    }
+    Ok(Config::load(cli.global.config.as_deref(), |k| std::env::var(k).ok(), &overrides)?)
+}
+
+/// Installs the log subscriber: text on a terminal, or JSON lines.
+///
+/// # Errors
+/// An invalid `log.level` filter.
+pub fn init_logging(cfg: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
+        .with_context(|| format!("invalid `log.level` filter {:?}", cfg.log.level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let res = match cfg.log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    res.map_err(|e| anyhow::anyhow!("cannot install logging: {e}"))
+}
+
+/// The embedded store configuration for a validated config.
+pub fn store_config(cfg: &Config) -> EmbeddedConfig {
+    EmbeddedConfig {
+        data_dir: cfg.data_dir.clone(),
+        limits: Limits {
+            retention_ms: cfg.store.retention.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            hot_window_ms: i64::try_from(cfg.store.hot_window.as_millis()).unwrap_or(i64::MAX),
+            hot_max_points: cfg.store.hot_max_points,
+            max_series: cfg.store.max_series,
+        },
+        sync_interval: cfg.store.sync_interval,
+        segment_bytes: cfg.store.segment_bytes,
+    }
+}
+
+/// Opens the embedded store named by the configuration.
+///
+/// # Errors
+/// The store cannot be opened (locked, unreadable), with the directory named.
+pub fn open_store(cfg: &Config) -> anyhow::Result<EmbeddedStore> {
+    EmbeddedStore::open(store_config(cfg)).with_context(|| format!("opening the store in {}", cfg.data_dir.display()))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+/// Runs one command to completion.
+///
+/// # Errors
+/// Whatever the command reports, with context.
+pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(_) => runtime()?.block_on(serve::run(cfg, serve::shutdown_signal())),
+        Command::Ingest(a) => runtime()?.block_on(ingest::run(&cfg, &a)),
+        Command::Synth(a) => synth::run(&a),
+        Command::CheckConfig => {
+            println!("{cfg:#?}");
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Ingest(a)) => runtime()?.block_on(bench::ingest(&a)),
+    }
+}

@@ -1,0 +1,510 @@
+//! Reading a dataset directory, validating every file against the contract.
+//!
+//! Errors name the file and the 1-based line (CSV, JSON lines) or 0-based row (Parquet)
+//! and say what is wrong. Nothing is half-loaded: [`read_dataset`] either returns the
+//! whole dataset or an error, so a caller that then writes to a store never writes part
+//! of a bad dataset.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use harbinger_core::event::parse_events_jsonl;
+use harbinger_core::inventory::{validate_hosts, validate_resources};
+use harbinger_core::{EventError, Failure, Host, HostId, InventoryError, Resource, SeriesKey, SeriesSamples};
+use polars::prelude::*;
+
+use crate::{Dataset, DatasetMeta};
+
+/// Where in a file a problem is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// 1-based line of a text file (the header is line 1 of a CSV).
+    Line(usize),
+    /// 0-based row of a Parquet file.
+    Row(usize),
+    /// The whole file.
+    File,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Line(n) => write!(f, " line {n}"),
+            Location::Row(n) => write!(f, " row {n}"),
+            Location::File => Ok(()),
+        }
+    }
+}
+
+/// A dataset that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    /// A required file is absent.
+    #[error("{dir}: missing {file} (see the dataset format: hosts.csv and metrics.parquet or metrics.csv are required)")]
+    MissingFile {
+        /// The dataset directory.
+        dir: PathBuf,
+        /// The file name expected.
+        file: &'static str,
+    },
+    /// The OS failed to read or write a file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A required column is not there.
+    #[error("{path}: missing column `{column}` (found: {})", found.join(", "))]
+    MissingColumn {
+        /// The file.
+        path: PathBuf,
+        /// The column expected.
+        column: &'static str,
+        /// The columns present.
+        found: Vec<String>,
+    },
+    /// A value could not be accepted.
+    #[error("{path}{location}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Line or row.
+        location: Location,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Hosts or resources do not hold together.
+    #[error("{path}: {source}")]
+    Inventory {
+        /// The file.
+        path: PathBuf,
+        /// The inconsistency.
+        source: InventoryError,
+    },
+    /// A bad line in `events.jsonl`.
+    #[error(transparent)]
+    Event(#[from] EventError),
+    /// Polars could not decode the file at all (corrupt Parquet, unreadable CSV).
+    #[error("{path}: cannot decode: {reason}")]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// Polars' message.
+        reason: String,
+    },
+}
+
+impl DatasetError {
+    fn invalid(path: &Path, location: Location, reason: impl Into<String>) -> Self {
+        Self::Invalid { path: path.to_path_buf(), location, reason: reason.into() }
+    }
+    fn decode(path: &Path, e: impl fmt::Display) -> Self {
+        Self::Decode { path: path.to_path_buf(), reason: e.to_string() }
+    }
+}
+
+/// How strict loading is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Skip (and count) invalid metric rows instead of failing: unparsable values,
+    /// infinities, unknown hosts. Files that cannot be decoded still fail.
+    pub skip_invalid_rows: bool,
+}
+
+/// What loading found, beyond the data itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LoadReport {
+    /// The metrics file read.
+    pub metrics_file: PathBuf,
+    /// Metric rows in the file.
+    pub metric_rows: u64,
+    /// Rows whose value is NaN or empty (missing by contract).
+    pub missing_values: u64,
+    /// Rows with the same (host, metric, timestamp) as an earlier row; the last one wins.
+    pub duplicate_rows: u64,
+    /// Rows whose timestamp is earlier than the previous row of the same series (sorted).
+    pub out_of_order_rows: u64,
+    /// Invalid rows skipped (only with `skip_invalid_rows`).
+    pub skipped_rows: u64,
+    /// The first skipped row's error, for the operator.
+    pub first_skipped: Option<String>,
+    /// Events whose `ts` was before the previous line's (sorted).
+    pub out_of_order_events: u64,
+    /// Optional files that were absent.
+    pub absent_files: Vec<&'static str>,
+}
+
+/// Reads and validates a dataset directory.
+///
+/// # Errors
+/// [`DatasetError`] naming the file and line or row of the first problem. With
+/// `skip_invalid_rows`, bad metric rows are counted in the report instead.
+pub fn read_dataset(dir: &Path, opts: LoadOptions) -> Result<(Dataset, LoadReport), DatasetError> {
+    let mut report = LoadReport::default();
+
+    let hosts_path = dir.join("hosts.csv");
+    if !hosts_path.exists() {
+        return Err(DatasetError::MissingFile { dir: dir.to_path_buf(), file: "hosts.csv" });
+    }
+    let hosts = read_hosts(&hosts_path)?;
+    let known: BTreeSet<&str> = hosts.iter().map(|h| h.host.as_str()).collect();
+
+    let resources_path = dir.join("resources.json");
+    let resources = if resources_path.exists() {
+        let r = read_resources(&resources_path)?;
+        validate_resources(&r, &hosts)
+            .map_err(|source| DatasetError::Inventory { path: resources_path.clone(), source })?;
+        r
+    } else {
+        report.absent_files.push("resources.json");
+        Vec::new()
+    };
+
+    let (metrics_path, metrics) = {
+        let pq = dir.join("metrics.parquet");
+        let csv = dir.join("metrics.csv");
+        if pq.exists() {
+            let cols = read_metrics_parquet(&pq)?;
+            (pq, cols)
+        } else if csv.exists() {
+            let cols = read_metrics_csv(&csv)?;
+            (csv, cols)
+        } else {
+            return Err(DatasetError::MissingFile { dir: dir.to_path_buf(), file: "metrics.parquet" });
+        }
+    };
+    report.metrics_file = metrics_path.clone();
+    let metrics = group_metrics(&metrics_path, metrics, &known, opts, &mut report)?;
+
+    let events_path = dir.join("events.jsonl");
+    let events = if events_path.exists() {
+        let text = std::fs::read_to_string(&events_path)
+            .map_err(|source| DatasetError::Io { path: events_path.clone(), source })?;
+        let mut events = parse_events_jsonl(&text, &events_path.display().to_string())?;
+        // Check hosts line by line: parse_events_jsonl skips blank lines, so recover numbers.
+        let lines: Vec<usize> =
+            text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, _)| i + 1).collect();
+        for (ev, line) in events.iter().zip(&lines) {
+            if let Some(h) = &ev.host {
+                if !known.contains(h.as_str()) {
+                    return Err(DatasetError::invalid(
+                        &events_path,
+                        Location::Line(*line),
+                        format!("unknown host {h:?} (not in hosts.csv)"),
+                    ));
+                }
+            }
+        }
+        report.out_of_order_events = events.windows(2).filter(|w| w[1].ts < w[0].ts).count() as u64;
+        events.sort_by_key(|e| e.ts);
+        events
+    } else {
+        report.absent_files.push("events.jsonl");
+        Vec::new()
+    };
+
+    let failures_path = dir.join("failures.csv");
+    let failures = if failures_path.exists() {
+        read_failures(&failures_path, &known)?
+    } else {
+        report.absent_files.push("failures.csv");
+        Vec::new()
+    };
+
+    let meta_path = dir.join("dataset.json");
+    let meta = if meta_path.exists() {
+        let text = std::fs::read_to_string(&meta_path)
+            .map_err(|source| DatasetError::Io { path: meta_path.clone(), source })?;
+        let m: DatasetMeta = serde_json::from_str(&text).map_err(|e| {
+            DatasetError::invalid(&meta_path, Location::Line(e.line()), format!("invalid dataset.json: {e}"))
+        })?;
+        Some(m)
+    } else {
+        report.absent_files.push("dataset.json");
+        None
+    };
+
+    Ok((Dataset { meta, hosts, resources, metrics, events, failures }, report))
+}
+
+/// Reads a CSV with every column as a string, so each value can be parsed with its line.
+fn read_csv_strings(path: &Path) -> Result<DataFrame, DatasetError> {
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))
+        .and_then(|r| r.finish())
+        .map_err(|e| DatasetError::decode(path, e))
+}
+
+fn names(df: &DataFrame) -> Vec<String> {
+    df.get_column_names().iter().map(|s| s.to_string()).collect()
+}
+
+fn str_col<'a>(df: &'a DataFrame, path: &Path, column: &'static str) -> Result<&'a StringChunked, DatasetError> {
+    let c = df.column(column).map_err(|_| DatasetError::MissingColumn {
+        path: path.to_path_buf(),
+        column,
+        found: names(df),
+    })?;
+    c.str().map_err(|e| DatasetError::decode(path, e))
+}
+
+fn opt_str_col<'a>(df: &'a DataFrame, path: &Path, column: &'static str) -> Result<Option<&'a StringChunked>, DatasetError> {
+    if df.column(column).is_err() {
+        return Ok(None);
+    }
+    str_col(df, path, column).map(Some)
+}
+
+fn required<'a>(v: Option<&'a str>, path: &Path, line: usize, column: &str) -> Result<&'a str, DatasetError> {
+    match v.map(str::trim) {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(DatasetError::invalid(path, Location::Line(line), format!("empty `{column}`"))),
+    }
+}
+
+fn parse_f64(s: &str, path: &Path, loc: Location, column: &str) -> Result<f64, DatasetError> {
+    s.trim()
+        .parse::<f64>()
+        .map_err(|_| DatasetError::invalid(path, loc, format!("`{column}` is not a number: {s:?}")))
+}
+
+fn parse_i64(s: &str, path: &Path, loc: Location, column: &str) -> Result<i64, DatasetError> {
+    s.trim().parse::<i64>().map_err(|_| {
+        DatasetError::invalid(path, loc, format!("`{column}` is not an integer (ms since epoch): {s:?}"))
+    })
+}
+
+fn read_hosts(path: &Path) -> Result<Vec<Host>, DatasetError> {
+    let df = read_csv_strings(path)?;
+    let host = str_col(&df, path, "host")?;
+    let zone = str_col(&df, path, "zone")?;
+    let rack = opt_str_col(&df, path, "rack")?;
+    let cpu = str_col(&df, path, "cpu_cores")?;
+    let mem = str_col(&df, path, "mem_gb")?;
+    let mut out = Vec::with_capacity(df.height());
+    for i in 0..df.height() {
+        let line = i + 2;
+        let loc = Location::Line(line);
+        let h = required(host.get(i), path, line, "host")?;
+        let cpu_cores = parse_f64(required(cpu.get(i), path, line, "cpu_cores")?, path, loc, "cpu_cores")?;
+        let mem_gb = parse_f64(required(mem.get(i), path, line, "mem_gb")?, path, loc, "mem_gb")?;
+        out.push(Host {
+            host: HostId::new(h),
+            zone: zone.get(i).unwrap_or("").trim().to_string(),
+            rack: rack.and_then(|r| r.get(i)).unwrap_or("").trim().to_string(),
+            cpu_cores,
+            mem_gb,
+        });
+    }
+    validate_hosts(&out).map_err(|source| DatasetError::Inventory { path: path.to_path_buf(), source })?;
+    Ok(out)
+}
+
+fn read_resources(path: &Path) -> Result<Vec<Resource>, DatasetError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text).map_err(|e| {
+        DatasetError::invalid(path, Location::Line(e.line()), format!("invalid resources.json: {e}"))
+    })
+}
+
+fn read_failures(path: &Path, known: &BTreeSet<&str>) -> Result<Vec<Failure>, DatasetError> {
+    let df = read_csv_strings(path)?;
+    let host = str_col(&df, path, "host")?;
+    let ts = str_col(&df, path, "timestamp")?;
+    let kind = str_col(&df, path, "kind")?;
+    let mut out = Vec::with_capacity(df.height());
+    for i in 0..df.height() {
+        let line = i + 2;
+        let h = required(host.get(i), path, line, "host")?;
+        if !known.contains(h) {
+            return Err(DatasetError::invalid(path, Location::Line(line), format!("unknown host {h:?} (not in hosts.csv)")));
+        }
+        let timestamp = parse_i64(required(ts.get(i), path, line, "timestamp")?, path, Location::Line(line), "timestamp")?;
+        out.push(Failure { host: HostId::new(h), timestamp, kind: kind.get(i).unwrap_or("").trim().to_string() });
+    }
+    out.sort_by(|a, b| (a.timestamp, &a.host).cmp(&(b.timestamp, &b.host)));
+    Ok(out)
+}
+
+/// The four metric columns in file order, before grouping. `location(i)` maps row i to
+/// the place a user finds it.
+struct MetricColumns {
+    ts: Vec<Option<i64>>,
+    host: StringChunked,
+    metric: StringChunked,
+    value: Vec<Option<f64>>,
+    csv: bool,
+    /// First bad cell found while parsing CSV text, reported once grouping reaches it.
+    bad: Vec<(usize, String)>,
+}
+
+impl MetricColumns {
+    fn location(&self, i: usize) -> Location {
+        if self.csv { Location::Line(i + 2) } else { Location::Row(i) }
+    }
+}
+
+const METRIC_COLUMNS: [&str; 4] = ["timestamp", "host", "metric", "value"];
+
+fn read_metrics_parquet(path: &Path) -> Result<MetricColumns, DatasetError> {
+    let file = File::open(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?;
+    let mut reader = ParquetReader::new(file);
+    let schema = reader.schema().map_err(|e| DatasetError::decode(path, e))?;
+    let found: Vec<String> = schema.iter_names().map(|s| s.to_string()).collect();
+    for column in METRIC_COLUMNS {
+        if !found.iter().any(|c| c == column) {
+            return Err(DatasetError::MissingColumn { path: path.to_path_buf(), column, found });
+        }
+    }
+    let df = reader
+        .with_columns(Some(METRIC_COLUMNS.iter().map(|s| s.to_string()).collect()))
+        .finish()
+        .map_err(|e| DatasetError::decode(path, e))?;
+    let cast = |name: &'static str, to: &DataType| -> Result<Column, DatasetError> {
+        let c = df.column(name).map_err(|e| DatasetError::decode(path, e))?;
+        let ok = match to {
+            DataType::Int64 => c.dtype().is_integer(),
+            DataType::Float64 => c.dtype().is_primitive_numeric(),
+            _ => matches!(c.dtype(), DataType::String),
+        };
+        if !ok {
+            return Err(DatasetError::invalid(
+                path,
+                Location::File,
+                format!("column `{name}` has type {}, expected {to}", c.dtype()),
+            ));
+        }
+        c.cast(to).map_err(|e| DatasetError::decode(path, e))
+    };
+    let ts = cast("timestamp", &DataType::Int64)?;
+    let value = cast("value", &DataType::Float64)?;
+    let host = cast("host", &DataType::String)?;
+    let metric = cast("metric", &DataType::String)?;
+    let dec = |e: PolarsError| DatasetError::decode(path, e);
+    Ok(MetricColumns {
+        ts: ts.i64().map_err(dec)?.iter().collect(),
+        host: host.str().map_err(dec)?.clone(),
+        metric: metric.str().map_err(dec)?.clone(),
+        value: value.f64().map_err(dec)?.iter().collect(),
+        csv: false,
+        bad: Vec::new(),
+    })
+}
+
+fn read_metrics_csv(path: &Path) -> Result<MetricColumns, DatasetError> {
+    let df = read_csv_strings(path)?;
+    let ts_s = str_col(&df, path, "timestamp")?;
+    let host = str_col(&df, path, "host")?.clone();
+    let metric = str_col(&df, path, "metric")?.clone();
+    let val_s = str_col(&df, path, "value")?;
+    let mut bad = Vec::new();
+    let ts = ts_s
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match s.map(str::trim) {
+            None | Some("") => None,
+            Some(s) => s.parse::<i64>().ok().or_else(|| {
+                bad.push((i, format!("`timestamp` is not an integer (ms since epoch): {s:?}")));
+                None
+            }),
+        })
+        .collect();
+    let value = val_s
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match s.map(str::trim) {
+            None | Some("") => Some(f64::NAN),
+            Some(s) => s.parse::<f64>().ok().or_else(|| {
+                bad.push((i, format!("`value` is not a number: {s:?}")));
+                None
+            }),
+        })
+        .collect();
+    bad.sort_by_key(|(i, _)| *i);
+    Ok(MetricColumns { ts, host, metric, value, csv: true, bad })
+}
+
+/// Validates rows, interns names, groups by series, sorts and de-duplicates.
+fn group_metrics(
+    path: &Path,
+    cols: MetricColumns,
+    known: &BTreeSet<&str>,
+    opts: LoadOptions,
+    report: &mut LoadReport,
+) -> Result<Vec<SeriesSamples>, DatasetError> {
+    let n = cols.ts.len();
+    report.metric_rows = n as u64;
+    // Interned series: (host, metric) -> index into `series`.
+    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut series: Vec<(SeriesKey, Vec<(i64, f64)>)> = Vec::new();
+    let mut bad_iter = cols.bad.iter().peekable();
+    for (i, ((ts, value), (host, metric))) in
+        cols.ts.iter().zip(&cols.value).zip(cols.host.iter().zip(cols.metric.iter())).enumerate()
+    {
+        let problem: Option<String> = if bad_iter.peek().is_some_and(|(j, _)| *j == i) {
+            bad_iter.next().map(|(_, r)| r.clone())
+        } else {
+            match (ts, host, metric, value) {
+                (None, ..) => Some("empty `timestamp`".into()),
+                (_, None, ..) | (_, Some(""), ..) => Some("empty `host`".into()),
+                (_, _, None, _) | (_, _, Some(""), _) => Some("empty `metric`".into()),
+                (_, Some(h), ..) if !known.contains(h) => Some(format!("unknown host {h:?} (not in hosts.csv)")),
+                (_, _, _, Some(v)) if v.is_infinite() => Some(format!("value is infinite ({v})")),
+                _ => None,
+            }
+        };
+        if let Some(reason) = problem {
+            let err = DatasetError::invalid(path, cols.location(i), reason);
+            if opts.skip_invalid_rows {
+                report.skipped_rows += 1;
+                if report.first_skipped.is_none() {
+                    report.first_skipped = Some(err.to_string());
+                }
+                continue;
+            }
+            return Err(err);
+        }
+        let (Some(ts), Some(h), Some(m)) = (ts, host, metric) else { continue };
+        let v = value.unwrap_or(f64::NAN);
+        if v.is_nan() {
+            report.missing_values += 1;
+        }
+        let idx = *index.entry((h, m)).or_insert_with(|| {
+            series.push((SeriesKey::new(h, m), Vec::new()));
+            series.len() - 1
+        });
+        series[idx].1.push((*ts, v));
+    }
+    let mut out: Vec<SeriesSamples> = series
+        .into_iter()
+        .map(|(key, mut pts)| {
+            let disorder = pts.windows(2).filter(|w| w[1].0 < w[0].0).count();
+            if disorder > 0 {
+                report.out_of_order_rows += disorder as u64;
+                pts.sort_by_key(|p| p.0); // stable: among duplicates, file order is kept
+            }
+            let mut s = SeriesSamples::new(key);
+            s.timestamps.reserve(pts.len());
+            s.values.reserve(pts.len());
+            for (t, v) in pts {
+                if s.timestamps.last() == Some(&t) {
+                    report.duplicate_rows += 1;
+                    if let Some(last) = s.values.last_mut() {
+                        *last = v; // the last row wins
+                    }
+                } else {
+                    s.push(t, v);
+                }
+            }
+            s
+        })
+        .collect();
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}

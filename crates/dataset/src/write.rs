@@ -1,0 +1,162 @@
+//! Writing a dataset directory in the contract format, reproducibly: the same
+//! [`Dataset`] always gives byte-identical files.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use polars::prelude::*;
+
+use crate::Dataset;
+use crate::read::DatasetError;
+
+/// Which metrics file to write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsFormat {
+    /// `metrics.parquet` (zstd-compressed).
+    #[default]
+    Parquet,
+    /// `metrics.csv`.
+    Csv,
+}
+
+impl std::str::FromStr for MetricsFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "parquet" => Ok(Self::Parquet),
+            "csv" => Ok(Self::Csv),
+            other => Err(format!("unknown metrics format {other:?} (expected parquet or csv)")),
+        }
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
+    move |source| DatasetError::Io { path: path.to_path_buf(), source }
+}
+
+fn create(path: &Path) -> Result<BufWriter<File>, DatasetError> {
+    File::create(path).map(BufWriter::new).map_err(io(path))
+}
+
+fn enc(path: &Path) -> impl FnOnce(PolarsError) -> DatasetError + '_ {
+    move |e| DatasetError::Decode { path: path.to_path_buf(), reason: format!("encoding failed: {e}") }
+}
+
+/// Writes `ds` into `dir` (created if needed): `hosts.csv`, `resources.json`,
+/// `metrics.parquet` or `metrics.csv`, `events.jsonl`, `failures.csv` and, when
+/// `ds.meta` is set, `dataset.json`. Metric rows are sorted by (timestamp, host, metric).
+///
+/// # Errors
+/// I/O failures, naming the file.
+pub fn write_dataset(ds: &Dataset, dir: &Path, format: MetricsFormat) -> Result<(), DatasetError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+
+    let p = dir.join("hosts.csv");
+    let mut hosts = DataFrame::new(
+        ds.hosts.len(),
+        vec![
+            Column::new("host".into(), ds.hosts.iter().map(|h| h.host.as_str()).collect::<Vec<_>>()),
+            Column::new("zone".into(), ds.hosts.iter().map(|h| h.zone.as_str()).collect::<Vec<_>>()),
+            Column::new("rack".into(), ds.hosts.iter().map(|h| h.rack.as_str()).collect::<Vec<_>>()),
+            Column::new("cpu_cores".into(), ds.hosts.iter().map(|h| h.cpu_cores).collect::<Vec<_>>()),
+            Column::new("mem_gb".into(), ds.hosts.iter().map(|h| h.mem_gb).collect::<Vec<_>>()),
+        ],
+    )
+    .map_err(enc(&p))?;
+    let mut w = create(&p)?;
+    CsvWriter::new(&mut w).finish(&mut hosts).map_err(enc(&p))?;
+    w.flush().map_err(io(&p))?;
+
+    let p = dir.join("resources.json");
+    let text = serde_json::to_string_pretty(&ds.resources).map_err(|e| DatasetError::Io {
+        path: p.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    std::fs::write(&p, text + "\n").map_err(io(&p))?;
+
+    write_metrics(ds, dir, format)?;
+
+    let p = dir.join("events.jsonl");
+    let mut w = create(&p)?;
+    for e in &ds.events {
+        serde_json::to_writer(&mut w, e).map_err(|e| DatasetError::Io { path: p.clone(), source: e.into() })?;
+        w.write_all(b"\n").map_err(io(&p))?;
+    }
+    w.flush().map_err(io(&p))?;
+
+    let p = dir.join("failures.csv");
+    let mut failures = DataFrame::new(
+        ds.failures.len(),
+        vec![
+            Column::new("host".into(), ds.failures.iter().map(|f| f.host.as_str()).collect::<Vec<_>>()),
+            Column::new("timestamp".into(), ds.failures.iter().map(|f| f.timestamp).collect::<Vec<_>>()),
+            Column::new("kind".into(), ds.failures.iter().map(|f| f.kind.as_str()).collect::<Vec<_>>()),
+        ],
+    )
+    .map_err(enc(&p))?;
+    let mut w = create(&p)?;
+    CsvWriter::new(&mut w).finish(&mut failures).map_err(enc(&p))?;
+    w.flush().map_err(io(&p))?;
+
+    if let Some(meta) = &ds.meta {
+        let p = dir.join("dataset.json");
+        let text = serde_json::to_string_pretty(meta)
+            .map_err(|e| DatasetError::Io { path: p.clone(), source: std::io::Error::other(e) })?;
+        std::fs::write(&p, text + "\n").map_err(io(&p))?;
+    }
+    Ok(())
+}
+
+fn write_metrics(ds: &Dataset, dir: &Path, format: MetricsFormat) -> Result<(), DatasetError> {
+    // Order rows by (timestamp, series); series are sorted by (host, metric) first so the
+    // tie order is deterministic.
+    let mut order: Vec<usize> = (0..ds.metrics.len()).collect();
+    order.sort_by(|a, b| ds.metrics[*a].key.cmp(&ds.metrics[*b].key));
+    let n = ds.metric_rows();
+    let mut rows: Vec<(i64, u32, u32)> = Vec::with_capacity(n);
+    for (rank, &si) in order.iter().enumerate() {
+        for (j, t) in ds.metrics[si].timestamps.iter().enumerate() {
+            rows.push((*t, rank as u32, j as u32));
+        }
+    }
+    rows.sort_unstable();
+    let mut ts = Vec::with_capacity(n);
+    let mut host = Vec::with_capacity(n);
+    let mut metric = Vec::with_capacity(n);
+    let mut value = Vec::with_capacity(n);
+    for (t, rank, j) in rows {
+        let s = &ds.metrics[order[rank as usize]];
+        ts.push(t);
+        host.push(s.key.host.as_str());
+        metric.push(s.key.metric.as_str());
+        value.push(s.values[j as usize]);
+    }
+    let (p, is_parquet) = match format {
+        MetricsFormat::Parquet => (dir.join("metrics.parquet"), true),
+        MetricsFormat::Csv => (dir.join("metrics.csv"), false),
+    };
+    let mut df = DataFrame::new(
+        n,
+        vec![
+            Column::new("timestamp".into(), ts),
+            Column::new("host".into(), host),
+            Column::new("metric".into(), metric),
+            Column::new("value".into(), value),
+        ],
+    )
+    .map_err(enc(&p))?;
+    let mut w = create(&p)?;
+    if is_parquet {
+        ParquetWriter::new(&mut w)
+            .with_compression(ParquetCompression::Zstd(None))
+            .set_parallel(false)
+            .finish(&mut df)
+            .map_err(enc(&p))?;
+    } else {
+        CsvWriter::new(&mut w).finish(&mut df).map_err(enc(&p))?;
+    }
+    w.flush().map_err(io(&p))?;
+    Ok(())
+}
