@@ -29,7 +29,8 @@ pub struct IngestReport {
 
 /// Writes the whole dataset: inventory first, then samples in batches, then events and
 /// failures. Samples already stored for a series are not duplicated: re-ingesting the same
-/// dataset reports them as `duplicate` and stores nothing twice.
+/// dataset refuses them (`duplicate` for the newest, `out_of_order` for older ones) and
+/// stores nothing twice.
 ///
 /// # Errors
 /// Store failures. Batches written before the failure stay stored.

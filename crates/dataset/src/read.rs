@@ -371,7 +371,8 @@ fn read_metrics_parquet(path: &Path) -> Result<MetricColumns, DatasetError> {
         let ok = match to {
             DataType::Int64 => c.dtype().is_integer(),
             DataType::Float64 => c.dtype().is_primitive_numeric(),
-            _ => matches!(c.dtype(), DataType::String),
+            // Other tools often write names dictionary-encoded (pandas `category`).
+            _ => matches!(c.dtype(), DataType::String | DataType::Categorical(..) | DataType::Enum(..)),
         };
         if !ok {
             return Err(DatasetError::invalid(

@@ -1,0 +1,206 @@
+//! The HTTP API on a real socket: status codes, bodies, counters, and what reaches the store.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use harbinger_api::{AppState, Telemetry};
+use harbinger_core::{EventStore, HostId, MetricStore, SeriesKey, Stores};
+use harbinger_ingest::remote_write::{encode, prompb};
+use harbinger_store::{Limits, MemoryStore};
+
+struct Server {
+    url: String,
+    store: Arc<MemoryStore>,
+    client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    async fn start(max_body: usize, strict: Option<&[&str]>) -> Self {
+        let store = Arc::new(MemoryStore::new(Limits::default()));
+        let mut state = AppState::new(Stores::from_backend(store.clone()), Arc::new(Telemetry::new()), max_body);
+        state.strict_hosts = strict.map(|h| Arc::new(h.iter().map(|s| HostId::new(s)).collect::<HashSet<_>>()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(harbinger_api::serve(listener, state, async move {
+            let _stop = rx.await;
+        }));
+        Self { url, store, client: reqwest::Client::new(), stop: Some(tx), task: Some(task) }
+    }
+
+    async fn write(&self, body: Vec<u8>) -> (u16, String) {
+        let r = self
+            .client
+            .post(format!("{}/api/v1/write", self.url))
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        (r.status().as_u16(), r.text().await.expect("body"))
+    }
+
+    async fn events(&self, body: &str) -> (u16, String) {
+        let r = self.client.post(format!("{}/api/v1/events", self.url)).body(body.to_string()).send().await.expect("send");
+        (r.status().as_u16(), r.text().await.expect("body"))
+    }
+
+    async fn metric(&self, line_prefix: &str) -> Option<f64> {
+        let text = self.client.get(format!("{}/metrics", self.url)).send().await.expect("scrape").text().await.expect("text");
+        text.lines().find(|l| l.starts_with(line_prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _sent = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("join").expect("server ran cleanly");
+        }
+    }
+}
+
+fn req(series: &[(&str, &str, &[(i64, f64)])]) -> Vec<u8> {
+    encode(&prompb::WriteRequest {
+        timeseries: series
+            .iter()
+            .map(|(host, name, pts)| prompb::TimeSeries {
+                labels: vec![
+                    prompb::Label { name: "__name__".into(), value: (*name).into() },
+                    prompb::Label { name: "instance".into(), value: (*host).into() },
+                ],
+                samples: pts.iter().map(|(t, v)| prompb::Sample { timestamp: *t, value: *v }).collect(),
+            })
+            .collect(),
+    })
+}
+
+#[tokio::test]
+async fn healthz_and_metrics_answer() {
+    let s = Server::start(1 << 20, None).await;
+    let r = s.client.get(format!("{}/healthz", s.url)).send().await.expect("get");
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = serde_json::from_str(&r.text().await.expect("body")).expect("json");
+    assert_eq!(v["status"], "ok");
+    let m = s.client.get(format!("{}/metrics", s.url)).send().await.expect("get");
+    assert!(m.headers()["content-type"].to_str().expect("ascii").starts_with("application/openmetrics-text"));
+    assert_eq!(s.metric("harbinger_samples_rejected_total{reason=\"out_of_order\"}").await, Some(0.0));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn remote_write_stores_samples_and_counts_them() {
+    let s = Server::start(1 << 20, None).await;
+    let (code, _) = s.write(req(&[("h1", "cpu", &[(1_000, 0.5), (2_000, 0.6)]), ("h2", "cpu", &[(1_000, 0.1)])])).await;
+    assert_eq!(code, 204);
+    let got = s.store.range(&SeriesKey::new("h1", "cpu"), 0, 10_000).await.expect("stored");
+    assert_eq!((got.timestamps, got.values), (vec![1_000, 2_000], vec![0.5, 0.6]));
+    assert_eq!(s.metric("harbinger_samples_ingested_total{source=\"remote_write\"}").await, Some(3.0));
+    assert!(s.metric("harbinger_http_request_duration_seconds_count{route=\"/api/v1/write\",status=\"204\"}").await.is_some_and(|n| n >= 1.0));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn out_of_order_and_duplicates_are_400_but_valid_samples_stay() {
+    let s = Server::start(1 << 20, None).await;
+    assert_eq!(s.write(req(&[("h1", "cpu", &[(5_000, 1.0)])])).await.0, 204);
+    let (code, body) = s.write(req(&[("h1", "cpu", &[(4_000, 2.0), (5_000, 3.0), (6_000, 4.0)])])).await;
+    assert_eq!(code, 400);
+    assert!(body.starts_with("1 samples stored, 2 rejected (1 duplicate, 1 out_of_order, first: h1/cpu at 4000 (out_of_order))"), "{body}");
+    let got = s.store.range(&SeriesKey::new("h1", "cpu"), 0, 10_000).await.expect("stored");
+    assert_eq!(got.values, vec![1.0, 4.0], "accepted data is kept, rejected data never overwrites it");
+    assert_eq!(s.metric("harbinger_samples_rejected_total{reason=\"out_of_order\"}").await, Some(1.0));
+    assert_eq!(s.metric("harbinger_samples_rejected_total{reason=\"duplicate\"}").await, Some(1.0));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn nan_is_counted_not_an_error() {
+    let s = Server::start(1 << 20, None).await;
+    let (code, _) = s.write(req(&[("h1", "q", &[(1_000, f64::NAN), (2_000, 1.0)])])).await;
+    assert_eq!(code, 204);
+    assert_eq!(s.metric("harbinger_samples_rejected_total{reason=\"non_finite\"}").await, Some(1.0));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn corrupt_bodies_are_400_and_counted() {
+    let s = Server::start(1 << 20, None).await;
+    let (code, body) = s.write(b"\xff\xff\xff\xff\xff\xff\xff".to_vec()).await;
+    assert_eq!(code, 400);
+    assert!(body.starts_with("corrupt snappy block"), "{body}");
+    let not_pb = snap::raw::Encoder::new().compress_vec(b"\x0a\xff\xff\xff\xff\x0f").expect("compress");
+    let (code, body) = s.write(not_pb).await;
+    assert_eq!(code, 400);
+    assert!(body.starts_with("malformed protobuf WriteRequest"), "{body}");
+    assert_eq!(s.metric("harbinger_http_requests_rejected_total{reason=\"corrupt_snappy\"}").await, Some(1.0));
+    assert_eq!(s.metric("harbinger_http_requests_rejected_total{reason=\"corrupt_protobuf\"}").await, Some(1.0));
+    assert!(s.store.series().await.expect("series").is_empty(), "nothing stored");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let s = Server::start(1_000, None).await;
+    let (code, body) = s.write(vec![0u8; 5_000]).await;
+    assert_eq!(code, 413);
+    assert_eq!(body.trim(), "request body exceeds the limit of 1000 bytes");
+    let (code, _) = s.events(&"x".repeat(2_000)).await;
+    assert_eq!(code, 413);
+    assert_eq!(s.metric("harbinger_http_requests_rejected_total{reason=\"too_large\"}").await, Some(2.0));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn remote_write_2_and_other_encodings_are_415() {
+    let s = Server::start(1 << 20, None).await;
+    let r = s
+        .client
+        .post(format!("{}/api/v1/write", s.url))
+        .header("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
+        .body(req(&[("h", "m", &[(1, 1.0)])]))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 415);
+    let r = s.client.post(format!("{}/api/v1/write", s.url)).header("Content-Encoding", "gzip").body(vec![1, 2]).send().await.expect("send");
+    assert_eq!(r.status(), 415);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn events_are_all_or_nothing_with_the_bad_line_named() {
+    let s = Server::start(1 << 20, None).await;
+    let (code, body) = s
+        .events("{\"ts\":2000,\"kind\":\"deploy_started\",\"host\":\"h1\"}\n{\"ts\":1000,\"kind\":\"config_changed\"}\n")
+        .await;
+    assert_eq!((code, body.as_str()), (200, "{\"accepted\":2}"));
+    let evs = s.store.events(0, 10_000).await.expect("events");
+    assert_eq!(evs.iter().map(|e| e.ts).collect::<Vec<_>>(), vec![1000, 2000]);
+
+    let (code, body) = s.events("{\"ts\":3000,\"kind\":\"rolled_back\"}\n{\"ts\":\"soon\",\"kind\":\"rolled_back\"}\n").await;
+    assert_eq!(code, 400);
+    assert!(body.starts_with("request body line 2: `ts` must be an integer"), "{body}");
+    assert_eq!(s.store.events(0, 10_000).await.expect("events").len(), 2, "no partial write");
+    let (code, _) = s.events("not json").await;
+    assert_eq!(code, 400);
+    assert_eq!(s.metric("harbinger_http_requests_rejected_total{reason=\"invalid_event\"}").await, Some(2.0));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn strict_hosts_refuses_unknown_hosts() {
+    let s = Server::start(1 << 20, Some(&["h1"])).await;
+    let (code, body) = s.write(req(&[("h1", "cpu", &[(1, 1.0)]), ("h9", "cpu", &[(1, 1.0), (2, 2.0)])])).await;
+    assert_eq!(code, 400);
+    assert!(body.contains("2 unknown_host"), "{body}");
+    assert_eq!(s.store.series().await.expect("series"), vec![SeriesKey::new("h1", "cpu")]);
+    assert_eq!(s.metric("harbinger_samples_rejected_total{reason=\"unknown_host\"}").await, Some(2.0));
+    let (code, body) = s.events("{\"ts\":1,\"kind\":\"host_recovered\",\"host\":\"h9\"}").await;
+    assert_eq!(code, 400);
+    assert!(body.starts_with("request body line 1: unknown host \"h9\""), "{body}");
+    s.stop().await;
+}

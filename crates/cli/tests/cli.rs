@@ -1,0 +1,137 @@
+//! The binary end to end: synth, ingest, serve, config, and their errors.
+
+mod common;
+
+use common::{Serve, get, run};
+
+fn read_all(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .expect("ls")
+        .map(|e| {
+            let e = e.expect("entry");
+            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).expect("read"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn synth_is_reproducible_and_ingest_reports_counts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for out in [&a, &b] {
+        let (code, stdout, stderr) =
+            run(&["synth", "--out", out.to_str().expect("utf-8"), "--hosts", "6", "--days", "2", "--step", "5m", "--seed", "3"]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.starts_with(&format!("wrote {}: 6 hosts", out.display())), "{stdout}");
+    }
+    assert!(read_all(&a) == read_all(&b), "same seed, same bytes");
+    let (_, _, _) = run(&["synth", "--out", tmp.path().join("c").to_str().expect("utf-8"), "--hosts", "6", "--days", "2", "--step", "5m", "--seed", "4"]);
+    assert!(read_all(&a) != read_all(&tmp.path().join("c")), "another seed, another fleet");
+
+    let data = tmp.path().join("store");
+    let ingest = |json: bool| {
+        let mut args = vec!["--data-dir", data.to_str().expect("utf-8"), "ingest", "--data", a.to_str().expect("utf-8")];
+        if json {
+            args.push("--json");
+        }
+        run(&args)
+    };
+    let (code, stdout, stderr) = ingest(true);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json report");
+    let rows = v["load"]["metric_rows"].as_u64().expect("rows");
+    let stored = v["ingest"]["samples"]["accepted"].as_u64().expect("stored");
+    let missing = v["ingest"]["missing_values"].as_u64().expect("missing");
+    assert_eq!(stored + missing, rows, "every row is stored or counted as missing");
+    assert_eq!(v["ingest"]["hosts"], 6);
+    assert_eq!(v["ingest"]["series"], 48, "6 hosts x 8 metrics");
+
+    // Ingesting again stores nothing twice.
+    let (code, stdout, _) = ingest(false);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("samples stored    0\n"), "{stdout}");
+    let rejected: u64 = stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("samples rejected  "))
+        .filter_map(|l| l.split(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(rejected, stored, "every sample is refused as duplicate or older than the stored ones: {stdout}");
+
+    // What ingest wrote, serve reads.
+    let serve = Serve::start(&data, &[]);
+    let (code, body) = get(&format!("{}/healthz", serve.url));
+    assert_eq!(code, 200);
+    let h: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(h["samples"].as_u64(), Some(stored));
+    assert_eq!(h["series"], 48);
+
+    // While serve holds the directory, a second writer is refused, naming it.
+    let (code, _, stderr) = ingest(false);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("in use by another harbinger process"), "{stderr}");
+    assert_eq!(serve.terminate(), 0);
+}
+
+#[test]
+fn ingest_refuses_a_bad_dataset_and_writes_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ds = tmp.path().join("ds");
+    std::fs::create_dir_all(&ds).expect("mkdir");
+    std::fs::write(ds.join("hosts.csv"), "host,zone,rack,cpu_cores,mem_gb\nh1,z,,8,32\n").expect("w");
+    std::fs::write(ds.join("metrics.csv"), "timestamp,host,metric,value\n1000,h1,cpu,0.5\n2000,h1,cpu,1e999x\n").expect("w");
+    let data = tmp.path().join("store");
+    let (code, _, stderr) = run(&["--data-dir", data.to_str().expect("utf-8"), "ingest", "--data", ds.to_str().expect("utf-8")]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("metrics.csv line 3: `value` is not a number: \"1e999x\""), "{stderr}");
+    assert!(!data.join("samples").exists(), "the store was not even opened");
+
+    // With --skip-invalid-rows the good row goes in and the bad one is reported.
+    let (code, stdout, stderr) =
+        run(&["--data-dir", data.to_str().expect("utf-8"), "ingest", "--skip-invalid-rows", "--data", ds.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("samples stored    1\n"), "{stdout}");
+    assert!(stdout.contains("invalid rows      1 skipped; first: "), "{stdout}");
+}
+
+#[test]
+fn config_defaults_and_errors() {
+    let (code, stdout, _) = run(&["check-config"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("127.0.0.1:8080"), "{stdout}");
+    assert!(stdout.contains("./harbinger-data"), "{stdout}");
+
+    let (code, _, stderr) = run(&["--log-format", "yaml", "check-config"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("invalid `log.format`"), "{stderr}");
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let f = tmp.path().join("h.toml");
+    std::fs::write(&f, "[http]\naddr = 8080\n").expect("w");
+    let (code, _, stderr) = run(&["--config", f.to_str().expect("utf-8"), "check-config"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("h.toml") && stderr.contains("addr"), "{stderr}");
+
+    let (code, _, stderr) = run(&["synth", "--out", tmp.path().join("x").to_str().expect("utf-8"), "--hosts", "0"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("hosts"), "{stderr}");
+}
+
+#[test]
+fn json_logs_are_json() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ds = tmp.path().join("ds");
+    let (code, _, stderr) = run(&["synth", "--out", ds.to_str().expect("utf-8"), "--hosts", "2", "--days", "1", "--step", "10m"]);
+    assert_eq!(code, 0, "{stderr}");
+    let data = tmp.path().join("store");
+    let (code, _, stderr) =
+        run(&["--log-format", "json", "--data-dir", data.to_str().expect("utf-8"), "ingest", "--data", ds.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<serde_json::Value> =
+        stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    assert!(
+        lines.iter().any(|v| v["level"] == "INFO" && v["fields"]["message"] == "embedded store opened"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,253 @@
+//! Reading and writing datasets: round trips, reproducibility, other tools' files, bad input.
+
+use std::path::Path;
+
+use harbinger_dataset::read::Location;
+use harbinger_dataset::synth::{SynthParams, generate};
+use harbinger_dataset::{Dataset, DatasetError, LoadOptions, MetricsFormat, read_dataset, write_dataset};
+
+fn small() -> Dataset {
+    let p = SynthParams { hosts: 4, days: 1.0, step_ms: 300_000, seed: 7, ..SynthParams::default() };
+    generate(&p).expect("valid params").dataset
+}
+
+/// Datasets are equal when every field is, metric values compared bit for bit (NaN included).
+fn assert_same(a: &Dataset, b: &Dataset) {
+    assert_eq!(a.hosts, b.hosts);
+    assert_eq!(a.resources, b.resources);
+    assert_eq!(a.events, b.events);
+    assert_eq!(a.failures, b.failures);
+    assert_eq!(a.meta, b.meta);
+    assert_eq!(a.metrics.len(), b.metrics.len());
+    for (x, y) in a.metrics.iter().zip(&b.metrics) {
+        assert_eq!(x.key, y.key);
+        assert_eq!(x.timestamps, y.timestamps, "{}", x.key);
+        let xb: Vec<u64> = x.values.iter().map(|v| v.to_bits()).collect();
+        let yb: Vec<u64> = y.values.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(xb, yb, "{}", x.key);
+    }
+}
+
+#[test]
+fn parquet_and_csv_round_trip() {
+    let ds = small();
+    assert!(ds.metrics.iter().any(|s| s.values.iter().any(|v| v.is_nan())), "fixture has NaN rows");
+    for format in [MetricsFormat::Parquet, MetricsFormat::Csv] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_dataset(&ds, dir.path(), format).expect("write");
+        let (back, report) = read_dataset(dir.path(), LoadOptions::default()).expect("read");
+        assert_same(&ds, &back);
+        assert_eq!(report.metric_rows as usize, ds.metric_rows());
+        assert_eq!((report.duplicate_rows, report.out_of_order_rows, report.skipped_rows), (0, 0, 0));
+        assert!(report.absent_files.is_empty(), "{:?}", report.absent_files);
+    }
+}
+
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .expect("ls")
+        .map(|e| {
+            let e = e.expect("entry");
+            (e.file_name().to_string_lossy().to_string(), std::fs::read(e.path()).expect("read"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn the_same_dataset_gives_byte_identical_files() {
+    let (a, b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    write_dataset(&small(), a.path(), MetricsFormat::Parquet).expect("write");
+    write_dataset(&small(), b.path(), MetricsFormat::Parquet).expect("write");
+    let (fa, fb) = (files(a.path()), files(b.path()));
+    assert_eq!(fa.iter().map(|f| &f.0).collect::<Vec<_>>(), ["dataset.json", "events.jsonl", "failures.csv", "hosts.csv", "metrics.parquet", "resources.json"]);
+    assert!(fa == fb, "files differ between two writes of the same seed");
+}
+
+#[test]
+fn a_dataset_written_by_pandas_and_pyarrow_loads_unchanged() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/foreign");
+    let (ds, report) = read_dataset(&dir, LoadOptions::default()).expect("foreign dataset loads");
+    assert_eq!(ds.hosts.len(), 2);
+    assert_eq!(ds.hosts[1].rack, "r7");
+    assert_eq!(ds.hosts[0].cpu_cores, 4.0);
+    assert_eq!(report.metric_rows, 20, "19 rows plus one duplicate");
+    assert_eq!(report.duplicate_rows, 1);
+    assert!(report.out_of_order_rows > 0, "rows were reversed");
+    assert_eq!(report.missing_values, 1);
+    assert_eq!(report.absent_files, ["resources.json", "dataset.json"]);
+    let keys: Vec<String> = ds.metrics.iter().map(|s| s.key.to_string()).collect();
+    assert_eq!(keys, ["web-1/cpu_util", "web-2/cpu_util"]);
+    let w1 = &ds.metrics[0];
+    assert_eq!(w1.len(), 10);
+    assert!(w1.timestamps.windows(2).all(|w| w[0] < w[1]), "sorted and de-duplicated");
+    assert_eq!(ds.metrics[1].len(), 9, "web-2 has a gap");
+    assert_eq!(ds.events.len(), 2);
+    assert!(ds.events[0].ts < ds.events[1].ts, "events sorted");
+    assert_eq!(report.out_of_order_events, 1);
+    assert_eq!(ds.events[1].extra["ticket"], "OPS-1");
+    assert_eq!(ds.failures[0].kind, "oom");
+}
+
+/// A valid tiny dataset in CSV, to break one file at a time.
+fn tiny(dir: &Path) {
+    std::fs::write(dir.join("hosts.csv"), "host,zone,rack,cpu_cores,mem_gb\nh1,z1,,8,32\nh2,z2,r1,8,32\n").expect("w");
+    std::fs::write(
+        dir.join("metrics.csv"),
+        "timestamp,host,metric,value\n1000,h1,cpu_util,0.5\n1000,h2,cpu_util,0.4\n2000,h1,cpu_util,NaN\n",
+    )
+    .expect("w");
+    std::fs::write(
+        dir.join("resources.json"),
+        r#"[{"id":"a","kind":"service","host":"h1","criticality":2,"depends_on":["b"]},{"id":"b","kind":"database","host":"h2","criticality":3}]"#,
+    )
+    .expect("w");
+    std::fs::write(dir.join("events.jsonl"), "{\"ts\":1000,\"kind\":\"deploy_started\",\"host\":\"h1\"}\n").expect("w");
+    std::fs::write(dir.join("failures.csv"), "host,timestamp,kind\nh2,5000,oom\n").expect("w");
+}
+
+fn read_err(setup: impl FnOnce(&Path)) -> DatasetError {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tiny(dir.path());
+    setup(dir.path());
+    read_dataset(dir.path(), LoadOptions::default()).expect_err("must be refused")
+}
+
+fn invalid_at(e: &DatasetError) -> (Location, String) {
+    match e {
+        DatasetError::Invalid { location, reason, .. } => (*location, reason.clone()),
+        other => panic!("expected Invalid, got {other}"),
+    }
+}
+
+#[test]
+fn the_tiny_dataset_is_valid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tiny(dir.path());
+    let (ds, rep) = read_dataset(dir.path(), LoadOptions::default()).expect("valid");
+    assert_eq!((ds.metric_rows(), rep.missing_values), (3, 1));
+}
+
+#[test]
+fn bad_metric_rows_name_file_line_and_reason() {
+    let put = |rows: &'static str| move |d: &Path| std::fs::write(d.join("metrics.csv"), format!("timestamp,host,metric,value\n{rows}")).expect("w");
+
+    let e = read_err(put("1000,h1,cpu_util,0.5\n2000,h1,cpu_util,abc\n"));
+    assert_eq!(invalid_at(&e), (Location::Line(3), "`value` is not a number: \"abc\"".into()));
+    assert!(e.to_string().ends_with("metrics.csv line 3: `value` is not a number: \"abc\""), "{e}");
+
+    let e = read_err(put("1000,h1,cpu_util,inf\n"));
+    assert_eq!(invalid_at(&e), (Location::Line(2), "value is infinite (inf)".into()));
+    let e = read_err(put("1000,h1,cpu_util,1\n1000,h1,cpu_util,-inf\n"));
+    assert_eq!(invalid_at(&e).0, Location::Line(3));
+
+    let e = read_err(put("1000,h9,cpu_util,0.5\n"));
+    assert_eq!(invalid_at(&e), (Location::Line(2), "unknown host \"h9\" (not in hosts.csv)".into()));
+
+    let e = read_err(put("1.5e3,h1,cpu_util,0.5\n"));
+    assert_eq!(invalid_at(&e), (Location::Line(2), "`timestamp` is not an integer (ms since epoch): \"1.5e3\"".into()));
+
+    let e = read_err(put("1000,,cpu_util,0.5\n"));
+    assert_eq!(invalid_at(&e), (Location::Line(2), "empty `host`".into()));
+}
+
+#[test]
+fn skip_invalid_rows_counts_instead_of_failing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tiny(dir.path());
+    std::fs::write(
+        dir.path().join("metrics.csv"),
+        "timestamp,host,metric,value\n1000,h1,m,1\n2000,h1,m,oops\n3000,h9,m,1\n4000,h1,m,2\n",
+    )
+    .expect("w");
+    let (ds, rep) = read_dataset(dir.path(), LoadOptions { skip_invalid_rows: true }).expect("skips");
+    assert_eq!(rep.skipped_rows, 2);
+    assert!(rep.first_skipped.as_deref().is_some_and(|s| s.ends_with("line 3: `value` is not a number: \"oops\"")));
+    assert_eq!(ds.metrics[0].timestamps, vec![1000, 4000]);
+}
+
+#[test]
+fn missing_files_and_columns_are_named() {
+    let e = read_err(|d| std::fs::remove_file(d.join("hosts.csv")).expect("rm"));
+    assert!(matches!(e, DatasetError::MissingFile { file: "hosts.csv", .. }), "{e}");
+    let e = read_err(|d| std::fs::remove_file(d.join("metrics.csv")).expect("rm"));
+    assert!(matches!(e, DatasetError::MissingFile { file: "metrics.parquet", .. }), "{e}");
+    let e = read_err(|d| std::fs::write(d.join("metrics.csv"), "timestamp,host,metric\n1,h1,m\n").expect("w"));
+    match &e {
+        DatasetError::MissingColumn { column, found, .. } => {
+            assert_eq!(*column, "value");
+            assert_eq!(found, &["timestamp", "host", "metric"]);
+        }
+        other => panic!("expected MissingColumn, got {other}"),
+    }
+    assert!(e.to_string().contains("missing column `value` (found: timestamp, host, metric)"), "{e}");
+}
+
+#[test]
+fn corrupt_or_incomplete_parquet_is_refused_with_the_file_named() {
+    let e = read_err(|d| std::fs::write(d.join("metrics.parquet"), b"PAR1 this is not parquet at all").expect("w"));
+    assert!(matches!(e, DatasetError::Decode { .. }), "{e}");
+    assert!(e.to_string().contains("metrics.parquet: cannot decode"), "{e}");
+
+    // Half a real file: the footer is gone.
+    let src = tempfile::tempdir().expect("tempdir");
+    write_dataset(&small(), src.path(), MetricsFormat::Parquet).expect("write");
+    let bytes = std::fs::read(src.path().join("metrics.parquet")).expect("read");
+    let e = read_err(|d| std::fs::write(d.join("metrics.parquet"), &bytes[..bytes.len() / 2]).expect("w"));
+    assert!(e.to_string().contains("metrics.parquet: cannot decode"), "{e}");
+
+    // A valid parquet file without the `value` column, and one with text timestamps.
+    use polars::prelude::*;
+    let write_pq = |d: &Path, mut df: DataFrame| {
+        let f = std::fs::File::create(d.join("metrics.parquet")).expect("create");
+        ParquetWriter::new(f).finish(&mut df).expect("write parquet");
+    };
+    let e = read_err(|d| {
+        let df = df!("timestamp" => [1i64], "host" => ["h1"], "metric" => ["m"]).expect("df");
+        write_pq(d, df)
+    });
+    assert!(matches!(e, DatasetError::MissingColumn { column: "value", .. }), "{e}");
+    let e = read_err(|d| {
+        let df = df!("timestamp" => ["x"], "host" => ["h1"], "metric" => ["m"], "value" => [1.0]).expect("df");
+        write_pq(d, df)
+    });
+    assert!(e.to_string().ends_with("metrics.parquet: column `timestamp` has type str, expected i64"), "{e}");
+    let e = read_err(|d| {
+        let df = df!("timestamp" => [1i64, 2], "host" => ["h1", "h7"], "metric" => ["m", "m"], "value" => [1.0, 2.0]).expect("df");
+        write_pq(d, df)
+    });
+    assert_eq!(invalid_at(&e), (Location::Row(1), "unknown host \"h7\" (not in hosts.csv)".into()));
+}
+
+#[test]
+fn inventory_and_event_problems_are_named() {
+    let e = read_err(|d| {
+        std::fs::write(
+            d.join("resources.json"),
+            r#"[{"id":"a","kind":"s","host":"h1","criticality":1,"depends_on":["b"]},{"id":"b","kind":"s","host":"h1","criticality":1,"depends_on":["a"]}]"#,
+        )
+        .expect("w")
+    });
+    assert!(e.to_string().ends_with("resources.json: dependency cycle: a -> b -> a"), "{e}");
+
+    let e = read_err(|d| std::fs::write(d.join("resources.json"), "[{\"id\": 1}]").expect("w"));
+    assert!(e.to_string().contains("resources.json line 1: invalid resources.json"), "{e}");
+
+    let e = read_err(|d| {
+        std::fs::write(d.join("events.jsonl"), "{\"ts\":1,\"kind\":\"config_changed\"}\n\n{\"ts\":2,\"kind\":\"boom\"}\n").expect("w")
+    });
+    assert!(e.to_string().contains("events.jsonl line 3: unknown event kind \"boom\""), "{e}");
+
+    let e = read_err(|d| std::fs::write(d.join("events.jsonl"), "{\"ts\":1,\"kind\":\"config_changed\",\"host\":\"zz\"}\n").expect("w"));
+    assert_eq!(invalid_at(&e), (Location::Line(1), "unknown host \"zz\" (not in hosts.csv)".into()));
+
+    let e = read_err(|d| std::fs::write(d.join("failures.csv"), "host,timestamp,kind\nh1,soon,oom\n").expect("w"));
+    assert_eq!(invalid_at(&e).0, Location::Line(2));
+
+    let e = read_err(|d| std::fs::write(d.join("hosts.csv"), "host,zone,cpu_cores,mem_gb\nh1,z,8,32\nh1,z,8,32\n").expect("w"));
+    assert!(e.to_string().ends_with("hosts.csv: host h1 is listed twice"), "{e}");
+
+    let e = read_err(|d| std::fs::write(d.join("hosts.csv"), "host,zone,cpu_cores,mem_gb\nh1,z,eight,32\n").expect("w"));
+    assert_eq!(invalid_at(&e), (Location::Line(2), "`cpu_cores` is not a number: \"eight\"".into()));
+}
