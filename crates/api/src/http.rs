@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use harbinger_core::event::parse_events_jsonl;
 use harbinger_core::{AppendReport, EventError, HostId, RejectReason, StoreError, Stores};
-use harbinger_ingest::remote_write::{self, RemoteWriteError};
+use harbinger_ingest::remote_write::{self, RemoteWriteError, SeriesCache};
 use tokio::net::TcpListener;
 
 use crate::telemetry::{ReasonLabel, RouteLabel, SourceLabel, Telemetry};
@@ -32,12 +32,14 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// When set, samples and events for hosts outside this set are refused.
     pub strict_hosts: Option<Arc<HashSet<HostId>>>,
+    /// Remote-write label sets already mapped to series keys.
+    pub series_cache: Arc<SeriesCache>,
 }
 
 impl AppState {
     /// State over `stores`, with no host restriction.
     pub fn new(stores: Stores, telemetry: Arc<Telemetry>, max_body_bytes: usize) -> Self {
-        Self { stores, telemetry, max_body_bytes, strict_hosts: None }
+        Self { stores, telemetry, max_body_bytes, strict_hosts: None, series_cache: Arc::new(SeriesCache::default()) }
     }
 }
 
@@ -213,7 +215,7 @@ async fn remote_write_handler(
     }
     // A decoded body may be larger than the wire body; allow a generous factor.
     let max_decoded = state.max_body_bytes.saturating_mul(8);
-    let decoded = remote_write::decode(&raw, max_decoded).inspect_err(|e| count_request_rejection(&state, e.reason()))?;
+    let decoded = remote_write::decode_with(&raw, max_decoded, &state.series_cache).inspect_err(|e| count_request_rejection(&state, e.reason()))?;
     let mut batch = decoded.batch;
     let mut dropped = decoded.dropped;
     if let Some(known) = &state.strict_hosts {

@@ -250,10 +250,11 @@ pub async fn ingest(a: &BenchIngestArgs) -> anyhow::Result<()> {
     for run in 0..runs {
         let store_dir = work.path().join(format!("store-rw-{run}"));
         let store = fresh_store(&store_dir)?;
+        let cache = remote_write::SeriesCache::default();
         let start = Instant::now();
         let mut stored = 0;
         for body in bodies.iter().flatten() {
-            let d = remote_write::decode(body, 256 << 20)?;
+            let d = remote_write::decode_with(body, 256 << 20, &cache)?;
             stored += store.append(&d.batch).await?.accepted;
         }
         store.flush().await?;

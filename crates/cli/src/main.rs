@@ -3,6 +3,10 @@
 use clap::Parser;
 use harbinger_cli::args::Cli;
 
+// Ingest allocates many small buffers; mimalloc roughly halves their cost versus glibc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let config = match harbinger_cli::load_config(&cli) {

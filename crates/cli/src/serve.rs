@@ -50,12 +50,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     } else {
         None
     };
-    let state = AppState {
-        stores: Stores::from_backend(store.clone()),
-        telemetry: Arc::new(Telemetry::new()),
-        max_body_bytes: cfg.http.max_body_bytes,
-        strict_hosts,
-    };
+    let mut state = AppState::new(Stores::from_backend(store.clone()), Arc::new(Telemetry::new()), cfg.http.max_body_bytes);
+    state.strict_hosts = strict_hosts;
     let listener = tokio::net::TcpListener::bind(cfg.http.addr)
         .await
         .with_context(|| format!("binding HTTP on {}", cfg.http.addr))?;

@@ -10,7 +10,9 @@
 //! Staleness markers (a special NaN) are dropped and counted; they mean "gone", not a value.
 
 use std::collections::BTreeMap;
+use std::sync::{PoisonError, RwLock};
 
+use foldhash::HashMap;
 use harbinger_core::{SampleBatch, SeriesKey, SeriesSamples};
 use prost::Message;
 
@@ -97,41 +99,229 @@ pub struct DecodedWrite {
     pub dropped: BTreeMap<&'static str, u64>,
 }
 
-/// Decompresses and decodes a remote-write body.
+/// Maps raw label bytes of a series to its harbinger key, so the steady state of a
+/// Prometheus sender (the same series every scrape) costs a hash lookup per series and no
+/// string allocation. Bounded: cleared when it reaches `max_entries`.
+#[derive(Debug)]
+pub struct SeriesCache {
+    map: RwLock<HashMap<Box<[u8]>, SeriesKey>>,
+    max_entries: usize,
+}
+
+impl Default for SeriesCache {
+    fn default() -> Self {
+        Self::new(1 << 20)
+    }
+}
+
+impl SeriesCache {
+    /// A cache holding at most `max_entries` series.
+    pub fn new(max_entries: usize) -> Self {
+        Self { map: RwLock::new(HashMap::default()), max_entries }
+    }
+
+    /// Number of cached series.
+    pub fn len(&self) -> usize {
+        self.map.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Decompresses and decodes a remote-write body with a throwaway cache.
+///
+/// # Errors
+/// See [`decode_with`].
+pub fn decode(body: &[u8], max_decoded: usize) -> Result<DecodedWrite, RemoteWriteError> {
+    decode_with(body, max_decoded, &SeriesCache::new(0))
+}
+
+/// Decompresses and decodes a remote-write body, reusing `cache` for series seen before.
+///
+/// The protobuf is read in place (no intermediate message structs): field numbers and
+/// wire types follow `prometheus/prompb` `WriteRequest`; unknown fields are skipped.
 ///
 /// # Errors
 /// [`RemoteWriteError`] when the body is not snappy, too large once decompressed, or not a
-/// `WriteRequest`.
-pub fn decode(body: &[u8], max_decoded: usize) -> Result<DecodedWrite, RemoteWriteError> {
+/// `WriteRequest` (truncated fields, bad wire types, labels that are not UTF-8).
+pub fn decode_with(body: &[u8], max_decoded: usize, cache: &SeriesCache) -> Result<DecodedWrite, RemoteWriteError> {
     let size = snap::raw::decompress_len(body).map_err(|e| RemoteWriteError::Snappy(e.to_string()))?;
     if size > max_decoded {
         return Err(RemoteWriteError::TooLarge { size, limit: max_decoded });
     }
     let raw = snap::raw::Decoder::new().decompress_vec(body).map_err(|e| RemoteWriteError::Snappy(e.to_string()))?;
-    let req = prompb::WriteRequest::decode(raw.as_slice()).map_err(|e| RemoteWriteError::Protobuf(e.to_string()))?;
-    Ok(convert(req))
+    parse_write_request(&raw, cache)
 }
 
-/// Maps decoded series to harbinger series.
+fn pb_err(what: &str) -> RemoteWriteError {
+    RemoteWriteError::Protobuf(what.to_string())
+}
+
+/// A protobuf reader over a byte slice.
+struct Pb<'a>(&'a [u8]);
+
+impl<'a> Pb<'a> {
+    fn varint(&mut self) -> Result<u64, RemoteWriteError> {
+        let mut v: u64 = 0;
+        for (i, b) in self.0.iter().enumerate().take(10) {
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if *b < 0x80 {
+                self.0 = &self.0[i + 1..];
+                return Ok(v);
+            }
+        }
+        Err(pb_err("truncated or overlong varint"))
+    }
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], RemoteWriteError> {
+        if self.0.len() < n {
+            return Err(pb_err("field runs past the end of its message"));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    /// The next (field number, wire type), or None at the end.
+    fn key(&mut self) -> Result<Option<(u64, u8)>, RemoteWriteError> {
+        if self.0.is_empty() {
+            return Ok(None);
+        }
+        let k = self.varint()?;
+        Ok(Some((k >> 3, (k & 7) as u8)))
+    }
+    fn len_delimited(&mut self) -> Result<&'a [u8], RemoteWriteError> {
+        let n = usize::try_from(self.varint()?).map_err(|_| pb_err("length overflows"))?;
+        self.bytes(n)
+    }
+    fn skip(&mut self, wire: u8) -> Result<(), RemoteWriteError> {
+        match wire {
+            0 => self.varint().map(drop),
+            1 => self.bytes(8).map(drop),
+            2 => self.len_delimited().map(drop),
+            5 => self.bytes(4).map(drop),
+            w => Err(RemoteWriteError::Protobuf(format!("unsupported wire type {w}"))),
+        }
+    }
+}
+
+fn parse_write_request(raw: &[u8], cache: &SeriesCache) -> Result<DecodedWrite, RemoteWriteError> {
+    let mut out = DecodedWrite::default();
+    let mut pb = Pb(raw);
+    let mut label_bytes: Vec<u8> = Vec::with_capacity(256);
+    let mut labels: Vec<&[u8]> = Vec::with_capacity(16);
+    // Series whose key was not cached: (index in batch, raw label key).
+    let mut misses: Vec<(usize, Box<[u8]>)> = Vec::new();
+    let map = cache.map.read().unwrap_or_else(PoisonError::into_inner);
+    while let Some((field, wire)) = pb.key()? {
+        if field != 1 || wire != 2 {
+            pb.skip(wire)?;
+            continue;
+        }
+        let mut ts = Pb(pb.len_delimited()?);
+        label_bytes.clear();
+        labels.clear();
+        let mut samples = SeriesSamples::default();
+        while let Some((f, w)) = ts.key()? {
+            match (f, w) {
+                (1, 2) => {
+                    let l = ts.len_delimited()?;
+                    label_bytes.extend_from_slice(&(l.len() as u32).to_le_bytes());
+                    label_bytes.extend_from_slice(l);
+                    labels.push(l);
+                }
+                (2, 2) => {
+                    let mut s = Pb(ts.len_delimited()?);
+                    let (mut value, mut t) = (0.0f64, 0i64);
+                    while let Some((sf, sw)) = s.key()? {
+                        match (sf, sw) {
+                            (1, 1) => {
+                                let b = s.bytes(8)?;
+                                value = f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+                            }
+                            (2, 0) => t = s.varint()? as i64,
+                            (_, w) => s.skip(w)?,
+                        }
+                    }
+                    if value.to_bits() == STALE_NAN_BITS {
+                        *out.dropped.entry("stale_marker").or_default() += 1;
+                        continue;
+                    }
+                    samples.push(t, value);
+                }
+                (_, w) => ts.skip(w)?,
+            }
+        }
+        if samples.is_empty() {
+            continue;
+        }
+        if let Some(key) = map.get(label_bytes.as_slice()) {
+            samples.key = key.clone();
+        } else {
+            let mut parsed = Vec::with_capacity(labels.len());
+            for l in &labels {
+                parsed.push(parse_label(l)?);
+            }
+            match series_key(&parsed) {
+                Ok(key) => {
+                    samples.key = key;
+                    misses.push((out.batch.series.len(), label_bytes.as_slice().into()));
+                }
+                Err(reason) => {
+                    *out.dropped.entry(reason).or_default() += samples.len() as u64;
+                    continue;
+                }
+            }
+        }
+        out.batch.series.push(samples);
+    }
+    drop(map);
+    if !misses.is_empty() && cache.max_entries > 0 {
+        let mut map = cache.map.write().unwrap_or_else(PoisonError::into_inner);
+        if map.len() + misses.len() > cache.max_entries {
+            map.clear();
+        }
+        for (i, k) in misses.into_iter().take(cache.max_entries) {
+            map.insert(k, out.batch.series[i].key.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn parse_label(raw: &[u8]) -> Result<(&str, &str), RemoteWriteError> {
+    let mut pb = Pb(raw);
+    let (mut name, mut value) = (&b""[..], &b""[..]);
+    while let Some((f, w)) = pb.key()? {
+        match (f, w) {
+            (1, 2) => name = pb.len_delimited()?,
+            (2, 2) => value = pb.len_delimited()?,
+            (_, w) => pb.skip(w)?,
+        }
+    }
+    let utf8 = |b| std::str::from_utf8(b).map_err(|_| pb_err("label is not UTF-8"));
+    Ok((utf8(name)?, utf8(value)?))
+}
+
+/// Maps decoded series to harbinger series (for callers that already hold messages).
 pub fn convert(req: prompb::WriteRequest) -> DecodedWrite {
     let mut out = DecodedWrite::default();
-    out.batch.series.reserve(req.timeseries.len());
     for ts in req.timeseries {
-        let n = ts.samples.len() as u64;
-        let Some(key) = series_key(&ts.labels) else {
-            let reason = if ts.labels.iter().any(|l| l.name == "__name__") { "missing_host" } else { "missing_name" };
-            *out.dropped.entry(reason).or_default() += n;
-            continue;
+        let labels: Vec<(&str, &str)> = ts.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+        let key = match series_key(&labels) {
+            Ok(k) => k,
+            Err(reason) => {
+                *out.dropped.entry(reason).or_default() += ts.samples.len() as u64;
+                continue;
+            }
         };
         let mut s = SeriesSamples::new(key);
-        s.timestamps.reserve(ts.samples.len());
-        s.values.reserve(ts.samples.len());
         for smp in &ts.samples {
             if smp.value.to_bits() == STALE_NAN_BITS {
                 *out.dropped.entry("stale_marker").or_default() += 1;
-                continue;
+            } else {
+                s.push(smp.timestamp, smp.value);
             }
-            s.push(smp.timestamp, smp.value);
         }
         if !s.is_empty() {
             out.batch.series.push(s);
@@ -140,42 +330,34 @@ pub fn convert(req: prompb::WriteRequest) -> DecodedWrite {
     out
 }
 
-fn series_key(labels: &[prompb::Label]) -> Option<SeriesKey> {
-    let mut name = None;
-    let mut instance = None;
-    let mut host = None;
-    for l in labels {
-        match l.name.as_str() {
-            "__name__" => name = Some(l.value.as_str()),
-            "instance" => instance = Some(l.value.as_str()),
-            "host" => host = Some(l.value.as_str()),
-            _ => {}
-        }
-    }
-    let name = name.filter(|n| !n.is_empty())?;
-    let host = instance.or(host).filter(|h| !h.is_empty())?;
-    let mut extra: Vec<&prompb::Label> = labels
+/// The harbinger key of a labelled series, or why there is none.
+fn series_key(labels: &[(&str, &str)]) -> Result<SeriesKey, &'static str> {
+    let get = |n: &str| labels.iter().find(|(k, _)| *k == n).map(|(_, v)| *v).filter(|v| !v.is_empty());
+    let name = get("__name__").ok_or("missing_name")?;
+    let instance = get("instance");
+    let host = instance.or_else(|| get("host")).ok_or("missing_host")?;
+    let mut extra: Vec<&(&str, &str)> = labels
         .iter()
-        .filter(|l| match l.name.as_str() {
+        .filter(|(k, _)| match *k {
             "__name__" | "instance" | "job" => false,
             "host" => instance.is_some(), // a plain label when `instance` names the host
             _ => true,
         })
         .collect();
     if extra.is_empty() {
-        return Some(SeriesKey::new(host, name));
+        return Ok(SeriesKey::new(host, name));
     }
-    extra.sort_by(|a, b| a.name.cmp(&b.name));
+    extra.sort_by(|a, b| a.0.cmp(b.0));
     let mut metric = String::with_capacity(name.len() + 32);
     metric.push_str(name);
     metric.push('{');
-    for (i, l) in extra.iter().enumerate() {
+    for (i, (k, v)) in extra.iter().enumerate() {
         if i > 0 {
             metric.push(',');
         }
-        metric.push_str(&l.name);
+        metric.push_str(k);
         metric.push_str("=\"");
-        for c in l.value.chars() {
+        for c in v.chars() {
             match c {
                 '\\' => metric.push_str("\\\\"),
                 '"' => metric.push_str("\\\""),
@@ -186,7 +368,7 @@ fn series_key(labels: &[prompb::Label]) -> Option<SeriesKey> {
         metric.push('"');
     }
     metric.push('}');
-    Some(SeriesKey::new(host, metric))
+    Ok(SeriesKey::new(host, metric))
 }
 
 /// Encodes a request the way Prometheus sends it (protobuf, then a snappy block).
@@ -232,6 +414,31 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_maps_repeat_series_to_the_same_keys() {
+        let req = |t: i64| WriteRequest {
+            timeseries: vec![
+                series(vec![label("__name__", "up"), label("instance", "h1")], &[(t, 1.0)]),
+                series(vec![label("__name__", "up"), label("instance", "h2")], &[(t, 0.0)]),
+                series(vec![label("instance", "h3")], &[(t, 0.0)]),
+            ],
+        };
+        let cache = SeriesCache::new(10);
+        let a = decode_with(&encode(&req(1)), 1 << 20, &cache).expect("decodes");
+        assert_eq!(cache.len(), 2, "unmappable series are not cached");
+        let b = decode_with(&encode(&req(2)), 1 << 20, &cache).expect("decodes");
+        let keys = |d: &DecodedWrite| d.batch.series.iter().map(|s| s.key.to_string()).collect::<Vec<_>>();
+        assert_eq!(keys(&a), keys(&b));
+        assert_eq!(keys(&b), ["h1/up", "h2/up"]);
+        assert_eq!(b.batch.series[0].timestamps, vec![2]);
+        assert_eq!(b.dropped.get("missing_name"), Some(&1));
+        // The same messages through prost and `convert` give the same result.
+        assert_eq!(convert(req(2)), b);
+        let tiny = SeriesCache::new(1);
+        decode_with(&encode(&req(1)), 1 << 20, &tiny).expect("decodes");
+        assert!(tiny.len() <= 1, "bounded");
+    }
+
+    #[test]
     fn drops_staleness_markers_but_keeps_plain_nan() {
         let req = WriteRequest {
             timeseries: vec![series(
@@ -250,10 +457,14 @@ mod tests {
         assert_eq!(e.reason(), "corrupt_snappy");
         assert!(e.to_string().starts_with("corrupt snappy block"), "{e}");
 
-        let not_pb = snap::raw::Encoder::new().compress_vec(b"\x0a\xff\xff\xff\xff\x0f").expect("compress");
-        let e = decode(&not_pb, 1 << 20).expect_err("not protobuf");
-        assert_eq!(e.reason(), "corrupt_protobuf");
-        assert!(e.to_string().starts_with("malformed protobuf WriteRequest"), "{e}");
+        for bad in [&b"\x0a\xff\xff\xff\xff\x0f"[..], b"\x0a\x05\x0a\x03", b"\x0b", b"\x0a\x0f\x0a\x02\x0a\xff\x12\x09\x09\x00\x00\x00\x00\x00\x00\xf0\x3f"] {
+            let not_pb = snap::raw::Encoder::new().compress_vec(bad).expect("compress");
+            let e = decode(&not_pb, 1 << 20).expect_err("not protobuf");
+            assert_eq!(e.reason(), "corrupt_protobuf", "{bad:?}");
+            assert!(e.to_string().starts_with("malformed protobuf WriteRequest"), "{e}");
+        }
+        let bad_utf8 = encode(&WriteRequest { timeseries: vec![] });
+        assert!(decode(&bad_utf8, 1 << 20).expect("empty request is fine").batch.series.is_empty());
 
         let big = encode(&WriteRequest {
             timeseries: vec![series(vec![label("__name__", &"x".repeat(2_000)), label("instance", "h")], &[(1, 1.0)])],

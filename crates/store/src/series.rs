@@ -1,7 +1,9 @@
 //! The series table both backends share: series ids, per-series admission rules and the
 //! bounded in-memory hot windows.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 
 use harbinger_core::{AppendReport, RejectReason, SampleBatch, SeriesKey, SeriesSamples, TimestampMs};
 
