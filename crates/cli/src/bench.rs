@@ -232,12 +232,11 @@ pub async fn ingest(a: &BenchIngestArgs) -> anyhow::Result<()> {
         let start = Instant::now();
         let (ds, _) = read_dataset(&ds_dir, LoadOptions::default())?;
         let store = Arc::new(fresh_store(&store_dir)?);
-        let rep = store_dataset(&ds, &Stores::from_backend(store.clone())).await?;
+        let rep = store_dataset(ds, &Stores::from_backend(store.clone())).await?;
         store.close()?;
         let secs = start.elapsed().as_secs_f64();
         parquet_samples = rep.samples.accepted;
         parquet_rates.push(rep.samples.accepted as f64 / secs);
-        drop(ds);
         std::fs::remove_dir_all(&store_dir).ok();
     }
 

@@ -23,7 +23,7 @@ pub async fn run(cfg: &Config, a: &IngestArgs) -> anyhow::Result<()> {
         .context("dataset reader task")?
         .with_context(|| format!("reading dataset {}", a.data.display()))?;
     let store = Arc::new(crate::open_store(cfg)?);
-    let report = store_dataset(&ds, &Stores::from_backend(store.clone())).await.context("writing into the store")?;
+    let report = store_dataset(ds, &Stores::from_backend(store.clone())).await.context("writing into the store")?;
     store.close().context("syncing the store")?;
     let secs = started.elapsed().as_secs_f64();
     if a.json {

@@ -1,6 +1,25 @@
 //! Loading a [`Dataset`] into the stores: what `harbinger ingest` does.
 
 use harbinger_core::{AppendReport, SampleBatch, SeriesSamples, StoreError, Stores};
+
+/// Removes NaN samples (missing by contract) in place, counting them.
+fn drop_missing(s: &mut SeriesSamples, missing: &mut u64) {
+    let nan = s.values.iter().filter(|v| v.is_nan()).count();
+    if nan == 0 {
+        return;
+    }
+    *missing += nan as u64;
+    let mut w = 0;
+    for r in 0..s.values.len() {
+        if !s.values[r].is_nan() {
+            s.timestamps[w] = s.timestamps[r];
+            s.values[w] = s.values[r];
+            w += 1;
+        }
+    }
+    s.timestamps.truncate(w);
+    s.values.truncate(w);
+}
 use serde::Serialize;
 
 use crate::Dataset;
@@ -27,14 +46,15 @@ pub struct IngestReport {
     pub missing_values: u64,
 }
 
-/// Writes the whole dataset: inventory first, then samples in batches, then events and
+/// Writes the whole dataset (consumed, so samples move into the store without copies):
+/// inventory first, then samples in batches, then events and
 /// failures. Samples already stored for a series are not duplicated: re-ingesting the same
 /// dataset refuses them (`duplicate` for the newest, `out_of_order` for older ones) and
 /// stores nothing twice.
 ///
 /// # Errors
 /// Store failures. Batches written before the failure stay stored.
-pub async fn store_dataset(ds: &Dataset, stores: &Stores) -> Result<IngestReport, StoreError> {
+pub async fn store_dataset(ds: Dataset, stores: &Stores) -> Result<IngestReport, StoreError> {
     let mut rep = IngestReport::default();
     stores.inventory.put_hosts(&ds.hosts).await?;
     rep.hosts = ds.hosts.len() as u64;
@@ -43,17 +63,8 @@ pub async fn store_dataset(ds: &Dataset, stores: &Stores) -> Result<IngestReport
 
     let mut batch = SampleBatch::default();
     let mut in_batch = 0usize;
-    for s in &ds.metrics {
-        let mut clean = SeriesSamples::new(s.key.clone());
-        clean.timestamps.reserve(s.len());
-        clean.values.reserve(s.len());
-        for (t, v) in s.timestamps.iter().zip(&s.values) {
-            if v.is_nan() {
-                rep.missing_values += 1;
-            } else {
-                clean.push(*t, *v);
-            }
-        }
+    for mut clean in ds.metrics {
+        drop_missing(&mut clean, &mut rep.missing_values);
         if clean.is_empty() {
             continue;
         }

@@ -5,7 +5,7 @@
 //! whole dataset or an error, so a caller that then writes to a store never writes part
 //! of a bad dataset.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -432,6 +432,9 @@ fn read_metrics_csv(path: &Path) -> Result<MetricColumns, DatasetError> {
 }
 
 /// Validates rows, interns names, groups by series, sorts and de-duplicates.
+///
+/// Hosts are checked once per new (host, metric) pair, not per row; rows are grouped
+/// straight into per-series columns.
 fn group_metrics(
     path: &Path,
     cols: MetricColumns,
@@ -441,71 +444,96 @@ fn group_metrics(
 ) -> Result<Vec<SeriesSamples>, DatasetError> {
     let n = cols.ts.len();
     report.metric_rows = n as u64;
-    // Interned series: (host, metric) -> index into `series`.
-    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
-    let mut series: Vec<(SeriesKey, Vec<(i64, f64)>)> = Vec::new();
+    // Interned series: (host, metric) -> index into `series`, or None for an unknown host.
+    let mut index: foldhash::HashMap<(&str, &str), Option<usize>> = foldhash::HashMap::default();
+    let mut series: Vec<SeriesSamples> = Vec::new();
     let mut bad_iter = cols.bad.iter().peekable();
+    let skip = |report: &mut LoadReport, err: DatasetError| -> Result<(), DatasetError> {
+        if !opts.skip_invalid_rows {
+            return Err(err);
+        }
+        report.skipped_rows += 1;
+        if report.first_skipped.is_none() {
+            report.first_skipped = Some(err.to_string());
+        }
+        Ok(())
+    };
     for (i, ((ts, value), (host, metric))) in
         cols.ts.iter().zip(&cols.value).zip(cols.host.iter().zip(cols.metric.iter())).enumerate()
     {
-        let problem: Option<String> = if bad_iter.peek().is_some_and(|(j, _)| *j == i) {
-            bad_iter.next().map(|(_, r)| r.clone())
-        } else {
-            match (ts, host, metric, value) {
-                (None, ..) => Some("empty `timestamp`".into()),
-                (_, None, ..) | (_, Some(""), ..) => Some("empty `host`".into()),
-                (_, _, None, _) | (_, _, Some(""), _) => Some("empty `metric`".into()),
-                (_, Some(h), ..) if !known.contains(h) => Some(format!("unknown host {h:?} (not in hosts.csv)")),
-                (_, _, _, Some(v)) if v.is_infinite() => Some(format!("value is infinite ({v})")),
-                _ => None,
+        if bad_iter.peek().is_some_and(|(j, _)| *j == i) {
+            let reason = bad_iter.next().map(|(_, r)| r.clone()).unwrap_or_default();
+            skip(report, DatasetError::invalid(path, cols.location(i), reason))?;
+            continue;
+        }
+        let (Some(t), Some(h), Some(m)) = (ts, host, metric) else {
+            let reason = match (ts, host) {
+                (None, _) => "empty `timestamp`",
+                (_, None) => "empty `host`",
+                _ => "empty `metric`",
+            };
+            skip(report, DatasetError::invalid(path, cols.location(i), reason))?;
+            continue;
+        };
+        let v = value.unwrap_or(f64::NAN);
+        if v.is_infinite() {
+            skip(report, DatasetError::invalid(path, cols.location(i), format!("value is infinite ({v})")))?;
+            continue;
+        }
+        let slot = match index.get(&(h, m)) {
+            Some(slot) => *slot,
+            None => {
+                let slot = if h.is_empty() || m.is_empty() || !known.contains(h) {
+                    None
+                } else {
+                    series.push(SeriesSamples::new(SeriesKey::new(h, m)));
+                    Some(series.len() - 1)
+                };
+                index.insert((h, m), slot);
+                slot
             }
         };
-        if let Some(reason) = problem {
-            let err = DatasetError::invalid(path, cols.location(i), reason);
-            if opts.skip_invalid_rows {
-                report.skipped_rows += 1;
-                if report.first_skipped.is_none() {
-                    report.first_skipped = Some(err.to_string());
-                }
-                continue;
-            }
-            return Err(err);
-        }
-        let (Some(ts), Some(h), Some(m)) = (ts, host, metric) else { continue };
-        let v = value.unwrap_or(f64::NAN);
+        let Some(idx) = slot else {
+            let reason = if h.is_empty() {
+                "empty `host`".to_string()
+            } else if m.is_empty() {
+                "empty `metric`".to_string()
+            } else {
+                format!("unknown host {h:?} (not in hosts.csv)")
+            };
+            skip(report, DatasetError::invalid(path, cols.location(i), reason))?;
+            continue;
+        };
         if v.is_nan() {
             report.missing_values += 1;
         }
-        let idx = *index.entry((h, m)).or_insert_with(|| {
-            series.push((SeriesKey::new(h, m), Vec::new()));
-            series.len() - 1
-        });
-        series[idx].1.push((*ts, v));
+        series[idx].push(*t, v);
     }
-    let mut out: Vec<SeriesSamples> = series
-        .into_iter()
-        .map(|(key, mut pts)| {
-            let disorder = pts.windows(2).filter(|w| w[1].0 < w[0].0).count();
-            if disorder > 0 {
-                report.out_of_order_rows += disorder as u64;
-                pts.sort_by_key(|p| p.0); // stable: among duplicates, file order is kept
-            }
-            let mut s = SeriesSamples::new(key);
-            s.timestamps.reserve(pts.len());
-            s.values.reserve(pts.len());
-            for (t, v) in pts {
-                if s.timestamps.last() == Some(&t) {
+    for s in &mut series {
+        let disorder = s.timestamps.windows(2).filter(|w| w[1] < w[0]).count();
+        if disorder > 0 {
+            report.out_of_order_rows += disorder as u64;
+            let mut pts: Vec<(i64, f64)> = s.timestamps.iter().copied().zip(s.values.iter().copied()).collect();
+            pts.sort_by_key(|p| p.0); // stable: among duplicates, file order is kept
+            (s.timestamps, s.values) = pts.into_iter().unzip();
+        }
+        if s.timestamps.windows(2).any(|w| w[0] == w[1]) {
+            let mut ts = Vec::with_capacity(s.len());
+            let mut vs: Vec<f64> = Vec::with_capacity(s.len());
+            for (t, v) in s.timestamps.iter().zip(&s.values) {
+                if ts.last() == Some(t) {
                     report.duplicate_rows += 1;
-                    if let Some(last) = s.values.last_mut() {
-                        *last = v; // the last row wins
+                    if let Some(last) = vs.last_mut() {
+                        *last = *v; // the last row wins
                     }
                 } else {
-                    s.push(t, v);
+                    ts.push(*t);
+                    vs.push(*v);
                 }
             }
-            s
-        })
-        .collect();
-    out.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(out)
+            (s.timestamps, s.values) = (ts, vs);
+        }
+    }
+    series.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(series)
 }

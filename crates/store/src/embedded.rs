@@ -243,9 +243,7 @@ impl EmbeddedStore {
                                 return Err("samples for an undefined series");
                             }
                             meta.note(ts.first().copied(), ts.last().copied(), ts.len() as u64);
-                            for (t, v) in ts.iter().zip(&vs) {
-                                table.restore(id, *t, *v);
-                            }
+                            table.restore(id, &ts, &vs);
                         }
                     }
                 }

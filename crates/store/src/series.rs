@@ -65,28 +65,31 @@ impl SeriesTable {
         true
     }
 
-    fn push_hot(&mut self, id: u32, t: TimestampMs, v: f64) {
+    /// Appends accepted samples (strictly increasing, all after `last_ts`) to the hot
+    /// window of `id`. Only the tail that can stay in the window is copied.
+    fn extend_hot(&mut self, id: u32, ts: &[TimestampMs], vs: &[f64]) {
+        let (Some(&first), Some(&last)) = (ts.first(), ts.last()) else { return };
         let limits = self.limits;
         let e = &mut self.entries[id as usize];
-        e.hot.push_back((t, v));
-        self.hot_samples += 1;
-        while e.hot.len() > limits.hot_max_points
-            || e.hot.front().is_some_and(|(t0, _)| *t0 <= t - limits.hot_window_ms)
-        {
+        let keep_from = ts.len().saturating_sub(limits.hot_max_points);
+        let before = e.hot.len();
+        e.hot.extend(ts[keep_from..].iter().copied().zip(vs[keep_from..].iter().copied()));
+        let horizon = last.saturating_sub(limits.hot_window_ms);
+        while e.hot.len() > limits.hot_max_points || e.hot.front().is_some_and(|(t0, _)| *t0 <= horizon) {
             e.hot.pop_front();
-            self.hot_samples -= 1;
         }
-        e.last_ts = Some(t);
-        e.first_ts.get_or_insert(t);
-        self.newest = Some(self.newest.map_or(t, |n| n.max(t)));
-        self.oldest = Some(self.oldest.map_or(t, |o| o.min(t)));
+        self.hot_samples = self.hot_samples + e.hot.len() as u64 - before as u64;
+        e.last_ts = Some(last);
+        e.first_ts.get_or_insert(first);
+        self.newest = Some(self.newest.map_or(last, |n| n.max(last)));
+        self.oldest = Some(self.oldest.map_or(first, |o| o.min(first)));
     }
 
-    /// Replays a stored sample (recovery): no admission checks beyond ordering.
-    pub(crate) fn restore(&mut self, id: u32, t: TimestampMs, v: f64) {
-        if (id as usize) < self.entries.len() && self.entries[id as usize].last_ts.is_none_or(|l| t > l) {
-            self.push_hot(id, t, v);
-        }
+    /// Replays stored samples of one series (recovery): only ordering is checked.
+    pub(crate) fn restore(&mut self, id: u32, ts: &[TimestampMs], vs: &[f64]) {
+        let Some(e) = self.entries.get(id as usize) else { return };
+        let skip = e.last_ts.map_or(0, |l| ts.partition_point(|t| *t <= l));
+        self.extend_hot(id, &ts[skip..], &vs[skip..]);
     }
 
     /// Applies the admission rules to a batch. `on_new(id, key)` is called for each new
@@ -129,12 +132,12 @@ impl SeriesTable {
             };
             ts_buf.clear();
             val_buf.clear();
+            let mut last = self.entries[id as usize].last_ts;
+            let horizon = match (self.limits.retention_ms, self.newest) {
+                (Some(r), Some(n)) => Some(n.saturating_sub(r)),
+                _ => None,
+            };
             for (&t, &v) in s.timestamps.iter().zip(&s.values) {
-                let last = self.entries[id as usize].last_ts;
-                let horizon = match (self.limits.retention_ms, self.newest) {
-                    (Some(r), Some(n)) => Some(n.saturating_sub(r)),
-                    _ => None,
-                };
                 let reason = if !v.is_finite() {
                     Some(RejectReason::NonFinite)
                 } else if last == Some(t) {
@@ -149,12 +152,13 @@ impl SeriesTable {
                 match reason {
                     Some(r) => report.reject(&s.key, t, r),
                     None => {
-                        self.push_hot(id, t, v);
+                        last = Some(t);
                         ts_buf.push(t);
                         val_buf.push(v);
                     }
                 }
             }
+            self.extend_hot(id, &ts_buf, &val_buf);
             report.accepted += ts_buf.len() as u64;
             if !ts_buf.is_empty() {
                 on_accept(id, &ts_buf, &val_buf);
