@@ -26,8 +26,10 @@ macro_rules! name_type {
             }
         }
         impl Default for $name {
+            /// The empty name; shares one allocation.
             fn default() -> Self {
-                Self(Arc::from(""))
+                static EMPTY: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+                Self(Arc::clone(&EMPTY))
             }
         }
         impl fmt::Display for $name {

@@ -219,16 +219,23 @@ fn parse_write_request(raw: &[u8], cache: &SeriesCache) -> Result<DecodedWrite, 
             pb.skip(wire)?;
             continue;
         }
-        let mut ts = Pb(pb.len_delimited()?);
+        let ts_bytes = pb.len_delimited()?;
+        let mut ts = Pb(ts_bytes);
         label_bytes.clear();
         labels.clear();
+        // Labels normally come first and back to back: then their raw bytes are the cache
+        // key as they stand. Otherwise they are copied together.
+        let mut contiguous_end: Option<usize> = Some(0);
         let mut samples = SeriesSamples::default();
         while let Some((f, w)) = ts.key()? {
             match (f, w) {
                 (1, 2) => {
                     let l = ts.len_delimited()?;
-                    label_bytes.extend_from_slice(&(l.len() as u32).to_le_bytes());
-                    label_bytes.extend_from_slice(l);
+                    let end = ts_bytes.len() - ts.0.len();
+                    match contiguous_end {
+                        Some(_) if samples.is_empty() => contiguous_end = Some(end),
+                        _ => contiguous_end = None,
+                    }
                     labels.push(l);
                 }
                 (2, 2) => {
@@ -253,10 +260,23 @@ fn parse_write_request(raw: &[u8], cache: &SeriesCache) -> Result<DecodedWrite, 
                 (_, w) => ts.skip(w)?,
             }
         }
+        let key_bytes: &[u8] = match contiguous_end {
+            Some(end) => &ts_bytes[..end],
+            None => {
+                // 0xff never starts a contiguous key (that starts with tag 0x0a), so the two
+                // key forms cannot collide.
+                label_bytes.push(0xff);
+                for l in &labels {
+                    label_bytes.extend_from_slice(&(l.len() as u32).to_le_bytes());
+                    label_bytes.extend_from_slice(l);
+                }
+                &label_bytes
+            }
+        };
         if samples.is_empty() {
             continue;
         }
-        if let Some(key) = map.get(label_bytes.as_slice()) {
+        if let Some(key) = map.get(key_bytes) {
             samples.key = key.clone();
         } else {
             let mut parsed = Vec::with_capacity(labels.len());
@@ -266,7 +286,7 @@ fn parse_write_request(raw: &[u8], cache: &SeriesCache) -> Result<DecodedWrite, 
             match series_key(&parsed) {
                 Ok(key) => {
                     samples.key = key;
-                    misses.push((out.batch.series.len(), label_bytes.as_slice().into()));
+                    misses.push((out.batch.series.len(), key_bytes.into()));
                 }
                 Err(reason) => {
                     *out.dropped.entry(reason).or_default() += samples.len() as u64;
