@@ -207,7 +207,7 @@ fn machine() -> String {
 }
 
 fn fmt_rate(r: f64) -> String {
-    if r >= 1e6 { format!("{:.2} M/s", r / 1e6) } else { format!("{:.0} k/s", r / 1e3) }
+    if r >= 1e6 { format!("{:.2} M", r / 1e6) } else { format!("{:.0} k", r / 1e3) }
 }
 
 /// Runs the ingest benchmark and prints a Markdown section.

@@ -335,10 +335,10 @@ fn read_failures(path: &Path, known: &BTreeSet<&str>) -> Result<Vec<Failure>, Da
 /// The four metric columns in file order, before grouping. `location(i)` maps row i to
 /// the place a user finds it.
 struct MetricColumns {
-    ts: Vec<Option<i64>>,
+    ts: Int64Chunked,
     host: StringChunked,
     metric: StringChunked,
-    value: Vec<Option<f64>>,
+    value: Float64Chunked,
     csv: bool,
     /// First bad cell found while parsing CSV text, reported once grouping reaches it.
     bad: Vec<(usize, String)>,
@@ -389,10 +389,10 @@ fn read_metrics_parquet(path: &Path) -> Result<MetricColumns, DatasetError> {
     let metric = cast("metric", &DataType::String)?;
     let dec = |e: PolarsError| DatasetError::decode(path, e);
     Ok(MetricColumns {
-        ts: ts.i64().map_err(dec)?.iter().collect(),
+        ts: ts.i64().map_err(dec)?.clone(),
         host: host.str().map_err(dec)?.clone(),
         metric: metric.str().map_err(dec)?.clone(),
-        value: value.f64().map_err(dec)?.iter().collect(),
+        value: value.f64().map_err(dec)?.clone(),
         csv: false,
         bad: Vec::new(),
     })
@@ -405,7 +405,7 @@ fn read_metrics_csv(path: &Path) -> Result<MetricColumns, DatasetError> {
     let metric = str_col(&df, path, "metric")?.clone();
     let val_s = str_col(&df, path, "value")?;
     let mut bad = Vec::new();
-    let ts = ts_s
+    let ts: Int64Chunked = ts_s
         .iter()
         .enumerate()
         .map(|(i, s)| match s.map(str::trim) {
@@ -416,7 +416,7 @@ fn read_metrics_csv(path: &Path) -> Result<MetricColumns, DatasetError> {
             }),
         })
         .collect();
-    let value = val_s
+    let value: Float64Chunked = val_s
         .iter()
         .enumerate()
         .map(|(i, s)| match s.map(str::trim) {
@@ -442,8 +442,7 @@ fn group_metrics(
     opts: LoadOptions,
     report: &mut LoadReport,
 ) -> Result<Vec<SeriesSamples>, DatasetError> {
-    let n = cols.ts.len();
-    report.metric_rows = n as u64;
+    report.metric_rows = cols.ts.len() as u64;
     // Interned series: (host, metric) -> index into `series`, or None for an unknown host.
     let mut index: foldhash::HashMap<(&str, &str), Option<usize>> = foldhash::HashMap::default();
     let mut series: Vec<SeriesSamples> = Vec::new();
@@ -458,15 +457,20 @@ fn group_metrics(
         }
         Ok(())
     };
+    // Pass 1: validate and intern; remember each row's series (or SKIP) and count rows.
+    const SKIP: u32 = u32::MAX;
+    let mut row_series: Vec<u32> = Vec::with_capacity(cols.ts.len());
+    let mut counts: Vec<usize> = Vec::new();
     for (i, ((ts, value), (host, metric))) in
-        cols.ts.iter().zip(&cols.value).zip(cols.host.iter().zip(cols.metric.iter())).enumerate()
+        cols.ts.iter().zip(cols.value.iter()).zip(cols.host.iter().zip(cols.metric.iter())).enumerate()
     {
+        row_series.push(SKIP);
         if bad_iter.peek().is_some_and(|(j, _)| *j == i) {
             let reason = bad_iter.next().map(|(_, r)| r.clone()).unwrap_or_default();
             skip(report, DatasetError::invalid(path, cols.location(i), reason))?;
             continue;
         }
-        let (Some(t), Some(h), Some(m)) = (ts, host, metric) else {
+        let (Some(_), Some(h), Some(m)) = (ts, host, metric) else {
             let reason = match (ts, host) {
                 (None, _) => "empty `timestamp`",
                 (_, None) => "empty `host`",
@@ -475,8 +479,7 @@ fn group_metrics(
             skip(report, DatasetError::invalid(path, cols.location(i), reason))?;
             continue;
         };
-        let v = value.unwrap_or(f64::NAN);
-        if v.is_infinite() {
+        if let Some(v) = value.filter(|v| v.is_infinite()) {
             skip(report, DatasetError::invalid(path, cols.location(i), format!("value is infinite ({v})")))?;
             continue;
         }
@@ -487,6 +490,7 @@ fn group_metrics(
                     None
                 } else {
                     series.push(SeriesSamples::new(SeriesKey::new(h, m)));
+                    counts.push(0);
                     Some(series.len() - 1)
                 };
                 index.insert((h, m), slot);
@@ -504,10 +508,25 @@ fn group_metrics(
             skip(report, DatasetError::invalid(path, cols.location(i), reason))?;
             continue;
         };
+        counts[idx] += 1;
+        if let Some(last) = row_series.last_mut() {
+            *last = idx as u32;
+        }
+    }
+    // Pass 2: exact-size columns, then scatter rows into them (no hashing, no regrowth).
+    for (s, n) in series.iter_mut().zip(&counts) {
+        s.timestamps.reserve_exact(*n);
+        s.values.reserve_exact(*n);
+    }
+    for ((ts, value), idx) in cols.ts.iter().zip(cols.value.iter()).zip(&row_series) {
+        if *idx == SKIP {
+            continue;
+        }
+        let v = value.unwrap_or(f64::NAN);
         if v.is_nan() {
             report.missing_values += 1;
         }
-        series[idx].push(*t, v);
+        series[*idx as usize].push(ts.unwrap_or_default(), v);
     }
     for s in &mut series {
         let disorder = s.timestamps.windows(2).filter(|w| w[1] < w[0]).count();
