@@ -47,6 +47,33 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Numenta Anomaly Benchmark: run detectors and score them.
+    #[command(subcommand)]
+    Nab(NabCommand),
+}
+
+/// `nab` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NabCommand {
+    /// Score a results directory with the NAB rule: three profiles, per-category breakdown.
+    Score(NabScoreArgs),
+}
+
+/// `nab score` flags.
+#[derive(Debug, Args)]
+pub struct NabScoreArgs {
+    /// NAB data directory (`<category>/<name>.csv`, columns timestamp,value).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// `combined_windows.json`.
+    #[arg(long)]
+    pub labels: PathBuf,
+    /// Results directory (`<category>/<name>.csv` with an `anomaly_score` column).
+    #[arg(long)]
+    pub results: PathBuf,
+    /// Print the full report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `serve` flags.

@@ -6,6 +6,7 @@
 //! - [`ingest`]: `harbinger ingest`, a dataset directory into the store.
 //! - [`synth`]: `harbinger synth`, a synthetic fleet dataset.
 //! - [`bench`]: `harbinger bench ingest`, throughput figures for `BENCHMARKS.md`.
+//! - `harbinger nab score` calls `harbinger_nab::score_dirs`.
 //!
 //! `main.rs` parses flags, calls [`load_config`], [`init_logging`] and [`run`].
 
@@ -19,7 +20,7 @@ use anyhow::Context;
 use harbinger_config::{Config, LogFormat};
 use harbinger_store::{EmbeddedConfig, EmbeddedStore, Limits};
 
-use crate::args::{BenchCommand, Cli, Command};
+use crate::args::{BenchCommand, Cli, Command, NabCommand};
 
 /// Loads the configuration: defaults, file, environment, then the flags in `cli`.
 ///
@@ -102,5 +103,15 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(BenchCommand::Ingest(a)) => runtime()?.block_on(bench::ingest(&a)),
+        Command::Nab(NabCommand::Score(a)) => {
+            let score = harbinger_nab::score_dirs(&a.data, &a.labels, &a.results)
+                .with_context(|| format!("scoring {} against {}", a.results.display(), a.labels.display()))?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&score)?);
+            } else {
+                print!("{}", score.to_table());
+            }
+            Ok(())
+        }
     }
 }
