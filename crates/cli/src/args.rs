@@ -55,8 +55,22 @@ pub enum Command {
 /// `nab` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum NabCommand {
+    /// Run the default streaming detector over every `<category>/<name>.csv` and write
+    /// `<out>/<category>/<name>.csv` with `timestamp,value,anomaly_score,label`.
+    Run(NabRunArgs),
     /// Score a results directory with the NAB rule: three profiles, per-category breakdown.
     Score(NabScoreArgs),
+}
+
+/// `nab run` flags.
+#[derive(Debug, Args)]
+pub struct NabRunArgs {
+    /// NAB data directory (`<category>/<name>.csv`, columns timestamp,value).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Where to write the results.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// `nab score` flags.

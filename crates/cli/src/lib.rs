@@ -6,7 +6,8 @@
 //! - [`ingest`]: `harbinger ingest`, a dataset directory into the store.
 //! - [`synth`]: `harbinger synth`, a synthetic fleet dataset.
 //! - [`bench`]: `harbinger bench ingest`, throughput figures for `BENCHMARKS.md`.
-//! - `harbinger nab score` calls `harbinger_nab::score_dirs`.
+//! - `harbinger nab run` calls `harbinger_detect::run_nab_dir`; `nab score` calls
+//!   `harbinger_nab::score_dirs`.
 //!
 //! `main.rs` parses flags, calls [`load_config`], [`init_logging`] and [`run`].
 
@@ -103,6 +104,20 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(BenchCommand::Ingest(a)) => runtime()?.block_on(bench::ingest(&a)),
+        Command::Nab(NabCommand::Run(a)) => {
+            let r = harbinger_detect::run_nab_dir(&a.data, &a.out, &harbinger_detect::DetectorParams::default())
+                .with_context(|| format!("running the detector over {}", a.data.display()))?;
+            println!(
+                "wrote {} files, {} points to {} in {:.2}s (detector alone {:.3}s, {:.2} M points/s)",
+                r.files,
+                r.points,
+                a.out.display(),
+                r.seconds,
+                r.detector_seconds,
+                r.points as f64 / r.detector_seconds.max(1e-9) / 1e6
+            );
+            Ok(())
+        }
         Command::Nab(NabCommand::Score(a)) => {
             let score = harbinger_nab::score_dirs(&a.data, &a.labels, &a.results)
                 .with_context(|| format!("scoring {} against {}", a.results.display(), a.labels.display()))?;

@@ -54,3 +54,39 @@ fn nab_score_prints_the_three_profiles() {
     assert_eq!(code, 1);
     assert!(stderr.contains("a.csv"), "{stderr}");
 }
+
+#[test]
+fn nab_run_writes_one_scored_row_per_input_row() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data/realTest");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let mut d = String::from("timestamp,value\n");
+    for i in 0..600 {
+        let v = if i == 500 { 1000.0 } else { 10.0 + (i % 5) as f64 };
+        d.push_str(&format!("{},{v}\n", ts(i)));
+    }
+    std::fs::write(data.join("b.csv"), &d).expect("w");
+    let out = tmp.path().join("out");
+    let (code, stdout, stderr) = run(&[
+        "nab", "run", "--data", tmp.path().join("data").to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("wrote 1 files, 600 points"), "{stdout}");
+    let text = std::fs::read_to_string(out.join("realTest/b.csv")).expect("results written");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("timestamp,value,anomaly_score,label"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 600);
+    assert_eq!(rows[500][0], ts(500), "same order as the input");
+    let score = |i: usize| rows[i][2].parse::<f64>().expect("score");
+    assert!(score(500) > 0.9, "the spike is flagged: {}", score(500));
+    assert!((0..500).all(|i| score(i) < 0.5), "the calm stretch is not");
+
+    // A bad value is named with its file and line.
+    std::fs::write(data.join("b.csv"), "timestamp,value\n2014-04-10 00:00:00,1\n2014-04-10 00:01:00,x\n").expect("w");
+    let (code, _, stderr) = run(&[
+        "nab", "run", "--data", tmp.path().join("data").to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("b.csv") && stderr.contains('3'), "{stderr}");
+}

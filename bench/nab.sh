@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# NAB: runs the default detector over the shared NAB categories, scores the results with
+# harbinger's scorer, and writes the "nab" section of BENCHMARKS.md.
+# usage: bench/nab.sh [NAB_DIR]   (default ../shared/datasets/nab)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/harbinger-target}"
+nab="${1:-../shared/datasets/nab}"
+cargo build --release -p harbinger-cli
+bin="$CARGO_TARGET_DIR/release/harbinger"
+results="$(mktemp -d)"
+out="$(mktemp)"
+{
+  echo "### NAB, default detector, one configuration for every series"
+  echo
+  echo "Commands: \`harbinger nab run --data $nab/data --out RESULTS\` then"
+  echo "\`harbinger nab score --data $nab/data --labels $nab/labels/combined_windows.json --results RESULTS\`  "
+  echo "Date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  "
+  echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))  "
+  echo "Peers (published NAB scoreboard, standard profile): ARTime 74.9, Numenta HTM 70.5, CAD OSE 69.9, Skyline 58.2, KNN CAD 58.0, RCF 51.7, ADVec 47.1, windowed Gaussian 39.6 — on the full corpus, of which only these categories are here."
+  echo
+  echo '```'
+  "$bin" --log-level warn nab run --data "$nab/data" --out "$results"
+  "$bin" --log-level warn nab score --data "$nab/data" --labels "$nab/labels/combined_windows.json" --results "$results"
+  echo '```'
+} | tee "$out"
+python3 scripts/update_benchmarks.py nab "$out"
+rm -rf "$results"

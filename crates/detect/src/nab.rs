@@ -1,0 +1,343 @@
+//! Running a detector over a NAB-layout corpus: `<data>/<category>/<name>.csv` in,
+//! `<out>/<category>/<name>.csv` (NAB results format) out.
+
+use std::fs;
+use std::io::{BufWriter, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::error::DetectError;
+use crate::params::DetectorParams;
+use crate::{DefaultDetector, StreamingDetector};
+
+/// What [`run_nab_dir`] did.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RunReport {
+    /// Data files processed.
+    pub files: usize,
+    /// Rows streamed through detectors (all files).
+    pub points: u64,
+    /// Wall-clock seconds for the whole run (reading, detecting, writing).
+    pub seconds: f64,
+    /// Seconds spent inside [`StreamingDetector::update`] alone.
+    pub detector_seconds: f64,
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DetectError + '_ {
+    move |source| DetectError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DetectError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_error(dir))? {
+        out.push(entry.map_err(io_error(dir))?.path());
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parses `YYYY-MM-DD HH:MM:SS[.fraction]` (or with `T`), read as UTC, into
+/// milliseconds since the Unix epoch. `None` if malformed.
+pub fn parse_timestamp_ms(text: &str) -> Option<i64> {
+    let b = text.trim().as_bytes();
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b' ' | b'T')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = b.get(r)?;
+        if !s.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(s).ok()?.parse().ok()
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let mut ms = 0;
+    if b.len() > 19 {
+        if b[19] != b'.' || b.len() == 20 || !b[20..].iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        // Milliseconds: the first three fraction digits, zero-padded.
+        for i in 0..3 {
+            ms = ms * 10 + b.get(20 + i).map_or(0, |c| i64::from(c - b'0'));
+        }
+    }
+    Some(((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60_000 + s * 1000 + ms)
+}
+
+/// One data row: the original timestamp and value text, and the parsed pair.
+struct Row<'a> {
+    ts_text: &'a str,
+    value_text: &'a str,
+    ts: i64,
+    value: f64,
+}
+
+/// Parses a NAB data file (`timestamp,value` by header name; blank lines skipped).
+fn parse_data<'a>(path: &Path, text: &'a str) -> Result<Vec<Row<'a>>, DetectError> {
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l))
+        .filter(|(_, l)| !l.trim().is_empty());
+    let (header_line, header) = lines.next().ok_or_else(|| DetectError::EmptyCsv {
+        path: path.to_path_buf(),
+    })?;
+    let header = header.strip_prefix('\u{feff}').unwrap_or(header);
+    let names: Vec<&str> = header.split(',').map(str::trim).collect();
+    let column = |column: &'static str| {
+        names
+            .iter()
+            .position(|&n| n == column)
+            .ok_or_else(|| DetectError::MissingColumn {
+                path: path.to_path_buf(),
+                line: header_line,
+                column,
+            })
+    };
+    let (ts_col, value_col) = (column("timestamp")?, column("value")?);
+    let mut rows = Vec::new();
+    for (line, text) in lines {
+        let fields: Vec<&str> = text.split(',').map(str::trim).collect();
+        let field = |i: usize, column: &'static str| {
+            fields.get(i).copied().ok_or_else(|| DetectError::ShortRow {
+                path: path.to_path_buf(),
+                line,
+                column,
+            })
+        };
+        let (ts_text, value_text) = (field(ts_col, "timestamp")?, field(value_col, "value")?);
+        let ts = parse_timestamp_ms(ts_text).ok_or_else(|| DetectError::BadTimestamp {
+            path: path.to_path_buf(),
+            line,
+            value: ts_text.to_string(),
+        })?;
+        let value = value_text.parse().map_err(|_| DetectError::BadValue {
+            path: path.to_path_buf(),
+            line,
+            value: value_text.to_string(),
+        })?;
+        rows.push(Row {
+            ts_text,
+            value_text,
+            ts,
+            value,
+        });
+    }
+    Ok(rows)
+}
+
+/// Runs a fresh [`DefaultDetector`] over every `<category>/<name>.csv` under `data_dir`
+/// (sorted; header `timestamp,value`) and writes `<out_dir>/<category>/<name>.csv` in
+/// NAB's results format, `timestamp,value,anomaly_score,label` (label 0, one row per
+/// input row, same order; timestamp and value copied as written).
+///
+/// # Errors
+/// [`DetectError::Params`] for invalid `params`; [`DetectError::NoDataFiles`] if there
+/// is no data file; errors naming the file (and line) for unreadable files, a missing
+/// column, a short row, a bad timestamp or value; [`DetectError::Io`] on writing.
+pub fn run_nab_dir(
+    data_dir: &Path,
+    out_dir: &Path,
+    params: &DetectorParams,
+) -> Result<RunReport, DetectError> {
+    let params = params.clone().check()?;
+    let start = Instant::now();
+    let mut report = RunReport {
+        files: 0,
+        points: 0,
+        seconds: 0.0,
+        detector_seconds: 0.0,
+    };
+    for category_dir in sorted_entries(data_dir)?.into_iter().filter(|p| p.is_dir()) {
+        let Some(category) = category_dir.file_name() else {
+            continue;
+        };
+        for data_path in sorted_entries(&category_dir)? {
+            if !data_path.is_file() || data_path.extension().is_none_or(|e| e != "csv") {
+                continue;
+            }
+            let Some(file_name) = data_path.file_name() else {
+                continue;
+            };
+            let text = fs::read_to_string(&data_path).map_err(io_error(&data_path))?;
+            let rows = parse_data(&data_path, &text)?;
+
+            let detect_start = Instant::now();
+            let mut detector = DefaultDetector::new(params.clone());
+            let scores: Vec<f64> = rows
+                .iter()
+                .map(|r| detector.update(r.ts, r.value))
+                .collect();
+            report.detector_seconds += detect_start.elapsed().as_secs_f64();
+
+            let out_category = out_dir.join(category);
+            fs::create_dir_all(&out_category).map_err(io_error(&out_category))?;
+            let out_path = out_category.join(file_name);
+            let file = fs::File::create(&out_path).map_err(io_error(&out_path))?;
+            let mut out = BufWriter::new(file);
+            let mut write_all = || -> std::io::Result<()> {
+                writeln!(out, "timestamp,value,anomaly_score,label")?;
+                for (r, s) in rows.iter().zip(&scores) {
+                    writeln!(out, "{},{},{},0", r.ts_text, r.value_text, s)?;
+                }
+                out.flush()
+            };
+            write_all().map_err(io_error(&out_path))?;
+            report.files += 1;
+            report.points += rows.len() as u64;
+        }
+    }
+    if report.files == 0 {
+        return Err(DetectError::NoDataFiles {
+            path: data_dir.to_path_buf(),
+        });
+    }
+    report.seconds = start.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_parse_to_epoch_ms() {
+        assert_eq!(parse_timestamp_ms("1970-01-01 00:00:00"), Some(0));
+        assert_eq!(
+            parse_timestamp_ms("2014-04-10 00:02:00"),
+            Some(1_397_088_120_000)
+        );
+        assert_eq!(
+            parse_timestamp_ms("2014-04-10T00:02:00.250000"),
+            Some(1_397_088_120_250)
+        );
+        assert_eq!(
+            parse_timestamp_ms("2000-02-29 12:00:00"),
+            Some(951_825_600_000)
+        );
+        for bad in [
+            "2014-04-10",
+            "2014-13-01 00:00:00",
+            "2014-04-10 00:02:0x",
+            "2014-04-10 00:02:00.",
+            "x",
+        ] {
+            assert_eq!(parse_timestamp_ms(bad), None, "{bad}");
+        }
+    }
+
+    fn write(path: &Path, text: &str) -> Result<(), Box<dyn std::error::Error>> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::write(path, text)?;
+        Ok(())
+    }
+
+    fn series(n: usize) -> String {
+        let mut s = String::from("timestamp,value\n");
+        for i in 0..n {
+            let (h, m) = (i / 12, (i % 12) * 5);
+            let v = (i as f64 * 0.3).sin() + if i == n / 2 { 9.0 } else { 0.0 };
+            s.push_str(&format!(
+                "2014-04-{:02} {:02}:{:02}:00,{v}\n",
+                1 + h / 24,
+                h % 24,
+                m
+            ));
+        }
+        s
+    }
+
+    #[test]
+    fn run_nab_dir_writes_one_row_per_input_row() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let (data, out) = (dir.path().join("data"), dir.path().join("out"));
+        write(&data.join("catA/one.csv"), &series(500))?;
+        write(&data.join("catA/two.csv"), &series(37))?;
+        write(&data.join("catB/three.csv"), &series(1))?;
+        write(&data.join("catB/notes.txt"), "ignored")?;
+        let report = run_nab_dir(&data, &out, &DetectorParams::default())?;
+        assert_eq!((report.files, report.points), (3, 538));
+        for (name, n) in [
+            ("catA/one.csv", 500),
+            ("catA/two.csv", 37),
+            ("catB/three.csv", 1),
+        ] {
+            let text = fs::read_to_string(out.join(name))?;
+            let mut lines = text.lines();
+            assert_eq!(lines.next(), Some("timestamp,value,anomaly_score,label"));
+            let rows: Vec<&str> = lines.collect();
+            assert_eq!(rows.len(), n, "{name}");
+            for row in rows {
+                let f: Vec<&str> = row.split(',').collect();
+                assert_eq!(f.len(), 4);
+                let s: f64 = f[2].parse()?;
+                assert!((0.0..=1.0).contains(&s) && f[3] == "0");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn bad_rows_name_file_and_line() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("data");
+        write(
+            &data.join("c/f.csv"),
+            "timestamp,value\n2014-04-01 00:00:00,1\n\n2014-04-01 00:05:00,abc\n",
+        )?;
+        let err = run_nab_dir(&data, &dir.path().join("out"), &DetectorParams::default());
+        match err {
+            Err(DetectError::BadValue {
+                path,
+                line: 4,
+                value,
+            }) => {
+                assert!(path.ends_with("c/f.csv") && value == "abc");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        write(
+            &data.join("c/f.csv"),
+            "timestamp,value\n2014-04-01 0:00:00,1\n",
+        )?;
+        let err = run_nab_dir(&data, &dir.path().join("out"), &DetectorParams::default());
+        assert!(
+            matches!(err, Err(DetectError::BadTimestamp { line: 2, .. })),
+            "{err:?}"
+        );
+        let msg = err
+            .map(|_| ())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(msg.contains("f.csv line 2"), "{msg}");
+        Ok(())
+    }
+}
