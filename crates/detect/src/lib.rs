@@ -14,6 +14,8 @@
 //!   configuration for all series.
 //! - [`run_nab_dir`] (module [`nab`]): a detector over a Numenta Anomaly Benchmark
 //!   corpus, writing NAB results files; `examples/nab_eval.rs` scores them.
+//! - [`HostDetector`] (module [`host`]): one detector per metric of a host, combined
+//!   into a host score with the driving metrics named.
 //! - [`error`]: [`ParamsError`], [`DetectError`].
 //!
 //! # Measured (default params)
@@ -37,12 +39,14 @@
 pub mod detector;
 pub mod error;
 mod exact;
+pub mod host;
 pub mod nab;
 pub mod params;
 mod stats;
 
 pub use detector::DefaultDetector;
 pub use error::{DetectError, ParamsError};
+pub use host::{HostDetector, HostScore};
 pub use nab::{RunReport, parse_timestamp_ms, run_nab_dir};
 pub use params::{DetectorParams, ValidParams};
 
