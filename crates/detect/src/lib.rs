@@ -16,6 +16,8 @@
 //!   corpus, writing NAB results files; `examples/nab_eval.rs` scores them.
 //! - [`HostDetector`] (module [`host`]): one detector per metric of a host, combined
 //!   into a host score with the driving metrics named.
+//! - [`fleet_outliers`] (module [`fleet`]): hosts unlike their peers on a metric right
+//!   now (augurs DBSCAN and MAD), a second signal for host risk.
 //! - [`error`]: [`ParamsError`], [`DetectError`].
 //!
 //! # Measured (default params)
@@ -39,6 +41,7 @@
 pub mod detector;
 pub mod error;
 mod exact;
+pub mod fleet;
 pub mod host;
 pub mod nab;
 pub mod params;
@@ -46,6 +49,7 @@ mod stats;
 
 pub use detector::DefaultDetector;
 pub use error::{DetectError, ParamsError};
+pub use fleet::{FleetError, FleetHost, FleetMethod, FleetReport, fleet_outliers};
 pub use host::{HostDetector, HostScore};
 pub use nab::{RunReport, parse_timestamp_ms, run_nab_dir};
 pub use params::{DetectorParams, ValidParams};
