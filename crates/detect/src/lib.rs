@@ -226,24 +226,4 @@ mod tests {
         let mut boxed: Box<dyn StreamingDetector> = Box::new(DefaultDetector::default());
         assert_eq!(boxed.update(0, 1.0), 0.0);
     }
-
-    /// Throughput of `update` on a long synthetic series. Run in release:
-    /// `cargo nextest run --workspace --release -E 'package(harbinger-detect)' --run-ignored only`.
-    #[test]
-    #[ignore = "timing; run in release"]
-    fn throughput() {
-        let points = noisy_sine(2_000_000, 17);
-        let mut d = DefaultDetector::default();
-        let start = std::time::Instant::now();
-        let mut sum = 0.0;
-        for &(t, v) in &points {
-            sum += d.update(t, v);
-        }
-        let secs = start.elapsed().as_secs_f64();
-        println!(
-            "{} points in {secs:.3} s: {:.2} M points/s (checksum {sum})",
-            points.len(),
-            points.len() as f64 / secs / 1e6
-        );
-    }
 }
