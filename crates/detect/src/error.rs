@@ -39,32 +39,10 @@ pub enum DetectError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// A CSV file has no header line.
-    #[error("{path}: empty file (no header line)")]
-    EmptyCsv {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The CSV header lacks a required column.
-    #[error("{path} line {line}: header has no column `{column}`")]
-    MissingColumn {
-        /// The file.
-        path: PathBuf,
-        /// Line of the header.
-        line: usize,
-        /// The missing column.
-        column: &'static str,
-    },
-    /// A row has fewer fields than the header requires.
-    #[error("{path} line {line}: row has no `{column}` field")]
-    ShortRow {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// The column that is missing.
-        column: &'static str,
-    },
+    /// The CSV file itself is unusable (unreadable, empty, a missing column, a short
+    /// row), as the NAB reader reports it with file and line.
+    #[error(transparent)]
+    Csv(#[from] harbinger_nab::NabError),
     /// A timestamp is not `YYYY-MM-DD HH:MM:SS[.ffffff]`.
     #[error("{path} line {line}: bad timestamp {value:?} (expected YYYY-MM-DD HH:MM:SS)")]
     BadTimestamp {

@@ -90,47 +90,18 @@ pub fn parse_timestamp_ms(text: &str) -> Option<i64> {
 }
 
 /// One data row: the original timestamp and value text, and the parsed pair.
-struct Row<'a> {
-    ts_text: &'a str,
-    value_text: &'a str,
+struct Row {
+    ts_text: String,
+    value_text: String,
     ts: i64,
     value: f64,
 }
 
-/// Parses a NAB data file (`timestamp,value` by header name; blank lines skipped).
-fn parse_data<'a>(path: &Path, text: &'a str) -> Result<Vec<Row<'a>>, DetectError> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l))
-        .filter(|(_, l)| !l.trim().is_empty());
-    let (header_line, header) = lines.next().ok_or_else(|| DetectError::EmptyCsv {
-        path: path.to_path_buf(),
-    })?;
-    let header = header.strip_prefix('\u{feff}').unwrap_or(header);
-    let names: Vec<&str> = header.split(',').map(str::trim).collect();
-    let column = |column: &'static str| {
-        names
-            .iter()
-            .position(|&n| n == column)
-            .ok_or_else(|| DetectError::MissingColumn {
-                path: path.to_path_buf(),
-                line: header_line,
-                column,
-            })
-    };
-    let (ts_col, value_col) = (column("timestamp")?, column("value")?);
+/// Reads a NAB data file (`timestamp,value` by header name; blank lines skipped) through
+/// the scorer's CSV reader, parsing timestamps and values with their line numbers.
+fn parse_data(path: &Path) -> Result<Vec<Row>, DetectError> {
     let mut rows = Vec::new();
-    for (line, text) in lines {
-        let fields: Vec<&str> = text.split(',').map(str::trim).collect();
-        let field = |i: usize, column: &'static str| {
-            fields.get(i).copied().ok_or_else(|| DetectError::ShortRow {
-                path: path.to_path_buf(),
-                line,
-                column,
-            })
-        };
-        let (ts_text, value_text) = (field(ts_col, "timestamp")?, field(value_col, "value")?);
+    harbinger_nab::read_columns(path, ["timestamp", "value"], |line, [ts_text, value_text]| {
         let ts = parse_timestamp_ms(ts_text).ok_or_else(|| DetectError::BadTimestamp {
             path: path.to_path_buf(),
             line,
@@ -141,13 +112,9 @@ fn parse_data<'a>(path: &Path, text: &'a str) -> Result<Vec<Row<'a>>, DetectErro
             line,
             value: value_text.to_string(),
         })?;
-        rows.push(Row {
-            ts_text,
-            value_text,
-            ts,
-            value,
-        });
-    }
+        rows.push(Row { ts_text: ts_text.to_string(), value_text: value_text.to_string(), ts, value });
+        Ok::<(), DetectError>(())
+    })?;
     Ok(rows)
 }
 
@@ -184,8 +151,7 @@ pub fn run_nab_dir(
             let Some(file_name) = data_path.file_name() else {
                 continue;
             };
-            let text = fs::read_to_string(&data_path).map_err(io_error(&data_path))?;
-            let rows = parse_data(&data_path, &text)?;
+            let rows = parse_data(&data_path)?;
 
             let detect_start = Instant::now();
             let mut detector = DefaultDetector::new(params.clone());

@@ -42,12 +42,19 @@ pub struct DataFile {
 }
 
 /// Calls `row(line, fields)` for every non-blank line after the header, with `fields`
-/// the values of `columns` (looked up by header name), trimmed.
-fn read_columns<const K: usize>(
+/// the values of `columns` (looked up by header name), trimmed. `line` is 1-based.
+///
+/// Generic over the caller's error type, so callers parse fields with their own errors
+/// while file-level problems arrive as [`NabError`].
+///
+/// # Errors
+/// [`NabError`] (converted into `E`) naming the file and line: unreadable, empty, a missing
+/// column, a short row; or whatever `row` returns.
+pub fn read_columns<const K: usize, E: From<NabError>>(
     path: &Path,
     columns: [&'static str; K],
-    mut row: impl FnMut(usize, [&str; K]) -> Result<(), NabError>,
-) -> Result<(), NabError> {
+    mut row: impl FnMut(usize, [&str; K]) -> Result<(), E>,
+) -> Result<(), E> {
     let text = fs::read_to_string(path).map_err(io_error(path))?;
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l)).filter(|(_, l)| !l.trim().is_empty());
     let (header_line, header) = lines.next().ok_or_else(|| NabError::EmptyCsv { path: path.to_path_buf() })?;

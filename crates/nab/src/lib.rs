@@ -36,7 +36,7 @@ pub mod score;
 mod timestamp;
 
 pub use error::NabError;
-pub use files::{
+pub use files::{read_columns, 
     DataFile, Windows, load_corpus, load_windows, read_data_file, read_results_scores, score_dirs, write_results_file,
 };
 pub use profile::{Profile, Weights};
