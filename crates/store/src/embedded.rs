@@ -366,25 +366,22 @@ impl EmbeddedStore {
         let Log { payload, defs, .. } = &mut *log;
         payload.clear();
         defs.clear();
-        let mut def_count = 0u32;
+        // End offset in `defs` of each new series' definition record.
+        let mut def_ends: Vec<usize> = Vec::new();
         let report = table.admit(
             batch,
             |id, key| {
                 segment::encode_def(defs, id, key);
-                def_count += 1;
+                def_ends.push(defs.len());
             },
             |id, ts, vs| payload.push(id, ts, vs),
         );
         let res = (|| {
             let Log { writer, payload, defs, .. } = &mut *log;
-            // Definitions are concatenated payloads; split them back into records.
-            let mut rest = defs.as_slice();
-            for _ in 0..def_count {
-                let hl = u16::from_le_bytes([rest[5], rest[6]]) as usize;
-                let ml = u16::from_le_bytes([rest[7 + hl], rest[8 + hl]]) as usize;
-                let len = 9 + hl + ml;
-                writer.write_record(&rest[..len])?;
-                rest = &rest[len..];
+            let mut start = 0;
+            for end in def_ends {
+                writer.write_record(&defs[start..end])?;
+                start = end;
             }
             if !payload.is_empty() {
                 let (lo, hi) = (payload.min_ts, payload.max_ts);
