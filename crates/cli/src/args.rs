@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// harbinger: predictive failure service for fleets of machines.
 #[derive(Debug, Parser)]
-#[command(name = "harbinger", version, about)]
+#[command(name = "harbinger", version)]
 pub struct Cli {
     /// Flags every command shares.
     #[command(flatten)]
