@@ -26,3 +26,17 @@ out="$(mktemp)"
 } | tee "$out"
 python3 scripts/update_benchmarks.py nab "$out"
 rm -rf "$results"
+
+# Threshold split check: each half of the files scored at the threshold optimised on the other.
+out="$(mktemp)"
+{
+  echo "### NAB threshold split check"
+  echo
+  echo "Command: \`cargo run -p harbinger-detect --example nab_eval -- --split\` (each half of the files scored at the threshold optimised on the other half; the detector parameters were chosen on all 41 files)  "
+  echo "Date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  "
+  echo
+  echo '```'
+  cargo run -q -p harbinger-detect --example nab_eval -- --split 2>&1 | grep -E "^SPLIT|^SUMMARY"
+  echo '```'
+} | tee "$out"
+python3 scripts/update_benchmarks.py nab-split "$out"
