@@ -61,6 +61,21 @@ pub struct RawConfig {
     /// `[log]`.
     #[serde(default)]
     pub log: RawLog,
+    /// `[model]`.
+    #[serde(default)]
+    pub model: RawModel,
+}
+
+/// `[model]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    /// Directory of the failure model artifact `serve` loads.
+    pub dir: Option<PathBuf>,
+    /// Risk at or above which a host enters the alerting state ("model" = the model's own).
+    pub alert_threshold: Option<f64>,
+    /// Risk below which an alerting host leaves it ("model" = the model's own).
+    pub clear_threshold: Option<f64>,
 }
 
 /// `[http]` section.
@@ -149,6 +164,17 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// Checked model settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    /// Directory of the model artifact.
+    pub dir: PathBuf,
+    /// Override of the model's alert threshold.
+    pub alert_threshold: Option<f64>,
+    /// Override of the model's clear threshold.
+    pub clear_threshold: Option<f64>,
+}
+
 /// The validated configuration every component is built from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -160,6 +186,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Failure model and alerting.
+    pub model: ModelConfig,
 }
 
 /// Environment variables read, and the dotted key each sets.
@@ -176,6 +204,9 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("HARBINGER_STORE_SEGMENT_BYTES", "store.segment_bytes"),
     ("HARBINGER_LOG_FORMAT", "log.format"),
     ("HARBINGER_LOG_LEVEL", "log.level"),
+    ("HARBINGER_MODEL_DIR", "model.dir"),
+    ("HARBINGER_MODEL_ALERT_THRESHOLD", "model.alert_threshold"),
+    ("HARBINGER_MODEL_CLEAR_THRESHOLD", "model.clear_threshold"),
 ];
 
 /// Sets a dotted key in a TOML table, creating sections on the way.
@@ -203,6 +234,9 @@ fn set_path(table: &mut toml::Table, dotted: &str, value: toml::Value) {
 fn scalar(s: &str) -> toml::Value {
     if let Ok(i) = s.parse::<i64>() {
         return toml::Value::Integer(i);
+    }
+    if let Ok(f) = s.parse::<f64>() {
+        return toml::Value::Float(f);
     }
     match s {
         "true" => toml::Value::Boolean(true),
@@ -319,7 +353,30 @@ impl Config {
         if segment_bytes < 4096 {
             return Err(ConfigError::Invalid { field: "store.segment_bytes", reason: "must be at least 4096".into() });
         }
+        let unit = |field: &'static str, v: Option<f64>| -> Result<Option<f64>, ConfigError> {
+            match v {
+                Some(x) if !(x > 0.0 && x < 1.0) => {
+                    Err(ConfigError::Invalid { field, reason: format!("{x} is not strictly between 0 and 1") })
+                }
+                other => Ok(other),
+            }
+        };
+        let alert_threshold = unit("model.alert_threshold", raw.model.alert_threshold)?;
+        let clear_threshold = unit("model.clear_threshold", raw.model.clear_threshold)?;
+        if let (Some(a), Some(c)) = (alert_threshold, clear_threshold) {
+            if c > a {
+                return Err(ConfigError::Invalid {
+                    field: "model.clear_threshold",
+                    reason: format!("{c} is above model.alert_threshold {a}; hysteresis needs clear <= alert"),
+                });
+            }
+        }
         Ok(Self {
+            model: ModelConfig {
+                dir: raw.model.dir.unwrap_or_else(|| PathBuf::from("models/default")),
+                alert_threshold,
+                clear_threshold,
+            },
             data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from("./harbinger-data")),
             http: HttpConfig {
                 addr,

@@ -7,6 +7,7 @@
 //! - [`sample`]: columnar batches of samples (`SeriesSamples`, `SampleBatch`) and append reports.
 //! - [`event`]: deployment and change events (`events.jsonl`) with validation.
 //! - [`inventory`]: hosts, resources (with dependency-graph validation) and failures.
+//! - [`risk`]: `HostRisk` and the `RiskScorer` trait servers use to ask for scores.
 //! - [`clock`]: the `Clock` trait; decision logic never reads the wall clock itself.
 //! - [`store`]: one storage trait per kind of data (`MetricStore`, `EventStore`,
 //!   `InventoryStore`, `FailureStore`) and their error type.
@@ -17,6 +18,7 @@ pub mod clock;
 pub mod event;
 pub mod ids;
 pub mod inventory;
+pub mod risk;
 pub mod sample;
 pub mod store;
 
@@ -24,5 +26,6 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{Event, EventError, EventKind};
 pub use ids::{HostId, MetricName, SeriesKey, TimestampMs};
 pub use inventory::{Failure, Host, InventoryError, Resource};
+pub use risk::{Factor, HostExplanation, HostRisk, ModelInfo, RiskPoint, RiskScorer, ScoreError};
 pub use sample::{AppendReport, RejectReason, SampleBatch, SeriesSamples};
 pub use store::{EventStore, FailureStore, InventoryStore, MetricStore, StoreError, StoreStats, Stores};

@@ -1,0 +1,123 @@
+//! Risk: what the scoring side of harbinger answers, as plain values.
+//!
+//! [`HostRisk`] is one host's assessment at one moment; [`RiskScorer`] is the
+//! object-safe interface the servers (HTTP, gRPC) and the CLI use to ask for it and to
+//! feed the live pipeline. The implementation lives in `harbinger-model`; servers only
+//! see this trait, so tests can substitute their own.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Event, HostId, SampleBatch, TimestampMs};
+
+/// One reason behind a score: a named feature, its value and how much it pushed the
+/// failure probability up (positive) or down (negative), in log-odds units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Factor {
+    /// Feature name, e.g. `mem_util.tte_h` or `deploy.since_h`.
+    pub name: String,
+    /// The feature's value for this host at this moment (after imputation).
+    pub value: f64,
+    /// Contribution to the failure log-odds; the list is sorted by |contribution|.
+    pub contribution: f64,
+}
+
+/// A host's risk at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostRisk {
+    /// The host.
+    pub host: HostId,
+    /// Data time the assessment refers to (ms since epoch).
+    pub at: TimestampMs,
+    /// Combined risk in [0, 1]: failure probability weighted by criticality, plus anomaly.
+    pub risk: f64,
+    /// Calibrated probability that the host fails within `horizon_ms` after `at`.
+    pub failure_probability: f64,
+    /// Horizon of `failure_probability`, in milliseconds.
+    pub horizon_ms: i64,
+    /// Current anomaly score in [0, 1] (streaming detectors, max over metrics).
+    pub anomaly: f64,
+    /// Confidence in [0, 1]: the share of the model's inputs that were present and warm.
+    pub confidence: f64,
+    /// Highest criticality (0..=3) of the resources placed on the host.
+    pub criticality: u8,
+    /// Whether the host is in the alerting state (hysteresis applied).
+    pub alerting: bool,
+    /// Top contributing factors, largest |contribution| first.
+    pub factors: Vec<Factor>,
+    /// Version of the model that produced the score.
+    pub model_version: Arc<str>,
+}
+
+/// One point of a host's recent risk history.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RiskPoint {
+    /// Data time.
+    pub at: TimestampMs,
+    /// Combined risk.
+    pub risk: f64,
+    /// Failure probability.
+    pub failure_probability: f64,
+    /// Anomaly score.
+    pub anomaly: f64,
+}
+
+/// The full explanation of one host's score: every factor plus recent history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostExplanation {
+    /// The current score (its `factors` are the top few).
+    pub risk: HostRisk,
+    /// Every feature of the model with its value and contribution, largest |contribution| first.
+    pub all_factors: Vec<Factor>,
+    /// Recent history, oldest first.
+    pub history: Vec<RiskPoint>,
+}
+
+/// Identity of the loaded model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Model version string (unique per trained artifact).
+    pub version: Arc<str>,
+    /// Failure horizon the model predicts, in milliseconds.
+    pub horizon_ms: i64,
+    /// The learner kept at training (`logistic` or `random_forest`).
+    pub learner: String,
+    /// harbinger version that trained it.
+    pub harbinger_version: String,
+}
+
+/// Why a score could not be given.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    /// The host is neither in the inventory nor has it sent any data.
+    #[error("unknown host {0:?}")]
+    UnknownHost(HostId),
+    /// The request itself is malformed (empty host id, too many hosts, ...).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// Loading or using the model failed.
+    #[error("model: {0}")]
+    Model(String),
+}
+
+/// The scoring side of harbinger, as seen by servers and clients.
+///
+/// Implementations are cheap to call concurrently; `reload` swaps the model without
+/// failing calls that are in flight.
+pub trait RiskScorer: Send + Sync + std::fmt::Debug {
+    /// Feed accepted samples to the live pipeline (called after the store accepted them).
+    fn observe_samples(&self, batch: &SampleBatch);
+    /// Feed accepted events (deploys, config changes, maintenance).
+    fn observe_events(&self, events: &[Event]);
+    /// Score the given hosts now. Unknown hosts give [`ScoreError::UnknownHost`].
+    fn score_hosts(&self, hosts: &[HostId]) -> Result<Vec<HostRisk>, ScoreError>;
+    /// Score every known host.
+    fn score_all(&self) -> Vec<HostRisk>;
+    /// The full factor breakdown and recent history of one host.
+    fn explain_host(&self, host: &HostId) -> Result<HostExplanation, ScoreError>;
+    /// The loaded model.
+    fn model_info(&self) -> ModelInfo;
+    /// Load the model in `dir` (or the configured model directory when `None`) and swap it in.
+    fn reload(&self, dir: Option<&std::path::Path>) -> Result<ModelInfo, ScoreError>;
+}
