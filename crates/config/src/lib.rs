@@ -64,6 +64,55 @@ pub struct RawConfig {
     /// `[model]`.
     #[serde(default)]
     pub model: RawModel,
+    /// `[grpc]`.
+    #[serde(default)]
+    pub grpc: RawGrpc,
+    /// `[auth]`.
+    #[serde(default)]
+    pub auth: RawAuth,
+}
+
+/// `[grpc]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrpc {
+    /// Listen address.
+    pub addr: Option<String>,
+    /// Most hosts in one ScoreHosts/WatchRisk request.
+    pub max_hosts_per_request: Option<u64>,
+    /// Largest decoded request message, bytes.
+    pub max_message_bytes: Option<u64>,
+    /// PEM certificate chain; with `tls_key`, gRPC is served over TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+/// `[auth]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// Bearer token mutating calls must carry.
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub token: Option<String>,
+    /// File holding the token (first line), instead of `token`.
+    pub token_file: Option<PathBuf>,
+}
+
+/// Accepts a string or a number (environment values that look numeric arrive as numbers).
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum S {
+        Str(String),
+        Int(i64),
+        Float(f64),
+    }
+    Ok(Option::<S>::deserialize(d)?.map(|s| match s {
+        S::Str(s) => s,
+        S::Int(i) => i.to_string(),
+        S::Float(f) => f.to_string(),
+    }))
 }
 
 /// `[model]` section.
@@ -175,6 +224,52 @@ pub struct ModelConfig {
     pub clear_threshold: Option<f64>,
 }
 
+/// Checked gRPC settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GrpcConfig {
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// Most hosts in one ScoreHosts/WatchRisk request (more gets RESOURCE_EXHAUSTED).
+    pub max_hosts_per_request: usize,
+    /// Largest decoded request message in bytes (larger gets RESOURCE_EXHAUSTED).
+    pub max_message_bytes: usize,
+    /// Serve over TLS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+/// A secret value: compared and used, never printed (`Debug` shows `<redacted>`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that checks it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Checked authentication settings.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AuthConfig {
+    /// When set, mutating gRPC calls and HTTP endpoints need `authorization: Bearer <token>`.
+    pub token: Option<Secret>,
+}
+
 /// The validated configuration every component is built from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -188,6 +283,10 @@ pub struct Config {
     pub log: LogConfig,
     /// Failure model and alerting.
     pub model: ModelConfig,
+    /// gRPC server.
+    pub grpc: GrpcConfig,
+    /// Bearer token for mutating calls.
+    pub auth: AuthConfig,
 }
 
 /// Environment variables read, and the dotted key each sets.
@@ -207,6 +306,13 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("HARBINGER_MODEL_DIR", "model.dir"),
     ("HARBINGER_MODEL_ALERT_THRESHOLD", "model.alert_threshold"),
     ("HARBINGER_MODEL_CLEAR_THRESHOLD", "model.clear_threshold"),
+    ("HARBINGER_GRPC_ADDR", "grpc.addr"),
+    ("HARBINGER_GRPC_MAX_HOSTS_PER_REQUEST", "grpc.max_hosts_per_request"),
+    ("HARBINGER_GRPC_MAX_MESSAGE_BYTES", "grpc.max_message_bytes"),
+    ("HARBINGER_GRPC_TLS_CERT", "grpc.tls_cert"),
+    ("HARBINGER_GRPC_TLS_KEY", "grpc.tls_key"),
+    ("HARBINGER_AUTH_TOKEN", "auth.token"),
+    ("HARBINGER_AUTH_TOKEN_FILE", "auth.token_file"),
 ];
 
 /// Sets a dotted key in a TOML table, creating sections on the way.
@@ -250,6 +356,38 @@ fn duration(field: &'static str, s: &str) -> Result<Duration, ConfigError> {
         field,
         reason: format!("{s:?} is not a duration ({e}); use e.g. \"500ms\", \"1s\", \"6h\", \"30days\""),
     })
+}
+
+fn socket_addr(field: &'static str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.parse::<SocketAddr>().map_err(|e| ConfigError::Invalid {
+        field,
+        reason: format!("{s:?} is not an address like 127.0.0.1:8080 ({e})"),
+    })
+}
+
+/// The bearer token from `auth.token` or the first line of `auth.token_file`.
+fn auth_token(raw: &RawAuth) -> Result<Option<Secret>, ConfigError> {
+    let (field, token) = match (&raw.token, &raw.token_file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid { field: "auth.token_file", reason: "set either auth.token or auth.token_file, not both".into() });
+        }
+        (None, None) => return Ok(None),
+        (Some(t), None) => ("auth.token", t.trim().to_string()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+                field: "auth.token_file",
+                reason: format!("cannot read {}: {e}", path.display()),
+            })?;
+            ("auth.token_file", text.lines().next().unwrap_or("").trim().to_string())
+        }
+    };
+    if token.is_empty() {
+        return Err(ConfigError::Invalid { field, reason: "the token is empty".into() });
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::Invalid { field, reason: "the token must be printable ASCII without spaces (it travels in a header)".into() });
+    }
+    Ok(Some(Secret(token)))
 }
 
 fn positive(field: &'static str, v: u64) -> Result<u64, ConfigError> {
@@ -371,7 +509,28 @@ impl Config {
                 });
             }
         }
+        let grpc_addr = socket_addr("grpc.addr", raw.grpc.addr.as_deref().unwrap_or("127.0.0.1:50051"))?;
+        let max_hosts = positive("grpc.max_hosts_per_request", raw.grpc.max_hosts_per_request.unwrap_or(1_000))?;
+        let max_message = positive("grpc.max_message_bytes", raw.grpc.max_message_bytes.unwrap_or(4 << 20))?;
+        let tls = match (raw.grpc.tls_cert, raw.grpc.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid { field: "grpc.tls_key", reason: "grpc.tls_cert is set, so the key is needed too".into() });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid { field: "grpc.tls_cert", reason: "grpc.tls_key is set, so the certificate is needed too".into() });
+            }
+        };
+        let token = auth_token(&raw.auth)?;
         Ok(Self {
+            grpc: GrpcConfig {
+                addr: grpc_addr,
+                max_hosts_per_request: usize::try_from(max_hosts).unwrap_or(usize::MAX),
+                max_message_bytes: usize::try_from(max_message).unwrap_or(usize::MAX),
+                tls,
+            },
+            auth: AuthConfig { token },
             model: ModelConfig {
                 dir: raw.model.dir.unwrap_or_else(|| PathBuf::from("models/default")),
                 alert_threshold,
@@ -461,6 +620,39 @@ mod tests {
         assert_eq!(e.to_string(), "invalid `http.max_body_bytes`: must be greater than 0");
         let e = Config::load(None, no_env, &[("store.hot_max_points", "many".into())]).expect_err("type");
         assert!(e.to_string().contains("hot_max_points"), "{e}");
+    }
+
+    #[test]
+    fn grpc_and_auth_settings_are_checked() {
+        let c = Config::defaults();
+        assert_eq!(c.grpc.addr.to_string(), "127.0.0.1:50051");
+        assert_eq!((c.grpc.max_hosts_per_request, c.grpc.max_message_bytes), (1_000, 4 << 20));
+        assert_eq!((c.grpc.tls.clone(), c.auth.token.clone()), (None, None));
+
+        let env = |k: &str| (k == "HARBINGER_AUTH_TOKEN").then(|| "12345".to_string());
+        let c = Config::load(None, env, &[("grpc.addr", "0.0.0.0:6000".into())]).expect("valid");
+        assert_eq!(c.auth.token.as_ref().map(Secret::expose), Some("12345"), "numeric-looking tokens stay text");
+        assert_eq!(format!("{:?}", c.auth), "AuthConfig { token: Some(<redacted>) }", "never printed");
+        assert_eq!(c.grpc.addr.port(), 6000);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("token");
+        std::fs::write(&f, "s3cret\n").expect("write");
+        let c = Config::load(None, no_env, &[("auth.token_file", f.display().to_string())]).expect("valid");
+        assert_eq!(c.auth.token.as_ref().map(Secret::expose), Some("s3cret"));
+
+        let e = Config::load(None, no_env, &[("auth.token_file", "/nonexistent/t".into())]).expect_err("missing file");
+        assert!(e.to_string().starts_with("invalid `auth.token_file`: cannot read /nonexistent/t"), "{e}");
+        let e = Config::load(None, no_env, &[("auth.token", "two words".into())]).expect_err("space");
+        assert!(e.to_string().starts_with("invalid `auth.token`"), "{e}");
+        let e = Config::load(None, no_env, &[("auth.token", "a".into()), ("auth.token_file", "/t".into())]).expect_err("both");
+        assert!(e.to_string().contains("not both"), "{e}");
+        let e = Config::load(None, no_env, &[("grpc.tls_cert", "/c.pem".into())]).expect_err("no key");
+        assert!(e.to_string().starts_with("invalid `grpc.tls_key`"), "{e}");
+        let e = Config::load(None, no_env, &[("grpc.max_hosts_per_request", "0".into())]).expect_err("zero");
+        assert_eq!(e.to_string(), "invalid `grpc.max_hosts_per_request`: must be greater than 0");
+        let e = Config::load(None, no_env, &[("grpc.addr", "nowhere".into())]).expect_err("addr");
+        assert!(e.to_string().starts_with("invalid `grpc.addr`"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,13 @@
+//! Compiles `proto/harbinger/v1/*.proto` with protox (pure Rust, no protoc) into client and
+//! server code, and writes the file descriptor set that server reflection serves.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let files = ["common", "risk", "ingest", "admin"].map(|f| root.join(format!("harbinger/v1/{f}.proto")));
+    let fds = protox::compile(&files, [&root])?;
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("harbinger_v1_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
+    Ok(())
+}

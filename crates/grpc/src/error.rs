@@ -1,0 +1,138 @@
+//! The one place where request and domain errors become gRPC status codes.
+
+use harbinger_core::{HostId, ModelInfo, ScoreError, StoreError};
+use tonic::{Code, Status};
+
+/// Why a call failed. Each variant has one status code (see [`GrpcError::code`]).
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcError {
+    /// A malformed request; the message names the field.
+    #[error("{0}")]
+    Invalid(String),
+    /// More hosts in one request than `grpc.max_hosts_per_request`.
+    #[error("{requested} hosts in one request, the server's limit is {limit} (grpc.max_hosts_per_request); split the request")]
+    TooManyHosts {
+        /// Hosts asked for.
+        requested: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A host the scorer does not know.
+    #[error("unknown host {0:?}: not in the inventory and no data received for it")]
+    UnknownHost(HostId),
+    /// A mutating call without the bearer token, or with a wrong one.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// The server runs without a model.
+    #[error("no failure model is loaded ({0}); point `model.dir` at a trained model and reload")]
+    NoModel(String),
+    /// The scorer failed for a reason other than the request.
+    #[error("scoring failed: {0}")]
+    Model(String),
+    /// A reload failed; the previous model keeps serving.
+    #[error("model reload failed, still serving model {previous}: {reason}")]
+    Reload {
+        /// Version still served.
+        previous: String,
+        /// Why the new model could not be loaded.
+        reason: String,
+    },
+    /// The store refused or failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A worker task failed (a bug); logged.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GrpcError {
+    /// The status code of this error.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::Invalid(_) => Code::InvalidArgument,
+            Self::TooManyHosts { .. } => Code::ResourceExhausted,
+            Self::UnknownHost(_) => Code::NotFound,
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::NoModel(_) => Code::Unavailable,
+            Self::Reload { .. } => Code::FailedPrecondition,
+            Self::Store(StoreError::Closed) => Code::Unavailable,
+            Self::Model(_) | Self::Store(_) | Self::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// A reload failure, naming the model still served.
+    pub fn reload(previous: &ModelInfo, err: &ScoreError) -> Self {
+        Self::Reload { previous: previous.version.to_string(), reason: err.to_string() }
+    }
+}
+
+impl From<ScoreError> for GrpcError {
+    fn from(e: ScoreError) -> Self {
+        match e {
+            ScoreError::UnknownHost(h) => Self::UnknownHost(h),
+            ScoreError::Invalid(m) => Self::Invalid(m),
+            ScoreError::Model(m) => Self::Model(m),
+        }
+    }
+}
+
+impl From<GrpcError> for Status {
+    fn from(e: GrpcError) -> Self {
+        let code = e.code();
+        if matches!(code, Code::Internal) {
+            tracing::error!(error = %e, "gRPC call failed");
+        } else {
+            tracing::debug!(error = %e, ?code, "gRPC call refused");
+        }
+        Status::new(code, e.to_string())
+    }
+}
+
+/// tonic reports a message over the decode limit as OUT_OF_RANGE; gRPC's own servers (and
+/// this API's contract) say RESOURCE_EXHAUSTED. Recognises tonic's message.
+pub(crate) fn is_oversized_message(code: &str, message: &str) -> bool {
+    code == "11" && message.contains("message length too large")
+}
+
+/// The status for a stream item that failed to decode: over the size limit becomes
+/// RESOURCE_EXHAUSTED, anything else is passed on.
+pub(crate) fn map_decode_error(s: Status) -> Status {
+    if s.code() == Code::OutOfRange && is_oversized_message("11", s.message()) {
+        Status::resource_exhausted(format!("{} (grpc.max_message_bytes)", s.message()))
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_has_the_documented_code() {
+        let cases: Vec<(GrpcError, Code)> = vec![
+            (ScoreError::UnknownHost(HostId::new("h9")).into(), Code::NotFound),
+            (ScoreError::Invalid("empty host id".into()).into(), Code::InvalidArgument),
+            (ScoreError::Model("nan".into()).into(), Code::Internal),
+            (GrpcError::TooManyHosts { requested: 5, limit: 2 }, Code::ResourceExhausted),
+            (GrpcError::Unauthenticated("no token"), Code::Unauthenticated),
+            (GrpcError::NoModel("x".into()), Code::Unavailable),
+            (GrpcError::Store(StoreError::Closed), Code::Unavailable),
+        ];
+        for (e, code) in cases {
+            let s = Status::from(e);
+            assert_eq!(s.code(), code, "{}", s.message());
+        }
+        let s = Status::from(GrpcError::UnknownHost(HostId::new("h9")));
+        assert!(s.message().starts_with("unknown host \"h9\""), "{}", s.message());
+    }
+
+    #[test]
+    fn oversized_messages_become_resource_exhausted() {
+        let s = map_decode_error(Status::out_of_range(
+            "Error, decoded message length too large: found 10 bytes, the limit is: 5 bytes",
+        ));
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(map_decode_error(Status::out_of_range("other")).code(), Code::OutOfRange);
+    }
+}

@@ -1,0 +1,370 @@
+//! The service implementations: `RiskService`, `IngestService` and `AdminService`.
+//!
+//! Every handler validates its request, checks the token when the call mutates, and runs
+//! scorer calls (CPU work) on the blocking pool so the runtime threads stay free to move
+//! bytes. Errors are [`GrpcError`] values turned into statuses in one place.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use harbinger_api::telemetry::{ReasonLabel, SourceLabel};
+use harbinger_core::{HostId, HostRisk, RiskScorer, Stores};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::Auth;
+use crate::{GrpcError, convert, error::map_decode_error, pb};
+
+/// Limits a server enforces on requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most hosts in one `ScoreHosts` or `WatchRisk` request.
+    pub max_hosts_per_request: usize,
+    /// Largest decoded request message, bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_hosts_per_request: 1_000, max_message_bytes: 4 << 20 }
+    }
+}
+
+/// Everything the services share. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct GrpcState {
+    /// The stores pushes land in (the same the HTTP server writes).
+    pub stores: Stores,
+    /// The live scorer; `None` when the server runs without a model (scoring calls then
+    /// answer UNAVAILABLE, ingest still works).
+    pub scorer: Option<Arc<dyn RiskScorer>>,
+    /// Own metrics (shared with the HTTP server; gRPC pushes count as source `grpc`).
+    pub telemetry: Arc<harbinger_api::Telemetry>,
+    /// When set, pushes for hosts outside this set are refused.
+    pub strict_hosts: Option<Arc<HashSet<HostId>>>,
+    /// Request limits.
+    pub limits: Limits,
+    /// Token required on mutating calls.
+    pub auth: Auth,
+    /// Why there is no scorer, for the UNAVAILABLE message.
+    pub no_model_reason: Arc<str>,
+    /// Flips to `true` when the server shuts down, ending `WatchRisk` streams so that the
+    /// graceful shutdown does not wait on them.
+    pub(crate) stopping: watch::Receiver<bool>,
+}
+
+impl GrpcState {
+    /// State over `stores` and `scorer` with default limits and no token.
+    pub fn new(stores: Stores, scorer: Option<Arc<dyn RiskScorer>>, telemetry: Arc<harbinger_api::Telemetry>) -> Self {
+        Self {
+            stores,
+            scorer,
+            telemetry,
+            strict_hosts: None,
+            limits: Limits::default(),
+            auth: Auth::default(),
+            no_model_reason: Arc::from("the server was started without one"),
+            stopping: watch::channel(false).1,
+        }
+    }
+
+    fn scorer(&self) -> Result<Arc<dyn RiskScorer>, GrpcError> {
+        self.scorer.clone().ok_or_else(|| GrpcError::NoModel(self.no_model_reason.to_string()))
+    }
+}
+
+/// Runs `f` on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, GrpcError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| GrpcError::Internal(format!("worker task: {e}")))
+}
+
+/// `RiskService`.
+#[derive(Clone, Debug)]
+pub struct RiskApi(pub GrpcState);
+
+/// `IngestService`.
+#[derive(Clone, Debug)]
+pub struct IngestApi(pub GrpcState);
+
+/// `AdminService`.
+#[derive(Clone, Debug)]
+pub struct AdminApi(pub GrpcState);
+
+const DEFAULT_WATCH_INTERVAL_MS: i64 = 1_000;
+const MIN_WATCH_INTERVAL_MS: i64 = 100;
+const DEFAULT_MIN_CHANGE: f64 = 0.01;
+
+#[tonic::async_trait]
+impl pb::risk_service_server::RiskService for RiskApi {
+    async fn score_hosts(
+        &self,
+        request: Request<pb::ScoreHostsRequest>,
+    ) -> Result<Response<pb::ScoreHostsResponse>, Status> {
+        let req = request.into_inner();
+        let hosts = convert::host_ids("hosts", &req.hosts, self.0.limits.max_hosts_per_request, false)?;
+        let scorer = self.0.scorer()?;
+        let risks = blocking(move || scorer.score_hosts(&hosts)).await?.map_err(GrpcError::from)?;
+        let model_version = risks.first().map(|r| r.model_version.to_string()).unwrap_or_default();
+        Ok(Response::new(pb::ScoreHostsResponse { risks: risks.iter().map(Into::into).collect(), model_version }))
+    }
+
+    type WatchRiskStream = ReceiverStream<Result<pb::RiskUpdate, Status>>;
+
+    async fn watch_risk(
+        &self,
+        request: Request<pb::WatchRiskRequest>,
+    ) -> Result<Response<Self::WatchRiskStream>, Status> {
+        let req = request.into_inner();
+        if !(0.0..=1.0).contains(&req.threshold) {
+            return Err(GrpcError::Invalid(format!("`threshold` {} is not in [0, 1]", req.threshold)).into());
+        }
+        let interval_ms = if req.interval_ms == 0 { DEFAULT_WATCH_INTERVAL_MS } else { req.interval_ms };
+        if interval_ms < MIN_WATCH_INTERVAL_MS {
+            return Err(GrpcError::Invalid(format!(
+                "`interval_ms` {interval_ms} is below the minimum of {MIN_WATCH_INTERVAL_MS}"
+            ))
+            .into());
+        }
+        let min_change = if req.min_change == 0.0 { DEFAULT_MIN_CHANGE } else { req.min_change };
+        if !(min_change > 0.0 && min_change <= 1.0) {
+            return Err(GrpcError::Invalid(format!("`min_change` {} is not in (0, 1]", req.min_change)).into());
+        }
+        let hosts = convert::host_ids("hosts", &req.hosts, self.0.limits.max_hosts_per_request, true)?;
+        let scorer = self.0.scorer()?;
+        // Score once before answering, so unknown hosts fail the call itself.
+        let first = score_watched(scorer.clone(), hosts.clone()).await?;
+        let (tx, rx) = mpsc::channel(64);
+        let watch = Watch { threshold: req.threshold, min_change, sent: HashMap::new() };
+        tokio::spawn(watch.run(
+            scorer,
+            hosts,
+            first,
+            Duration::from_millis(interval_ms.unsigned_abs()),
+            tx,
+            self.0.stopping.clone(),
+        ));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn explain_host(
+        &self,
+        request: Request<pb::ExplainHostRequest>,
+    ) -> Result<Response<pb::ExplainHostResponse>, Status> {
+        let host = request.into_inner().host;
+        if host.trim().is_empty() {
+            return Err(GrpcError::Invalid("`host` is empty".into()).into());
+        }
+        let scorer = self.0.scorer()?;
+        let host = HostId::new(host.trim());
+        let e = blocking(move || scorer.explain_host(&host)).await?.map_err(GrpcError::from)?;
+        Ok(Response::new((&e).into()))
+    }
+}
+
+async fn score_watched(scorer: Arc<dyn RiskScorer>, hosts: Vec<HostId>) -> Result<Vec<HostRisk>, GrpcError> {
+    blocking(move || if hosts.is_empty() { Ok(scorer.score_all()) } else { scorer.score_hosts(&hosts) })
+        .await?
+        .map_err(GrpcError::from)
+}
+
+/// One `WatchRisk` stream: what was last sent per host, and the rules for sending again.
+struct Watch {
+    threshold: f64,
+    min_change: f64,
+    /// Last risk and model version sent for each host currently at or above the threshold.
+    sent: HashMap<HostId, (f64, Arc<str>)>,
+}
+
+impl Watch {
+    /// The updates a new round of scores calls for, updating what was sent.
+    fn updates(&mut self, scores: &[HostRisk]) -> Vec<pb::RiskUpdate> {
+        let mut out = Vec::new();
+        let mut seen = HashSet::with_capacity(scores.len());
+        for r in scores {
+            seen.insert(r.host.clone());
+            let above = r.risk >= self.threshold;
+            match (above, self.sent.get(&r.host)) {
+                (true, Some((last, version))) if (r.risk - last).abs() < self.min_change && *version == r.model_version => {}
+                (true, _) => {
+                    self.sent.insert(r.host.clone(), (r.risk, r.model_version.clone()));
+                    out.push(pb::RiskUpdate { risk: Some(r.into()), cleared: false });
+                }
+                (false, Some(_)) => {
+                    self.sent.remove(&r.host);
+                    out.push(pb::RiskUpdate { risk: Some(r.into()), cleared: true });
+                }
+                (false, None) => {}
+            }
+        }
+        // A host that disappeared from the scores (removed from the inventory) leaves too.
+        self.sent.retain(|h, _| seen.contains(h));
+        out
+    }
+
+    async fn run(
+        mut self,
+        scorer: Arc<dyn RiskScorer>,
+        hosts: Vec<HostId>,
+        first: Vec<HostRisk>,
+        every: Duration,
+        tx: mpsc::Sender<Result<pb::RiskUpdate, Status>>,
+        mut stopping: watch::Receiver<bool>,
+    ) {
+        let mut scores = first;
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            for u in self.updates(&scores) {
+                if tx.send(Ok(u)).await.is_err() {
+                    return; // the client went away
+                }
+            }
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = tx.closed() => return,
+                _ = stopping.wait_for(|s| *s) => return,
+            }
+            scores = match score_watched(scorer.clone(), hosts.clone()).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ignored = tx.send(Err(e.into())).await;
+                    return;
+                }
+            };
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::ingest_service_server::IngestService for IngestApi {
+    async fn push_metrics(
+        &self,
+        request: Request<Streaming<pb::SampleBatch>>,
+    ) -> Result<Response<pb::PushMetricsResponse>, Status> {
+        self.0.auth.check(request.metadata())?;
+        let mut stream = request.into_inner();
+        let st = &self.0;
+        let mut batches = 0u64;
+        let mut accepted = 0u64;
+        let mut rejected: BTreeMap<String, u64> = BTreeMap::new();
+        while let Some(msg) = stream.message().await.map_err(map_decode_error)? {
+            let batch = convert::sample_batch(batches, msg)?;
+            if let Some(known) = &st.strict_hosts {
+                if let Some(s) = batch.series.iter().find(|s| !known.contains(&s.key.host)) {
+                    st.telemetry.requests_rejected.get_or_create(&ReasonLabel { reason: "unknown_host" }).inc();
+                    return Err(GrpcError::Invalid(format!(
+                        "batch {batches}: unknown host {:?} (not in the inventory; the server runs with http.strict_hosts)",
+                        s.key.host.as_str()
+                    ))
+                    .into());
+                }
+            }
+            let report = st.stores.metrics.append(&batch).await.map_err(GrpcError::from)?;
+            st.telemetry.samples_ingested.get_or_create(&SourceLabel { source: "grpc" }).inc_by(report.accepted);
+            for (reason, n) in &report.rejected {
+                st.telemetry.samples_rejected.get_or_create(&ReasonLabel { reason: reason.as_str() }).inc_by(*n);
+                *rejected.entry(reason.as_str().to_string()).or_default() += n;
+            }
+            accepted += report.accepted;
+            batches += 1;
+            if let Some(scorer) = st.scorer.clone() {
+                blocking(move || scorer.observe_samples(&batch)).await?;
+            }
+        }
+        Ok(Response::new(pb::PushMetricsResponse { batches, accepted, rejected: rejected.into_iter().collect() }))
+    }
+
+    async fn push_events(
+        &self,
+        request: Request<pb::PushEventsRequest>,
+    ) -> Result<Response<pb::PushEventsResponse>, Status> {
+        self.0.auth.check(request.metadata())?;
+        let events = convert::events(request.into_inner())?;
+        if let Some(known) = &self.0.strict_hosts {
+            if let Some((i, h)) =
+                events.iter().enumerate().find_map(|(i, e)| e.host.as_ref().filter(|h| !known.contains(*h)).map(|h| (i, h)))
+            {
+                return Err(GrpcError::Invalid(format!(
+                    "events[{i}]: unknown host {:?} (not in the inventory; the server runs with http.strict_hosts)",
+                    h.as_str()
+                ))
+                .into());
+            }
+        }
+        let n = self.0.stores.events.append_events(&events).await.map_err(GrpcError::from)?;
+        self.0.telemetry.events_ingested.inc_by(n);
+        if let Some(scorer) = self.0.scorer.clone() {
+            blocking(move || scorer.observe_events(&events)).await?;
+        }
+        Ok(Response::new(pb::PushEventsResponse { accepted: n }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::admin_service_server::AdminService for AdminApi {
+    async fn reload_model(
+        &self,
+        request: Request<pb::ReloadModelRequest>,
+    ) -> Result<Response<pb::ReloadModelResponse>, Status> {
+        self.0.auth.check(request.metadata())?;
+        let dir = request.into_inner().dir;
+        let scorer = self.0.scorer()?;
+        let previous = scorer.model_info();
+        let dir = (!dir.trim().is_empty()).then(|| std::path::PathBuf::from(dir.trim()));
+        let current = blocking(move || scorer.reload(dir.as_deref()))
+            .await?
+            .map_err(|e| GrpcError::reload(&previous, &e))?;
+        tracing::info!(previous = %previous.version, current = %current.version, "model reloaded (gRPC ReloadModel)");
+        Ok(Response::new(pb::ReloadModelResponse { previous: Some((&previous).into()), current: Some((&current).into()) }))
+    }
+
+    async fn get_model(&self, _request: Request<pb::GetModelRequest>) -> Result<Response<pb::ModelInfo>, Status> {
+        let scorer = self.0.scorer()?;
+        Ok(Response::new((&scorer.model_info()).into()))
+    }
+
+    async fn ping(&self, _request: Request<pb::PingRequest>) -> Result<Response<pb::PingResponse>, Status> {
+        Ok(Response::new(pb::PingResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn risk(host: &str, r: f64, version: &str) -> HostRisk {
+        HostRisk {
+            host: HostId::new(host),
+            at: 0,
+            risk: r,
+            failure_probability: r,
+            horizon_ms: 3_600_000,
+            anomaly: 0.0,
+            confidence: 1.0,
+            criticality: 0,
+            alerting: false,
+            factors: vec![],
+            model_version: Arc::from(version),
+        }
+    }
+
+    fn hosts(u: &[pb::RiskUpdate]) -> Vec<(String, bool)> {
+        u.iter().map(|u| (u.risk.as_ref().map(|r| r.host.clone()).unwrap_or_default(), u.cleared)).collect()
+    }
+
+    #[test]
+    fn watch_sends_entries_changes_and_exits() {
+        let mut w = Watch { threshold: 0.5, min_change: 0.05, sent: HashMap::new() };
+        let u = w.updates(&[risk("a", 0.6, "v1"), risk("b", 0.2, "v1")]);
+        assert_eq!(hosts(&u), vec![("a".into(), false)], "only hosts above the threshold");
+        assert!(w.updates(&[risk("a", 0.62, "v1"), risk("b", 0.3, "v1")]).is_empty(), "small moves are not news");
+        let u = w.updates(&[risk("a", 0.7, "v1"), risk("b", 0.55, "v1")]);
+        assert_eq!(hosts(&u), vec![("a".into(), false), ("b".into(), false)]);
+        let u = w.updates(&[risk("a", 0.7, "v2"), risk("b", 0.1, "v2")]);
+        assert_eq!(hosts(&u), vec![("a".into(), false), ("b".into(), true)], "new model version, b cleared");
+        assert!(w.updates(&[risk("a", 0.7, "v2"), risk("b", 0.1, "v2")]).is_empty(), "cleared once only");
+    }
+}
