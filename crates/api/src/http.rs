@@ -8,14 +8,14 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use harbinger_core::event::parse_events_jsonl;
-use harbinger_core::{AppendReport, EventError, HostId, RejectReason, StoreError, Stores};
+use harbinger_core::{AppendReport, EventError, HostId, RejectReason, RiskScorer, ScoreError, StoreError, Stores};
 use harbinger_ingest::remote_write::{self, RemoteWriteError, SeriesCache};
 use tokio::net::TcpListener;
 
@@ -34,12 +34,25 @@ pub struct AppState {
     pub strict_hosts: Option<Arc<HashSet<HostId>>>,
     /// Remote-write label sets already mapped to series keys.
     pub series_cache: Arc<SeriesCache>,
+    /// The live scorer (shared with the gRPC server). Accepted samples and events are fed
+    /// to it; `GET /api/v1/risk` asks it. `None`: no model, risk routes answer 503.
+    pub scorer: Option<Arc<dyn RiskScorer>>,
+    /// When set, the `POST` routes need `authorization: Bearer <token>`.
+    pub token: Option<Arc<str>>,
 }
 
 impl AppState {
     /// State over `stores`, with no host restriction.
     pub fn new(stores: Stores, telemetry: Arc<Telemetry>, max_body_bytes: usize) -> Self {
-        Self { stores, telemetry, max_body_bytes, strict_hosts: None, series_cache: Arc::new(SeriesCache::default()) }
+        Self {
+            stores,
+            telemetry,
+            max_body_bytes,
+            strict_hosts: None,
+            series_cache: Arc::new(SeriesCache::default()),
+            scorer: None,
+            token: None,
+        }
     }
 }
 
@@ -77,6 +90,29 @@ pub enum ApiError {
     /// The store failed.
     #[error("store error: {0}")]
     Store(#[from] StoreError),
+    /// A mutating request without the right bearer token.
+    #[error("{0}")]
+    Unauthorized(#[from] crate::auth::AuthFailure),
+    /// A malformed query.
+    #[error("{0}")]
+    BadQuery(String),
+    /// The server runs without a failure model.
+    #[error("no failure model is loaded; point `model.dir` at a trained model")]
+    NoModel,
+    /// Scoring refused or failed.
+    #[error(transparent)]
+    Score(#[from] ScoreError),
+    /// A model reload failed; the previous model keeps serving.
+    #[error("model reload failed, still serving model {previous}: {source}")]
+    Reload {
+        /// The version still served.
+        previous: String,
+        /// Why.
+        source: ScoreError,
+    },
+    /// A worker task failed.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -90,6 +126,11 @@ impl ApiError {
             Self::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Store(StoreError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::BadQuery(_) | Self::Score(ScoreError::Invalid(_)) => StatusCode::BAD_REQUEST,
+            Self::Score(ScoreError::UnknownHost(_)) => StatusCode::NOT_FOUND,
+            Self::NoModel => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Score(ScoreError::Model(_)) | Self::Reload { .. } | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -102,17 +143,28 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(error = %self, %status, "request refused");
         }
-        (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{self}\n")).into_response()
+        let mut resp =
+            (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{self}\n")).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        resp
     }
 }
 
-/// The router with every route, body limit and latency recording.
+/// The router with every route, body limit and latency recording. The mutating routes
+/// check the bearer token first when one is configured.
 pub fn router(state: AppState) -> Router {
+    let mutating = Router::new()
+        .route("/api/v1/write", post(remote_write_handler))
+        .route("/api/v1/events", post(events_handler))
+        .route("/api/v1/admin/reload", post(reload_handler))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/api/v1/write", post(remote_write_handler))
-        .route("/api/v1/events", post(events_handler))
+        .route("/api/v1/risk", get(risk_handler))
+        .merge(mutating)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), record_latency))
         .with_state(state)
@@ -129,6 +181,59 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let given = req.headers().get(header::AUTHORIZATION).map(header::HeaderValue::as_bytes);
+        if let Err(e) = crate::auth::check_bearer(token, given) {
+            count_request_rejection(&state, "unauthorized");
+            return ApiError::from(e).into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Runs `f` on the blocking pool (scorer calls are CPU work).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("worker task: {e}")))
+}
+
+/// `GET /api/v1/risk?host=h1&host=h2` (or `host=h1,h2`): those hosts' scores, in order;
+/// without `host`, every known host.
+async fn risk_handler(
+    State(state): State<AppState>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<Vec<harbinger_core::HostRisk>>, ApiError> {
+    let scorer = state.scorer.clone().ok_or(ApiError::NoModel)?;
+    let mut hosts = Vec::new();
+    for (k, v) in &params {
+        if k != "host" {
+            return Err(ApiError::BadQuery(format!("unknown query parameter {k:?} (expected `host`)")));
+        }
+        for h in v.split(',') {
+            let h = h.trim();
+            if h.is_empty() {
+                return Err(ApiError::BadQuery("empty `host` in the query".into()));
+            }
+            hosts.push(HostId::new(h));
+        }
+    }
+    let risks = blocking(move || if hosts.is_empty() { Ok(scorer.score_all()) } else { scorer.score_hosts(&hosts) })
+        .await??;
+    Ok(Json(risks))
+}
+
+/// `POST /api/v1/admin/reload`: reloads the configured model; answers the versions.
+async fn reload_handler(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let scorer = state.scorer.clone().ok_or(ApiError::NoModel)?;
+    let previous = scorer.model_info();
+    let s = scorer.clone();
+    let current = blocking(move || s.reload(None))
+        .await?
+        .map_err(|source| ApiError::Reload { previous: previous.version.to_string(), source })?;
+    tracing::info!(previous = %previous.version, current = %current.version, "model reloaded (HTTP)");
+    Ok(Json(serde_json::json!({ "previous": previous, "current": current })))
 }
 
 async fn record_latency(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -231,6 +336,9 @@ async fn remote_write_handler(
     }
     let report = state.stores.metrics.append(&batch).await?;
     count_report(&state, &report);
+    if let Some(scorer) = state.scorer.clone() {
+        blocking(move || scorer.observe_samples(&batch)).await?;
+    }
 
     // NaN values and staleness markers are normal in Prometheus data (they mean "no
     // value"): counted, not an error. Anything else refused makes the request a 400,
@@ -286,5 +394,8 @@ async fn events_handler(
     }
     let n = state.stores.events.append_events(&events).await?;
     state.telemetry.events_ingested.inc_by(n);
+    if let Some(scorer) = state.scorer.clone() {
+        blocking(move || scorer.observe_events(&events)).await?;
+    }
     Ok(Json(serde_json::json!({ "accepted": n })))
 }

@@ -29,45 +29,16 @@ impl Auth {
         self.token.is_some()
     }
 
-    /// Checks `authorization: Bearer <token>` in `metadata` when a token is configured.
+    /// Checks `authorization: Bearer <token>` in `metadata` when a token is configured
+    /// (the same check as the HTTP server's).
     ///
     /// # Errors
-    /// [`GrpcError::Unauthenticated`] when the header is missing, malformed or wrong.
+    /// [`GrpcError::Unauthenticated`] when the value is missing, malformed or wrong.
     pub fn check(&self, metadata: &MetadataMap) -> Result<(), GrpcError> {
         let Some(expected) = &self.token else { return Ok(()) };
-        let Some(value) = metadata.get("authorization") else {
-            return Err(GrpcError::Unauthenticated(
-                "this call changes server state and needs the metadata `authorization: Bearer <token>`",
-            ));
-        };
-        check_header(expected, value.to_str().ok())
+        let given = metadata.get("authorization").map(|v| v.as_bytes());
+        Ok(harbinger_api::auth::check_bearer(expected, given)?)
     }
-}
-
-/// Compares an `authorization` header value with `Bearer <expected>`, in time independent of
-/// where they differ. Shared with the HTTP server's check.
-///
-/// # Errors
-/// [`GrpcError::Unauthenticated`] for a missing, malformed or wrong value.
-pub fn check_header(expected: &str, header: Option<&str>) -> Result<(), GrpcError> {
-    let Some(header) = header else {
-        return Err(GrpcError::Unauthenticated("the `authorization` value is not readable text"));
-    };
-    let Some(given) = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")) else {
-        return Err(GrpcError::Unauthenticated("`authorization` must be `Bearer <token>`"));
-    };
-    if constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
-        Ok(())
-    } else {
-        Err(GrpcError::Unauthenticated("invalid bearer token"))
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A client interceptor adding `authorization: Bearer <token>` to every call.
@@ -117,7 +88,7 @@ mod tests {
         let auth = Auth::new(Some("s3cret".into()));
         assert!(auth.check(&md(Some("Bearer s3cret"))).is_ok());
         for (v, msg) in [
-            (None, "needs the metadata"),
+            (None, "needs the header `authorization: Bearer <token>`"),
             (Some("Bearer wrong"), "invalid bearer token"),
             (Some("Bearer s3cre"), "invalid bearer token"),
             (Some("Basic czNjcmV0"), "must be `Bearer <token>`"),

@@ -2,8 +2,10 @@
 //! oversized messages RESOURCE_EXHAUSTED.
 //!
 //! tonic's server already reads `grpc-timeout`, but when it fires it answers CANCELLED.
-//! This layer runs inside tonic's timer with a deadline [`MARGIN`] shorter, so it fires
-//! first and answers DEADLINE_EXCEEDED, as the gRPC specification asks. The handler future
+//! This layer runs inside tonic's timer with a deadline a little shorter (see [`margin`]),
+//! so it fires first and answers DEADLINE_EXCEEDED, as the gRPC specification asks. The
+//! margin also lets the answer reach a client whose clock started before the server's
+//! (tonic clients give up at their own deadline with CANCELLED "Timeout expired"). The handler future
 //! is dropped; blocking work already handed to a worker thread finishes and is discarded.
 //!
 //! tonic also answers OUT_OF_RANGE for a request message over the decode limit, where gRPC
@@ -18,9 +20,11 @@ use tonic::codegen::http;
 use tonic::{Code, Status};
 use tower::{Layer, Service};
 
-/// How much earlier than the client's deadline this layer gives up, so that it answers
-/// before tonic's own timer (which would answer CANCELLED).
-pub const MARGIN: Duration = Duration::from_millis(2);
+/// How much earlier than the client's deadline `d` this layer gives up: `d / 20`, at
+/// least 2 ms and at most 50 ms.
+pub fn margin(d: Duration) -> Duration {
+    (d / 20).clamp(Duration::from_millis(2), Duration::from_millis(50))
+}
 
 /// See the module docs.
 #[derive(Clone, Copy, Debug, Default)]
@@ -60,7 +64,7 @@ where
         let fut = self.inner.call(req);
         Box::pin(async move {
             let resp = match timeout {
-                Some(d) => match tokio::time::timeout(d.saturating_sub(MARGIN), fut).await {
+                Some(d) => match tokio::time::timeout(d.saturating_sub(margin(d)), fut).await {
                     Ok(r) => r?,
                     Err(_) => {
                         tracing::debug!(deadline = ?d, "gRPC call exceeded its deadline");
@@ -109,6 +113,54 @@ fn parse_grpc_timeout(v: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Answers OK after `delay`.
+    #[derive(Clone)]
+    struct Slow(Duration);
+
+    impl Service<http::Request<()>> for Slow {
+        type Response = http::Response<String>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _req: http::Request<()>) -> Self::Future {
+            let d = self.0;
+            Box::pin(async move {
+                tokio::time::sleep(d).await;
+                Ok(http::Response::new("done".to_string()))
+            })
+        }
+    }
+
+    fn with_timeout(v: &str) -> http::Request<()> {
+        let mut req = http::Request::new(());
+        req.headers_mut().insert("grpc-timeout", http::HeaderValue::from_str(v).expect("ascii"));
+        req
+    }
+
+    #[tokio::test]
+    async fn a_call_past_its_deadline_answers_deadline_exceeded() {
+        let mut svc = DeadlineLayer.layer(Slow(Duration::from_secs(10)));
+        let resp = svc.call(with_timeout("200m")).await.expect("a response");
+        let s = Status::from_header_map(resp.headers()).expect("a status");
+        assert_eq!(s.code(), Code::DeadlineExceeded);
+        assert!(s.message().contains("200ms"), "{}", s.message());
+
+        let mut fast = DeadlineLayer.layer(Slow(Duration::from_millis(10)));
+        let resp = fast.call(with_timeout("1S")).await.expect("a response");
+        assert_eq!(resp.into_body(), "done");
+        let resp = fast.call(http::Request::new(())).await.expect("no deadline");
+        assert_eq!(resp.into_body(), "done");
+    }
+
+    #[test]
+    fn the_margin_is_bounded() {
+        assert_eq!(margin(Duration::from_millis(10)), Duration::from_millis(2));
+        assert_eq!(margin(Duration::from_millis(500)), Duration::from_millis(25));
+        assert_eq!(margin(Duration::from_secs(60)), Duration::from_millis(50));
+    }
 
     #[test]
     fn grpc_timeouts_parse_in_every_unit() {

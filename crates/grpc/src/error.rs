@@ -22,7 +22,7 @@ pub enum GrpcError {
     UnknownHost(HostId),
     /// A mutating call without the bearer token, or with a wrong one.
     #[error("{0}")]
-    Unauthenticated(&'static str),
+    Unauthenticated(#[from] harbinger_api::auth::AuthFailure),
     /// The server runs without a model.
     #[error("no failure model is loaded ({0}); point `model.dir` at a trained model and reload")]
     NoModel(String),
@@ -115,7 +115,7 @@ mod tests {
             (ScoreError::Invalid("empty host id".into()).into(), Code::InvalidArgument),
             (ScoreError::Model("nan".into()).into(), Code::Internal),
             (GrpcError::TooManyHosts { requested: 5, limit: 2 }, Code::ResourceExhausted),
-            (GrpcError::Unauthenticated("no token"), Code::Unauthenticated),
+            (GrpcError::Unauthenticated(harbinger_api::auth::AuthFailure::Missing), Code::Unauthenticated),
             (GrpcError::NoModel("x".into()), Code::Unavailable),
             (GrpcError::Store(StoreError::Closed), Code::Unavailable),
         ];
