@@ -36,8 +36,11 @@ pub struct Global {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the service: HTTP on 127.0.0.1:8080 with the embedded store.
+    /// Run the service: HTTP on 127.0.0.1:8080 and gRPC on 127.0.0.1:50051 with the embedded
+    /// store; SIGHUP reloads the model.
     Serve(ServeArgs),
+    /// Ask a running server (gRPC) for the risk of hosts and print it.
+    Score(ScoreArgs),
     /// Load a dataset directory into the store.
     Ingest(IngestArgs),
     /// Generate a synthetic fleet dataset with ground truth.
@@ -158,8 +161,33 @@ pub struct BenchIngestArgs {
     /// Remote-write requests to send.
     #[arg(long, default_value_t = 200)]
     pub requests: usize,
+    /// gRPC listen address [default: 127.0.0.1:50051].
+    #[arg(long)]
+    pub grpc_addr: Option<String>,
     /// Series per remote-write request.
     #[arg(long, default_value_t = 2_000)]
+/// `score` flags.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// gRPC server: HOST:PORT, http://HOST:PORT or https://HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub addr: String,
+    /// Bearer token (scoring needs none; accepted for servers behind a proxy that does).
+    #[arg(long, env = "HARBINGER_AUTH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM CA certificate to trust for TLS (implies https:// for HOST:PORT).
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// Give up after this long, e.g. 500ms or 10s.
+    #[arg(long, default_value = "10s")]
+    pub timeout: String,
+    /// Print the scores as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Host ids to score.
+    #[arg(required = true)]
+    pub hosts: Vec<String>,
+}
     pub series_per_request: usize,
     /// Samples per series per request.
     #[arg(long, default_value_t = 1)]
@@ -193,3 +221,56 @@ mod tests {
         assert_eq!((a.hosts, a.days, a.seed, a.step.as_str()), (50, 7.0, 1, "60s"));
     }
 }
+    /// gRPC load: ScoreHosts throughput (batches of 100) and single-host latency at a fixed
+    /// rate, with Ping on the same server as the ceiling.
+    Grpc(BenchGrpcArgs),
+/// `bench grpc` flags.
+#[derive(Debug, Args)]
+pub struct BenchGrpcArgs {
+    /// Load an already running server (HOST:PORT) instead of one started in process with
+    /// the configured model.
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// Host ids to score (comma-separated); default: every host the in-process server's
+    /// scorer knows. Required with --addr.
+    #[arg(long, value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    /// Hosts per ScoreHosts request in the throughput figure.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Seconds per throughput measurement.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Concurrent requests in the throughput figures.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Requests per second of the fixed-rate single-host figure.
+    #[arg(long, default_value_t = 2_000)]
+    pub rate: u32,
+    /// Repetitions; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// A peer server to start and load the same way, side by side: a command (split on
+    /// spaces) serving harbinger.v1 `ScoreHosts` and `Ping`, to which `--port P --features N`
+    /// is appended, e.g. "python3 bench/python_peer.py".
+    #[arg(long)]
+    pub peer_cmd: Option<String>,
+    /// Name of the peer in the report.
+    #[arg(long, default_value = "peer")]
+    pub peer_name: String,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
+}
+    #[test]
+    fn serve_and_score_flags_parse() {
+        let cli = Cli::try_parse_from(["harbinger", "serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .expect("parses");
+        let Command::Serve(a) = cli.command else { panic!("serve expected") };
+        assert_eq!((a.grpc_addr.as_deref(), a.http_addr.as_deref()), (Some("127.0.0.1:0"), Some("127.0.0.1:0")));
+        let cli = Cli::try_parse_from(["harbinger", "score", "--addr", "h:1", "--json", "h1", "h2"]).expect("parses");
+        let Command::Score(a) = cli.command else { panic!("score expected") };
+        assert_eq!((a.addr.as_str(), a.json, a.hosts.len(), a.timeout.as_str()), ("h:1", true, 2, "10s"));
+        assert!(Cli::try_parse_from(["harbinger", "score"]).is_err(), "at least one host");
+    }
+

@@ -2,7 +2,10 @@
 //!
 //! # Layout
 //! - [`args`]: clap definitions.
-//! - [`serve`]: `harbinger serve`, the HTTP service over the embedded store.
+//! - [`serve`]: `harbinger serve`, HTTP and gRPC over the embedded store and one scorer.
+//! - [`scorer`]: builds the live scorer `serve` shares between its servers.
+//! - [`score`]: `harbinger score`, the gRPC client that prints host risks.
+//! - [`bench_grpc`]: `harbinger bench grpc`, gRPC throughput and latency figures.
 //! - [`ingest`]: `harbinger ingest`, a dataset directory into the store.
 //! - [`synth`]: `harbinger synth`, a synthetic fleet dataset.
 //! - [`bench`]: `harbinger bench ingest`, throughput figures for `BENCHMARKS.md`.
@@ -13,9 +16,12 @@
 
 pub mod args;
 pub mod bench;
+pub mod bench_grpc;
 pub mod ingest;
 pub mod serve;
 pub mod synth;
+pub mod score;
+pub mod scorer;
 
 use anyhow::Context;
 use harbinger_config::{Config, LogFormat};
@@ -45,6 +51,9 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     }
     Ok(Config::load(cli.global.config.as_deref(), |k| std::env::var(k).ok(), &overrides)?)
 }
+        if let Some(a) = &s.grpc_addr {
+            overrides.push(("grpc.addr", a.clone()));
+        }
 
 /// Installs the log subscriber: text on a terminal, or JSON lines.
 ///
@@ -112,6 +121,8 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                 r.files,
                 r.points,
                 a.out.display(),
+        Command::Bench(BenchCommand::Grpc(a)) => runtime()?.block_on(bench_grpc::run(&cfg, &a)),
+        Command::Score(a) => runtime()?.block_on(score::run(&a)),
                 r.seconds,
                 r.detector_seconds,
                 r.points as f64 / r.detector_seconds.max(1e-9) / 1e6

@@ -1,4 +1,4 @@
-//! `harbinger serve`: the HTTP service over the embedded store.
+//! `harbinger serve`: HTTP and gRPC in one process, over one embedded store and one scorer.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use harbinger_api::{AppState, Telemetry};
 use harbinger_config::Config;
-use harbinger_core::{InventoryStore, Stores};
+use harbinger_core::{InventoryStore, RiskScorer, Stores};
+use tokio::sync::watch;
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
@@ -37,12 +38,54 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Opens the store, serves HTTP until `shutdown` resolves, then syncs and closes the store.
+/// Reloads the model on every SIGHUP: the new version is logged; a failing reload keeps the
+/// old model serving and logs why.
+#[cfg(unix)]
+fn reload_on_sighup(scorer: Option<Arc<dyn RiskScorer>>) -> anyhow::Result<()> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("listening for SIGHUP")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let Some(scorer) = scorer.clone() else {
+                tracing::warn!("SIGHUP received, but serve runs without a model: nothing to reload");
+                continue;
+            };
+            let previous = scorer.model_info().version;
+            match tokio::task::spawn_blocking(move || scorer.reload(None)).await {
+                Ok(Ok(m)) => tracing::info!(%previous, current = %m.version, "SIGHUP: model reloaded"),
+                Ok(Err(e)) => tracing::error!(error = %e, %previous, "SIGHUP: model reload failed; the previous model keeps serving"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: reload task failed"),
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn reload_on_sighup(_scorer: Option<Arc<dyn RiskScorer>>) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// Reads the TLS certificate and key named by `grpc.tls_cert`/`grpc.tls_key`.
+fn tls_identity(cfg: &Config) -> anyhow::Result<Option<tonic::transport::Identity>> {
+    let Some(tls) = &cfg.grpc.tls else { return Ok(None) };
+    let cert = std::fs::read(&tls.cert).with_context(|| format!("reading grpc.tls_cert {}", tls.cert.display()))?;
+    let key = std::fs::read(&tls.key).with_context(|| format!("reading grpc.tls_key {}", tls.key.display()))?;
+    Ok(Some(tonic::transport::Identity::from_pem(cert, key)))
+}
+
+/// Opens the store and the model, serves HTTP and gRPC until `shutdown` resolves (or one
+/// of them fails), then lets both finish in-flight requests, syncs and closes the store.
+///
+/// Without a loadable model it still serves ingest; the risk calls answer UNAVAILABLE
+/// (gRPC) or 503 (HTTP), and the reason is logged.
 ///
 /// # Errors
-/// The store cannot be opened, or the address cannot be bound.
+/// The store cannot be opened, an address cannot be bound, the TLS files cannot be read,
+/// or a server fails.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let store = Arc::new(crate::open_store(&cfg)?);
+    let stores = Stores::from_backend(store.clone());
     let strict_hosts = if cfg.http.strict_hosts {
         let hosts = store.hosts().await?;
         tracing::info!(hosts = hosts.len(), "strict hosts: only inventory hosts are accepted");
@@ -50,17 +93,90 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     } else {
         None
     };
-    let mut state = AppState::new(Stores::from_backend(store.clone()), Arc::new(Telemetry::new()), cfg.http.max_body_bytes);
-    state.strict_hosts = strict_hosts;
-    let listener = tokio::net::TcpListener::bind(cfg.http.addr)
+    let (scorer, no_model_reason) = match crate::scorer::build(&cfg, &stores) {
+        Ok(s) => {
+            let m = s.model_info();
+            tracing::info!(version = %m.version, learner = %m.learner, dir = %cfg.model.dir.display(), "failure model loaded");
+            (Some(s), String::new())
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), dir = %cfg.model.dir.display(),
+                "serving without a failure model: risk calls answer UNAVAILABLE (gRPC) and 503 (HTTP)");
+            (None, format!("{e:#}"))
+        }
+    };
+    let token: Option<Arc<str>> = cfg.auth.token.as_ref().map(|t| Arc::from(t.expose()));
+    let telemetry = Arc::new(Telemetry::new());
+
+    let mut state = AppState::new(stores.clone(), telemetry.clone(), cfg.http.max_body_bytes);
+    state.strict_hosts = strict_hosts.clone();
+    state.scorer = scorer.clone();
+    state.token = token.clone();
+
+    let mut grpc = harbinger_grpc::GrpcState::new(stores, scorer.clone(), telemetry);
+    grpc.strict_hosts = strict_hosts;
+    grpc.limits = harbinger_grpc::Limits {
+        max_hosts_per_request: cfg.grpc.max_hosts_per_request,
+        max_message_bytes: cfg.grpc.max_message_bytes,
+    };
+    grpc.auth = harbinger_grpc::auth::Auth::new(token);
+    if !no_model_reason.is_empty() {
+        grpc.no_model_reason = Arc::from(no_model_reason);
+    }
+    let tls = tls_identity(&cfg)?;
+
+    let http_listener = tokio::net::TcpListener::bind(cfg.http.addr)
         .await
         .with_context(|| format!("binding HTTP on {}", cfg.http.addr))?;
-    let addr = listener.local_addr().context("reading the bound address")?;
-    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "harbinger serving HTTP");
-    // Printed on stdout so scripts and tests can find the port when binding to :0.
-    println!("listening on http://{addr}");
-    harbinger_api::serve(listener, state, shutdown).await.context("HTTP server")?;
-    store.close().context("final sync of the store")?;
+    let http_addr = http_listener.local_addr().context("reading the bound HTTP address")?;
+    let grpc_listener = tokio::net::TcpListener::bind(cfg.grpc.addr)
+        .await
+        .with_context(|| format!("binding gRPC on {}", cfg.grpc.addr))?;
+    let grpc_addr = grpc_listener.local_addr().context("reading the bound gRPC address")?;
+    reload_on_sighup(scorer)?;
+    tracing::info!(http = %http_addr, grpc = %grpc_addr, tls = tls.is_some(), auth = cfg.auth.token.is_some(),
+        data_dir = %cfg.data_dir.display(), "harbinger serving");
+    // Printed on stdout so scripts and tests can find the ports when binding to :0.
+    println!("listening on http://{http_addr}");
+    println!("listening on grpc://{grpc_addr}");
+
+    // One stop signal for both servers: the shutdown future, or either server ending.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        // An error means the sender is gone, which also means stop.
+        let _stop = rx.wait_for(|s| *s).await;
+    };
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stop_tx.send_replace(true);
+        });
+    }
+    let http = {
+        let stop_tx = stop_tx.clone();
+        let fut = harbinger_api::serve(http_listener, state, stopped(stop_rx.clone()));
+        async move {
+            let r = fut.await;
+            stop_tx.send_replace(true);
+            r.context("HTTP server")
+        }
+    };
+    let grpc = {
+        let stop_tx = stop_tx.clone();
+        let fut = harbinger_grpc::serve(grpc_listener, grpc, tls, stopped(stop_rx));
+        async move {
+            let r = fut.await;
+            stop_tx.send_replace(true);
+            r.context("gRPC server")
+        }
+    };
+    let (h, g) = tokio::join!(http, grpc);
+    let closed = store.close().context("final sync of the store");
+    h?;
+    g?;
+    closed?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -19,13 +19,16 @@ pub fn run(args: &[&str]) -> (i32, String, String) {
 /// A running `harbinger serve`, killed on drop if still running.
 pub struct Serve {
     pub child: Child,
+    /// `http://127.0.0.1:PORT`
     pub url: String,
+    /// `127.0.0.1:PORT` of the gRPC server.
+    pub grpc: String,
 }
 
 impl Serve {
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(bin())
-            .args(["--data-dir", data_dir.to_str().expect("utf-8 path"), "serve", "--http-addr", "127.0.0.1:0"])
+            .args(["--data-dir", data_dir.to_str().expect("utf-8 path"), "serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
             .args(extra)
             .env_remove("HARBINGER_CONFIG")
             .stdout(Stdio::piped())
@@ -33,10 +36,18 @@ impl Serve {
             .spawn()
             .expect("spawn harbinger serve");
         let stdout = child.stdout.take().expect("piped stdout");
+        let mut out = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        out.read_line(&mut line).expect("read the listening line");
         let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
-        Self { child, url }
+        let mut line = String::new();
+        out.read_line(&mut line).expect("read the second listening line");
+        let grpc = line
+            .trim()
+            .strip_prefix("listening on grpc://")
+            .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+            .to_string();
+        Self { child, url, grpc }
     }
 
     /// Sends SIGTERM and waits for the exit code.
