@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every harbinger test. Installs (idempotently) what the tests need first:
 #   - Debian: prometheus (a real Prometheus remote-writes into harbinger in a test)
+#   - Python: grpcio and grpcio-tools (the Python gRPC client test generates its stubs from
+#     proto/); python3-pip from Debian when python3 has no pip
 # Build output goes to $CARGO_TARGET_DIR (default ~/.cache/harbinger-target), outside the clone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,10 +13,25 @@ sudo_cmd=""
 if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
 apt_needed=()
 command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || apt_needed+=(prometheus)
+command -v python3 >/dev/null 2>&1 || apt_needed+=(python3)
+if ! python3 -c 'import grpc, grpc_tools' >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
+  apt_needed+=(python3-pip)
+fi
 if [ "${#apt_needed[@]}" -gt 0 ]; then
   echo "installing Debian packages: ${apt_needed[*]}"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${apt_needed[@]}"
+fi
+
+if ! python3 -c 'import grpc, grpc_tools' >/dev/null 2>&1; then
+  echo "installing Python packages: grpcio grpcio-tools"
+  # Debian's system Python refuses plain `pip install` (PEP 668); --break-system-packages
+  # is only passed where pip knows it.
+  pip_flags=(--quiet --disable-pip-version-check)
+  if python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-packages; then
+    pip_flags+=(--break-system-packages)
+  fi
+  python3 -m pip install "${pip_flags[@]}" grpcio grpcio-tools
 fi
 
 if cargo nextest --version >/dev/null 2>&1; then

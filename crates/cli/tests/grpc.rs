@@ -1,5 +1,5 @@
 //! `harbinger serve` with the real default model (`models/default`, trained from
-//! `datasets/fleet-sample`) over gRPC: the `score` command, auth, and model reloads (SIGHUP
+//! `datasets/fleet-sample`; `HARBINGER_TEST_MODEL` names another) over gRPC: the `score` command, auth, and model reloads (SIGHUP
 //! and ReloadModel) under a load of ScoreHosts calls with no failed request.
 
 mod common;
@@ -17,8 +17,9 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
 }
 
+/// `models/default`, or the model directory in `HARBINGER_TEST_MODEL`.
 fn default_model() -> PathBuf {
-    let dir = repo().join("models/default");
+    let dir = std::env::var_os("HARBINGER_TEST_MODEL").map_or_else(|| repo().join("models/default"), PathBuf::from);
     assert!(
         dir.join("model.json").exists(),
         "{} has no model.json: train it with `harbinger train --data datasets/fleet-sample --out models/default`",

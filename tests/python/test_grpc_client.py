@@ -1,0 +1,105 @@
+"""The Python client (stubs generated from proto/ with grpcio-tools) against a running
+`harbinger serve` with the default model and the sample fleet ingested.
+
+Run by crates/cli/tests/python_client.rs, which starts the server and passes its
+addresses: python3 tests/python/test_grpc_client.py --grpc HOST:PORT --token TOKEN
+"""
+
+import argparse
+import pathlib
+import sys
+import unittest
+
+import grpc
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "clients" / "python"))
+from harbinger_client import Client  # noqa: E402
+
+ARGS = None
+
+
+class GrpcClientTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.c = Client(ARGS.grpc, token=ARGS.token)
+        cls.anon = Client(ARGS.grpc)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close()
+        cls.anon.close()
+
+    def code(self, fn):
+        with self.assertRaises(grpc.RpcError) as cm:
+            fn()
+        return cm.exception.code(), cm.exception.details()
+
+    def test_score_hosts_returns_every_field_in_order(self):
+        r = self.anon.score_hosts(["h002", "h001"])
+        self.assertEqual([x.host for x in r.risks], ["h002", "h001"])
+        self.assertTrue(r.model_version)
+        for x in r.risks:
+            for v in (x.risk, x.failure_probability, x.anomaly, x.confidence):
+                self.assertGreaterEqual(v, 0.0)
+                self.assertLessEqual(v, 1.0)
+            self.assertGreater(x.horizon_ms, 0)
+            self.assertEqual(x.model_version, r.model_version)
+            self.assertTrue(x.factors, "top factors are named")
+
+    def test_explain_host_has_every_factor(self):
+        e = self.anon.explain_host("h003")
+        self.assertEqual(e.risk.host, "h003")
+        self.assertGreaterEqual(len(e.all_factors), len(e.risk.factors))
+        names = [f.name for f in e.all_factors]
+        self.assertEqual(len(names), len(set(names)))
+
+    def test_bad_requests_get_fitting_codes(self):
+        code, details = self.code(lambda: self.anon.score_hosts(["h001", "no-such-host"]))
+        self.assertEqual(code, grpc.StatusCode.NOT_FOUND)
+        self.assertIn("no-such-host", details)
+        code, _ = self.code(lambda: self.anon.score_hosts([]))
+        self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
+        code, _ = self.code(lambda: self.anon.score_hosts(["h001"] * 1001))
+        self.assertEqual(code, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        code, _ = self.code(lambda: self.anon.score_hosts(["h001"], timeout=0.000001))
+        self.assertEqual(code, grpc.StatusCode.DEADLINE_EXCEEDED)
+        code, _ = self.code(lambda: self.anon.explain_host(""))
+        self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
+
+    def test_mutating_calls_need_the_token(self):
+        batch = [[("h001", "py_test_metric", [1_000], [0.5])]]
+        code, _ = self.code(lambda: self.anon.push_metrics(batch))
+        self.assertEqual(code, grpc.StatusCode.UNAUTHENTICATED)
+        code, _ = self.code(lambda: self.anon.reload_model())
+        self.assertEqual(code, grpc.StatusCode.UNAUTHENTICATED)
+        r = self.c.push_metrics([batch[0], [("h001", "py_test_metric", [2_000, 3_000], [0.6, 0.7])]])
+        self.assertEqual((r.batches, r.accepted), (2, 3))
+        r = self.c.push_events([{"ts_ms": 1_700_000_000_000, "kind": "config_changed", "host": "h001",
+                                 "details_json": '{"team": "python"}'}])
+        self.assertEqual(r.accepted, 1)
+        before = self.anon.get_model().version
+        r = self.c.reload_model()
+        self.assertEqual((r.previous.version, r.current.version), (before, before))
+
+    def test_watch_risk_streams_the_fleet(self):
+        stream = self.anon.watch_risk(threshold=0.0, interval_ms=200, timeout=30)
+        first = next(stream)
+        self.assertTrue(first.risk.host)
+        self.assertFalse(first.cleared)
+        stream.cancel()
+
+    def test_ping_and_get_model(self):
+        self.assertEqual(self.anon.ping().ByteSize(), 0)
+        m = self.anon.get_model()
+        self.assertTrue(m.version)
+        self.assertGreater(m.horizon_ms, 0)
+        self.assertIn(m.learner, ("logistic", "random_forest"))
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--grpc", required=True)
+    p.add_argument("--token", required=True)
+    ARGS, rest = p.parse_known_args()
+    unittest.main(argv=[sys.argv[0], "-v", *rest])
