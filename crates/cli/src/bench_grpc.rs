@@ -105,10 +105,10 @@ impl Peer {
         let peer = Self { child, addr: format!("127.0.0.1:{port}") };
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if let Ok(c) = connect(&peer.addr, None, None).await {
-                if c.admin.clone().ping(pb::PingRequest {}).await.is_ok() {
-                    break;
-                }
+            if let Ok(c) = connect(&peer.addr, None, None).await
+                && c.admin.clone().ping(pb::PingRequest {}).await.is_ok()
+            {
+                break;
             }
             if Instant::now() > deadline {
                 bail!("the peer {cmd:?} did not answer Ping on {} within 120 s", peer.addr);

@@ -252,15 +252,15 @@ impl pb::ingest_service_server::IngestService for IngestApi {
         let mut rejected: BTreeMap<String, u64> = BTreeMap::new();
         while let Some(msg) = stream.message().await.map_err(map_decode_error)? {
             let batch = convert::sample_batch(batches, msg)?;
-            if let Some(known) = &st.strict_hosts {
-                if let Some(s) = batch.series.iter().find(|s| !known.contains(&s.key.host)) {
-                    st.telemetry.requests_rejected.get_or_create(&ReasonLabel { reason: "unknown_host" }).inc();
-                    return Err(GrpcError::Invalid(format!(
-                        "batch {batches}: unknown host {:?} (not in the inventory; the server runs with http.strict_hosts)",
-                        s.key.host.as_str()
-                    ))
-                    .into());
-                }
+            if let Some(known) = &st.strict_hosts
+                && let Some(s) = batch.series.iter().find(|s| !known.contains(&s.key.host))
+            {
+                st.telemetry.requests_rejected.get_or_create(&ReasonLabel { reason: "unknown_host" }).inc();
+                return Err(GrpcError::Invalid(format!(
+                    "batch {batches}: unknown host {:?} (not in the inventory; the server runs with http.strict_hosts)",
+                    s.key.host.as_str()
+                ))
+                .into());
             }
             let report = st.stores.metrics.append(&batch).await.map_err(GrpcError::from)?;
             st.telemetry.samples_ingested.get_or_create(&SourceLabel { source: "grpc" }).inc_by(report.accepted);
@@ -283,16 +283,15 @@ impl pb::ingest_service_server::IngestService for IngestApi {
     ) -> Result<Response<pb::PushEventsResponse>, Status> {
         self.0.auth.check(request.metadata())?;
         let events = convert::events(request.into_inner())?;
-        if let Some(known) = &self.0.strict_hosts {
-            if let Some((i, h)) =
+        if let Some(known) = &self.0.strict_hosts
+            && let Some((i, h)) =
                 events.iter().enumerate().find_map(|(i, e)| e.host.as_ref().filter(|h| !known.contains(*h)).map(|h| (i, h)))
-            {
-                return Err(GrpcError::Invalid(format!(
-                    "events[{i}]: unknown host {:?} (not in the inventory; the server runs with http.strict_hosts)",
-                    h.as_str()
-                ))
-                .into());
-            }
+        {
+            return Err(GrpcError::Invalid(format!(
+                "events[{i}]: unknown host {:?} (not in the inventory; the server runs with http.strict_hosts)",
+                h.as_str()
+            ))
+            .into());
         }
         let n = self.0.stores.events.append_events(&events).await.map_err(GrpcError::from)?;
         self.0.telemetry.events_ingested.inc_by(n);
