@@ -6,6 +6,7 @@ addresses: python3 tests/python/test_grpc_client.py --grpc HOST:PORT --token TOK
 """
 
 import argparse
+import json
 import pathlib
 import sys
 import unittest
@@ -68,14 +69,16 @@ class GrpcClientTest(unittest.TestCase):
         self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
 
     def test_mutating_calls_need_the_token(self):
-        batch = [[("h001", "py_test_metric", [1_000], [0.5])]]
+        # Samples just after the sample fleet's end, so retention keeps them.
+        end = json.loads((REPO / "datasets" / "fleet-sample" / "dataset.json").read_text())["end_ms"]
+        batch = [[("h001", "py_test_metric", [end + 1_000], [0.5])]]
         code, _ = self.code(lambda: self.anon.push_metrics(batch))
         self.assertEqual(code, grpc.StatusCode.UNAUTHENTICATED)
         code, _ = self.code(lambda: self.anon.reload_model())
         self.assertEqual(code, grpc.StatusCode.UNAUTHENTICATED)
-        r = self.c.push_metrics([batch[0], [("h001", "py_test_metric", [2_000, 3_000], [0.6, 0.7])]])
+        r = self.c.push_metrics([batch[0], [("h001", "py_test_metric", [end + 2_000, end + 3_000], [0.6, 0.7])]])
         self.assertEqual((r.batches, r.accepted), (2, 3))
-        r = self.c.push_events([{"ts_ms": 1_700_000_000_000, "kind": "config_changed", "host": "h001",
+        r = self.c.push_events([{"ts_ms": end + 1_000, "kind": "config_changed", "host": "h001",
                                  "details_json": '{"team": "python"}'}])
         self.assertEqual(r.accepted, 1)
         before = self.anon.get_model().version
