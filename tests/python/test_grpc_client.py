@@ -63,8 +63,6 @@ class GrpcClientTest(unittest.TestCase):
         self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
         code, _ = self.code(lambda: self.anon.score_hosts(["h001"] * 1001))
         self.assertEqual(code, grpc.StatusCode.RESOURCE_EXHAUSTED)
-        code, _ = self.code(lambda: self.anon.score_hosts(["h001"], timeout=0.000001))
-        self.assertEqual(code, grpc.StatusCode.DEADLINE_EXCEEDED)
         code, _ = self.code(lambda: self.anon.explain_host(""))
         self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
 

@@ -50,6 +50,10 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Train the failure model on a dataset (batch retraining job).
+    Train(TrainArgs),
+    /// Run the online pipeline over a dataset on a virtual clock and score its alerts.
+    Eval(EvalArgs),
     /// Numenta Anomaly Benchmark: run detectors and score them.
     #[command(subcommand)]
     Nab(NabCommand),
@@ -93,14 +97,97 @@ pub struct NabScoreArgs {
     pub json: bool,
 }
 
+/// `train` flags.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Dataset directory with failures.csv.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Model directory to write (model.json and MODEL_CARD.md).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Failure horizon the model predicts, e.g. 6h or 3days.
+    #[arg(long, default_value = "6h")]
+    pub horizon: String,
+    /// Spacing of training rows.
+    #[arg(long, default_value = "5m")]
+    pub tick: String,
+    /// Share of the time span held back for choosing, calibrating and checking.
+    #[arg(long, default_value_t = 0.3)]
+    pub holdout: f64,
+    /// auto (fit both, keep the better), logistic or random-forest.
+    #[arg(long, default_value = "auto")]
+    pub learner: String,
+    /// Trees in the forest.
+    #[arg(long, default_value_t = 32)]
+    pub trees: usize,
+    /// Seed for row sampling and the forest.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Also write the feature rows (train and held back) to this Parquet file.
+    #[arg(long)]
+    pub export_features: Option<PathBuf>,
+}
+
+/// `eval` flags.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Dataset directory (failures.csv gives recall and precision).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Model directory [default: the configured model.dir, models/default].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Output directory for alerts.csv and summary.json.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Scoring cadence of the virtual clock.
+    #[arg(long, default_value = "1m")]
+    pub tick: String,
+    /// Override the model's alert threshold.
+    #[arg(long)]
+    pub alert_threshold: Option<f64>,
+    /// Override the model's clear threshold.
+    #[arg(long)]
+    pub clear_threshold: Option<f64>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `serve` flags.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// HTTP listen address [default: 127.0.0.1:8080].
     #[arg(long)]
     pub http_addr: Option<String>,
+    /// gRPC listen address [default: 127.0.0.1:50051].
+    #[arg(long)]
+    pub grpc_addr: Option<String>,
 }
 
+/// `score` flags.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// gRPC server: HOST:PORT, http://HOST:PORT or https://HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub addr: String,
+    /// Bearer token (scoring needs none; accepted for servers behind a proxy that does).
+    #[arg(long, env = "HARBINGER_AUTH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM CA certificate to trust for TLS (implies https:// for HOST:PORT).
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// Give up after this long, e.g. 500ms or 10s.
+    #[arg(long, default_value = "10s")]
+    pub timeout: String,
+    /// Print the scores as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Host ids to score.
+    #[arg(required = true)]
+    pub hosts: Vec<String>,
+}
 /// `ingest` flags.
 #[derive(Debug, Args)]
 pub struct IngestArgs {
@@ -147,83 +234,11 @@ pub enum BenchCommand {
     /// Ingest throughput: Parquet load into the store, remote-write decode+store, and
     /// remote-write over HTTP against harbinger and a real Prometheus.
     Ingest(BenchIngestArgs),
-}
-
-/// `bench ingest` flags.
-#[derive(Debug, Args)]
-pub struct BenchIngestArgs {
-    /// Hosts in the generated fleet for the Parquet figure.
-    #[arg(long, default_value_t = 100)]
-    pub hosts: usize,
-    /// Days in the generated fleet.
-    #[arg(long, default_value_t = 7.0)]
-    pub days: f64,
-    /// Remote-write requests to send.
-    #[arg(long, default_value_t = 200)]
-    pub requests: usize,
-    /// gRPC listen address [default: 127.0.0.1:50051].
-    #[arg(long)]
-    pub grpc_addr: Option<String>,
-    /// Series per remote-write request.
-    #[arg(long, default_value_t = 2_000)]
-/// `score` flags.
-#[derive(Debug, Args)]
-pub struct ScoreArgs {
-    /// gRPC server: HOST:PORT, http://HOST:PORT or https://HOST:PORT.
-    #[arg(long, default_value = "127.0.0.1:50051")]
-    pub addr: String,
-    /// Bearer token (scoring needs none; accepted for servers behind a proxy that does).
-    #[arg(long, env = "HARBINGER_AUTH_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// PEM CA certificate to trust for TLS (implies https:// for HOST:PORT).
-    #[arg(long)]
-    pub ca_cert: Option<PathBuf>,
-    /// Give up after this long, e.g. 500ms or 10s.
-    #[arg(long, default_value = "10s")]
-    pub timeout: String,
-    /// Print the scores as JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    /// Host ids to score.
-    #[arg(required = true)]
-    pub hosts: Vec<String>,
-}
-    pub series_per_request: usize,
-    /// Samples per series per request.
-    #[arg(long, default_value_t = 1)]
-    pub samples_per_series: usize,
-    /// Repetitions; medians are reported.
-    #[arg(long, default_value_t = 5)]
-    pub runs: usize,
-    /// A Prometheus binary to compare with (started with --web.enable-remote-write-receiver).
-    #[arg(long)]
-    pub prometheus: Option<PathBuf>,
-    /// Write the results as JSON here.
-    #[arg(long)]
-    pub json_out: Option<PathBuf>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn the_cli_definition_is_consistent() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn synth_flags_parse_as_documented() {
-        let cli = Cli::try_parse_from(["harbinger", "synth", "--out", "/tmp/f", "--hosts", "50", "--days", "7", "--seed", "1"])
-            .expect("parses");
-        let Command::Synth(a) = cli.command else { panic!("synth expected") };
-        assert_eq!((a.hosts, a.days, a.seed, a.step.as_str()), (50, 7.0, 1, "60s"));
-    }
-}
     /// gRPC load: ScoreHosts throughput (batches of 100) and single-host latency at a fixed
     /// rate, with Ping on the same server as the ceiling.
     Grpc(BenchGrpcArgs),
+}
+
 /// `bench grpc` flags.
 #[derive(Debug, Args)]
 pub struct BenchGrpcArgs {
@@ -262,6 +277,45 @@ pub struct BenchGrpcArgs {
     #[arg(long)]
     pub json_out: Option<PathBuf>,
 }
+/// `bench ingest` flags.
+#[derive(Debug, Args)]
+pub struct BenchIngestArgs {
+    /// Hosts in the generated fleet for the Parquet figure.
+    #[arg(long, default_value_t = 100)]
+    pub hosts: usize,
+    /// Days in the generated fleet.
+    #[arg(long, default_value_t = 7.0)]
+    pub days: f64,
+    /// Remote-write requests to send.
+    #[arg(long, default_value_t = 200)]
+    pub requests: usize,
+    /// Series per remote-write request.
+    #[arg(long, default_value_t = 2_000)]
+    pub series_per_request: usize,
+    /// Samples per series per request.
+    #[arg(long, default_value_t = 1)]
+    pub samples_per_series: usize,
+    /// Repetitions; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// A Prometheus binary to compare with (started with --web.enable-remote-write-receiver).
+    #[arg(long)]
+    pub prometheus: Option<PathBuf>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
     #[test]
     fn serve_and_score_flags_parse() {
         let cli = Cli::try_parse_from(["harbinger", "serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
@@ -274,3 +328,11 @@ pub struct BenchGrpcArgs {
         assert!(Cli::try_parse_from(["harbinger", "score"]).is_err(), "at least one host");
     }
 
+    #[test]
+    fn synth_flags_parse_as_documented() {
+        let cli = Cli::try_parse_from(["harbinger", "synth", "--out", "/tmp/f", "--hosts", "50", "--days", "7", "--seed", "1"])
+            .expect("parses");
+        let Command::Synth(a) = cli.command else { panic!("synth expected") };
+        assert_eq!((a.hosts, a.days, a.seed, a.step.as_str()), (50, 7.0, 1, "60s"));
+    }
+}

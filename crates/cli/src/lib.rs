@@ -17,11 +17,13 @@
 pub mod args;
 pub mod bench;
 pub mod bench_grpc;
+pub mod export;
 pub mod ingest;
-pub mod serve;
-pub mod synth;
 pub mod score;
 pub mod scorer;
+pub mod serve;
+pub mod synth;
+pub mod train;
 
 use anyhow::Context;
 use harbinger_config::{Config, LogFormat};
@@ -48,12 +50,12 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
         if let Some(a) = &s.http_addr {
             overrides.push(("http.addr", a.clone()));
         }
-    }
-    Ok(Config::load(cli.global.config.as_deref(), |k| std::env::var(k).ok(), &overrides)?)
-}
         if let Some(a) = &s.grpc_addr {
             overrides.push(("grpc.addr", a.clone()));
         }
+    }
+    Ok(Config::load(cli.global.config.as_deref(), |k| std::env::var(k).ok(), &overrides)?)
+}
 
 /// Installs the log subscriber: text on a terminal, or JSON lines.
 ///
@@ -108,11 +110,18 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         Command::Serve(_) => runtime()?.block_on(serve::run(cfg, serve::shutdown_signal())),
         Command::Ingest(a) => runtime()?.block_on(ingest::run(&cfg, &a)),
         Command::Synth(a) => synth::run(&a),
+        Command::Train(a) => train::run_train(&a),
+        Command::Eval(a) => {
+            let dir = a.model.clone().unwrap_or_else(|| cfg.model.dir.clone());
+            train::run_eval(&a, &dir)
+        }
         Command::CheckConfig => {
             println!("{cfg:#?}");
             Ok(())
         }
         Command::Bench(BenchCommand::Ingest(a)) => runtime()?.block_on(bench::ingest(&a)),
+        Command::Bench(BenchCommand::Grpc(a)) => runtime()?.block_on(bench_grpc::run(&cfg, &a)),
+        Command::Score(a) => runtime()?.block_on(score::run(&a)),
         Command::Nab(NabCommand::Run(a)) => {
             let r = harbinger_detect::run_nab_dir(&a.data, &a.out, &harbinger_detect::DetectorParams::default())
                 .with_context(|| format!("running the detector over {}", a.data.display()))?;
@@ -121,8 +130,6 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                 r.files,
                 r.points,
                 a.out.display(),
-        Command::Bench(BenchCommand::Grpc(a)) => runtime()?.block_on(bench_grpc::run(&cfg, &a)),
-        Command::Score(a) => runtime()?.block_on(score::run(&a)),
                 r.seconds,
                 r.detector_seconds,
                 r.points as f64 / r.detector_seconds.max(1e-9) / 1e6

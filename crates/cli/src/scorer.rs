@@ -2,13 +2,44 @@
 
 use std::sync::Arc;
 
-use harbinger_core::{RiskScorer, Stores};
+use anyhow::Context;
+use harbinger_core::{RiskScorer, SampleBatch, Stores, SystemClock};
+use harbinger_model::LiveScorer;
 
-/// Loads the model in `cfg.model.dir` and returns the live scorer over `stores`.
+/// Loads the model in `cfg.model.dir` and returns the live scorer over `stores`, warmed
+/// with the inventory, the samples in the store's hot windows and the last three days
+/// of events.
+///
+/// Must be called on a multi-threaded tokio runtime (it reads the store).
 ///
 /// # Errors
-/// Until the model crate is wired in, always: "no model crate yet".
+/// The model cannot be loaded (the message names the file), or the store cannot be read.
 pub fn build(cfg: &harbinger_config::Config, stores: &Stores) -> anyhow::Result<Arc<dyn RiskScorer>> {
-    let _ = stores;
-    anyhow::bail!("no model crate yet (model directory {})", cfg.model.dir.display())
+    let scorer = LiveScorer::open(&cfg.model.dir, Arc::new(SystemClock), cfg.model.alert_threshold, cfg.model.clear_threshold)
+        .with_context(|| format!("loading the failure model from {}", cfg.model.dir.display()))?;
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(warm(&scorer, stores)))
+        .context("warming the scorer from the store")?;
+    Ok(Arc::new(scorer))
+}
+
+async fn warm(scorer: &LiveScorer, stores: &Stores) -> anyhow::Result<()> {
+    let hosts = stores.inventory.hosts().await?;
+    let resources = stores.inventory.resources().await?;
+    scorer.set_inventory(&hosts, &resources);
+    let mut newest = i64::MIN;
+    let mut samples = 0usize;
+    for key in stores.metrics.series().await? {
+        let s = stores.metrics.recent(&key).await?;
+        if let Some(&t) = s.timestamps.last() {
+            newest = newest.max(t);
+        }
+        samples += s.len();
+        scorer.observe_samples(&SampleBatch { series: vec![s] });
+    }
+    if newest > i64::MIN {
+        let events = stores.events.events(newest - 3 * 86_400_000, newest + 1).await?;
+        scorer.observe_events(&events);
+    }
+    tracing::info!(hosts = hosts.len(), samples, "scorer warmed from the store");
+    Ok(())
 }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use load::{IngestReport, store_dataset};
 pub use read::{DatasetError, LoadOptions, LoadReport, read_dataset};
-pub use write::{MetricsFormat, write_dataset};
+pub use write::{MetricsFormat, write_dataset, write_features};
 
 /// `dataset.json`: optional description of a dataset.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -160,3 +160,26 @@ fn write_metrics(ds: &Dataset, dir: &Path, format: MetricsFormat) -> Result<(), 
     w.flush().map_err(io(&p))?;
     Ok(())
 }
+
+/// Writes a feature table (for exporting training rows to other tools) as Parquet:
+/// one `f32` column per name (NaN = missing), then `label` (bool) and `holdout` (bool:
+/// the row belongs to the held-back part). `x` is row-major with `names.len()` columns.
+///
+/// # Errors
+/// [`DatasetError`] naming the file.
+pub fn write_features(path: &Path, names: &[String], x: &[f32], label: &[bool], holdout: &[bool]) -> Result<(), DatasetError> {
+    let k = names.len();
+    let n = label.len();
+    let mut cols: Vec<Column> = Vec::with_capacity(k + 2);
+    for (j, name) in names.iter().enumerate() {
+        let v: Vec<f32> = (0..n).map(|i| x[i * k + j]).collect();
+        cols.push(Column::new(name.as_str().into(), v));
+    }
+    cols.push(Column::new("label".into(), label.to_vec()));
+    cols.push(Column::new("holdout".into(), holdout.to_vec()));
+    let mut df = DataFrame::new(n, cols).map_err(enc(path))?;
+    let mut w = create(path)?;
+    ParquetWriter::new(&mut w).with_compression(ParquetCompression::Zstd(None)).finish(&mut df).map_err(enc(path))?;
+    w.flush().map_err(io(path))?;
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! `harbinger train` and `harbinger eval`: the batch jobs over a dataset directory.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use harbinger_core::HostId;
+use harbinger_dataset::{Dataset, LoadOptions, read_dataset};
+use harbinger_model::learn::ForestParams;
+use harbinger_model::{EvalOptions, LearnerChoice, Mitigation, Model, TrainOptions, evaluate, train, write_output};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::args::{EvalArgs, TrainArgs};
+
+/// Decision kinds in a replay's `decisions.jsonl` that mitigate a coming failure.
+const MITIGATING: [&str; 4] = ["failover", "shadow_promoted", "host_drained", "drain"];
+
+fn bar(stage: &str) -> ProgressBar {
+    if std::io::stderr().is_terminal() {
+        let pb = ProgressBar::new(1000);
+        pb.set_style(
+            ProgressStyle::with_template("{msg:>9} [{bar:40}] {percent:>3}% {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        pb.set_message(stage.to_string());
+        pb
+    } else {
+        ProgressBar::hidden()
+    }
+}
+
+fn load(dir: &Path) -> anyhow::Result<Dataset> {
+    let t = Instant::now();
+    let (ds, report) = read_dataset(dir, LoadOptions::default()).with_context(|| format!("reading dataset {}", dir.display()))?;
+    tracing::info!(
+        dir = %dir.display(),
+        hosts = ds.hosts.len(),
+        rows = report.metric_rows,
+        failures = ds.failures.len(),
+        seconds = t.elapsed().as_secs_f64(),
+        "dataset loaded"
+    );
+    Ok(ds)
+}
+
+/// Reads mitigating decisions from `decisions.jsonl` in the dataset directory, if present.
+fn mitigations(dir: &Path) -> anyhow::Result<Vec<Mitigation>> {
+    let path = dir.join("decisions.jsonl");
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{}:{}: not a JSON object", path.display(), i + 1))?;
+        let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+        if !MITIGATING.contains(&kind) {
+            continue;
+        }
+        let (Some(host), Some(ts)) = (v.get("host").and_then(|h| h.as_str()), v.get("ts").and_then(serde_json::Value::as_i64))
+        else {
+            anyhow::bail!("{}:{}: a {kind} decision needs \"host\" and an integer \"ts\"", path.display(), i + 1);
+        };
+        out.push(Mitigation { host: HostId::new(host), ts });
+    }
+    Ok(out)
+}
+
+fn duration_ms(what: &str, s: &str) -> anyhow::Result<i64> {
+    let d = humantime::parse_duration(s).with_context(|| format!("--{what} {s:?} is not a duration like 6h or 5m"))?;
+    i64::try_from(d.as_millis()).with_context(|| format!("--{what} is too long"))
+}
+
+/// `harbinger train`.
+///
+/// # Errors
+/// Unreadable dataset, a dataset the model cannot be learned from, unwritable output.
+pub fn run_train(a: &TrainArgs) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let ds = load(&a.data)?;
+    let name = ds
+        .meta
+        .as_ref()
+        .map(|m| m.name.clone())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| a.data.display().to_string());
+    let learner = match a.learner.as_str() {
+        "auto" => LearnerChoice::Auto,
+        "logistic" => LearnerChoice::Logistic,
+        "random-forest" | "random_forest" | "forest" => LearnerChoice::RandomForest,
+        other => anyhow::bail!("--learner {other:?} is not one of auto, logistic, random-forest"),
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let opts = TrainOptions {
+        horizon_ms: duration_ms("horizon", &a.horizon)?,
+        tick_ms: duration_ms("tick", &a.tick)?,
+        holdout_share: a.holdout,
+        seed: a.seed,
+        forest: ForestParams { trees: a.trees, ..ForestParams::default() },
+        learner,
+        dataset_name: name,
+        mitigations: mitigations(&a.data)?,
+        trained_at_ms: i64::try_from(now).unwrap_or(0),
+        keep_rows: a.export_features.is_some(),
+        ..TrainOptions::default()
+    };
+    let pb = bar("features");
+    let stage = std::sync::Mutex::new(String::new());
+    let progress = |s: &str, f: f64| {
+        if let Ok(mut cur) = stage.lock() {
+            if *cur != s {
+                *cur = s.to_string();
+                pb.set_message(s.to_string());
+            }
+        }
+        pb.set_position((f * 1000.0) as u64);
+    };
+    let trained = train(&ds, &opts, &progress)?;
+    pb.finish_and_clear();
+    let m = &trained.model;
+    m.save(&a.out).with_context(|| format!("writing the model to {}", a.out.display()))?;
+    if let (Some(path), Some(rows)) = (&a.export_features, &trained.rows) {
+        crate::export::write_rows(path, rows).with_context(|| format!("writing features to {}", path.display()))?;
+    }
+    let c = &m.card;
+    println!("model {} written to {}", m.version, a.out.display());
+    println!("  learner      {} (held-back PR-AUC {})", m.learner.name(), c.learners.iter().map(|l| format!("{} {:.3}", l.learner, l.pr_auc)).collect::<Vec<_>>().join(", "));
+    println!("  rows         train {} ({} failure rows), held back {} ({})", c.train_rows, c.train_positives, c.holdout_rows, c.holdout_positives);
+    println!("  alerting     enter ≥ {:.3}, clear < {:.3}", m.policy.alert_threshold, m.policy.clear_threshold);
+    let h = &c.holdout_summary;
+    println!(
+        "  held back    recall {} precision {} false alarms/host-day {} lead median {} min",
+        fmt(h.get("recall_predictable")),
+        fmt(h.get("precision")),
+        fmt(h.get("false_alarms_per_host_day")),
+        fmt(h.get("lead_time_median_min"))
+    );
+    println!("  time         features {:.1} s, fit {:.1} s, total {:.1} s (with loading)", c.seconds.0, c.seconds.1, t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn fmt(v: Option<&serde_json::Value>) -> String {
+    v.and_then(serde_json::Value::as_f64).map_or_else(|| "n/a".into(), |f| format!("{f:.3}"))
+}
+
+/// `harbinger eval`.
+///
+/// # Errors
+/// Unreadable dataset or model, unwritable output.
+pub fn run_eval(a: &EvalArgs, model_dir: &Path) -> anyhow::Result<()> {
+    let model = Model::load(model_dir)?;
+    let ds = load(&a.data)?;
+    let opts = EvalOptions {
+        tick_ms: duration_ms("tick", &a.tick)?,
+        alert_threshold: a.alert_threshold,
+        clear_threshold: a.clear_threshold,
+    };
+    let pb = bar("eval");
+    let t = Instant::now();
+    let out = evaluate(&ds, &model, opts, &|f| pb.set_position((f * 1000.0) as u64))?;
+    pb.finish_and_clear();
+    let secs = t.elapsed().as_secs_f64();
+    write_output(&a.out, &out)?;
+    let s = &out.summary;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
+    let f = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |x| format!("{x:.3}"));
+    println!("eval of model {} on {} ({} hosts, {:.1} host-days)", model.version, a.data.display(), s.hosts, s.host_days);
+    println!("  failures          {} ({} predicted)", s.failures, s.predicted);
+    println!("  recall            {} (predictable kinds: {})", f(s.recall), f(s.recall_predictable));
+    println!("  precision         {} ({} alerts, {} false)", f(s.precision), s.alerts, s.false_alarms);
+    println!("  false alarms      {:.4} per host-day", s.false_alarms_per_host_day);
+    println!("  lead time         median {} min (p10 {}, p90 {})", f(s.lead_time_median_min), f(s.lead_time_p10_min), f(s.lead_time_p90_min));
+    for (k, r) in &s.recall_by_kind {
+        println!("  recall {k:<10} {}/{} = {:.3}", r.predicted, r.failures, r.recall);
+    }
+    println!("  scored            {} host-scores in {secs:.1} s; output in {}", out.scores, a.out.display());
+    Ok(())
+}

@@ -1,0 +1,718 @@
+//! Features: one incremental code path for batch (train, eval) and live (serve).
+//!
+//! A [`HostFeatures`] state takes a host's samples and events in time order and, at
+//! any moment `now`, writes the feature vector described by a [`FeatureSchema`]. It
+//! only ever sees data up to `now` (samples pushed later than `now` are not pushed
+//! yet by the drivers), so features cannot look ahead.
+//!
+//! Per metric (names `{metric}.{feature}`), from rolling windows of 15 min, 1 h and
+//! 6 h, a 25 h ring of 5-minute buckets (the baseline) and a streaming detector:
+//! - `level`: mean of the last 15 min;
+//! - `z15`, `z1h`: 15 min / 1 h mean against the 24 h baseline (in baseline sd);
+//! - `seas`: seasonal residual, the 15 min mean against the same 15 min yesterday;
+//! - `slope1h`, `slope6h`: least-squares trend (baseline sd per hour);
+//! - `vol`: sd of the last hour over the baseline sd (flapping, noise);
+//! - `max1h`: the last hour's maximum against the baseline;
+//! - `pos24`: quantile rank of the 15 min mean among the last 24 h of 5-min means;
+//! - `tte_inv`: for bounded metrics (values in [0, 1]), 1 / (1 + hours to exhaustion)
+//!   from the steeper of the 1 h and 6 h trends, each taken at its lower bound
+//!   (slope − one standard error), so a noisy trend does not raise it;
+//! - `anomaly`: the streaming detector's score, held with a 10 min half-life.
+//!
+//! Per host: `host.z_max`, `host.anomaly_max`, `host.tte_inv_max`, `host.fleet_z_max`
+//! (how far the host deviates from its own baseline compared with the rest of the fleet
+//! at the same moment, a robust z over hosts, filled in by [`fleet_fill`]),
+//! `deploy.since_h`, `deploy.changes`, `deploy.bad_rate`, `deploy.in_progress`, `maint`
+//! and `coverage`.
+//!
+//! Missing inputs are NaN here; the model imputes them and reports lower confidence.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use harbinger_core::{Event, EventKind, TimestampMs};
+use harbinger_detect::{DefaultDetector, StreamingDetector};
+use serde::{Deserialize, Serialize};
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 3_600_000;
+const BUCKET: i64 = 5 * MIN;
+/// 25 hours of 5-minute buckets: the last 24 h plus the hour around "same time yesterday".
+const RING: usize = 300;
+const DAY_BUCKETS: i64 = 288;
+/// A metric without a sample for this long is treated as absent.
+pub const STALE_MS: i64 = 10 * MIN;
+/// Samples a metric needs before its features are computed.
+const WARM_SAMPLES: u64 = 60;
+/// History (since start or a reset) a metric needs before it counts as warm for coverage.
+const WARM_MS: i64 = 6 * HOUR;
+/// Cap on hours-since and hours-to-exhaustion.
+const CAP_H: f64 = 72.0;
+
+/// Per-metric feature names, in order.
+pub const METRIC_FEATURES: [&str; 11] =
+    ["level", "z15", "z1h", "seas", "slope1h", "slope6h", "vol", "max1h", "pos24", "tte_inv", "anomaly"];
+/// Host-level feature names, in order (after all per-metric blocks).
+pub const HOST_FEATURES: [&str; 10] = [
+    "host.z_max",
+    "host.anomaly_max",
+    "host.tte_inv_max",
+    "host.fleet_z_max",
+    "deploy.since_h",
+    "deploy.changes",
+    "deploy.bad_rate",
+    "deploy.in_progress",
+    "maint",
+    "coverage",
+];
+const Z1H: usize = 2;
+const TTE: usize = 9;
+const ANOM: usize = 10;
+const Z15: usize = 1;
+/// Index of `host.fleet_z_max` within the host block.
+const FLEET: usize = 3;
+/// Index of `coverage` within the host block.
+const COVERAGE: usize = 9;
+
+/// One metric the model reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSpec {
+    /// Metric name as in the dataset / remote-write.
+    pub name: String,
+    /// Values live in [0, 1] (utilisation): time to exhaustion applies.
+    pub bounded: bool,
+}
+
+/// Which metrics a model reads; fixes the layout of the feature vector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureSchema {
+    /// The metrics, in feature-block order.
+    pub metrics: Vec<MetricSpec>,
+}
+
+impl FeatureSchema {
+    /// Number of features.
+    pub fn len(&self) -> usize {
+        self.metrics.len() * METRIC_FEATURES.len() + HOST_FEATURES.len()
+    }
+
+    /// Whether the schema has no features (never: host features always exist).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Feature names in vector order.
+    pub fn names(&self) -> Vec<String> {
+        let mut v = Vec::with_capacity(self.len());
+        for m in &self.metrics {
+            for f in METRIC_FEATURES {
+                v.push(format!("{}.{f}", m.name));
+            }
+        }
+        v.extend(HOST_FEATURES.iter().map(|s| (*s).to_string()));
+        v
+    }
+
+    /// Index of the metric named `name`.
+    pub fn metric_index(&self, name: &str) -> Option<usize> {
+        self.metrics.iter().position(|m| m.name == name)
+    }
+
+    fn host_offset(&self) -> usize {
+        self.metrics.len() * METRIC_FEATURES.len()
+    }
+
+    /// Index of the `host.anomaly_max` feature.
+    pub fn anomaly_index(&self) -> usize {
+        self.host_offset() + 1
+    }
+
+    /// Index of the `coverage` feature.
+    pub fn coverage_index(&self) -> usize {
+        self.host_offset() + COVERAGE
+    }
+
+    /// The `z1h` of metric `m` in a feature row (input of the fleet signal).
+    pub fn z1h(&self, row: &[f64], m: usize) -> f64 {
+        row[m * METRIC_FEATURES.len() + Z1H]
+    }
+}
+
+/// Running sums over a time window, for mean, sd and least-squares slope.
+#[derive(Debug, Clone, Default)]
+struct Window {
+    span: i64,
+    buf: VecDeque<(i64, f64)>,
+    anchor: i64,
+    s0: f64,
+    st: f64,
+    stt: f64,
+    sx: f64,
+    sxx: f64,
+    stx: f64,
+}
+
+impl Window {
+    fn new(span: i64) -> Self {
+        Window { span, ..Window::default() }
+    }
+
+    fn hours(&self, t: i64) -> f64 {
+        (t - self.anchor) as f64 / HOUR as f64
+    }
+
+    fn add(&mut self, t: i64, x: f64, sign: f64) {
+        let h = self.hours(t);
+        self.s0 += sign;
+        self.st += sign * h;
+        self.stt += sign * h * h;
+        self.sx += sign * x;
+        self.sxx += sign * x * x;
+        self.stx += sign * h * x;
+    }
+
+    fn reanchor(&mut self, t: i64) {
+        self.anchor = t;
+        self.s0 = 0.0;
+        self.st = 0.0;
+        self.stt = 0.0;
+        self.sx = 0.0;
+        self.sxx = 0.0;
+        self.stx = 0.0;
+        let buf = std::mem::take(&mut self.buf);
+        for &(ti, xi) in &buf {
+            self.add(ti, xi, 1.0);
+        }
+        self.buf = buf;
+    }
+
+    fn push(&mut self, t: i64, x: f64) {
+        if self.buf.is_empty() || t - self.anchor > 12 * HOUR {
+            // Keep the time origin near the data so the sums stay exact enough.
+            self.buf.push_back((t, x));
+            self.reanchor(t);
+        } else {
+            self.buf.push_back((t, x));
+            self.add(t, x, 1.0);
+        }
+        self.evict(t);
+    }
+
+    fn evict(&mut self, now: i64) {
+        let mut removed = false;
+        while let Some(&(t, x)) = self.buf.front() {
+            if t > now - self.span {
+                break;
+            }
+            self.buf.pop_front();
+            self.add(t, x, -1.0);
+            removed = true;
+        }
+        if removed && self.buf.len() < 4 {
+            let a = self.buf.front().map_or(now, |p| p.0);
+            self.reanchor(a);
+        }
+    }
+
+    fn n(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn mean(&self) -> f64 {
+        if self.buf.is_empty() { f64::NAN } else { self.sx / self.s0 }
+    }
+
+    fn sd(&self) -> f64 {
+        if self.buf.len() < 2 {
+            return f64::NAN;
+        }
+        let m = self.sx / self.s0;
+        (self.sxx / self.s0 - m * m).max(0.0).sqrt()
+    }
+
+    /// Slope per hour and its standard error.
+    fn slope(&self) -> Option<(f64, f64)> {
+        let n = self.s0;
+        if self.buf.len() < 5 {
+            return None;
+        }
+        let tbar = self.st / n;
+        let xbar = self.sx / n;
+        let vt = self.stt / n - tbar * tbar;
+        // Needs at least a fifth of the window covered in time.
+        let span_h = self.span as f64 / HOUR as f64;
+        if vt <= (span_h * 0.2).powi(2) / 12.0 {
+            return None;
+        }
+        let cov = self.stx / n - tbar * xbar;
+        let b = cov / vt;
+        let vx = (self.sxx / n - xbar * xbar).max(0.0);
+        let resid = (vx - b * cov).max(0.0);
+        let se = (resid / (vt * (n - 2.0).max(1.0))).sqrt();
+        Some((b, se))
+    }
+
+    fn max(&self) -> f64 {
+        self.buf.iter().map(|p| p.1).fold(f64::NAN, f64::max)
+    }
+
+    fn clear(&mut self) {
+        let span = self.span;
+        *self = Window::new(span);
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    idx: i64,
+    n: u32,
+    sum: f64,
+    sumsq: f64,
+}
+
+/// State of one metric of one host.
+#[derive(Debug, Clone)]
+struct MetricState {
+    w15: Window,
+    w1h: Window,
+    w6h: Window,
+    ring: Vec<Bucket>,
+    detector: DefaultDetector,
+    anomaly: f64,
+    anomaly_ts: i64,
+    last_ts: Option<i64>,
+    seen: u64,
+    first_ts: Option<i64>,
+}
+
+impl MetricState {
+    fn new() -> Self {
+        MetricState {
+            w15: Window::new(15 * MIN),
+            w1h: Window::new(HOUR),
+            w6h: Window::new(6 * HOUR),
+            ring: vec![Bucket { idx: i64::MIN, ..Bucket::default() }; RING],
+            detector: DefaultDetector::default(),
+            anomaly: 0.0,
+            anomaly_ts: 0,
+            last_ts: None,
+            seen: 0,
+            first_ts: None,
+        }
+    }
+
+    fn push(&mut self, t: i64, x: f64) {
+        if !x.is_finite() {
+            return;
+        }
+        if self.last_ts.is_some_and(|l| t <= l) {
+            return; // out of order or duplicate: already have this moment
+        }
+        self.w15.push(t, x);
+        self.w1h.push(t, x);
+        self.w6h.push(t, x);
+        let idx = t.div_euclid(BUCKET);
+        let slot = &mut self.ring[idx.rem_euclid(RING as i64) as usize];
+        if slot.idx != idx {
+            *slot = Bucket { idx, ..Bucket::default() };
+        }
+        slot.n += 1;
+        slot.sum += x;
+        slot.sumsq += x * x;
+        let s = self.detector.update(t, x);
+        let held = self.held_anomaly(t);
+        self.anomaly = held.max(s);
+        self.anomaly_ts = t;
+        self.last_ts = Some(t);
+        self.seen += 1;
+        self.first_ts.get_or_insert(t);
+    }
+
+    fn held_anomaly(&self, now: i64) -> f64 {
+        let dt = (now - self.anomaly_ts).max(0) as f64 / (10 * MIN) as f64;
+        self.anomaly * 0.5_f64.powf(dt)
+    }
+
+    fn fresh(&self, now: i64) -> bool {
+        self.last_ts.is_some_and(|l| now - l <= STALE_MS && l <= now)
+    }
+
+    /// Writes this metric's block; returns whether it was present.
+    fn write(&mut self, now: i64, bounded: bool, out: &mut [f64]) -> bool {
+        out.fill(f64::NAN);
+        if !self.fresh(now) {
+            return false;
+        }
+        self.w15.evict(now);
+        self.w1h.evict(now);
+        self.w6h.evict(now);
+        // Baseline: the last 24 h of buckets, excluding the current 15 minutes.
+        let cur = now.div_euclid(BUCKET);
+        let (mut n, mut sum, mut sumsq) = (0.0, 0.0, 0.0);
+        let mut means: [f64; DAY_BUCKETS as usize] = [0.0; DAY_BUCKETS as usize];
+        let mut nm = 0usize;
+        let (mut yn, mut ysum) = (0.0, 0.0);
+        for b in &self.ring {
+            if b.n == 0 {
+                continue;
+            }
+            if (cur - DAY_BUCKETS - 2..=cur - DAY_BUCKETS).contains(&b.idx) {
+                yn += f64::from(b.n);
+                ysum += b.sum;
+            }
+            if (cur - DAY_BUCKETS..=cur - 3).contains(&b.idx) {
+                n += f64::from(b.n);
+                sum += b.sum;
+                sumsq += b.sumsq;
+                if nm < means.len() {
+                    means[nm] = b.sum / f64::from(b.n);
+                    nm += 1;
+                }
+            }
+        }
+        let m15 = self.w15.mean();
+        out[0] = m15;
+        let warm = self.seen >= WARM_SAMPLES && n >= 30.0;
+        if warm {
+            let bmean = sum / n;
+            let bsd = (sumsq / n - bmean * bmean).max(0.0).sqrt();
+            let floor = 1e-3 * bmean.abs().max(1e-3) + 1e-6;
+            let sd = bsd.max(floor);
+            out[1] = (m15 - bmean) / sd;
+            out[2] = (self.w1h.mean() - bmean) / sd;
+            if yn > 0.0 {
+                out[3] = (m15 - ysum / yn) / sd;
+            }
+            if let Some((b, _)) = self.w1h.slope() {
+                out[4] = b / sd;
+            }
+            if let Some((b, _)) = self.w6h.slope() {
+                out[5] = b / sd;
+            }
+            let s1 = self.w1h.sd();
+            if s1.is_finite() {
+                out[6] = s1 / sd;
+            }
+            out[7] = (self.w1h.max() - bmean) / sd;
+            if nm > 0 {
+                let below = means[..nm].iter().filter(|&&v| v < m15).count();
+                out[8] = below as f64 / nm as f64;
+            }
+        }
+        if bounded {
+            let mut tte = CAP_H;
+            for w in [&self.w1h, &self.w6h] {
+                if let Some((b, se)) = w.slope() {
+                    let lower = b - se;
+                    if lower > 0.0 {
+                        let h = ((1.0 - m15).max(0.0) / lower).min(CAP_H);
+                        tte = tte.min(h);
+                    }
+                }
+            }
+            out[TTE] = 1.0 / (1.0 + tte);
+        }
+        out[ANOM] = self.held_anomaly(now);
+        true
+    }
+
+    fn warm(&self, now: i64) -> bool {
+        self.seen >= WARM_SAMPLES && self.w1h.n() > 0 && self.first_ts.is_some_and(|f| now - f >= WARM_MS)
+    }
+
+    fn reset(&mut self) {
+        self.w15.clear();
+        self.w1h.clear();
+        self.w6h.clear();
+        for b in &mut self.ring {
+            *b = Bucket { idx: i64::MIN, ..Bucket::default() };
+        }
+        self.detector = DefaultDetector::default();
+        self.anomaly = 0.0;
+        self.seen = 0;
+        self.first_ts = None;
+        // last_ts is kept so replays of old samples stay refused.
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct DeployHistory {
+    total: u32,
+    bad: u32,
+}
+
+/// The feature state of one host.
+#[derive(Debug, Clone)]
+pub struct HostFeatures {
+    metrics: Vec<MetricState>,
+    last_change: Option<(i64, u32, Option<String>)>,
+    in_progress: BTreeMap<String, i64>,
+    history: HashMap<String, DeployHistory>,
+    maintenance: bool,
+}
+
+impl HostFeatures {
+    /// A fresh state for `schema`.
+    pub fn new(schema: &FeatureSchema) -> Self {
+        HostFeatures {
+            metrics: (0..schema.metrics.len()).map(|_| MetricState::new()).collect(),
+            last_change: None,
+            in_progress: BTreeMap::new(),
+            history: HashMap::new(),
+            maintenance: false,
+        }
+    }
+
+    /// Feeds one sample of metric number `m` (see [`FeatureSchema::metric_index`]).
+    /// NaN, and samples not newer than the metric's last one, are ignored.
+    pub fn push(&mut self, m: usize, ts: TimestampMs, value: f64) {
+        if let Some(s) = self.metrics.get_mut(m) {
+            s.push(ts, value);
+        }
+    }
+
+    /// Feeds one event concerning this host.
+    pub fn event(&mut self, e: &Event) {
+        match e.kind {
+            EventKind::DeployStarted | EventKind::ConfigChanged => {
+                let changes = u32::try_from(e.changes.len()).unwrap_or(u32::MAX).max(1);
+                self.last_change = Some((e.ts, changes, e.resource.clone()));
+                if e.kind == EventKind::DeployStarted {
+                    let key = e.deployment.clone().or_else(|| e.resource.clone()).unwrap_or_default();
+                    self.in_progress.insert(key, e.ts);
+                }
+            }
+            EventKind::DeploySucceeded | EventKind::DeployFailed | EventKind::RolledBack => {
+                let key = e.deployment.clone().or_else(|| e.resource.clone()).unwrap_or_default();
+                self.in_progress.remove(&key);
+                if let Some(r) = &e.resource {
+                    let h = self.history.entry(r.clone()).or_default();
+                    if e.kind != EventKind::RolledBack {
+                        h.total += 1;
+                    }
+                    if e.kind != EventKind::DeploySucceeded {
+                        h.bad += 1;
+                    }
+                }
+            }
+            EventKind::HostMaintenance => self.maintenance = true,
+            EventKind::HostRecovered => {
+                self.maintenance = false;
+                // A recovered host starts a fresh baseline.
+                for m in &mut self.metrics {
+                    m.reset();
+                }
+            }
+        }
+    }
+
+    /// Whether any metric has a fresh sample at `now` (a silent host is not scored).
+    pub fn has_data(&self, now: TimestampMs) -> bool {
+        self.metrics.iter().any(|m| m.fresh(now))
+    }
+
+    /// Writes the feature vector at `now` into `out` (length `schema.len()`); the fleet
+    /// feature is left NaN for [`fleet_fill`]. Returns the coverage in [0, 1].
+    ///
+    /// # Panics
+    /// If `out` is shorter than `schema.len()` (a caller bug).
+    pub fn write(&mut self, schema: &FeatureSchema, now: TimestampMs, out: &mut [f64]) -> f64 {
+        let k = METRIC_FEATURES.len();
+        let mut present = 0usize;
+        let (mut zmax, mut amax, mut tmax) = (f64::NAN, f64::NAN, f64::NAN);
+        for (i, (st, spec)) in self.metrics.iter_mut().zip(&schema.metrics).enumerate() {
+            let block = &mut out[i * k..(i + 1) * k];
+            if st.write(now, spec.bounded, block) && st.warm(now) {
+                present += 1;
+            }
+            zmax = fmax(zmax, block[Z15].abs());
+            amax = fmax(amax, block[ANOM]);
+            tmax = fmax(tmax, block[TTE]);
+        }
+        let h = &mut out[schema.host_offset()..schema.len()];
+        h[0] = zmax;
+        h[1] = amax;
+        h[2] = tmax;
+        h[FLEET] = f64::NAN;
+        let (since, changes, resource) = match &self.last_change {
+            Some((t, c, r)) if *t <= now => (((now - t) as f64 / HOUR as f64).min(CAP_H), f64::from(*c), r.as_deref()),
+            _ => (CAP_H, 0.0, None),
+        };
+        h[4] = since;
+        h[5] = if since < CAP_H { changes } else { 0.0 };
+        let hist = resource.and_then(|r| self.history.get(r)).copied().unwrap_or_default();
+        h[6] = (f64::from(hist.bad) + 0.5) / (f64::from(hist.total) + 5.0);
+        self.in_progress.retain(|_, t| now - *t < HOUR);
+        h[7] = if self.in_progress.is_empty() { 0.0 } else { 1.0 };
+        h[8] = if self.maintenance { 1.0 } else { 0.0 };
+        let cov = if schema.metrics.is_empty() { 0.0 } else { present as f64 / schema.metrics.len() as f64 };
+        h[COVERAGE] = cov;
+        cov
+    }
+}
+
+fn fmax(a: f64, b: f64) -> f64 {
+    if a.is_nan() {
+        b
+    } else if b.is_nan() {
+        a
+    } else {
+        a.max(b)
+    }
+}
+
+/// Robust per-metric fleet statistics of `z1h` at one moment: (median, scale).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FleetStats {
+    /// Per metric: median and 1.4826·MAD (+ a floor) of `z1h` over the hosts reporting it,
+    /// or `None` when fewer than five hosts report it.
+    pub per_metric: Vec<Option<(f64, f64)>>,
+}
+
+/// Fleet statistics over the rows of all hosts at one moment.
+pub fn fleet_stats<'a>(schema: &FeatureSchema, rows: impl Iterator<Item = &'a [f64]> + Clone) -> FleetStats {
+    let mut per_metric = Vec::with_capacity(schema.metrics.len());
+    let mut vals = Vec::new();
+    for m in 0..schema.metrics.len() {
+        vals.clear();
+        vals.extend(rows.clone().map(|r| schema.z1h(r, m)).filter(|v| v.is_finite()));
+        if vals.len() < 5 {
+            per_metric.push(None);
+            continue;
+        }
+        let med = median(&mut vals);
+        for v in &mut vals {
+            *v = (*v - med).abs();
+        }
+        let mad = median(&mut vals);
+        per_metric.push(Some((med, 1.4826 * mad + 0.25)));
+    }
+    FleetStats { per_metric }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    let mid = v.len() / 2;
+    let (_, m, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
+    *m
+}
+
+/// Fills `host.fleet_z_max` of one row from the fleet statistics.
+pub fn fleet_fill(schema: &FeatureSchema, stats: &FleetStats, row: &mut [f64]) {
+    let mut best = f64::NAN;
+    for (m, s) in stats.per_metric.iter().enumerate() {
+        if let Some((med, scale)) = s {
+            let z = schema.z1h(row, m);
+            if z.is_finite() {
+                best = fmax(best, ((z - med) / scale).abs());
+            }
+        }
+    }
+    row[schema.host_offset() + FLEET] = best;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> FeatureSchema {
+        FeatureSchema {
+            metrics: vec![
+                MetricSpec { name: "mem_util".into(), bounded: true },
+                MetricSpec { name: "net_latency_ms".into(), bounded: false },
+            ],
+        }
+    }
+
+    fn feed(h: &mut HostFeatures, from: i64, to: i64, f: impl Fn(i64) -> (f64, f64)) {
+        let mut t = from;
+        while t <= to {
+            let (a, b) = f(t);
+            h.push(0, t, a);
+            h.push(1, t, b);
+            t += MIN;
+        }
+    }
+
+    #[test]
+    fn features_at_t_ignore_samples_after_t() {
+        // No look-ahead: the vector at `now` is the same whatever comes after `now`.
+        let s = schema();
+        let now = 30 * HOUR;
+        let base = |t: i64| (0.4 + 0.01 * ((t / MIN) % 7) as f64, 20.0 + ((t / MIN) % 5) as f64);
+        let mut a = HostFeatures::new(&s);
+        let mut b = HostFeatures::new(&s);
+        feed(&mut a, 0, now, base);
+        feed(&mut b, 0, now, base);
+        let mut fa = vec![0.0; s.len()];
+        let mut fb = vec![0.0; s.len()];
+        a.write(&s, now, &mut fa);
+        b.write(&s, now, &mut fb);
+        // `b` then sees a wild future; its earlier vector must equal `a`'s.
+        feed(&mut b, now + MIN, now + 3 * HOUR, |_| (0.99, 900.0));
+        for (x, y) in fa.iter().zip(&fb) {
+            assert!(x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()));
+        }
+        let mut later = vec![0.0; s.len()];
+        b.write(&s, now + 3 * HOUR, &mut later);
+        assert!(later[1] > 2.0, "the jump shows once it is in the past: z15 = {}", later[1]);
+        let lat_z15 = later[METRIC_FEATURES.len() + Z15];
+        assert!(lat_z15 > 2.0, "latency z15 = {lat_z15}");
+    }
+
+    #[test]
+    fn a_filling_metric_gets_a_short_time_to_exhaustion() {
+        let s = schema();
+        let mut h = HostFeatures::new(&s);
+        // Flat for a day, then +10 %/h for 4 h from 0.5: exhaustion about 1 h ahead.
+        let end = 28 * HOUR;
+        feed(&mut h, 0, end, |t| {
+            let grow = if t > 24 * HOUR { 0.1 * (t - 24 * HOUR) as f64 / HOUR as f64 } else { 0.0 };
+            (0.5 + grow + 0.002 * ((t / MIN) % 3) as f64, 20.0)
+        });
+        let mut f = vec![0.0; s.len()];
+        let cov = h.write(&s, end, &mut f);
+        assert_eq!(cov, 1.0);
+        let tte_inv = f[TTE];
+        let tte_h = 1.0 / tte_inv - 1.0;
+        assert!((0.5..2.0).contains(&tte_h), "time to exhaustion {tte_h} h");
+        // The unbounded metric has no time to exhaustion.
+        assert!(f[METRIC_FEATURES.len() + TTE].is_nan());
+    }
+
+    #[test]
+    fn missing_metrics_are_nan_and_lower_coverage() {
+        let s = schema();
+        let mut h = HostFeatures::new(&s);
+        let mut t = 0;
+        while t <= 10 * HOUR {
+            h.push(0, t, 0.3);
+            t += MIN;
+        }
+        let mut f = vec![0.0; s.len()];
+        let cov = h.write(&s, 10 * HOUR, &mut f);
+        assert_eq!(cov, 0.5);
+        assert!(f[METRIC_FEATURES.len()..2 * METRIC_FEATURES.len()].iter().all(|v| v.is_nan()));
+        // Stale data counts as missing.
+        assert!(!h.has_data(10 * HOUR + STALE_MS + 1));
+    }
+
+    #[test]
+    fn fleet_signal_is_relative_to_peers() {
+        let s = schema();
+        let k = s.len();
+        let mut rows: Vec<Vec<f64>> = (0..8)
+            .map(|i| {
+                let mut r = vec![f64::NAN; k];
+                r[Z1H] = 0.1 * i as f64;
+                r
+            })
+            .collect();
+        rows[7][Z1H] = 9.0;
+        let st = fleet_stats(&s, rows.iter().map(Vec::as_slice));
+        for r in &mut rows {
+            fleet_fill(&s, &st, r);
+        }
+        let off = s.host_offset() + FLEET;
+        assert!(rows[7][off] > 5.0, "{}", rows[7][off]);
+        assert!(rows[1][off] < 2.0, "{}", rows[1][off]);
+    }
+}

@@ -1,0 +1,29 @@
+//! harbinger-model: from host metrics and change history to calibrated, explained
+//! failure risk.
+//!
+//! # Layout
+//! - [`features`]: the incremental feature state of a host (one code path for batch and
+//!   live), and the fleet signal.
+//! - [`runner`]: drives every host of a dataset on a virtual clock.
+//! - [`learn`]: the logistic model and the forest (fitted with linfa), isotonic
+//!   calibration, PR-AUC.
+//! - [`model`]: the artifact (`model.json`), risk policy and hysteresis.
+//! - [`train`]: the batch training job; [`eval`]: the evaluation job and the contract's
+//!   scoring rule; [`card`]: the model card.
+//! - [`live`]: the live scorer behind `serve` (implements `harbinger_core::RiskScorer`).
+//!
+//! Start with [`train::train`] and [`eval::evaluate`].
+
+pub mod card;
+pub mod eval;
+pub mod features;
+pub mod learn;
+pub mod live;
+pub mod model;
+pub mod runner;
+pub mod train;
+
+pub use eval::{Alert, EvalOptions, EvalOutput, Summary, evaluate, summarize, write_output};
+pub use live::LiveScorer;
+pub use model::{Model, ModelError, RiskPolicy};
+pub use train::{LearnerChoice, Mitigation, Rows, TrainError, TrainOptions, Trained, train};

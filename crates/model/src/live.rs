@@ -1,0 +1,326 @@
+//! The live scorer behind `serve`: per-host feature state fed by ingested samples and
+//! events, scored on demand with the loaded model, hot-swappable.
+//!
+//! Hosts live in shards (a lock each) and each host has its own lock, so concurrent
+//! requests for different hosts do not wait on each other. The model sits behind an
+//! `RwLock<Arc<Model>>`: a reload swaps the `Arc`, requests in flight keep the model they
+//! started with. A host is assessed as of its latest sample (data time), so a replayed
+//! or delayed stream is scored as it was; confidence drops to zero when that sample is
+//! older than the freshness limit by the injected clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use harbinger_core::{
+    Clock, Event, Factor, Host, HostExplanation, HostId, HostRisk, ModelInfo, Resource, RiskPoint, RiskScorer,
+    SampleBatch, ScoreError, TimestampMs,
+};
+
+use crate::features::{FleetStats, HostFeatures, STALE_MS, fleet_fill, fleet_stats};
+use crate::model::{AlertState, Model};
+use crate::runner::event_host;
+
+const SHARDS: usize = 16;
+const HISTORY: usize = 720;
+const TOP_FACTORS: usize = 5;
+/// How often (by the clock) the fleet statistics are recomputed.
+const FLEET_REFRESH_MS: i64 = 30_000;
+
+struct LiveHost {
+    features: HostFeatures,
+    alert: AlertState,
+    history: VecDeque<RiskPoint>,
+    last_ts: Option<TimestampMs>,
+}
+
+impl LiveHost {
+    fn new(m: &Model) -> Self {
+        LiveHost { features: HostFeatures::new(&m.schema), alert: AlertState::default(), history: VecDeque::new(), last_ts: None }
+    }
+}
+
+#[derive(Default)]
+struct Inventory {
+    criticality: HashMap<HostId, u8>,
+    resource_host: HashMap<String, HostId>,
+}
+
+type Shard = Mutex<HashMap<HostId, Arc<Mutex<LiveHost>>>>;
+
+/// The live scorer.
+pub struct LiveScorer {
+    model: RwLock<Arc<Model>>,
+    dir: PathBuf,
+    alert_threshold: Option<f64>,
+    clear_threshold: Option<f64>,
+    shards: Vec<Shard>,
+    inventory: RwLock<Inventory>,
+    fleet: RwLock<(TimestampMs, Arc<FleetStats>)>,
+    clock: Arc<dyn Clock>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl std::fmt::Debug for LiveScorer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveScorer").field("dir", &self.dir).field("model", &self.model_arc().version).finish_non_exhaustive()
+    }
+}
+
+fn poisoned<T>(e: std::sync::PoisonError<T>) -> T {
+    // A panic while holding a lock cannot leave these structures half-written in a way
+    // that matters more than refusing all further requests would; keep serving.
+    e.into_inner()
+}
+
+impl LiveScorer {
+    /// A scorer over `model`, which was loaded from `dir` (the default for `reload`).
+    /// Threshold overrides replace the model's own.
+    pub fn new(model: Model, dir: &Path, clock: Arc<dyn Clock>, alert_threshold: Option<f64>, clear_threshold: Option<f64>) -> Self {
+        LiveScorer {
+            model: RwLock::new(Arc::new(model)),
+            dir: dir.to_path_buf(),
+            alert_threshold,
+            clear_threshold,
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            inventory: RwLock::new(Inventory::default()),
+            fleet: RwLock::new((i64::MIN, Arc::new(FleetStats::default()))),
+            clock,
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    /// Loads the model in `dir` and builds a scorer over it.
+    ///
+    /// # Errors
+    /// The model cannot be loaded (message names the file).
+    pub fn open(dir: &Path, clock: Arc<dyn Clock>, alert: Option<f64>, clear: Option<f64>) -> Result<Self, crate::ModelError> {
+        Ok(Self::new(Model::load(dir)?, dir, clock, alert, clear))
+    }
+
+    /// Sets the inventory: known hosts and the criticality of what runs on them.
+    pub fn set_inventory(&self, hosts: &[Host], resources: &[Resource]) {
+        let mut inv = self.inventory.write().unwrap_or_else(poisoned);
+        inv.criticality.clear();
+        for h in hosts {
+            inv.criticality.insert(h.host.clone(), 0);
+        }
+        inv.resource_host.clear();
+        for r in resources {
+            let c = inv.criticality.entry(r.host.clone()).or_insert(0);
+            *c = (*c).max(r.criticality.min(3));
+            inv.resource_host.insert(r.id.clone(), r.host.clone());
+        }
+        drop(inv);
+        let m = self.model_arc();
+        for h in hosts {
+            self.host_entry(&h.host, &m);
+        }
+    }
+
+    fn model_arc(&self) -> Arc<Model> {
+        self.model.read().unwrap_or_else(poisoned).clone()
+    }
+
+    fn shard(&self, h: &HostId) -> &Shard {
+        let mut s = self.hasher.build_hasher();
+        h.hash(&mut s);
+        &self.shards[(s.finish() as usize) % SHARDS]
+    }
+
+    fn host_entry(&self, h: &HostId, m: &Model) -> Arc<Mutex<LiveHost>> {
+        let mut shard = self.shard(h).lock().unwrap_or_else(poisoned);
+        shard.entry(h.clone()).or_insert_with(|| Arc::new(Mutex::new(LiveHost::new(m)))).clone()
+    }
+
+    fn host(&self, h: &HostId) -> Option<Arc<Mutex<LiveHost>>> {
+        self.shard(h).lock().unwrap_or_else(poisoned).get(h).cloned()
+    }
+
+    fn all_hosts(&self) -> Vec<(HostId, Arc<Mutex<LiveHost>>)> {
+        let mut v: Vec<(HostId, Arc<Mutex<LiveHost>>)> = Vec::new();
+        for s in &self.shards {
+            let s = s.lock().unwrap_or_else(poisoned);
+            v.extend(s.iter().map(|(k, h)| (k.clone(), h.clone())));
+        }
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn fleet(&self, m: &Model) -> Arc<FleetStats> {
+        let now = self.clock.now_ms();
+        {
+            let f = self.fleet.read().unwrap_or_else(poisoned);
+            if now.saturating_sub(f.0) < FLEET_REFRESH_MS && f.1.per_metric.len() == m.schema.metrics.len() {
+                return f.1.clone();
+            }
+        }
+        let k = m.schema.len();
+        let mut rows: Vec<f64> = Vec::new();
+        for (_, h) in self.all_hosts() {
+            let mut h = h.lock().unwrap_or_else(poisoned);
+            if let Some(t) = h.last_ts {
+                let start = rows.len();
+                rows.resize(start + k, 0.0);
+                h.features.write(&m.schema, t, &mut rows[start..]);
+            }
+        }
+        let stats = Arc::new(fleet_stats(&m.schema, rows.chunks(k)));
+        *self.fleet.write().unwrap_or_else(poisoned) = (now, stats.clone());
+        stats
+    }
+
+    fn assess(&self, id: &HostId, m: &Model, fleet: &FleetStats, all: bool) -> Result<(HostRisk, Vec<Factor>, Vec<RiskPoint>), ScoreError> {
+        let crit = self.inventory.read().unwrap_or_else(poisoned).criticality.get(id).copied();
+        let entry = self.host(id);
+        let (Some(entry), crit) = (entry, crit) else {
+            return Err(ScoreError::UnknownHost(id.clone()));
+        };
+        let crit = crit.unwrap_or(0);
+        let now = self.clock.now_ms();
+        let mut h = entry.lock().unwrap_or_else(poisoned);
+        let at = h.last_ts.map_or(now, |t| t.min(now.max(t)));
+        let mut row = vec![f64::NAN; m.schema.len()];
+        let has = h.last_ts.is_some();
+        if has {
+            h.features.write(&m.schema, at, &mut row);
+            fleet_fill(&m.schema, fleet, &mut row);
+        }
+        let raw_row = row.clone();
+        let a = m.assess(&mut row, true);
+        let stale = !has || now.saturating_sub(at) > STALE_MS;
+        let confidence = if stale { 0.0 } else { a.confidence };
+        let mut policy = m.policy.clone();
+        if let Some(x) = self.alert_threshold {
+            policy.alert_threshold = x;
+        }
+        if let Some(x) = self.clear_threshold {
+            policy.clear_threshold = x;
+        }
+        policy.clear_threshold = policy.clear_threshold.min(policy.alert_threshold);
+        let risk = policy.risk(a.probability, a.anomaly, crit);
+        h.alert.step(at, risk, confidence, &policy);
+        if h.history.back().is_none_or(|p| at > p.at) {
+            h.history.push_back(RiskPoint { at, risk, failure_probability: a.probability, anomaly: a.anomaly });
+            if h.history.len() > HISTORY {
+                h.history.pop_front();
+            }
+        }
+        let names = m.feature_names();
+        let contrib = a.contributions.unwrap_or_default();
+        let mut factors: Vec<Factor> = names
+            .into_iter()
+            .zip(contrib)
+            .zip(raw_row)
+            .map(|((name, c), v)| Factor { name, value: if v.is_finite() { v } else { f64::NAN }, contribution: c })
+            .filter(|f| all || f.contribution != 0.0)
+            .collect();
+        factors.sort_by(|x, y| y.contribution.abs().total_cmp(&x.contribution.abs()));
+        for f in &mut factors {
+            if !f.value.is_finite() {
+                // Missing input: reported as the imputed value is not meaningful; say 0 and rely on the name.
+                f.value = 0.0;
+            }
+        }
+        let top: Vec<Factor> = factors.iter().take(TOP_FACTORS).cloned().collect();
+        let risk = HostRisk {
+            host: id.clone(),
+            at,
+            risk,
+            failure_probability: a.probability,
+            horizon_ms: m.horizon_ms,
+            anomaly: a.anomaly,
+            confidence,
+            criticality: crit,
+            alerting: h.alert.alerting,
+            factors: top,
+            model_version: Arc::from(m.version.as_str()),
+        };
+        let history = if all { h.history.iter().copied().collect() } else { Vec::new() };
+        Ok((risk, factors, history))
+    }
+}
+
+impl RiskScorer for LiveScorer {
+    fn observe_samples(&self, batch: &SampleBatch) {
+        let m = self.model_arc();
+        for s in &batch.series {
+            let Some(mi) = m.schema.metric_index(s.key.metric.as_str()) else {
+                // Not an input of this model; still make the host known.
+                self.host_entry(&s.key.host, &m);
+                continue;
+            };
+            let entry = self.host_entry(&s.key.host, &m);
+            let mut h = entry.lock().unwrap_or_else(poisoned);
+            for (&t, &v) in s.timestamps.iter().zip(&s.values) {
+                h.features.push(mi, t, v);
+                if v.is_finite() {
+                    h.last_ts = Some(h.last_ts.map_or(t, |l| l.max(t)));
+                }
+            }
+        }
+    }
+
+    fn observe_events(&self, events: &[Event]) {
+        let m = self.model_arc();
+        let inv = self.inventory.read().unwrap_or_else(poisoned);
+        let targets: Vec<(HostId, &Event)> =
+            events.iter().filter_map(|e| event_host(e, &inv.resource_host).map(|h| (h.clone(), e))).collect();
+        drop(inv);
+        for (h, e) in targets {
+            let entry = self.host_entry(&h, &m);
+            entry.lock().unwrap_or_else(poisoned).features.event(e);
+        }
+    }
+
+    fn score_hosts(&self, hosts: &[HostId]) -> Result<Vec<HostRisk>, ScoreError> {
+        if let Some(h) = hosts.iter().find(|h| h.as_str().is_empty()) {
+            return Err(ScoreError::Invalid(format!("empty host id at position {}", hosts.iter().position(|x| x == h).unwrap_or(0))));
+        }
+        let m = self.model_arc();
+        let fleet = self.fleet(&m);
+        hosts.iter().map(|h| self.assess(h, &m, &fleet, false).map(|r| r.0)).collect()
+    }
+
+    fn score_all(&self) -> Vec<HostRisk> {
+        let m = self.model_arc();
+        let fleet = self.fleet(&m);
+        self.all_hosts().iter().filter_map(|(h, _)| self.assess(h, &m, &fleet, false).ok().map(|r| r.0)).collect()
+    }
+
+    fn explain_host(&self, host: &HostId) -> Result<HostExplanation, ScoreError> {
+        let m = self.model_arc();
+        let fleet = self.fleet(&m);
+        let (risk, all_factors, history) = self.assess(host, &m, &fleet, true)?;
+        Ok(HostExplanation { risk, all_factors, history })
+    }
+
+    fn model_info(&self) -> ModelInfo {
+        let m = self.model_arc();
+        ModelInfo {
+            version: Arc::from(m.version.as_str()),
+            horizon_ms: m.horizon_ms,
+            learner: m.learner.name().to_string(),
+            harbinger_version: m.harbinger_version.clone(),
+        }
+    }
+
+    fn reload(&self, dir: Option<&Path>) -> Result<ModelInfo, ScoreError> {
+        let dir = dir.unwrap_or(&self.dir);
+        let new = Model::load(dir).map_err(|e| ScoreError::Model(e.to_string()))?;
+        let old = self.model_arc();
+        let same_inputs = old.schema == new.schema;
+        let new = Arc::new(new);
+        if !same_inputs {
+            // Other inputs: feature state starts afresh (scores show low confidence until warm).
+            for (_, h) in self.all_hosts() {
+                let mut h = h.lock().unwrap_or_else(poisoned);
+                h.features = HostFeatures::new(&new.schema);
+            }
+        }
+        *self.model.write().unwrap_or_else(poisoned) = new;
+        *self.fleet.write().unwrap_or_else(poisoned) = (i64::MIN, Arc::new(FleetStats::default()));
+        Ok(self.model_info())
+    }
+}

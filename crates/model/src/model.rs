@@ -1,0 +1,382 @@
+//! The model artifact and risk: what `train` writes, `serve` and `eval` load, and how a
+//! feature row becomes a calibrated probability, a risk and an alert.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::features::FeatureSchema;
+use crate::learn::{Calibration, Forest, Logistic, Prep};
+
+/// Name of the artifact file inside a model directory.
+pub const MODEL_FILE: &str = "model.json";
+/// Name of the model card inside a model directory.
+pub const CARD_FILE: &str = "MODEL_CARD.md";
+/// Identifies the file type.
+pub const FORMAT: &str = "harbinger-failure-model";
+/// Bumped whenever the artifact layout or feature semantics change.
+pub const FORMAT_VERSION: u32 = 1;
+/// This harbinger's version.
+pub const HARBINGER_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Loading a model failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The file cannot be read.
+    #[error("model file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid model artifact.
+    #[error("model file {path} is corrupt: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the position where serde found it.
+        reason: String,
+    },
+    /// The artifact was written by an incompatible version.
+    #[error(
+        "model file {path} has format version {found} (written by harbinger {found_by}); this is harbinger {ours} which reads format version {FORMAT_VERSION}: retrain it with `harbinger train`"
+    )]
+    Incompatible {
+        /// The file.
+        path: PathBuf,
+        /// Its format version.
+        found: u32,
+        /// The harbinger version that wrote it.
+        found_by: String,
+        /// Our version.
+        ours: &'static str,
+    },
+}
+
+/// The fitted learner kept at training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Learner {
+    /// Logistic regression.
+    Logistic(Logistic),
+    /// Forest of decision trees.
+    RandomForest(Forest),
+}
+
+impl Learner {
+    /// `logistic` or `random_forest`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Learner::Logistic(_) => "logistic",
+            Learner::RandomForest(_) => "random_forest",
+        }
+    }
+
+    /// Raw (uncalibrated) score of an imputed row, with contributions if asked.
+    pub fn raw(&self, prep: &Prep, row: &[f64], contrib: Option<&mut [f64]>) -> f64 {
+        match self {
+            Learner::Logistic(m) => m.score(prep, row, contrib),
+            Learner::RandomForest(f) => f.score(row, contrib),
+        }
+    }
+}
+
+/// How probability, anomaly and criticality combine into risk, and when to alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskPolicy {
+    /// Risk at or above which a host enters the alerting state.
+    pub alert_threshold: f64,
+    /// Risk below which an alerting host counts as clear.
+    pub clear_threshold: f64,
+    /// How long risk must stay below `clear_threshold` before the alert ends (ms).
+    pub clear_after_ms: i64,
+    /// Weight of the anomaly score (kept small: anomaly alone is not a forecast).
+    pub anomaly_weight: f64,
+    /// Weight of the failure probability by the host's highest resource criticality 0..=3.
+    pub criticality_weight: [f64; 4],
+    /// Below this confidence (share of warm inputs) a host does not enter the alerting state.
+    pub min_confidence: f64,
+}
+
+impl Default for RiskPolicy {
+    fn default() -> Self {
+        RiskPolicy {
+            alert_threshold: 0.5,
+            clear_threshold: 0.3,
+            clear_after_ms: 30 * 60_000,
+            anomaly_weight: 0.1,
+            criticality_weight: [0.85, 0.9, 0.95, 1.0],
+            min_confidence: 0.5,
+        }
+    }
+}
+
+impl RiskPolicy {
+    /// Risk in [0, 1] from failure probability, anomaly and criticality.
+    pub fn risk(&self, p: f64, anomaly: f64, criticality: u8) -> f64 {
+        let w = self.criticality_weight[usize::from(criticality.min(3))];
+        let a = if anomaly.is_finite() { anomaly.clamp(0.0, 1.0) } else { 0.0 };
+        1.0 - (1.0 - (p * w).clamp(0.0, 1.0)) * (1.0 - self.anomaly_weight * a)
+    }
+}
+
+/// Alerting state of one host (hysteresis).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertState {
+    /// In the alerting state.
+    pub alerting: bool,
+    /// Since when risk has been below the clear threshold while alerting.
+    pub below_since: Option<i64>,
+}
+
+impl AlertState {
+    /// Takes one risk observation; returns true when the host ENTERS the alerting state.
+    /// Entering also needs `confidence >= p.min_confidence`.
+    pub fn step(&mut self, now: i64, risk: f64, confidence: f64, p: &RiskPolicy) -> bool {
+        if self.alerting {
+            if risk < p.clear_threshold {
+                let since = *self.below_since.get_or_insert(now);
+                if now - since >= p.clear_after_ms {
+                    *self = AlertState::default();
+                }
+            } else {
+                self.below_since = None;
+            }
+            false
+        } else if risk >= p.alert_threshold && confidence >= p.min_confidence {
+            self.alerting = true;
+            self.below_since = None;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Figures of one learner on the held-back data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LearnerFigures {
+    /// `logistic` or `random_forest`.
+    pub learner: String,
+    /// Average precision (PR-AUC) of the raw score on held-back rows.
+    pub pr_auc: f64,
+    /// Log loss of the calibrated probability on held-back rows.
+    pub log_loss: f64,
+    /// Fit time, seconds.
+    pub fit_seconds: f64,
+}
+
+/// What the model card says: data, split, figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CardFacts {
+    /// Dataset name (dataset.json) or directory.
+    pub dataset: String,
+    /// Hosts in the dataset.
+    pub hosts: usize,
+    /// First and last sample time.
+    pub span_ms: (i64, i64),
+    /// Training rows are before this time (labels included); held-back rows after.
+    pub split_ms: i64,
+    /// Failures by kind in the dataset.
+    pub failures_by_kind: Vec<(String, usize)>,
+    /// Training rows (after negative sampling) and positives among them.
+    pub train_rows: usize,
+    /// Positives among training rows.
+    pub train_positives: usize,
+    /// Held-back rows.
+    pub holdout_rows: usize,
+    /// Positives among held-back rows.
+    pub holdout_positives: usize,
+    /// Rows left out because a mitigation cut the outcome short.
+    pub censored_rows: usize,
+    /// Both learners on held-back data; the kept one first.
+    pub learners: Vec<LearnerFigures>,
+    /// Event-level figures on the held-back period at the chosen threshold.
+    pub holdout_summary: serde_json::Value,
+    /// Most important features (name, importance).
+    pub top_features: Vec<(String, f64)>,
+    /// Seconds: feature extraction, fitting, whole job.
+    pub seconds: (f64, f64, f64),
+}
+
+/// A trained failure model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// [`FORMAT_VERSION`] at training.
+    pub format_version: u32,
+    /// harbinger version that trained it.
+    pub harbinger_version: String,
+    /// Unique version of this artifact.
+    pub version: String,
+    /// When it was trained (ms since epoch).
+    pub trained_at_ms: i64,
+    /// Failure horizon (ms).
+    pub horizon_ms: i64,
+    /// Inputs.
+    pub schema: FeatureSchema,
+    /// Imputation and scaling.
+    pub prep: Prep,
+    /// The learner.
+    pub learner: Learner,
+    /// Raw score to probability.
+    pub calibration: Calibration,
+    /// Risk and alerting.
+    pub policy: RiskPolicy,
+    /// Model card facts.
+    pub card: CardFacts,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    format: String,
+    format_version: u32,
+    #[serde(default)]
+    harbinger_version: String,
+}
+
+/// One scored row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assessment {
+    /// Calibrated failure probability within the horizon.
+    pub probability: f64,
+    /// Anomaly score (the host's `host.anomaly_max` feature, 0 when absent).
+    pub anomaly: f64,
+    /// Share of the model's metrics present and warm.
+    pub confidence: f64,
+    /// Per-feature contributions to the raw score, if asked for.
+    pub contributions: Option<Vec<f64>>,
+}
+
+impl Model {
+    /// Loads `dir/model.json`.
+    ///
+    /// # Errors
+    /// [`ModelError`] naming the file (and both versions when incompatible).
+    pub fn load(dir: &Path) -> Result<Self, ModelError> {
+        let path = dir.join(MODEL_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
+        let header: Header = serde_json::from_str(&text)
+            .map_err(|e| ModelError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        if header.format != FORMAT {
+            return Err(ModelError::Corrupt {
+                path,
+                reason: format!("format is {:?}, expected {FORMAT:?}", header.format),
+            });
+        }
+        if header.format_version != FORMAT_VERSION {
+            return Err(ModelError::Incompatible {
+                path,
+                found: header.format_version,
+                found_by: header.harbinger_version,
+                ours: HARBINGER_VERSION,
+            });
+        }
+        let m: Model =
+            serde_json::from_str(&text).map_err(|e| ModelError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        m.check().map_err(|reason| ModelError::Corrupt { path, reason })?;
+        Ok(m)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let k = self.schema.len();
+        if self.prep.fill.len() != k || self.prep.mean.len() != k || self.prep.sd.len() != k {
+            return Err(format!("imputation has {} columns, the schema {k}", self.prep.fill.len()));
+        }
+        match &self.learner {
+            Learner::Logistic(l) if l.weights.len() != k => {
+                return Err(format!("logistic has {} weights, the schema {k} features", l.weights.len()));
+            }
+            Learner::RandomForest(f) => {
+                for (ti, t) in f.trees.iter().enumerate() {
+                    let n = t.nodes.len();
+                    if n == 0 {
+                        return Err(format!("tree {ti} is empty"));
+                    }
+                    for (i, nd) in t.nodes.iter().enumerate() {
+                        let leaf = nd.f == u32::MAX;
+                        if !leaf && ((nd.f as usize) >= k || nd.l as usize >= n || nd.r as usize >= n || nd.l as usize <= i || nd.r as usize <= i) {
+                            return Err(format!("tree {ti} node {i} points outside the tree or the features"));
+                        }
+                    }
+                }
+            }
+            Learner::Logistic(_) => {}
+        }
+        if self.calibration.x.is_empty() || self.calibration.x.len() != self.calibration.y.len() {
+            return Err("calibration table is empty or uneven".into());
+        }
+        let p = &self.policy;
+        if !(p.clear_threshold <= p.alert_threshold && p.alert_threshold > 0.0 && p.alert_threshold < 1.0) {
+            return Err(format!("thresholds alert {} clear {} are not 0 < clear <= alert < 1", p.alert_threshold, p.clear_threshold));
+        }
+        Ok(())
+    }
+
+    /// Writes `dir/model.json` and `dir/MODEL_CARD.md` (creating `dir`).
+    ///
+    /// # Errors
+    /// I/O errors naming the path.
+    pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
+        std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { path: dir.to_path_buf(), source })?;
+        let path = dir.join(MODEL_FILE);
+        let text = serde_json::to_string(self).map_err(|e| ModelError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        let tmp = dir.join(format!("{MODEL_FILE}.tmp"));
+        std::fs::write(&tmp, text).map_err(|source| ModelError::Io { path: tmp.clone(), source })?;
+        std::fs::rename(&tmp, &path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
+        let card = dir.join(CARD_FILE);
+        std::fs::write(&card, crate::card::render(self)).map_err(|source| ModelError::Io { path: card, source })?;
+        Ok(())
+    }
+
+    /// Feature names in vector order.
+    pub fn feature_names(&self) -> Vec<String> {
+        self.schema.names()
+    }
+
+    /// Scores a raw feature row (NaN = missing; imputed in place).
+    pub fn assess(&self, row: &mut [f64], want_contributions: bool) -> Assessment {
+        let cov = row[self.schema.coverage_index()];
+        let confidence = if cov.is_finite() { cov.clamp(0.0, 1.0) } else { 0.0 };
+        let anomaly_i = self.schema.anomaly_index();
+        let anomaly = if row[anomaly_i].is_finite() { row[anomaly_i] } else { 0.0 };
+        self.prep.impute(row);
+        let mut contributions = want_contributions.then(|| vec![0.0; row.len()]);
+        let raw = self.learner.raw(&self.prep, row, contributions.as_deref_mut());
+        let probability = self.calibration.apply(raw).clamp(0.0, 1.0);
+        Assessment { probability, anomaly, confidence, contributions }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hysteresis_enters_once_and_clears_after_a_quiet_spell() {
+        let p = RiskPolicy::default();
+        let mut s = AlertState::default();
+        assert!(!s.step(0, 0.4, 1.0, &p));
+        assert!(s.step(60_000, 0.6, 1.0, &p), "enters");
+        assert!(!s.step(120_000, 0.7, 1.0, &p), "no second entry while alerting");
+        assert!(!s.step(180_000, 0.2, 1.0, &p));
+        assert!(!s.step(240_000, 0.6, 1.0, &p), "a dip shorter than clear_after does not end it");
+        assert!(s.alerting);
+        assert!(!s.step(300_000, 0.1, 1.0, &p));
+        assert!(!s.step(300_000 + p.clear_after_ms, 0.1, 1.0, &p));
+        assert!(!s.alerting, "cleared after a quiet spell");
+        assert!(!s.step(400_000 + p.clear_after_ms, 0.9, 0.2, &p), "not while inputs are cold");
+        assert!(s.step(400_000 + p.clear_after_ms, 0.9, 1.0, &p), "enters again");
+    }
+
+    #[test]
+    fn risk_grows_with_probability_criticality_and_anomaly() {
+        let p = RiskPolicy::default();
+        assert!(p.risk(0.6, 0.0, 3) > p.risk(0.6, 0.0, 0));
+        assert!(p.risk(0.6, 1.0, 0) > p.risk(0.6, 0.0, 0));
+        assert!(p.risk(0.0, 1.0, 3) < p.alert_threshold, "anomaly alone does not alert");
+        assert!(p.risk(f64::NAN.max(0.0), f64::NAN, 2).is_finite());
+    }
+}

@@ -1,0 +1,186 @@
+//! Training, evaluation, the artifact and the live scorer on a small synthetic fleet.
+
+use std::sync::{Arc, OnceLock};
+
+use harbinger_core::{HostId, ManualClock, RiskScorer, SampleBatch, SeriesKey, SeriesSamples};
+use harbinger_dataset::Dataset;
+use harbinger_dataset::synth::{SynthParams, generate};
+use harbinger_model::learn::ForestParams;
+use harbinger_model::{EvalOptions, LiveScorer, Model, ModelError, TrainError, TrainOptions, evaluate, train};
+
+fn fleet(seed: u64) -> Dataset {
+    generate(&SynthParams { hosts: 30, days: 5.0, seed, ..SynthParams::default() }).expect("valid params").dataset
+}
+
+fn opts() -> TrainOptions {
+    TrainOptions {
+        forest: ForestParams { trees: 8, ..ForestParams::default() },
+        tick_ms: 15 * 60_000,
+        trained_at_ms: 1_700_000_000_000,
+        dataset_name: "test fleet".into(),
+        ..TrainOptions::default()
+    }
+}
+
+/// One model trained once for all tests of this file.
+fn model() -> &'static (Dataset, Model) {
+    static M: OnceLock<(Dataset, Model)> = OnceLock::new();
+    M.get_or_init(|| {
+        let ds = fleet(5);
+        let m = train(&ds, &opts(), &|_, _| {}).expect("the fleet has failures on both sides of the split").model;
+        (ds, m)
+    })
+}
+
+#[test]
+fn train_refuses_a_dataset_without_failures() {
+    let mut ds = fleet(5);
+    ds.failures.clear();
+    let e = train(&ds, &opts(), &|_, _| {}).expect_err("no failures");
+    assert!(matches!(e, TrainError::NoFailures));
+    assert!(e.to_string().contains("cannot be learned"), "{e}");
+}
+
+#[test]
+fn training_is_deterministic_and_the_artifact_round_trips() {
+    let (ds, m) = model();
+    let again = train(ds, &opts(), &|_, _| {}).expect("train").model;
+    assert_eq!(again.version, m.version, "same data and seed, same model");
+    assert_eq!(again.learner, m.learner);
+    let dir = tempfile::tempdir().expect("tempdir");
+    m.save(dir.path()).expect("save");
+    let back = Model::load(dir.path()).expect("load");
+    assert_eq!((&back.version, &back.schema, back.learner.name()), (&m.version, &m.schema, m.learner.name()));
+    // JSON keeps floats to the last few ulps: the reloaded model scores the same.
+    let k = m.schema.len();
+    for seed in 0..20u32 {
+        let row: Vec<f64> = (0..k).map(|j| f64::from((seed * 31 + j as u32 * 7) % 13) / 6.0 - 1.0).collect();
+        let (mut a, mut b) = (row.clone(), row);
+        let (pa, pb) = (m.assess(&mut a, false).probability, back.assess(&mut b, false).probability);
+        assert!((pa - pb).abs() < 1e-9, "{pa} vs {pb}");
+    }
+    let card = std::fs::read_to_string(dir.path().join("MODEL_CARD.md")).expect("card");
+    assert!(card.contains(&m.version) && card.contains("test fleet") && card.contains("PR-AUC"), "{card}");
+    // The split is by time and the threshold sits strictly inside (0, 1).
+    assert!(m.card.split_ms > m.card.span_ms.0 && m.card.split_ms < m.card.span_ms.1);
+    assert!(m.policy.alert_threshold > 0.0 && m.policy.alert_threshold < 1.0);
+    assert!(m.card.learners.len() == 2, "both learners were compared");
+}
+
+#[test]
+fn corrupt_and_incompatible_model_files_are_refused_with_their_names() {
+    let (_, m) = model();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("model.json");
+    std::fs::write(&path, "{\"format\": \"harbinger-failure-model\", \"format_ver").expect("write");
+    let e = Model::load(dir.path()).expect_err("truncated");
+    assert!(matches!(e, ModelError::Corrupt { .. }), "{e}");
+    assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+
+    let mut v = serde_json::to_value(m).expect("json");
+    v["format_version"] = 99.into();
+    v["harbinger_version"] = "9.9.9".into();
+    std::fs::write(&path, v.to_string()).expect("write");
+    let e = Model::load(dir.path()).expect_err("incompatible");
+    let msg = e.to_string();
+    assert!(matches!(e, ModelError::Incompatible { found: 99, .. }), "{msg}");
+    assert!(msg.contains("format version 99") && msg.contains("9.9.9") && msg.contains(env!("CARGO_PKG_VERSION")), "{msg}");
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+
+    // A tree pointing outside itself is corrupt, not a panic at scoring time.
+    let mut v = serde_json::to_value(m).expect("json");
+    if v["learner"]["kind"] == "random_forest" {
+        v["learner"]["trees"][0]["nodes"][0]["l"] = 1_000_000.into();
+        v["learner"]["trees"][0]["nodes"][0]["f"] = 0.into();
+    } else {
+        v["learner"]["weights"] = serde_json::json!([1.0]);
+    }
+    std::fs::write(&path, v.to_string()).expect("write");
+    assert!(matches!(Model::load(dir.path()), Err(ModelError::Corrupt { .. })));
+
+    let e = Model::load(&dir.path().join("nowhere")).expect_err("missing");
+    assert!(e.to_string().contains("nowhere"), "{e}");
+}
+
+#[test]
+fn eval_is_deterministic_and_alerts_enter_once() {
+    let (_, m) = model();
+    let ds = fleet(6);
+    let a = evaluate(&ds, m, EvalOptions { tick_ms: 5 * 60_000, ..EvalOptions::default() }, &|_| {}).expect("eval");
+    let b = evaluate(&ds, m, EvalOptions { tick_ms: 5 * 60_000, ..EvalOptions::default() }, &|_| {}).expect("eval");
+    assert_eq!(a.alerts, b.alerts);
+    assert_eq!(a.summary, b.summary);
+    assert_eq!(a.summary.failures, ds.failures.len());
+    assert!(a.summary.recall.is_some());
+    assert!(a.alerts.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+    assert!(a.alerts.iter().all(|x| x.score >= m.policy.alert_threshold && x.score <= 1.0));
+    // Lowering the threshold can only add alerts.
+    let low = evaluate(&ds, m, EvalOptions { tick_ms: 5 * 60_000, alert_threshold: Some(0.05), clear_threshold: Some(0.03) }, &|_| {})
+        .expect("eval");
+    assert!(low.summary.alerts >= a.summary.alerts);
+    let dir = tempfile::tempdir().expect("tempdir");
+    harbinger_model::write_output(dir.path(), &a).expect("write");
+    let csv = std::fs::read_to_string(dir.path().join("alerts.csv")).expect("alerts");
+    assert!(csv.starts_with("host,timestamp,score\n"));
+    assert_eq!(csv.lines().count(), a.alerts.len() + 1);
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).expect("summary")).expect("json");
+    for k in ["recall", "precision", "false_alarms_per_host_day", "lead_time_median_min", "lead_time_p10_min", "lead_time_p90_min"] {
+        assert!(s.get(k).is_some(), "summary.json lacks {k}");
+    }
+}
+
+#[test]
+fn live_scores_are_finite_with_missing_metrics_and_unknown_hosts_are_refused() {
+    let (ds, m) = model();
+    let clock = Arc::new(ManualClock::new(0));
+    let live = LiveScorer::new(m.clone(), std::path::Path::new("unused"), clock.clone(), None, None);
+    live.set_inventory(&ds.hosts, &ds.resources);
+    // h000 gets every metric for 8 hours (warm after 6), h001 only one metric.
+    let t0 = ds.metrics[0].timestamps[0];
+    let mut full = Vec::new();
+    let mut partial = Vec::new();
+    for s in ds.metrics.iter().filter(|s| s.key.host.as_str() == "h000" || s.key.host.as_str() == "h001") {
+        let mut part = SeriesSamples::new(s.key.clone());
+        for (&t, &v) in s.timestamps.iter().zip(&s.values) {
+            if t < t0 + 8 * 3_600_000 {
+                part.push(t, v);
+            }
+        }
+        if s.key.host.as_str() == "h000" {
+            full.push(part);
+        } else if s.key.metric.as_str() == m.schema.metrics[0].name {
+            partial.push(part);
+        }
+    }
+    live.observe_samples(&SampleBatch { series: full });
+    live.observe_samples(&SampleBatch { series: partial });
+    clock.set(t0 + 8 * 3_600_000);
+    let ids = [HostId::new("h000"), HostId::new("h001")];
+    let r = live.score_hosts(&ids).expect("known hosts");
+    for x in &r {
+        for v in [x.risk, x.failure_probability, x.anomaly, x.confidence] {
+            assert!(v.is_finite() && (0.0..=1.0).contains(&v), "{x:?}");
+        }
+        assert!(x.factors.iter().all(|f| f.value.is_finite() && f.contribution.is_finite()), "{x:?}");
+        assert_eq!(&*x.model_version, m.version.as_str());
+    }
+    assert!(r[1].confidence < r[0].confidence, "fewer metrics, less confidence: {} vs {}", r[1].confidence, r[0].confidence);
+    // A host in the inventory that never sent data is scored with zero confidence.
+    let silent = live.score_hosts(&[HostId::new("h002")]).expect("inventory host");
+    assert_eq!(silent[0].confidence, 0.0);
+    assert!(silent[0].risk.is_finite());
+    // Unknown and empty ids.
+    let e = live.score_hosts(&[HostId::new("nope")]).expect_err("unknown");
+    assert!(matches!(e, harbinger_core::ScoreError::UnknownHost(_)));
+    assert!(matches!(live.score_hosts(&[HostId::new("")]), Err(harbinger_core::ScoreError::Invalid(_))));
+    // Explanations list every feature.
+    let ex = live.explain_host(&ids[0]).expect("explain");
+    assert_eq!(ex.all_factors.len(), m.schema.len());
+    assert!(!ex.history.is_empty());
+    // NaN samples are ignored, not propagated.
+    let mut nan = SeriesSamples::new(SeriesKey::new("h000", m.schema.metrics[0].name.as_str()));
+    nan.push(t0 + 8 * 3_600_000 + 60_000, f64::NAN);
+    live.observe_samples(&SampleBatch { series: vec![nan] });
+    assert!(live.score_hosts(&ids[..1]).expect("score")[0].risk.is_finite());
+}
