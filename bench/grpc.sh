@@ -23,7 +23,7 @@ if ! "$venv/bin/python" -c 'import grpc, grpc_tools, numpy, sklearn' 2>/dev/null
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check grpcio grpcio-tools numpy scikit-learn
 fi
 
-cargo build --release -p harbinger-cli
+cargo build --release --workspace
 bin="$CARGO_TARGET_DIR/release/harbinger"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

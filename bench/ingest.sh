@@ -11,7 +11,7 @@ command -v prometheus >/dev/null 2>&1 || {
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd=sudo
   $sudo_cmd apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends prometheus
 }
-cargo build --release -p harbinger-cli
+cargo build --release --workspace
 bin="$CARGO_TARGET_DIR/release/harbinger"
 prom="$(command -v prometheus)"
 

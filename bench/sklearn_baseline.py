@@ -22,6 +22,9 @@ def main() -> None:
     df = pd.read_parquet(sys.argv[1])
     feats = [c for c in df.columns if c not in ("label", "holdout")]
     train, hold = df[~df["holdout"]], df[df["holdout"]]
+    # Columns with no value at all (e.g. time to exhaustion of an unbounded metric) carry
+    # nothing and trip the binner.
+    feats = [c for c in feats if train[c].notna().any()]
     x, y = train[feats].to_numpy(np.float32), train["label"].to_numpy()
     xh, yh = hold[feats].to_numpy(np.float32), hold["label"].to_numpy()
     fits, aps = [], []

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Failure-model benchmark, three sections of BENCHMARKS.md:
+#   train-quality  train on datasets/fleet-train (150 hosts, seed 1), evaluate on fleets
+#                  generated with other seeds (2 and 3), contract rule (summary.json)
+#   train-speed    `harbinger train` on 1000 hosts x 7 days x 8 metrics at 1-minute steps
+#   train-sklearn  the same exported feature rows fitted by harbinger's learners and by
+#                  scikit-learn's HistGradientBoostingClassifier, in the same run
+# The Python side is installed in a venv under $HOME/.cache (numpy, pandas, pyarrow,
+# scikit-learn). Usage: bench/train.sh [--skip-speed]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/harbinger-target}"
+sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd=sudo
+skip_speed=0; [ "${1:-}" = "--skip-speed" ] && skip_speed=1
+
+venv="$HOME/.cache/harbinger-bench-venv"
+if [ ! -x "$venv/bin/python" ]; then
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    rm -rf "$venv"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends python3-venv
+    python3 -m venv "$venv"
+  fi
+fi
+if ! "$venv/bin/python" -c 'import numpy, pandas, pyarrow, sklearn' 2>/dev/null; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check numpy pandas pyarrow scikit-learn
+fi
+
+cargo build --release --workspace
+bin="$CARGO_TARGET_DIR/release/harbinger"
+work="${BENCH_WORK:-$(mktemp -d)}"
+mkdir -p "$work"
+date="$(date -u +%Y-%m-%d)"
+machine="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+
+# --- quality ---------------------------------------------------------------------------
+"$bin" --log-level warn train --data datasets/fleet-train --out "$work/model" \
+  --export-features "$work/features.parquet" | tee "$work/train.txt"
+for seed in 2 3; do
+  [ -d "$work/eval$seed" ] || "$bin" synth --out "$work/eval$seed" --hosts 50 --days 7 --seed "$seed" >/dev/null
+  "$bin" --log-level warn eval --data "$work/eval$seed" --model "$work/model" --out "$work/out$seed" >/dev/null
+done
+{
+  echo "### Failure forecasting quality"
+  echo
+  echo "Script: \`bench/train.sh\` — $date, $machine.  "
+  echo "Model: \`harbinger train --data datasets/fleet-train\` (150 hosts x 7 days, synth seed 1; the default model's recipe).  "
+  echo "Eval: \`harbinger eval\` (1-minute virtual clock) on fleets from \`harbinger synth --hosts 50 --days 7 --seed S\`, scored by the contract rule.  "
+  echo "Targets: recall of predictable (non-\`sudden\`) failures >= 0.9, precision >= 0.8, false alarms <= 0.02 per host-day, median lead >= 60 min."
+  echo
+  python3 - "$work" <<'PY'
+import json, sys, pathlib
+w = pathlib.Path(sys.argv[1])
+print("| eval fleet | failures | recall (all) | recall (predictable) | precision | false alarms / host-day | lead median / p10 / p90 (min) |")
+print("|---|---|---|---|---|---|---|")
+for seed in (2, 3):
+    s = json.loads((w / f"out{seed}" / "summary.json").read_text())
+    f = lambda v: "n/a" if v is None else f"{v:.3f}"
+    print(f"| seed {seed} | {s['failures']} | {f(s['recall'])} | {f(s['recall_predictable'])} | {f(s['precision'])} | "
+          f"{s['false_alarms_per_host_day']:.4f} | {f(s['lead_time_median_min'])} / {f(s['lead_time_p10_min'])} / {f(s['lead_time_p90_min'])} |")
+print()
+for seed in (2, 3):
+    s = json.loads((w / f"out{seed}" / "summary.json").read_text())
+    kinds = ", ".join(f"{k} {v['predicted']}/{v['failures']}" for k, v in s["recall_by_kind"].items())
+    print(f"Seed {seed} recall by kind: {kinds}.  ")
+PY
+} | tee "$work/quality.md"
+python3 scripts/update_benchmarks.py train-quality "$work/quality.md"
+
+# --- scikit-learn on the same rows -------------------------------------------------------
+"$venv/bin/python" bench/sklearn_baseline.py "$work/features.parquet" > "$work/sklearn.json"
+{
+  echo "### Learners on the same feature rows: harbinger (linfa) vs scikit-learn"
+  echo
+  echo "Script: \`bench/train.sh\` — $date, $machine.  "
+  echo "Rows: \`harbinger train --data datasets/fleet-train --export-features\`; fit on the training rows, PR-AUC (average precision) on the held-back rows. scikit-learn: median of 3 fits, using both cores. harbinger fits its two learners at the same time on the 2 cores (times are each learner's wall time inside \`train\`); its logistic model is fitted on a 30 000-row sample of the rows (every failure row up to half of it)."
+  echo
+  python3 - "$work" <<'PY'
+import json, sys, pathlib, re
+w = pathlib.Path(sys.argv[1])
+card = (w / "model" / "MODEL_CARD.md").read_text()
+rows = re.findall(r"^\| (logistic|random_forest) \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \|$", card, re.M)
+sk = json.loads((w / "sklearn.json").read_text())
+print(f"| learner | train rows | PR-AUC held back | fit seconds | fit time vs scikit-learn |")
+print("|---|---|---|---|---|")
+for name, ap, _, secs in rows:
+    print(f"| harbinger {name} | {sk['train_rows']} | {float(ap):.3f} | {float(secs):.2f} | {sk['fit_seconds_median'] / float(secs):.2f}x faster |")
+print(f"| {sk['learner']} | {sk['train_rows']} | {sk['pr_auc_median']:.3f} | {sk['fit_seconds_median']:.2f} | 1.00x |")
+PY
+} | tee "$work/sklearn.md"
+python3 scripts/update_benchmarks.py train-sklearn "$work/sklearn.md"
+
+# --- speed at 1000 hosts -------------------------------------------------------------------
+if [ "$skip_speed" = 0 ]; then
+  [ -d "$work/big" ] || "$bin" synth --out "$work/big" --hosts 1000 --days 7 --seed 11 >/dev/null
+  /usr/bin/time -f "%e %M" -o "$work/big.time" "$bin" --log-level warn train --data "$work/big" --out "$work/bigmodel" > "$work/big.txt"
+  {
+    echo "### Training speed, 1000 hosts"
+    echo
+    echo "Script: \`bench/train.sh\` — $date, $machine.  "
+    echo "Data: \`harbinger synth --hosts 1000 --days 7 --seed 11\` (8 metrics at 1-minute steps, $(python3 -c "import json;print(json.load(open('$work/bigmodel/model.json'))['card']['failures_by_kind'])" | tr -d "'") ).  "
+    echo "Command: \`harbinger train --data DIR --out MODEL\` (load, features every 5 min for every host, both learners, calibration, threshold). Target: <= 60 s."
+    echo
+    read -r secs kb < "$work/big.time"
+    echo "| figure | value |"
+    echo "|---|---|"
+    echo "| wall time, whole job | ${secs} s |"
+    echo "| peak memory | $((kb / 1024)) MB |"
+    python3 - "$work" <<'PY'
+import json, sys, pathlib
+c = json.loads((pathlib.Path(sys.argv[1]) / "bigmodel" / "model.json").read_text())["card"]
+f, fit, total = c["seconds"]
+print(f"| features (after loading) | {f:.1f} s |")
+print(f"| fitting (both learners in parallel) | {fit:.1f} s |")
+print(f"| training rows / held-back rows | {c['train_rows']} / {c['holdout_rows']} |")
+print(f"| learner kept | {c['learners'][0]['learner']} (held-back PR-AUC {c['learners'][0]['pr_auc']:.3f}) |")
+PY
+  } | tee "$work/speed.md"
+  python3 scripts/update_benchmarks.py train-speed "$work/speed.md"
+fi
+echo "work files in $work"
