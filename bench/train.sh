@@ -10,21 +10,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/harbinger-target}"
-sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd=sudo
 skip_speed=0; [ "${1:-}" = "--skip-speed" ] && skip_speed=1
 
-venv="$HOME/.cache/harbinger-bench-venv"
-if [ ! -x "$venv/bin/python" ]; then
-  if ! python3 -m venv "$venv" 2>/dev/null; then
-    rm -rf "$venv"
-    $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends python3-venv
-    python3 -m venv "$venv"
-  fi
-fi
-if ! "$venv/bin/python" -c 'import numpy, pandas, pyarrow, sklearn' 2>/dev/null; then
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check numpy pandas pyarrow scikit-learn
-fi
+BENCH_PY_IMPORTS="numpy, pandas, pyarrow, sklearn"
+BENCH_PY_PACKAGES="numpy pandas pyarrow scikit-learn"
+. bench/venv.sh
 
 cargo build --release --workspace
 bin="$CARGO_TARGET_DIR/release/harbinger"

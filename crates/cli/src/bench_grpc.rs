@@ -179,7 +179,9 @@ async fn closed_loop(clients: &[Clients], what: Call, hosts: Arc<Vec<String>>, c
     Ok(total as f64 / start.elapsed().as_secs_f64())
 }
 
-/// Open loop at `rate` requests/s for `secs`: latencies in microseconds, sorted.
+/// Open loop at `rate` requests/s for `secs`: latencies in microseconds, sorted; a
+/// request that failed (e.g. timed out behind a server that cannot keep the rate) counts
+/// as an infinite latency, so it lands in the high percentiles instead of aborting the run.
 async fn fixed_rate(clients: &[Clients], hosts: Arc<Vec<String>>, rate: u32, secs: f64) -> anyhow::Result<Vec<f64>> {
     let n = (f64::from(rate) * secs) as usize;
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
@@ -191,8 +193,10 @@ async fn fixed_rate(clients: &[Clients], hosts: Arc<Vec<String>>, rate: u32, sec
         let hosts = hosts.clone();
         tasks.spawn(async move {
             let t0 = Instant::now();
-            call(&mut c, Call::Score { batch: 1 }, &hosts, i).await.map_err(|s| describe_status(&s, CALL_TIMEOUT))?;
-            Ok::<f64, String>(t0.elapsed().as_secs_f64() * 1e6)
+            match call(&mut c, Call::Score { batch: 1 }, &hosts, i).await {
+                Ok(()) => Ok::<f64, String>(t0.elapsed().as_secs_f64() * 1e6),
+                Err(_) => Ok(f64::INFINITY),
+            }
         });
     }
     let mut lat = Vec::with_capacity(n);
@@ -229,6 +233,7 @@ struct Figures {
     batch_host_scores: Vec<f64>,
     p50_us: Vec<f64>,
     p99_us: Vec<f64>,
+    failed: Vec<f64>,
 }
 
 async fn measure(clients: &[Clients], hosts: &Arc<Vec<String>>, a: &BenchGrpcArgs) -> anyhow::Result<Figures> {
@@ -243,6 +248,7 @@ async fn measure(clients: &[Clients], hosts: &Arc<Vec<String>>, a: &BenchGrpcArg
         let lat = fixed_rate(clients, hosts.clone(), a.rate, a.seconds).await?;
         f.p50_us.push(pct(&lat, 50.0));
         f.p99_us.push(pct(&lat, 99.0));
+        f.failed.push(lat.iter().filter(|x| x.is_infinite()).count() as f64);
     }
     Ok(f)
 }
@@ -256,7 +262,7 @@ fn list(v: &[f64], f: impl Fn(f64) -> String) -> String {
 }
 
 fn ms(us: f64) -> String {
-    format!("{:.2} ms", us / 1e3)
+    if us.is_finite() { format!("{:.2} ms", us / 1e3) } else { "failed (timed out)".to_string() }
 }
 
 /// Runs the gRPC benchmark and prints a Markdown section.
@@ -348,6 +354,14 @@ pub async fn run(cfg: &Config, a: &BenchGrpcArgs) -> anyhow::Result<()> {
         ms(median(&h.p99_us)),
         list(&h.p99_us, ms),
         pv(|f| &f.p99_us, &ms)
+    ));
+    let cnt = |v: f64| format!("{v:.0}");
+    md.push_str(&format!(
+        "| ScoreHosts 1 host at {} req/s: failed requests | {} [{}] | {} | 0 |\n",
+        a.rate,
+        cnt(median(&h.failed)),
+        list(&h.failed, cnt),
+        pv(|f| &f.failed, &cnt)
     ));
     if let Some(p) = &p {
         md.push_str(&format!(

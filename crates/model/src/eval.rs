@@ -213,14 +213,7 @@ pub enum EvalError {
 /// [`EvalError::NoData`] for a dataset without samples.
 pub fn evaluate(ds: &Dataset, model: &Model, opts: EvalOptions, progress: &(dyn Fn(f64) + Sync)) -> Result<EvalOutput, EvalError> {
     let (start, end) = data_span(ds).ok_or(EvalError::NoData)?;
-    let mut policy = model.policy.clone();
-    if let Some(a) = opts.alert_threshold {
-        policy.alert_threshold = a;
-    }
-    if let Some(c) = opts.clear_threshold {
-        policy.clear_threshold = c;
-    }
-    policy.clear_threshold = policy.clear_threshold.min(policy.alert_threshold);
+    let policy = model.policy.with_thresholds(opts.alert_threshold, opts.clear_threshold);
     let crit = criticality(ds);
     let mut run = FleetRun::new(ds, &model.schema);
     let crits: Vec<u8> = run.hosts.iter().map(|h| crit.get(h).copied().unwrap_or(0)).collect();

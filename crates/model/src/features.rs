@@ -261,6 +261,19 @@ impl Window {
     }
 }
 
+/// Baseline statistics, cached per 5-minute bucket (they only change when the bucket
+/// advances or a late sample lands in an older bucket).
+#[derive(Debug, Clone, Default)]
+struct Baseline {
+    cur: i64,
+    n: f64,
+    sum: f64,
+    sumsq: f64,
+    yn: f64,
+    ysum: f64,
+    means: Vec<f64>,
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Bucket {
     idx: i64,
@@ -282,6 +295,7 @@ struct MetricState {
     last_ts: Option<i64>,
     seen: u64,
     first_ts: Option<i64>,
+    base: Option<Baseline>,
 }
 
 impl MetricState {
@@ -297,6 +311,7 @@ impl MetricState {
             last_ts: None,
             seen: 0,
             first_ts: None,
+            base: None,
         }
     }
 
@@ -318,6 +333,9 @@ impl MetricState {
         slot.n += 1;
         slot.sum += x;
         slot.sumsq += x * x;
+        if self.base.as_ref().is_some_and(|b| idx <= b.cur - 3 || idx <= b.cur - DAY_BUCKETS) {
+            self.base = None; // a late sample changed a bucket the cached baseline covers
+        }
         let s = self.detector.update(t, x);
         let held = self.held_anomaly(t);
         self.anomaly = held.max(s);
@@ -347,28 +365,13 @@ impl MetricState {
         self.w6h.evict(now);
         // Baseline: the last 24 h of buckets, excluding the current 15 minutes.
         let cur = now.div_euclid(BUCKET);
-        let (mut n, mut sum, mut sumsq) = (0.0, 0.0, 0.0);
-        let mut means: [f64; DAY_BUCKETS as usize] = [0.0; DAY_BUCKETS as usize];
-        let mut nm = 0usize;
-        let (mut yn, mut ysum) = (0.0, 0.0);
-        for b in &self.ring {
-            if b.n == 0 {
-                continue;
-            }
-            if (cur - DAY_BUCKETS - 2..=cur - DAY_BUCKETS).contains(&b.idx) {
-                yn += f64::from(b.n);
-                ysum += b.sum;
-            }
-            if (cur - DAY_BUCKETS..=cur - 3).contains(&b.idx) {
-                n += f64::from(b.n);
-                sum += b.sum;
-                sumsq += b.sumsq;
-                if nm < means.len() {
-                    means[nm] = b.sum / f64::from(b.n);
-                    nm += 1;
-                }
-            }
+        if self.base.as_ref().is_none_or(|b| b.cur != cur) {
+            self.base = Some(self.baseline(cur));
         }
+        let Some(base) = self.base.as_ref() else { return false };
+        let (n, sum, sumsq, yn, ysum) = (base.n, base.sum, base.sumsq, base.yn, base.ysum);
+        let means = &base.means;
+        let nm = means.len();
         let m15 = self.w15.mean();
         out[0] = m15;
         let warm = self.seen >= WARM_SAMPLES && n >= 30.0;
@@ -415,6 +418,28 @@ impl MetricState {
         true
     }
 
+    /// Baseline statistics for current bucket `cur`: the last 24 h of buckets excluding
+    /// the current 15 minutes, and the same 15 minutes yesterday.
+    fn baseline(&self, cur: i64) -> Baseline {
+        let mut b = Baseline { cur, means: Vec::with_capacity(DAY_BUCKETS as usize), ..Baseline::default() };
+        for k in &self.ring {
+            if k.n == 0 {
+                continue;
+            }
+            if (cur - DAY_BUCKETS - 2..=cur - DAY_BUCKETS).contains(&k.idx) {
+                b.yn += f64::from(k.n);
+                b.ysum += k.sum;
+            }
+            if (cur - DAY_BUCKETS..=cur - 3).contains(&k.idx) {
+                b.n += f64::from(k.n);
+                b.sum += k.sum;
+                b.sumsq += k.sumsq;
+                b.means.push(k.sum / f64::from(k.n));
+            }
+        }
+        b
+    }
+
     fn warm(&self, now: i64) -> bool {
         self.seen >= WARM_SAMPLES && self.w1h.n() > 0 && self.first_ts.is_some_and(|f| now - f >= WARM_MS)
     }
@@ -430,6 +455,7 @@ impl MetricState {
         self.anomaly = 0.0;
         self.seen = 0;
         self.first_ts = None;
+        self.base = None;
         // last_ts is kept so replays of old samples stay refused.
     }
 }

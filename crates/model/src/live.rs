@@ -191,14 +191,7 @@ impl LiveScorer {
         let a = m.assess(&mut row, true);
         let stale = !has || now.saturating_sub(at) > STALE_MS;
         let confidence = if stale { 0.0 } else { a.confidence };
-        let mut policy = m.policy.clone();
-        if let Some(x) = self.alert_threshold {
-            policy.alert_threshold = x;
-        }
-        if let Some(x) = self.clear_threshold {
-            policy.clear_threshold = x;
-        }
-        policy.clear_threshold = policy.clear_threshold.min(policy.alert_threshold);
+        let policy = m.policy.with_thresholds(self.alert_threshold, self.clear_threshold);
         let risk = policy.risk(a.probability, a.anomaly, crit);
         h.alert.step(at, risk, confidence, &policy);
         if h.history.back().is_none_or(|p| at > p.at) {
@@ -209,20 +202,22 @@ impl LiveScorer {
         }
         let names = m.feature_names();
         let contrib = a.contributions.unwrap_or_default();
-        let mut factors: Vec<Factor> = names
-            .into_iter()
-            .zip(contrib)
-            .zip(raw_row)
-            .map(|((name, c), v)| Factor { name, value: if v.is_finite() { v } else { f64::NAN }, contribution: c })
-            .filter(|f| all || f.contribution != 0.0)
-            .collect();
-        factors.sort_by(|x, y| y.contribution.abs().total_cmp(&x.contribution.abs()));
-        for f in &mut factors {
-            if !f.value.is_finite() {
-                // Missing input: reported as the imputed value is not meaningful; say 0 and rely on the name.
-                f.value = 0.0;
-            }
+        let mut idx: Vec<usize> = (0..contrib.len()).filter(|&j| all || contrib[j] != 0.0).collect();
+        let by_size = |x: &usize, y: &usize| contrib[*y].abs().total_cmp(&contrib[*x].abs()).then(x.cmp(y));
+        if !all && idx.len() > TOP_FACTORS {
+            idx.select_nth_unstable_by(TOP_FACTORS, by_size);
+            idx.truncate(TOP_FACTORS);
         }
+        idx.sort_by(by_size);
+        // A missing input is reported as 0: its imputed value is not meaningful, the name is.
+        let factors: Vec<Factor> = idx
+            .into_iter()
+            .map(|j| Factor {
+                name: names[j].clone(),
+                value: if raw_row[j].is_finite() { raw_row[j] } else { 0.0 },
+                contribution: contrib[j],
+            })
+            .collect();
         let top: Vec<Factor> = factors.iter().take(TOP_FACTORS).cloned().collect();
         let risk = HostRisk {
             host: id.clone(),

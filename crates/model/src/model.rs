@@ -113,6 +113,20 @@ impl Default for RiskPolicy {
 }
 
 impl RiskPolicy {
+    /// This policy with the alert and clear thresholds replaced where given; the clear
+    /// threshold never exceeds the alert threshold.
+    pub fn with_thresholds(&self, alert: Option<f64>, clear: Option<f64>) -> Self {
+        let mut p = self.clone();
+        if let Some(a) = alert {
+            p.alert_threshold = a;
+        }
+        if let Some(c) = clear {
+            p.clear_threshold = c;
+        }
+        p.clear_threshold = p.clear_threshold.min(p.alert_threshold);
+        p
+    }
+
     /// Risk in [0, 1] from failure probability, anomaly and criticality.
     pub fn risk(&self, p: f64, anomaly: f64, criticality: u8) -> f64 {
         let w = self.criticality_weight[usize::from(criticality.min(3))];
@@ -227,6 +241,9 @@ pub struct Model {
     pub policy: RiskPolicy,
     /// Model card facts.
     pub card: CardFacts,
+    /// Feature names, computed once.
+    #[serde(skip)]
+    pub names: std::sync::OnceLock<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -332,8 +349,8 @@ impl Model {
     }
 
     /// Feature names in vector order.
-    pub fn feature_names(&self) -> Vec<String> {
-        self.schema.names()
+    pub fn feature_names(&self) -> &[String] {
+        self.names.get_or_init(|| self.schema.names())
     }
 
     /// Scores a raw feature row (NaN = missing; imputed in place).

@@ -379,6 +379,7 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
         calibration,
         policy,
         card,
+        names: std::sync::OnceLock::new(),
     };
     model.version = version_of(&model);
     let rows = opts.keep_rows.then(|| Rows { names, train_x: xtr, train_y: ytr, holdout_x: xho, holdout_y: yho });
