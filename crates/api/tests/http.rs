@@ -20,7 +20,7 @@ impl Server {
     async fn start(max_body: usize, strict: Option<&[&str]>) -> Self {
         let store = Arc::new(MemoryStore::new(Limits::default()));
         let mut state = AppState::new(Stores::from_backend(store.clone()), Arc::new(Telemetry::new()), max_body);
-        state.strict_hosts = strict.map(|h| Arc::new(h.iter().map(|s| HostId::new(s)).collect::<HashSet<_>>()));
+        state.strict_hosts = strict.map(|h| Arc::new(h.iter().map(HostId::new).collect::<HashSet<_>>()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

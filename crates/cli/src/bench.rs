@@ -133,11 +133,10 @@ impl Prometheus {
         let p = Self { child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = client.get(format!("{}/-/ready", p.url)).send().await {
-                if r.status().is_success() {
+            if let Ok(r) = client.get(format!("{}/-/ready", p.url)).send().await
+                && r.status().is_success() {
                     return Ok(p);
                 }
-            }
             if Instant::now() > deadline {
                 bail!("Prometheus at {} did not become ready in 30 s", p.url);
             }
@@ -285,7 +284,7 @@ pub async fn ingest(a: &BenchIngestArgs) -> anyhow::Result<()> {
     let pq = median(parquet_rates.clone());
     let dec = median(decode_rates.clone());
     let hh = median(http_h.clone());
-    let prom_version = a.prometheus.as_ref().map(|b| prometheus_version(b));
+    let prom_version = a.prometheus.as_ref().map(prometheus_version);
     let cmd: Vec<String> = std::env::args().collect();
     let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     let mut md = String::new();

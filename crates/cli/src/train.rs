@@ -110,12 +110,11 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<()> {
     let pb = bar("features");
     let stage = std::sync::Mutex::new(String::new());
     let progress = |s: &str, f: f64| {
-        if let Ok(mut cur) = stage.lock() {
-            if *cur != s {
+        if let Ok(mut cur) = stage.lock()
+            && *cur != s {
                 *cur = s.to_string();
                 pb.set_message(s.to_string());
             }
-        }
         pb.set_position((f * 1000.0) as u64);
     };
     let trained = train(&ds, &opts, &progress)?;

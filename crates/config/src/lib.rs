@@ -501,14 +501,13 @@ impl Config {
         };
         let alert_threshold = unit("model.alert_threshold", raw.model.alert_threshold)?;
         let clear_threshold = unit("model.clear_threshold", raw.model.clear_threshold)?;
-        if let (Some(a), Some(c)) = (alert_threshold, clear_threshold) {
-            if c > a {
+        if let (Some(a), Some(c)) = (alert_threshold, clear_threshold)
+            && c > a {
                 return Err(ConfigError::Invalid {
                     field: "model.clear_threshold",
                     reason: format!("{c} is above model.alert_threshold {a}; hysteresis needs clear <= alert"),
                 });
             }
-        }
         let grpc_addr = socket_addr("grpc.addr", raw.grpc.addr.as_deref().unwrap_or("127.0.0.1:50051"))?;
         let max_hosts = positive("grpc.max_hosts_per_request", raw.grpc.max_hosts_per_request.unwrap_or(1_000))?;
         let max_message = positive("grpc.max_message_bytes", raw.grpc.max_message_bytes.unwrap_or(4 << 20))?;

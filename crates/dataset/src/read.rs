@@ -189,15 +189,14 @@ pub fn read_dataset(dir: &Path, opts: LoadOptions) -> Result<(Dataset, LoadRepor
         let lines: Vec<usize> =
             text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, _)| i + 1).collect();
         for (ev, line) in events.iter().zip(&lines) {
-            if let Some(h) = &ev.host {
-                if !known.contains(h.as_str()) {
+            if let Some(h) = &ev.host
+                && !known.contains(h.as_str()) {
                     return Err(DatasetError::invalid(
                         &events_path,
                         Location::Line(*line),
                         format!("unknown host {h:?} (not in hosts.csv)"),
                     ));
                 }
-            }
         }
         report.out_of_order_events = events.windows(2).filter(|w| w[1].ts < w[0].ts).count() as u64;
         events.sort_by_key(|e| e.ts);

@@ -130,8 +130,8 @@ impl Logistic {
                 }
             }
             None => {
-                for j in 0..row.len() {
-                    z += self.weights[j] * ((row[j] - prep.mean[j]) / prep.sd[j]).clamp(-20.0, 20.0);
+                for (((x, w), m), sd) in row.iter().zip(&self.weights).zip(&prep.mean).zip(&prep.sd) {
+                    z += w * ((x - m) / sd).clamp(-20.0, 20.0);
                 }
             }
         }

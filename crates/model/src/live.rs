@@ -9,7 +9,7 @@
 //! older than the freshness limit by the injected clock.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -124,9 +124,9 @@ impl LiveScorer {
     }
 
     fn shard(&self, h: &HostId) -> &Shard {
-        let mut s = self.hasher.build_hasher();
-        h.hash(&mut s);
-        &self.shards[(s.finish() as usize) % SHARDS]
+        
+        
+        &self.shards[(self.hasher.hash_one(h) as usize) % SHARDS]
     }
 
     fn host_entry(&self, h: &HostId, m: &Model) -> Arc<Mutex<LiveHost>> {

@@ -382,7 +382,7 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
         names: std::sync::OnceLock::new(),
     };
     model.version = version_of(&model);
-    let rows = opts.keep_rows.then(|| Rows { names, train_x: xtr, train_y: ytr, holdout_x: xho, holdout_y: yho });
+    let rows = opts.keep_rows.then_some(Rows { names, train_x: xtr, train_y: ytr, holdout_x: xho, holdout_y: yho });
     Ok(Trained { model, rows })
 }
 
