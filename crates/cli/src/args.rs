@@ -237,6 +237,28 @@ pub enum BenchCommand {
     /// gRPC load: ScoreHosts throughput (batches of 100) and single-host latency at a fixed
     /// rate, with Ping on the same server as the ceiling.
     Grpc(BenchGrpcArgs),
+    /// In-process scoring throughput of the live scorer on one thread (no RPC).
+    Score(BenchScoreArgs),
+}
+
+/// `bench score` flags.
+#[derive(Debug, Args)]
+pub struct BenchScoreArgs {
+    /// Dataset whose samples warm the scorer [default: datasets/fleet-sample].
+    #[arg(long, default_value = "datasets/fleet-sample")]
+    pub data: PathBuf,
+    /// Model directory [default: the configured model.dir].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Hosts per `score_hosts` call.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Runs; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
 }
 
 /// `bench grpc` flags.

@@ -121,6 +121,10 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Ingest(a)) => runtime()?.block_on(bench::ingest(&a)),
         Command::Bench(BenchCommand::Grpc(a)) => runtime()?.block_on(bench_grpc::run(&cfg, &a)),
+        Command::Bench(BenchCommand::Score(a)) => {
+            let dir = a.model.clone().unwrap_or_else(|| cfg.model.dir.clone());
+            train::bench_score(&a, &dir)
+        }
         Command::Score(a) => runtime()?.block_on(score::run(&a)),
         Command::Nab(NabCommand::Run(a)) => {
             let r = harbinger_detect::run_nab_dir(&a.data, &a.out, &harbinger_detect::DetectorParams::default())

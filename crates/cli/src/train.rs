@@ -11,7 +11,7 @@ use harbinger_model::learn::ForestParams;
 use harbinger_model::{EvalOptions, LearnerChoice, Mitigation, Model, TrainOptions, evaluate, train, write_output};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::args::{EvalArgs, TrainArgs};
+use crate::args::{BenchScoreArgs, EvalArgs, TrainArgs};
 
 /// Decision kinds in a replay's `decisions.jsonl` that mitigate a coming failure.
 const MITIGATING: [&str; 4] = ["failover", "shadow_promoted", "host_drained", "drain"];
@@ -179,5 +179,59 @@ pub fn run_eval(a: &EvalArgs, model_dir: &Path) -> anyhow::Result<()> {
         println!("  recall {k:<10} {}/{} = {:.3}", r.predicted, r.failures, r.recall);
     }
     println!("  scored            {} host-scores in {secs:.1} s; output in {}", out.scores, a.out.display());
+    Ok(())
+}
+
+/// `harbinger bench score`: host-scores per second of the live scorer on one thread,
+/// warmed with a whole dataset, every host scored in batches (features, fleet signal,
+/// model, calibration, risk, hysteresis and the top factors: what `ScoreHosts` does
+/// behind the RPC). Prints a Markdown section.
+///
+/// # Errors
+/// Unreadable model or dataset.
+pub fn bench_score(a: &BenchScoreArgs, model_dir: &Path) -> anyhow::Result<()> {
+    use harbinger_core::{ManualClock, RiskScorer, SampleBatch};
+    let model = Model::load(model_dir)?;
+    let version = model.version.clone();
+    let ds = load(&a.data)?;
+    let end = ds.metrics.iter().filter_map(|s| s.timestamps.last().copied()).max().unwrap_or(0);
+    let clock = std::sync::Arc::new(ManualClock::new(end));
+    let scorer = harbinger_model::LiveScorer::new(model, model_dir, clock, None, None);
+    scorer.set_inventory(&ds.hosts, &ds.resources);
+    scorer.observe_events(&ds.events);
+    scorer.observe_samples(&SampleBatch { series: ds.metrics.clone() });
+    let hosts: Vec<HostId> = ds.hosts.iter().map(|h| h.host.clone()).collect();
+    anyhow::ensure!(!hosts.is_empty(), "the dataset has no hosts");
+    let batch: Vec<HostId> = (0..a.batch.max(1)).map(|i| hosts[i % hosts.len()].clone()).collect();
+    scorer.score_hosts(&batch)?;
+    let mut rates = Vec::new();
+    for _ in 0..a.runs.max(1) {
+        let t = Instant::now();
+        let mut n = 0usize;
+        while t.elapsed().as_secs_f64() < a.seconds {
+            n += scorer.score_hosts(&batch)?.len();
+        }
+        rates.push(n as f64 / t.elapsed().as_secs_f64());
+    }
+    let mut sorted = rates.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let cmd: Vec<String> = std::env::args().collect();
+    println!("### In-process scoring, one thread\n");
+    println!("Command: `{}`  ", cmd.join(" "));
+    println!("Date: {}  ", humantime::format_rfc3339_seconds(std::time::SystemTime::now()));
+    println!("Machine: {}  ", crate::bench::machine());
+    println!(
+        "Model {version}; {} hosts warmed with {} ({} samples); `score_hosts` in batches of {} on one thread, {} s per run, median of {} runs.\n",
+        hosts.len(),
+        a.data.display(),
+        ds.metric_rows(),
+        a.batch,
+        a.seconds,
+        a.runs.max(1)
+    );
+    println!("| figure | value | target |\n|---|---|---|");
+    let list: Vec<String> = rates.iter().map(|r| format!("{:.1} k", r / 1e3)).collect();
+    println!("| host-scores per second, one core | **{:.1} k** [{}] | >= 100 k |", median / 1e3, list.join(", "));
     Ok(())
 }
