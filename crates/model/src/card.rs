@@ -41,8 +41,21 @@ pub fn render(m: &Model) -> String {
     let _ = writeln!(s, "- Training rows: {} ({} failure rows; healthy rows sampled)", c.train_rows, c.train_positives);
     let _ = writeln!(s, "- Held-back rows: {} ({} failure rows)", c.holdout_rows, c.holdout_positives);
     let _ = writeln!(s, "- Rows left out because a mitigation cut their outcome short: {}", c.censored_rows);
-    let metrics: Vec<String> =
-        m.schema.metrics.iter().map(|x| if x.bounded { format!("`{}` (bounded)", x.name) } else { format!("`{}`", x.name) }).collect();
+    let metrics: Vec<String> = m
+        .schema
+        .metrics
+        .iter()
+        .map(|x| {
+            let mut tags = Vec::new();
+            if x.bounded {
+                tags.push("bounded".to_string());
+            }
+            if let Some(p) = x.season_buckets {
+                tags.push(format!("season {:.1} h", f64::from(p) * 5.0 / 60.0));
+            }
+            if tags.is_empty() { format!("`{}`", x.name) } else { format!("`{}` ({})", x.name, tags.join(", ")) }
+        })
+        .collect();
     let _ = writeln!(s, "- Metrics read: {}", metrics.join(", "));
     let _ = writeln!(s, "- Features: {} (see `harbinger_model::features`)", m.schema.len());
     let _ = writeln!(s, "\n## Learners on held-back data\n");

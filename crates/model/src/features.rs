@@ -9,7 +9,10 @@
 //! 6 h, a 25 h ring of 5-minute buckets (the baseline) and a streaming detector:
 //! - `level`: mean of the last 15 min;
 //! - `z15`, `z1h`: 15 min / 1 h mean against the 24 h baseline (in baseline sd);
-//! - `seas`: seasonal residual, the 15 min mean against the same 15 min yesterday;
+//! - `seas`: seasonal residual, the 15 min mean against the same 15 minutes one season
+//!   ago (the season found at training with augurs' periodogram, see
+//!   [`crate::runner::schema_of`]), or a day ago (day-over-day change) for metrics
+//!   without a season;
 //! - `slope1h`, `slope6h`: least-squares trend (baseline sd per hour);
 //! - `vol`: sd of the last hour over the baseline sd (flapping, noise);
 //! - `max1h`: the last hour's maximum against the baseline;
@@ -80,6 +83,10 @@ pub struct MetricSpec {
     pub name: String,
     /// Values live in [0, 1] (utilisation): time to exhaustion applies.
     pub bounded: bool,
+    /// Season length in 5-minute buckets found at training (augurs periodogram, snapped to
+    /// a day when close); `None`: no season, no seasonal residual.
+    #[serde(default)]
+    pub season_buckets: Option<u32>,
 }
 
 /// Which metrics a model reads; fixes the layout of the feature vector.
@@ -333,7 +340,7 @@ impl MetricState {
         slot.n += 1;
         slot.sum += x;
         slot.sumsq += x * x;
-        if self.base.as_ref().is_some_and(|b| idx <= b.cur - 3 || idx <= b.cur - DAY_BUCKETS) {
+        if self.base.as_ref().is_some_and(|b| idx <= b.cur - 3) {
             self.base = None; // a late sample changed a bucket the cached baseline covers
         }
         let s = self.detector.update(t, x);
@@ -355,7 +362,8 @@ impl MetricState {
     }
 
     /// Writes this metric's block; returns whether it was present.
-    fn write(&mut self, now: i64, bounded: bool, out: &mut [f64]) -> bool {
+    fn write(&mut self, now: i64, spec: &MetricSpec, out: &mut [f64]) -> bool {
+        let bounded = spec.bounded;
         out.fill(f64::NAN);
         if !self.fresh(now) {
             return false;
@@ -366,7 +374,9 @@ impl MetricState {
         // Baseline: the last 24 h of buckets, excluding the current 15 minutes.
         let cur = now.div_euclid(BUCKET);
         if self.base.as_ref().is_none_or(|b| b.cur != cur) {
-            self.base = Some(self.baseline(cur));
+            // One season back, or one day back (day-over-day change) without a season.
+            let lag = spec.season_buckets.filter(|&p| (3..RING as u32 - 3).contains(&p)).unwrap_or(DAY_BUCKETS as u32);
+            self.base = Some(self.baseline(cur, Some(lag)));
         }
         let Some(base) = self.base.as_ref() else { return false };
         let (n, sum, sumsq, yn, ysum) = (base.n, base.sum, base.sumsq, base.yn, base.ysum);
@@ -420,15 +430,18 @@ impl MetricState {
 
     /// Baseline statistics for current bucket `cur`: the last 24 h of buckets excluding
     /// the current 15 minutes, and the same 15 minutes yesterday.
-    fn baseline(&self, cur: i64) -> Baseline {
+    fn baseline(&self, cur: i64, season: Option<u32>) -> Baseline {
         let mut b = Baseline { cur, means: Vec::with_capacity(DAY_BUCKETS as usize), ..Baseline::default() };
         for k in &self.ring {
             if k.n == 0 {
                 continue;
             }
-            if (cur - DAY_BUCKETS - 2..=cur - DAY_BUCKETS).contains(&k.idx) {
-                b.yn += f64::from(k.n);
-                b.ysum += k.sum;
+            if let Some(p) = season {
+                let p = i64::from(p);
+                if (cur - p - 2..=cur - p).contains(&k.idx) {
+                    b.yn += f64::from(k.n);
+                    b.ysum += k.sum;
+                }
             }
             if (cur - DAY_BUCKETS..=cur - 3).contains(&k.idx) {
                 b.n += f64::from(k.n);
@@ -547,7 +560,7 @@ impl HostFeatures {
         let (mut zmax, mut amax, mut tmax) = (f64::NAN, f64::NAN, f64::NAN);
         for (i, (st, spec)) in self.metrics.iter_mut().zip(&schema.metrics).enumerate() {
             let block = &mut out[i * k..(i + 1) * k];
-            if st.write(now, spec.bounded, block) && st.warm(now) {
+            if st.write(now, spec, block) && st.warm(now) {
                 present += 1;
             }
             zmax = fmax(zmax, block[Z15].abs());
@@ -642,8 +655,8 @@ mod tests {
     fn schema() -> FeatureSchema {
         FeatureSchema {
             metrics: vec![
-                MetricSpec { name: "mem_util".into(), bounded: true },
-                MetricSpec { name: "net_latency_ms".into(), bounded: false },
+                MetricSpec { name: "mem_util".into(), bounded: true, season_buckets: Some(288) },
+                MetricSpec { name: "net_latency_ms".into(), bounded: false, season_buckets: None },
             ],
         }
     }

@@ -14,21 +14,84 @@ use rayon::prelude::*;
 use crate::features::{FeatureSchema, HostFeatures, MetricSpec, fleet_fill, fleet_stats};
 
 /// The metrics of a dataset as a schema: every metric name present, sorted; a metric is
-/// bounded when all its values lie in [0, 1].
+/// bounded when all its values lie in [0, 1]; its season is found with augurs'
+/// periodogram ([`season_of`]).
 pub fn schema_of(ds: &Dataset) -> FeatureSchema {
-    let mut by: std::collections::BTreeMap<&str, bool> = std::collections::BTreeMap::new();
+    let mut by: std::collections::BTreeMap<&str, (bool, Vec<&SeriesSamples>)> = std::collections::BTreeMap::new();
     for s in &ds.metrics {
         let bounded = s.values.iter().filter(|v| v.is_finite()).all(|v| (0.0..=1.0).contains(v));
         let any = s.values.iter().any(|v| v.is_finite());
         if !any {
             continue;
         }
-        let e = by.entry(s.key.metric.as_str()).or_insert(true);
-        *e = *e && bounded;
+        let e = by.entry(s.key.metric.as_str()).or_insert((true, Vec::new()));
+        e.0 = e.0 && bounded;
+        e.1.push(s);
     }
-    FeatureSchema { metrics: by.into_iter().map(|(n, b)| MetricSpec { name: n.to_string(), bounded: b }).collect() }
+    FeatureSchema {
+        metrics: by
+            .into_iter()
+            .map(|(n, (b, series))| MetricSpec { name: n.to_string(), bounded: b, season_buckets: season_of(&series) })
+            .collect(),
+    }
 }
 
+/// 5-minute buckets.
+const SEASON_BUCKET_MS: i64 = 300_000;
+/// A day in buckets. Periods within 15 % of it are snapped to it: over a week of 5-minute
+/// buckets the periodogram's frequency bins are a week apart, so a daily season lands on
+/// 2016/8 = 252 as often as on 288.
+const DAY: u32 = 288;
+
+/// The season of a metric in 5-minute buckets: the periodogram (augurs) of up to eight
+/// hosts' series, bucketed to 5-minute means with gaps filled by the last value; the
+/// period most hosts agree on (snapped to a day when within 10 %), if a majority has one.
+pub fn season_of(series: &[&SeriesSamples]) -> Option<u32> {
+    use augurs::seasons::{Detector, PeriodogramDetector};
+    let detector = PeriodogramDetector::builder().min_period(12).max_period(294).build();
+    let sample: Vec<&&SeriesSamples> = series.iter().take(8).collect();
+    let mut votes: std::collections::BTreeMap<u32, usize> = std::collections::BTreeMap::new();
+    for s in &sample {
+        let (Some(&t0), Some(&t1)) = (s.timestamps.first(), s.timestamps.last()) else { continue };
+        let nb = usize::try_from((t1 - t0) / SEASON_BUCKET_MS + 1).unwrap_or(0);
+        // At least three days, so a daily season shows at least three times.
+        if nb < 3 * DAY as usize {
+            continue;
+        }
+        let mut sum = vec![0.0; nb];
+        let mut cnt = vec![0u32; nb];
+        for (&t, &v) in s.timestamps.iter().zip(&s.values) {
+            if v.is_finite() {
+                let i = usize::try_from((t - t0) / SEASON_BUCKET_MS).unwrap_or(0).min(nb - 1);
+                sum[i] += v;
+                cnt[i] += 1;
+            }
+        }
+        let mut y = Vec::with_capacity(nb);
+        let mut last = f64::NAN;
+        for i in 0..nb {
+            if cnt[i] > 0 {
+                last = sum[i] / f64::from(cnt[i]);
+            }
+            y.push(last);
+        }
+        let first = y.iter().copied().find(|v| v.is_finite()).unwrap_or(0.0);
+        for v in &mut y {
+            if !v.is_finite() {
+                *v = first;
+            }
+        }
+        let Some(&p) = detector.detect(&y).first() else { continue };
+        let p = if p.abs_diff(DAY) * 100 <= DAY * 15 { DAY } else { p };
+        // The periodogram always names its strongest peak, even in noise: keep the period
+        // only when the series really repeats at that lag.
+        if autocorrelation(&y, p as usize) >= 0.3 {
+            *votes.entry(p).or_default() += 1;
+        }
+    }
+    let (p, n) = votes.into_iter().max_by_key(|&(p, n)| (n, p))?;
+    (2 * n > sample.len()).then_some(p)
+}
 /// Highest criticality of the resources on each host.
 pub fn criticality(ds: &Dataset) -> HashMap<HostId, u8> {
     let mut c: HashMap<HostId, u8> = HashMap::new();
@@ -162,4 +225,48 @@ pub fn data_span(ds: &Dataset) -> Option<(TimestampMs, TimestampMs)> {
         }
     }
     (lo <= hi).then_some((lo, hi))
+}
+
+fn autocorrelation(y: &[f64], lag: usize) -> f64 {
+    if lag == 0 || lag >= y.len() {
+        return 0.0;
+    }
+    let n = y.len() as f64;
+    let mean = y.iter().sum::<f64>() / n;
+    let var: f64 = y.iter().map(|v| (v - mean).powi(2)).sum();
+    if var <= 0.0 {
+        return 0.0;
+    }
+    let cov: f64 = y.iter().zip(&y[lag..]).map(|(a, b)| (a - mean) * (b - mean)).sum();
+    cov / var
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use harbinger_core::SeriesKey;
+
+    fn series(f: impl Fn(f64) -> f64) -> SeriesSamples {
+        let mut s = SeriesSamples::new(SeriesKey::new("h", "m"));
+        for i in 0..7 * 1440 {
+            s.push(i64::from(i) * 60_000, f(f64::from(i)));
+        }
+        s
+    }
+
+    #[test]
+    fn a_daily_cycle_is_found_and_noise_has_no_season() {
+        let daily = series(|i| 0.5 + 0.3 * (i / 1440.0 * std::f64::consts::TAU).sin() + 0.01 * ((i * 7.3).sin()));
+        assert_eq!(season_of(&[&daily, &daily, &daily]), Some(DAY));
+        // Seeded white noise: no season.
+        use rand::{Rng, SeedableRng};
+        let rng = std::cell::RefCell::new(rand_chacha::ChaCha8Rng::seed_from_u64(3));
+        let noise = series(|_| rng.borrow_mut().random::<f64>());
+        assert_eq!(season_of(&[&noise, &noise, &noise]), None);
+        // Too short to tell.
+        let mut short = series(|i| i);
+        short.timestamps.truncate(1440);
+        short.values.truncate(1440);
+        assert_eq!(season_of(&[&short]), None);
+    }
 }
