@@ -150,6 +150,10 @@ pub struct EvalArgs {
     /// Override the model's clear threshold.
     #[arg(long)]
     pub clear_threshold: Option<f64>,
+    /// Also write trace.csv: every host's probability, anomaly, risk, confidence and
+    /// alerting state at this cadence (e.g. 5m).
+    #[arg(long)]
+    pub trace_every: Option<String>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,

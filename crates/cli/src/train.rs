@@ -156,6 +156,7 @@ pub fn run_eval(a: &EvalArgs, model_dir: &Path) -> anyhow::Result<()> {
         tick_ms: duration_ms("tick", &a.tick)?,
         alert_threshold: a.alert_threshold,
         clear_threshold: a.clear_threshold,
+        trace_every_ms: a.trace_every.as_deref().map(|v| duration_ms("trace-every", v)).transpose()?,
     };
     let pb = bar("eval");
     let t = Instant::now();

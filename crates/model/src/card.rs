@@ -28,8 +28,9 @@ pub fn render(m: &Model) -> String {
     let _ = writeln!(s, "- Learner kept: `{}` (the higher PR-AUC on held-back data)", m.learner.name());
     let _ = writeln!(
         s,
-        "- Alerting: enter at risk ≥ {:.3}, clear below {:.3} held for {} min",
+        "- Alerting: enter at risk ≥ {:.3} held for {} min, clear below {:.3} held for {} min",
         m.policy.alert_threshold,
+        m.policy.enter_after_ms / 60_000,
         m.policy.clear_threshold,
         m.policy.clear_after_ms / 60_000
     );

@@ -172,12 +172,34 @@ pub struct EvalOptions {
     pub alert_threshold: Option<f64>,
     /// Override of the model's clear threshold.
     pub clear_threshold: Option<f64>,
+    /// Record every host's assessment at this cadence (multiple of the tick) in
+    /// [`EvalOutput::trace`]; `None` records nothing.
+    pub trace_every_ms: Option<i64>,
 }
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        EvalOptions { tick_ms: 60_000, alert_threshold: None, clear_threshold: None }
+        EvalOptions { tick_ms: 60_000, alert_threshold: None, clear_threshold: None, trace_every_ms: None }
     }
+}
+
+/// One row of `trace.csv`: a host's assessment at a moment of the virtual clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracePoint {
+    /// Host.
+    pub host: HostId,
+    /// Virtual time.
+    pub timestamp: TimestampMs,
+    /// Calibrated failure probability within the horizon.
+    pub probability: f64,
+    /// Anomaly score.
+    pub anomaly: f64,
+    /// Risk (probability, anomaly and criticality combined).
+    pub risk: f64,
+    /// Share of the model's metrics present and warm.
+    pub confidence: f64,
+    /// Whether the host is in the alerting state after this step.
+    pub alerting: bool,
 }
 
 /// The output of an evaluation.
@@ -189,6 +211,8 @@ pub struct EvalOutput {
     pub summary: Summary,
     /// Host-scores computed.
     pub scores: u64,
+    /// Assessments recorded at `trace_every_ms` (empty unless asked for).
+    pub trace: Vec<TracePoint>,
 }
 
 /// Why an evaluation cannot run.
@@ -223,8 +247,10 @@ pub fn evaluate(ds: &Dataset, model: &Model, opts: EvalOptions, progress: &(dyn 
     let tick = opts.tick_ms.max(1);
     let mut t = start.div_euclid(tick) * tick + tick;
     let mut row = vec![0.0; model.schema.len()];
+    let mut trace = Vec::new();
     while t <= end {
         run.step(t);
+        let tracing = opts.trace_every_ms.is_some_and(|every| every > 0 && t.rem_euclid(every) == 0);
         for (i, st) in states.iter_mut().enumerate() {
             let Some(r) = run.row(i) else {
                 // A silent host (failed, or not reporting) leaves the alerting state.
@@ -238,16 +264,28 @@ pub fn evaluate(ds: &Dataset, model: &Model, opts: EvalOptions, progress: &(dyn 
             if st.step(t, risk, a.confidence, &policy) {
                 alerts.push(Alert { host: run.hosts[i].clone(), timestamp: t, score: risk });
             }
+            if tracing {
+                trace.push(TracePoint {
+                    host: run.hosts[i].clone(),
+                    timestamp: t,
+                    probability: a.probability,
+                    anomaly: a.anomaly,
+                    risk,
+                    confidence: a.confidence,
+                    alerting: st.alerting,
+                });
+            }
         }
         progress((t - start) as f64 / (end - start).max(1) as f64);
         t += tick;
     }
     let mut summary = summarize(&alerts, &ds.failures, run.hosts.len(), (start, end));
     summary.model_version = Some(model.version.clone());
-    Ok(EvalOutput { alerts, summary, scores })
+    Ok(EvalOutput { alerts, summary, scores, trace })
 }
 
-/// Writes `alerts.csv` and `summary.json` into `dir` (created).
+/// Writes `alerts.csv`, `summary.json` and, when the evaluation recorded one,
+/// `trace.csv` into `dir` (created).
 ///
 /// # Errors
 /// [`EvalError::Io`] naming the file.
@@ -267,6 +305,20 @@ pub fn write_output(dir: &Path, out: &EvalOutput) -> Result<(), EvalError> {
     let p = dir.join("summary.json");
     let text = serde_json::to_string_pretty(&out.summary).map_err(|e| EvalError::Io { path: p.clone(), source: e.into() })?;
     std::fs::write(&p, text + "\n").map_err(io(&p))?;
+    if !out.trace.is_empty() {
+        let p = dir.join("trace.csv");
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&p).map_err(io(&p))?);
+        writeln!(w, "host,timestamp,probability,anomaly,risk,confidence,alerting").map_err(io(&p))?;
+        for r in &out.trace {
+            writeln!(
+                w,
+                "{},{},{:.6},{:.6},{:.6},{:.4},{}",
+                r.host, r.timestamp, r.probability, r.anomaly, r.risk, r.confidence, u8::from(r.alerting)
+            )
+            .map_err(io(&p))?;
+        }
+        w.flush().map_err(io(&p))?;
+    }
     Ok(())
 }
 

@@ -15,7 +15,7 @@ pub const CARD_FILE: &str = "MODEL_CARD.md";
 /// Identifies the file type.
 pub const FORMAT: &str = "harbinger-failure-model";
 /// Bumped whenever the artifact layout or feature semantics change.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// This harbinger's version.
 pub const HARBINGER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -91,10 +91,17 @@ pub struct RiskPolicy {
     pub clear_threshold: f64,
     /// How long risk must stay below `clear_threshold` before the alert ends (ms).
     pub clear_after_ms: i64,
+    /// How long risk must stay at or above `alert_threshold` before the host enters the
+    /// alerting state (ms; 0 = at once). Like a Prometheus rule's `for:`, it lets
+    /// short-lived look-alikes (a deploy rolled back, a burst that stops) resolve first.
+    #[serde(default)]
+    pub enter_after_ms: i64,
     /// Weight of the anomaly score (kept small: anomaly alone is not a forecast).
     pub anomaly_weight: f64,
-    /// Weight of the failure probability by the host's highest resource criticality 0..=3.
-    pub criticality_weight: [f64; 4],
+    /// Exponent on the survival probability `1 − p` by the host's highest resource
+    /// criticality 0..=3: 1 leaves the probability as it is, larger raises it, so critical
+    /// hosts come first without ever hiding a likely failure on an unimportant one.
+    pub criticality_exponent: [f64; 4],
     /// Below this confidence (share of warm inputs) a host does not enter the alerting state.
     pub min_confidence: f64,
 }
@@ -105,8 +112,9 @@ impl Default for RiskPolicy {
             alert_threshold: 0.5,
             clear_threshold: 0.3,
             clear_after_ms: 30 * 60_000,
+            enter_after_ms: 0,
             anomaly_weight: 0.1,
-            criticality_weight: [0.85, 0.9, 0.95, 1.0],
+            criticality_exponent: [1.0, 1.1, 1.25, 1.5],
             min_confidence: 0.5,
         }
     }
@@ -129,9 +137,10 @@ impl RiskPolicy {
 
     /// Risk in [0, 1] from failure probability, anomaly and criticality.
     pub fn risk(&self, p: f64, anomaly: f64, criticality: u8) -> f64 {
-        let w = self.criticality_weight[usize::from(criticality.min(3))];
+        let w = self.criticality_exponent[usize::from(criticality.min(3))];
         let a = if anomaly.is_finite() { anomaly.clamp(0.0, 1.0) } else { 0.0 };
-        1.0 - (1.0 - (p * w).clamp(0.0, 1.0)) * (1.0 - self.anomaly_weight * a)
+        let p = if p.is_finite() { p.clamp(0.0, 1.0) } else { 0.0 };
+        1.0 - (1.0 - p).powf(w) * (1.0 - self.anomaly_weight * a)
     }
 }
 
@@ -142,11 +151,15 @@ pub struct AlertState {
     pub alerting: bool,
     /// Since when risk has been below the clear threshold while alerting.
     pub below_since: Option<i64>,
+    /// Since when risk has been at or above the alert threshold while not alerting.
+    #[serde(default)]
+    pub above_since: Option<i64>,
 }
 
 impl AlertState {
-    /// Takes one risk observation; returns true when the host ENTERS the alerting state.
-    /// Entering also needs `confidence >= p.min_confidence`.
+    /// Takes one risk observation; returns true when the host ENTERS the alerting state:
+    /// risk at or above `p.alert_threshold` with `confidence >= p.min_confidence`, held
+    /// for `p.enter_after_ms`.
     pub fn step(&mut self, now: i64, risk: f64, confidence: f64, p: &RiskPolicy) -> bool {
         if self.alerting {
             if risk < p.clear_threshold {
@@ -159,10 +172,15 @@ impl AlertState {
             }
             false
         } else if risk >= p.alert_threshold && confidence >= p.min_confidence {
-            self.alerting = true;
-            self.below_since = None;
-            true
+            let since = *self.above_since.get_or_insert(now);
+            if now - since >= p.enter_after_ms {
+                *self = AlertState { alerting: true, below_since: None, above_since: None };
+                true
+            } else {
+                false
+            }
         } else {
+            self.above_since = None;
             false
         }
     }
@@ -389,9 +407,26 @@ mod tests {
     }
 
     #[test]
+    fn entry_waits_for_risk_held_for_enter_after() {
+        let p = RiskPolicy { enter_after_ms: 10 * 60_000, ..RiskPolicy::default() };
+        let mut s = AlertState::default();
+        assert!(!s.step(0, 0.9, 1.0, &p), "not at once");
+        assert!(!s.step(9 * 60_000, 0.9, 1.0, &p), "9 minutes are not enough");
+        assert!(!s.step(10 * 60_000, 0.2, 1.0, &p), "a dip restarts the wait");
+        assert!(!s.step(11 * 60_000, 0.9, 1.0, &p));
+        assert!(!s.step(20 * 60_000, 0.9, 1.0, &p));
+        assert!(s.step(21 * 60_000, 0.9, 1.0, &p), "held for 10 minutes: enters");
+        assert!(s.alerting);
+    }
+
+    #[test]
     fn risk_grows_with_probability_criticality_and_anomaly() {
         let p = RiskPolicy::default();
         assert!(p.risk(0.6, 0.0, 3) > p.risk(0.6, 0.0, 0));
+        // Criticality orders hosts; it never discounts a probable failure.
+        for c in 0..=3 {
+            assert!(p.risk(0.9, 0.0, c) >= 0.9 - 1e-12, "criticality {c}");
+        }
         assert!(p.risk(0.6, 1.0, 0) > p.risk(0.6, 0.0, 0));
         assert!(p.risk(0.0, 1.0, 3) < p.alert_threshold, "anomaly alone does not alert");
         assert!(p.risk(f64::NAN.max(0.0), f64::NAN, 2).is_finite());

@@ -421,6 +421,8 @@ fn version_of(m: &Model) -> String {
     format!("{stamp}-{:08x}", h as u32)
 }
 
+/// Entry delays (minutes) the threshold choice tries with each threshold.
+const ENTER_AFTER_MIN: [i64; 5] = [0, 10, 20, 30, 45];
 /// Precision the threshold choice aims for on held-back data.
 const TARGET_PRECISION: f64 = 0.85;
 /// False alarms per host-day the threshold choice allows on held-back data.
@@ -435,9 +437,10 @@ fn choose_threshold(
     base: &RiskPolicy,
 ) -> (RiskPolicy, Summary) {
     let mut best: Option<(f64, RiskPolicy, Summary)> = None;
-    let mut a = 0.1;
-    while a < 0.951 {
-        let policy = RiskPolicy { alert_threshold: a, clear_threshold: a * 0.6, ..base.clone() };
+    let candidates = (0..=34).map(|i| 0.1 + 0.025 * f64::from(i)).flat_map(|a| ENTER_AFTER_MIN.iter().map(move |&m| (a, m)));
+    for (a, enter_min) in candidates {
+        let policy =
+            RiskPolicy { alert_threshold: a, clear_threshold: a * 0.6, enter_after_ms: enter_min * 60_000, ..base.clone() };
         let mut states = vec![AlertState::default(); hosts.len()];
         let mut last_t = vec![i64::MIN; hosts.len()];
         let mut alerts = Vec::new();
@@ -466,7 +469,6 @@ fn choose_threshold(
         if best.as_ref().is_none_or(|b| key > b.0) {
             best = Some((key, policy, s));
         }
-        a += 0.025;
     }
     match best {
         Some((_, p, s)) => (p, s),

@@ -115,7 +115,7 @@ fn eval_is_deterministic_and_alerts_enter_once() {
     assert!(a.alerts.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
     assert!(a.alerts.iter().all(|x| x.score >= m.policy.alert_threshold && x.score <= 1.0));
     // Lowering the threshold can only add alerts.
-    let low = evaluate(&ds, m, EvalOptions { tick_ms: 5 * 60_000, alert_threshold: Some(0.05), clear_threshold: Some(0.03) }, &|_| {})
+    let low = evaluate(&ds, m, EvalOptions { tick_ms: 5 * 60_000, alert_threshold: Some(0.05), clear_threshold: Some(0.03), trace_every_ms: None }, &|_| {})
         .expect("eval");
     assert!(low.summary.alerts >= a.summary.alerts);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -128,6 +128,34 @@ fn eval_is_deterministic_and_alerts_enter_once() {
     for k in ["recall", "precision", "false_alarms_per_host_day", "lead_time_median_min", "lead_time_p10_min", "lead_time_p90_min"] {
         assert!(s.get(k).is_some(), "summary.json lacks {k}");
     }
+    assert!(!dir.path().join("trace.csv").exists(), "no trace unless asked for");
+}
+
+#[test]
+fn eval_trace_matches_the_alerts() {
+    let (_, m) = model();
+    let ds = fleet(6);
+    let every = 15 * 60_000;
+    let opts = EvalOptions { tick_ms: 5 * 60_000, trace_every_ms: Some(every), ..EvalOptions::default() };
+    let out = evaluate(&ds, m, opts, &|_| {}).expect("eval");
+    let plain = evaluate(&ds, m, EvalOptions { trace_every_ms: None, ..opts }, &|_| {}).expect("eval");
+    assert_eq!(out.alerts, plain.alerts, "tracing does not change decisions");
+    assert!(!out.trace.is_empty());
+    assert!(out.trace.iter().all(|p| p.timestamp % every == 0));
+    assert!(out.trace.iter().all(|p| p.probability.is_finite() && (0.0..=1.0).contains(&p.risk)));
+    // Every alert is followed, at the next traced step, by the host still alerting (it
+    // clears only after 30 minutes below the clear threshold).
+    for a in &out.alerts {
+        let next = (a.timestamp / every + 1) * every;
+        if let Some(p) = out.trace.iter().find(|p| p.host == a.host && p.timestamp == next) {
+            assert!(p.alerting, "{} not alerting at {} after alert at {}", a.host, next, a.timestamp);
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    harbinger_model::write_output(dir.path(), &out).expect("write");
+    let csv = std::fs::read_to_string(dir.path().join("trace.csv")).expect("trace");
+    assert!(csv.starts_with("host,timestamp,probability,anomaly,risk,confidence,alerting\n"));
+    assert_eq!(csv.lines().count(), out.trace.len() + 1);
 }
 
 #[test]
