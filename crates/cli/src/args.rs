@@ -136,8 +136,16 @@ pub struct EvalArgs {
     #[arg(long)]
     pub data: PathBuf,
     /// Model directory [default: the configured model.dir, models/default].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "baseline")]
     pub model: Option<PathBuf>,
+    /// Evaluate a baseline instead of a model: `prometheus-rules`, a hand-written
+    /// Prometheus-style alerting rule set (thresholds and predict_linear, `for: 5m`).
+    #[arg(long, value_enum)]
+    pub baseline: Option<Baseline>,
+    /// With `--baseline prometheus-rules`: a TOML rule file replacing the default rules
+    /// (see prometheus-rules.example.toml).
+    #[arg(long, requires = "baseline")]
+    pub rules: Option<PathBuf>,
     /// Output directory for alerts.csv and summary.json.
     #[arg(long)]
     pub out: PathBuf,
@@ -145,10 +153,10 @@ pub struct EvalArgs {
     #[arg(long, default_value = "1m")]
     pub tick: String,
     /// Override the model's alert threshold.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "baseline")]
     pub alert_threshold: Option<f64>,
     /// Override the model's clear threshold.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "baseline")]
     pub clear_threshold: Option<f64>,
     /// Also write trace.csv: every host's probability, anomaly, risk, confidence and
     /// alerting state at this cadence (e.g. 5m).
@@ -157,6 +165,13 @@ pub struct EvalArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Baselines `eval` can run in place of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Baseline {
+    /// Prometheus-style alerting rules (`harbinger_model::rules`).
+    PrometheusRules,
 }
 
 /// `serve` flags.
@@ -352,6 +367,23 @@ mod tests {
         let Command::Score(a) = cli.command else { panic!("score expected") };
         assert_eq!((a.addr.as_str(), a.json, a.hosts.len(), a.timeout.as_str()), ("h:1", true, 2, "10s"));
         assert!(Cli::try_parse_from(["harbinger", "score"]).is_err(), "at least one host");
+    }
+
+    #[test]
+    fn eval_baseline_flags_parse_and_exclude_model_flags() {
+        let cli = Cli::try_parse_from(["harbinger", "eval", "--data", "d", "--baseline", "prometheus-rules", "--out", "o"])
+            .expect("parses");
+        let Command::Eval(a) = cli.command else { panic!("eval expected") };
+        assert_eq!((a.baseline, a.rules), (Some(Baseline::PrometheusRules), None));
+        let base = ["harbinger", "eval", "--data", "d", "--out", "o"];
+        let with = |extra: &[&str]| Cli::try_parse_from(base.iter().chain(extra).copied());
+        assert!(with(&["--baseline", "nagios"]).is_err(), "unknown baseline");
+        assert!(with(&["--rules", "r.toml"]).is_err(), "--rules needs --baseline");
+        assert!(with(&["--baseline", "prometheus-rules", "--model", "m"]).is_err());
+        assert!(with(&["--baseline", "prometheus-rules", "--alert-threshold", "0.5"]).is_err());
+        assert!(with(&["--baseline", "prometheus-rules", "--rules", "r.toml"]).is_ok());
+        let Command::Eval(a) = with(&["--model", "m"]).expect("model eval").command else { panic!("eval expected") };
+        assert_eq!(a.baseline, None);
     }
 
     #[test]

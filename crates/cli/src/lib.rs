@@ -111,6 +111,7 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         Command::Ingest(a) => runtime()?.block_on(ingest::run(&cfg, &a)),
         Command::Synth(a) => synth::run(&a),
         Command::Train(a) => train::run_train(&a),
+        Command::Eval(a) if a.baseline.is_some() => train::run_baseline(&a),
         Command::Eval(a) => {
             let dir = a.model.clone().unwrap_or_else(|| cfg.model.dir.clone());
             train::run_eval(&a, &dir)

@@ -1,4 +1,5 @@
-//! `harbinger train` and `harbinger eval`: the batch jobs over a dataset directory.
+//! `harbinger train` and `harbinger eval` (a model, or the `--baseline prometheus-rules`
+//! alerting rules): the batch jobs over a dataset directory.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -8,7 +9,9 @@ use anyhow::Context;
 use harbinger_core::HostId;
 use harbinger_dataset::{Dataset, LoadOptions, read_dataset};
 use harbinger_model::learn::ForestParams;
-use harbinger_model::{EvalOptions, LearnerChoice, Mitigation, Model, TrainOptions, evaluate, train, write_output};
+use harbinger_model::{
+    EvalOptions, LearnerChoice, Mitigation, Model, RuleSet, RulesOptions, TrainOptions, evaluate, evaluate_rules, train, write_output,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{BenchScoreArgs, EvalArgs, TrainArgs};
@@ -169,8 +172,15 @@ pub fn run_eval(a: &EvalArgs, model_dir: &Path) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(s)?);
         return Ok(());
     }
-    let f = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |x| format!("{x:.3}"));
     println!("eval of model {} on {} ({} hosts, {:.1} host-days)", model.version, a.data.display(), s.hosts, s.host_days);
+    print_summary(s);
+    println!("  scored            {} host-scores in {secs:.1} s; output in {}", out.scores, a.out.display());
+    Ok(())
+}
+
+/// The summary lines `eval` prints for a model and for a baseline alike.
+fn print_summary(s: &harbinger_model::Summary) {
+    let f = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |x| format!("{x:.3}"));
     println!("  failures          {} ({} predicted)", s.failures, s.predicted);
     println!("  recall            {} (predictable kinds: {})", f(s.recall), f(s.recall_predictable));
     println!("  precision         {} ({} alerts, {} false)", f(s.precision), s.alerts, s.false_alarms);
@@ -179,7 +189,44 @@ pub fn run_eval(a: &EvalArgs, model_dir: &Path) -> anyhow::Result<()> {
     for (k, r) in &s.recall_by_kind {
         println!("  recall {k:<10} {}/{} = {:.3}", r.predicted, r.failures, r.recall);
     }
-    println!("  scored            {} host-scores in {secs:.1} s; output in {}", out.scores, a.out.display());
+}
+
+/// `harbinger eval --baseline prometheus-rules [--rules FILE]`: the alerting-rules
+/// baseline over the dataset, scored and written exactly as a model's evaluation.
+///
+/// # Errors
+/// Unreadable dataset or rule file, an invalid rule (named), unwritable output.
+pub fn run_baseline(a: &EvalArgs) -> anyhow::Result<()> {
+    let rules = match &a.rules {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading the rule file {}", path.display()))?;
+            RuleSet::from_toml(&text).with_context(|| format!("rule file {}", path.display()))?
+        }
+        None => RuleSet::default(),
+    };
+    let ds = load(&a.data)?;
+    let opts = RulesOptions { tick_ms: duration_ms("tick", &a.tick)? };
+    let pb = bar("rules");
+    let t = Instant::now();
+    let out = evaluate_rules(&ds, &rules, opts, &|f| pb.set_position((f * 1000.0) as u64))?;
+    pb.finish_and_clear();
+    let secs = t.elapsed().as_secs_f64();
+    write_output(&a.out, &out.eval)?;
+    let s = &out.eval.summary;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
+    let source = a.rules.as_ref().map_or_else(|| "default rules".to_string(), |p| p.display().to_string());
+    println!("eval of baseline prometheus-rules ({source}) on {} ({} hosts, {:.1} host-days)", a.data.display(), s.hosts, s.host_days);
+    print_summary(s);
+    for (r, n) in &out.started_by {
+        println!("  rule {:<26} {:>4} alerts started  {}", r.alert, n, r.describe());
+    }
+    for r in &out.skipped {
+        println!("  rule {:<26} skipped (no {} in the dataset)", r.alert, r.metric);
+    }
+    println!("  evaluated         {} host-evaluations in {secs:.1} s; output in {}", out.eval.scores, a.out.display());
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 //! - [`train`]: the batch training job; [`eval`]: the evaluation job and the contract's
 //!   scoring rule; [`card`]: the model card.
 //! - [`live`]: the live scorer behind `serve` (implements `harbinger_core::RiskScorer`).
+//! - [`rules`]: the Prometheus-style alerting-rules baseline the model is compared with.
 //!
 //! Start with [`train::train`] and [`eval::evaluate`].
 
@@ -20,10 +21,12 @@ pub mod features;
 pub mod learn;
 pub mod live;
 pub mod model;
+pub mod rules;
 pub mod runner;
 pub mod train;
 
 pub use eval::{Alert, EvalOptions, EvalOutput, Summary, evaluate, summarize, write_output};
 pub use live::LiveScorer;
 pub use model::{Model, ModelError, RiskPolicy};
+pub use rules::{RuleSet, RulesError, RulesOptions, RulesOutput, evaluate_rules};
 pub use train::{LearnerChoice, Mitigation, Rows, TrainError, TrainOptions, Trained, train};
