@@ -11,6 +11,8 @@
 //! - [`train`]: the batch training job; [`eval`]: the evaluation job and the contract's
 //!   scoring rule; [`card`]: the model card.
 //! - [`live`]: the live scorer behind `serve` (implements `harbinger_core::RiskScorer`).
+//! - [`registry`]: named, immutable, versioned artifacts in a directory; `serve` loads a
+//!   registry entry's current version.
 //!
 //! Start with [`train::train`] and [`eval::evaluate`].
 
@@ -20,10 +22,12 @@ pub mod features;
 pub mod learn;
 pub mod live;
 pub mod model;
+pub mod registry;
 pub mod runner;
 pub mod train;
 
 pub use eval::{Alert, EvalOptions, EvalOutput, Summary, evaluate, summarize, write_output};
 pub use live::LiveScorer;
 pub use model::{Model, ModelError, RiskPolicy};
+pub use registry::{Registry, RegistryError};
 pub use train::{LearnerChoice, Mitigation, Rows, TrainError, TrainOptions, Trained, train};
