@@ -54,6 +54,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Run the online pipeline over a dataset on a virtual clock and score its alerts.
     Eval(EvalArgs),
+    /// The model registry: publish, list, show, promote, roll back and remove trained models.
+    Models(ModelsArgs),
     /// Numenta Anomaly Benchmark: run detectors and score them.
     #[command(subcommand)]
     Nab(NabCommand),
@@ -103,9 +105,16 @@ pub struct TrainArgs {
     /// Dataset directory with failures.csv.
     #[arg(long)]
     pub data: PathBuf,
-    /// Model directory to write (model.json and MODEL_CARD.md).
-    #[arg(long)]
-    pub out: PathBuf,
+    /// Model directory to write (model.json and MODEL_CARD.md); optional with --publish.
+    #[arg(long, required_unless_present = "publish")]
+    pub out: Option<PathBuf>,
+    /// Publish the trained model in the registry under this name (the first version of a
+    /// name becomes current; later ones wait for `harbinger models promote`).
+    #[arg(long, value_name = "NAME")]
+    pub publish: Option<String>,
+    /// Registry directory for --publish [default: the configured model.registry, models/registry].
+    #[arg(long, requires = "publish")]
+    pub registry: Option<PathBuf>,
     /// Failure horizon the model predicts, e.g. 6h or 3days.
     #[arg(long, default_value = "6h")]
     pub horizon: String,
@@ -135,7 +144,7 @@ pub struct EvalArgs {
     /// Dataset directory (failures.csv gives recall and precision).
     #[arg(long)]
     pub data: PathBuf,
-    /// Model directory [default: the configured model.dir, models/default].
+    /// Model directory or registry entry [default: the configured model.dir, models/default].
     #[arg(long, conflicts_with = "baseline")]
     pub model: Option<PathBuf>,
     /// Evaluate a baseline instead of a model: `prometheus-rules`, a hand-written
@@ -172,6 +181,64 @@ pub struct EvalArgs {
 pub enum Baseline {
     /// Prometheus-style alerting rules (`harbinger_model::rules`).
     PrometheusRules,
+}
+
+/// `models` flags.
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// Registry directory [default: the configured model.registry, models/registry].
+    #[arg(long, global = true)]
+    pub registry: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ModelsCommand,
+}
+
+/// `models` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Publish a model directory (as `train --out` writes it) under NAME, as the model's own
+    /// version; the first version of a name becomes current.
+    Publish {
+        /// Model name: ASCII letters, digits, '-', '_', '.'.
+        name: String,
+        /// Directory with model.json and MODEL_CARD.md.
+        artifact: PathBuf,
+    },
+    /// List the versions of one name or of every name, with their model card facts.
+    List {
+        /// Only this name.
+        name: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the model card of a version [default: the current one].
+    Show {
+        /// Model name.
+        name: String,
+        /// Version.
+        version: Option<String>,
+    },
+    /// Make VERSION the current version of NAME (reload `serve` to switch to it).
+    Promote {
+        /// Model name.
+        name: String,
+        /// Version.
+        version: String,
+    },
+    /// Go back to the version promoted before the current one.
+    Rollback {
+        /// Model name.
+        name: String,
+    },
+    /// Remove a version that is not current.
+    Rm {
+        /// Model name.
+        name: String,
+        /// Version.
+        version: String,
+    },
 }
 
 /// `serve` flags.
@@ -384,6 +451,25 @@ mod tests {
         assert!(with(&["--baseline", "prometheus-rules", "--rules", "r.toml"]).is_ok());
         let Command::Eval(a) = with(&["--model", "m"]).expect("model eval").command else { panic!("eval expected") };
         assert_eq!(a.baseline, None);
+    }
+
+    #[test]
+    fn models_and_train_publish_flags_parse() {
+        let cli = Cli::try_parse_from(["harbinger", "models", "promote", "failure", "v2", "--registry", "/r"]).expect("parses");
+        let Command::Models(a) = cli.command else { panic!("models expected") };
+        assert_eq!(a.registry.as_deref(), Some(std::path::Path::new("/r")), "--registry after the subcommand");
+        let ModelsCommand::Promote { name, version } = a.command else { panic!("promote expected") };
+        assert_eq!((name.as_str(), version.as_str()), ("failure", "v2"));
+        let cli = Cli::try_parse_from(["harbinger", "models", "list", "--json"]).expect("parses");
+        let Command::Models(ModelsArgs { registry: None, command: ModelsCommand::List { name: None, json: true } }) = cli.command else {
+            panic!("list --json expected")
+        };
+
+        let cli = Cli::try_parse_from(["harbinger", "train", "--data", "d", "--publish", "failure"]).expect("--out is optional with --publish");
+        let Command::Train(a) = cli.command else { panic!("train expected") };
+        assert_eq!((a.out, a.publish.as_deref()), (None, Some("failure")));
+        assert!(Cli::try_parse_from(["harbinger", "train", "--data", "d"]).is_err(), "--out or --publish is needed");
+        assert!(Cli::try_parse_from(["harbinger", "train", "--data", "d", "--out", "o", "--registry", "r"]).is_err(), "--registry needs --publish");
     }
 
     #[test]

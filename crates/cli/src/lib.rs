@@ -8,6 +8,7 @@
 //! - [`bench_grpc`]: `harbinger bench grpc`, gRPC throughput and latency figures.
 //! - [`ingest`]: `harbinger ingest`, a dataset directory into the store.
 //! - [`synth`]: `harbinger synth`, a synthetic fleet dataset.
+//! - [`models`]: `harbinger models`, the model registry.
 //! - [`bench`]: `harbinger bench ingest`, throughput figures for `BENCHMARKS.md`.
 //! - `harbinger nab run` calls `harbinger_detect::run_nab_dir`; `nab score` calls
 //!   `harbinger_nab::score_dirs`.
@@ -19,6 +20,7 @@ pub mod bench;
 pub mod bench_grpc;
 pub mod export;
 pub mod ingest;
+pub mod models;
 pub mod score;
 pub mod scorer;
 pub mod serve;
@@ -45,6 +47,13 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     }
     if let Some(l) = &cli.global.log_level {
         overrides.push(("log.level", l.clone()));
+    }
+    match &cli.command {
+        Command::Models(crate::args::ModelsArgs { registry: Some(r), .. })
+        | Command::Train(crate::args::TrainArgs { registry: Some(r), .. }) => {
+            overrides.push(("model.registry", r.display().to_string()));
+        }
+        _ => {}
     }
     if let Command::Serve(s) = &cli.command {
         if let Some(a) = &s.http_addr {
@@ -110,8 +119,9 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         Command::Serve(_) => runtime()?.block_on(serve::run(cfg, serve::shutdown_signal())),
         Command::Ingest(a) => runtime()?.block_on(ingest::run(&cfg, &a)),
         Command::Synth(a) => synth::run(&a),
-        Command::Train(a) => train::run_train(&a),
         Command::Eval(a) if a.baseline.is_some() => train::run_baseline(&a),
+        Command::Train(a) => train::run_train(&a, &cfg.model.registry),
+        Command::Models(a) => models::run(&a.command, &cfg.model.registry),
         Command::Eval(a) => {
             let dir = a.model.clone().unwrap_or_else(|| cfg.model.dir.clone());
             train::run_eval(&a, &dir)

@@ -81,7 +81,7 @@ fn duration_ms(what: &str, s: &str) -> anyhow::Result<i64> {
 ///
 /// # Errors
 /// Unreadable dataset, a dataset the model cannot be learned from, unwritable output.
-pub fn run_train(a: &TrainArgs) -> anyhow::Result<()> {
+pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let ds = load(&a.data)?;
     let name = ds
@@ -123,12 +123,25 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<()> {
     let trained = train(&ds, &opts, &progress)?;
     pb.finish_and_clear();
     let m = &trained.model;
-    m.save(&a.out).with_context(|| format!("writing the model to {}", a.out.display()))?;
+    // With --publish and no --out, the artifact is written to a scratch directory first:
+    // publishing reads an artifact directory, as it would one from elsewhere.
+    let scratch = match &a.out {
+        Some(_) => None,
+        None => Some(tempfile::tempdir().context("creating a scratch directory for the model")?),
+    };
+    let out = a.out.as_deref().or(scratch.as_ref().map(tempfile::TempDir::path)).unwrap_or(Path::new("."));
+    m.save(out).with_context(|| format!("writing the model to {}", out.display()))?;
     if let (Some(path), Some(rows)) = (&a.export_features, &trained.rows) {
         crate::export::write_rows(path, rows).with_context(|| format!("writing features to {}", path.display()))?;
     }
     let c = &m.card;
-    println!("model {} written to {}", m.version, a.out.display());
+    if let Some(o) = &a.out {
+        println!("model {} written to {}", m.version, o.display());
+    }
+    if let Some(name) = &a.publish {
+        let p = crate::models::publish(registry, name, out)?;
+        println!("model {} published as {name} in {}{}", m.version, registry.display(), if p.made_current { " (current)" } else { "" });
+    }
     println!("  learner      {} (held-back PR-AUC {})", m.learner.name(), c.learners.iter().map(|l| format!("{} {:.3}", l.learner, l.pr_auc)).collect::<Vec<_>>().join(", "));
     println!("  rows         train {} ({} failure rows), held back {} ({})", c.train_rows, c.train_positives, c.holdout_rows, c.holdout_positives);
     println!("  alerting     enter ≥ {:.3}, clear < {:.3}", m.policy.alert_threshold, m.policy.clear_threshold);
@@ -153,7 +166,7 @@ fn fmt(v: Option<&serde_json::Value>) -> String {
 /// # Errors
 /// Unreadable dataset or model, unwritable output.
 pub fn run_eval(a: &EvalArgs, model_dir: &Path) -> anyhow::Result<()> {
-    let model = Model::load(model_dir)?;
+    let model = Model::load_resolved(model_dir)?;
     let ds = load(&a.data)?;
     let opts = EvalOptions {
         tick_ms: duration_ms("tick", &a.tick)?,
@@ -239,7 +252,7 @@ pub fn run_baseline(a: &EvalArgs) -> anyhow::Result<()> {
 /// Unreadable model or dataset.
 pub fn bench_score(a: &BenchScoreArgs, model_dir: &Path) -> anyhow::Result<()> {
     use harbinger_core::{ManualClock, RiskScorer, SampleBatch};
-    let model = Model::load(model_dir)?;
+    let model = Model::load_resolved(model_dir)?;
     let version = model.version.clone();
     let ds = load(&a.data)?;
     let end = ds.metrics.iter().filter_map(|s| s.timestamps.last().copied()).max().unwrap_or(0);

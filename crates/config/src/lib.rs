@@ -119,8 +119,10 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Str
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
-    /// Directory of the failure model artifact `serve` loads.
+    /// Directory of the failure model artifact `serve` loads, or a registry entry.
     pub dir: Option<PathBuf>,
+    /// Root of the model registry (`harbinger models`, `train --publish`).
+    pub registry: Option<PathBuf>,
     /// Risk at or above which a host enters the alerting state ("model" = the model's own).
     pub alert_threshold: Option<f64>,
     /// Risk below which an alerting host leaves it ("model" = the model's own).
@@ -216,8 +218,11 @@ pub struct LogConfig {
 /// Checked model settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelConfig {
-    /// Directory of the model artifact.
+    /// Directory of the model artifact, or a registry entry `<registry>/<name>` whose
+    /// current version is loaded.
     pub dir: PathBuf,
+    /// Root of the model registry.
+    pub registry: PathBuf,
     /// Override of the model's alert threshold.
     pub alert_threshold: Option<f64>,
     /// Override of the model's clear threshold.
@@ -304,6 +309,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("HARBINGER_LOG_FORMAT", "log.format"),
     ("HARBINGER_LOG_LEVEL", "log.level"),
     ("HARBINGER_MODEL_DIR", "model.dir"),
+    ("HARBINGER_MODEL_REGISTRY", "model.registry"),
     ("HARBINGER_MODEL_ALERT_THRESHOLD", "model.alert_threshold"),
     ("HARBINGER_MODEL_CLEAR_THRESHOLD", "model.clear_threshold"),
     ("HARBINGER_GRPC_ADDR", "grpc.addr"),
@@ -532,6 +538,7 @@ impl Config {
             auth: AuthConfig { token },
             model: ModelConfig {
                 dir: raw.model.dir.unwrap_or_else(|| PathBuf::from("models/default")),
+                registry: raw.model.registry.unwrap_or_else(|| PathBuf::from("models/registry")),
                 alert_threshold,
                 clear_threshold,
             },
@@ -570,6 +577,23 @@ mod tests {
         assert_eq!(c.store.sync_interval, Duration::from_secs(1));
         assert_eq!(c.store.retention, Some(Duration::from_secs(30 * 86_400)));
         assert_eq!(c.log.format, LogFormat::Text);
+        assert_eq!((c.model.dir.as_path(), c.model.registry.as_path()), (Path::new("models/default"), Path::new("models/registry")));
+    }
+
+    #[test]
+    fn the_model_registry_is_set_by_file_env_and_flag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("h.toml");
+        std::fs::write(&f, "[model]\nregistry = \"/srv/models\"\ndir = \"/srv/models/failure\"\n").expect("write");
+        let c = Config::load(Some(&f), no_env, &[]).expect("valid");
+        assert_eq!((c.model.registry.as_path(), c.model.dir.as_path()), (Path::new("/srv/models"), Path::new("/srv/models/failure")));
+        let env = |k: &str| (k == "HARBINGER_MODEL_REGISTRY").then(|| "/from/env".to_string());
+        assert_eq!(Config::load(Some(&f), env, &[]).expect("valid").model.registry, PathBuf::from("/from/env"));
+        let c = Config::load(Some(&f), env, &[("model.registry", "/from/flag".into())]).expect("valid");
+        assert_eq!(c.model.registry, PathBuf::from("/from/flag"));
+        std::fs::write(&f, "[model]\nregistri = \"/x\"\n").expect("write");
+        let e = Config::load(Some(&f), no_env, &[]).expect_err("misspelt key");
+        assert!(e.to_string().contains("registri"), "{e}");
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //!   scoring rule; [`card`]: the model card.
 //! - [`live`]: the live scorer behind `serve` (implements `harbinger_core::RiskScorer`).
 //! - [`rules`]: the Prometheus-style alerting-rules baseline the model is compared with.
+//! - [`registry`]: named, immutable, versioned artifacts in a directory; `serve` loads a
+//!   registry entry's current version.
 //!
 //! Start with [`train::train`] and [`eval::evaluate`].
 
@@ -22,6 +24,7 @@ pub mod learn;
 pub mod live;
 pub mod model;
 pub mod rules;
+pub mod registry;
 pub mod runner;
 pub mod train;
 
@@ -29,4 +32,5 @@ pub use eval::{Alert, EvalOptions, EvalOutput, Summary, evaluate, summarize, wri
 pub use live::LiveScorer;
 pub use model::{Model, ModelError, RiskPolicy};
 pub use rules::{RuleSet, RulesError, RulesOptions, RulesOutput, evaluate_rules};
+pub use registry::{Registry, RegistryError};
 pub use train::{LearnerChoice, Mitigation, Rows, TrainError, TrainOptions, Trained, train};

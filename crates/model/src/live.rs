@@ -91,12 +91,13 @@ impl LiveScorer {
         }
     }
 
-    /// Loads the model in `dir` and builds a scorer over it.
+    /// Loads the model `dir` stands for (an artifact directory or a registry entry, see
+    /// [`Model::load_resolved`]) and builds a scorer over it; `reload` resolves `dir` again.
     ///
     /// # Errors
     /// The model cannot be loaded (message names the file).
     pub fn open(dir: &Path, clock: Arc<dyn Clock>, alert: Option<f64>, clear: Option<f64>) -> Result<Self, crate::ModelError> {
-        Ok(Self::new(Model::load(dir)?, dir, clock, alert, clear))
+        Ok(Self::new(Model::load_resolved(dir)?, dir, clock, alert, clear))
     }
 
     /// Sets the inventory: known hosts and the criticality of what runs on them.
@@ -303,7 +304,7 @@ impl RiskScorer for LiveScorer {
 
     fn reload(&self, dir: Option<&Path>) -> Result<ModelInfo, ScoreError> {
         let dir = dir.unwrap_or(&self.dir);
-        let new = Model::load(dir).map_err(|e| ScoreError::Model(e.to_string()))?;
+        let new = Model::load_resolved(dir).map_err(|e| ScoreError::Model(e.to_string()))?;
         let old = self.model_arc();
         let same_inputs = old.schema == new.schema;
         let new = Arc::new(new);

@@ -52,6 +52,9 @@ pub enum ModelError {
         /// Our version.
         ours: &'static str,
     },
+    /// The directory is a registry entry whose CURRENT version cannot be resolved.
+    #[error(transparent)]
+    Registry(Box<crate::registry::RegistryError>),
 }
 
 /// The fitted learner kept at training.
@@ -293,7 +296,24 @@ impl Model {
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
         let path = dir.join(MODEL_FILE);
         let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
-        let header: Header = serde_json::from_str(&text)
+        Self::parse(path, &text)
+    }
+
+    /// Loads the model `dir` stands for: a plain artifact directory (with `model.json`), or
+    /// a registry entry `<registry>/<name>` (with `CURRENT`), whose current version is
+    /// loaded. `serve`, `eval` and `bench score` load through this, so a promotion takes
+    /// effect at the next load or reload.
+    ///
+    /// # Errors
+    /// As [`Model::load`], or [`ModelError::Registry`] when `CURRENT` cannot be resolved.
+    pub fn load_resolved(dir: &Path) -> Result<Self, ModelError> {
+        let dir = crate::registry::artifact_dir(dir).map_err(|e| ModelError::Registry(Box::new(e)))?;
+        Self::load(&dir)
+    }
+
+    /// Parses and checks the text of `path` (a `model.json`).
+    pub(crate) fn parse(path: PathBuf, text: &str) -> Result<Self, ModelError> {
+        let header: Header = serde_json::from_str(text)
             .map_err(|e| ModelError::Corrupt { path: path.clone(), reason: e.to_string() })?;
         if header.format != FORMAT {
             return Err(ModelError::Corrupt {
@@ -310,7 +330,7 @@ impl Model {
             });
         }
         let m: Model =
-            serde_json::from_str(&text).map_err(|e| ModelError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+            serde_json::from_str(text).map_err(|e| ModelError::Corrupt { path: path.clone(), reason: e.to_string() })?;
         m.check().map_err(|reason| ModelError::Corrupt { path, reason })?;
         Ok(m)
     }

@@ -500,7 +500,7 @@ pub fn evaluate_rules(
     let scores = u64::try_from(ticks).unwrap_or(0) * hosts.len() as u64;
     let summary = summarize(&alerts, &ds.failures, hosts.len(), (start, end));
     Ok(RulesOutput {
-        eval: EvalOutput { alerts, summary, scores },
+        eval: EvalOutput { alerts, summary, scores, trace: Vec::new() },
         started_by: set.rules.into_iter().zip(counts).collect(),
         skipped,
     })
