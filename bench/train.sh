@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Failure-model benchmark, three sections of BENCHMARKS.md:
 #   train-quality  train on datasets/fleet-train (150 hosts, seed 1), evaluate on fleets
-#                  generated with other seeds (2 and 3), contract rule (summary.json)
+#                  generated with other seeds (2..5) next to the Prometheus-rules baseline
 #   train-speed    `harbinger train` on 1000 hosts x 7 days x 8 metrics at 1-minute steps
 #   train-sklearn  the same exported feature rows fitted by harbinger's learners and by
 #                  scikit-learn's HistGradientBoostingClassifier, in the same run
@@ -26,33 +26,50 @@ machine="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | x
 # --- quality ---------------------------------------------------------------------------
 "$bin" --log-level warn train --data datasets/fleet-train --out "$work/model" \
   --export-features "$work/features.parquet" | tee "$work/train.txt"
-for seed in 2 3; do
+seeds="2 3 4 5"
+for seed in $seeds; do
   [ -d "$work/eval$seed" ] || "$bin" synth --out "$work/eval$seed" --hosts 50 --days 7 --seed "$seed" >/dev/null
   "$bin" --log-level warn eval --data "$work/eval$seed" --model "$work/model" --out "$work/out$seed" >/dev/null
+  "$bin" --log-level warn eval --data "$work/eval$seed" --baseline prometheus-rules --out "$work/rules$seed" >/dev/null
 done
 {
   echo "### Failure forecasting quality"
   echo
   echo "Script: \`bench/train.sh\` — $date, $machine.  "
   echo "Model: \`harbinger train --data datasets/fleet-train\` (150 hosts x 7 days, synth seed 1; the default model's recipe).  "
-  echo "Eval: \`harbinger eval\` (1-minute virtual clock) on fleets from \`harbinger synth --hosts 50 --days 7 --seed S\`, scored by the contract rule.  "
+  echo "Eval: \`harbinger eval\` (1-minute virtual clock) on four fleets the model has not seen, \`harbinger synth --hosts 50 --days 7 --seed S\` for S = 2..5, scored by the contract rule; \"pooled\" adds up the four fleets' failures, alerts and host-days.  "
+  echo "Peer in the same run: the Prometheus-style rule set, \`harbinger eval --baseline prometheus-rules\` (see \`prometheus-rules.example.toml\`: static thresholds held 5 min, \`predict_linear\` on memory and disk).  "
   echo "Targets: recall of predictable (non-\`sudden\`) failures >= 0.9, precision >= 0.8, false alarms <= 0.02 per host-day, median lead >= 60 min."
   echo
-  python3 - "$work" <<'PY'
-import json, sys, pathlib
-w = pathlib.Path(sys.argv[1])
-print("| eval fleet | failures | recall (all) | recall (predictable) | precision | false alarms / host-day | lead median / p10 / p90 (min) |")
-print("|---|---|---|---|---|---|---|")
-for seed in (2, 3):
-    s = json.loads((w / f"out{seed}" / "summary.json").read_text())
-    f = lambda v: "n/a" if v is None else f"{v:.3f}"
-    print(f"| seed {seed} | {s['failures']} | {f(s['recall'])} | {f(s['recall_predictable'])} | {f(s['precision'])} | "
-          f"{s['false_alarms_per_host_day']:.4f} | {f(s['lead_time_median_min'])} / {f(s['lead_time_p10_min'])} / {f(s['lead_time_p90_min'])} |")
+  python3 - "$work" $seeds <<'PY'
+import json, sys, pathlib, statistics
+w = pathlib.Path(sys.argv[1]); seeds = sys.argv[2:]
+f = lambda v: "n/a" if v is None else f"{v:.3f}"
+print("| who | eval fleet | failures | recall (all) | recall (predictable) | precision | false alarms / host-day | lead median / p10 / p90 (min) |")
+print("|---|---|---|---|---|---|---|---|")
+for who, d in (("harbinger", "out"), ("rules", "rules")):
+    pooled = dict(pred=0, predictable=0, alerts=0, false=0, hd=0.0, failures=0, hit=0)
+    for seed in seeds:
+        s = json.loads((w / f"{d}{seed}" / "summary.json").read_text())
+        print(f"| {who} | seed {seed} | {s['failures']} | {f(s['recall'])} | {f(s['recall_predictable'])} | {f(s['precision'])} | "
+              f"{s['false_alarms_per_host_day']:.4f} | {f(s['lead_time_median_min'])} / {f(s['lead_time_p10_min'])} / {f(s['lead_time_p90_min'])} |")
+        for k, v in s["recall_by_kind"].items():
+            pooled["failures"] += v["failures"]; pooled["hit"] += v["predicted"]
+            if k != "sudden":
+                pooled["predictable"] += v["failures"]; pooled["pred"] += v["predicted"]
+        pooled["alerts"] += s["alerts"]; pooled["false"] += s["false_alarms"]; pooled["hd"] += s["host_days"]
+    p = pooled
+    prec = (p["alerts"] - p["false"]) / p["alerts"] if p["alerts"] else None
+    print(f"| **{who}** | **pooled** | {p['failures']} | {f(p['hit'] / p['failures'])} | **{f(p['pred'] / p['predictable'])}** | **{f(prec)}** | "
+          f"**{p['false'] / p['hd']:.4f}** | (per fleet above) |")
 print()
-for seed in (2, 3):
-    s = json.loads((w / f"out{seed}" / "summary.json").read_text())
-    kinds = ", ".join(f"{k} {v['predicted']}/{v['failures']}" for k, v in s["recall_by_kind"].items())
-    print(f"Seed {seed} recall by kind: {kinds}.  ")
+for who, d in (("harbinger", "out"), ("rules", "rules")):
+    kinds = {}
+    for seed in seeds:
+        s = json.loads((w / f"{d}{seed}" / "summary.json").read_text())
+        for k, v in s["recall_by_kind"].items():
+            a = kinds.setdefault(k, [0, 0]); a[0] += v["predicted"]; a[1] += v["failures"]
+    print(f"Pooled recall by kind, {who}: " + ", ".join(f"{k} {a}/{b}" for k, (a, b) in sorted(kinds.items())) + ".  ")
 PY
 } | tee "$work/quality.md"
 python3 scripts/update_benchmarks.py train-quality "$work/quality.md"

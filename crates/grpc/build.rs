@@ -2,7 +2,9 @@
 //! server code, and writes the file descriptor set that server reflection serves.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time: a build-script binary reused from another checkout must not point
+    // at that checkout's files.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     println!("cargo:rerun-if-changed={}", root.display());
     let files = ["common", "risk", "ingest", "admin"].map(|f| root.join(format!("harbinger/v1/{f}.proto")));
     let fds = protox::compile(&files, [&root])?;

@@ -22,11 +22,16 @@
 //!   (slope − one standard error), so a noisy trend does not raise it;
 //! - `anomaly`: the streaming detector's score, held with a 10 min half-life.
 //!
+//! The deviations (`z15`, `z1h`, `seas`, both slopes, `max1h`) are passed through
+//! `asinh`: sign and small values kept, extremes compressed.
+//!
 //! Per host: `host.z_max`, `host.anomaly_max`, `host.tte_inv_max`, `host.fleet_z_max`
 //! (how far the host deviates from its own baseline compared with the rest of the fleet
 //! at the same moment, a robust z over hosts, filled in by [`fleet_fill`]),
-//! `deploy.since_h`, `deploy.changes`, `deploy.bad_rate`, `deploy.in_progress`, `maint`
-//! and `coverage`.
+//! `deploy.since_h`, `deploy.changes`, `deploy.bad_rate`, `deploy.in_progress`, `maint`,
+//! `coverage`, and the metric-agnostic `host.z1h_up`, `host.slope1h_up`, `host.max1h_up`
+//! (the largest upward deviation, trend and peak over all metrics) and `host.deviating`
+//! (how many metrics are more than 3 SDs above their baseline over the last hour).
 //!
 //! Missing inputs are NaN here; the model imputes them and reports lower confidence.
 
@@ -55,7 +60,7 @@ const CAP_H: f64 = 72.0;
 pub const METRIC_FEATURES: [&str; 11] =
     ["level", "z15", "z1h", "seas", "slope1h", "slope6h", "vol", "max1h", "pos24", "tte_inv", "anomaly"];
 /// Host-level feature names, in order (after all per-metric blocks).
-pub const HOST_FEATURES: [&str; 10] = [
+pub const HOST_FEATURES: [&str; 14] = [
     "host.z_max",
     "host.anomaly_max",
     "host.tte_inv_max",
@@ -66,11 +71,19 @@ pub const HOST_FEATURES: [&str; 10] = [
     "deploy.in_progress",
     "maint",
     "coverage",
+    "host.z1h_up",
+    "host.slope1h_up",
+    "host.max1h_up",
+    "host.deviating",
 ];
 const Z1H: usize = 2;
 const TTE: usize = 9;
 const ANOM: usize = 10;
 const Z15: usize = 1;
+const SLOPE1H: usize = 4;
+const MAX1H: usize = 7;
+/// `z1h` (after asinh) above which a metric counts in `host.deviating`: 3 baseline SDs.
+const DEVIATING: f64 = 1.818_446_459_232_066_7;
 /// Index of `host.fleet_z_max` within the host block.
 const FLEET: usize = 3;
 /// Index of `coverage` within the host block.
@@ -406,6 +419,12 @@ impl MetricState {
                 out[6] = s1 / sd;
             }
             out[7] = (self.w1h.max() - bmean) / sd;
+            // Deviations in baseline SDs span orders of magnitude (a quiet metric's SD can be
+            // tiny): asinh keeps the sign and small values, and compresses the extremes so a
+            // linear model is not ruled by them.
+            for i in [1, 2, 3, 4, 5, 7] {
+                out[i] = out[i].asinh();
+            }
             if nm > 0 {
                 let below = means[..nm].iter().filter(|&&v| v < m15).count();
                 out[8] = below as f64 / nm as f64;
@@ -558,6 +577,7 @@ impl HostFeatures {
         let k = METRIC_FEATURES.len();
         let mut present = 0usize;
         let (mut zmax, mut amax, mut tmax) = (f64::NAN, f64::NAN, f64::NAN);
+        let (mut z1h_up, mut slope_up, mut max_up, mut deviating) = (f64::NAN, f64::NAN, f64::NAN, 0.0);
         for (i, (st, spec)) in self.metrics.iter_mut().zip(&schema.metrics).enumerate() {
             let block = &mut out[i * k..(i + 1) * k];
             if st.write(now, spec, block) && st.warm(now) {
@@ -566,6 +586,12 @@ impl HostFeatures {
             zmax = fmax(zmax, block[Z15].abs());
             amax = fmax(amax, block[ANOM]);
             tmax = fmax(tmax, block[TTE]);
+            z1h_up = fmax(z1h_up, block[Z1H]);
+            slope_up = fmax(slope_up, block[SLOPE1H]);
+            max_up = fmax(max_up, block[MAX1H]);
+            if block[Z1H] > DEVIATING {
+                deviating += 1.0;
+            }
         }
         let h = &mut out[schema.host_offset()..schema.len()];
         h[0] = zmax;
@@ -585,6 +611,10 @@ impl HostFeatures {
         h[8] = if self.maintenance { 1.0 } else { 0.0 };
         let cov = if schema.metrics.is_empty() { 0.0 } else { present as f64 / schema.metrics.len() as f64 };
         h[COVERAGE] = cov;
+        h[10] = z1h_up;
+        h[11] = slope_up;
+        h[12] = max_up;
+        h[13] = deviating;
         cov
     }
 }
@@ -692,9 +722,10 @@ mod tests {
         }
         let mut later = vec![0.0; s.len()];
         b.write(&s, now + 3 * HOUR, &mut later);
-        assert!(later[1] > 2.0, "the jump shows once it is in the past: z15 = {}", later[1]);
+        // z15 is asinh-compressed: sinh gives it back in baseline SDs.
+        assert!(later[1].sinh() > 2.0, "the jump shows once it is in the past: z15 = {}", later[1]);
         let lat_z15 = later[METRIC_FEATURES.len() + Z15];
-        assert!(lat_z15 > 2.0, "latency z15 = {lat_z15}");
+        assert!(lat_z15.sinh() > 2.0, "latency z15 = {lat_z15}");
     }
 
     #[test]

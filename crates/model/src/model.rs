@@ -117,7 +117,7 @@ impl Default for RiskPolicy {
             clear_after_ms: 30 * 60_000,
             enter_after_ms: 0,
             anomaly_weight: 0.1,
-            criticality_exponent: [1.0, 1.1, 1.25, 1.5],
+            criticality_exponent: [1.0, 1.05, 1.1, 1.2],
             min_confidence: 0.5,
         }
     }

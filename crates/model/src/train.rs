@@ -330,7 +330,10 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
             base.risk(calibration.apply(s), if a.is_finite() { a } else { 0.0 }, crits[h.host])
         })
         .collect();
-    let (policy, holdout_summary) = choose_threshold(&ho, &risks, &run.hosts, ds, (split, end), &base);
+    // Only thresholds every host can reach: the calibrated probability tops out at the
+    // highest isotonic level, and criticality must not be the only way above it.
+    let reachable = calibration.y.iter().copied().fold(0.0_f64, f64::max);
+    let (policy, holdout_summary) = choose_threshold(&ho, &risks, &run.hosts, ds, (split, end), &base, reachable);
 
     let importance: Vec<f64> = match &learner {
         Learner::RandomForest(f) => f.importance.clone(),
@@ -435,9 +438,13 @@ fn choose_threshold(
     ds: &Dataset,
     span: (TimestampMs, TimestampMs),
     base: &RiskPolicy,
+    reachable: f64,
 ) -> (RiskPolicy, Summary) {
     let mut best: Option<(f64, RiskPolicy, Summary)> = None;
-    let candidates = (0..=34).map(|i| 0.1 + 0.025 * f64::from(i)).flat_map(|a| ENTER_AFTER_MIN.iter().map(move |&m| (a, m)));
+    let candidates = (0..=34)
+        .map(|i| 0.1 + 0.025 * f64::from(i))
+        .filter(|&a| a <= reachable || a <= 0.1)
+        .flat_map(|a| ENTER_AFTER_MIN.iter().map(move |&m| (a, m)));
     for (a, enter_min) in candidates {
         let policy =
             RiskPolicy { alert_threshold: a, clear_threshold: a * 0.6, enter_after_ms: enter_min * 60_000, ..base.clone() };
