@@ -702,6 +702,40 @@ mod tests {
     }
 
     #[test]
+    fn host_features_follow_whichever_metric_rises() {
+        // The metric-agnostic host features read the same whichever metric deviates.
+        let s = schema();
+        let names = s.names();
+        let at = |n: &str| names.iter().position(|x| x == n).expect(n);
+        let now = 30 * HOUR;
+        let wobble = |t: i64| ((t / MIN) % 5) as f64;
+        let run = |mem_up: bool, lat_up: bool| {
+            let mut h = HostFeatures::new(&s);
+            feed(&mut h, 0, now, |t| {
+                let late = t > now - HOUR;
+                let mem = 0.4 + 0.002 * wobble(t) + if mem_up && late { 0.3 } else { 0.0 };
+                let lat = 20.0 + wobble(t) + if lat_up && late { 40.0 } else { 0.0 };
+                (mem, lat)
+            });
+            let mut row = vec![0.0; s.len()];
+            h.write(&s, now, &mut row);
+            row
+        };
+        let quiet = run(false, false);
+        let (mem, lat, both) = (run(true, false), run(false, true), run(true, true));
+        assert_eq!(quiet[at("host.deviating")], 0.0);
+        assert_eq!(mem[at("host.deviating")], 1.0);
+        assert_eq!(lat[at("host.deviating")], 1.0);
+        assert_eq!(both[at("host.deviating")], 2.0);
+        for row in [&mem, &lat] {
+            assert!(row[at("host.z1h_up")] > quiet[at("host.z1h_up")] + 1.0, "{row:?}");
+            assert!(row[at("host.max1h_up")] > quiet[at("host.max1h_up")] + 1.0);
+        }
+        assert_eq!(lat[at("host.z1h_up")], lat[at("net_latency_ms.z1h")]);
+        assert_eq!(mem[at("host.z1h_up")], mem[at("mem_util.z1h")]);
+    }
+
+    #[test]
     fn features_at_t_ignore_samples_after_t() {
         // No look-ahead: the vector at `now` is the same whatever comes after `now`.
         let s = schema();
