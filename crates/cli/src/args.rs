@@ -118,6 +118,10 @@ pub struct TrainArgs {
     /// Failure horizon the model predicts, e.g. 6h or 3days.
     #[arg(long, default_value = "6h")]
     pub horizon: String,
+    /// Also fit an imminence model for this shorter horizon (e.g. 2h) and stack it with the
+    /// main learner on the held-back rows (helps fast precursors; see the model card).
+    #[arg(long)]
+    pub short_horizon: Option<String>,
     /// Spacing of training rows.
     #[arg(long, default_value = "5m")]
     pub tick: String,

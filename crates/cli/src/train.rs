@@ -108,6 +108,7 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
         mitigations: mitigations(&a.data)?,
         trained_at_ms: i64::try_from(now).unwrap_or(0),
         keep_rows: a.export_features.is_some(),
+        short_horizon_ms: a.short_horizon.as_deref().map(|v| duration_ms("short-horizon", v)).transpose()?,
         ..TrainOptions::default()
     };
     let pb = bar("features");

@@ -233,6 +233,58 @@ pub struct CardFacts {
     pub top_features: Vec<(String, f64)>,
     /// Seconds: feature extraction, fitting, whole job.
     pub seconds: (f64, f64, f64),
+    /// The short-horizon companion's figures on held-back data, when there is one.
+    #[serde(default)]
+    pub imminence: Option<ImminenceFacts>,
+}
+
+/// Held-back figures of the imminence model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImminenceFacts {
+    /// Its horizon (ms).
+    pub horizon_ms: i64,
+    /// PR-AUC of the short-horizon logistic on its own labels.
+    pub pr_auc_short: f64,
+    /// PR-AUC of the stacked score on the main horizon's labels.
+    pub pr_auc_stacked: f64,
+}
+
+/// A logistic model of failure within a shorter horizon (default 2 h), stacked with the
+/// main learner: fast precursors (overheating, a bad deploy) fill only a small part of a
+/// 6 h label window, and a learner for the whole window gives them little weight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Imminence {
+    /// The shorter horizon (ms).
+    pub horizon_ms: i64,
+    /// Logistic model on the same features, for failure within `horizon_ms`.
+    pub learner: Logistic,
+    /// Its raw score to P(failure within `horizon_ms`).
+    pub calibration: Calibration,
+    /// Stacking: scaling of `[logit p_main, logit p_short]` and the logistic combining them.
+    pub stack_prep: Prep,
+    /// Stacking weights.
+    pub stack: Logistic,
+    /// Stacked score to P(failure within the model's horizon).
+    pub final_calibration: Calibration,
+}
+
+impl Imminence {
+    /// The combined probability from the main learner's and the short learner's
+    /// calibrated probabilities; also the stacking weights for contributions.
+    pub fn combine(&self, p_main: f64, p_short: f64) -> f64 {
+        let logit = |p: f64| {
+            let p = if p.is_finite() { p.clamp(1e-4, 1.0 - 1e-4) } else { 0.5 };
+            (p / (1.0 - p)).ln()
+        };
+        let z = [logit(p_main), logit(p_short)];
+        self.final_calibration.apply(self.stack.score(&self.stack_prep, &z, None)).clamp(0.0, 1.0)
+    }
+
+    /// Weights of the main and the short learner in the stack, per standardised unit.
+    fn weights(&self) -> (f64, f64) {
+        let w = |j: usize| self.stack.weights.get(j).copied().unwrap_or(0.0) / self.stack_prep.sd.get(j).copied().unwrap_or(1.0);
+        (w(0), w(1))
+    }
 }
 
 /// A trained failure model.
@@ -258,6 +310,10 @@ pub struct Model {
     pub learner: Learner,
     /// Raw score to probability.
     pub calibration: Calibration,
+    /// Companion for a shorter horizon, stacked with the main learner (absent in models
+    /// trained without one).
+    #[serde(default)]
+    pub imminence: Option<Imminence>,
     /// Risk and alerting.
     pub policy: RiskPolicy,
     /// Model card facts.
@@ -363,6 +419,19 @@ impl Model {
         if self.calibration.x.is_empty() || self.calibration.x.len() != self.calibration.y.len() {
             return Err("calibration table is empty or uneven".into());
         }
+        if let Some(im) = &self.imminence {
+            if im.learner.weights.len() != k {
+                return Err(format!("the short-horizon logistic has {} weights, the schema {k} features", im.learner.weights.len()));
+            }
+            if im.stack.weights.len() != 2 || im.stack_prep.mean.len() != 2 || im.stack_prep.sd.len() != 2 || im.stack_prep.fill.len() != 2 {
+                return Err("the stacking model does not have two inputs".into());
+            }
+            for (name, c) in [("short-horizon", &im.calibration), ("final", &im.final_calibration)] {
+                if c.x.is_empty() || c.x.len() != c.y.len() {
+                    return Err(format!("{name} calibration table is empty or uneven"));
+                }
+            }
+        }
         let p = &self.policy;
         if !(p.clear_threshold <= p.alert_threshold && p.alert_threshold > 0.0 && p.alert_threshold < 1.0) {
             return Err(format!("thresholds alert {} clear {} are not 0 < clear <= alert < 1", p.alert_threshold, p.clear_threshold));
@@ -400,7 +469,21 @@ impl Model {
         self.prep.impute(row);
         let mut contributions = want_contributions.then(|| vec![0.0; row.len()]);
         let raw = self.learner.raw(&self.prep, row, contributions.as_deref_mut());
-        let probability = self.calibration.apply(raw).clamp(0.0, 1.0);
+        let p_main = self.calibration.apply(raw).clamp(0.0, 1.0);
+        let probability = match &self.imminence {
+            None => p_main,
+            Some(im) => {
+                let mut short = contributions.as_ref().map(|c| vec![0.0; c.len()]);
+                let p_short = im.calibration.apply(im.learner.score(&self.prep, row, short.as_deref_mut()));
+                if let (Some(c), Some(cs)) = (contributions.as_mut(), short) {
+                    let (wm, ws) = im.weights();
+                    for (a, b) in c.iter_mut().zip(cs) {
+                        *a = wm * *a + ws * b;
+                    }
+                }
+                im.combine(p_main, p_short)
+            }
+        };
         Assessment { probability, anomaly, confidence, contributions }
     }
 }

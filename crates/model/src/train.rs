@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::eval::{Alert, Summary, summarize};
 use crate::learn::{Calibration, Forest, ForestParams, LearnError, Logistic, Prep, average_precision, log_loss};
-use crate::model::{AlertState, CardFacts, FORMAT, FORMAT_VERSION, HARBINGER_VERSION, Learner, LearnerFigures, Model, RiskPolicy};
+use crate::model::{
+    AlertState, CardFacts, FORMAT, FORMAT_VERSION, HARBINGER_VERSION, Imminence, ImminenceFacts, Learner, LearnerFigures, Model, RiskPolicy,
+};
 use crate::runner::{FleetRun, criticality, data_span, schema_of};
 
 /// A moment where harbinger (or an operator) acted on a host so that a failure, if one
@@ -74,6 +76,9 @@ pub struct TrainOptions {
     pub trained_at_ms: TimestampMs,
     /// Return the feature rows too (for exporting them to other tools).
     pub keep_rows: bool,
+    /// Shorter horizon of the stacked imminence model (`None`: none); must lie between
+    /// the tick and the horizon.
+    pub short_horizon_ms: Option<i64>,
 }
 
 /// Feature rows of a training run, for export.
@@ -116,6 +121,7 @@ impl Default for TrainOptions {
             mitigations: Vec::new(),
             trained_at_ms: 0,
             keep_rows: false,
+            short_horizon_ms: None,
         }
     }
 }
@@ -158,6 +164,7 @@ struct Holdout {
     host: usize,
     t: TimestampMs,
     y: bool,
+    y_short: bool,
 }
 
 /// Trains a model on `ds`.
@@ -173,6 +180,14 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
         return Err(TrainError::Options(format!(
             "holdout {} must be in [0.05, 0.8], tick {} ms positive and not above the horizon {} ms",
             opts.holdout_share, opts.tick_ms, opts.horizon_ms
+        )));
+    }
+    if let Some(h) = opts.short_horizon_ms
+        && !(opts.tick_ms <= h && h < opts.horizon_ms)
+    {
+        return Err(TrainError::Options(format!(
+            "short horizon {h} ms must be at least the tick {} ms and below the horizon {} ms",
+            opts.tick_ms, opts.horizon_ms
         )));
     }
     let (start, end) = data_span(ds).ok_or(TrainError::NoData)?;
@@ -202,10 +217,12 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
     for v in failures.iter_mut().chain(mitigations.iter_mut()) {
         v.sort_unstable();
     }
-    let within = |v: &[TimestampMs], t: TimestampMs| {
+    let within_h = |v: &[TimestampMs], t: TimestampMs, h: i64| {
         let i = v.partition_point(|&x| x <= t);
-        v.get(i).is_some_and(|&x| x - t <= opts.horizon_ms)
+        v.get(i).is_some_and(|&x| x - t <= h)
     };
+    let within = |v: &[TimestampMs], t: TimestampMs| within_h(v, t, opts.horizon_ms);
+    let short_h = opts.short_horizon_ms.unwrap_or(0);
 
     // Expected negatives in the training part, to pick the sampling rate.
     let train_ticks = ((split - opts.horizon_ms - start).max(0) / tick) as f64;
@@ -214,6 +231,7 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
 
     let mut xtr: Vec<f32> = Vec::new();
     let mut ytr: Vec<bool> = Vec::new();
+    let mut ytr_short: Vec<bool> = Vec::new();
     let mut xho: Vec<f32> = Vec::new();
     let mut ho: Vec<Holdout> = Vec::new();
     let mut censored = 0usize;
@@ -239,10 +257,11 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
                     if y || rng.random::<f64>() < keep_neg {
                         xtr.extend(row.iter().map(|&v| v as f32));
                         ytr.push(y);
+                        ytr_short.push(y && within_h(&failures[i], t, short_h));
                     }
                 } else if t >= split {
                     xho.extend(row.iter().map(|&v| v as f32));
-                    ho.push(Holdout { host: i, t, y });
+                    ho.push(Holdout { host: i, t, y, y_short: y && within_h(&failures[i], t, short_h) });
                 }
             }
         }
@@ -266,13 +285,20 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
     // Both learners at once: the logistic fit is single-threaded, the forest uses the pool.
     let want_lr = opts.learner != LearnerChoice::RandomForest;
     let want_rf = opts.learner != LearnerChoice::Logistic;
-    let (lr, rf) = rayon::join(
+    // The short-horizon model needs failure rows of its own on both sides of the split.
+    let with_short = opts.short_horizon_ms.is_some() && ytr_short.iter().any(|&y| y) && ho.iter().any(|h| h.y_short);
+    let ((lr, short), rf) = rayon::join(
         || {
-            want_lr.then(|| {
+            let lr = want_lr.then(|| {
                 let s = Instant::now();
                 let (xl, yl) = subsample(&xtr, &ytr, k, opts.max_logistic_rows, opts.seed);
                 Logistic::fit(&prep, &xl, &yl, k, opts.logistic_alpha).map(|l| (Learner::Logistic(l), s.elapsed().as_secs_f64()))
-            })
+            });
+            let short = with_short.then(|| {
+                let (xl, yl) = subsample(&xtr, &ytr_short, k, opts.max_logistic_rows, opts.seed ^ 0x2);
+                Logistic::fit(&prep, &xl, &yl, k, opts.logistic_alpha)
+            });
+            (lr, short)
         },
         || {
             want_rf.then(|| {
@@ -316,6 +342,49 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
     };
     let learner = candidates.swap_remove(best_i).0;
 
+    // Imminence: the short-horizon logistic, calibrated on its own labels, stacked with the
+    // kept learner on the held-back rows, the stack calibrated for the main horizon.
+    let main_probs: Vec<f64> = raw.iter().map(|&r| calibration.apply(r)).collect();
+    let (imminence, probs) = match short.transpose()? {
+        None => (None, main_probs),
+        Some(sl) => {
+            let y_short: Vec<bool> = ho.iter().map(|h| h.y_short).collect();
+            let raw_short: Vec<f64> = xho
+                .chunks(k)
+                .map(|r| {
+                    for (d, s) in row.iter_mut().zip(r) {
+                        *d = f64::from(*s);
+                    }
+                    prep.impute(&mut row);
+                    sl.score(&prep, &row, None)
+                })
+                .collect();
+            let cal_short = Calibration::fit(&raw_short, &y_short);
+            let logit = |p: f64| {
+                let p = p.clamp(1e-4, 1.0 - 1e-4);
+                ((p / (1.0 - p)).ln()) as f32
+            };
+            let z: Vec<f32> =
+                main_probs.iter().zip(&raw_short).flat_map(|(&pm, &rs)| [logit(pm), logit(cal_short.apply(rs))]).collect();
+            let stack_prep = Prep::fit(&z, 2);
+            let stack = Logistic::fit(&stack_prep, &z, &yho, 2, opts.logistic_alpha)?;
+            let stacked: Vec<f64> = z.chunks(2).map(|p| stack.score(&stack_prep, &[f64::from(p[0]), f64::from(p[1])], None)).collect();
+            let final_calibration = Calibration::fit(&stacked, &yho);
+            let ap_short = average_precision(&raw_short, &y_short);
+            let ap_stacked = average_precision(&stacked, &yho);
+            let probs = stacked.iter().map(|&v| final_calibration.apply(v)).collect();
+            let im = Imminence {
+                horizon_ms: short_h,
+                learner: sl,
+                calibration: cal_short,
+                stack_prep,
+                stack,
+                final_calibration,
+            };
+            (Some((im, ap_short, ap_stacked)), probs)
+        }
+    };
+
     // Risk per held-back row, then the threshold that scores best by the contract rule.
     let crit = criticality(ds);
     let crits: Vec<u8> = run.hosts.iter().map(|h| crit.get(h).copied().unwrap_or(0)).collect();
@@ -323,16 +392,17 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
     let anomaly_i = schema.anomaly_index();
     let risks: Vec<f64> = ho
         .iter()
-        .zip(&raw)
+        .zip(&probs)
         .zip(xho.chunks(k))
-        .map(|((h, &s), r)| {
+        .map(|((h, &p), r)| {
             let a = f64::from(r[anomaly_i]);
-            base.risk(calibration.apply(s), if a.is_finite() { a } else { 0.0 }, crits[h.host])
+            base.risk(p, if a.is_finite() { a } else { 0.0 }, crits[h.host])
         })
         .collect();
     // Only thresholds every host can reach: the calibrated probability tops out at the
     // highest isotonic level, and criticality must not be the only way above it.
-    let reachable = calibration.y.iter().copied().fold(0.0_f64, f64::max);
+    let top_cal = imminence.as_ref().map_or(&calibration, |(im, _, _)| &im.final_calibration);
+    let reachable = top_cal.y.iter().copied().fold(0.0_f64, f64::max);
     let (policy, holdout_summary) = choose_threshold(&ho, &risks, &run.hosts, ds, (split, end), &base, reachable);
 
     let importance: Vec<f64> = match &learner {
@@ -368,6 +438,11 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
         holdout_summary: serde_json::to_value(&holdout_summary).unwrap_or(serde_json::Value::Null),
         top_features: top,
         seconds: (t_features, t_fit, t0.elapsed().as_secs_f64()),
+        imminence: imminence.as_ref().map(|(im, short, stacked)| ImminenceFacts {
+            horizon_ms: im.horizon_ms,
+            pr_auc_short: *short,
+            pr_auc_stacked: *stacked,
+        }),
     };
     let mut model = Model {
         format: FORMAT.into(),
@@ -380,6 +455,7 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
         prep,
         learner,
         calibration,
+        imminence: imminence.map(|(im, _, _)| im),
         policy,
         card,
         names: std::sync::OnceLock::new(),
@@ -416,7 +492,7 @@ fn version_of(m: &Model) -> String {
     )
     .to_string()
     .replace(['-', ':'], "");
-    let body = serde_json::to_string(&(&m.learner, &m.calibration, &m.schema)).unwrap_or_default();
+    let body = serde_json::to_string(&(&m.learner, &m.calibration, &m.schema, &m.imminence)).unwrap_or_default();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in body.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);

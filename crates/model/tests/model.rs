@@ -33,6 +33,44 @@ fn model() -> &'static (Dataset, Model) {
 }
 
 #[test]
+fn an_imminence_model_is_stacked_saved_checked_and_explained() {
+    let (ds, plain) = model();
+    let o = TrainOptions { short_horizon_ms: Some(2 * 3_600_000), ..opts() };
+    let m = train(ds, &o, &|_, _| {}).expect("train").model;
+    let im = m.imminence.as_ref().expect("an imminence model");
+    assert_eq!(im.horizon_ms, 2 * 3_600_000);
+    assert_eq!(im.learner.weights.len(), m.schema.len());
+    assert!(m.card.imminence.is_some());
+    assert_ne!(m.version, plain.version, "the stack is part of the version");
+    let dir = tempfile::tempdir().expect("tempdir");
+    m.save(dir.path()).expect("save");
+    assert!(std::fs::read_to_string(dir.path().join("MODEL_CARD.md")).expect("card").contains("imminence model"));
+    let back = Model::load(dir.path()).expect("load");
+    assert_eq!(back.imminence.as_ref().map(|i| (i.horizon_ms, i.learner.weights.len())), Some((im.horizon_ms, m.schema.len())));
+    // Scores are probabilities (the same after the round trip, to JSON's last ulps), and
+    // the contributions exist for every feature.
+    let k = m.schema.len();
+    for seed in 0..10u32 {
+        let row: Vec<f64> = (0..k).map(|j| f64::from((seed * 17 + j as u32 * 5) % 11) / 5.0 - 1.0).collect();
+        let (mut r1, mut r2) = (row.clone(), row);
+        let (a, b) = (m.assess(&mut r1, true), back.assess(&mut r2, false));
+        assert!((0.0..=1.0).contains(&a.probability));
+        assert!((a.probability - b.probability).abs() < 1e-9);
+        assert_eq!(a.contributions.as_ref().map(Vec::len), Some(k));
+    }
+    // A short horizon not below the horizon is refused.
+    let bad = TrainOptions { short_horizon_ms: Some(o.horizon_ms), ..opts() };
+    assert!(matches!(train(ds, &bad, &|_, _| {}), Err(TrainError::Options(_))));
+    // A stack with the wrong width is refused on load, naming the file.
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("model.json")).expect("read")).expect("json");
+    v["imminence"]["stack"]["weights"] = serde_json::json!([1.0]);
+    std::fs::write(dir.path().join("model.json"), v.to_string()).expect("write");
+    let e = Model::load(dir.path()).expect_err("bad stack");
+    assert!(e.to_string().contains("model.json") && e.to_string().contains("two inputs"), "{e}");
+}
+
+#[test]
 fn train_refuses_a_dataset_without_failures() {
     let mut ds = fleet(5);
     ds.failures.clear();
