@@ -26,8 +26,8 @@ machine="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | x
 # --- quality ---------------------------------------------------------------------------
 "$bin" --log-level warn train --data datasets/fleet-train --out "$work/model" \
   --export-features "$work/features.parquet" | tee "$work/train.txt"
-# The same recipe with the stacked 2 h imminence model (opt-in), for comparison.
-"$bin" --log-level warn train --data datasets/fleet-train --out "$work/model-short" --short-horizon 2h > "$work/train-short.txt"
+# The same recipe without the stacked 2 h imminence model, for comparison.
+"$bin" --log-level warn train --data datasets/fleet-train --out "$work/model-short" --short-horizon none > "$work/train-short.txt"
 seeds="2 3 4 5"
 for seed in $seeds; do
   [ -d "$work/eval$seed" ] || "$bin" synth --out "$work/eval$seed" --hosts 50 --days 7 --seed "$seed" >/dev/null
@@ -41,7 +41,7 @@ done
   echo "Script: \`bench/train.sh\` — $date, $machine.  "
   echo "Model: \`harbinger train --data datasets/fleet-train\` (150 hosts x 7 days, synth seed 1; the default model's recipe).  "
   echo "Eval: \`harbinger eval\` (1-minute virtual clock) on four fleets the model has not seen, \`harbinger synth --hosts 50 --days 7 --seed S\` for S = 2..5, scored by the contract rule; \"pooled\" adds up the four fleets' failures, alerts and host-days.  "
-  echo "Also: the same recipe with \`--short-horizon 2h\` (a 2 h imminence logistic stacked with the main learner on the held-back rows; opt-in).  "
+  echo "Also: the same recipe with \`--short-horizon none\`, without the 2 h imminence logistic stacked with the main learner on the held-back rows (the default since it catches fast precursors).  "
   echo "Peer in the same run: the Prometheus-style rule set, \`harbinger eval --baseline prometheus-rules\` (see \`prometheus-rules.example.toml\`: static thresholds held 5 min, \`predict_linear\` on memory and disk).  "
   echo "Targets: recall of predictable (non-\`sudden\`) failures >= 0.9, precision >= 0.8, false alarms <= 0.02 per host-day, median lead >= 60 min."
   echo
@@ -51,7 +51,7 @@ w = pathlib.Path(sys.argv[1]); seeds = sys.argv[2:]
 f = lambda v: "n/a" if v is None else f"{v:.3f}"
 print("| who | eval fleet | failures | recall (all) | recall (predictable) | precision | false alarms / host-day | lead median / p10 / p90 (min) |")
 print("|---|---|---|---|---|---|---|---|")
-for who, d in (("harbinger", "out"), ("harbinger --short-horizon 2h", "outs"), ("rules", "rules")):
+for who, d in (("harbinger", "out"), ("harbinger --short-horizon none", "outs"), ("rules", "rules")):
     pooled = dict(pred=0, predictable=0, alerts=0, false=0, hd=0.0, failures=0, hit=0)
     for seed in seeds:
         s = json.loads((w / f"{d}{seed}" / "summary.json").read_text())
@@ -67,7 +67,7 @@ for who, d in (("harbinger", "out"), ("harbinger --short-horizon 2h", "outs"), (
     print(f"| **{who}** | **pooled** | {p['failures']} | {f(p['hit'] / p['failures'])} | **{f(p['pred'] / p['predictable'])}** | **{f(prec)}** | "
           f"**{p['false'] / p['hd']:.4f}** | (per fleet above) |")
 print()
-for who, d in (("harbinger", "out"), ("harbinger --short-horizon 2h", "outs"), ("rules", "rules")):
+for who, d in (("harbinger", "out"), ("harbinger --short-horizon none", "outs"), ("rules", "rules")):
     kinds = {}
     for seed in seeds:
         s = json.loads((w / f"{d}{seed}" / "summary.json").read_text())

@@ -118,8 +118,9 @@ pub struct TrainArgs {
     /// Failure horizon the model predicts, e.g. 6h or 3days.
     #[arg(long, default_value = "6h")]
     pub horizon: String,
-    /// Also fit an imminence model for this shorter horizon (e.g. 2h) and stack it with the
-    /// main learner on the held-back rows (helps fast precursors; see the model card).
+    /// Horizon of the imminence model stacked with the main learner on the held-back rows
+    /// (fast precursors such as overheating; see the model card), or `none` [default: 2h
+    /// when the horizon is longer].
     #[arg(long)]
     pub short_horizon: Option<String>,
     /// Spacing of training rows.

@@ -77,6 +77,9 @@ fn duration_ms(what: &str, s: &str) -> anyhow::Result<i64> {
     i64::try_from(d.as_millis()).with_context(|| format!("--{what} is too long"))
 }
 
+/// The imminence model's horizon when `--short-horizon` is not given.
+const DEFAULT_SHORT_HORIZON_MS: i64 = 2 * 3_600_000;
+
 /// `harbinger train`.
 ///
 /// # Errors
@@ -97,8 +100,9 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
         other => anyhow::bail!("--learner {other:?} is not one of auto, logistic, random-forest"),
     };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let horizon_ms = duration_ms("horizon", &a.horizon)?;
     let opts = TrainOptions {
-        horizon_ms: duration_ms("horizon", &a.horizon)?,
+        horizon_ms,
         tick_ms: duration_ms("tick", &a.tick)?,
         holdout_share: a.holdout,
         seed: a.seed,
@@ -108,7 +112,11 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
         mitigations: mitigations(&a.data)?,
         trained_at_ms: i64::try_from(now).unwrap_or(0),
         keep_rows: a.export_features.is_some(),
-        short_horizon_ms: a.short_horizon.as_deref().map(|v| duration_ms("short-horizon", v)).transpose()?,
+        short_horizon_ms: match a.short_horizon.as_deref() {
+            Some("none") => None,
+            Some(v) => Some(duration_ms("short-horizon", v)?),
+            None => Some(DEFAULT_SHORT_HORIZON_MS).filter(|&h| h < horizon_ms),
+        },
         ..TrainOptions::default()
     };
     let pb = bar("features");
