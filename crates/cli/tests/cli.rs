@@ -135,3 +135,19 @@ fn json_logs_are_json() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    // `harbinger check-config | head -0`: the reader is gone before the first write.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_harbinger"))
+        .arg("check-config")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run harbinger");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -316,19 +316,9 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
     progress("fit", 1.0);
 
     // Compare on held-back rows.
-    let mut row = vec![0.0; k];
     let mut figures: Vec<(usize, LearnerFigures, Vec<f64>, Calibration)> = Vec::new();
     for (ci, (l, secs)) in candidates.iter().enumerate() {
-        let raw: Vec<f64> = xho
-            .chunks(k)
-            .map(|r| {
-                for (d, s) in row.iter_mut().zip(r) {
-                    *d = f64::from(*s);
-                }
-                prep.impute(&mut row);
-                l.raw(&prep, &row, None)
-            })
-            .collect();
+        let raw = score_rows(&xho, &prep, |row| l.raw(&prep, row, None));
         let ap = average_precision(&raw, &yho);
         let cal = Calibration::fit(&raw, &yho);
         let probs: Vec<f64> = raw.iter().map(|&s| cal.apply(s)).collect();
@@ -349,16 +339,7 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
         None => (None, main_probs),
         Some(sl) => {
             let y_short: Vec<bool> = ho.iter().map(|h| h.y_short).collect();
-            let raw_short: Vec<f64> = xho
-                .chunks(k)
-                .map(|r| {
-                    for (d, s) in row.iter_mut().zip(r) {
-                        *d = f64::from(*s);
-                    }
-                    prep.impute(&mut row);
-                    sl.score(&prep, &row, None)
-                })
-                .collect();
+            let raw_short = score_rows(&xho, &prep, |row| sl.score(&prep, row, None));
             let cal_short = Calibration::fit(&raw_short, &y_short);
             let logit = |p: f64| {
                 let p = p.clamp(1e-4, 1.0 - 1e-4);
@@ -463,6 +444,21 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
     model.version = version_of(&model);
     let rows = opts.keep_rows.then_some(Rows { names, train_x: xtr, train_y: ytr, holdout_x: xho, holdout_y: yho });
     Ok(Trained { model, rows })
+}
+
+/// `score` of every row of row-major `x` (columns as in `prep`), each imputed first.
+fn score_rows(x: &[f32], prep: &Prep, score: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    let k = prep.fill.len().max(1);
+    let mut row = vec![0.0; k];
+    x.chunks(k)
+        .map(|r| {
+            for (d, s) in row.iter_mut().zip(r) {
+                *d = f64::from(*s);
+            }
+            prep.impute(&mut row);
+            score(&row)
+        })
+        .collect()
 }
 
 /// At most `cap` rows: every failure row up to half the cap, healthy rows sampled for the rest.
