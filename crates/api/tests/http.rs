@@ -63,7 +63,10 @@ impl Server {
     }
 }
 
-fn req(series: &[(&str, &str, &[(i64, f64)])]) -> Vec<u8> {
+/// (host, metric name, points) of one series in a request.
+type Series<'a> = (&'a str, &'a str, &'a [(i64, f64)]);
+
+fn req(series: &[Series<'_>]) -> Vec<u8> {
     encode(&prompb::WriteRequest {
         timeseries: series
             .iter()
