@@ -16,6 +16,7 @@ use harbinger_core::{HostId, TimestampMs};
 use harbinger_dataset::Dataset;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::eval::{Alert, Summary, summarize};
@@ -512,41 +513,50 @@ fn choose_threshold(
     base: &RiskPolicy,
     reachable: f64,
 ) -> (RiskPolicy, Summary) {
-    let mut best: Option<(f64, RiskPolicy, Summary)> = None;
-    let candidates = (0..=34)
+    let candidates: Vec<(f64, i64)> = (0..=34)
         .map(|i| 0.1 + 0.025 * f64::from(i))
         .filter(|&a| a <= reachable || a <= 0.1)
-        .flat_map(|a| ENTER_AFTER_MIN.iter().map(move |&m| (a, m)));
-    for (a, enter_min) in candidates {
-        let policy =
-            RiskPolicy { alert_threshold: a, clear_threshold: a * 0.6, enter_after_ms: enter_min * 60_000, ..base.clone() };
-        let mut states = vec![AlertState::default(); hosts.len()];
-        let mut last_t = vec![i64::MIN; hosts.len()];
-        let mut alerts = Vec::new();
-        for (h, &r) in ho.iter().zip(risks) {
-            // A gap in a host's rows (silent host) ends its alert, as in eval.
-            if h.t.saturating_sub(last_t[h.host]) > 2 * 60_000 * 5 {
-                states[h.host] = AlertState::default();
+        .flat_map(|a| ENTER_AFTER_MIN.iter().map(move |&m| (a, m)))
+        .collect();
+    // Every candidate replays the held-back rows on its own: in parallel, then the best
+    // key, the first candidate among equals (the same choice as a sequential scan).
+    let scored: Vec<(f64, RiskPolicy, Summary)> = candidates
+        .par_iter()
+        .map(|&(a, enter_min)| {
+            let policy =
+                RiskPolicy { alert_threshold: a, clear_threshold: a * 0.6, enter_after_ms: enter_min * 60_000, ..base.clone() };
+            let mut states = vec![AlertState::default(); hosts.len()];
+            let mut last_t = vec![i64::MIN; hosts.len()];
+            let mut alerts = Vec::new();
+            for (h, &r) in ho.iter().zip(risks) {
+                // A gap in a host's rows (silent host) ends its alert, as in eval.
+                if h.t.saturating_sub(last_t[h.host]) > 2 * 60_000 * 5 {
+                    states[h.host] = AlertState::default();
+                }
+                last_t[h.host] = h.t;
+                if states[h.host].step(h.t, r, 1.0, &policy) {
+                    alerts.push(Alert { host: hosts[h.host].clone(), timestamp: h.t, score: r });
+                }
             }
-            last_t[h.host] = h.t;
-            if states[h.host].step(h.t, r, 1.0, &policy) {
-                alerts.push(Alert { host: hosts[h.host].clone(), timestamp: h.t, score: r });
-            }
-        }
-        let s = summarize(&alerts, &ds.failures, hosts.len(), span);
-        let rec = s.recall_predictable.unwrap_or(0.0);
-        let prec = s.precision.unwrap_or(0.0);
-        // Most recall at the target precision; below it, F1 (ranked after every threshold
-        // that meets the target).
-        let key = if prec >= TARGET_PRECISION && s.false_alarms_per_host_day <= TARGET_FALSE_ALARMS {
-            1.0 + rec
-        } else if rec + prec > 0.0 {
-            2.0 * rec * prec / (rec + prec)
-        } else {
-            0.0
-        };
-        if best.as_ref().is_none_or(|b| key > b.0) {
-            best = Some((key, policy, s));
+            let s = summarize(&alerts, &ds.failures, hosts.len(), span);
+            let rec = s.recall_predictable.unwrap_or(0.0);
+            let prec = s.precision.unwrap_or(0.0);
+            // Most recall at the target precision; below it, F1 (ranked after every
+            // threshold that meets the target).
+            let key = if prec >= TARGET_PRECISION && s.false_alarms_per_host_day <= TARGET_FALSE_ALARMS {
+                1.0 + rec
+            } else if rec + prec > 0.0 {
+                2.0 * rec * prec / (rec + prec)
+            } else {
+                0.0
+            };
+            (key, policy, s)
+        })
+        .collect();
+    let mut best: Option<(f64, RiskPolicy, Summary)> = None;
+    for c in scored {
+        if best.as_ref().is_none_or(|b| c.0 > b.0) {
+            best = Some(c);
         }
     }
     match best {
