@@ -6,14 +6,8 @@
 # Usage: bench/rules.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/harbinger-target}"
 
-cargo build --release --workspace
-bin="$CARGO_TARGET_DIR/release/harbinger"
-work="${BENCH_WORK:-$(mktemp -d)}"
-mkdir -p "$work"
-date="$(date -u +%Y-%m-%d)"
-machine="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+. bench/common.sh
 
 for seed in 2 3; do
   [ -d "$work/eval$seed" ] || "$bin" synth --out "$work/eval$seed" --hosts 50 --days 7 --seed "$seed" >/dev/null

@@ -16,12 +16,7 @@ BENCH_PY_IMPORTS="numpy, pandas, pyarrow, sklearn"
 BENCH_PY_PACKAGES="numpy pandas pyarrow scikit-learn"
 . bench/venv.sh
 
-cargo build --release --workspace
-bin="$CARGO_TARGET_DIR/release/harbinger"
-work="${BENCH_WORK:-$(mktemp -d)}"
-mkdir -p "$work"
-date="$(date -u +%Y-%m-%d)"
-machine="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+. bench/common.sh
 
 # --- quality ---------------------------------------------------------------------------
 "$bin" --log-level warn train --data datasets/fleet-train --out "$work/model" \

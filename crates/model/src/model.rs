@@ -272,12 +272,14 @@ impl Imminence {
     /// The combined probability from the main learner's and the short learner's
     /// calibrated probabilities; also the stacking weights for contributions.
     pub fn combine(&self, p_main: f64, p_short: f64) -> f64 {
-        let logit = |p: f64| {
-            let p = if p.is_finite() { p.clamp(1e-4, 1.0 - 1e-4) } else { 0.5 };
-            (p / (1.0 - p)).ln()
-        };
-        let z = [logit(p_main), logit(p_short)];
+        let z = [Self::logit(p_main), Self::logit(p_short)];
         self.final_calibration.apply(self.stack.score(&self.stack_prep, &z, None)).clamp(0.0, 1.0)
+    }
+
+    /// A stacking input: the log-odds of a calibrated probability, kept off ±∞.
+    pub fn logit(p: f64) -> f64 {
+        let p = if p.is_finite() { p.clamp(1e-4, 1.0 - 1e-4) } else { 0.5 };
+        (p / (1.0 - p)).ln()
     }
 
     /// Weights of the main and the short learner in the stack, per standardised unit.

@@ -342,10 +342,7 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
             let y_short: Vec<bool> = ho.iter().map(|h| h.y_short).collect();
             let raw_short = score_rows(&xho, &prep, |row| sl.score(&prep, row, None));
             let cal_short = Calibration::fit(&raw_short, &y_short);
-            let logit = |p: f64| {
-                let p = p.clamp(1e-4, 1.0 - 1e-4);
-                ((p / (1.0 - p)).ln()) as f32
-            };
+            let logit = |p: f64| Imminence::logit(p) as f32;
             let z: Vec<f32> =
                 main_probs.iter().zip(&raw_short).flat_map(|(&pm, &rs)| [logit(pm), logit(cal_short.apply(rs))]).collect();
             let stack_prep = Prep::fit(&z, 2);
