@@ -123,13 +123,17 @@ pub struct TrainArgs {
     /// when the horizon is longer].
     #[arg(long)]
     pub short_horizon: Option<String>,
+    /// Learner of the imminence model: logistic or boosted-trees.
+    #[arg(long, default_value = "logistic")]
+    pub short_learner: String,
     /// Spacing of training rows.
     #[arg(long, default_value = "5m")]
     pub tick: String,
     /// Share of the time span held back for choosing, calibrating and checking.
     #[arg(long, default_value_t = 0.3)]
     pub holdout: f64,
-    /// auto (fit both, keep the better), logistic or random-forest.
+    /// auto (logistic and forest: the better on held-back PR-AUC leads, the other joins
+    /// the stack), logistic, random-forest, boosted-trees, or all (the three).
     #[arg(long, default_value = "auto")]
     pub learner: String,
     /// Trees in the forest.

@@ -97,7 +97,14 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
         "auto" => LearnerChoice::Auto,
         "logistic" => LearnerChoice::Logistic,
         "random-forest" | "random_forest" | "forest" => LearnerChoice::RandomForest,
-        other => anyhow::bail!("--learner {other:?} is not one of auto, logistic, random-forest"),
+        "boosted-trees" | "boosted_trees" | "boosted" => LearnerChoice::BoostedTrees,
+        "all" => LearnerChoice::All,
+        other => anyhow::bail!("--learner {other:?} is not one of auto, logistic, random-forest, boosted-trees, all"),
+    };
+    let short_learner = match a.short_learner.as_str() {
+        "logistic" => LearnerChoice::Logistic,
+        "boosted-trees" | "boosted_trees" | "boosted" => LearnerChoice::BoostedTrees,
+        other => anyhow::bail!("--short-learner {other:?} is not one of logistic, boosted-trees"),
     };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     let horizon_ms = duration_ms("horizon", &a.horizon)?;
@@ -108,6 +115,7 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
         seed: a.seed,
         forest: ForestParams { trees: a.trees, ..ForestParams::default() },
         learner,
+        short_learner,
         dataset_name: name,
         mitigations: mitigations(&a.data)?,
         trained_at_ms: i64::try_from(now).unwrap_or(0),

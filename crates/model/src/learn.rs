@@ -162,7 +162,7 @@ pub struct Tree {
 }
 
 impl Tree {
-    fn leaf(&self, row: &[f64]) -> f64 {
+    pub(crate) fn leaf(&self, row: &[f64]) -> f64 {
         let mut i = 0usize;
         loop {
             let n = &self.nodes[i];
@@ -173,7 +173,7 @@ impl Tree {
         }
     }
 
-    fn contributions(&self, row: &[f64], c: &mut [f64]) -> f64 {
+    pub(crate) fn contributions(&self, row: &[f64], c: &mut [f64]) -> f64 {
         let mut i = 0usize;
         loop {
             let n = &self.nodes[i];

@@ -6,7 +6,7 @@
 //!   live), and the fleet signal.
 //! - [`runner`]: drives every host of a dataset on a virtual clock.
 //! - [`learn`]: the logistic model and the forest (fitted with linfa), isotonic
-//!   calibration, PR-AUC.
+//!   calibration, PR-AUC; [`boost`]: histogram gradient-boosted trees.
 //! - [`model`]: the artifact (`model.json`), risk policy and hysteresis.
 //! - [`train`]: the batch training job; [`eval`]: the evaluation job and the contract's
 //!   scoring rule; [`card`]: the model card.
@@ -17,6 +17,7 @@
 //!
 //! Start with [`train::train`] and [`eval::evaluate`].
 
+pub mod boost;
 pub mod card;
 pub mod eval;
 pub mod features;

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::features::FeatureSchema;
-use crate::learn::{Calibration, Forest, Logistic, Prep};
+use crate::boost::Boosted;
+use crate::learn::{Calibration, Forest, Logistic, Prep, Tree};
 
 /// Name of the artifact file inside a model directory.
 pub const MODEL_FILE: &str = "model.json";
@@ -15,7 +16,7 @@ pub const CARD_FILE: &str = "MODEL_CARD.md";
 /// Identifies the file type.
 pub const FORMAT: &str = "harbinger-failure-model";
 /// Bumped whenever the artifact layout or feature semantics change.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// This harbinger's version.
 pub const HARBINGER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -65,6 +66,8 @@ pub enum Learner {
     Logistic(Logistic),
     /// Forest of decision trees.
     RandomForest(Forest),
+    /// Gradient-boosted trees.
+    BoostedTrees(Boosted),
 }
 
 impl Learner {
@@ -73,6 +76,7 @@ impl Learner {
         match self {
             Learner::Logistic(_) => "logistic",
             Learner::RandomForest(_) => "random_forest",
+            Learner::BoostedTrees(_) => "boosted_trees",
         }
     }
 
@@ -81,6 +85,20 @@ impl Learner {
         match self {
             Learner::Logistic(m) => m.score(prep, row, contrib),
             Learner::RandomForest(f) => f.score(row, contrib),
+            Learner::BoostedTrees(b) => b.score(row, contrib),
+        }
+    }
+
+    /// Shape checks against a schema of `k` features (for loading untrusted files).
+    fn check(&self, k: usize) -> Result<(), String> {
+        match self {
+            Learner::Logistic(l) if l.weights.len() != k => Err(format!("logistic has {} weights, the schema {k} features", l.weights.len())),
+            Learner::Logistic(_) => Ok(()),
+            Learner::RandomForest(f) => check_trees(&f.trees, k),
+            Learner::BoostedTrees(b) if b.trees.is_empty() || !b.base.is_finite() => {
+                Err("boosted model has no trees or a non-finite base".into())
+            }
+            Learner::BoostedTrees(b) => check_trees(&b.trees, k),
         }
     }
 }
@@ -238,42 +256,66 @@ pub struct CardFacts {
     pub imminence: Option<ImminenceFacts>,
 }
 
+fn logistic_name() -> String {
+    "logistic".into()
+}
+
 /// Held-back figures of the imminence model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImminenceFacts {
     /// Its horizon (ms).
     pub horizon_ms: i64,
-    /// PR-AUC of the short-horizon logistic on its own labels.
+    /// Its learner (`logistic` or `boosted_trees`).
+    #[serde(default = "logistic_name")]
+    pub learner: String,
+    /// PR-AUC of the short-horizon learner on its own labels.
     pub pr_auc_short: f64,
     /// PR-AUC of the stacked score on the main horizon's labels.
     pub pr_auc_stacked: f64,
 }
 
-/// A logistic model of failure within a shorter horizon (default 2 h), stacked with the
-/// main learner: fast precursors (overheating, a bad deploy) fill only a small part of a
-/// 6 h label window, and a learner for the whole window gives them little weight.
+/// A further learner for the model's own horizon, stacked with the main one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Companion {
+    /// The learner.
+    pub learner: Learner,
+    /// Its raw score to P(failure within the model's horizon).
+    pub calibration: Calibration,
+}
+
+/// The stack: a model of failure within a shorter horizon (default 2 h) and any further
+/// learners for the main horizon, combined with the main learner by a logistic model
+/// fitted on the held-back rows. Fast precursors (overheating, a bad deploy) fill only a
+/// small part of a 6 h label window, and a learner for the whole window gives them little
+/// weight; learners of different kinds err on different hosts.
+///
+/// The stacking logistic is fitted on held-back outcomes, so its output is the
+/// probability itself: no isotonic step after it, which would pool the highest scores
+/// into one level and leave the alert threshold nothing to choose between there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Imminence {
     /// The shorter horizon (ms).
     pub horizon_ms: i64,
-    /// Logistic model on the same features, for failure within `horizon_ms`.
-    pub learner: Logistic,
+    /// Learner on the same features, for failure within `horizon_ms`.
+    pub learner: Learner,
     /// Its raw score to P(failure within `horizon_ms`).
     pub calibration: Calibration,
-    /// Stacking: scaling of `[logit p_main, logit p_short]` and the logistic combining them.
+    /// Further learners for the main horizon.
+    #[serde(default)]
+    pub companions: Vec<Companion>,
+    /// Scaling of the stack's inputs, the log-odds of the calibrated probabilities in the
+    /// order `[main, companions…, short]`.
     pub stack_prep: Prep,
-    /// Stacking weights.
+    /// Stacking weights, same order.
     pub stack: Logistic,
-    /// Stacked score to P(failure within the model's horizon).
-    pub final_calibration: Calibration,
 }
 
 impl Imminence {
-    /// The combined probability from the main learner's and the short learner's
-    /// calibrated probabilities; also the stacking weights for contributions.
-    pub fn combine(&self, p_main: f64, p_short: f64) -> f64 {
-        let z = [Self::logit(p_main), Self::logit(p_short)];
-        self.final_calibration.apply(self.stack.score(&self.stack_prep, &z, None)).clamp(0.0, 1.0)
+    /// The combined probability from the members' calibrated probabilities, in stack
+    /// order.
+    pub fn combine(&self, probs: &[f64]) -> f64 {
+        let z: Vec<f64> = probs.iter().map(|&p| Self::logit(p)).collect();
+        self.stack.score(&self.stack_prep, &z, None).clamp(0.0, 1.0)
     }
 
     /// A stacking input: the log-odds of a calibrated probability, kept off ±∞.
@@ -282,10 +324,14 @@ impl Imminence {
         (p / (1.0 - p)).ln()
     }
 
-    /// Weights of the main and the short learner in the stack, per standardised unit.
-    fn weights(&self) -> (f64, f64) {
-        let w = |j: usize| self.stack.weights.get(j).copied().unwrap_or(0.0) / self.stack_prep.sd.get(j).copied().unwrap_or(1.0);
-        (w(0), w(1))
+    /// Width of the stack: the main learner, the companions and the short learner.
+    pub fn width(&self) -> usize {
+        self.companions.len() + 2
+    }
+
+    /// Weight of stack input `j` per standardised unit (for contributions).
+    fn weight(&self, j: usize) -> f64 {
+        self.stack.weights.get(j).copied().unwrap_or(0.0) / self.stack_prep.sd.get(j).copied().unwrap_or(1.0)
     }
 }
 
@@ -398,37 +444,21 @@ impl Model {
         if self.prep.fill.len() != k || self.prep.mean.len() != k || self.prep.sd.len() != k {
             return Err(format!("imputation has {} columns, the schema {k}", self.prep.fill.len()));
         }
-        match &self.learner {
-            Learner::Logistic(l) if l.weights.len() != k => {
-                return Err(format!("logistic has {} weights, the schema {k} features", l.weights.len()));
-            }
-            Learner::RandomForest(f) => {
-                for (ti, t) in f.trees.iter().enumerate() {
-                    let n = t.nodes.len();
-                    if n == 0 {
-                        return Err(format!("tree {ti} is empty"));
-                    }
-                    for (i, nd) in t.nodes.iter().enumerate() {
-                        let leaf = nd.f == u32::MAX;
-                        if !leaf && ((nd.f as usize) >= k || nd.l as usize >= n || nd.r as usize >= n || nd.l as usize <= i || nd.r as usize <= i) {
-                            return Err(format!("tree {ti} node {i} points outside the tree or the features"));
-                        }
-                    }
-                }
-            }
-            Learner::Logistic(_) => {}
-        }
+        self.learner.check(k)?;
         if self.calibration.x.is_empty() || self.calibration.x.len() != self.calibration.y.len() {
             return Err("calibration table is empty or uneven".into());
         }
         if let Some(im) = &self.imminence {
-            if im.learner.weights.len() != k {
-                return Err(format!("the short-horizon logistic has {} weights, the schema {k} features", im.learner.weights.len()));
+            im.learner.check(k).map_err(|e| format!("short-horizon model: {e}"))?;
+            let w = im.width();
+            if im.stack.weights.len() != w || im.stack_prep.mean.len() != w || im.stack_prep.sd.len() != w || im.stack_prep.fill.len() != w {
+                return Err(format!("the stacking model does not have {w} inputs (main, {} companions, short)", im.companions.len()));
             }
-            if im.stack.weights.len() != 2 || im.stack_prep.mean.len() != 2 || im.stack_prep.sd.len() != 2 || im.stack_prep.fill.len() != 2 {
-                return Err("the stacking model does not have two inputs".into());
+            for (i, c) in im.companions.iter().enumerate() {
+                c.learner.check(k).map_err(|e| format!("companion {i}: {e}"))?;
             }
-            for (name, c) in [("short-horizon", &im.calibration), ("final", &im.final_calibration)] {
+            let tables = std::iter::once(("short-horizon", &im.calibration)).chain(im.companions.iter().map(|c| ("companion", &c.calibration)));
+            for (name, c) in tables {
                 if c.x.is_empty() || c.x.len() != c.y.len() {
                     return Err(format!("{name} calibration table is empty or uneven"));
                 }
@@ -475,19 +505,49 @@ impl Model {
         let probability = match &self.imminence {
             None => p_main,
             Some(im) => {
-                let mut short = contributions.as_ref().map(|c| vec![0.0; c.len()]);
-                let p_short = im.calibration.apply(im.learner.score(&self.prep, row, short.as_deref_mut()));
-                if let (Some(c), Some(cs)) = (contributions.as_mut(), short) {
-                    let (wm, ws) = im.weights();
-                    for (a, b) in c.iter_mut().zip(cs) {
-                        *a = wm * *a + ws * b;
+                let mut probs = Vec::with_capacity(im.width());
+                probs.push(p_main);
+                let mut part = contributions.as_ref().map(|c| vec![0.0; c.len()]);
+                if let Some(c) = contributions.as_mut() {
+                    let w = im.weight(0);
+                    c.iter_mut().for_each(|v| *v *= w);
+                }
+                let members = im.companions.iter().map(|c| (&c.learner, &c.calibration)).chain([(&im.learner, &im.calibration)]);
+                for (j, (l, cal)) in members.enumerate() {
+                    probs.push(cal.apply(l.raw(&self.prep, row, part.as_deref_mut())));
+                    if let (Some(c), Some(p)) = (contributions.as_mut(), part.as_ref()) {
+                        let w = im.weight(j + 1);
+                        for (a, b) in c.iter_mut().zip(p) {
+                            *a += w * b;
+                        }
                     }
                 }
-                im.combine(p_main, p_short)
+                im.combine(&probs)
             }
         };
         Assessment { probability, anomaly, confidence, contributions }
     }
+}
+
+/// Every tree non-empty, every split on a known feature with children after it, every
+/// value finite.
+fn check_trees(trees: &[Tree], k: usize) -> Result<(), String> {
+    for (ti, t) in trees.iter().enumerate() {
+        let n = t.nodes.len();
+        if n == 0 {
+            return Err(format!("tree {ti} is empty"));
+        }
+        for (i, nd) in t.nodes.iter().enumerate() {
+            let leaf = nd.f == u32::MAX;
+            if !leaf && ((nd.f as usize) >= k || nd.l as usize >= n || nd.r as usize >= n || nd.l as usize <= i || nd.r as usize <= i) {
+                return Err(format!("tree {ti} node {i} points outside the tree or the features"));
+            }
+            if !nd.v.is_finite() || !nd.t.is_finite() {
+                return Err(format!("tree {ti} node {i} holds a non-finite value"));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

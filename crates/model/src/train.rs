@@ -19,10 +19,11 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::boost::{BoostParams, Boosted};
 use crate::eval::{Alert, Summary, summarize};
 use crate::learn::{Calibration, Forest, ForestParams, LearnError, Logistic, Prep, average_precision, log_loss};
 use crate::model::{
-    AlertState, CardFacts, FORMAT, FORMAT_VERSION, HARBINGER_VERSION, Imminence, ImminenceFacts, Learner, LearnerFigures, Model, RiskPolicy,
+    AlertState, CardFacts, Companion, FORMAT, FORMAT_VERSION, HARBINGER_VERSION, Imminence, ImminenceFacts, Learner, LearnerFigures, Model, RiskPolicy,
 };
 use crate::runner::{FleetRun, criticality, data_span, schema_of};
 
@@ -39,13 +40,18 @@ pub struct Mitigation {
 /// Which learner to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LearnerChoice {
-    /// Fit both, keep the one with the higher held-back PR-AUC.
+    /// Fit the logistic model and the forest; the one with the higher held-back PR-AUC
+    /// leads, the other joins the stack (when there is one).
     #[default]
     Auto,
     /// Logistic regression only.
     Logistic,
     /// Forest only.
     RandomForest,
+    /// Boosted trees only.
+    BoostedTrees,
+    /// All three, the best kept.
+    All,
 }
 
 /// Training settings.
@@ -63,6 +69,10 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Forest settings.
     pub forest: ForestParams,
+    /// Boosting settings.
+    pub boost: BoostParams,
+    /// Learner of the imminence model: `Logistic` or `BoostedTrees`.
+    pub short_learner: LearnerChoice,
     /// L2 penalty of the logistic model.
     pub logistic_alpha: f64,
     /// Most rows the logistic model is fitted on (failure rows first, then healthy ones sampled).
@@ -115,6 +125,8 @@ impl Default for TrainOptions {
             max_train_negatives: 120_000,
             seed: 1,
             forest: ForestParams::default(),
+            boost: BoostParams::default(),
+            short_learner: LearnerChoice::Logistic,
             logistic_alpha: 1.0,
             max_logistic_rows: 30_000,
             learner: LearnerChoice::Auto,
@@ -283,82 +295,100 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
     progress("fit", 0.0);
     let t1 = Instant::now();
     let prep = Prep::fit(&xtr, k);
-    // Both learners at once: the logistic fit is single-threaded, the forest uses the pool.
-    let want_lr = opts.learner != LearnerChoice::RandomForest;
-    let want_rf = opts.learner != LearnerChoice::Logistic;
+    // The learners at once: each logistic fit is single-threaded, the trees use the pool.
+    use LearnerChoice as C;
+    let want_lr = matches!(opts.learner, C::Auto | C::Logistic | C::All);
+    let want_rf = matches!(opts.learner, C::Auto | C::RandomForest | C::All);
+    let want_bt = matches!(opts.learner, C::BoostedTrees | C::All);
     // The short-horizon model needs failure rows of its own on both sides of the split.
     let with_short = opts.short_horizon_ms.is_some() && ytr_short.iter().any(|&y| y) && ho.iter().any(|h| h.y_short);
-    let ((lr, short), rf) = rayon::join(
+    let timed = |f: &dyn Fn() -> Result<Learner, LearnError>| {
+        let s = Instant::now();
+        f().map(|l| (l, s.elapsed().as_secs_f64()))
+    };
+    let ((lr, short), (rf, bt)) = rayon::join(
         || {
             let lr = want_lr.then(|| {
-                let s = Instant::now();
-                let (xl, yl) = subsample(&xtr, &ytr, k, opts.max_logistic_rows, opts.seed);
-                Logistic::fit(&prep, &xl, &yl, k, opts.logistic_alpha).map(|l| (Learner::Logistic(l), s.elapsed().as_secs_f64()))
+                timed(&|| {
+                    let (xl, yl) = subsample(&xtr, &ytr, k, opts.max_logistic_rows, opts.seed);
+                    Logistic::fit(&prep, &xl, &yl, k, opts.logistic_alpha).map(Learner::Logistic)
+                })
             });
             let short = with_short.then(|| {
+                if opts.short_learner == C::BoostedTrees {
+                    return Boosted::fit(&prep, &xtr, &ytr_short, k, opts.boost, opts.seed ^ 0x2).map(Learner::BoostedTrees);
+                }
                 let (xl, yl) = subsample(&xtr, &ytr_short, k, opts.max_logistic_rows, opts.seed ^ 0x2);
-                Logistic::fit(&prep, &xl, &yl, k, opts.logistic_alpha)
+                Logistic::fit(&prep, &xl, &yl, k, opts.logistic_alpha).map(Learner::Logistic)
             });
             (lr, short)
         },
         || {
-            want_rf.then(|| {
-                let s = Instant::now();
-                Forest::fit(&prep, &xtr, &ytr, k, opts.forest, opts.seed)
-                    .map(|f| (Learner::RandomForest(f), s.elapsed().as_secs_f64()))
-            })
+            rayon::join(
+                || want_rf.then(|| timed(&|| Forest::fit(&prep, &xtr, &ytr, k, opts.forest, opts.seed).map(Learner::RandomForest))),
+                || want_bt.then(|| timed(&|| Boosted::fit(&prep, &xtr, &ytr, k, opts.boost, opts.seed).map(Learner::BoostedTrees))),
+            )
         },
     );
     let mut candidates: Vec<(Learner, f64)> = Vec::new();
-    for c in [lr, rf].into_iter().flatten() {
+    for c in [lr, rf, bt].into_iter().flatten() {
         candidates.push(c?);
     }
     let t_fit = t1.elapsed().as_secs_f64();
     progress("fit", 1.0);
 
     // Compare on held-back rows.
-    let mut figures: Vec<(usize, LearnerFigures, Vec<f64>, Calibration)> = Vec::new();
-    for (ci, (l, secs)) in candidates.iter().enumerate() {
+    let mut figures: Vec<(LearnerFigures, Vec<f64>, Calibration)> = Vec::new();
+    for (l, secs) in &candidates {
         let raw = score_rows(&xho, &prep, |row| l.raw(&prep, row, None));
         let ap = average_precision(&raw, &yho);
         let cal = Calibration::fit(&raw, &yho);
         let probs: Vec<f64> = raw.iter().map(|&s| cal.apply(s)).collect();
         let ll = log_loss(&probs, &yho);
-        figures.push((ci, LearnerFigures { learner: l.name().into(), pr_auc: ap, log_loss: ll, fit_seconds: *secs }, raw, cal));
+        figures.push((LearnerFigures { learner: l.name().into(), pr_auc: ap, log_loss: ll, fit_seconds: *secs }, raw, cal));
     }
-    figures.sort_by(|a, b| b.1.pr_auc.total_cmp(&a.1.pr_auc));
-    let (best_i, _, raw, calibration) = {
-        let (i, f, r, c) = &figures[0];
-        (*i, f.clone(), r.clone(), c.clone())
-    };
-    let learner = candidates.swap_remove(best_i).0;
+    // The best by PR-AUC leads; the others follow in the stack in fitting order.
+    let best_i = (0..figures.len()).fold(0, |b, i| if figures[i].0.pr_auc > figures[b].0.pr_auc { i } else { b });
+    let mut members: Vec<(Learner, Vec<f64>, Calibration)> =
+        candidates.into_iter().zip(&figures).map(|((l, _), (_, raw, cal))| (l, raw.clone(), cal.clone())).collect();
+    let (learner, raw, calibration) = members.remove(best_i);
 
-    // Imminence: the short-horizon logistic, calibrated on its own labels, stacked with the
-    // kept learner on the held-back rows, the stack calibrated for the main horizon.
+    // The stack: every learner's calibrated log-odds and the short-horizon learner's (on
+    // its own labels), combined by a logistic model fitted on the held-back rows.
     let main_probs: Vec<f64> = raw.iter().map(|&r| calibration.apply(r)).collect();
     let (imminence, probs) = match short.transpose()? {
         None => (None, main_probs),
         Some(sl) => {
             let y_short: Vec<bool> = ho.iter().map(|h| h.y_short).collect();
-            let raw_short = score_rows(&xho, &prep, |row| sl.score(&prep, row, None));
+            let raw_short = score_rows(&xho, &prep, |row| sl.raw(&prep, row, None));
             let cal_short = Calibration::fit(&raw_short, &y_short);
+            let w = members.len() + 2;
             let logit = |p: f64| Imminence::logit(p) as f32;
-            let z: Vec<f32> =
-                main_probs.iter().zip(&raw_short).flat_map(|(&pm, &rs)| [logit(pm), logit(cal_short.apply(rs))]).collect();
-            let stack_prep = Prep::fit(&z, 2);
-            let stack = Logistic::fit(&stack_prep, &z, &yho, 2, opts.logistic_alpha)?;
-            let stacked: Vec<f64> = z.chunks(2).map(|p| stack.score(&stack_prep, &[f64::from(p[0]), f64::from(p[1])], None)).collect();
-            let final_calibration = Calibration::fit(&stacked, &yho);
+            let mut z: Vec<f32> = Vec::with_capacity(yho.len() * w);
+            for i in 0..yho.len() {
+                z.push(logit(main_probs[i]));
+                z.extend(members.iter().map(|(_, r, c)| logit(c.apply(r[i]))));
+                z.push(logit(cal_short.apply(raw_short[i])));
+            }
+            let stack_prep = Prep::fit(&z, w);
+            let stack = Logistic::fit(&stack_prep, &z, &yho, w, opts.logistic_alpha)?;
+            let mut zi = vec![0.0; w];
+            let probs: Vec<f64> = z
+                .chunks(w)
+                .map(|p| {
+                    zi.iter_mut().zip(p).for_each(|(a, &b)| *a = f64::from(b));
+                    stack.score(&stack_prep, &zi, None)
+                })
+                .collect();
             let ap_short = average_precision(&raw_short, &y_short);
-            let ap_stacked = average_precision(&stacked, &yho);
-            let probs = stacked.iter().map(|&v| final_calibration.apply(v)).collect();
+            let ap_stacked = average_precision(&probs, &yho);
             let im = Imminence {
                 horizon_ms: short_h,
                 learner: sl,
                 calibration: cal_short,
+                companions: members.into_iter().map(|(learner, _, calibration)| Companion { learner, calibration }).collect(),
                 stack_prep,
                 stack,
-                final_calibration,
             };
             (Some((im, ap_short, ap_stacked)), probs)
         }
@@ -378,14 +408,17 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
             base.risk(p, if a.is_finite() { a } else { 0.0 }, crits[h.host])
         })
         .collect();
-    // Only thresholds every host can reach: the calibrated probability tops out at the
+    // Only thresholds every host can reach: an isotonic calibration tops out at its
     // highest isotonic level, and criticality must not be the only way above it.
-    let top_cal = imminence.as_ref().map_or(&calibration, |(im, _, _)| &im.final_calibration);
-    let reachable = top_cal.y.iter().copied().fold(0.0_f64, f64::max);
+    let reachable = match &imminence {
+        Some(_) => 1.0,
+        None => calibration.y.iter().copied().fold(0.0_f64, f64::max),
+    };
     let (policy, holdout_summary) = choose_threshold(&ho, &risks, &run.hosts, ds, (split, end), &base, reachable);
 
     let importance: Vec<f64> = match &learner {
         Learner::RandomForest(f) => f.importance.clone(),
+        Learner::BoostedTrees(b) => b.importance.clone(),
         Learner::Logistic(l) => {
             let s: f64 = l.weights.iter().map(|w| w.abs()).sum::<f64>().max(1e-12);
             l.weights.iter().map(|w| w.abs() / s).collect()
@@ -400,7 +433,7 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
     for f in &ds.failures {
         *kinds.entry(f.kind.clone()).or_default() += 1;
     }
-    let mut learners: Vec<LearnerFigures> = figures.into_iter().map(|f| f.1).collect();
+    let mut learners: Vec<LearnerFigures> = figures.into_iter().map(|f| f.0).collect();
     learners.sort_by_key(|f| f.learner != learner.name());
     let card = CardFacts {
         dataset: opts.dataset_name.clone(),
@@ -419,6 +452,7 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
         seconds: (t_features, t_fit, t0.elapsed().as_secs_f64()),
         imminence: imminence.as_ref().map(|(im, short, stacked)| ImminenceFacts {
             horizon_ms: im.horizon_ms,
+            learner: im.learner.name().into(),
             pr_auc_short: *short,
             pr_auc_stacked: *stacked,
         }),
