@@ -9,10 +9,13 @@
 //! 6 h, a 25 h ring of 5-minute buckets (the baseline) and a streaming detector:
 //! - `level`: mean of the last 15 min;
 //! - `z15`, `z1h`: 15 min / 1 h mean against the 24 h baseline (in baseline sd);
-//! - `seas`: seasonal residual, the 15 min mean against the same 15 minutes one season
-//!   ago (the season found at training with augurs' periodogram, see
-//!   [`crate::runner::schema_of`]), or a day ago (day-over-day change) for metrics
-//!   without a season;
+//! - `seas`: seasonal residual. For a metric with a season (found at training with
+//!   augurs' periodogram, see [`crate::runner::schema_of`]) an MSTL decomposition
+//!   (augurs) of the host's last two seasons gives a seasonal profile, refitted once a
+//!   season ([`Season`]); the residual is the 15 min mean less its seasonal part,
+//!   against the deseasonalised 24 h baseline (in its sd). Until the profile exists,
+//!   and for metrics without a season, the 15 min mean against the same 15 minutes a
+//!   season (or a day) ago;
 //! - `slope1h`, `slope6h`: least-squares trend (baseline sd per hour);
 //! - `vol`: sd of the last hour over the baseline sd (flapping, noise);
 //! - `max1h`: the last hour's maximum against the baseline;
@@ -291,6 +294,9 @@ struct Baseline {
     sumsq: f64,
     yn: f64,
     ysum: f64,
+    /// Sum and sum of squares of the samples less their seasonal part (MSTL profile).
+    dsum: f64,
+    dsumsq: f64,
     /// (bucket, mean) of the buckets in the window, oldest first.
     means: VecDeque<(i64, f64)>,
     /// Buckets advanced incrementally since the last full computation.
@@ -303,6 +309,117 @@ struct Bucket {
     n: u32,
     sum: f64,
     sumsq: f64,
+}
+
+/// A metric's seasonal profile, fitted with augurs' MSTL on the host's own history.
+///
+/// Raw samples are averaged into 5-minute buckets; once two seasons of buckets are
+/// held (gaps up to a quarter season filled with the last value, longer gaps start
+/// over), MSTL decomposes them and the last season of its seasonal component becomes
+/// the profile, indexed by the bucket's phase in the season. It is refitted once a
+/// season. The `seas` feature reads the series less this profile.
+#[derive(Debug, Clone)]
+struct Season {
+    /// Season length in buckets.
+    period: i64,
+    /// Closed bucket means (raw), oldest first; the last one is bucket `end - 1`.
+    hist: VecDeque<f32>,
+    end: i64,
+    /// The bucket being filled: (index, samples, sum).
+    open: (i64, u32, f64),
+    /// Seasonal component by phase (`bucket.rem_euclid(period)`); empty until fitted.
+    profile: Vec<f64>,
+    /// Bucket index (`end`) at the last fit.
+    fitted_at: i64,
+    /// Set by a refit until the metric state drops its cached baseline.
+    refitted: bool,
+}
+
+impl Season {
+    fn new(period: u32) -> Self {
+        Season {
+            period: i64::from(period),
+            hist: VecDeque::new(),
+            end: i64::MIN,
+            open: (i64::MIN, 0, 0.0),
+            profile: Vec::new(),
+            fitted_at: i64::MIN,
+            refitted: false,
+        }
+    }
+
+    /// Buckets kept: two seasons (the least MSTL decomposes).
+    fn capacity(&self) -> usize {
+        (self.period * 2) as usize
+    }
+
+    /// The profile at bucket `idx` (0 before the first fit).
+    fn at(&self, idx: i64) -> f64 {
+        if self.profile.is_empty() { 0.0 } else { self.profile[idx.rem_euclid(self.period) as usize] }
+    }
+
+    /// Takes a sample (time order).
+    fn observe(&mut self, t: i64, x: f64) {
+        let idx = t.div_euclid(BUCKET);
+        if idx != self.open.0 {
+            self.close();
+            self.open = (idx, 0, 0.0);
+        }
+        self.open.1 += 1;
+        self.open.2 += x;
+    }
+
+    fn close(&mut self) {
+        let (idx, n, sum) = self.open;
+        if n == 0 {
+            return;
+        }
+        let mean = (sum / f64::from(n)) as f32;
+        let gap = idx.saturating_sub(self.end);
+        if self.hist.is_empty() || gap > self.period / 4 || gap < 0 {
+            self.hist.clear();
+        } else if let Some(&last) = self.hist.back() {
+            for _ in 0..gap {
+                self.hist.push_back(last);
+            }
+        }
+        self.hist.push_back(mean);
+        self.end = idx + 1;
+        while self.hist.len() > self.capacity() {
+            self.hist.pop_front();
+        }
+        let due = self.profile.is_empty() || self.end.saturating_sub(self.fitted_at) >= self.period;
+        if self.hist.len() >= self.capacity() && due {
+            self.fit();
+        }
+    }
+
+    fn fit(&mut self) {
+        use augurs::Fit;
+        let y: Vec<f64> = self.hist.iter().map(|&v| f64::from(v)).collect();
+        let p = self.period as usize;
+        // On an error (a constant series, say) the previous profile stays.
+        if let Ok(m) = augurs::mstl::MSTLModel::naive(vec![p]).fit(&y)
+            && let Some(s) = m.fit().seasonal().first()
+            && s.len() >= p
+            && s.iter().all(|v| v.is_finite())
+        {
+            let first = self.end - s.len() as i64;
+            let mut profile = vec![0.0; p];
+            for (j, &v) in s.iter().enumerate().skip(s.len() - p) {
+                profile[(first + j as i64).rem_euclid(self.period) as usize] = f64::from(v);
+            }
+            self.refitted = true;
+            self.profile = profile;
+            self.fitted_at = self.end;
+        }
+    }
+
+    /// After a recovery: the history starts over, the profile is kept.
+    fn restart(&mut self) {
+        self.hist.clear();
+        self.open = (i64::MIN, 0, 0.0);
+    }
 }
 
 /// State of one metric of one host.
@@ -319,10 +436,11 @@ struct MetricState {
     seen: u64,
     first_ts: Option<i64>,
     base: Option<Baseline>,
+    season: Option<Box<Season>>,
 }
 
 impl MetricState {
-    fn new() -> Self {
+    fn new(spec: &MetricSpec) -> Self {
         MetricState {
             w15: Window::new(15 * MIN),
             w1h: Window::new(HOUR),
@@ -335,6 +453,7 @@ impl MetricState {
             seen: 0,
             first_ts: None,
             base: None,
+            season: spec.season_buckets.filter(|&p| (12..=2 * DAY_BUCKETS as u32).contains(&p)).map(|p| Box::new(Season::new(p))),
         }
     }
 
@@ -344,6 +463,12 @@ impl MetricState {
         }
         if self.last_ts.is_some_and(|l| t <= l) {
             return; // out of order or duplicate: already have this moment
+        }
+        if let Some(s) = self.season.as_mut() {
+            s.observe(t, x);
+            if std::mem::take(&mut s.refitted) {
+                self.base = None; // the deseasonalised sums follow the new profile
+            }
         }
         self.w15.push(t, x);
         self.w1h.push(t, x);
@@ -408,8 +533,18 @@ impl MetricState {
             let sd = bsd.max(floor);
             out[1] = (m15 - bmean) / sd;
             out[2] = (self.w1h.mean() - bmean) / sd;
-            if yn > 0.0 {
-                out[3] = (m15 - ysum / yn) / sd;
+            match self.season.as_ref().filter(|s| !s.profile.is_empty()) {
+                // The MSTL residual: the 15 min mean less its seasonal part, against the
+                // deseasonalised baseline.
+                Some(s) => {
+                    let (dsum, dsumsq) = (base.dsum, base.dsumsq);
+                    let dmean = dsum / n;
+                    let dsd = (dsumsq / n - dmean * dmean).max(0.0).sqrt().max(floor);
+                    let c = (s.at(cur - 2) + s.at(cur - 1) + s.at(cur)) / 3.0;
+                    out[3] = (m15 - c - dmean) / dsd;
+                }
+                None if yn > 0.0 => out[3] = (m15 - ysum / yn) / sd,
+                None => {}
             }
             if let Some((b, _)) = self.w1h.slope() {
                 out[4] = b / sd;
@@ -474,6 +609,9 @@ impl MetricState {
                 b.n -= f64::from(k.n);
                 b.sum -= k.sum;
                 b.sumsq -= k.sumsq;
+                let (ds, dss) = self.deseasoned(c - 1 - DAY_BUCKETS, k);
+                b.dsum -= ds;
+                b.dsumsq -= dss;
             }
             while b.means.front().is_some_and(|&(i, _)| i < c - DAY_BUCKETS) {
                 b.means.pop_front();
@@ -482,6 +620,9 @@ impl MetricState {
                 b.n += f64::from(k.n);
                 b.sum += k.sum;
                 b.sumsq += k.sumsq;
+                let (ds, dss) = self.deseasoned(c - 3, k);
+                b.dsum += ds;
+                b.dsumsq += dss;
                 b.means.push_back((c - 3, k.sum / f64::from(k.n)));
             }
         }
@@ -489,6 +630,14 @@ impl MetricState {
         b.cur = cur;
         (b.yn, b.ysum) = self.seasonal(cur, lag);
         self.base = Some(b);
+    }
+
+    /// Sum and sum of squares of bucket `idx`'s samples less the seasonal profile there
+    /// (`Σ(x − c)² = Σx² − 2cΣx + nc²`); the raw sums without a profile.
+    fn deseasoned(&self, idx: i64, k: &Bucket) -> (f64, f64) {
+        let c = self.season.as_ref().map_or(0.0, |s| s.at(idx));
+        let n = f64::from(k.n);
+        (k.sum - n * c, k.sumsq - 2.0 * c * k.sum + n * c * c)
     }
 
     /// Samples and their sum in the same 15 minutes one season (`lag` buckets) ago.
@@ -505,6 +654,9 @@ impl MetricState {
                 b.n += f64::from(k.n);
                 b.sum += k.sum;
                 b.sumsq += k.sumsq;
+                let (ds, dss) = self.deseasoned(i, k);
+                b.dsum += ds;
+                b.dsumsq += dss;
                 b.means.push_back((i, k.sum / f64::from(k.n)));
             }
         }
@@ -528,6 +680,9 @@ impl MetricState {
         self.seen = 0;
         self.first_ts = None;
         self.base = None;
+        if let Some(s) = self.season.as_mut() {
+            s.restart();
+        }
         // last_ts is kept so replays of old samples stay refused.
     }
 }
@@ -552,7 +707,7 @@ impl HostFeatures {
     /// A fresh state for `schema`.
     pub fn new(schema: &FeatureSchema) -> Self {
         HostFeatures {
-            metrics: (0..schema.metrics.len()).map(|_| MetricState::new()).collect(),
+            metrics: schema.metrics.iter().map(MetricState::new).collect(),
             last_change: None,
             in_progress: BTreeMap::new(),
             history: HashMap::new(),
@@ -743,7 +898,7 @@ mod tests {
 
     #[test]
     fn the_running_baseline_equals_one_computed_from_scratch() {
-        let mut m = MetricState::new();
+        let mut m = MetricState::new(&MetricSpec { name: "m".into(), bounded: false, season_buckets: Some(288) });
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
         let mut checked = 0;
         for step in 0..(3 * 24 * 60) {
@@ -763,11 +918,45 @@ mod tests {
                 let b = m.base.as_ref().expect("a baseline");
                 assert!(close(b.n, fresh.n) && close(b.sum, fresh.sum) && close(b.sumsq, fresh.sumsq), "step {step}");
                 assert!(close(b.yn, fresh.yn) && close(b.ysum, fresh.ysum), "step {step}");
+                assert!(close(b.dsum, fresh.dsum) && close(b.dsumsq, fresh.dsumsq), "step {step}");
                 assert_eq!(b.means, fresh.means, "step {step}");
                 checked += 1;
             }
         }
         assert!(checked > 1000);
+        assert!(m.season.as_ref().is_some_and(|s| !s.profile.is_empty()), "the deseasonalised sums were checked");
+    }
+
+    #[test]
+    fn the_seasonal_residual_takes_the_mstl_profile_out() {
+        // A daily cycle of amplitude 10 around 100 plus noise (sd about 1); from 80 h on,
+        // a step of +8: less than the cycle's swing, several noise sds.
+        let x = |t: i64| {
+            let step = if t >= 80 * HOUR { 8.0 } else { 0.0 };
+            100.0 + 10.0 * (t as f64 / (24 * HOUR) as f64 * std::f64::consts::TAU).sin() + ((t / MIN * 7919) % 13) as f64 * 0.3 + step
+        };
+        let spec = MetricSpec { name: "m".into(), bounded: false, season_buckets: Some(288) };
+        let mut m = MetricState::new(&spec);
+        let mut out = [0.0; METRIC_FEATURES.len()];
+        let (mut seas_quiet, mut z1h_quiet) = (0.0_f64, 0.0_f64);
+        for step in 0..(81 * 60) {
+            let t = step * MIN;
+            m.push(t, x(t));
+            // The profile is fitted at 48 h.
+            if (48 * HOUR + 15 * MIN..80 * HOUR).contains(&t) && step % 15 == 0 {
+                assert!(m.write(t, &spec, &mut out));
+                seas_quiet = seas_quiet.max(out[3].abs());
+                z1h_quiet = z1h_quiet.max(out[Z1H].abs());
+            }
+        }
+        assert!(m.season.as_ref().is_some_and(|s| !s.profile.is_empty()), "MSTL fitted a profile");
+        // Against the 24 h baseline the cycle alone swings z1h past 1 (asinh scale); the
+        // residual stays small.
+        assert!(z1h_quiet > 0.9, "z1h {z1h_quiet}");
+        assert!(seas_quiet < 1.0, "residual {seas_quiet} with no anomaly");
+        // The step, 45 minutes in, stands out in the residual.
+        assert!(m.write(81 * HOUR - MIN, &spec, &mut out));
+        assert!(out[3] > 1.5, "residual {} after the step", out[3]);
     }
 
     #[test]

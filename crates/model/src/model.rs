@@ -16,7 +16,7 @@ pub const CARD_FILE: &str = "MODEL_CARD.md";
 /// Identifies the file type.
 pub const FORMAT: &str = "harbinger-failure-model";
 /// Bumped whenever the artifact layout or feature semantics change.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// This harbinger's version.
 pub const HARBINGER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
