@@ -313,8 +313,8 @@ struct Bucket {
 
 /// A metric's seasonal profile, fitted with augurs' MSTL on the host's own history.
 ///
-/// Raw samples are averaged into 5-minute buckets; once two seasons of buckets are
-/// held (gaps up to a quarter season filled with the last value, longer gaps start
+/// Fed the 5-minute bucket means of the metric's ring as each bucket closes; once two
+/// seasons of buckets are held (gaps up to a quarter season filled with the last value, longer gaps start
 /// over), MSTL decomposes them and the last season of its seasonal component becomes
 /// the profile, indexed by the bucket's phase in the season. It is refitted once a
 /// season. The `seas` feature reads the series less this profile.
@@ -325,8 +325,6 @@ struct Season {
     /// Closed bucket means (raw), oldest first; the last one is bucket `end - 1`.
     hist: VecDeque<f32>,
     end: i64,
-    /// The bucket being filled: (index, samples, sum).
-    open: (i64, u32, f64),
     /// Seasonal component by phase (`bucket.rem_euclid(period)`); empty until fitted.
     profile: Vec<f64>,
     /// Bucket index (`end`) at the last fit.
@@ -341,7 +339,6 @@ impl Season {
             period: i64::from(period),
             hist: VecDeque::new(),
             end: i64::MIN,
-            open: (i64::MIN, 0, 0.0),
             profile: Vec::new(),
             fitted_at: i64::MIN,
             refitted: false,
@@ -358,23 +355,9 @@ impl Season {
         if self.profile.is_empty() { 0.0 } else { self.profile[idx.rem_euclid(self.period) as usize] }
     }
 
-    /// Takes a sample (time order).
-    fn observe(&mut self, t: i64, x: f64) {
-        let idx = t.div_euclid(BUCKET);
-        if idx != self.open.0 {
-            self.close();
-            self.open = (idx, 0, 0.0);
-        }
-        self.open.1 += 1;
-        self.open.2 += x;
-    }
-
-    fn close(&mut self) {
-        let (idx, n, sum) = self.open;
-        if n == 0 {
-            return;
-        }
-        let mean = (sum / f64::from(n)) as f32;
+    /// Takes the mean of bucket `idx`, just closed (buckets in time order).
+    fn close(&mut self, idx: i64, mean: f64) {
+        let mean = mean as f32;
         let gap = idx.saturating_sub(self.end);
         if self.hist.is_empty() || gap > self.period / 4 || gap < 0 {
             self.hist.clear();
@@ -418,7 +401,6 @@ impl Season {
     /// After a recovery: the history starts over, the profile is kept.
     fn restart(&mut self) {
         self.hist.clear();
-        self.open = (i64::MIN, 0, 0.0);
     }
 }
 
@@ -464,16 +446,22 @@ impl MetricState {
         if self.last_ts.is_some_and(|l| t <= l) {
             return; // out of order or duplicate: already have this moment
         }
-        if let Some(s) = self.season.as_mut() {
-            s.observe(t, x);
-            if std::mem::take(&mut s.refitted) {
-                self.base = None; // the deseasonalised sums follow the new profile
+        let idx = t.div_euclid(BUCKET);
+        // A sample in a new bucket closes the last one: its mean goes to the season.
+        if let (Some(s), Some(prev)) = (self.season.as_deref_mut(), self.last_ts.map(|l| l.div_euclid(BUCKET)))
+            && prev != idx
+        {
+            let slot = &self.ring[prev.rem_euclid(RING as i64) as usize];
+            if slot.idx == prev && slot.n > 0 {
+                s.close(prev, slot.sum / f64::from(slot.n));
+                if std::mem::take(&mut s.refitted) {
+                    self.base = None; // the deseasonalised sums follow the new profile
+                }
             }
         }
         self.w15.push(t, x);
         self.w1h.push(t, x);
         self.w6h.push(t, x);
-        let idx = t.div_euclid(BUCKET);
         let slot = &mut self.ring[idx.rem_euclid(RING as i64) as usize];
         if slot.idx != idx {
             *slot = Bucket { idx, ..Bucket::default() };
