@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::learn::{LearnError, Node, Prep, Tree};
+use crate::learn::{LearnError, Node, Prep, Tree, leaf_sum};
 
 /// Boosting settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -262,9 +262,9 @@ impl Boosted {
         let z = match contrib {
             Some(c) => {
                 c.fill(0.0);
-                self.base + self.trees.iter().map(|t| t.contributions(row, c)).sum::<f64>()
+                self.base + leaf_sum(&self.trees, row, Some(c))
             }
-            None => self.base + self.trees.iter().map(|t| t.leaf(row)).sum::<f64>(),
+            None => self.base + leaf_sum(&self.trees, row, None),
         };
         1.0 / (1.0 + (-z).exp())
     }
