@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::learn::{LearnError, Node, Prep, Tree, leaf_sum};
+use crate::learn::{LearnError, Node, PackedCache, Prep, Tree, leaf_sum};
 
 /// Boosting settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -52,6 +52,8 @@ pub struct Boosted {
     pub trees: Vec<Tree>,
     /// Split-gain importance per feature (sums to 1).
     pub importance: Vec<f64>,
+    #[serde(skip)]
+    pub(crate) packed: PackedCache,
 }
 
 /// Per-bin sums of gradient, Hessian and row count, `bins` entries per feature.
@@ -253,7 +255,7 @@ impl Boosted {
                 *v /= total;
             }
         }
-        Ok(Boosted { base, trees, importance: gain })
+        Ok(Boosted { base, trees, importance: gain, packed: PackedCache::default() })
     }
 
     /// Probability of failure for an imputed row; per-feature log-odds contributions along
@@ -262,9 +264,9 @@ impl Boosted {
         let z = match contrib {
             Some(c) => {
                 c.fill(0.0);
-                self.base + leaf_sum(&self.trees, row, Some(c))
+                self.base + leaf_sum(&self.packed, &self.trees, row, Some(c))
             }
-            None => self.base + leaf_sum(&self.trees, row, None),
+            None => self.base + leaf_sum(&self.packed, &self.trees, row, None),
         };
         1.0 / (1.0 + (-z).exp())
     }

@@ -275,7 +275,21 @@ impl Window {
     }
 
     fn max(&self) -> f64 {
-        self.buf.iter().map(|p| p.1).fold(f64::NAN, f64::max)
+        // Four running maxima: one chain of `max` over the window is latency-bound.
+        let mut m = [f64::NAN; 4];
+        let (a, b) = self.buf.as_slices();
+        for s in [a, b] {
+            let mut chunks = s.chunks_exact(4);
+            for c in &mut chunks {
+                for (mi, p) in m.iter_mut().zip(c) {
+                    *mi = mi.max(p.1);
+                }
+            }
+            for (mi, p) in m.iter_mut().zip(chunks.remainder()) {
+                *mi = mi.max(p.1);
+            }
+        }
+        m[0].max(m[1]).max(m[2].max(m[3]))
     }
 
     fn clear(&mut self) {
@@ -484,7 +498,10 @@ impl MetricState {
     }
 
     fn held_anomaly(&self, now: i64) -> f64 {
-        let dt = (now - self.anomaly_ts).max(0) as f64 / (10 * MIN) as f64;
+        if self.anomaly == 0.0 || now <= self.anomaly_ts {
+            return self.anomaly;
+        }
+        let dt = (now - self.anomaly_ts) as f64 / (10 * MIN) as f64;
         self.anomaly * 0.5_f64.powf(dt)
     }
 
@@ -907,6 +924,18 @@ mod tests {
             h.push(0, t, a);
             h.push(1, t, b);
             t += MIN;
+        }
+    }
+
+    #[test]
+    fn the_window_maximum_is_the_largest_sample_held() {
+        let mut w = Window::new(HOUR);
+        assert!(w.max().is_nan(), "empty");
+        for i in 0..200_i64 {
+            let x = ((i * 37) % 101) as f64 - 50.0 + if i == 150 { 1000.0 } else { 0.0 };
+            w.push(i * MIN, x);
+            let naive = w.buf.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+            assert_eq!(w.max(), naive, "after sample {i}");
         }
     }
 

@@ -164,38 +164,113 @@ pub struct Tree {
 
 /// Trees walked side by side: a walk is a chain of dependent loads and compares, and
 /// interleaving a few of them lets the processor overlap the chains.
-const LANES: usize = 4;
+const LANES: usize = 8;
 
-/// Sum of the leaves `row` reaches in `trees` (added in tree order); with `contrib`, each
-/// split on the way adds the change in node value to its feature's entry (Saabas path
-/// contributions; `contrib` is not cleared first).
-pub(crate) fn leaf_sum(trees: &[Tree], row: &[f64], mut contrib: Option<&mut [f64]>) -> f64 {
-    let mut total = 0.0;
-    for group in trees.chunks(LANES) {
-        let mut at = [0usize; LANES];
-        loop {
-            let mut moved = false;
-            for (lane, t) in group.iter().enumerate() {
-                let n = &t.nodes[at[lane]];
+/// One node of [`Packed`]: children by the outcome of `!(x[f] <= t)`; a leaf points to
+/// itself both ways (with `f` 0), so a walk needs no test for leaves.
+#[derive(Debug, Clone, Copy)]
+struct PackedNode {
+    f: u32,
+    kids: [u32; 2],
+    t: f64,
+    v: f64,
+}
+
+/// Trees laid out for scoring: all nodes in one array, each tree's root and depth.
+/// Built from the artifact's trees on first use.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Packed {
+    nodes: Vec<PackedNode>,
+    /// Per tree: root index and depth (splits on the longest path).
+    roots: Vec<(u32, u32)>,
+}
+
+impl Packed {
+    fn new(trees: &[Tree]) -> Self {
+        let mut p = Packed { nodes: Vec::with_capacity(trees.iter().map(|t| t.nodes.len()).sum()), roots: Vec::new() };
+        for t in trees {
+            let base = p.nodes.len() as u32;
+            let mut depth = vec![0u32; t.nodes.len()];
+            let mut deepest = 0;
+            for (i, n) in t.nodes.iter().enumerate() {
+                let me = base + i as u32;
                 if n.f == u32::MAX {
-                    continue;
+                    p.nodes.push(PackedNode { f: 0, kids: [me, me], t: f64::INFINITY, v: n.v });
+                    deepest = deepest.max(depth[i]);
+                } else {
+                    // Children come after their parent (checked at load), so depths fill forwards.
+                    let below = depth[i] + 1;
+                    for c in [n.l, n.r] {
+                        if let Some(d) = depth.get_mut(c as usize) {
+                            *d = below;
+                        }
+                    }
+                    p.nodes.push(PackedNode { f: n.f, kids: [base + n.l, base + n.r], t: n.t, v: n.v });
                 }
-                let next = if row[n.f as usize] <= n.t { n.l as usize } else { n.r as usize };
-                if let Some(c) = contrib.as_deref_mut() {
-                    c[n.f as usize] += t.nodes[next].v - n.v;
-                }
-                at[lane] = next;
-                moved = true;
             }
-            if !moved {
-                break;
-            }
+            p.roots.push((base, deepest));
         }
-        for (lane, t) in group.iter().enumerate() {
-            total += t.nodes[at[lane]].v;
+        let pad = p.nodes.len() as u32;
+        p.nodes.push(PackedNode { f: 0, kids: [pad, pad], t: f64::INFINITY, v: 0.0 });
+        p
+    }
+
+    /// Sum of the leaves `row` reaches (added in tree order); with `contrib`, each split on
+    /// the way adds the change in node value to its feature's entry (Saabas path
+    /// contributions; `contrib` is not cleared first).
+    fn leaf_sum(&self, row: &[f64], contrib: Option<&mut [f64]>) -> f64 {
+        match contrib {
+            Some(c) => self.walk::<true>(row, c),
+            None => self.walk::<false>(row, &mut []),
         }
     }
-    total
+
+    fn walk<const CONTRIB: bool>(&self, row: &[f64], c: &mut [f64]) -> f64 {
+        let nodes = &self.nodes[..];
+        // Lanes without a tree sit on the padding leaf (value 0, last node).
+        let pad = nodes.len() - 1;
+        let mut total = 0.0;
+        for group in self.roots.chunks(LANES) {
+            let mut at = [pad; LANES];
+            for (a, r) in at.iter_mut().zip(group) {
+                *a = r.0 as usize;
+            }
+            let depth = group.iter().map(|r| r.1).max().unwrap_or(0);
+            for _ in 0..depth {
+                for a in &mut at {
+                    let n = nodes[*a];
+                    let x = row.get(n.f as usize).copied().unwrap_or(f64::NAN);
+                    // Left when `x <= t`; right otherwise, NaN included.
+                    let left = matches!(x.partial_cmp(&n.t), Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal));
+                    let next = n.kids[usize::from(!left)] as usize;
+                    if CONTRIB && let Some(cf) = c.get_mut(n.f as usize) {
+                        *cf += nodes[next].v - n.v;
+                    }
+                    *a = next;
+                }
+            }
+            for a in at {
+                total += nodes[a].v;
+            }
+        }
+        total
+    }
+}
+
+/// The packed form of a learner's trees, kept beside them (not serialised; equal to any
+/// other, as it follows from the trees).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PackedCache(std::sync::OnceLock<Packed>);
+
+impl PartialEq for PackedCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// Sum of the leaves `row` reaches in `trees`, through the packed form in `cache`.
+pub(crate) fn leaf_sum(cache: &PackedCache, trees: &[Tree], row: &[f64], contrib: Option<&mut [f64]>) -> f64 {
+    cache.0.get_or_init(|| Packed::new(trees)).leaf_sum(row, contrib)
 }
 
 /// Forest settings.
@@ -228,6 +303,8 @@ pub struct Forest {
     pub trees: Vec<Tree>,
     /// Mean impurity-decrease importance per feature (sums to 1).
     pub importance: Vec<f64>,
+    #[serde(skip)]
+    pub(crate) packed: PackedCache,
 }
 
 impl Forest {
@@ -276,7 +353,7 @@ impl Forest {
                 *v /= total;
             }
         }
-        Ok(Forest { trees, importance })
+        Ok(Forest { trees, importance, packed: PackedCache::default() })
     }
 
     /// Raw score for an imputed row; per-feature path contributions into `contrib` if given.
@@ -285,13 +362,13 @@ impl Forest {
         match contrib {
             Some(c) => {
                 c.fill(0.0);
-                let s = leaf_sum(&self.trees, row, Some(&mut *c));
+                let s = leaf_sum(&self.packed, &self.trees, row, Some(&mut *c));
                 for v in c.iter_mut() {
                     *v /= n;
                 }
                 s / n
             }
-            None => leaf_sum(&self.trees, row, None) / n,
+            None => leaf_sum(&self.packed, &self.trees, row, None) / n,
         }
     }
 }
@@ -544,6 +621,38 @@ mod tests {
         assert!((c.iter().sum::<f64>() + root - s).abs() < 1e-9);
         assert!(c[0] > 0.0 && c[1] > 0.0, "{c:?}");
         assert_eq!(s, rf.score(&row, None));
+    }
+
+    #[test]
+    fn the_packed_walk_reaches_the_leaves_of_a_plain_walk() {
+        let (x, y) = toy(3000, 5);
+        let prep = Prep::fit(&x, 3);
+        let rf = Forest::fit(&prep, &x, &y, 3, ForestParams { trees: 7, ..ForestParams::default() }, 2).expect("fit");
+        let plain = |row: &[f64], c: &mut [f64]| -> f64 {
+            let mut total = 0.0;
+            for t in &rf.trees {
+                let mut i = 0;
+                while t.nodes[i].f != u32::MAX {
+                    let n = &t.nodes[i];
+                    let next = if row[n.f as usize] <= n.t { n.l } else { n.r } as usize;
+                    c[n.f as usize] += t.nodes[next].v - n.v;
+                    i = next;
+                }
+                total += t.nodes[i].v;
+            }
+            total
+        };
+        for k in 0..200 {
+            let a = f64::from(k) / 200.0;
+            let row = [a, (a * 7.3).fract(), if k % 9 == 0 { f64::NAN } else { 1.0 - a }];
+            let (mut c1, mut c2) = ([0.0; 3], [0.0; 3]);
+            let s1 = plain(&row, &mut c1);
+            let s2 = leaf_sum(&rf.packed, &rf.trees, &row, Some(&mut c2));
+            assert_eq!(s1, s2, "row {row:?}");
+            for (u, v) in c1.iter().zip(&c2) {
+                assert!((u - v).abs() < 1e-12, "row {row:?}: {c1:?} vs {c2:?}");
+            }
+        }
     }
 
     #[test]

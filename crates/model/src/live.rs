@@ -203,13 +203,24 @@ impl LiveScorer {
         }
         let names = m.feature_names();
         let contrib = a.contributions.unwrap_or_default();
-        let mut idx: Vec<usize> = (0..contrib.len()).filter(|&j| all || contrib[j] != 0.0).collect();
         let by_size = |x: &usize, y: &usize| contrib[*y].abs().total_cmp(&contrib[*x].abs()).then(x.cmp(y));
-        if !all && idx.len() > TOP_FACTORS {
-            idx.select_nth_unstable_by(TOP_FACTORS, by_size);
-            idx.truncate(TOP_FACTORS);
-        }
-        idx.sort_by(by_size);
+        let idx: Vec<usize> = if all {
+            let mut idx: Vec<usize> = (0..contrib.len()).collect();
+            idx.sort_by(by_size);
+            idx
+        } else {
+            // The few largest by insertion: cheaper than sorting every feature on each score.
+            let mut top: Vec<usize> = Vec::with_capacity(TOP_FACTORS + 1);
+            for j in (0..contrib.len()).filter(|&j| contrib[j] != 0.0) {
+                if top.len() == TOP_FACTORS && by_size(&j, &top[TOP_FACTORS - 1]).is_ge() {
+                    continue;
+                }
+                let at = top.partition_point(|i| by_size(i, &j).is_lt());
+                top.insert(at, j);
+                top.truncate(TOP_FACTORS);
+            }
+            top
+        };
         // A missing input is reported as 0: its imputed value is not meaningful, the name is.
         let factors: Vec<Factor> = idx
             .into_iter()
