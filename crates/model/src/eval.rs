@@ -239,12 +239,12 @@ pub fn evaluate(ds: &Dataset, model: &Model, opts: EvalOptions, progress: &(dyn 
     let (start, end) = data_span(ds).ok_or(EvalError::NoData)?;
     let policy = model.policy.with_thresholds(opts.alert_threshold, opts.clear_threshold);
     let crit = criticality(ds);
-    let mut run = FleetRun::new(ds, &model.schema);
+    let tick = opts.tick_ms.max(1);
+    let mut run = FleetRun::new(ds, &model.schema, tick);
     let crits: Vec<u8> = run.hosts.iter().map(|h| crit.get(h).copied().unwrap_or(0)).collect();
     let mut states = vec![AlertState::default(); run.hosts.len()];
     let mut alerts = Vec::new();
     let mut scores = 0u64;
-    let tick = opts.tick_ms.max(1);
     let mut t = start.div_euclid(tick) * tick + tick;
     let mut row = vec![0.0; model.schema.len()];
     let mut trace = Vec::new();

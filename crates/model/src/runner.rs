@@ -139,13 +139,27 @@ pub struct FleetRun<'a> {
     /// Host ids, in dataset order.
     pub hosts: Vec<HostId>,
     runs: Vec<HostRun<'a>>,
+    tick: TimestampMs,
+    /// Ticks computed per block.
+    block: usize,
+    /// Time of the block's first slot, and the slot of the current step.
+    at: Option<(TimestampMs, usize)>,
+    /// Rows by host, then slot: `[host][slot][feature]`.
     rows: Vec<f64>,
+    /// Same layout without the features.
     present: Vec<bool>,
 }
 
+/// Ticks per block: about an hour of them, so each host's state stays in cache while it
+/// is advanced through the block.
+fn block_len(tick: TimestampMs) -> usize {
+    usize::try_from(3_600_000 / tick.max(1)).unwrap_or(1).clamp(1, 64)
+}
+
 impl<'a> FleetRun<'a> {
-    /// Prepares a run over `ds` with `schema` (metrics not in the schema are ignored).
-    pub fn new(ds: &'a Dataset, schema: &'a FeatureSchema) -> Self {
+    /// Prepares a run over `ds` with `schema` (metrics not in the schema are ignored),
+    /// stepped every `tick` ms.
+    pub fn new(ds: &'a Dataset, schema: &'a FeatureSchema, tick: TimestampMs) -> Self {
         let mut index: HashMap<&HostId, usize> = HashMap::new();
         let mut hosts: Vec<HostId> = Vec::new();
         for h in &ds.hosts {
@@ -175,42 +189,68 @@ impl<'a> FleetRun<'a> {
                 runs[*h].events.push(e);
             }
         }
+        let tick = tick.max(1);
+        let block = block_len(tick);
         let k = schema.len();
         let n = hosts.len();
-        FleetRun { schema, hosts, runs, rows: vec![0.0; n * k], present: vec![false; n] }
+        FleetRun { schema, hosts, runs, tick, block, at: None, rows: vec![0.0; n * block * k], present: vec![false; n * block] }
     }
 
-    /// Advances every host to `t` and computes all feature rows at `t`. Hosts without
-    /// fresh data are marked absent (see [`FleetRun::row`]).
+    /// Moves to time `t`: the previous step's time plus the tick (or any time at the first
+    /// step). Rows are computed a block of ticks ahead, host by host (each host's state
+    /// advanced only to the slot being written, so a row never sees a later sample), then
+    /// the fleet signal of each slot from all hosts' rows at that slot.
     pub fn step(&mut self, t: TimestampMs) {
-        let k = self.schema.len();
-        let schema = self.schema;
-        self.runs.par_iter_mut().zip(self.rows.par_chunks_mut(k)).zip(self.present.par_iter_mut()).for_each(
-            |((run, row), present)| {
-                run.advance(t);
-                *present = run.features.has_data(t);
-                if *present {
-                    run.features.write(schema, t, row);
-                } else {
-                    row.fill(f64::NAN);
+        if let Some((t0, slot)) = self.at {
+            if slot + 1 < self.block && t == t0 + (slot as i64 + 1) * self.tick {
+                self.at = Some((t0, slot + 1));
+                return;
+            }
+            debug_assert!(t > t0 + (self.block as i64 - 1) * self.tick, "steps go forward by the tick");
+        }
+        self.compute_block(t);
+        self.at = Some((t, 0));
+    }
+
+    fn compute_block(&mut self, t0: TimestampMs) {
+        let (k, b, tick, schema) = (self.schema.len(), self.block, self.tick, self.schema);
+        self.runs.par_iter_mut().zip(self.rows.par_chunks_mut(b * k)).zip(self.present.par_chunks_mut(b)).for_each(
+            |((run, rows), present)| {
+                for (slot, (row, p)) in rows.chunks_mut(k).zip(present.iter_mut()).enumerate() {
+                    let t = t0 + slot as i64 * tick;
+                    run.advance(t);
+                    *p = run.features.has_data(t);
+                    if *p {
+                        run.features.write(schema, t, row);
+                    } else {
+                        row.fill(f64::NAN);
+                    }
                 }
             },
         );
-        let stats = fleet_stats(
-            schema,
-            self.rows.chunks(k).zip(&self.present).filter(|(_, p)| **p).map(|(r, _)| r),
-        );
-        for (row, p) in self.rows.chunks_mut(k).zip(&self.present) {
-            if *p {
-                fleet_fill(schema, &stats, row);
+        let (rows, present) = (&self.rows, &self.present);
+        let stats: Vec<_> = (0..b)
+            .into_par_iter()
+            .map(|slot| {
+                let at = move |i: usize| &rows[(i * b + slot) * k..(i * b + slot + 1) * k];
+                fleet_stats(schema, (0..present.len() / b).filter(move |&i| present[i * b + slot]).map(at))
+            })
+            .collect();
+        self.rows.par_chunks_mut(b * k).zip(self.present.par_chunks(b)).for_each(|(rows, present)| {
+            for ((row, p), st) in rows.chunks_mut(k).zip(present).zip(&stats) {
+                if *p {
+                    fleet_fill(schema, st, row);
+                }
             }
-        }
+        });
     }
 
-    /// Host `i`'s feature row at the last step, or `None` when it had no fresh data.
+    /// Host `i`'s feature row at the current step, or `None` when it had no fresh data.
     pub fn row(&self, i: usize) -> Option<&[f64]> {
         let k = self.schema.len();
-        self.present[i].then(|| &self.rows[i * k..(i + 1) * k])
+        let slot = self.at.map_or(0, |a| a.1);
+        let j = i * self.block + slot;
+        self.present.get(j).copied().unwrap_or(false).then(|| &self.rows[j * k..(j + 1) * k])
     }
 }
 

@@ -212,7 +212,7 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
     let tick = opts.tick_ms;
     let split = start + (((end - start) as f64 * (1.0 - opts.holdout_share)) as i64).div_euclid(tick) * tick;
 
-    let mut run = FleetRun::new(ds, &schema);
+    let mut run = FleetRun::new(ds, &schema, tick);
     let nh = run.hosts.len();
     let host_index: HashMap<&HostId, usize> = run.hosts.iter().enumerate().map(|(i, h)| (h, i)).collect();
     let mut failures: Vec<Vec<TimestampMs>> = vec![Vec::new(); nh];
