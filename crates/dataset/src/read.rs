@@ -347,6 +347,36 @@ impl MetricColumns {
     fn location(&self, i: usize) -> Location {
         if self.csv { Location::Line(i + 2) } else { Location::Row(i) }
     }
+
+    /// Gives the four columns the same chunks (one each when they differ), so rows can be
+    /// walked chunk by chunk.
+    fn align(&mut self) {
+        let lens: Vec<usize> = self.ts.chunk_lengths().collect();
+        let same = |other: Vec<usize>| other == lens;
+        if !(same(self.value.chunk_lengths().collect())
+            && same(self.host.chunk_lengths().collect())
+            && same(self.metric.chunk_lengths().collect()))
+        {
+            self.ts = self.ts.rechunk().into_owned();
+            self.value = self.value.rechunk().into_owned();
+            self.host = self.host.rechunk().into_owned();
+            self.metric = self.metric.rechunk().into_owned();
+        }
+    }
+
+    /// (timestamp, value) of every row, chunk by chunk (statically dispatched: the
+    /// `ChunkedArray` iterators are boxed, which costs more than the work per row here).
+    fn points(&self) -> impl Iterator<Item = (Option<i64>, Option<f64>)> + '_ {
+        self.ts
+            .downcast_iter()
+            .zip(self.value.downcast_iter())
+            .flat_map(|(t, v)| t.iter().map(|x| x.copied()).zip(v.iter().map(|x| x.copied())))
+    }
+
+    /// (host, metric) of every row, chunk by chunk; needs [`MetricColumns::align`] first.
+    fn names(&self) -> impl Iterator<Item = (Option<&str>, Option<&str>)> + '_ {
+        self.host.downcast_iter().zip(self.metric.downcast_iter()).flat_map(|(h, m)| h.iter().zip(m.iter()))
+    }
 }
 
 const METRIC_COLUMNS: [&str; 4] = ["timestamp", "host", "metric", "value"];
@@ -436,11 +466,12 @@ fn read_metrics_csv(path: &Path) -> Result<MetricColumns, DatasetError> {
 /// straight into per-series columns.
 fn group_metrics(
     path: &Path,
-    cols: MetricColumns,
+    mut cols: MetricColumns,
     known: &BTreeSet<&str>,
     opts: LoadOptions,
     report: &mut LoadReport,
 ) -> Result<Vec<SeriesSamples>, DatasetError> {
+    cols.align();
     report.metric_rows = cols.ts.len() as u64;
     // Interned series: (host, metric) -> index into `series`, or None for an unknown host.
     let mut index: foldhash::HashMap<(&str, &str), Option<usize>> = foldhash::HashMap::default();
@@ -460,9 +491,7 @@ fn group_metrics(
     const SKIP: u32 = u32::MAX;
     let mut row_series: Vec<u32> = Vec::with_capacity(cols.ts.len());
     let mut counts: Vec<usize> = Vec::new();
-    for (i, ((ts, value), (host, metric))) in
-        cols.ts.iter().zip(cols.value.iter()).zip(cols.host.iter().zip(cols.metric.iter())).enumerate()
-    {
+    for (i, ((ts, value), (host, metric))) in cols.points().zip(cols.names()).enumerate() {
         row_series.push(SKIP);
         if bad_iter.peek().is_some_and(|(j, _)| *j == i) {
             let reason = bad_iter.next().map(|(_, r)| r.clone()).unwrap_or_default();
@@ -517,16 +546,34 @@ fn group_metrics(
         s.timestamps.reserve_exact(*n);
         s.values.reserve_exact(*n);
     }
-    for ((ts, value), idx) in cols.ts.iter().zip(cols.value.iter()).zip(&row_series) {
-        if *idx == SKIP {
-            continue;
-        }
-        let v = value.unwrap_or(f64::NAN);
-        if v.is_nan() {
-            report.missing_values += 1;
-        }
-        series[*idx as usize].push(ts.unwrap_or_default(), v);
-    }
+    // Writes to thousands of columns at once miss the cache and the TLB on nearly every
+    // row: each core takes a range of series and scans all rows for its own.
+    let per_task = series.len().div_ceil(2 * rayon::current_num_threads()).max(1);
+    let missing: u64 = {
+        use rayon::prelude::*;
+        let (cols, row_series) = (&cols, &row_series);
+        series
+            .par_chunks_mut(per_task)
+            .enumerate()
+            .map(|(c, part)| {
+                let lo = (c * per_task) as u32;
+                let hi = lo + part.len() as u32;
+                let mut missing = 0u64;
+                for ((ts, value), &idx) in cols.points().zip(row_series) {
+                    if idx == SKIP || idx < lo || idx >= hi {
+                        continue;
+                    }
+                    let v = value.unwrap_or(f64::NAN);
+                    if v.is_nan() {
+                        missing += 1;
+                    }
+                    part[(idx - lo) as usize].push(ts.unwrap_or_default(), v);
+                }
+                missing
+            })
+            .sum()
+    };
+    report.missing_values += missing;
     for s in &mut series {
         let disorder = s.timestamps.windows(2).filter(|w| w[1] < w[0]).count();
         if disorder > 0 {
