@@ -295,6 +295,38 @@ mod tests {
     }
 
     #[test]
+    fn rows_computed_in_blocks_equal_rows_computed_tick_by_tick() {
+        use harbinger_dataset::synth::{SynthParams, generate};
+        let ds = generate(&SynthParams { hosts: 6, days: 2.0, seed: 4, ..SynthParams::default() }).expect("params").dataset;
+        let schema = schema_of(&ds);
+        let (start, end) = data_span(&ds).expect("data");
+        let tick = 5 * 60_000;
+        let mut blocked = FleetRun::new(&ds, &schema, tick);
+        assert_eq!(blocked.block, 12);
+        let mut single = FleetRun::new(&ds, &schema, tick);
+        single.block = 1;
+        single.rows.truncate(single.hosts.len() * schema.len());
+        single.present.truncate(single.hosts.len());
+        let (mut t, mut rows) = (start + tick, 0);
+        while t <= end {
+            blocked.step(t);
+            single.step(t);
+            for i in 0..blocked.hosts.len() {
+                let (a, b) = (blocked.row(i), single.row(i));
+                assert_eq!(a.is_some(), b.is_some(), "host {i} at {t}");
+                if let (Some(a), Some(b)) = (a, b) {
+                    rows += 1;
+                    for (j, (x, y)) in a.iter().zip(b).enumerate() {
+                        assert!(x == y || (x.is_nan() && y.is_nan()), "host {i} at {t}, feature {j}: {x} vs {y}");
+                    }
+                }
+            }
+            t += tick;
+        }
+        assert!(rows > 6 * 400, "{rows} rows compared");
+    }
+
+    #[test]
     fn a_daily_cycle_is_found_and_noise_has_no_season() {
         let daily = series(|i| 0.5 + 0.3 * (i / 1440.0 * std::f64::consts::TAU).sin() + 0.01 * ((i * 7.3).sin()));
         assert_eq!(season_of(&[&daily, &daily, &daily]), Some(DAY));
