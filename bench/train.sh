@@ -90,7 +90,9 @@ sk = json.loads((w / "sklearn.json").read_text())
 print(f"| learner | train rows | PR-AUC held back | fit seconds | fit time vs scikit-learn |")
 print("|---|---|---|---|---|")
 for name, ap, _, secs in rows:
-    print(f"| harbinger {name} | {sk['train_rows']} | {float(ap):.3f} | {float(secs):.2f} | {sk['fit_seconds_median'] / float(secs):.2f}x faster |")
+    r = sk['fit_seconds_median'] / float(secs)
+    vs = f"{r:.2f}x faster" if r >= 1 else f"{1 / r:.2f}x slower"
+    print(f"| harbinger {name} | {sk['train_rows']} | {float(ap):.3f} | {float(secs):.2f} | {vs} |")
 print(f"| {sk['learner']} | {sk['train_rows']} | {sk['pr_auc_median']:.3f} | {sk['fit_seconds_median']:.2f} | 1.00x |")
 PY
 } | tee "$work/sklearn.md"
