@@ -547,8 +547,9 @@ fn group_metrics(
         s.values.reserve_exact(*n);
     }
     // Writes to thousands of columns at once miss the cache and the TLB on nearly every
-    // row: each core takes a range of series and scans all rows for its own.
-    let per_task = series.len().div_ceil(2 * rayon::current_num_threads()).max(1);
+    // row: each core takes a range of series and scans all rows for its own (one range
+    // per core, as every range costs a scan of all rows).
+    let per_task = series.len().div_ceil(rayon::current_num_threads()).max(1);
     let missing: u64 = {
         use rayon::prelude::*;
         let (cols, row_series) = (&cols, &row_series);
