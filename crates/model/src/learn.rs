@@ -10,7 +10,7 @@
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;
 use linfa_trees::{DecisionTree, TreeNode};
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, ShapeBuilder};
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -97,7 +97,10 @@ impl Logistic {
     /// linfa's error (e.g. a single class).
     pub fn fit(prep: &Prep, x: &[f32], y: &[bool], k: usize, alpha: f64) -> Result<Self, LearnError> {
         let n = y.len();
-        let mut m = Array2::<f64>::zeros((n, k));
+        // Column-major: linfa's gradient is `x.t().dot(..)`, which ndarray (without BLAS)
+        // computes row by row of `x.t()`; stored this way those rows are contiguous instead
+        // of one strided pass over the whole matrix per feature.
+        let mut m = Array2::<f64>::zeros((n, k).f());
         for (i, mut r) in m.rows_mut().into_iter().enumerate() {
             for j in 0..k {
                 let v = f64::from(x[i * k + j]);
