@@ -3,7 +3,7 @@
 
 usage: sklearn_baseline.py FEATURES.parquet
 
-Reads the rows written by `harbinger train --export-features` (one column per feature,
+Reads the rows written by `harbinger train --export-features` (`host`, `timestamp`, one column per feature,
 NaN = missing, `label`, `holdout`), fits HistGradientBoostingClassifier on the training
 rows and reports fit time and PR-AUC (average precision) on the held-back rows as JSON.
 The same rows, the same split: only the learner differs.
@@ -20,7 +20,7 @@ from sklearn.metrics import average_precision_score
 
 def main() -> None:
     df = pd.read_parquet(sys.argv[1])
-    feats = [c for c in df.columns if c not in ("label", "holdout")]
+    feats = [c for c in df.columns if c not in ("host", "timestamp", "label", "holdout")]
     train, hold = df[~df["holdout"]], df[df["holdout"]]
     # Columns with no value at all (e.g. time to exhaustion of an unbounded metric) carry
     # nothing and trip the binner.

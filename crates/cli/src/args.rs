@@ -142,7 +142,8 @@ pub struct TrainArgs {
     /// Seed for row sampling and the forest.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Also write the feature rows (train and held back) to this Parquet file.
+    /// Also write the feature rows (train and held back) to this Parquet file, with `host`,
+    /// `timestamp`, `label` and `holdout` columns.
     #[arg(long)]
     pub export_features: Option<PathBuf>,
 }

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use harbinger_model::Rows;
 
-/// Writes training and held-back rows into one Parquet file with a `holdout` column.
+/// Writes training and held-back rows into one Parquet file with `host`, `timestamp`
+/// and `holdout` columns.
 ///
 /// # Errors
 /// The file cannot be written.
@@ -16,6 +17,8 @@ pub fn write_rows(path: &Path, rows: &Rows) -> anyhow::Result<()> {
     y.extend_from_slice(&rows.holdout_y);
     let mut part = vec![false; rows.train_y.len()];
     part.extend(std::iter::repeat_n(true, rows.holdout_y.len()));
-    harbinger_dataset::write_features(path, &rows.names, &x, &y, &part)?;
+    let mut at = rows.train_at.clone();
+    at.extend_from_slice(&rows.holdout_at);
+    harbinger_dataset::write_features(path, &rows.names, &x, &y, &part, &rows.hosts, &at)?;
     Ok(())
 }

@@ -162,15 +162,28 @@ fn write_metrics(ds: &Dataset, dir: &Path, format: MetricsFormat) -> Result<(), 
 }
 
 /// Writes a feature table (for exporting training rows to other tools) as Parquet:
-/// one `f32` column per name (NaN = missing), then `label` (bool) and `holdout` (bool:
-/// the row belongs to the held-back part). `x` is row-major with `names.len()` columns.
+/// `host` (string) and `timestamp` (i64 ms) saying where each row comes from, one `f32`
+/// column per name (NaN = missing), then `label` (bool) and `holdout` (bool: the row
+/// belongs to the held-back part). `x` is row-major with `names.len()` columns; `at`
+/// gives each row's host (an index into `hosts`) and time.
 ///
 /// # Errors
 /// [`DatasetError`] naming the file.
-pub fn write_features(path: &Path, names: &[String], x: &[f32], label: &[bool], holdout: &[bool]) -> Result<(), DatasetError> {
+pub fn write_features(
+    path: &Path,
+    names: &[String],
+    x: &[f32],
+    label: &[bool],
+    holdout: &[bool],
+    hosts: &[String],
+    at: &[(u32, i64)],
+) -> Result<(), DatasetError> {
     let k = names.len();
     let n = label.len();
-    let mut cols: Vec<Column> = Vec::with_capacity(k + 2);
+    let mut cols: Vec<Column> = Vec::with_capacity(k + 4);
+    let host: Vec<&str> = at.iter().map(|&(h, _)| hosts.get(h as usize).map_or("", String::as_str)).collect();
+    cols.push(Column::new("host".into(), host));
+    cols.push(Column::new("timestamp".into(), at.iter().map(|&(_, t)| t).collect::<Vec<i64>>()));
     for (j, name) in names.iter().enumerate() {
         let v: Vec<f32> = (0..n).map(|i| x[i * k + j]).collect();
         cols.push(Column::new(name.as_str().into(), v));
@@ -182,4 +195,29 @@ pub fn write_features(path: &Path, names: &[String], x: &[f32], label: &[bool], 
     ParquetWriter::new(&mut w).with_compression(ParquetCompression::Zstd(None)).finish(&mut df).map_err(enc(path))?;
     w.flush().map_err(io(path))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exported_features_keep_where_each_row_comes_from() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rows.parquet");
+        let names = vec!["cpu.level".to_string(), "host.z_max".to_string()];
+        let x = [0.5, f32::NAN, 0.25, 3.0];
+        let hosts = vec!["h0".to_string(), "h1".to_string()];
+        write_features(&path, &names, &x, &[false, true], &[false, true], &hosts, &[(1, 60_000), (0, 120_000)])
+            .expect("written");
+        let df = ParquetReader::new(File::open(&path).expect("file")).finish().expect("parquet");
+        let cols: Vec<&str> = df.get_column_names().iter().map(|c| c.as_str()).collect();
+        assert_eq!(cols, ["host", "timestamp", "cpu.level", "host.z_max", "label", "holdout"]);
+        let host: Vec<Option<&str>> = df.column("host").expect("host").str().expect("str").iter().collect();
+        assert_eq!(host, [Some("h1"), Some("h0")]);
+        let ts: Vec<Option<i64>> = df.column("timestamp").expect("ts").i64().expect("i64").iter().collect();
+        assert_eq!(ts, [Some(60_000), Some(120_000)]);
+        let z: Vec<Option<f32>> = df.column("host.z_max").expect("z").f32().expect("f32").iter().collect();
+        assert!(z[0].expect("present").is_nan() && z[1] == Some(3.0));
+    }
 }

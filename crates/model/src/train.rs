@@ -105,6 +105,12 @@ pub struct Rows {
     pub holdout_x: Vec<f32>,
     /// Held-back labels.
     pub holdout_y: Vec<bool>,
+    /// Host ids, indexed by the host numbers below.
+    pub hosts: Vec<String>,
+    /// Host number and time of each training row.
+    pub train_at: Vec<(u32, TimestampMs)>,
+    /// Host number and time of each held-back row.
+    pub holdout_at: Vec<(u32, TimestampMs)>,
 }
 
 /// A trained model and, if asked for, its rows.
@@ -245,6 +251,7 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
     let mut xtr: Vec<f32> = Vec::new();
     let mut ytr: Vec<bool> = Vec::new();
     let mut ytr_short: Vec<bool> = Vec::new();
+    let mut tr_at: Vec<(u32, TimestampMs)> = Vec::new();
     let mut xho: Vec<f32> = Vec::new();
     let mut ho: Vec<Holdout> = Vec::new();
     let mut censored = 0usize;
@@ -270,6 +277,7 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
                     if y || rng.random::<f64>() < keep_neg {
                         xtr.extend(row.iter().map(|&v| v as f32));
                         ytr.push(y);
+                        tr_at.push((i as u32, t));
                         ytr_short.push(y && within_h(&failures[i], t, short_h));
                     }
                 } else if t >= split {
@@ -457,6 +465,16 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
             pr_auc_stacked: *stacked,
         }),
     };
+    let rows = opts.keep_rows.then(|| Rows {
+        names,
+        train_x: xtr,
+        train_y: ytr,
+        holdout_x: xho,
+        holdout_y: yho,
+        hosts: run.hosts.iter().map(ToString::to_string).collect(),
+        train_at: tr_at,
+        holdout_at: ho.iter().map(|h| (h.host as u32, h.t)).collect(),
+    });
     let mut model = Model {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
@@ -474,7 +492,6 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
         names: std::sync::OnceLock::new(),
     };
     model.version = version_of(&model);
-    let rows = opts.keep_rows.then_some(Rows { names, train_x: xtr, train_y: ytr, holdout_x: xho, holdout_y: yho });
     Ok(Trained { model, rows })
 }
 
