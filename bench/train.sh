@@ -101,23 +101,32 @@ python3 scripts/update_benchmarks.py train-sklearn "$work/sklearn.md"
 # --- speed at 1000 hosts -------------------------------------------------------------------
 if [ "$skip_speed" = 0 ]; then
   [ -d "$work/big" ] || "$bin" synth --out "$work/big" --hosts 1000 --days 7 --seed 11 >/dev/null
-  /usr/bin/time -f "%e %M" -o "$work/big.time" "$bin" --log-level warn train --data "$work/big" --out "$work/bigmodel" > "$work/big.txt"
+  # Three runs; the table quotes the median run (by wall time) and lists all three.
+  for r in 1 2 3; do
+    /usr/bin/time -f "%e %M" -o "$work/big$r.time" "$bin" --log-level warn train --data "$work/big" --out "$work/bigmodel$r" > "$work/big$r.txt"
+  done
   {
     echo "### Training speed, 1000 hosts"
     echo
     echo "Script: \`bench/train.sh\` — $date, $machine.  "
-    echo "Data: \`harbinger synth --hosts 1000 --days 7 --seed 11\` (8 metrics at 1-minute steps, $(python3 -c "import json;print(json.load(open('$work/bigmodel/model.json'))['card']['failures_by_kind'])" | tr -d "'") ).  "
-    echo "Command: \`harbinger train --data DIR --out MODEL\` (load, features every 5 min for every host, both learners, calibration, threshold). Target: <= 60 s."
+    echo "Data: \`harbinger synth --hosts 1000 --days 7 --seed 11\` (8 metrics at 1-minute steps, $(python3 -c "import json;print(json.load(open('$work/bigmodel1/model.json'))['card']['failures_by_kind'])" | tr -d "'") ).  "
+    echo "Command: \`harbinger train --data DIR --out MODEL\` (load, features every 5 min for every host, both learners, calibration, threshold), run three times; the table is the median run. Target: <= 60 s."
     echo
-    read -r secs kb < "$work/big.time"
-    echo "| figure | value |"
-    echo "|---|---|"
-    echo "| wall time, whole job | ${secs} s |"
-    echo "| peak memory | $((kb / 1024)) MB |"
     python3 - "$work" <<'PY'
 import json, sys, pathlib
-c = json.loads((pathlib.Path(sys.argv[1]) / "bigmodel" / "model.json").read_text())["card"]
+w = pathlib.Path(sys.argv[1])
+runs = []
+for r in (1, 2, 3):
+    secs, kb = (w / f"big{r}.time").read_text().split()
+    card = json.loads((w / f"bigmodel{r}" / "model.json").read_text())["card"]
+    runs.append((float(secs), int(kb), card))
+runs.sort(key=lambda x: x[0])
+secs, kb, c = runs[1]
 f, fit, total = c["seconds"]
+print("| figure | value |")
+print("|---|---|")
+print(f"| wall time, whole job (median of 3) | **{secs:.2f} s** (runs: {', '.join(f'{r[0]:.2f}' for r in runs)} s) |")
+print(f"| peak memory | {kb // 1024} MB |")
 print(f"| features (after loading) | {f:.1f} s |")
 print(f"| fitting (both learners in parallel) | {fit:.1f} s |")
 print(f"| training rows / held-back rows | {c['train_rows']} / {c['holdout_rows']} |")
