@@ -372,11 +372,6 @@ impl MetricColumns {
             .zip(self.value.downcast_iter())
             .flat_map(|(t, v)| t.iter().map(|x| x.copied()).zip(v.iter().map(|x| x.copied())))
     }
-
-    /// (host, metric) of every row, chunk by chunk; needs [`MetricColumns::align`] first.
-    fn names(&self) -> impl Iterator<Item = (Option<&str>, Option<&str>)> + '_ {
-        self.host.downcast_iter().zip(self.metric.downcast_iter()).flat_map(|(h, m)| h.iter().zip(m.iter()))
-    }
 }
 
 const METRIC_COLUMNS: [&str; 4] = ["timestamp", "host", "metric", "value"];
@@ -460,43 +455,47 @@ fn read_metrics_csv(path: &Path) -> Result<MetricColumns, DatasetError> {
     Ok(MetricColumns { ts, host, metric, value, csv: true, bad })
 }
 
-/// Validates rows, interns names, groups by series, sorts and de-duplicates.
-///
-/// Hosts are checked once per new (host, metric) pair, not per row; rows are grouped
-/// straight into per-series columns.
-fn group_metrics(
+/// A row that belongs to no series (skipped as invalid).
+const SKIP: u32 = u32::MAX;
+
+/// Pass 1 over one range of rows: its (host, metric) pairs in order of first appearance,
+/// rows per pair, and what was skipped.
+struct Interned<'a> {
+    keys: Vec<(&'a str, &'a str)>,
+    counts: Vec<usize>,
+    skipped: u64,
+    first_skipped: Option<String>,
+}
+
+/// Validates and interns rows `lo..lo + out.len()`, writing each row's local series
+/// number (an index into the returned keys) or [`SKIP`] into `out`.
+fn intern_range<'a>(
     path: &Path,
-    mut cols: MetricColumns,
+    cols: &'a MetricColumns,
+    lo: usize,
+    out: &mut [u32],
     known: &BTreeSet<&str>,
     opts: LoadOptions,
-    report: &mut LoadReport,
-) -> Result<Vec<SeriesSamples>, DatasetError> {
-    cols.align();
-    report.metric_rows = cols.ts.len() as u64;
-    // Interned series: (host, metric) -> index into `series`, or None for an unknown host.
-    let mut index: foldhash::HashMap<(&str, &str), Option<usize>> = foldhash::HashMap::default();
-    let mut series: Vec<SeriesSamples> = Vec::new();
-    let mut bad_iter = cols.bad.iter().peekable();
-    let skip = |report: &mut LoadReport, err: DatasetError| -> Result<(), DatasetError> {
+) -> Result<Interned<'a>, DatasetError> {
+    let mut part = Interned { keys: Vec::new(), counts: Vec::new(), skipped: 0, first_skipped: None };
+    // (host, metric) -> local series number, or None for a pair that is never valid.
+    let mut index: foldhash::HashMap<(&str, &str), Option<u32>> = foldhash::HashMap::default();
+    let skip = |part: &mut Interned<'a>, err: DatasetError| -> Result<(), DatasetError> {
         if !opts.skip_invalid_rows {
             return Err(err);
         }
-        report.skipped_rows += 1;
-        if report.first_skipped.is_none() {
-            report.first_skipped = Some(err.to_string());
+        part.skipped += 1;
+        if part.first_skipped.is_none() {
+            part.first_skipped = Some(err.to_string());
         }
         Ok(())
     };
-    // Pass 1: validate and intern; remember each row's series (or SKIP) and count rows.
-    const SKIP: u32 = u32::MAX;
-    let mut row_series: Vec<u32> = Vec::with_capacity(cols.ts.len());
-    let mut counts: Vec<usize> = Vec::new();
-    for (i, ((ts, value), (host, metric))) in cols.points().zip(cols.names()).enumerate() {
-        row_series.push(SKIP);
-        if bad_iter.peek().is_some_and(|(j, _)| *j == i) {
-            let reason = bad_iter.next().map(|(_, r)| r.clone()).unwrap_or_default();
-            skip(report, DatasetError::invalid(path, cols.location(i), reason))?;
-            continue;
+    let hi = lo + out.len();
+    let mut bad = cols.bad[cols.bad.partition_point(|(j, _)| *j < lo)..].iter().peekable();
+    let mut row = |i: usize, ts: Option<i64>, value: Option<f64>, host: Option<&'a str>, metric: Option<&'a str>| {
+        if bad.peek().is_some_and(|(j, _)| *j == i) {
+            let reason = bad.next().map(|(_, r)| r.clone()).unwrap_or_default();
+            return skip(&mut part, DatasetError::invalid(path, cols.location(i), reason));
         }
         let (Some(_), Some(h), Some(m)) = (ts, host, metric) else {
             let reason = match (ts, host) {
@@ -504,12 +503,10 @@ fn group_metrics(
                 (_, None) => "empty `host`",
                 _ => "empty `metric`",
             };
-            skip(report, DatasetError::invalid(path, cols.location(i), reason))?;
-            continue;
+            return skip(&mut part, DatasetError::invalid(path, cols.location(i), reason));
         };
         if let Some(v) = value.filter(|v| v.is_infinite()) {
-            skip(report, DatasetError::invalid(path, cols.location(i), format!("value is infinite ({v})")))?;
-            continue;
+            return skip(&mut part, DatasetError::invalid(path, cols.location(i), format!("value is infinite ({v})")));
         }
         let slot = match index.get(&(h, m)) {
             Some(slot) => *slot,
@@ -517,9 +514,9 @@ fn group_metrics(
                 let slot = if h.is_empty() || m.is_empty() || !known.contains(h) {
                     None
                 } else {
-                    series.push(SeriesSamples::new(SeriesKey::new(h, m)));
-                    counts.push(0);
-                    Some(series.len() - 1)
+                    part.keys.push((h, m));
+                    part.counts.push(0);
+                    Some((part.keys.len() - 1) as u32)
                 };
                 index.insert((h, m), slot);
                 slot
@@ -533,12 +530,91 @@ fn group_metrics(
             } else {
                 format!("unknown host {h:?} (not in hosts.csv)")
             };
-            skip(report, DatasetError::invalid(path, cols.location(i), reason))?;
-            continue;
+            return skip(&mut part, DatasetError::invalid(path, cols.location(i), reason));
         };
-        counts[idx] += 1;
-        if let Some(last) = row_series.last_mut() {
-            *last = idx as u32;
+        part.counts[idx as usize] += 1;
+        out[i - lo] = idx;
+        Ok(())
+    };
+    // Chunk by chunk, by index: an iterator chain over four columns costs more than the
+    // work per row.
+    let mut start = 0;
+    let chunks = cols.ts.downcast_iter().zip(cols.value.downcast_iter()).zip(cols.host.downcast_iter().zip(cols.metric.downcast_iter()));
+    for ((t, v), (h, m)) in chunks {
+        let len = t.len();
+        let (a, b) = (lo.max(start), hi.min(start + len));
+        for i in a..b {
+            let j = i - start;
+            row(i, t.get(j), v.get(j), h.get(j), m.get(j))?;
+        }
+        start += len;
+        if start >= hi {
+            break;
+        }
+    }
+    Ok(part)
+}
+
+/// Validates rows, interns names, groups by series, sorts and de-duplicates.
+///
+/// Hosts are checked once per new (host, metric) pair, not per row; rows are grouped
+/// straight into per-series columns.
+fn group_metrics(
+    path: &Path,
+    mut cols: MetricColumns,
+    known: &BTreeSet<&str>,
+    opts: LoadOptions,
+    report: &mut LoadReport,
+) -> Result<Vec<SeriesSamples>, DatasetError> {
+    cols.align();
+    let n = cols.ts.len();
+    report.metric_rows = n as u64;
+    // Pass 1, in parallel over contiguous row ranges: validate, intern (host, metric)
+    // pairs per range, and write each row's range-local series number (or SKIP). The
+    // ranges are then merged in file order, so series are numbered by first appearance
+    // in the file and the first bad row reported is the first in the file.
+    let parts = rayon::current_num_threads().min(n / 65_536).max(1);
+    let per_part = n.div_ceil(parts).max(1);
+    let mut row_series: Vec<u32> = vec![SKIP; n];
+    let scanned: Vec<Result<Interned<'_>, DatasetError>> = {
+        use rayon::prelude::*;
+        let cols = &cols;
+        row_series
+            .par_chunks_mut(per_part)
+            .enumerate()
+            .map(|(p, out)| intern_range(path, cols, p * per_part, out, known, opts))
+            .collect()
+    };
+    let mut index: foldhash::HashMap<(&str, &str), u32> = foldhash::HashMap::default();
+    let mut series: Vec<SeriesSamples> = Vec::new();
+    let mut counts: Vec<usize> = Vec::new();
+    for (p, part) in scanned.into_iter().enumerate() {
+        let part = part?;
+        report.skipped_rows += part.skipped;
+        if report.first_skipped.is_none() {
+            report.first_skipped = part.first_skipped;
+        }
+        let remap: Vec<u32> = part
+            .keys
+            .iter()
+            .map(|&(h, m)| {
+                *index.entry((h, m)).or_insert_with(|| {
+                    series.push(SeriesSamples::new(SeriesKey::new(h, m)));
+                    counts.push(0);
+                    (series.len() - 1) as u32
+                })
+            })
+            .collect();
+        for (&g, &c) in remap.iter().zip(&part.counts) {
+            counts[g as usize] += c;
+        }
+        if remap.iter().enumerate().any(|(l, &g)| l as u32 != g) {
+            let lo = p * per_part;
+            for s in &mut row_series[lo..(lo + per_part).min(n)] {
+                if *s != SKIP {
+                    *s = remap[*s as usize];
+                }
+            }
         }
     }
     // Pass 2: exact-size columns, then scatter rows into them (no hashing, no regrowth).

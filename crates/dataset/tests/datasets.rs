@@ -251,3 +251,47 @@ fn inventory_and_event_problems_are_named() {
     let e = read_err(|d| std::fs::write(d.join("hosts.csv"), "host,zone,cpu_cores,mem_gb\nh1,z,eight,32\n").expect("w"));
     assert_eq!(invalid_at(&e), (Location::Line(2), "`cpu_cores` is not a number: \"eight\"".into()));
 }
+
+/// A metrics file long enough to be validated in several parallel ranges.
+fn long_metrics(dir: &Path, bad: &[(usize, &str)]) {
+    use std::fmt::Write as _;
+    let mut text = String::from("timestamp,host,metric,value\n");
+    for i in 0..300_000usize {
+        let row = match bad.iter().find(|(j, _)| *j == i) {
+            Some((_, row)) => (*row).to_string(),
+            // h2's series only appears in the second half of the file.
+            None if i >= 200_000 && i % 3 == 0 => format!("{i},h2,late,{i}"),
+            None => format!("{i},h1,{},{i}", if i % 2 == 0 { "a" } else { "b" }),
+        };
+        writeln!(text, "{row}").expect("string");
+    }
+    std::fs::write(dir.join("metrics.csv"), text).expect("w");
+}
+
+#[test]
+fn long_files_group_and_report_as_one_pass_would() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tiny(dir.path());
+    long_metrics(dir.path(), &[]);
+    let (ds, rep) = read_dataset(dir.path(), LoadOptions::default()).expect("valid");
+    assert_eq!(rep.metric_rows, 300_000);
+    let keys: Vec<String> = ds.metrics.iter().map(|s| s.key.to_string()).collect();
+    let sizes: Vec<usize> = ds.metrics.iter().map(|s| s.len()).collect();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 300_000);
+    assert_eq!(sizes[2], 33_333, "{keys:?}");
+    assert!(ds.metrics.iter().all(|s| s.timestamps.windows(2).all(|w| w[0] < w[1])));
+
+    // The first bad row in the file is the one reported, wherever the others are.
+    for bad in [vec![(250_000, "250000,h9,a,1"), (260_000, "oops,h1,a,1")], vec![(40, "40,h1,a,inf"), (280_000, "280000,h9,a,1")]] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        tiny(dir.path());
+        long_metrics(dir.path(), &bad);
+        let e = read_dataset(dir.path(), LoadOptions::default()).expect_err("refused");
+        assert_eq!(invalid_at(&e).0, Location::Line(bad[0].0 + 2), "{e}");
+        let (ds, rep) = read_dataset(dir.path(), LoadOptions { skip_invalid_rows: true }).expect("skips");
+        assert_eq!(rep.skipped_rows, 2);
+        assert!(rep.first_skipped.as_deref().is_some_and(|s| s.contains(&format!("line {}:", bad[0].0 + 2))), "{rep:?}");
+        assert_eq!(ds.metric_rows(), 300_000 - 2);
+    }
+}
