@@ -254,7 +254,9 @@ impl Channel {
             self.short_sum += raw - *slot;
             *slot = raw;
         }
-        self.pos = ((self.pos as usize + 1) % w) as u32;
+        // The next ring slot; `%` (an integer division per point) only when it wraps.
+        let next = self.pos as usize + 1;
+        self.pos = (if next < w { next } else { next % w }) as u32;
         if self.pos == 0 {
             self.short_sum = self.short.iter().sum();
         }
