@@ -10,6 +10,9 @@
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;
 use linfa_trees::{DecisionTree, TreeNode};
+// Only its `threading` feature is wanted: ndarray's matrix products in the logistic fit
+// are split over the cores (by rows of the product, so the results do not change).
+use matrixmultiply as _;
 use ndarray::{Array1, Array2, ShapeBuilder};
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
