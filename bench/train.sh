@@ -86,7 +86,7 @@ done
   echo "### Learners on the same feature rows: harbinger (linfa) vs scikit-learn"
   echo
   echo "Script: \`bench/train.sh\` — $date, $machine.  "
-  echo "Rows: \`harbinger train --data datasets/fleet-train --export-features\`; fit on the training rows, PR-AUC (average precision) on the held-back rows. scikit-learn: median of 3 fits, using both cores. harbinger: each learner fitted alone (\`train --learner logistic|random-forest --short-horizon none\`), median of 3 fit times as recorded in the model card, every run listed; the forest uses both cores, the logistic fit one; the logistic model is fitted on a 30 000-row sample of the rows (every failure row up to half of it)."
+  echo "Rows: \`harbinger train --data datasets/fleet-train --export-features\`; fit on the training rows, PR-AUC (average precision) on the held-back rows. scikit-learn: median of 3 fits, using both cores. harbinger: each learner fitted alone (\`train --learner logistic|random-forest --short-horizon none\`), median of 3 fit times as recorded in the model card, every run listed; both use both cores (the forest fits trees in parallel, the logistic fit splits its matrix products); the logistic model is fitted on a 30 000-row sample of the rows (every failure row up to half of it)."
   echo
   python3 - "$work" <<'PY'
 import json, sys, pathlib, statistics
