@@ -196,7 +196,9 @@ struct Histogram {
 impl Histogram {
     /// Caps `surprise` at the empirical rarity of short-term means `>= m`, when earlier
     /// ones that high carry enough mass; then adds `m`.
-    fn cap(&mut self, m: f64, bins: usize, surprise: f64, p: &crate::DetectorParams) -> f64 {
+    /// Caps `surprise` by the empirical rarity of `m`, then counts `m`. The rarity is only
+    /// computed when `surprise` is above `needed` (below it the value cannot matter).
+    fn cap(&mut self, m: f64, bins: usize, surprise: f64, needed: f64, p: &crate::DetectorParams) -> f64 {
         if self.bins.len() != bins {
             *self = Histogram {
                 bins: vec![0.0; bins],
@@ -208,16 +210,18 @@ impl Histogram {
         let b = ((m * bins as f64) as usize).min(bins - 1);
         let mut capped = surprise;
         if self.weight > 0.0 {
-            // Sum the shorter side: m is usually small, so usually the bins below it.
-            let above = if 2 * b < bins {
-                self.total - self.bins[..b].iter().sum::<f64>()
-            } else {
-                self.bins[b..].iter().sum()
-            };
-            if above > p.empirical_min_mass * self.weight {
-                let prior = p.empirical_prior * self.weight;
-                let rarity = -((above + prior) / (self.total + prior)).log10();
-                capped = surprise.min(rarity.max(0.0));
+            if surprise > needed {
+                // Sum the shorter side: m is usually small, so usually the bins below it.
+                let above = if 2 * b < bins {
+                    self.total - self.bins[..b].iter().sum::<f64>()
+                } else {
+                    self.bins[b..].iter().sum()
+                };
+                if above > p.empirical_min_mass * self.weight {
+                    let prior = p.empirical_prior * self.weight;
+                    let rarity = -((above + prior) / (self.total + prior)).log10();
+                    capped = surprise.min(rarity.max(0.0));
+                }
             }
             self.weight /= 1.0 - p.long_rate;
         } else {
@@ -238,8 +242,10 @@ impl Histogram {
 
 impl Channel {
     /// Scores an absolute prediction error, then learns from it. Returns the surprise
-    /// in decades (0 until the channel has history).
-    fn step(&mut self, err: f64, floor: f64, p: &crate::DetectorParams) -> f64 {
+    /// in decades (0 until the channel has history). A surprise that cannot exceed
+    /// `needed` (the level at or below which the caller ignores it) may be returned as 0
+    /// without computing it; what the channel learns is the same either way.
+    fn step(&mut self, err: f64, floor: f64, needed: f64, p: &crate::DetectorParams) -> f64 {
         if self.scale.n == 0 {
             self.scale.update(err, p.error_rate);
             return 0.0;
@@ -263,17 +269,32 @@ impl Channel {
         let m = (self.short_sum / self.short.len() as f64).clamp(0.0, 1.0);
         let mut surprise = if self.long.n >= 2 {
             let sd = self.long.var.sqrt().max(p.min_std);
-            normal_tail_decades((m - self.long.mean) / sd)
+            let z = (m - self.long.mean) / sd;
+            if tail_decades_bound(z) <= needed { 0.0 } else { normal_tail_decades(z) }
         } else {
             0.0
         };
         self.long.update(m, p.long_rate);
         let bins = p.empirical_bins as usize;
         if bins > 0 {
-            surprise = self.hist.cap(m, bins, surprise, p);
+            surprise = self.hist.cap(m, bins, surprise, needed, p);
         }
         self.scale.update(err, p.error_rate);
         surprise
+    }
+}
+
+/// An upper bound of [`normal_tail_decades`]`(z)` that needs no logarithm (+inf above
+/// z = 2): its values at 0, 1 and 2 rounded up, as the tail only grows with z.
+fn tail_decades_bound(z: f64) -> f64 {
+    if z <= 0.0 {
+        0.301_04
+    } else if z <= 1.0 {
+        0.799_56
+    } else if z <= 2.0 {
+        1.643_03
+    } else {
+        f64::INFINITY
     }
 }
 
@@ -355,18 +376,21 @@ impl StreamingDetector for DefaultDetector {
         let span = st.max - st.min;
         let floor = 1e-9 * (x.abs() + span) + f64::MIN_POSITIVE;
 
-        // 1-2. Predictors and their likelihoods.
+        // 1-2. Predictors and their likelihoods. A surprise at or below `needed` changes
+        // nothing below: within the warm-up none is reported, and after it one that does
+        // not beat the decayed peak leaves the peak where decay puts it and reports nothing.
+        let needed = if st.n < u64::from(p.warmup) { f64::INFINITY } else { st.peak * self.hold_decay };
         let mut surprise: f64 = 0.0;
         let (level_channels, seasonal_channel) = st.channels.split_at_mut(st.levels.len());
         for (level, ch) in st.levels.iter().zip(level_channels.iter_mut()) {
-            surprise = surprise.max(ch.step((x - level).abs(), floor, p));
+            surprise = surprise.max(ch.step((x - level).abs(), floor, needed, p));
         }
         let mut season_bin = None;
         if let (Some(season), Some(ch)) = (&st.seasonal, seasonal_channel.first_mut()) {
             // Guarded by `observe_time`: `last_ts` is this point's timestamp.
             let bin = season.bin(ts);
             if season.counts[bin] > 0 {
-                surprise = surprise.max(ch.step((x - season.means[bin]).abs(), floor, p));
+                surprise = surprise.max(ch.step((x - season.means[bin]).abs(), floor, needed, p));
             }
             season_bin = Some(bin);
         }
