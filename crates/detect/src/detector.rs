@@ -195,9 +195,8 @@ struct Histogram {
 
 impl Histogram {
     /// Caps `surprise` at the empirical rarity of short-term means `>= m`, when earlier
-    /// ones that high carry enough mass; then adds `m`.
-    /// Caps `surprise` by the empirical rarity of `m`, then counts `m`. The rarity is only
-    /// computed when `surprise` is above `needed` (below it the value cannot matter).
+    /// ones that high carry enough mass; then adds `m`. The rarity is only computed when
+    /// `surprise` is above `needed` (at or below it the value cannot matter).
     fn cap(&mut self, m: f64, bins: usize, surprise: f64, needed: f64, p: &crate::DetectorParams) -> f64 {
         if self.bins.len() != bins {
             *self = Histogram {
@@ -431,5 +430,25 @@ impl StreamingDetector for DefaultDetector {
         st.peak = (st.peak * decay).max(surprise);
         st.reported_peak = (st.reported_peak * decay).max(reported);
         (1.0 - 10_f64.powf(-reported / p.score_decades)).clamp(0.0, 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_bound_is_never_below_the_tail() {
+        let mut z = -12.0;
+        while z <= 2.5 {
+            let (bound, tail) = (tail_decades_bound(z), normal_tail_decades(z));
+            assert!(bound >= tail, "z = {z}: bound {bound} < tail {tail}");
+            z += 1e-4;
+        }
+        // Tight enough to be of use: within 1e-4 of the tail at the knots.
+        for k in [0.0, 1.0, 2.0] {
+            assert!(tail_decades_bound(k) - normal_tail_decades(k) < 1e-4, "z = {k}");
+        }
+        assert!(tail_decades_bound(f64::NAN).is_infinite(), "NaN is never skipped");
     }
 }
