@@ -132,9 +132,9 @@ pub struct TrainArgs {
     /// Share of the time span held back for choosing, calibrating and checking.
     #[arg(long, default_value_t = 0.3)]
     pub holdout: f64,
-    /// auto (logistic and forest: the better on held-back PR-AUC leads, the other joins
-    /// the stack), logistic, random-forest, boosted-trees, or all (the three).
-    #[arg(long, default_value = "auto")]
+    /// random-forest, logistic, boosted-trees, auto (logistic and forest: the better on
+    /// held-back PR-AUC leads, the other joins the stack), or all (the three).
+    #[arg(long, default_value = "random-forest")]
     pub learner: String,
     /// Trees in the forest.
     #[arg(long, default_value_t = 32)]

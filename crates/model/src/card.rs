@@ -25,10 +25,15 @@ pub fn render(m: &Model) -> String {
     let _ = writeln!(s, "# Model card: harbinger failure model {}\n", m.version);
     let _ = writeln!(s, "- Trained: {} by harbinger {} (artifact format {})", iso(m.trained_at_ms), m.harbinger_version, m.format_version);
     let _ = writeln!(s, "- Predicts: probability that a host fails within {} h", m.horizon_ms as f64 / 3_600_000.0);
-    let _ = writeln!(s, "- Leading learner: `{}` (the highest PR-AUC on held-back data)", m.learner.name());
-    if let Some(im) = m.imminence.as_ref().filter(|im| !im.companions.is_empty()) {
-        let names: Vec<String> = im.companions.iter().map(|c| format!("`{}`", c.learner.name())).collect();
-        let _ = writeln!(s, "- Stacked with it: {}", names.join(", "));
+    match m.imminence.as_ref().filter(|im| !im.companions.is_empty()) {
+        Some(im) => {
+            let _ = writeln!(s, "- Leading learner: `{}` (the highest PR-AUC on held-back data)", m.learner.name());
+            let names: Vec<String> = im.companions.iter().map(|c| format!("`{}`", c.learner.name())).collect();
+            let _ = writeln!(s, "- Stacked with it: {}", names.join(", "));
+        }
+        None => {
+            let _ = writeln!(s, "- Learner: `{}`", m.learner.name());
+        }
     }
     if let Some(im) = &c.imminence {
         let _ = writeln!(

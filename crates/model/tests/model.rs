@@ -6,7 +6,7 @@ use harbinger_core::{HostId, ManualClock, RiskScorer, SampleBatch, SeriesKey, Se
 use harbinger_dataset::Dataset;
 use harbinger_dataset::synth::{SynthParams, generate};
 use harbinger_model::learn::ForestParams;
-use harbinger_model::{EvalOptions, LiveScorer, Model, ModelError, TrainError, TrainOptions, evaluate, train};
+use harbinger_model::{EvalOptions, LiveScorer, Model, ModelError, LearnerChoice, TrainError, TrainOptions, evaluate, train};
 
 fn fleet(seed: u64) -> Dataset {
     generate(&SynthParams { hosts: 30, days: 5.0, seed, ..SynthParams::default() }).expect("valid params").dataset
@@ -35,16 +35,21 @@ fn model() -> &'static (Dataset, Model) {
 #[test]
 fn an_imminence_model_is_stacked_saved_checked_and_explained() {
     let (ds, plain) = model();
-    let o = TrainOptions { short_horizon_ms: Some(2 * 3_600_000), ..opts() };
+    // `auto`: the logistic model and the forest, the other one stacked as a companion.
+    let o = TrainOptions { short_horizon_ms: Some(2 * 3_600_000), learner: LearnerChoice::Auto, ..opts() };
     let m = train(ds, &o, &|_, _| {}).expect("train").model;
     let im = m.imminence.as_ref().expect("an imminence model");
     assert_eq!(im.horizon_ms, 2 * 3_600_000);
+    assert_eq!(m.card.learners.len(), 2, "both learners were compared");
+    assert_eq!(im.companions.len(), 1, "the one not leading joins the stack");
+    assert_ne!(im.companions[0].learner.name(), m.learner.name());
     assert!(matches!(&im.learner, harbinger_model::model::Learner::Logistic(l) if l.weights.len() == m.schema.len()), "{}", im.learner.name());
     assert!(m.card.imminence.is_some());
     assert_ne!(m.version, plain.version, "the stack is part of the version");
     let dir = tempfile::tempdir().expect("tempdir");
     m.save(dir.path()).expect("save");
-    assert!(std::fs::read_to_string(dir.path().join("MODEL_CARD.md")).expect("card").contains("imminence model"));
+    let card = std::fs::read_to_string(dir.path().join("MODEL_CARD.md")).expect("card");
+    assert!(card.contains("imminence model") && card.contains("Stacked with it"), "{card}");
     let back = Model::load(dir.path()).expect("load");
     assert_eq!(back.imminence.as_ref().map(|i| (i.horizon_ms, i.learner.name(), i.companions.len())), Some((im.horizon_ms, im.learner.name(), im.companions.len())));
     // Scores are probabilities (the same after the round trip, to JSON's last ulps), and
@@ -102,7 +107,7 @@ fn training_is_deterministic_and_the_artifact_round_trips() {
     // The split is by time and the threshold sits strictly inside (0, 1).
     assert!(m.card.split_ms > m.card.span_ms.0 && m.card.split_ms < m.card.span_ms.1);
     assert!(m.policy.alert_threshold > 0.0 && m.policy.alert_threshold < 1.0);
-    assert!(m.card.learners.len() == 2, "both learners were compared");
+    assert!(m.card.learners.len() == 1 && m.learner.name() == "random_forest", "the default keeps the forest alone");
 }
 
 #[test]
