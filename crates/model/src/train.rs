@@ -1,6 +1,8 @@
 //! Batch training: features over a dataset on a virtual clock, labels from
-//! `failures.csv`, a split by time, two learners compared on held-back data, the better
-//! one calibrated, and the alert threshold chosen by the contract's own scoring.
+//! `failures.csv`, a split by time, the learner (by default the forest; with `auto` the
+//! logistic model and the forest compared on held-back data) calibrated and stacked with
+//! a short-horizon imminence model, and the alert threshold chosen by the contract's own
+//! scoring.
 //!
 //! No learning from the future: every feature row at `t` is built from data ≤ `t` (see
 //! [`crate::features`]); training rows are those whose whole label window
