@@ -6,7 +6,7 @@ use harbinger_core::{HostId, ManualClock, RiskScorer, SampleBatch, SeriesKey, Se
 use harbinger_dataset::Dataset;
 use harbinger_dataset::synth::{SynthParams, generate};
 use harbinger_model::learn::ForestParams;
-use harbinger_model::{EvalOptions, LiveScorer, Model, ModelError, LearnerChoice, TrainError, TrainOptions, evaluate, train};
+use harbinger_model::{EvalOptions, LearnerChoice, LiveScorer, Model, ModelError, TrainError, TrainOptions, evaluate, train};
 
 fn fleet(seed: u64) -> Dataset {
     generate(&SynthParams { hosts: 30, days: 5.0, seed, ..SynthParams::default() }).expect("valid params").dataset
