@@ -319,6 +319,11 @@ pub struct SynthArgs {
     /// First timestamp (ms since epoch) [default: 2023-11-14T00:00:00Z].
     #[arg(long)]
     pub start_ms: Option<i64>,
+    /// Start `--days` before now instead, so the data ends at the current time (what a
+    /// store with retention, judged by the server's clock, keeps). The files then depend on
+    /// when they were made.
+    #[arg(long)]
+    pub end_now: bool,
     /// Metrics file format: parquet or csv.
     #[arg(long, default_value = "parquet")]
     pub format: String,

@@ -40,6 +40,13 @@ pub async fn run(cfg: &Config, a: &IngestArgs) -> anyhow::Result<()> {
     for (reason, n) in &report.samples.rejected {
         println!("  samples rejected  {n} ({reason})");
     }
+    if report.samples.rejected.contains_key(&harbinger_core::RejectReason::TooOld) {
+        let kept = cfg.store.retention.map_or_else(|| "forever".to_string(), |d| humantime::format_duration(d).to_string());
+        println!(
+            "  note              too_old = before the server's clock minus store.retention ({kept}); \
+             to keep older history set store.retention = \"forever\" (or HARBINGER_STORE_RETENTION=forever)"
+        );
+    }
     println!("  missing values    {}", report.missing_values);
     println!("  duplicate rows    {} (last row kept)", load.duplicate_rows);
     println!("  out-of-order rows {} (sorted)", load.out_of_order_rows);

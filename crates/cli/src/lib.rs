@@ -85,10 +85,15 @@ pub fn init_logging(cfg: &Config) -> anyhow::Result<()> {
 
 /// The embedded store configuration for a validated config.
 pub fn store_config(cfg: &Config) -> EmbeddedConfig {
+    let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     EmbeddedConfig {
+        clock: std::sync::Arc::new(harbinger_core::SystemClock),
         data_dir: cfg.data_dir.clone(),
         limits: Limits {
-            retention_ms: cfg.store.retention.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            retention_ms: cfg.store.retention.map(ms),
+            max_future_ms: cfg.store.max_future.map(ms),
+            max_host_bytes: cfg.store.max_host_bytes,
+            max_metric_bytes: cfg.store.max_metric_bytes,
             hot_window_ms: i64::try_from(cfg.store.hot_window.as_millis()).unwrap_or(i64::MAX),
             hot_max_points: cfg.store.hot_max_points,
             max_series: cfg.store.max_series,

@@ -14,13 +14,20 @@ pub fn run(a: &SynthArgs) -> anyhow::Result<()> {
     let step = humantime::parse_duration(&a.step).with_context(|| format!("--step {:?} is not a duration", a.step))?;
     let format: MetricsFormat = a.format.parse().map_err(anyhow::Error::msg)?;
     let defaults = SynthParams::default();
-    let p = SynthParams {
-        hosts: a.hosts,
-        days: a.days,
-        step_ms: i64::try_from(step.as_millis()).context("--step is too large")?,
-        seed: a.seed,
-        start_ms: a.start_ms.unwrap_or(defaults.start_ms),
+    let step_ms = i64::try_from(step.as_millis()).context("--step is too large")?;
+    let start_ms = match (a.start_ms, a.end_now) {
+        (Some(_), true) => anyhow::bail!("--start-ms and --end-now cannot both be given"),
+        (Some(s), false) => s,
+        (None, false) => defaults.start_ms,
+        (None, true) => {
+            // Ends at the wall clock, so a store with retention keeps all of it.
+            let now = harbinger_core::Clock::now_ms(&harbinger_core::SystemClock);
+            let span = (a.days * 86_400_000.0) as i64;
+            let start = now - span;
+            start - start.rem_euclid(step_ms.max(1))
+        }
     };
+    let p = SynthParams { hosts: a.hosts, days: a.days, step_ms, seed: a.seed, start_ms };
     let fleet = generate(&p)?;
     write_dataset(&fleet.dataset, &a.out, format)?;
     write_episodes(&fleet.episodes, &a.out.join("episodes.csv"))

@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{Serve, get, run};
+use std::path::Path;
+
+use common::{Serve, get, run, run_env};
 
 fn read_all(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
@@ -150,4 +152,42 @@ fn a_closed_stdout_ends_the_command_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(141), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Retention is judged by the server's clock: recorded history older than
+/// `store.retention` is refused as `too_old` (with a note saying how to keep it), while a
+/// fleet that ends now is kept whole under the defaults.
+#[test]
+fn default_retention_refuses_old_history_and_keeps_a_fleet_that_ends_now() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (old, recent) = (tmp.path().join("old"), tmp.path().join("recent"));
+    let synth = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["synth", "--out", out.to_str().expect("utf-8"), "--hosts", "2", "--days", "1", "--step", "5m"];
+        args.extend_from_slice(extra);
+        let (code, _, stderr) = run(&args);
+        assert_eq!(code, 0, "{stderr}");
+    };
+    synth(&old, &[]);
+    synth(&recent, &["--end-now"]);
+    let ingest = |data: &Path, store: &str| {
+        let store = tmp.path().join(store);
+        let args = ["--data-dir", store.to_str().expect("utf-8"), "ingest", "--json", "--data", data.to_str().expect("utf-8")];
+        let (code, stdout, stderr) = run_env(&args, &[]);
+        assert_eq!(code, 0, "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).expect("json report");
+        v["ingest"]["samples"].clone()
+    };
+    let o = ingest(&old, "s1");
+    assert_eq!(o["accepted"], 0, "2023 data is older than 30 days before now: {o}");
+    assert!(o["rejected"]["too_old"].as_u64().is_some_and(|n| n > 500), "{o}");
+    let r = ingest(&recent, "s2");
+    assert!(r["accepted"].as_u64().is_some_and(|n| n > 500), "{r}");
+    assert!(r["rejected"].get("too_old").is_none() && r["rejected"].get("future").is_none(), "{r}");
+
+    let store = tmp.path().join("s3");
+    let args = ["--data-dir", store.to_str().expect("utf-8"), "ingest", "--data", old.to_str().expect("utf-8")];
+    let (_, stdout, _) = run_env(&args, &[]);
+    assert!(stdout.contains("store.retention = \"forever\""), "the note says how to keep history: {stdout}");
+    let (_, _, stderr) = run(&["synth", "--out", tmp.path().join("x").to_str().expect("utf-8"), "--start-ms", "0", "--end-now"]);
+    assert!(stderr.contains("cannot both be given"), "{stderr}");
 }

@@ -70,6 +70,35 @@ pub struct RawConfig {
     /// `[auth]`.
     #[serde(default)]
     pub auth: RawAuth,
+    /// `[engine]`.
+    #[serde(default)]
+    pub engine: RawEngine,
+}
+
+/// `[engine]` section: the tick, the shadow planner's budget and the actuator.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEngine {
+    /// How often the engine advances risk and plans (wall clock in `serve`).
+    pub tick: Option<String>,
+    /// Most live shadows at once.
+    pub max_live_shadows: Option<u64>,
+    /// Share of each host's cpu and memory never given to shadows.
+    pub host_reserve: Option<f64>,
+    /// Above this failure probability, critical resources are shadowed first.
+    pub critical_probability: Option<f64>,
+    /// Resources of an alerting host with at least this criticality get shadows.
+    pub min_criticality: Option<u8>,
+    /// A host that left the alerting state keeps its shadows this long.
+    pub retire_grace: Option<String>,
+    /// Ready shadows unused this long are retired (scale-down).
+    pub idle: Option<String>,
+    /// Shadows expire after this long; "never" keeps them.
+    pub shadow_ttl: Option<String>,
+    /// Hosts at or above this risk never receive shadows.
+    pub risk_ceiling: Option<f64>,
+    /// The actuator kind: "log" (records what it would do).
+    pub actuator: Option<String>,
 }
 
 /// `[grpc]` section.
@@ -145,8 +174,14 @@ pub struct RawHttp {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
-    /// Keep samples this long (by data time); "forever" keeps all.
+    /// Keep samples this long (before the server's clock); "forever" keeps all.
     pub retention: Option<String>,
+    /// Refuse samples stamped further than this ahead of the server's clock; "off" admits any.
+    pub max_future: Option<String>,
+    /// Longest host id accepted, bytes.
+    pub max_host_bytes: Option<u64>,
+    /// Longest metric name (with labels) accepted, bytes.
+    pub max_metric_bytes: Option<u64>,
     /// How often samples are fsynced; "0s" syncs every append.
     pub sync_interval: Option<String>,
     /// Span of the in-memory hot window per series.
@@ -192,8 +227,14 @@ pub struct HttpConfig {
 /// Checked store settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoreConfig {
-    /// `None` keeps samples forever.
+    /// `None` keeps samples forever. Measured back from the server's clock.
     pub retention: Option<Duration>,
+    /// Samples further than this ahead of the server's clock are refused; `None` admits any.
+    pub max_future: Option<Duration>,
+    /// Longest host id accepted, bytes (1..=65535).
+    pub max_host_bytes: usize,
+    /// Longest metric name with labels accepted, bytes (1..=65535).
+    pub max_metric_bytes: usize,
     /// Zero syncs on every append.
     pub sync_interval: Duration,
     /// Hot-window span.
@@ -292,6 +333,40 @@ pub struct Config {
     pub grpc: GrpcConfig,
     /// Bearer token for mutating calls.
     pub auth: AuthConfig,
+    /// Engine tick, planner budget and actuator.
+    pub engine: EngineConfig,
+}
+
+/// Checked `[engine]` settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineConfig {
+    /// Tick interval.
+    pub tick: Duration,
+    /// Most live shadows at once.
+    pub max_live_shadows: usize,
+    /// Share of host capacity kept free of shadows, in [0, 1).
+    pub host_reserve: f64,
+    /// Probability above which critical resources go first, in (0, 1].
+    pub critical_probability: f64,
+    /// Least criticality (0..=3) shadowed when a host alerts.
+    pub min_criticality: u8,
+    /// Grace before a cleared host's shadows are retired.
+    pub retire_grace: Duration,
+    /// Idle time before a ready shadow is scaled down.
+    pub idle: Duration,
+    /// Shadow lifetime; `None` = never expire.
+    pub shadow_ttl: Option<Duration>,
+    /// Hosts at or above this risk receive no shadows, in (0, 1].
+    pub risk_ceiling: f64,
+    /// Actuator kind.
+    pub actuator: ActuatorKind,
+}
+
+/// The actuators harbinger can drive (a closed set, chosen in config).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActuatorKind {
+    /// Dry run: journals and logs every action as it would be done.
+    Log,
 }
 
 /// Environment variables read, and the dotted key each sets.
@@ -301,6 +376,9 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("HARBINGER_HTTP_MAX_BODY_BYTES", "http.max_body_bytes"),
     ("HARBINGER_HTTP_STRICT_HOSTS", "http.strict_hosts"),
     ("HARBINGER_STORE_RETENTION", "store.retention"),
+    ("HARBINGER_STORE_MAX_FUTURE", "store.max_future"),
+    ("HARBINGER_STORE_MAX_HOST_BYTES", "store.max_host_bytes"),
+    ("HARBINGER_STORE_MAX_METRIC_BYTES", "store.max_metric_bytes"),
     ("HARBINGER_STORE_SYNC_INTERVAL", "store.sync_interval"),
     ("HARBINGER_STORE_HOT_WINDOW", "store.hot_window"),
     ("HARBINGER_STORE_HOT_MAX_POINTS", "store.hot_max_points"),
@@ -317,6 +395,9 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("HARBINGER_GRPC_MAX_MESSAGE_BYTES", "grpc.max_message_bytes"),
     ("HARBINGER_GRPC_TLS_CERT", "grpc.tls_cert"),
     ("HARBINGER_GRPC_TLS_KEY", "grpc.tls_key"),
+    ("HARBINGER_ENGINE_TICK", "engine.tick"),
+    ("HARBINGER_ENGINE_MAX_LIVE_SHADOWS", "engine.max_live_shadows"),
+    ("HARBINGER_ENGINE_ACTUATOR", "engine.actuator"),
     ("HARBINGER_AUTH_TOKEN", "auth.token"),
     ("HARBINGER_AUTH_TOKEN_FILE", "auth.token_file"),
 ];
@@ -478,6 +559,20 @@ impl Config {
                 Some(d)
             }
         };
+        let max_future = match raw.store.max_future.as_deref().map(str::trim) {
+            None => Some(Duration::from_secs(600)),
+            Some("off") => None,
+            Some(s) => Some(duration("store.max_future", s)?),
+        };
+        let key_bytes = |field: &'static str, v: Option<u64>, default: u64| -> Result<usize, ConfigError> {
+            let n = positive(field, v.unwrap_or(default))?;
+            if n > u64::from(u16::MAX) {
+                return Err(ConfigError::Invalid { field, reason: format!("{n} is above 65535, the longest name a segment records") });
+            }
+            Ok(n as usize)
+        };
+        let max_host_bytes = key_bytes("store.max_host_bytes", raw.store.max_host_bytes, 512)?;
+        let max_metric_bytes = key_bytes("store.max_metric_bytes", raw.store.max_metric_bytes, 4096)?;
         let sync_interval = duration("store.sync_interval", raw.store.sync_interval.as_deref().unwrap_or("1s"))?;
         let hot_window = duration("store.hot_window", raw.store.hot_window.as_deref().unwrap_or("6h"))?;
         if hot_window.is_zero() {
@@ -528,7 +623,9 @@ impl Config {
             }
         };
         let token = auth_token(&raw.auth)?;
+        let engine = engine_config(&raw.engine)?;
         Ok(Self {
+            engine,
             grpc: GrpcConfig {
                 addr: grpc_addr,
                 max_hosts_per_request: usize::try_from(max_hosts).unwrap_or(usize::MAX),
@@ -550,6 +647,9 @@ impl Config {
             },
             store: StoreConfig {
                 retention,
+                max_future,
+                max_host_bytes,
+                max_metric_bytes,
                 sync_interval,
                 hot_window,
                 hot_max_points: positive("store.hot_max_points", raw.store.hot_max_points.unwrap_or(1_440))? as usize,
@@ -559,6 +659,49 @@ impl Config {
             log: LogConfig { format, level: raw.log.level.unwrap_or_else(|| "info".into()) },
         })
     }
+}
+
+fn engine_config(raw: &RawEngine) -> Result<EngineConfig, ConfigError> {
+    let share = |field: &'static str, v: Option<f64>, default: f64, lo_open: bool| -> Result<f64, ConfigError> {
+        let x = v.unwrap_or(default);
+        let ok = x.is_finite() && if lo_open { x > 0.0 && x <= 1.0 } else { (0.0..1.0).contains(&x) };
+        if ok {
+            Ok(x)
+        } else {
+            let range = if lo_open { "in (0, 1]" } else { "in [0, 1)" };
+            Err(ConfigError::Invalid { field, reason: format!("{x} is not {range}") })
+        }
+    };
+    let tick = duration("engine.tick", raw.tick.as_deref().unwrap_or("30s"))?;
+    if tick < Duration::from_millis(100) {
+        return Err(ConfigError::Invalid { field: "engine.tick", reason: "must be at least 100ms".into() });
+    }
+    let min_criticality = raw.min_criticality.unwrap_or(2);
+    if min_criticality > 3 {
+        return Err(ConfigError::Invalid { field: "engine.min_criticality", reason: format!("{min_criticality} is outside 0..=3") });
+    }
+    let shadow_ttl = match raw.shadow_ttl.as_deref().map(str::trim) {
+        Some("never") => None,
+        other => Some(duration("engine.shadow_ttl", other.unwrap_or("7days"))?),
+    };
+    let actuator = match raw.actuator.as_deref().unwrap_or("log") {
+        "log" => ActuatorKind::Log,
+        other => {
+            return Err(ConfigError::Invalid { field: "engine.actuator", reason: format!("{other:?} is not one of \"log\"") });
+        }
+    };
+    Ok(EngineConfig {
+        tick,
+        max_live_shadows: positive("engine.max_live_shadows", raw.max_live_shadows.unwrap_or(64))? as usize,
+        host_reserve: share("engine.host_reserve", raw.host_reserve, 0.2, false)?,
+        critical_probability: share("engine.critical_probability", raw.critical_probability, 0.9, true)?,
+        min_criticality,
+        retire_grace: duration("engine.retire_grace", raw.retire_grace.as_deref().unwrap_or("30m"))?,
+        idle: duration("engine.idle", raw.idle.as_deref().unwrap_or("24h"))?,
+        shadow_ttl,
+        risk_ceiling: share("engine.risk_ceiling", raw.risk_ceiling, 0.5, true)?,
+        actuator,
+    })
 }
 
 #[cfg(test)]

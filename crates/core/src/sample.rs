@@ -64,21 +64,29 @@ pub enum RejectReason {
     NonFinite,
     /// The store already holds its configured maximum number of series.
     SeriesLimit,
-    /// Older than the retention horizon: it would be deleted at once.
+    /// Older than the retention horizon (the server's clock minus the retention): it would
+    /// be deleted at once.
     TooOld,
     /// Timestamps and values columns have different lengths.
     Malformed,
+    /// Further ahead of the server's clock than the configured allowance (a client whose
+    /// clock runs ahead). Never moves retention.
+    Future,
+    /// The host id or metric name is longer than its configured byte limit.
+    KeyTooLong,
 }
 
 impl RejectReason {
     /// Every reason, for pre-registering metric labels.
-    pub const ALL: [RejectReason; 6] = [
+    pub const ALL: [RejectReason; 8] = [
         Self::Duplicate,
         Self::OutOfOrder,
         Self::NonFinite,
         Self::SeriesLimit,
         Self::TooOld,
         Self::Malformed,
+        Self::Future,
+        Self::KeyTooLong,
     ];
 
     /// Stable snake_case name, used as the `reason` label in `/metrics`.
@@ -90,6 +98,8 @@ impl RejectReason {
             Self::SeriesLimit => "series_limit",
             Self::TooOld => "too_old",
             Self::Malformed => "malformed",
+            Self::Future => "future",
+            Self::KeyTooLong => "key_too_long",
         }
     }
 }
@@ -172,6 +182,6 @@ mod tests {
     #[test]
     fn reason_names_are_stable() {
         let names: Vec<_> = RejectReason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(names, ["duplicate", "out_of_order", "non_finite", "series_limit", "too_old", "malformed"]);
+        assert_eq!(names, ["duplicate", "out_of_order", "non_finite", "series_limit", "too_old", "malformed", "future", "key_too_long"]);
     }
 }

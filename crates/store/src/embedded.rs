@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use harbinger_core::{
-    AppendReport, Event, EventStore, Failure, FailureStore, Host, InventoryStore, MetricStore, Resource,
-    SampleBatch, SeriesKey, SeriesSamples, StoreError, StoreStats, TimestampMs,
+    AppendReport, Clock, Event, EventStore, Failure, FailureStore, Host, InventoryStore, MetricStore, Resource,
+    SampleBatch, SeriesKey, SeriesSamples, StoreError, StoreStats, SystemClock, TimestampMs,
 };
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -38,8 +38,10 @@ const FAILURES: TableDefinition<(i64, &str), &[u8]> = TableDefinition::new("fail
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Checked configuration of an [`EmbeddedStore`].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct EmbeddedConfig {
+    /// The server's clock: retention and the future allowance are judged against it.
+    pub clock: Arc<dyn Clock>,
     /// The data directory.
     pub data_dir: PathBuf,
     /// Retention, hot-window and series bounds.
@@ -51,9 +53,10 @@ pub struct EmbeddedConfig {
 }
 
 impl EmbeddedConfig {
-    /// Defaults for a directory: 1 s sync, 64 MiB segments, default limits.
+    /// Defaults for a directory: the wall clock, 1 s sync, 64 MiB segments, default limits.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
+            clock: Arc::new(SystemClock),
             data_dir: data_dir.into(),
             limits: Limits::default(),
             sync_interval: Duration::from_secs(1),
@@ -144,10 +147,11 @@ impl Inner {
         Ok(())
     }
 
-    /// Deletes closed segments entirely older than the retention horizon.
+    /// Deletes closed segments entirely older than the retention horizon, measured back
+    /// from the server's clock (never from the data, so a sample stamped in the future
+    /// cannot expire the rest).
     fn expire(&self, table: &mut SeriesTable, log: &mut Log) -> Result<u64, StoreError> {
-        let (Some(r), Some(newest)) = (table.limits.retention_ms, table.newest) else { return Ok(0) };
-        let horizon = newest.saturating_sub(r);
+        let Some(horizon) = table.limits.horizon(self.cfg.clock.now_ms()) else { return Ok(0) };
         let mut removed = 0;
         let mut keep = Vec::with_capacity(log.closed.len());
         for m in log.closed.drain(..) {
@@ -176,7 +180,13 @@ fn start_segment(samples_dir: &Path, seq: u64, table: &SeriesTable) -> Result<Se
     let mut buf = Vec::new();
     for (id, e) in table.entries.iter().enumerate() {
         buf.clear();
-        segment::encode_def(&mut buf, id as u32, &e.key);
+        if !segment::encode_def(&mut buf, id as u32, &e.key) {
+            return Err(StoreError::Corrupt {
+                path: w.meta.path.clone(),
+                offset: w.meta.bytes,
+                reason: format!("series {} has a key longer than a segment can record", e.key),
+            });
+        }
         w.write_record(&buf)?;
     }
     w.sync()?;
@@ -368,10 +378,14 @@ impl EmbeddedStore {
         defs.clear();
         // End offset in `defs` of each new series' definition record.
         let mut def_ends: Vec<usize> = Vec::new();
+        let now = inner.cfg.clock.now_ms();
         let report = table.admit(
             batch,
+            now,
             |id, key| {
-                segment::encode_def(defs, id, key);
+                // Admission refused keys a segment cannot record (`Limits::key_fits`).
+                let fits = segment::encode_def(defs, id, key);
+                debug_assert!(fits, "admitted key too long for a segment: {key}");
                 def_ends.push(defs.len());
             },
             |id, ts, vs| payload.push(id, ts, vs),

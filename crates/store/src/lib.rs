@@ -21,4 +21,4 @@ pub mod series;
 
 pub use embedded::{EmbeddedConfig, EmbeddedStore, RecoveryReport};
 pub use memory::MemoryStore;
-pub use series::Limits;
+pub use series::{DEFAULT_MAX_FUTURE_MS, DEFAULT_MAX_HOST_BYTES, DEFAULT_MAX_METRIC_BYTES, Limits, MAX_KEY_BYTES};

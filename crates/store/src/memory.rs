@@ -1,12 +1,12 @@
 //! [`MemoryStore`]: every store trait, in memory. For tests, replay and short-lived tools.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use harbinger_core::{
-    AppendReport, Event, EventStore, Failure, FailureStore, Host, InventoryStore, MetricStore, Resource,
-    SampleBatch, SeriesKey, SeriesSamples, StoreError, StoreStats, TimestampMs,
+    AppendReport, Clock, Event, EventStore, Failure, FailureStore, Host, InventoryStore, MetricStore, Resource,
+    SampleBatch, SeriesKey, SeriesSamples, StoreError, StoreStats, SystemClock, TimestampMs,
 };
 
 use crate::series::{Limits, SeriesTable};
@@ -23,15 +23,28 @@ struct Inner {
 }
 
 /// A store that lives in memory and forgets everything on drop.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new(Limits::default())
+    }
 }
 
 impl MemoryStore {
-    /// An empty store with the given limits.
+    /// An empty store with the given limits, judging time bounds by the wall clock.
     pub fn new(limits: Limits) -> Self {
-        Self { inner: Mutex::new(Inner { table: SeriesTable::new(limits), ..Default::default() }) }
+        Self::with_clock(limits, Arc::new(SystemClock))
+    }
+
+    /// An empty store whose retention and future allowance are judged by `clock`
+    /// (replay and tests pass a manual clock).
+    pub fn with_clock(limits: Limits, clock: Arc<dyn Clock>) -> Self {
+        Self { inner: Mutex::new(Inner { table: SeriesTable::new(limits), ..Default::default() }), clock }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -48,6 +61,7 @@ impl MetricStore for MemoryStore {
         let Inner { table, history, .. } = &mut *g;
         Ok(table.admit(
             batch,
+            self.clock.now_ms(),
             |_, _| {},
             |id, ts, vs| {
                 if history.len() <= id as usize {

@@ -38,16 +38,20 @@ fn put_varint(buf: &mut Vec<u8>, v: i64) {
     buf.push(z as u8);
 }
 
-/// Encodes a series definition payload.
-pub(crate) fn encode_def(buf: &mut Vec<u8>, id: u32, key: &SeriesKey) {
+/// Encodes a series definition payload. Admission ([`crate::Limits::key_fits`]) refuses
+/// keys whose parts exceed `u16::MAX` bytes, so nothing is ever cut here; a key that
+/// slipped through would be refused rather than truncated (`false`).
+pub(crate) fn encode_def(buf: &mut Vec<u8>, id: u32, key: &SeriesKey) -> bool {
     let h = key.host.as_str().as_bytes();
     let m = key.metric.as_str().as_bytes();
+    let (Ok(hl), Ok(ml)) = (u16::try_from(h.len()), u16::try_from(m.len())) else { return false };
     buf.push(DEF);
     buf.extend_from_slice(&id.to_le_bytes());
-    buf.extend_from_slice(&(h.len().min(u16::MAX as usize) as u16).to_le_bytes());
-    buf.extend_from_slice(&h[..h.len().min(u16::MAX as usize)]);
-    buf.extend_from_slice(&(m.len().min(u16::MAX as usize) as u16).to_le_bytes());
-    buf.extend_from_slice(&m[..m.len().min(u16::MAX as usize)]);
+    buf.extend_from_slice(&hl.to_le_bytes());
+    buf.extend_from_slice(h);
+    buf.extend_from_slice(&ml.to_le_bytes());
+    buf.extend_from_slice(m);
+    true
 }
 
 /// Builds one samples payload from several series chunks.

@@ -7,11 +7,26 @@ use foldhash::HashMap;
 
 use harbinger_core::{AppendReport, RejectReason, SampleBatch, SeriesKey, SeriesSamples, TimestampMs};
 
+/// The longest host id or metric name a segment can record (a `u16` length).
+pub const MAX_KEY_BYTES: usize = u16::MAX as usize;
+
 /// Bounds on memory and on what is admitted.
+///
+/// Time bounds are judged against the server's clock (the store's [`harbinger_core::Clock`]),
+/// never against the data: one client's clock cannot move them for everyone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Samples older than `newest - retention_ms` are rejected as too old. `None` keeps all.
+    /// Samples older than `now - retention_ms` are rejected as too old, and segments wholly
+    /// older are deleted. `None` keeps all.
     pub retention_ms: Option<i64>,
+    /// Samples later than `now + max_future_ms` are rejected as `future`. `None` admits any.
+    pub max_future_ms: Option<i64>,
+    /// Host ids longer than this many bytes are rejected (`key_too_long`); at most
+    /// [`MAX_KEY_BYTES`].
+    pub max_host_bytes: usize,
+    /// Metric names (with their labels) longer than this many bytes are rejected
+    /// (`key_too_long`); at most [`MAX_KEY_BYTES`].
+    pub max_metric_bytes: usize,
     /// The hot window keeps samples with `ts > last - hot_window_ms`...
     pub hot_window_ms: i64,
     /// ...and at most this many per series.
@@ -20,9 +35,37 @@ pub struct Limits {
     pub max_series: usize,
 }
 
+/// Default allowance for samples ahead of the server's clock: 10 minutes.
+pub const DEFAULT_MAX_FUTURE_MS: i64 = 10 * 60_000;
+/// Default byte limit of a host id.
+pub const DEFAULT_MAX_HOST_BYTES: usize = 512;
+/// Default byte limit of a metric name with its labels.
+pub const DEFAULT_MAX_METRIC_BYTES: usize = 4_096;
+
+impl Limits {
+    /// The oldest timestamp still admitted at `now`, if retention is on.
+    pub fn horizon(&self, now: TimestampMs) -> Option<TimestampMs> {
+        self.retention_ms.map(|r| now.saturating_sub(r))
+    }
+
+    /// Whether a key fits the byte limits (and what a segment can record).
+    pub fn key_fits(&self, key: &SeriesKey) -> bool {
+        key.host.as_str().len() <= self.max_host_bytes.min(MAX_KEY_BYTES)
+            && key.metric.as_str().len() <= self.max_metric_bytes.min(MAX_KEY_BYTES)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
-        Self { retention_ms: None, hot_window_ms: 6 * 3_600_000, hot_max_points: 1_024, max_series: 1_000_000 }
+        Self {
+            retention_ms: None,
+            max_future_ms: Some(DEFAULT_MAX_FUTURE_MS),
+            max_host_bytes: DEFAULT_MAX_HOST_BYTES,
+            max_metric_bytes: DEFAULT_MAX_METRIC_BYTES,
+            hot_window_ms: 6 * 3_600_000,
+            hot_max_points: 1_024,
+            max_series: 1_000_000,
+        }
     }
 }
 
@@ -92,54 +135,52 @@ impl SeriesTable {
         self.extend_hot(id, &ts[skip..], &vs[skip..]);
     }
 
-    /// Applies the admission rules to a batch. `on_new(id, key)` is called for each new
-    /// series before its samples; `on_accept(id, ts, values)` once per batch entry with the
-    /// accepted samples (possibly none).
+    /// Applies the admission rules to a batch at server time `now`. `on_new(id, key)` is
+    /// called for each new series before its samples; `on_accept(id, ts, values)` once per
+    /// batch entry with accepted samples. A series is only created once one of its samples
+    /// is accepted, so refused series never count toward `max_series`.
     pub(crate) fn admit(
         &mut self,
         batch: &SampleBatch,
+        now: TimestampMs,
         mut on_new: impl FnMut(u32, &SeriesKey),
         mut on_accept: impl FnMut(u32, &[TimestampMs], &[f64]),
     ) -> AppendReport {
         let mut report = AppendReport::default();
         let mut ts_buf = Vec::new();
         let mut val_buf = Vec::new();
+        let horizon = self.limits.horizon(now);
+        let latest = self.limits.max_future_ms.map(|f| now.saturating_add(f));
         for s in &batch.series {
-            if s.timestamps.len() != s.values.len() {
+            let whole = |report: &mut AppendReport, reason| {
                 for t in &s.timestamps {
-                    report.reject(&s.key, *t, RejectReason::Malformed);
+                    report.reject(&s.key, *t, reason);
                 }
+            };
+            if s.timestamps.len() != s.values.len() {
+                whole(&mut report, RejectReason::Malformed);
                 continue;
             }
             if s.is_empty() {
                 continue;
             }
-            let id = match self.ids.get(&s.key) {
-                Some(id) => *id,
-                None => {
-                    if self.entries.len() >= self.limits.max_series {
-                        for t in &s.timestamps {
-                            report.reject(&s.key, *t, RejectReason::SeriesLimit);
-                        }
-                        continue;
-                    }
-                    let id = self.entries.len() as u32;
-                    self.define(id, s.key.clone());
-                    report.new_series += 1;
-                    on_new(id, &s.key);
-                    id
-                }
-            };
+            if !self.limits.key_fits(&s.key) {
+                whole(&mut report, RejectReason::KeyTooLong);
+                continue;
+            }
+            let existing = self.ids.get(&s.key).copied();
+            if existing.is_none() && self.entries.len() >= self.limits.max_series {
+                whole(&mut report, RejectReason::SeriesLimit);
+                continue;
+            }
             ts_buf.clear();
             val_buf.clear();
-            let mut last = self.entries[id as usize].last_ts;
-            let horizon = match (self.limits.retention_ms, self.newest) {
-                (Some(r), Some(n)) => Some(n.saturating_sub(r)),
-                _ => None,
-            };
+            let mut last = existing.and_then(|id| self.entries[id as usize].last_ts);
             for (&t, &v) in s.timestamps.iter().zip(&s.values) {
                 let reason = if !v.is_finite() {
                     Some(RejectReason::NonFinite)
+                } else if latest.is_some_and(|l| t > l) {
+                    Some(RejectReason::Future)
                 } else if last == Some(t) {
                     Some(RejectReason::Duplicate)
                 } else if last.is_some_and(|l| t < l) {
@@ -158,11 +199,22 @@ impl SeriesTable {
                     }
                 }
             }
+            if ts_buf.is_empty() {
+                continue;
+            }
+            let id = match existing {
+                Some(id) => id,
+                None => {
+                    let id = self.entries.len() as u32;
+                    self.define(id, s.key.clone());
+                    report.new_series += 1;
+                    on_new(id, &s.key);
+                    id
+                }
+            };
             self.extend_hot(id, &ts_buf, &val_buf);
             report.accepted += ts_buf.len() as u64;
-            if !ts_buf.is_empty() {
-                on_accept(id, &ts_buf, &val_buf);
-            }
+            on_accept(id, &ts_buf, &val_buf);
         }
         report
     }

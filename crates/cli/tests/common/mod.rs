@@ -10,9 +10,21 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_harbinger"))
 }
 
-/// Runs `harbinger ARGS`, returning (exit code, stdout, stderr).
+/// Runs `harbinger ARGS`, returning (exit code, stdout, stderr). The fixtures are recorded
+/// history (2023), so retention (judged by the server's clock) is off unless a test sets it.
 pub fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin()).args(args).env_remove("HARBINGER_CONFIG").output().expect("run harbinger");
+    run_env(args, &[("HARBINGER_STORE_RETENTION", "forever")])
+}
+
+/// [`run`] with environment variables of the test's choosing (and no retention default).
+pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .env_remove("HARBINGER_CONFIG")
+        .env_remove("HARBINGER_STORE_RETENTION")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run harbinger");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
@@ -31,6 +43,7 @@ impl Serve {
             .args(["--data-dir", data_dir.to_str().expect("utf-8 path"), "serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
             .args(extra)
             .env_remove("HARBINGER_CONFIG")
+            .env("HARBINGER_STORE_RETENTION", "forever")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
