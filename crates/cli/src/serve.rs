@@ -66,6 +66,31 @@ fn reload_on_sighup(_scorer: Option<Arc<dyn RiskScorer>>) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Advances every host's risk and alert state on the wall clock, every `every`, until
+/// `stop` resolves. Reads never move alert state; this loop does.
+async fn tick_loop(scorer: Option<Arc<dyn RiskScorer>>, every: std::time::Duration, stop: impl Future<Output = ()>) {
+    let Some(scorer) = scorer else { return stop.await };
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = interval.tick() => {}
+        }
+        let s = scorer.clone();
+        let now = harbinger_core::Clock::now_ms(&harbinger_core::SystemClock);
+        match tokio::task::spawn_blocking(move || s.tick(now)).await {
+            Ok(transitions) => {
+                for t in transitions {
+                    tracing::info!(host = %t.host, kind = ?t.kind, risk = t.risk, probability = t.failure_probability, "alert state changed");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "engine tick failed"),
+        }
+    }
+}
+
 /// Reads the TLS certificate and key named by `grpc.tls_cert`/`grpc.tls_key`.
 fn tls_identity(cfg: &Config) -> anyhow::Result<Option<tonic::transport::Identity>> {
     let Some(tls) = &cfg.grpc.tls else { return Ok(None) };
@@ -133,6 +158,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
         .await
         .with_context(|| format!("binding gRPC on {}", cfg.grpc.addr))?;
     let grpc_addr = grpc_listener.local_addr().context("reading the bound gRPC address")?;
+    let scorer_for_ticks = scorer.clone();
     reload_on_sighup(scorer)?;
     tracing::info!(http = %http_addr, grpc = %grpc_addr, tls = tls.is_some(), auth = cfg.auth.token.is_some(),
         data_dir = %cfg.data_dir.display(), "harbinger serving");
@@ -142,6 +168,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
 
     // One stop signal for both servers: the shutdown future, or either server ending.
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_rx_ticks = stop_rx.clone();
     let stop_tx = Arc::new(stop_tx);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         // An error means the sender is gone, which also means stop.
@@ -172,7 +199,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
             r.context("gRPC server")
         }
     };
-    let (h, g) = tokio::join!(http, grpc);
+    let ticker = tick_loop(scorer_for_ticks, cfg.engine.tick, stopped(stop_rx_ticks));
+    let (h, g, ()) = tokio::join!(http, grpc, ticker);
     let closed = store.close().context("final sync of the store");
     h?;
     g?;

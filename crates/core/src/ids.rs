@@ -68,6 +68,18 @@ name_type!(
     /// A metric name (`mem_util`, or any Prometheus `__name__`).
     MetricName
 );
+name_type!(
+    /// A resource id, as in `resources.json` (`db-3`).
+    ResourceId
+);
+name_type!(
+    /// A shadow id: one passive copy of a resource on another host.
+    ShadowId
+);
+name_type!(
+    /// A deployment id, as in `events.jsonl` (`d-41`).
+    DeploymentId
+);
 
 /// One time series: a metric on a host.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

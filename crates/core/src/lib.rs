@@ -3,7 +3,8 @@
 //! No I/O, no async runtime. Everything here is a value or a trait.
 //!
 //! # Layout
-//! - [`ids`]: `HostId`, `MetricName`, `SeriesKey` and the millisecond timestamp type.
+//! - [`ids`]: `HostId`, `ResourceId`, `ShadowId`, `DeploymentId`, `MetricName`, `SeriesKey` and
+//!   the millisecond timestamp type.
 //! - [`sample`]: columnar batches of samples (`SeriesSamples`, `SampleBatch`) and append reports.
 //! - [`event`]: deployment and change events (`events.jsonl`) with validation.
 //! - [`inventory`]: hosts, resources (with dependency-graph validation) and failures.
@@ -24,8 +25,10 @@ pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{Event, EventError, EventKind};
-pub use ids::{HostId, MetricName, SeriesKey, TimestampMs};
+pub use ids::{DeploymentId, HostId, MetricName, ResourceId, SeriesKey, ShadowId, TimestampMs};
 pub use inventory::{Failure, Host, InventoryError, Resource};
-pub use risk::{Factor, HostExplanation, HostRisk, ModelInfo, RiskPoint, RiskScorer, ScoreError};
+pub use risk::{
+    Factor, HostExplanation, HostRisk, HostTransition, ModelInfo, RiskPoint, RiskScorer, ScoreError, TransitionKind,
+};
 pub use sample::{AppendReport, RejectReason, SampleBatch, SeriesSamples};
 pub use store::{EventStore, FailureStore, InventoryStore, MetricStore, StoreError, StoreStats, Stores};

@@ -50,6 +50,32 @@ pub struct HostRisk {
     pub model_version: Arc<str>,
 }
 
+/// How a host's alert state changed at an engine tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransitionKind {
+    /// The host entered the alerting state (risk held at or above the alert threshold).
+    Entered,
+    /// The host left it: risk stayed below the clear threshold long enough, or the host
+    /// fell silent.
+    Cleared,
+}
+
+/// A host's alert-state transition, emitted as a value by an engine tick.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostTransition {
+    /// The host.
+    pub host: HostId,
+    /// The tick's time (the engine's clock).
+    pub at: TimestampMs,
+    /// Entered or cleared.
+    pub kind: TransitionKind,
+    /// Risk at that tick (0 for a host that fell silent).
+    pub risk: f64,
+    /// Failure probability at that tick.
+    pub failure_probability: f64,
+}
+
 /// One point of a host's recent risk history.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RiskPoint {
@@ -110,7 +136,11 @@ pub trait RiskScorer: Send + Sync + std::fmt::Debug {
     fn observe_samples(&self, batch: &SampleBatch);
     /// Feed accepted events (deploys, config changes, maintenance).
     fn observe_events(&self, events: &[Event]);
-    /// Score the given hosts now. Unknown hosts give [`ScoreError::UnknownHost`].
+    /// Advances every host's risk and alert state to `now` (the engine's clock) and returns
+    /// the transitions. The only call that moves alert state: reads never do.
+    fn tick(&self, now: TimestampMs) -> Vec<HostTransition>;
+    /// Score the given hosts now. Unknown hosts give [`ScoreError::UnknownHost`]. Pure: the
+    /// alert state is the one the last tick left.
     fn score_hosts(&self, hosts: &[HostId]) -> Result<Vec<HostRisk>, ScoreError>;
     /// Score every known host.
     fn score_all(&self) -> Vec<HostRisk>;

@@ -66,6 +66,9 @@ impl TestScorer {
 }
 
 impl RiskScorer for TestScorer {
+    fn tick(&self, _now: harbinger_core::TimestampMs) -> Vec<harbinger_core::HostTransition> {
+        Vec::new() // fixed scores: nothing to advance
+    }
     fn observe_samples(&self, batch: &SampleBatch) {
         self.samples_seen.fetch_add(batch.sample_count(), Ordering::SeqCst);
     }

@@ -9,12 +9,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 
-use harbinger_core::{Failure, HostId, TimestampMs};
+use harbinger_core::{Failure, HostId, TimestampMs, TransitionKind};
 use harbinger_dataset::Dataset;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{AlertState, Model};
 use crate::runner::{FleetRun, criticality, data_span};
+use crate::step::{Observation, risk_step};
 
 /// The contract's warning window before a failure.
 pub const WARNING_MS: i64 = 6 * 3_600_000;
@@ -252,26 +253,25 @@ pub fn evaluate(ds: &Dataset, model: &Model, opts: EvalOptions, progress: &(dyn 
         run.step(t);
         let tracing = opts.trace_every_ms.is_some_and(|every| every > 0 && t.rem_euclid(every) == 0);
         for (i, st) in states.iter_mut().enumerate() {
-            let Some(r) = run.row(i) else {
-                // A silent host (failed, or not reporting) leaves the alerting state.
-                *st = AlertState::default();
-                continue;
-            };
-            row.copy_from_slice(r);
-            let a = model.assess(&mut row, false);
-            let risk = policy.risk(a.probability, a.anomaly, crits[i]);
+            let assessed = run.row(i).map(|r| {
+                row.copy_from_slice(r);
+                model.assess(&mut row, false)
+            });
+            let obs = assessed.as_ref().map(Observation::from);
+            let step = risk_step(st, obs.as_ref(), crits[i], t, &policy);
+            let (Some(risk), Some(obs)) = (step.risk, obs) else { continue };
             scores += 1;
-            if st.step(t, risk, a.confidence, &policy) {
+            if step.transition == Some(TransitionKind::Entered) {
                 alerts.push(Alert { host: run.hosts[i].clone(), timestamp: t, score: risk });
             }
             if tracing {
                 trace.push(TracePoint {
                     host: run.hosts[i].clone(),
                     timestamp: t,
-                    probability: a.probability,
-                    anomaly: a.anomaly,
+                    probability: obs.probability,
+                    anomaly: obs.anomaly,
                     risk,
-                    confidence: a.confidence,
+                    confidence: obs.confidence,
                     alerting: st.alerting,
                 });
             }

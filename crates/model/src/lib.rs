@@ -10,6 +10,8 @@
 //! - [`model`]: the artifact (`model.json`), risk policy and hysteresis.
 //! - [`train`]: the batch training job; [`eval`]: the evaluation job and the contract's
 //!   scoring rule; [`card`]: the model card.
+//! - [`step`]: the one risk step (risk and alert state at a tick) that live scoring, `eval`,
+//!   replay and the threshold choice share.
 //! - [`live`]: the live scorer behind `serve` (implements `harbinger_core::RiskScorer`).
 //! - [`rules`]: the Prometheus-style alerting-rules baseline the model is compared with.
 //! - [`registry`]: named, immutable, versioned artifacts in a directory; `serve` loads a
@@ -27,11 +29,13 @@ pub mod model;
 pub mod rules;
 pub mod registry;
 pub mod runner;
+pub mod step;
 pub mod train;
 
 pub use eval::{Alert, EvalOptions, EvalOutput, Summary, evaluate, summarize, write_output};
 pub use live::LiveScorer;
 pub use model::{Model, ModelError, RiskPolicy};
+pub use step::{Observation, Step, advance, risk_step};
 pub use rules::{RuleSet, RulesError, RulesOptions, RulesOutput, evaluate_rules};
 pub use registry::{Registry, RegistryError};
 pub use train::{LearnerChoice, Mitigation, Rows, TrainError, TrainOptions, Trained, train};

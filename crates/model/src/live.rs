@@ -14,13 +14,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use harbinger_core::{
-    Clock, Event, Factor, Host, HostExplanation, HostId, HostRisk, ModelInfo, Resource, RiskPoint, RiskScorer,
-    SampleBatch, ScoreError, TimestampMs,
+    Clock, Event, Factor, Host, HostExplanation, HostId, HostRisk, HostTransition, ModelInfo, Resource, RiskPoint,
+    RiskScorer, SampleBatch, ScoreError, TimestampMs, TransitionKind,
 };
+use rayon::prelude::*;
 
 use crate::features::{FleetStats, HostFeatures, STALE_MS, fleet_fill, fleet_stats};
 use crate::model::{AlertState, Model};
 use crate::runner::event_host;
+use crate::step::{Observation, risk_step};
 
 const SHARDS: usize = 16;
 const HISTORY: usize = 720;
@@ -33,12 +35,38 @@ struct LiveHost {
     alert: AlertState,
     history: VecDeque<RiskPoint>,
     last_ts: Option<TimestampMs>,
+    /// What the last engine tick saw (`None` before the first tick, or when silent).
+    ticked: Option<RiskPoint>,
+    /// When the host last left the alerting state.
+    cleared_at: Option<TimestampMs>,
 }
 
 impl LiveHost {
     fn new(m: &Model) -> Self {
-        LiveHost { features: HostFeatures::new(&m.schema), alert: AlertState::default(), history: VecDeque::new(), last_ts: None }
+        LiveHost {
+            features: HostFeatures::new(&m.schema),
+            alert: AlertState::default(),
+            history: VecDeque::new(),
+            last_ts: None,
+            ticked: None,
+            cleared_at: None,
+        }
     }
+}
+
+/// One host's state as the last engine tick left it: what the planner reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TickedHost {
+    /// The host.
+    pub host: HostId,
+    /// Risk and probability at the last tick (`None` when silent or never ticked).
+    pub last: Option<RiskPoint>,
+    /// In the alerting state.
+    pub alerting: bool,
+    /// When it last left the alerting state.
+    pub cleared_at: Option<TimestampMs>,
+    /// Its latest sample's time.
+    pub last_sample: Option<TimestampMs>,
 }
 
 #[derive(Default)]
@@ -120,6 +148,90 @@ impl LiveScorer {
         }
     }
 
+    fn policy(&self, m: &Model) -> crate::RiskPolicy {
+        m.policy.with_thresholds(self.alert_threshold, self.clear_threshold)
+    }
+
+    /// Every host's state as the last tick left it, sorted by host id.
+    pub fn ticked_hosts(&self) -> Vec<TickedHost> {
+        self.all_hosts()
+            .into_iter()
+            .map(|(id, h)| {
+                let h = h.lock().unwrap_or_else(poisoned);
+                TickedHost { host: id, last: h.ticked, alerting: h.alert.alerting, cleared_at: h.cleared_at, last_sample: h.last_ts }
+            })
+            .collect()
+    }
+
+    /// The engine tick: every host's feature row at `now` (hosts without fresh data are
+    /// silent), the fleet signal of those rows, then [`risk_step`] per host. Returns the
+    /// transitions in host order. The rows are those `eval` computes at the same tick.
+    pub fn tick_at(&self, now: TimestampMs) -> Vec<HostTransition> {
+        let m = self.model_arc();
+        let policy = self.policy(&m);
+        let k = m.schema.len();
+        let hosts = self.all_hosts();
+        let crit: Vec<u8> = {
+            let inv = self.inventory.read().unwrap_or_else(poisoned);
+            hosts.iter().map(|(id, _)| inv.criticality.get(id).copied().unwrap_or(0)).collect()
+        };
+        let mut rows = vec![f64::NAN; hosts.len() * k];
+        let present: Vec<bool> = hosts
+            .par_iter()
+            .zip(rows.par_chunks_mut(k.max(1)))
+            .map(|((_, h), row)| {
+                let mut h = h.lock().unwrap_or_else(poisoned);
+                let p = h.features.has_data(now);
+                if p {
+                    h.features.write(&m.schema, now, row);
+                }
+                p
+            })
+            .collect();
+        let stats = Arc::new(fleet_stats(&m.schema, rows.chunks(k.max(1)).zip(&present).filter(|(_, p)| **p).map(|(r, _)| r)));
+        let out: Vec<Option<HostTransition>> = hosts
+            .par_iter()
+            .zip(rows.par_chunks_mut(k.max(1)))
+            .zip(present.par_iter().zip(crit.par_iter()))
+            .map(|(((id, h), row), (&p, &c))| {
+                let assessed = p.then(|| {
+                    fleet_fill(&m.schema, &stats, row);
+                    m.assess(row, false)
+                });
+                let obs = assessed.as_ref().map(Observation::from);
+                let mut h = h.lock().unwrap_or_else(poisoned);
+                let step = risk_step(&mut h.alert, obs.as_ref(), c, now, &policy);
+                let point = step.risk.zip(obs).map(|(risk, o)| RiskPoint {
+                    at: now,
+                    risk,
+                    failure_probability: o.probability,
+                    anomaly: o.anomaly,
+                });
+                h.ticked = point;
+                if let Some(pt) = point
+                    && h.history.back().is_none_or(|q| now > q.at)
+                {
+                    h.history.push_back(pt);
+                    if h.history.len() > HISTORY {
+                        h.history.pop_front();
+                    }
+                }
+                if step.transition == Some(TransitionKind::Cleared) {
+                    h.cleared_at = Some(now);
+                }
+                step.transition.map(|kind| HostTransition {
+                    host: id.clone(),
+                    at: now,
+                    kind,
+                    risk: point.map_or(0.0, |p| p.risk),
+                    failure_probability: point.map_or(0.0, |p| p.failure_probability),
+                })
+            })
+            .collect();
+        *self.fleet.write().unwrap_or_else(poisoned) = (self.clock.now_ms(), stats);
+        out.into_iter().flatten().collect()
+    }
+
     fn model_arc(&self) -> Arc<Model> {
         self.model.read().unwrap_or_else(poisoned).clone()
     }
@@ -192,15 +304,8 @@ impl LiveScorer {
         let a = m.assess(&mut row, true);
         let stale = !has || now.saturating_sub(at) > STALE_MS;
         let confidence = if stale { 0.0 } else { a.confidence };
-        let policy = m.policy.with_thresholds(self.alert_threshold, self.clear_threshold);
-        let risk = policy.risk(a.probability, a.anomaly, crit);
-        h.alert.step(at, risk, confidence, &policy);
-        if h.history.back().is_none_or(|p| at > p.at) {
-            h.history.push_back(RiskPoint { at, risk, failure_probability: a.probability, anomaly: a.anomaly });
-            if h.history.len() > HISTORY {
-                h.history.pop_front();
-            }
-        }
+        // A read: the alert state is the one the last engine tick left; nothing moves here.
+        let risk = self.policy(m).risk(a.probability, a.anomaly, crit);
         let names = m.feature_names();
         let contrib = a.contributions.unwrap_or_default();
         let by_size = |x: &usize, y: &usize| contrib[*y].abs().total_cmp(&contrib[*x].abs()).then(x.cmp(y));
@@ -250,6 +355,10 @@ impl LiveScorer {
 }
 
 impl RiskScorer for LiveScorer {
+    fn tick(&self, now: TimestampMs) -> Vec<HostTransition> {
+        self.tick_at(now)
+    }
+
     fn observe_samples(&self, batch: &SampleBatch) {
         let m = self.model_arc();
         for s in &batch.series {

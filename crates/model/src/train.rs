@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use harbinger_core::{HostId, TimestampMs};
+use harbinger_core::{HostId, TimestampMs, TransitionKind};
 use harbinger_dataset::Dataset;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -28,6 +28,7 @@ use crate::model::{
     AlertState, CardFacts, Companion, FORMAT, FORMAT_VERSION, HARBINGER_VERSION, Imminence, ImminenceFacts, Learner, LearnerFigures, Model, RiskPolicy,
 };
 use crate::runner::{FleetRun, criticality, data_span, schema_of};
+use crate::step::advance;
 
 /// A moment where harbinger (or an operator) acted on a host so that a failure, if one
 /// was coming, may not have happened: failover, drain, shadow promotion.
@@ -580,12 +581,12 @@ fn choose_threshold(
             let mut last_t = vec![i64::MIN; hosts.len()];
             let mut alerts = Vec::new();
             for (h, &r) in ho.iter().zip(risks) {
-                // A gap in a host's rows (silent host) ends its alert, as in eval.
+                // A gap in a host's rows (silent host) ends its alert: the risk step's rule.
                 if h.t.saturating_sub(last_t[h.host]) > 2 * 60_000 * 5 {
-                    states[h.host] = AlertState::default();
+                    advance(&mut states[h.host], None, h.t, &policy);
                 }
                 last_t[h.host] = h.t;
-                if states[h.host].step(h.t, r, 1.0, &policy) {
+                if advance(&mut states[h.host], Some((r, 1.0)), h.t, &policy) == Some(TransitionKind::Entered) {
                     alerts.push(Alert { host: hosts[h.host].clone(), timestamp: h.t, score: r });
                 }
             }

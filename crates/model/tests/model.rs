@@ -248,10 +248,91 @@ fn live_scores_are_finite_with_missing_metrics_and_unknown_hosts_are_refused() {
     // Explanations list every feature.
     let ex = live.explain_host(&ids[0]).expect("explain");
     assert_eq!(ex.all_factors.len(), m.schema.len());
-    assert!(!ex.history.is_empty());
+    assert!(ex.history.is_empty(), "reads record no history: only the engine tick does");
+    live.tick(t0 + 8 * 3_600_000);
+    let ex = live.explain_host(&ids[0]).expect("explain");
+    assert_eq!(ex.history.len(), 1, "one tick, one point");
+    assert_eq!(ex.history[0].at, t0 + 8 * 3_600_000);
     // NaN samples are ignored, not propagated.
     let mut nan = SeriesSamples::new(SeriesKey::new("h000", m.schema.metrics[0].name.as_str()));
     nan.push(t0 + 8 * 3_600_000 + 60_000, f64::NAN);
     live.observe_samples(&SampleBatch { series: vec![nan] });
     assert!(live.score_hosts(&ids[..1]).expect("score")[0].risk.is_finite());
+}
+
+/// The one risk step: a dataset fed minute by minute into the live scorer, ticked by a
+/// manual clock, enters the alerting state at the same hosts and times as `eval`; reads
+/// between ticks (scores, explanations) change nothing.
+#[test]
+fn live_ticks_and_eval_give_the_same_alert_transitions_and_polling_changes_none() {
+    use harbinger_core::TransitionKind;
+    let (ds, m) = model();
+    let o = EvalOptions::default();
+    let eval = evaluate(ds, m, o, &|_| {}).expect("eval");
+    let mut expected: Vec<(i64, String)> = eval.alerts.iter().map(|a| (a.timestamp, a.host.to_string())).collect();
+    expected.sort();
+    assert!(expected.len() >= 3, "the fleet gives alerts to compare: {expected:?}");
+
+    let clock = Arc::new(ManualClock::new(0));
+    let scorers: Vec<LiveScorer> = (0..2)
+        .map(|_| LiveScorer::new(m.clone(), std::path::Path::new("unused"), clock.clone(), o.alert_threshold, o.clear_threshold))
+        .collect();
+    for s in &scorers {
+        s.set_inventory(&ds.hosts, &ds.resources);
+    }
+    let (start, end) = ds.metrics.iter().fold((i64::MAX, i64::MIN), |(lo, hi), s| {
+        (lo.min(*s.timestamps.first().unwrap_or(&lo)), hi.max(*s.timestamps.last().unwrap_or(&hi)))
+    });
+    let tick = 60_000;
+    let mut cursors = vec![0usize; ds.metrics.len()];
+    let mut next_event = 0;
+    let mut got: Vec<Vec<(i64, String)>> = vec![Vec::new(); 2];
+    let mut t = start.div_euclid(tick) * tick + tick;
+    let mut polled = 0;
+    while t <= end {
+        let mut events = Vec::new();
+        while next_event < ds.events.len() && ds.events[next_event].ts <= t {
+            events.push(ds.events[next_event].clone());
+            next_event += 1;
+        }
+        let mut batch = SampleBatch::default();
+        for (s, c) in ds.metrics.iter().zip(&mut cursors) {
+            let from = *c;
+            while *c < s.timestamps.len() && s.timestamps[*c] <= t {
+                *c += 1;
+            }
+            if *c > from {
+                batch.series.push(SeriesSamples {
+                    key: s.key.clone(),
+                    timestamps: s.timestamps[from..*c].to_vec(),
+                    values: s.values[from..*c].to_vec(),
+                });
+            }
+        }
+        clock.set(t);
+        for (i, s) in scorers.iter().enumerate() {
+            s.observe_events(&events);
+            s.observe_samples(&batch);
+            for tr in s.tick(t) {
+                if tr.kind == TransitionKind::Entered {
+                    got[i].push((tr.at, tr.host.to_string()));
+                }
+            }
+        }
+        // The second scorer is read between ticks, as clients would.
+        if (t / tick) % 7 == 0 {
+            let all = scorers[1].score_all();
+            polled += all.len();
+            for r in all.iter().take(3) {
+                scorers[1].explain_host(&r.host).expect("explain");
+            }
+        }
+        t += tick;
+    }
+    assert!(polled > 1_000, "the second scorer was read {polled} times");
+    for g in &mut got {
+        g.sort();
+    }
+    assert_eq!(got[0], expected, "live ticks and eval enter alerts at the same hosts and times");
+    assert_eq!(got[1], got[0], "reads between ticks do not change the transitions");
 }
