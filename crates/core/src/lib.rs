@@ -9,6 +9,8 @@
 //! - [`event`]: deployment and change events (`events.jsonl`) with validation.
 //! - [`inventory`]: hosts, resources (with dependency-graph validation) and failures.
 //! - [`risk`]: `HostRisk` and the `RiskScorer` trait servers use to ask for scores.
+//! - [`shadow`]: shadows (passive copies of resources on other hosts), their lifecycle and
+//!   causes.
 //! - [`clock`]: the `Clock` trait; decision logic never reads the wall clock itself.
 //! - [`store`]: one storage trait per kind of data (`MetricStore`, `EventStore`,
 //!   `InventoryStore`, `FailureStore`) and their error type.
@@ -21,6 +23,7 @@ pub mod ids;
 pub mod inventory;
 pub mod risk;
 pub mod sample;
+pub mod shadow;
 pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
