@@ -103,6 +103,21 @@ pub fn store_config(cfg: &Config) -> EmbeddedConfig {
     }
 }
 
+/// The planner's budget from the `[engine]` settings.
+pub fn budget(e: &harbinger_config::EngineConfig) -> harbinger_plan::Budget {
+    let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    harbinger_plan::Budget {
+        max_live_shadows: e.max_live_shadows,
+        host_reserve: e.host_reserve,
+        critical_probability: e.critical_probability,
+        min_criticality: e.min_criticality,
+        retire_grace_ms: ms(e.retire_grace),
+        idle_ms: ms(e.idle),
+        ttl_ms: e.shadow_ttl.map(ms),
+        risk_ceiling: e.risk_ceiling,
+    }
+}
+
 /// Opens the embedded store named by the configuration.
 ///
 /// # Errors
@@ -129,7 +144,7 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         Command::Models(a) => models::run(&a.command, &cfg.model.registry),
         Command::Eval(a) => {
             let dir = a.model.clone().unwrap_or_else(|| cfg.model.dir.clone());
-            train::run_eval(&a, &dir)
+            train::run_eval(&a, &dir, &budget(&cfg.engine))
         }
         Command::CheckConfig => {
             println!("{cfg:#?}");

@@ -10,7 +10,8 @@ use harbinger_core::HostId;
 use harbinger_dataset::{Dataset, LoadOptions, read_dataset};
 use harbinger_model::learn::ForestParams;
 use harbinger_model::{
-    EvalOptions, LearnerChoice, Mitigation, Model, RuleSet, RulesOptions, TrainOptions, evaluate, evaluate_rules, train, write_output,
+    EvalOptions, LearnerChoice, Mitigation, Model, RuleSet, RulesOptions, TrainOptions, evaluate_rules, evaluate_ticks, train,
+    write_output,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -182,7 +183,7 @@ fn fmt(v: Option<&serde_json::Value>) -> String {
 ///
 /// # Errors
 /// Unreadable dataset or model, unwritable output.
-pub fn run_eval(a: &EvalArgs, model_dir: &Path) -> anyhow::Result<()> {
+pub fn run_eval(a: &EvalArgs, model_dir: &Path, budget: &harbinger_plan::Budget) -> anyhow::Result<()> {
     let model = Model::load_resolved(model_dir)?;
     let ds = load(&a.data)?;
     let opts = EvalOptions {
@@ -193,10 +194,40 @@ pub fn run_eval(a: &EvalArgs, model_dir: &Path) -> anyhow::Result<()> {
     };
     let pb = bar("eval");
     let t = Instant::now();
-    let out = evaluate(&ds, &model, opts, &|f| pb.set_position((f * 1000.0) as u64))?;
+    // The shadow planner on the same virtual clock, with the log actuator's outcomes.
+    let mut planner = harbinger_plan::DryRun::new(&ds.hosts, &ds.resources, budget.clone());
+    // Host positions never change during a run: index them at the first tick.
+    let mut index: std::collections::HashMap<harbinger_core::HostId, usize> = std::collections::HashMap::new();
+    // Ground truth: a host is down from its failure until it reports again 30 min later.
+    let mut failures: Vec<(i64, harbinger_core::HostId)> = ds.failures.iter().map(|f| (f.timestamp, f.host.clone())).collect();
+    failures.sort();
+    let (mut next_failure, mut down) = (0usize, std::collections::BTreeMap::new());
+    let mut on_tick = |t: &harbinger_model::EvalTick<'_>| {
+        while let Some((ts, h)) = failures.get(next_failure).filter(|(ts, _)| *ts <= t.now) {
+            planner.set_up(h, false);
+            down.insert(h.clone(), *ts);
+            next_failure += 1;
+        }
+        if index.is_empty() {
+            index = t.hosts.iter().enumerate().map(|(i, h)| (h.clone(), i)).collect();
+        }
+        let state = |h: &harbinger_core::HostId| {
+            index.get(h).map(|&i| harbinger_plan::HostTick { risk: t.risk[i], probability: t.probability[i], alerting: t.alerting[i] })
+        };
+        down.retain(|h, since| {
+            let back = t.now - *since >= 30 * 60_000 && index.get(h).is_some_and(|&i| t.probability[i] > 0.0);
+            if back {
+                planner.set_up(h, true);
+            }
+            !back
+        });
+        planner.tick(t.now, t.transitions, state);
+    };
+    let out = evaluate_ticks(&ds, &model, opts, &|f| pb.set_position((f * 1000.0) as u64), &mut on_tick)?;
     pb.finish_and_clear();
     let secs = t.elapsed().as_secs_f64();
     write_output(&a.out, &out)?;
+    let decisions = write_decisions(&a.out, planner.decisions())?;
     let s = &out.summary;
     if a.json {
         println!("{}", serde_json::to_string_pretty(s)?);
@@ -205,7 +236,24 @@ pub fn run_eval(a: &EvalArgs, model_dir: &Path) -> anyhow::Result<()> {
     println!("eval of model {} on {} ({} hosts, {:.1} host-days)", model.version, a.data.display(), s.hosts, s.host_days);
     print_summary(s);
     println!("  scored            {} host-scores in {secs:.1} s; output in {}", out.scores, a.out.display());
+    println!(
+        "  decisions         {decisions} ({} shadows the log actuator would have created)",
+        planner.decisions().iter().filter(|d| d.kind == harbinger_plan::kind::SHADOW_PLANNED).count()
+    );
     Ok(())
+}
+
+/// Writes `decisions.jsonl` (the contract's schema, one decision per line, in time order).
+fn write_decisions(dir: &Path, decisions: &[harbinger_plan::Decision]) -> anyhow::Result<usize> {
+    use std::io::Write as _;
+    let path = dir.join("decisions.jsonl");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?);
+    for d in decisions {
+        serde_json::to_writer(&mut w, d)?;
+        w.write_all(b"\n")?;
+    }
+    w.flush().with_context(|| format!("writing {}", path.display()))?;
+    Ok(decisions.len())
 }
 
 /// The summary lines `eval` prints for a model and for a baseline alike.

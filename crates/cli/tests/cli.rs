@@ -191,3 +191,43 @@ fn default_retention_refuses_old_history_and_keeps_a_fleet_that_ends_now() {
     let (_, _, stderr) = run(&["synth", "--out", tmp.path().join("x").to_str().expect("utf-8"), "--start-ms", "0", "--end-now"]);
     assert!(stderr.contains("cannot both be given"), "{stderr}");
 }
+
+/// `eval` drives the shadow planner on its virtual clock and writes `decisions.jsonl`:
+/// the contract's fields, in time order, shadows on another host than their primary,
+/// failovers when a primary fails, and the same bytes on a second run.
+#[test]
+fn eval_writes_the_decisions_the_log_actuator_would_have_taken() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut outputs = Vec::new();
+    for run_no in 0..2 {
+        let out = tmp.path().join(format!("e{run_no}"));
+        let data = repo.join("datasets/fleet-sample");
+        let model = repo.join("models/default");
+        let (code, stdout, stderr) = run(&[
+            "eval", "--data", data.to_str().expect("utf-8"), "--model", model.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("shadows the log actuator would have created"), "{stdout}");
+        outputs.push(std::fs::read_to_string(out.join("decisions.jsonl")).expect("decisions.jsonl"));
+    }
+    assert_eq!(outputs[0], outputs[1], "deterministic");
+    let lines: Vec<serde_json::Value> = outputs[0].lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    let mut last = i64::MIN;
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    for d in &lines {
+        for key in ["ts", "kind", "host", "resource", "target_host", "reason"] {
+            assert!(d.get(key).is_some(), "{key} missing in {d}");
+        }
+        let ts = d["ts"].as_i64().expect("ts");
+        assert!(ts >= last, "time order");
+        last = ts;
+        *kinds.entry(d["kind"].as_str().expect("kind").to_string()).or_default() += 1;
+        if d["kind"] == "shadow_planned" {
+            assert_ne!(d["host"], d["target_host"], "a shadow never sits on its primary: {d}");
+        }
+    }
+    assert!(kinds.get("shadow_planned").is_some_and(|n| *n >= 5), "{kinds:?}");
+    assert!(kinds.get("failover").is_some_and(|n| *n >= 1), "{kinds:?}");
+    assert_eq!(kinds.get("failover"), kinds.get("shadow_promoted"), "each failover promotes one shadow: {kinds:?}");
+}

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 
-use harbinger_core::{Failure, HostId, TimestampMs, TransitionKind};
+use harbinger_core::{Failure, HostId, HostTransition, TimestampMs, TransitionKind};
 use harbinger_dataset::Dataset;
 use serde::{Deserialize, Serialize};
 
@@ -237,6 +237,40 @@ pub enum EvalError {
 /// # Errors
 /// [`EvalError::NoData`] for a dataset without samples.
 pub fn evaluate(ds: &Dataset, model: &Model, opts: EvalOptions, progress: &(dyn Fn(f64) + Sync)) -> Result<EvalOutput, EvalError> {
+    evaluate_ticks(ds, model, opts, progress, &mut |_| {})
+}
+
+/// What one tick of an evaluation left: the alert-state transitions, and every host's
+/// risk, probability and alert state (in `hosts` order; 0 for a silent host).
+#[derive(Debug)]
+pub struct EvalTick<'a> {
+    /// The tick's virtual time.
+    pub now: TimestampMs,
+    /// Transitions of this tick, in host order.
+    pub transitions: &'a [HostTransition],
+    /// Host ids.
+    pub hosts: &'a [HostId],
+    /// Risk per host.
+    pub risk: &'a [f64],
+    /// Failure probability per host.
+    pub probability: &'a [f64],
+    /// Alerting per host.
+    pub alerting: &'a [bool],
+}
+
+/// [`evaluate`], calling `on_tick` after every tick with what the risk step left, so the
+/// planner can be driven on the same virtual clock (`harbinger eval` writes
+/// `decisions.jsonl` this way).
+///
+/// # Errors
+/// [`EvalError::NoData`] for a dataset without samples.
+pub fn evaluate_ticks(
+    ds: &Dataset,
+    model: &Model,
+    opts: EvalOptions,
+    progress: &(dyn Fn(f64) + Sync),
+    on_tick: &mut dyn FnMut(&EvalTick<'_>),
+) -> Result<EvalOutput, EvalError> {
     let (start, end) = data_span(ds).ok_or(EvalError::NoData)?;
     let policy = model.policy.with_thresholds(opts.alert_threshold, opts.clear_threshold);
     let crit = criticality(ds);
@@ -249,8 +283,11 @@ pub fn evaluate(ds: &Dataset, model: &Model, opts: EvalOptions, progress: &(dyn 
     let mut t = start.div_euclid(tick) * tick + tick;
     let mut row = vec![0.0; model.schema.len()];
     let mut trace = Vec::new();
+    let n = run.hosts.len();
+    let (mut risks, mut probs, mut transitions) = (vec![0.0; n], vec![0.0; n], Vec::new());
     while t <= end {
         run.step(t);
+        transitions.clear();
         let tracing = opts.trace_every_ms.is_some_and(|every| every > 0 && t.rem_euclid(every) == 0);
         for (i, st) in states.iter_mut().enumerate() {
             let assessed = run.row(i).map(|r| {
@@ -259,6 +296,11 @@ pub fn evaluate(ds: &Dataset, model: &Model, opts: EvalOptions, progress: &(dyn 
             });
             let obs = assessed.as_ref().map(Observation::from);
             let step = risk_step(st, obs.as_ref(), crits[i], t, &policy);
+            risks[i] = step.risk.unwrap_or(0.0);
+            probs[i] = obs.map_or(0.0, |o| o.probability);
+            if let Some(kind) = step.transition {
+                transitions.push(HostTransition { host: run.hosts[i].clone(), at: t, kind, risk: risks[i], failure_probability: probs[i] });
+            }
             let (Some(risk), Some(obs)) = (step.risk, obs) else { continue };
             scores += 1;
             if step.transition == Some(TransitionKind::Entered) {
@@ -276,6 +318,8 @@ pub fn evaluate(ds: &Dataset, model: &Model, opts: EvalOptions, progress: &(dyn 
                 });
             }
         }
+        let alerting: Vec<bool> = states.iter().map(|s| s.alerting).collect();
+        on_tick(&EvalTick { now: t, transitions: &transitions, hosts: &run.hosts, risk: &risks, probability: &probs, alerting: &alerting });
         progress((t - start) as f64 / (end - start).max(1) as f64);
         t += tick;
     }

@@ -32,7 +32,7 @@ pub mod runner;
 pub mod step;
 pub mod train;
 
-pub use eval::{Alert, EvalOptions, EvalOutput, Summary, evaluate, summarize, write_output};
+pub use eval::{Alert, EvalOptions, EvalOutput, EvalTick, Summary, evaluate, evaluate_ticks, summarize, write_output};
 pub use live::LiveScorer;
 pub use model::{Model, ModelError, RiskPolicy};
 pub use step::{Observation, Step, advance, risk_step};

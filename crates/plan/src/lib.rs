@@ -23,15 +23,20 @@
 //! - `place`: free capacity per host and the candidate order (internal).
 //! - [`bench`](mod@bench): a synthetic fleet to time the planner on ([`synthetic_fleet`]).
 //!
+//! - [`dry_run`]: the planner over a run of ticks with every action applied as the `log`
+//!   actuator would (what `eval` writes to `decisions.jsonl`).
+//!
 //! Start with [`planner`] and [`plan`].
 
 pub mod bench;
+pub mod dry_run;
 pub mod input;
 pub mod output;
 mod place;
 pub mod planner;
 
 pub use bench::synthetic_fleet;
+pub use dry_run::{DryRun, HostTick};
 pub use input::{Budget, HostView, PlanInput, ResourceView, Trigger};
 pub use output::{Action, ActionKind, Decision, Plan, kind};
 pub use planner::plan;
