@@ -336,7 +336,9 @@ async fn remote_write_handler(
     }
     let report = state.stores.metrics.append(&batch).await?;
     count_report(&state, &report);
-    if let Some(scorer) = state.scorer.clone() {
+    // Only what the store kept reaches the scorer: refused series grow no per-host state.
+    report.retain_stored(&mut batch);
+    if let Some(scorer) = state.scorer.clone().filter(|_| !batch.series.is_empty()) {
         blocking(move || scorer.observe_samples(&batch)).await?;
     }
 

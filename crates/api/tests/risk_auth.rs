@@ -184,6 +184,33 @@ async fn accepted_samples_and_events_reach_the_scorer() {
     assert_eq!(s.scorer.events.load(Ordering::SeqCst), 1);
 }
 
+/// Regression: samples the store refused (here a series whose metric name is over the
+/// byte limit) were still fed to the live scorer, which grew state per refused host.
+#[tokio::test]
+async fn only_stored_samples_reach_the_scorer() {
+    let s = Server::start(None, true).await;
+    let long = prompb::TimeSeries {
+        labels: vec![
+            prompb::Label { name: "__name__".into(), value: "m".repeat(5_000) },
+            prompb::Label { name: "instance".into(), value: "h-refused".into() },
+        ],
+        samples: vec![prompb::Sample { value: 1.0, timestamp: 1_000 }],
+    };
+    let valid = prompb::TimeSeries {
+        labels: vec![
+            prompb::Label { name: "__name__".into(), value: "cpu_util".into() },
+            prompb::Label { name: "instance".into(), value: "h1".into() },
+        ],
+        samples: vec![prompb::Sample { value: 0.5, timestamp: 1_000 }, prompb::Sample { value: 0.6, timestamp: 2_000 }],
+    };
+    let req = prompb::WriteRequest { timeseries: vec![long, valid] };
+    let (code, body, _) = s.send("POST", "/api/v1/write", None, encode(&req)).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("key_too_long"), "{body}");
+    assert_eq!(stored(&s.store).await, 2, "the valid series is stored");
+    assert_eq!(s.scorer.samples.load(Ordering::SeqCst), 2, "and only it reaches the scorer");
+}
+
 #[tokio::test]
 async fn with_a_token_the_post_routes_need_it_and_reads_stay_open() {
     let s = Server::start(Some("s3cret"), true).await;

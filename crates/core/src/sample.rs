@@ -132,6 +132,10 @@ pub struct AppendReport {
     pub first_rejection: Option<Rejection>,
     /// Series seen for the first time in this batch.
     pub new_series: u64,
+    /// Positions (in the batch) of entries of which no sample was stored: callers must not
+    /// feed them onward (the live scorer would grow state for series the store refused).
+    #[serde(skip)]
+    pub refused_entries: Vec<usize>,
 }
 
 impl AppendReport {
@@ -139,6 +143,21 @@ impl AppendReport {
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
     }
+    /// Keeps only the entries of `batch` (the batch this report is about) of which the
+    /// store kept something.
+    pub fn retain_stored(&self, batch: &mut SampleBatch) {
+        if self.refused_entries.is_empty() {
+            return;
+        }
+        let mut refused = self.refused_entries.iter().copied().peekable();
+        let mut i = 0;
+        batch.series.retain(|_| {
+            let keep = refused.next_if_eq(&i).is_none();
+            i += 1;
+            keep
+        });
+    }
+
     /// Records one rejection.
     pub fn reject(&mut self, key: &SeriesKey, timestamp: TimestampMs, reason: RejectReason) {
         *self.rejected.entry(reason).or_default() += 1;
@@ -150,6 +169,7 @@ impl AppendReport {
     pub fn merge(&mut self, other: AppendReport) {
         self.accepted += other.accepted;
         self.new_series += other.new_series;
+        self.refused_entries.extend(other.refused_entries);
         for (r, n) in other.rejected {
             *self.rejected.entry(r).or_default() += n;
         }
@@ -177,6 +197,16 @@ mod tests {
         assert_eq!(r.rejected_total(), 3);
         assert_eq!(r.rejected[&RejectReason::Duplicate], 2);
         assert_eq!(r.first_rejection.map(|x| x.timestamp), Some(5));
+    }
+
+    #[test]
+    fn retain_stored_drops_only_the_refused_entries() {
+        let e = |h: &str| SeriesSamples { key: SeriesKey::new(h, "m"), timestamps: vec![1], values: vec![1.0] };
+        let mut b = SampleBatch { series: vec![e("a"), e("b"), e("a"), e("c")] };
+        let r = AppendReport { refused_entries: vec![0, 3], ..Default::default() };
+        r.retain_stored(&mut b);
+        let hosts: Vec<&str> = b.series.iter().map(|s| s.key.host.as_str()).collect();
+        assert_eq!(hosts, ["b", "a"], "by position: the second entry of a stays");
     }
 
     #[test]

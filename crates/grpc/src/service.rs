@@ -262,7 +262,10 @@ impl pb::ingest_service_server::IngestService for IngestApi {
                 ))
                 .into());
             }
+            let mut batch = batch;
             let report = st.stores.metrics.append(&batch).await.map_err(GrpcError::from)?;
+            // Only what the store kept reaches the scorer: refused series grow no per-host state.
+            report.retain_stored(&mut batch);
             st.telemetry.samples_ingested.get_or_create(&SourceLabel { source: "grpc" }).inc_by(report.accepted);
             for (reason, n) in &report.rejected {
                 st.telemetry.samples_rejected.get_or_create(&ReasonLabel { reason: reason.as_str() }).inc_by(*n);
@@ -270,7 +273,7 @@ impl pb::ingest_service_server::IngestService for IngestApi {
             }
             accepted += report.accepted;
             batches += 1;
-            if let Some(scorer) = st.scorer.clone() {
+            if let Some(scorer) = st.scorer.clone().filter(|_| !batch.series.is_empty()) {
                 blocking(move || scorer.observe_samples(&batch)).await?;
             }
         }

@@ -151,17 +151,19 @@ impl SeriesTable {
         let mut val_buf = Vec::new();
         let horizon = self.limits.horizon(now);
         let latest = self.limits.max_future_ms.map(|f| now.saturating_add(f));
-        for s in &batch.series {
+        for (entry, s) in batch.series.iter().enumerate() {
             let whole = |report: &mut AppendReport, reason| {
                 for t in &s.timestamps {
                     report.reject(&s.key, *t, reason);
                 }
+                report.refused_entries.push(entry);
             };
             if s.timestamps.len() != s.values.len() {
                 whole(&mut report, RejectReason::Malformed);
                 continue;
             }
             if s.is_empty() {
+                report.refused_entries.push(entry);
                 continue;
             }
             if !self.limits.key_fits(&s.key) {
@@ -200,6 +202,7 @@ impl SeriesTable {
                 }
             }
             if ts_buf.is_empty() {
+                report.refused_entries.push(entry);
                 continue;
             }
             let id = match existing {
