@@ -64,6 +64,22 @@ name_type!(
     /// A host id, as in `hosts.csv` (`h017`) or a Prometheus `instance` label.
     HostId
 );
+
+/// Longest id echoed whole in an error message.
+pub const ECHO_BYTES: usize = 128;
+
+/// `s` quoted for an error message: whole when short, else its first [`ECHO_BYTES`]
+/// (cut at a character boundary) and its length, so a hostile megabyte id is not echoed.
+pub fn echo(s: &str) -> String {
+    if s.len() <= ECHO_BYTES {
+        return format!("{s:?}");
+    }
+    let mut end = ECHO_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}... ({} bytes)", &s[..end], s.len())
+}
 name_type!(
     /// A metric name (`mem_util`, or any Prometheus `__name__`).
     MetricName
@@ -80,6 +96,17 @@ name_type!(
     /// A deployment id, as in `events.jsonl` (`d-41`).
     DeploymentId
 );
+
+#[cfg(test)]
+mod echo_tests {
+    #[test]
+    fn long_ids_are_cut_in_messages() {
+        assert_eq!(super::echo("h9"), "\"h9\"");
+        let long = "é".repeat(600_000);
+        let e = super::echo(&long);
+        assert!(e.len() < 200 && e.ends_with("... (1200000 bytes)"), "{e}");
+    }
+}
 
 /// One time series: a metric on a host.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -117,7 +117,7 @@ pub struct ModelInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum ScoreError {
     /// The host is neither in the inventory nor has it sent any data.
-    #[error("unknown host {0:?}")]
+    #[error("unknown host {}", crate::ids::echo(.0.as_str()))]
     UnknownHost(HostId),
     /// The request itself is malformed (empty host id, too many hosts, ...).
     #[error("invalid request: {0}")]

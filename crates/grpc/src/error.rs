@@ -18,7 +18,7 @@ pub enum GrpcError {
         limit: usize,
     },
     /// A host the scorer does not know.
-    #[error("unknown host {0:?}: not in the inventory and no data received for it")]
+    #[error("unknown host {}: not in the inventory and no data received for it", harbinger_core::ids::echo(.0.as_str()))]
     UnknownHost(HostId),
     /// A mutating call without the bearer token, or with a wrong one.
     #[error("{0}")]
@@ -125,6 +125,9 @@ mod tests {
         }
         let s = Status::from(GrpcError::UnknownHost(HostId::new("h9")));
         assert!(s.message().starts_with("unknown host \"h9\""), "{}", s.message());
+        // Regression: a 1 MiB host id was echoed whole.
+        let s = Status::from(GrpcError::UnknownHost(HostId::new("x".repeat(1 << 20))));
+        assert!(s.message().len() < 300 && s.message().contains("(1048576 bytes)"), "{}", s.message().len());
     }
 
     #[test]

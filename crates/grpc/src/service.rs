@@ -257,8 +257,8 @@ impl pb::ingest_service_server::IngestService for IngestApi {
             {
                 st.telemetry.requests_rejected.get_or_create(&ReasonLabel { reason: "unknown_host" }).inc();
                 return Err(GrpcError::Invalid(format!(
-                    "batch {batches}: unknown host {:?} (not in the inventory; the server runs with http.strict_hosts)",
-                    s.key.host.as_str()
+                    "batch {batches}: unknown host {} (not in the inventory; the server runs with http.strict_hosts)",
+                    harbinger_core::ids::echo(s.key.host.as_str())
                 ))
                 .into());
             }
@@ -291,8 +291,8 @@ impl pb::ingest_service_server::IngestService for IngestApi {
                 events.iter().enumerate().find_map(|(i, e)| e.host.as_ref().filter(|h| !known.contains(*h)).map(|h| (i, h)))
         {
             return Err(GrpcError::Invalid(format!(
-                "events[{i}]: unknown host {:?} (not in the inventory; the server runs with http.strict_hosts)",
-                h.as_str()
+                "events[{i}]: unknown host {} (not in the inventory; the server runs with http.strict_hosts)",
+                harbinger_core::ids::echo(h.as_str())
             ))
             .into());
         }
