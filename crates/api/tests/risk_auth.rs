@@ -34,6 +34,9 @@ impl RiskScorer for TestScorer {
     fn tick(&self, _now: harbinger_core::TimestampMs) -> Vec<harbinger_core::HostTransition> {
         Vec::new() // fixed scores: nothing to advance
     }
+    fn host_states(&self) -> Vec<harbinger_core::HostState> {
+        Vec::new()
+    }
     fn observe_samples(&self, batch: &SampleBatch) {
         self.samples.fetch_add(batch.sample_count(), Ordering::SeqCst);
     }

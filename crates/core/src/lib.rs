@@ -11,9 +11,10 @@
 //! - [`risk`]: `HostRisk` and the `RiskScorer` trait servers use to ask for scores.
 //! - [`shadow`]: shadows (passive copies of resources on other hosts), their lifecycle and
 //!   causes.
+//! - [`journal`]: the action journal the engine writes before and after every actuator call.
 //! - [`clock`]: the `Clock` trait; decision logic never reads the wall clock itself.
 //! - [`store`]: one storage trait per kind of data (`MetricStore`, `EventStore`,
-//!   `InventoryStore`, `FailureStore`) and their error type.
+//!   `InventoryStore`, `FailureStore`, `ShadowStore`) and their error type.
 //!
 //! Start with [`store`]: it is the contract the data plane is built around.
 
@@ -21,6 +22,7 @@ pub mod clock;
 pub mod event;
 pub mod ids;
 pub mod inventory;
+pub mod journal;
 pub mod risk;
 pub mod sample;
 pub mod shadow;
@@ -30,8 +32,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{Event, EventError, EventKind};
 pub use ids::{DeploymentId, HostId, MetricName, ResourceId, SeriesKey, ShadowId, TimestampMs};
 pub use inventory::{Failure, Host, InventoryError, Resource};
+pub use journal::{Begun, Finish, Intent, JournalEntry, JournalStatus};
 pub use risk::{
-    Factor, HostExplanation, HostRisk, HostTransition, ModelInfo, RiskPoint, RiskScorer, ScoreError, TransitionKind,
+    Factor, HostExplanation, HostRisk, HostState, HostTransition, ModelInfo, RiskPoint, RiskScorer, ScoreError, TransitionKind,
 };
 pub use sample::{AppendReport, RejectReason, SampleBatch, SeriesSamples};
-pub use store::{EventStore, FailureStore, InventoryStore, MetricStore, StoreError, StoreStats, Stores};
+pub use store::{EventStore, FailureStore, InventoryStore, MetricStore, ShadowStore, StoreError, StoreStats, Stores};

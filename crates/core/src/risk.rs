@@ -76,6 +76,21 @@ pub struct HostTransition {
     pub failure_probability: f64,
 }
 
+/// A host's risk and alert state as the last engine tick left them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostState {
+    /// The host.
+    pub host: HostId,
+    /// Risk at the last tick (0 when silent or never ticked).
+    pub risk: f64,
+    /// Failure probability at the last tick (0 when silent or never ticked).
+    pub failure_probability: f64,
+    /// In the alerting state.
+    pub alerting: bool,
+    /// When it last left the alerting state.
+    pub cleared_at: Option<TimestampMs>,
+}
+
 /// One point of a host's recent risk history.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RiskPoint {
@@ -139,6 +154,8 @@ pub trait RiskScorer: Send + Sync + std::fmt::Debug {
     /// Advances every host's risk and alert state to `now` (the engine's clock) and returns
     /// the transitions. The only call that moves alert state: reads never do.
     fn tick(&self, now: TimestampMs) -> Vec<HostTransition>;
+    /// Every known host's risk and alert state as the last [`tick`](Self::tick) left them.
+    fn host_states(&self) -> Vec<HostState>;
     /// Score the given hosts now. Unknown hosts give [`ScoreError::UnknownHost`]. Pure: the
     /// alert state is the one the last tick left.
     fn score_hosts(&self, hosts: &[HostId]) -> Result<Vec<HostRisk>, ScoreError>;

@@ -17,7 +17,9 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::{AppendReport, Event, Failure, Host, Resource, SampleBatch, SeriesKey, SeriesSamples, TimestampMs};
+use crate::journal::{Begun, Finish, Intent, JournalEntry};
+use crate::shadow::Shadow;
+use crate::{AppendReport, Event, Failure, Host, Resource, SampleBatch, SeriesKey, SeriesSamples, ShadowId, TimestampMs};
 
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +64,9 @@ pub enum StoreError {
     /// The store was closed.
     #[error("store is closed")]
     Closed,
+    /// An outcome was recorded for a journal key that was never begun.
+    #[error("no journal entry with key {0:?}")]
+    UnknownJournalKey(String),
 }
 
 /// Counters describing what a store holds.
@@ -178,8 +183,69 @@ pub trait FailureStore: Send + Sync + std::fmt::Debug {
     async fn failures(&self) -> Result<Vec<Failure>, StoreError>;
 }
 
+/// Shadows and the action journal, kept together: an action's journal entry and the
+/// shadow it changes are written in one transaction.
+///
+/// Rules every backend keeps (see `harbinger_testkit::conformance::shadow_store`):
+/// - [`begin`](Self::begin) is idempotent by key: a key journaled before (pending or
+///   finished) is answered [`Begun::Existing`] and nothing is written, except that a key
+///   whose last attempt `failed` is begun again (`attempts` + 1).
+/// - A creation's shadow is stored with its intent; it is never stored twice.
+/// - [`finish`](Self::finish) stores the outcome and the shadow's new value at once.
+/// - Entries begun and never finished are [`pending`](Self::pending), oldest first, until
+///   finished: after a crash they are what the engine resumes.
+#[async_trait]
+pub trait ShadowStore: Send + Sync + std::fmt::Debug {
+    /// Journals `intent` as pending (and stores its new shadow), unless its key exists.
+    ///
+    /// # Errors
+    /// Storage failures.
+    async fn begin(&self, intent: Intent) -> Result<Begun, StoreError>;
+    /// Records the outcome of a pending entry and the shadow's new value.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownJournalKey`] when the key was never begun; storage failures.
+    async fn finish(&self, finish: Finish) -> Result<JournalEntry, StoreError>;
+    /// Every shadow (terminal ones included), by id.
+    ///
+    /// # Errors
+    /// Storage failures.
+    async fn shadows(&self) -> Result<Vec<Shadow>, StoreError>;
+    /// One shadow.
+    ///
+    /// # Errors
+    /// Storage failures.
+    async fn shadow(&self, id: &ShadowId) -> Result<Option<Shadow>, StoreError>;
+    /// Stores a shadow's new value outside any action (e.g. `last_used_at`).
+    ///
+    /// # Errors
+    /// Storage failures.
+    async fn put_shadow(&self, shadow: &Shadow) -> Result<(), StoreError>;
+    /// The journal entry with this key.
+    ///
+    /// # Errors
+    /// Storage failures.
+    async fn journal_entry(&self, key: &str) -> Result<Option<JournalEntry>, StoreError>;
+    /// Entries begun and not finished, oldest first.
+    ///
+    /// # Errors
+    /// Storage failures.
+    async fn pending(&self) -> Result<Vec<JournalEntry>, StoreError>;
+    /// Up to `limit` entries with `seq > after`, in order.
+    ///
+    /// # Errors
+    /// Storage failures.
+    async fn journal(&self, after: u64, limit: usize) -> Result<Vec<JournalEntry>, StoreError>;
+    /// Deletes terminal shadows last changed before `before`, and finished journal entries
+    /// finished before it. Returns (shadows, entries) deleted.
+    ///
+    /// # Errors
+    /// Storage failures.
+    async fn prune(&self, before: TimestampMs) -> Result<(u64, u64), StoreError>;
+}
+
 /// Handles to every kind of store, as the server and the jobs use them. One backend
-/// usually implements all four; [`Stores::from_backend`] shares it.
+/// usually implements all five; [`Stores::from_backend`] shares it.
 #[derive(Clone, Debug)]
 pub struct Stores {
     /// Samples.
@@ -190,14 +256,16 @@ pub struct Stores {
     pub inventory: std::sync::Arc<dyn InventoryStore>,
     /// Ground-truth failures.
     pub failures: std::sync::Arc<dyn FailureStore>,
+    /// Shadows and the action journal.
+    pub shadows: std::sync::Arc<dyn ShadowStore>,
 }
 
 impl Stores {
     /// All four handles backed by one store.
     pub fn from_backend<S>(s: std::sync::Arc<S>) -> Self
     where
-        S: MetricStore + EventStore + InventoryStore + FailureStore + 'static,
+        S: MetricStore + EventStore + InventoryStore + FailureStore + ShadowStore + 'static,
     {
-        Self { metrics: s.clone(), events: s.clone(), inventory: s.clone(), failures: s }
+        Self { metrics: s.clone(), events: s.clone(), inventory: s.clone(), failures: s.clone(), shadows: s }
     }
 }

@@ -359,6 +359,19 @@ impl RiskScorer for LiveScorer {
         self.tick_at(now)
     }
 
+    fn host_states(&self) -> Vec<harbinger_core::HostState> {
+        self.ticked_hosts()
+            .into_iter()
+            .map(|t| harbinger_core::HostState {
+                risk: t.last.map_or(0.0, |p| p.risk),
+                failure_probability: t.last.map_or(0.0, |p| p.failure_probability),
+                alerting: t.alerting,
+                cleared_at: t.cleared_at,
+                host: t.host,
+            })
+            .collect()
+    }
+
     fn observe_samples(&self, batch: &SampleBatch) {
         let m = self.model_arc();
         for s in &batch.series {

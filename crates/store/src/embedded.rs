@@ -26,6 +26,7 @@ use harbinger_core::{
     AppendReport, Clock, Event, EventStore, Failure, FailureStore, Host, InventoryStore, MetricStore, Resource,
     SampleBatch, SeriesKey, SeriesSamples, StoreError, StoreStats, SystemClock, TimestampMs,
 };
+use harbinger_core::{Begun, Finish, Intent, JournalEntry, JournalStatus, ShadowId, ShadowStore, shadow::Shadow};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::segment::{self, Record, SamplesPayload, SegmentMeta, SegmentWriter};
@@ -36,6 +37,14 @@ const HOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hosts");
 const RESOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("resources");
 const FAILURES: TableDefinition<(i64, &str), &[u8]> = TableDefinition::new("failures");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Shadows by id (JSON).
+const SHADOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("shadows");
+/// Journal entries by idempotency key (JSON).
+const JOURNAL: TableDefinition<&str, &[u8]> = TableDefinition::new("journal");
+/// Journal order: seq -> key.
+const JOURNAL_SEQ: TableDefinition<u64, &str> = TableDefinition::new("journal_seq");
+/// Pending journal entries: seq -> key.
+const JOURNAL_PENDING: TableDefinition<u64, &str> = TableDefinition::new("journal_pending");
 
 /// Checked configuration of an [`EmbeddedStore`].
 #[derive(Clone, Debug)]
@@ -230,6 +239,10 @@ impl EmbeddedStore {
             tx.open_table(RESOURCES).map_err(|e| dberr(&e))?;
             tx.open_table(FAILURES).map_err(|e| dberr(&e))?;
             tx.open_table(META).map_err(|e| dberr(&e))?;
+            tx.open_table(SHADOWS).map_err(|e| dberr(&e))?;
+            tx.open_table(JOURNAL).map_err(|e| dberr(&e))?;
+            tx.open_table(JOURNAL_SEQ).map_err(|e| dberr(&e))?;
+            tx.open_table(JOURNAL_PENDING).map_err(|e| dberr(&e))?;
             tx.commit().map_err(|e| dberr(&e))?;
         }
 
@@ -458,10 +471,43 @@ impl EmbeddedStore {
     }
 
     fn write_tx(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>) -> Result<(), StoreError> {
+        self.write_tx_with(|tx| f(tx).map_err(StoreTxError::Db))
+    }
+
+    /// One write transaction that answers a value; committed only when `f` succeeds.
+    fn write_tx_with<R>(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<R, StoreTxError>) -> Result<R, StoreError> {
         let inner = &*self.inner;
         let tx = inner.db.begin_write().map_err(|e| inner.db_err(e))?;
-        f(&tx).map_err(|e| inner.db_err(e))?;
-        tx.commit().map_err(|e| inner.db_err(e))
+        let r = f(&tx).map_err(|e| match e {
+            StoreTxError::Db(e) => inner.db_err(e),
+            StoreTxError::Store(e) => e,
+        })?;
+        tx.commit().map_err(|e| inner.db_err(e))?;
+        Ok(r)
+    }
+
+    fn read_tx<R>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<R, redb::Error>) -> Result<R, StoreError> {
+        let inner = &*self.inner;
+        let tx = inner.db.begin_read().map_err(|e| inner.db_err(e))?;
+        f(&tx).map_err(|e| inner.db_err(e))
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(&self, row: &[u8]) -> Result<T, StoreError> {
+        serde_json::from_slice(row).map_err(|e| self.inner.db_err(format!("undecodable stored row: {e}")))
+    }
+
+    fn entries_by_key(&self, keys: Vec<String>) -> Result<Vec<JournalEntry>, StoreError> {
+        let rows = self.read_tx(|tx| {
+            let t = tx.open_table(JOURNAL)?;
+            let mut rows = Vec::with_capacity(keys.len());
+            for k in &keys {
+                if let Some(v) = t.get(k.as_str())? {
+                    rows.push(v.value().to_vec());
+                }
+            }
+            Ok(rows)
+        })?;
+        self.decode_all(rows)
     }
 
     fn read_values<K: redb::Key + 'static>(&self, def: TableDefinition<K, &[u8]>) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -488,6 +534,18 @@ impl Drop for EmbeddedStore {
         if let Err(e) = self.close() {
             tracing::error!(error = %e, "final sync of the embedded store failed");
         }
+    }
+}
+
+/// Why a write transaction closure stopped.
+enum StoreTxError {
+    Db(redb::Error),
+    Store(StoreError),
+}
+
+impl<E: Into<redb::Error>> From<E> for StoreTxError {
+    fn from(e: E) -> Self {
+        StoreTxError::Db(e.into())
     }
 }
 
@@ -610,5 +668,125 @@ impl FailureStore for EmbeddedStore {
     async fn failures(&self) -> Result<Vec<Failure>, StoreError> {
         let rows = self.read_values(FAILURES)?;
         self.decode_all(rows)
+    }
+}
+
+fn read_entry(t: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> Result<Option<JournalEntry>, StoreTxError> {
+    match t.get(key)? {
+        Some(v) => serde_json::from_slice(v.value())
+            .map(Some)
+            .map_err(|e| StoreTxError::Db(redb::Error::Io(std::io::Error::other(format!("undecodable journal entry {key:?}: {e}"))))),
+        None => Ok(None),
+    }
+}
+
+#[async_trait]
+impl ShadowStore for EmbeddedStore {
+    async fn begin(&self, intent: Intent) -> Result<Begun, StoreError> {
+        self.write_tx_with(|tx| {
+            let mut journal = tx.open_table(JOURNAL)?;
+            let mut order = tx.open_table(JOURNAL_SEQ)?;
+            let mut meta = tx.open_table(META)?;
+            let next = meta.get("journal_seq")?.map_or(0, |v| v.value()) + 1;
+            let existing = read_entry(&journal, &intent.key)?;
+            let (write, begun) = crate::journal::begin(existing, &intent, next);
+            if let Some(e) = write {
+                if e.attempts == 1 {
+                    meta.insert("journal_seq", e.seq)?;
+                    order.insert(e.seq, e.key.as_str())?;
+                    if let Some(s) = &intent.create {
+                        tx.open_table(SHADOWS)?.insert(s.id.as_str(), json(s)?.as_slice())?;
+                    }
+                }
+                tx.open_table(JOURNAL_PENDING)?.insert(e.seq, e.key.as_str())?;
+                journal.insert(e.key.as_str(), json(&e)?.as_slice())?;
+            }
+            Ok(begun)
+        })
+    }
+
+    async fn finish(&self, f: Finish) -> Result<JournalEntry, StoreError> {
+        self.write_tx_with(|tx| {
+            let mut journal = tx.open_table(JOURNAL)?;
+            let existing = read_entry(&journal, &f.key)?;
+            let e = crate::journal::finish(existing, &f).map_err(StoreTxError::Store)?;
+            journal.insert(e.key.as_str(), json(&e)?.as_slice())?;
+            tx.open_table(JOURNAL_PENDING)?.remove(e.seq)?;
+            if let Some(s) = &f.shadow {
+                tx.open_table(SHADOWS)?.insert(s.id.as_str(), json(s)?.as_slice())?;
+            }
+            Ok(e)
+        })
+    }
+
+    async fn shadows(&self) -> Result<Vec<Shadow>, StoreError> {
+        let rows = self.read_values(SHADOWS)?;
+        self.decode_all(rows)
+    }
+
+    async fn shadow(&self, id: &ShadowId) -> Result<Option<Shadow>, StoreError> {
+        let row = self.read_tx(|tx| Ok(tx.open_table(SHADOWS)?.get(id.as_str())?.map(|v| v.value().to_vec())))?;
+        row.map(|r| self.decode(&r)).transpose()
+    }
+
+    async fn put_shadow(&self, shadow: &Shadow) -> Result<(), StoreError> {
+        self.write_tx(|tx| {
+            tx.open_table(SHADOWS)?.insert(shadow.id.as_str(), json(shadow)?.as_slice())?;
+            Ok(())
+        })
+    }
+
+    async fn journal_entry(&self, key: &str) -> Result<Option<JournalEntry>, StoreError> {
+        Ok(self.entries_by_key(vec![key.to_string()])?.pop())
+    }
+
+    async fn pending(&self) -> Result<Vec<JournalEntry>, StoreError> {
+        let keys = self.read_tx(|tx| {
+            let t = tx.open_table(JOURNAL_PENDING)?;
+            let mut keys = Vec::new();
+            for item in t.iter()? {
+                keys.push(item?.1.value().to_string());
+            }
+            Ok(keys)
+        })?;
+        self.entries_by_key(keys)
+    }
+
+    async fn journal(&self, after: u64, limit: usize) -> Result<Vec<JournalEntry>, StoreError> {
+        let keys = self.read_tx(|tx| {
+            let t = tx.open_table(JOURNAL_SEQ)?;
+            let mut keys = Vec::new();
+            for item in t.range(after.saturating_add(1)..)?.take(limit) {
+                keys.push(item?.1.value().to_string());
+            }
+            Ok(keys)
+        })?;
+        self.entries_by_key(keys)
+    }
+
+    async fn prune(&self, before: TimestampMs) -> Result<(u64, u64), StoreError> {
+        let shadows: Vec<Shadow> = self.shadows().await?;
+        let old_shadows: Vec<ShadowId> =
+            shadows.into_iter().filter(|s| !s.is_live() && s.updated_at < before).map(|s| s.id).collect();
+        let entries = self.journal(0, usize::MAX).await?;
+        let old_entries: Vec<(u64, String)> = entries
+            .into_iter()
+            .filter(|e| e.status != JournalStatus::Pending && e.finished_at.is_some_and(|t| t < before))
+            .map(|e| (e.seq, e.key))
+            .collect();
+        self.write_tx(|tx| {
+            let mut t = tx.open_table(SHADOWS)?;
+            for id in &old_shadows {
+                t.remove(id.as_str())?;
+            }
+            let mut j = tx.open_table(JOURNAL)?;
+            let mut o = tx.open_table(JOURNAL_SEQ)?;
+            for (seq, key) in &old_entries {
+                j.remove(key.as_str())?;
+                o.remove(*seq)?;
+            }
+            Ok(())
+        })?;
+        Ok((old_shadows.len() as u64, old_entries.len() as u64))
     }
 }

@@ -4,17 +4,19 @@
 //! - [`EmbeddedStore`]: the default. Append-only sample segments with a background
 //!   fsync every `sync_interval`, bounded in-memory hot windows rebuilt at start-up,
 //!   retention by data time, and a redb database for events, hosts, resources and
-//!   failures (and, later, shadows, journals and models). One process per data directory.
+//!   failures, shadows and the action journal. One process per data directory.
 //! - [`MemoryStore`]: the same semantics in memory, for replay and tests.
 //!
 //! # Layout
 //! - [`series`]: admission rules (ordering, duplicates, limits) and hot windows, shared.
 //! - `segment`: the on-disk sample record format.
+//! - `journal`: the rules of the shadow store's action journal, shared.
 //! - [`embedded`], [`memory`]: the backends.
 //!
 //! Both pass `harbinger_testkit::conformance`; start there to see the contract.
 
 pub mod embedded;
+mod journal;
 pub mod memory;
 mod segment;
 pub mod series;

@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use harbinger_core::{
-    AppendReport, Clock, Event, EventStore, Failure, FailureStore, Host, InventoryStore, MetricStore, Resource,
-    SampleBatch, SeriesKey, SeriesSamples, StoreError, StoreStats, SystemClock, TimestampMs,
+    AppendReport, Begun, Clock, Event, EventStore, Failure, FailureStore, Finish, Host, Intent, InventoryStore,
+    JournalEntry, JournalStatus, MetricStore, Resource, SampleBatch, SeriesKey, SeriesSamples, ShadowId, ShadowStore,
+    StoreError, StoreStats, SystemClock, TimestampMs, shadow::Shadow,
 };
 
 use crate::series::{Limits, SeriesTable};
@@ -20,6 +21,9 @@ struct Inner {
     hosts: BTreeMap<String, Host>,
     resources: BTreeMap<String, Resource>,
     failures: BTreeMap<(TimestampMs, String), Failure>,
+    shadows: BTreeMap<ShadowId, Shadow>,
+    journal: BTreeMap<String, JournalEntry>,
+    journal_seq: u64,
 }
 
 /// A store that lives in memory and forgets everything on drop.
@@ -160,5 +164,72 @@ impl FailureStore for MemoryStore {
     }
     async fn failures(&self) -> Result<Vec<Failure>, StoreError> {
         Ok(self.lock().failures.values().cloned().collect())
+    }
+}
+
+#[async_trait]
+impl ShadowStore for MemoryStore {
+    async fn begin(&self, intent: Intent) -> Result<Begun, StoreError> {
+        let mut g = self.lock();
+        let (write, begun) = crate::journal::begin(g.journal.get(&intent.key).cloned(), &intent, g.journal_seq + 1);
+        if let Some(e) = write {
+            if matches!(&begun, Begun::Started(b) if b.attempts == 1) {
+                g.journal_seq = e.seq;
+                if let Some(s) = &intent.create {
+                    g.shadows.insert(s.id.clone(), s.clone());
+                }
+            }
+            g.journal.insert(e.key.clone(), e);
+        }
+        Ok(begun)
+    }
+
+    async fn finish(&self, f: Finish) -> Result<JournalEntry, StoreError> {
+        let mut g = self.lock();
+        let e = crate::journal::finish(g.journal.get(&f.key).cloned(), &f)?;
+        g.journal.insert(e.key.clone(), e.clone());
+        if let Some(s) = f.shadow {
+            g.shadows.insert(s.id.clone(), s);
+        }
+        Ok(e)
+    }
+
+    async fn shadows(&self) -> Result<Vec<Shadow>, StoreError> {
+        Ok(self.lock().shadows.values().cloned().collect())
+    }
+
+    async fn shadow(&self, id: &ShadowId) -> Result<Option<Shadow>, StoreError> {
+        Ok(self.lock().shadows.get(id).cloned())
+    }
+
+    async fn put_shadow(&self, shadow: &Shadow) -> Result<(), StoreError> {
+        self.lock().shadows.insert(shadow.id.clone(), shadow.clone());
+        Ok(())
+    }
+
+    async fn journal_entry(&self, key: &str) -> Result<Option<JournalEntry>, StoreError> {
+        Ok(self.lock().journal.get(key).cloned())
+    }
+
+    async fn pending(&self) -> Result<Vec<JournalEntry>, StoreError> {
+        let mut v: Vec<JournalEntry> =
+            self.lock().journal.values().filter(|e| e.status == JournalStatus::Pending).cloned().collect();
+        v.sort_by_key(|e| e.seq);
+        Ok(v)
+    }
+
+    async fn journal(&self, after: u64, limit: usize) -> Result<Vec<JournalEntry>, StoreError> {
+        let mut v: Vec<JournalEntry> = self.lock().journal.values().filter(|e| e.seq > after).cloned().collect();
+        v.sort_by_key(|e| e.seq);
+        v.truncate(limit);
+        Ok(v)
+    }
+
+    async fn prune(&self, before: TimestampMs) -> Result<(u64, u64), StoreError> {
+        let mut g = self.lock();
+        let (s0, j0) = (g.shadows.len(), g.journal.len());
+        g.shadows.retain(|_, s| s.is_live() || s.updated_at >= before);
+        g.journal.retain(|_, e| e.finished_at.is_none_or(|t| t >= before));
+        Ok(((s0 - g.shadows.len()) as u64, (j0 - g.journal.len()) as u64))
     }
 }

@@ -3,9 +3,10 @@
 //! Each suite takes a fresh, empty store whose hot window holds at least 16 points and
 //! whose retention is off (or longer than a day).
 
+use harbinger_core::shadow::{Cause, Shadow, ShadowState};
 use harbinger_core::{
-    Event, EventKind, EventStore, Failure, FailureStore, Host, InventoryStore, MetricStore, RejectReason,
-    Resource, SampleBatch, SeriesKey, SeriesSamples, StoreError,
+    Begun, Event, EventKind, EventStore, Failure, FailureStore, Finish, Host, Intent, InventoryStore, JournalStatus,
+    MetricStore, RejectReason, Resource, SampleBatch, SeriesKey, SeriesSamples, ShadowStore, StoreError,
 };
 
 fn batch(key: &SeriesKey, pts: &[(i64, f64)]) -> SampleBatch {
@@ -130,4 +131,113 @@ pub async fn failure_store(store: &dyn FailureStore) {
     store.put_failures(&[f("h2", 50, "oom"), f("h1", 10, "sudden")]).await.expect("put");
     store.put_failures(&[f("h2", 50, "disk_full")]).await.expect("upsert");
     assert_eq!(store.failures().await.expect("failures"), vec![f("h1", 10, "sudden"), f("h2", 50, "disk_full")]);
+}
+
+/// A shadow in state `planned` for the shadow-store suite.
+fn planned_shadow(id: &str, at: i64) -> Shadow {
+    Shadow {
+        id: id.into(),
+        resource: "db-1".into(),
+        primary: "h1".into(),
+        host: "h2".into(),
+        state: ShadowState::Planned,
+        causes: vec![Cause::Manual { by: "alice".into() }],
+        priority: 0.5,
+        cpu_cores: 2.0,
+        mem_gb: 8.0,
+        created_at: at,
+        updated_at: at,
+        last_used_at: at,
+        expires_at: None,
+    }
+}
+
+fn intent(key: &str, shadow: &str, at: i64, create: Option<Shadow>) -> Intent {
+    Intent { key: key.into(), shadow: shadow.into(), action: serde_json::json!({"key": key}), at, create }
+}
+
+/// The action journal and the shadows it writes: idempotent `begin` by key, retry of a
+/// failed key, outcome and shadow in one step, pending entries in order, pruning.
+///
+/// # Panics
+/// When the store breaks a rule of `ShadowStore`.
+pub async fn shadow_store(store: &dyn ShadowStore) {
+    let s1 = planned_shadow("db-1@h2#100", 100);
+    assert_eq!(store.shadows().await.expect("shadows"), vec![]);
+    assert!(store.pending().await.expect("pending").is_empty());
+
+    // A creation stores its shadow with the intent.
+    let b = store.begin(intent("create:db-1@h2#100", "db-1@h2#100", 100, Some(s1.clone()))).await.expect("begin");
+    let Begun::Started(e) = b else { panic!("a new key starts: {b:?}") };
+    assert_eq!((e.seq, e.status, e.attempts, e.at), (1, JournalStatus::Pending, 1, 100));
+    assert_eq!(store.shadow(&s1.id).await.expect("shadow"), Some(s1.clone()), "stored with its intent");
+
+    // The same key again writes nothing, even with another shadow attached.
+    let mut other = s1.clone();
+    other.priority = 0.9;
+    let b = store.begin(intent("create:db-1@h2#100", "db-1@h2#100", 200, Some(other))).await.expect("begin again");
+    assert!(matches!(&b, Begun::Existing(e) if e.seq == 1 && e.at == 100), "idempotent: {b:?}");
+    assert_eq!(store.shadow(&s1.id).await.expect("shadow").map(|s| s.priority), Some(0.5), "not overwritten");
+    assert_eq!(store.shadows().await.expect("shadows").len(), 1, "never stored twice");
+
+    // Pending until finished; the outcome and the shadow's new value land together.
+    let b2 = store.begin(intent("retire:x", "x", 150, None)).await.expect("begin");
+    assert!(matches!(&b2, Begun::Started(e) if e.seq == 2));
+    let pending: Vec<String> = store.pending().await.expect("pending").into_iter().map(|e| e.key).collect();
+    assert_eq!(pending, ["create:db-1@h2#100", "retire:x"], "oldest first");
+    let mut ready = s1.clone();
+    ready.state = ShadowState::Ready;
+    ready.updated_at = 300;
+    let done = store
+        .finish(Finish { key: "create:db-1@h2#100".into(), status: JournalStatus::DryRun, detail: "log".into(), at: 300, shadow: Some(ready.clone()) })
+        .await
+        .expect("finish");
+    assert_eq!((done.status, done.finished_at, done.detail.as_str()), (JournalStatus::DryRun, Some(300), "log"));
+    assert_eq!(store.shadow(&s1.id).await.expect("shadow"), Some(ready.clone()));
+    let pending: Vec<String> = store.pending().await.expect("pending").into_iter().map(|e| e.key).collect();
+    assert_eq!(pending, ["retire:x"]);
+    let b = store.begin(intent("create:db-1@h2#100", "db-1@h2#100", 400, None)).await.expect("begin finished");
+    assert!(matches!(&b, Begun::Existing(e) if e.status == JournalStatus::DryRun), "a finished key is not redone: {b:?}");
+
+    // A failed key is begun again, with its attempts counted; its seq stays.
+    store
+        .finish(Finish { key: "retire:x".into(), status: JournalStatus::Failed, detail: "timeout".into(), at: 500, shadow: None })
+        .await
+        .expect("finish failed");
+    let b = store.begin(intent("retire:x", "x", 600, None)).await.expect("retry");
+    assert!(matches!(&b, Begun::Started(e) if e.seq == 2 && e.attempts == 2 && e.status == JournalStatus::Pending), "{b:?}");
+    assert_eq!(store.pending().await.expect("pending").len(), 1);
+
+    // Unknown keys cannot be finished.
+    let err = store
+        .finish(Finish { key: "nope".into(), status: JournalStatus::Applied, detail: String::new(), at: 1, shadow: None })
+        .await
+        .expect_err("unknown key");
+    assert!(matches!(err, StoreError::UnknownJournalKey(ref k) if k == "nope"), "{err}");
+
+    // The journal reads in order from a cursor; seqs are never reused.
+    let keys: Vec<(u64, String)> = store.journal(0, 10).await.expect("journal").into_iter().map(|e| (e.seq, e.key)).collect();
+    assert_eq!(keys, [(1, "create:db-1@h2#100".to_string()), (2, "retire:x".to_string())]);
+    assert_eq!(store.journal(1, 10).await.expect("journal").len(), 1);
+    assert_eq!(store.journal(0, 1).await.expect("journal").len(), 1);
+    assert_eq!(store.journal_entry("retire:x").await.expect("entry").map(|e| e.attempts), Some(2));
+    assert_eq!(store.journal_entry("nope").await.expect("entry"), None);
+
+    // put_shadow upserts.
+    let mut used = ready.clone();
+    used.last_used_at = 700;
+    store.put_shadow(&used).await.expect("put");
+    assert_eq!(store.shadow(&s1.id).await.expect("shadow").map(|s| s.last_used_at), Some(700));
+
+    // Pruning drops terminal shadows and finished entries older than the cut, nothing else.
+    let mut gone = planned_shadow("db-1@h3#50", 50);
+    gone.state = ShadowState::Retired;
+    store.put_shadow(&gone).await.expect("put");
+    let (shadows, entries) = store.prune(1_000).await.expect("prune");
+    assert_eq!((shadows, entries), (1, 1), "the retired shadow and the finished create entry");
+    assert_eq!(store.shadows().await.expect("shadows"), vec![used], "the live shadow stays");
+    let keys: Vec<String> = store.journal(0, 10).await.expect("journal").into_iter().map(|e| e.key).collect();
+    assert_eq!(keys, ["retire:x"], "the pending entry stays");
+    let b = store.begin(intent("create:new", "n", 1_100, None)).await.expect("begin after prune");
+    assert!(matches!(&b, Begun::Started(e) if e.seq == 3), "seqs are not reused after pruning: {b:?}");
 }
