@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`http`]: the axum router ([`http::router`]) and [`http::serve`], which runs it on a
 //!   given listener until a given shutdown future resolves.
-//! - [`telemetry`]: harbinger's own Prometheus metrics (`/metrics`), defined in one place.
+//! - [`telemetry`]: harbinger's own Prometheus metrics (`/metrics`), defined in the engine.
 //! - [`auth`]: the bearer-token check shared with the gRPC server.
 //!
 //! Routes: `GET /healthz`, `GET /metrics`, `POST /api/v1/write` (Prometheus
@@ -14,7 +14,8 @@
 
 pub mod auth;
 pub mod http;
-pub mod telemetry;
+/// harbinger's own metrics (defined in the engine, shared by both transports).
+pub use harbinger_engine::telemetry;
 
 pub use http::{AppState, router, serve};
 pub use telemetry::Telemetry;

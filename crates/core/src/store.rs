@@ -190,7 +190,8 @@ pub trait FailureStore: Send + Sync + std::fmt::Debug {
 /// - [`begin`](Self::begin) is idempotent by key: a key journaled before (pending or
 ///   finished) is answered [`Begun::Existing`] and nothing is written, except that a key
 ///   whose last attempt `failed` is begun again (`attempts` + 1).
-/// - A creation's shadow is stored with its intent; it is never stored twice.
+/// - A creation's shadow is stored with its intent (again when a failed creation is
+///   begun again); a key journaled before never overwrites it.
 /// - [`finish`](Self::finish) stores the outcome and the shadow's new value at once.
 /// - Entries begun and never finished are [`pending`](Self::pending), oldest first, until
 ///   finished: after a crash they are what the engine resumes.

@@ -694,9 +694,9 @@ impl ShadowStore for EmbeddedStore {
                 if e.attempts == 1 {
                     meta.insert("journal_seq", e.seq)?;
                     order.insert(e.seq, e.key.as_str())?;
-                    if let Some(s) = &intent.create {
-                        tx.open_table(SHADOWS)?.insert(s.id.as_str(), json(s)?.as_slice())?;
-                    }
+                }
+                if let Some(s) = &intent.create {
+                    tx.open_table(SHADOWS)?.insert(s.id.as_str(), json(s)?.as_slice())?;
                 }
                 tx.open_table(JOURNAL_PENDING)?.insert(e.seq, e.key.as_str())?;
                 journal.insert(e.key.as_str(), json(&e)?.as_slice())?;

@@ -173,11 +173,11 @@ impl ShadowStore for MemoryStore {
         let mut g = self.lock();
         let (write, begun) = crate::journal::begin(g.journal.get(&intent.key).cloned(), &intent, g.journal_seq + 1);
         if let Some(e) = write {
-            if matches!(&begun, Begun::Started(b) if b.attempts == 1) {
+            if e.attempts == 1 {
                 g.journal_seq = e.seq;
-                if let Some(s) = &intent.create {
-                    g.shadows.insert(s.id.clone(), s.clone());
-                }
+            }
+            if let Some(s) = &intent.create {
+                g.shadows.insert(s.id.clone(), s.clone());
             }
             g.journal.insert(e.key.clone(), e);
         }

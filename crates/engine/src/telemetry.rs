@@ -32,6 +32,29 @@ pub struct RouteLabel {
     pub status: u16,
 }
 
+/// Label set: a decision's kind (`shadow_planned`, `shadow_skipped`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// The decision kind.
+    pub kind: String,
+}
+
+/// Label set: an actuator and the outcome of an action.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// The actuator's name (`log`, ...).
+    pub actuator: &'static str,
+    /// `applied`, `already_applied`, `skipped`, `dry_run` or `failed`.
+    pub outcome: &'static str,
+}
+
+/// Label set: an Alertmanager alert's status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabel {
+    /// `firing`, `resolved` or `duplicate` (a firing alert already known).
+    pub status: &'static str,
+}
+
 /// Every metric harbinger exports about itself.
 #[derive(Debug)]
 pub struct Telemetry {
@@ -50,6 +73,16 @@ pub struct Telemetry {
     pub store_series: Gauge,
     /// Samples held by the store (refreshed on scrape).
     pub store_samples: Gauge,
+    /// Shadow decisions, by kind.
+    pub decisions: Family<KindLabel, Counter>,
+    /// Actions performed, by actuator and outcome.
+    pub actions: Family<OutcomeLabel, Counter>,
+    /// Live shadows (planned, provisioning, syncing or ready).
+    pub shadows_live: Gauge,
+    /// Alertmanager alerts received, by status.
+    pub alerts_received: Family<AlertLabel, Counter>,
+    /// Duration of an engine tick (risk step, plan, actions).
+    pub engine_tick_seconds: Histogram,
 }
 
 impl Default for Telemetry {
@@ -79,6 +112,17 @@ impl Telemetry {
         registry.register("store_series", "Series in the store", store_series.clone());
         let store_samples = Gauge::default();
         registry.register("store_samples", "Samples held by the store", store_samples.clone());
+        let decisions = Family::<KindLabel, Counter>::default();
+        registry.register("shadow_decisions", "Shadow decisions, by kind", decisions.clone());
+        let actions = Family::<OutcomeLabel, Counter>::default();
+        registry.register("actuator_actions", "Actions performed, by actuator and outcome", actions.clone());
+        let shadows_live = Gauge::default();
+        registry.register("shadows_live", "Live shadows (planned, provisioning, syncing or ready)", shadows_live.clone());
+        let alerts_received = Family::<AlertLabel, Counter>::default();
+        registry.register("alerts_received", "Alertmanager alerts received, by status", alerts_received.clone());
+        // 100 µs to ~13 s.
+        let engine_tick_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
+        registry.register("engine_tick_seconds", "Duration of an engine tick", engine_tick_seconds.clone());
         // Pre-create the reject reasons so they read 0 rather than being absent.
         for r in harbinger_core::RejectReason::ALL {
             drop(samples_rejected.get_or_create(&ReasonLabel { reason: r.as_str() }));
@@ -92,6 +136,11 @@ impl Telemetry {
             request_seconds,
             store_series,
             store_samples,
+            decisions,
+            actions,
+            shadows_live,
+            alerts_received,
+            engine_tick_seconds,
         }
     }
 
