@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every harbinger test. Installs (idempotently) what the tests need first:
-#   - Debian: prometheus (a real Prometheus remote-writes into harbinger in a test)
+#   - Debian: prometheus (a real Prometheus remote-writes into harbinger in a test),
+#     prometheus-alertmanager (a real Alertmanager sends webhooks in a test)
 #   - Python: grpcio and grpcio-tools (the Python gRPC client test generates its stubs from
 #     proto/); python3-pip from Debian when python3 has no pip
 # Build output goes to $CARGO_TARGET_DIR (default ~/.cache/harbinger-target), outside the clone.
@@ -13,6 +14,7 @@ sudo_cmd=""
 if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
 apt_needed=()
 command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || apt_needed+=(prometheus)
+[ -x /usr/bin/prometheus-alertmanager ] || command -v alertmanager >/dev/null 2>&1 || apt_needed+=(prometheus-alertmanager)
 command -v python3 >/dev/null 2>&1 || apt_needed+=(python3)
 if ! python3 -c 'import grpc, grpc_tools' >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
   apt_needed+=(python3-pip)

@@ -16,7 +16,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use harbinger_core::event::parse_events_jsonl;
 use harbinger_core::{AppendReport, EventError, HostId, RejectReason, RiskScorer, ScoreError, StoreError, Stores};
+use harbinger_core::shadow::ShadowState;
+use harbinger_core::{ResourceId, ShadowId};
+use harbinger_engine::{Engine, EngineError, StatusFilter};
 use harbinger_ingest::remote_write::{self, RemoteWriteError, SeriesCache};
+use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use crate::telemetry::{ReasonLabel, RouteLabel, SourceLabel, Telemetry};
@@ -39,6 +43,8 @@ pub struct AppState {
     pub scorer: Option<Arc<dyn RiskScorer>>,
     /// When set, the `POST` routes need `authorization: Bearer <token>`.
     pub token: Option<Arc<str>>,
+    /// The engine (shadows, alerts). `None`: the shadow and alert routes answer 503.
+    pub engine: Option<Engine>,
 }
 
 impl AppState {
@@ -52,6 +58,7 @@ impl AppState {
             series_cache: Arc::new(SeriesCache::default()),
             scorer: None,
             token: None,
+            engine: None,
         }
     }
 }
@@ -113,6 +120,15 @@ pub enum ApiError {
     /// A worker task failed.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The server runs without the engine.
+    #[error("the engine is not running")]
+    NoEngine,
+    /// The engine refused or failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A JSON body that cannot be used.
+    #[error("invalid JSON body: {0}")]
+    Json(String),
 }
 
 impl ApiError {
@@ -131,6 +147,16 @@ impl ApiError {
             Self::Score(ScoreError::UnknownHost(_)) => StatusCode::NOT_FOUND,
             Self::NoModel => StatusCode::SERVICE_UNAVAILABLE,
             Self::Score(ScoreError::Model(_)) | Self::Reload { .. } | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NoEngine => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Json(_) => StatusCode::BAD_REQUEST,
+            Self::Engine(e) => match e {
+                EngineError::UnknownResource(_) | EngineError::UnknownShadow(_) => StatusCode::NOT_FOUND,
+                EngineError::Duplicate { .. } | EngineError::NotReady { .. } | EngineError::NotPlaced { .. } => StatusCode::CONFLICT,
+                EngineError::Alerts(_) | EngineError::Invalid(_) => StatusCode::BAD_REQUEST,
+                EngineError::Store(StoreError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
+                EngineError::Actuator { .. } => StatusCode::BAD_GATEWAY,
+                EngineError::Store(_) | EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         }
     }
 }
@@ -159,11 +185,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/write", post(remote_write_handler))
         .route("/api/v1/events", post(events_handler))
         .route("/api/v1/admin/reload", post(reload_handler))
+        .route("/api/v1/alerts", post(alerts_handler))
+        .route("/shadow/create", post(shadow_create_handler))
+        .route("/shadow/promote", post(shadow_promote_handler))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/risk", get(risk_handler))
+        .route("/shadow/status", get(shadow_status_handler))
         .merge(mutating)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), record_latency))
@@ -396,8 +426,126 @@ async fn events_handler(
     }
     let n = state.stores.events.append_events(&events).await?;
     state.telemetry.events_ingested.inc_by(n);
+    if let Some(engine) = &state.engine {
+        engine.observe_events(&events);
+    }
     if let Some(scorer) = state.scorer.clone() {
         blocking(move || scorer.observe_events(&events)).await?;
     }
     Ok(Json(serde_json::json!({ "accepted": n })))
+}
+
+fn engine(state: &AppState) -> Result<Engine, ApiError> {
+    state.engine.clone().ok_or(ApiError::NoEngine)
+}
+
+/// Parses a JSON body, naming what is wrong.
+fn json_body<T: serde::de::DeserializeOwned>(state: &AppState, raw: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let raw = body(state, raw)?;
+    serde_json::from_slice(&raw).map_err(|e| {
+        count_request_rejection(state, "invalid_json");
+        ApiError::Json(e.to_string())
+    })
+}
+
+/// `POST /shadow/create` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    resource: String,
+    #[serde(default)]
+    by: String,
+}
+
+/// `POST /shadow/promote` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromoteBody {
+    id: String,
+    #[serde(default)]
+    by: String,
+}
+
+/// `POST /shadow/create` `{"resource": "db-3", "by": "alice"}`: a shadow of the resource,
+/// placed now. 201 with the actions taken; 404 unknown resource; 409 duplicate or no fit.
+async fn shadow_create_handler(
+    State(state): State<AppState>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let engine = engine(&state)?;
+    let b: CreateBody = json_body(&state, raw)?;
+    if b.resource.trim().is_empty() {
+        return Err(ApiError::Json("`resource` is empty".into()));
+    }
+    let actions = engine.create(&ResourceId::new(b.resource.trim()), &b.by).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "actions": actions }))))
+}
+
+/// `POST /shadow/promote` `{"id": "db-3@h042#...", "by": "alice"}`: a ready shadow takes
+/// over. 200 with the action; 404 unknown shadow; 409 not ready; 502 actuator failed.
+async fn shadow_promote_handler(
+    State(state): State<AppState>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let engine = engine(&state)?;
+    let b: PromoteBody = json_body(&state, raw)?;
+    if b.id.trim().is_empty() {
+        return Err(ApiError::Json("`id` is empty".into()));
+    }
+    let done = engine.promote(&ShadowId::new(b.id.trim()), &b.by).await?;
+    Ok(Json(serde_json::json!({ "action": done })))
+}
+
+/// `GET /shadow/status?id=&resource=&host=&state=&live=true`: shadows, counts by state,
+/// recent decisions and pending actions.
+async fn shadow_status_handler(
+    State(state): State<AppState>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<harbinger_engine::Status>, ApiError> {
+    let engine = engine(&state)?;
+    let mut f = StatusFilter::default();
+    for (k, v) in params {
+        match k.as_str() {
+            "id" => f.id = Some(ShadowId::new(&v)),
+            "resource" => f.resource = Some(ResourceId::new(&v)),
+            "host" => f.host = Some(HostId::new(&v)),
+            "state" => {
+                let s: ShadowState = serde_json::from_value(serde_json::Value::String(v.clone())).map_err(|_| {
+                    ApiError::BadQuery(format!(
+                        "unknown state {v:?} (expected planned, provisioning, syncing, ready, promoted, expired, retired or failed)"
+                    ))
+                })?;
+                f.state = Some(s);
+            }
+            "live" => {
+                f.live = match v.as_str() {
+                    "true" | "1" | "" => true,
+                    "false" | "0" => false,
+                    _ => return Err(ApiError::BadQuery(format!("`live` is {v:?} (expected true or false)"))),
+                };
+            }
+            _ => {
+                return Err(ApiError::BadQuery(format!(
+                    "unknown query parameter {k:?} (expected id, resource, host, state or live)"
+                )));
+            }
+        }
+    }
+    Ok(Json(engine.status(&f).await?))
+}
+
+/// `POST /api/v1/alerts`: Alertmanager's webhook. 200 with what was done; 400 for a
+/// malformed payload (nothing changes).
+async fn alerts_handler(
+    State(state): State<AppState>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<harbinger_engine::AlertReport>, ApiError> {
+    let engine = engine(&state)?;
+    let raw = body(&state, raw)?;
+    let report = engine.alerts(&raw).await.inspect_err(|e| {
+        if matches!(e, EngineError::Alerts(_)) {
+            count_request_rejection(&state, "invalid_alert");
+        }
+    })?;
+    Ok(Json(report))
 }

@@ -5,7 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
-use harbinger_api::{AppState, Telemetry};
+use harbinger_api::AppState;
+use harbinger_engine::{Engine, EngineConfig, EngineParts, Telemetry};
 use harbinger_config::Config;
 use harbinger_core::{InventoryStore, RiskScorer, Stores};
 use tokio::sync::watch;
@@ -66,10 +67,10 @@ fn reload_on_sighup(_scorer: Option<Arc<dyn RiskScorer>>) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Advances every host's risk and alert state on the wall clock, every `every`, until
-/// `stop` resolves. Reads never move alert state; this loop does.
-async fn tick_loop(scorer: Option<Arc<dyn RiskScorer>>, every: std::time::Duration, stop: impl Future<Output = ()>) {
-    let Some(scorer) = scorer else { return stop.await };
+/// Runs an engine tick every `every` until `stop` resolves: advances every host's risk
+/// and alert state on the wall clock, plans, and performs the plan. Reads never move
+/// alert state; this loop does.
+async fn tick_loop(engine: Engine, every: std::time::Duration, stop: impl Future<Output = ()>) {
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(stop);
@@ -78,17 +79,34 @@ async fn tick_loop(scorer: Option<Arc<dyn RiskScorer>>, every: std::time::Durati
             () = &mut stop => return,
             _ = interval.tick() => {}
         }
-        let s = scorer.clone();
-        let now = harbinger_core::Clock::now_ms(&harbinger_core::SystemClock);
-        match tokio::task::spawn_blocking(move || s.tick(now)).await {
-            Ok(transitions) => {
-                for t in transitions {
-                    tracing::info!(host = %t.host, kind = ?t.kind, risk = t.risk, probability = t.failure_probability, "alert state changed");
+        match engine.tick().await {
+            Ok(t) => {
+                for tr in &t.transitions {
+                    tracing::info!(host = %tr.host, kind = ?tr.kind, risk = tr.risk, probability = tr.failure_probability, "alert state changed");
+                }
+                for d in &t.decisions {
+                    tracing::info!(kind = %d.kind, host = %d.host, resource = ?d.resource.as_ref().map(|r| r.as_str()), reason = %d.reason, "decision");
                 }
             }
             Err(e) => tracing::error!(error = %e, "engine tick failed"),
         }
     }
+}
+
+/// The engine over the store, with the configured actuator; resumes the journal.
+async fn open_engine(cfg: &Config, stores: &Stores, scorer: Option<Arc<dyn RiskScorer>>, telemetry: Arc<Telemetry>) -> anyhow::Result<Engine> {
+    let actuator: Arc<dyn harbinger_engine::Actuator> = match cfg.engine.actuator {
+        harbinger_config::ActuatorKind::Log => Arc::new(harbinger_engine::LogActuator),
+    };
+    let parts = EngineParts { stores: stores.clone(), scorer, actuator, clock: Arc::new(harbinger_core::SystemClock), telemetry };
+    let ecfg = EngineConfig {
+        budget: crate::budget(&cfg.engine),
+        decision_log: Some(cfg.data_dir.join("decisions.jsonl")),
+        ..EngineConfig::default()
+    };
+    let (engine, resumed) = Engine::open(parts, ecfg).await.context("opening the engine")?;
+    tracing::info!(shadows = resumed.shadows, resumed = resumed.resumed.len(), actuator = engine.actuator(), "engine ready");
+    Ok(engine)
 }
 
 /// Reads the TLS certificate and key named by `grpc.tls_cert`/`grpc.tls_key`.
@@ -133,7 +151,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     let token: Option<Arc<str>> = cfg.auth.token.as_ref().map(|t| Arc::from(t.expose()));
     let telemetry = Arc::new(Telemetry::new());
 
+    let engine = open_engine(&cfg, &stores, scorer.clone(), telemetry.clone()).await?;
+
     let mut state = AppState::new(stores.clone(), telemetry.clone(), cfg.http.max_body_bytes);
+    state.engine = Some(engine.clone());
     state.strict_hosts = strict_hosts.clone();
     state.scorer = scorer.clone();
     state.token = token.clone();
@@ -158,7 +179,6 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
         .await
         .with_context(|| format!("binding gRPC on {}", cfg.grpc.addr))?;
     let grpc_addr = grpc_listener.local_addr().context("reading the bound gRPC address")?;
-    let scorer_for_ticks = scorer.clone();
     reload_on_sighup(scorer)?;
     tracing::info!(http = %http_addr, grpc = %grpc_addr, tls = tls.is_some(), auth = cfg.auth.token.is_some(),
         data_dir = %cfg.data_dir.display(), "harbinger serving");
@@ -199,7 +219,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
             r.context("gRPC server")
         }
     };
-    let ticker = tick_loop(scorer_for_ticks, cfg.engine.tick, stopped(stop_rx_ticks));
+    let ticker = tick_loop(engine, cfg.engine.tick, stopped(stop_rx_ticks));
     let (h, g, ()) = tokio::join!(http, grpc, ticker);
     let closed = store.close().context("final sync of the store");
     h?;

@@ -103,3 +103,43 @@ pub fn get(url: &str) -> (u16, String) {
         }
     })
 }
+
+/// Blocking POST of a JSON body returning (status, body).
+pub fn post_json(url: &str, body: &serde_json::Value) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    rt.block_on(async {
+        match reqwest::Client::new().post(url).header("content-type", "application/json").body(body.to_string()).send().await {
+            Ok(r) => {
+                let s = r.status().as_u16();
+                (s, r.text().await.unwrap_or_default())
+            }
+            Err(e) => (0, e.to_string()),
+        }
+    })
+}
+
+/// Writes a dataset with only an inventory: `hosts` as (id, zone, cpu_cores) with 64 GB
+/// each, `resources` as (id, host, criticality, cpu_cores) needing 1 GB, one metric row
+/// per host, no events.
+pub fn write_inventory(dir: &Path, hosts: &[(&str, &str, f64)], resources: &[(String, String, u8, f64)]) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let mut csv = String::from("host,zone,rack,cpu_cores,mem_gb\n");
+    for (h, z, cpu) in hosts {
+        csv.push_str(&format!("{h},{z},,{cpu},64\n"));
+    }
+    std::fs::write(dir.join("hosts.csv"), csv).expect("hosts.csv");
+    let res: Vec<serde_json::Value> = resources
+        .iter()
+        .map(|(id, h, c, cpu)| {
+            serde_json::json!({"id": id, "kind": "database", "host": h, "criticality": c, "cpu_cores": cpu, "mem_gb": 1.0,
+                "depends_on": [], "state": {"config": {"max_connections": 100}}})
+        })
+        .collect();
+    std::fs::write(dir.join("resources.json"), serde_json::to_vec_pretty(&res).expect("json")).expect("resources.json");
+    let mut m = String::from("timestamp,host,metric,value\n");
+    for (h, _, _) in hosts {
+        m.push_str(&format!("1700000000000,{h},cpu_util,0.5\n"));
+    }
+    std::fs::write(dir.join("metrics.csv"), m).expect("metrics.csv");
+    std::fs::write(dir.join("events.jsonl"), "").expect("events.jsonl");
+}
