@@ -155,7 +155,11 @@ impl ApiError {
                 EngineError::Alerts(_) | EngineError::Invalid(_) => StatusCode::BAD_REQUEST,
                 EngineError::Store(StoreError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
                 EngineError::Actuator { .. } => StatusCode::BAD_GATEWAY,
-                EngineError::Store(_) | EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                EngineError::Snapshot(harbinger_snapshot::SnapshotError::UnknownResource { .. } | harbinger_snapshot::SnapshotError::UnknownSeq { .. }) => {
+                    StatusCode::NOT_FOUND
+                }
+                EngineError::NoSnapshots => StatusCode::SERVICE_UNAVAILABLE,
+                EngineError::Store(_) | EngineError::Internal(_) | EngineError::Snapshot(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }
     }
@@ -194,6 +198,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/risk", get(risk_handler))
         .route("/shadow/status", get(shadow_status_handler))
+        .route("/api/v1/snapshots", get(snapshots_handler))
         .merge(mutating)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), record_latency))
@@ -427,7 +432,7 @@ async fn events_handler(
     let n = state.stores.events.append_events(&events).await?;
     state.telemetry.events_ingested.inc_by(n);
     if let Some(engine) = &state.engine {
-        engine.observe_events(&events);
+        engine.observe_events(&events).await;
     }
     if let Some(scorer) = state.scorer.clone() {
         blocking(move || scorer.observe_events(&events)).await?;
@@ -548,4 +553,22 @@ async fn alerts_handler(
         }
     })?;
     Ok(Json(report))
+}
+
+/// `GET /api/v1/snapshots?resource=R`: the resource's delta snapshots, oldest first.
+async fn snapshots_handler(
+    State(state): State<AppState>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<Vec<harbinger_snapshot::SnapshotMeta>>, ApiError> {
+    let engine = engine(&state)?;
+    let mut resource = None;
+    for (k, v) in params {
+        match k.as_str() {
+            "resource" if !v.trim().is_empty() => resource = Some(ResourceId::new(v.trim())),
+            "resource" => return Err(ApiError::BadQuery("empty `resource` in the query".into())),
+            _ => return Err(ApiError::BadQuery(format!("unknown query parameter {k:?} (expected `resource`)"))),
+        }
+    }
+    let resource = resource.ok_or_else(|| ApiError::BadQuery("`resource` is required".into()))?;
+    Ok(Json(engine.snapshots(&resource).await?))
 }

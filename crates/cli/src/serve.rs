@@ -99,9 +99,18 @@ async fn open_engine(cfg: &Config, stores: &Stores, scorer: Option<Arc<dyn RiskS
         harbinger_config::ActuatorKind::Log => Arc::new(harbinger_engine::LogActuator),
     };
     let parts = EngineParts { stores: stores.clone(), scorer, actuator, clock: Arc::new(harbinger_core::SystemClock), telemetry };
+    let sc = &cfg.snapshots;
+    let snapshots = harbinger_snapshot::SnapshotConfig {
+        dir: sc.dir.clone(),
+        replica_dir: sc.replica_dir.clone(),
+        ttl_ms: sc.ttl.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        max_chain: sc.max_chain,
+        profiles: harbinger_snapshot::Profiles::from_table(sc.profiles.clone()).context("[snapshots.profiles]")?,
+    };
     let ecfg = EngineConfig {
         budget: crate::budget(&cfg.engine),
         decision_log: Some(cfg.data_dir.join("decisions.jsonl")),
+        snapshots: Some(snapshots),
         ..EngineConfig::default()
     };
     let (engine, resumed) = Engine::open(parts, ecfg).await.context("opening the engine")?;

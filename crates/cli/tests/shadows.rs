@@ -267,3 +267,48 @@ fn kill_9_during_a_burst_of_creations_loses_and_duplicates_no_shadow() {
     assert_eq!(st["shadows"].as_array().map(Vec::len), Some(N), "one shadow per resource: {st}");
     assert_eq!(serve.terminate(), 0);
 }
+
+#[test]
+fn a_deployment_event_takes_a_delta_snapshot_of_the_resource_first() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = data_dir(tmp.path(), 2);
+    let serve = Serve::start(&data, &[]);
+    let events = |body: &str| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        rt.block_on(async {
+            let r = reqwest::Client::new().post(format!("{}/api/v1/events", serve.url)).body(body.to_string()).send().await.expect("post");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        })
+    };
+    let (code, body) = get(&format!("{}/api/v1/snapshots?resource=db-01", serve.url));
+    assert_eq!((code, body.as_str()), (200, "[]"), "none yet");
+    let (code, body) = events(r#"{"ts": 1796000000000, "kind": "deploy_started", "deployment": "d-7", "resource": "db-01", "host": "a2"}"#);
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = events(r#"{"ts": 1796000060000, "kind": "config_changed", "resource": "db-01", "host": "a2"}"#);
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = get(&format!("{}/api/v1/snapshots?resource=db-01", serve.url));
+    assert_eq!(code, 200, "{body}");
+    let snaps: Vec<Value> = serde_json::from_str(&body).expect("json");
+    assert_eq!(snaps.len(), 2, "{body}");
+    assert_eq!((snaps[0]["seq"].as_u64(), snaps[0]["parent"].is_null()), (Some(1), true), "a full base first");
+    assert_eq!(snaps[0]["stored_paths"][0], "/config", "the database profile's paths: {body}");
+    assert_eq!(snaps[1]["parent"], 1, "then a delta: {body}");
+    assert_eq!(snaps[1]["stored_paths"].as_array().map(Vec::len), Some(0), "nothing changed in between: {body}");
+    assert!(data.join("snapshots").is_dir());
+    let st = status(&serve, "?resource=db-01");
+    // The deployment also asks for a shadow of the critical resource at the next tick,
+    // which may or may not have run yet.
+    let reasons: Vec<&str> = st["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .filter(|d| d["kind"] == "snapshot_taken")
+        .filter_map(|d| d["reason"].as_str())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{st}");
+    assert!(reasons[0].starts_with("before deploy_started d-7: snapshot 1 of db-01 (full: /config, /parameters, /schema_version;"), "{st}");
+    assert!(reasons[1].starts_with("before config_changed: snapshot 2 of db-01 (delta: nothing changed since snapshot 1;"), "{st}");
+    let (code, body) = get(&format!("{}/api/v1/snapshots", serve.url));
+    assert_eq!((code, body.trim()), (400, "`resource` is required"));
+    assert_eq!(serve.terminate(), 0);
+}

@@ -73,6 +73,28 @@ pub struct RawConfig {
     /// `[engine]`.
     #[serde(default)]
     pub engine: RawEngine,
+    /// `[snapshots]`.
+    #[serde(default)]
+    pub snapshots: RawSnapshots,
+}
+
+/// `[snapshots]` section: delta snapshots of resource state taken before changes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSnapshots {
+    /// Directory of the snapshot files (default `<data_dir>/snapshots`).
+    pub dir: Option<PathBuf>,
+    /// A second directory every snapshot is also written to, and read from when the
+    /// first copy is damaged (best on another disk).
+    pub replica_dir: Option<PathBuf>,
+    /// How long snapshots are kept (`30days`), or `never` to keep them forever.
+    pub ttl: Option<String>,
+    /// Most deltas stacked on one full snapshot (default 8).
+    pub max_chain: Option<usize>,
+    /// Change profiles: resource kind -> JSON pointers its changes touch; `"*"` is the
+    /// fallback for other kinds. Laid over the built-in profiles.
+    #[serde(default)]
+    pub profiles: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// `[engine]` section: the tick, the shadow planner's budget and the actuator.
@@ -335,6 +357,23 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Engine tick, planner budget and actuator.
     pub engine: EngineConfig,
+    /// Delta snapshots.
+    pub snapshots: SnapshotsConfig,
+}
+
+/// Checked `[snapshots]` settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SnapshotsConfig {
+    /// Directory of the snapshot files.
+    pub dir: PathBuf,
+    /// Replica directory, if any.
+    pub replica_dir: Option<PathBuf>,
+    /// Time to live; `None` keeps them forever.
+    pub ttl: Option<Duration>,
+    /// Most deltas on one base.
+    pub max_chain: usize,
+    /// Change profiles laid over the built-in ones (checked by the snapshot store).
+    pub profiles: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// Checked `[engine]` settings.
@@ -624,8 +663,20 @@ impl Config {
         };
         let token = auth_token(&raw.auth)?;
         let engine = engine_config(&raw.engine)?;
+        let data_dir = raw.data_dir.unwrap_or_else(|| PathBuf::from("./harbinger-data"));
+        let snapshots = SnapshotsConfig {
+            dir: raw.snapshots.dir.unwrap_or_else(|| data_dir.join("snapshots")),
+            replica_dir: raw.snapshots.replica_dir,
+            ttl: match raw.snapshots.ttl.as_deref().map(str::trim) {
+                Some("never") => None,
+                other => Some(duration("snapshots.ttl", other.unwrap_or("30days"))?),
+            },
+            max_chain: raw.snapshots.max_chain.unwrap_or(8),
+            profiles: raw.snapshots.profiles,
+        };
         Ok(Self {
             engine,
+            snapshots,
             grpc: GrpcConfig {
                 addr: grpc_addr,
                 max_hosts_per_request: usize::try_from(max_hosts).unwrap_or(usize::MAX),
@@ -639,7 +690,7 @@ impl Config {
                 alert_threshold,
                 clear_threshold,
             },
-            data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from("./harbinger-data")),
+            data_dir,
             http: HttpConfig {
                 addr,
                 max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),

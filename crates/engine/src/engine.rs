@@ -28,6 +28,8 @@ use harbinger_plan::{Action, ActionKind, Budget, Decision, HostView, Plan, PlanI
 use serde::Serialize;
 use tokio::sync::{Mutex, broadcast};
 
+use harbinger_snapshot::{SnapshotConfig, SnapshotError, SnapshotMeta, SnapshotStore};
+
 use crate::actuator::{Actuator, ActuatorOutcome, ActuatorRequest, describe};
 use crate::alerts::{self, PayloadError};
 use crate::telemetry::{AlertLabel, KindLabel, OutcomeLabel, Telemetry};
@@ -43,11 +45,13 @@ pub struct EngineConfig {
     pub max_attempts: u32,
     /// Decisions kept in memory for `GET /shadow/status`.
     pub recent_decisions: usize,
+    /// Where delta snapshots of resource state are taken before changes; `None`: none.
+    pub snapshots: Option<SnapshotConfig>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { budget: Budget::default(), decision_log: None, max_attempts: 5, recent_decisions: 1000 }
+        EngineConfig { budget: Budget::default(), decision_log: None, max_attempts: 5, recent_decisions: 1000, snapshots: None }
     }
 }
 
@@ -106,6 +110,12 @@ pub enum EngineError {
         /// What it said.
         detail: String,
     },
+    /// The snapshot store refused or failed.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// Snapshots are not configured.
+    #[error("snapshots are not configured")]
+    NoSnapshots,
     /// A worker task failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -219,6 +229,7 @@ struct Inner {
     state: Mutex<State>,
     queue: StdMutex<Vec<Trigger>>,
     events: broadcast::Sender<Executed>,
+    snapshots: Option<Arc<SnapshotStore>>,
 }
 
 /// The engine. Cheap to clone; every clone is the same engine.
@@ -331,6 +342,10 @@ impl Engine {
             ),
             None => None,
         };
+        let snapshots = match &cfg.snapshots {
+            Some(c) => Some(Arc::new(SnapshotStore::open(c.clone())?)),
+            None => None,
+        };
         let (events, _) = broadcast::channel(1024);
         let engine = Engine(Arc::new(Inner {
             stores: parts.stores,
@@ -342,6 +357,7 @@ impl Engine {
             state: Mutex::new(State { log, ..State::default() }),
             queue: StdMutex::new(Vec::new()),
             events,
+            snapshots,
         }));
         engine.reload_inventory().await?;
         let mut st = engine.0.state.lock().await;
@@ -396,13 +412,90 @@ impl Engine {
         self.0.events.subscribe()
     }
 
-    /// Queues the triggers that change events mean (deployments, configuration changes,
-    /// maintenance) for the next tick.
-    pub fn observe_events(&self, events: &[Event]) {
+    /// Change events: queues the triggers they mean (deployments, configuration changes,
+    /// maintenance) for the next tick, and, before a deployment or configuration change
+    /// of a known resource, takes a delta snapshot of the parts of its state the change
+    /// profile of its kind names. Answers the `snapshot_taken` decisions. A snapshot that
+    /// fails is logged and skipped: the events are already stored.
+    pub async fn observe_events(&self, events: &[Event]) -> Vec<Decision> {
         let t: Vec<Trigger> = events.iter().filter_map(event_trigger).collect();
         if !t.is_empty() {
             lock(&self.0.queue).extend(t);
         }
+        let Some(store) = self.0.snapshots.clone() else { return Vec::new() };
+        let changes: Vec<&Event> = events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::DeployStarted | EventKind::ConfigChanged) && e.resource.is_some())
+            .collect();
+        if changes.is_empty() {
+            return Vec::new();
+        }
+        let now = self.0.clock.now_ms();
+        let mut st = self.0.state.lock().await;
+        let mut jobs = Vec::new();
+        for e in changes {
+            let Some(r) = e.resource.as_deref().and_then(|r| st.resources.get(&ResourceId::new(r))) else { continue };
+            let what = e.deployment.clone().map_or_else(|| e.kind.as_str().to_string(), |d| format!("{} {d}", e.kind.as_str()));
+            jobs.push((r.clone(), what));
+        }
+        let taken = tokio::task::spawn_blocking(move || {
+            jobs.into_iter()
+                .map(|(r, what)| {
+                    let meta = store.take(&r.id, &r.kind, &r.state, now);
+                    (r, what, meta)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let taken = match taken {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "snapshot task failed");
+                return Vec::new();
+            }
+        };
+        let mut decisions = Vec::new();
+        for (r, what, meta) in taken {
+            match meta {
+                Ok(m) => decisions.push(Decision {
+                    ts: now,
+                    kind: "snapshot_taken".to_string(),
+                    host: r.host.clone(),
+                    resource: Some(ResourceId::new(&r.id)),
+                    target_host: None,
+                    reason: format!(
+                        "before {what}: snapshot {} of {} ({}; {} bytes)",
+                        m.seq,
+                        r.id,
+                        match (m.parent, m.stored_paths.is_empty()) {
+                            (None, _) => format!("full: {}", m.stored_paths.join(", ")),
+                            (Some(p), true) => format!("delta: nothing changed since snapshot {p}"),
+                            (Some(p), false) => format!("delta on snapshot {p}: {}", m.stored_paths.join(", ")),
+                        },
+                        m.bytes
+                    ),
+                    shadow: None,
+                    priority: None,
+                    cause: None,
+                }),
+                Err(e) => tracing::error!(error = %e, resource = %r.id, "snapshot before a change failed"),
+            }
+        }
+        self.record(&mut st, &decisions);
+        decisions
+    }
+
+    /// The snapshots of a resource, oldest first.
+    ///
+    /// # Errors
+    /// [`EngineError::NoSnapshots`]; [`SnapshotError::UnknownResource`] when it has none.
+    pub async fn snapshots(&self, resource: &ResourceId) -> Result<Vec<SnapshotMeta>, EngineError> {
+        let store = self.0.snapshots.clone().ok_or(EngineError::NoSnapshots)?;
+        let r = resource.as_str().to_string();
+        tokio::task::spawn_blocking(move || store.list(&r))
+            .await
+            .map_err(|e| EngineError::Internal(format!("snapshot task: {e}")))?
+            .map_err(EngineError::from)
     }
 
     /// Marks a host failed (`up == false`: its ready shadows are promoted at the next
@@ -443,6 +536,14 @@ impl Engine {
             })
             .collect();
         triggers.append(&mut lock(&self.0.queue));
+        if let Some(store) = self.0.snapshots.clone().filter(|s| s.config().ttl_ms.is_some()) {
+            match tokio::task::spawn_blocking(move || store.expire(now)).await {
+                Ok(Ok(r)) if !r.removed.is_empty() => tracing::info!(removed = r.removed.len(), rebased = r.rebased.len(), "snapshots expired"),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "snapshot expiry failed"),
+                Err(e) => tracing::error!(error = %e, "snapshot expiry task failed"),
+            }
+        }
         let p = plan(&self.input(&st, now, triggers));
         let executed = self.execute(&mut st, &p).await?;
         let decisions = p.decisions();

@@ -108,7 +108,7 @@ impl fmt::Display for SnapshotRef {
 }
 
 /// What [`SnapshotStore::list`] and [`SnapshotStore::take`] tell about a snapshot.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct SnapshotMeta {
     /// The resource id.
     pub resource: String,
