@@ -9,6 +9,7 @@ use crate::auth::BearerToken;
 use crate::pb::admin_service_client::AdminServiceClient;
 use crate::pb::ingest_service_client::IngestServiceClient;
 use crate::pb::risk_service_client::RiskServiceClient;
+use crate::pb::shadow_service_client::ShadowServiceClient;
 
 /// Why a connection could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +38,7 @@ pub enum ClientError {
 /// A channel with the bearer token (if any) added to every call.
 pub type AuthChannel = InterceptedService<Channel, BearerToken>;
 
-/// Clients of the three services over one connection.
+/// Clients of the four services over one connection.
 #[derive(Clone, Debug)]
 pub struct Clients {
     /// `RiskService`.
@@ -46,6 +47,8 @@ pub struct Clients {
     pub ingest: IngestServiceClient<AuthChannel>,
     /// `AdminService`.
     pub admin: AdminServiceClient<AuthChannel>,
+    /// `ShadowService`.
+    pub shadow: ShadowServiceClient<AuthChannel>,
     /// The bare channel (for health checks and custom clients).
     pub channel: Channel,
 }
@@ -80,7 +83,8 @@ pub async fn connect(addr: &str, token: Option<&str>, ca_pem: Option<Vec<u8>>) -
     Ok(Clients {
         risk: RiskServiceClient::with_interceptor(channel.clone(), token.clone()),
         ingest: IngestServiceClient::with_interceptor(channel.clone(), token.clone()),
-        admin: AdminServiceClient::with_interceptor(channel.clone(), token),
+        admin: AdminServiceClient::with_interceptor(channel.clone(), token.clone()),
+        shadow: ShadowServiceClient::with_interceptor(channel.clone(), token),
         channel,
     })
 }

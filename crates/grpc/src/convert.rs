@@ -1,9 +1,13 @@
 //! Conversions between the wire messages ([`crate::pb`]) and harbinger's domain types, with
 //! the validation of what clients send.
 
+use harbinger_core::shadow::{Cause, Shadow, ShadowState};
 use harbinger_core::{
-    Event, Factor, HostExplanation, HostId, HostRisk, ModelInfo, RiskPoint, SampleBatch, SeriesKey, SeriesSamples,
+    Event, Factor, HostExplanation, HostId, HostRisk, ModelInfo, ResourceId, RiskPoint, SampleBatch, SeriesKey,
+    SeriesSamples, ShadowId,
 };
+use harbinger_engine::{Executed, Status, StatusFilter};
+use harbinger_plan::Decision;
 
 use crate::{GrpcError, pb};
 
@@ -178,6 +182,162 @@ pub fn events(req: pb::PushEventsRequest) -> Result<Vec<Event>, GrpcError> {
         .collect()
 }
 
+/// Every shadow state, in lifecycle order.
+const STATES: [ShadowState; 8] = [
+    ShadowState::Planned,
+    ShadowState::Provisioning,
+    ShadowState::Syncing,
+    ShadowState::Ready,
+    ShadowState::Promoted,
+    ShadowState::Expired,
+    ShadowState::Retired,
+    ShadowState::Failed,
+];
+
+impl From<ShadowState> for pb::ShadowState {
+    fn from(s: ShadowState) -> Self {
+        match s {
+            ShadowState::Planned => Self::Planned,
+            ShadowState::Provisioning => Self::Provisioning,
+            ShadowState::Syncing => Self::Syncing,
+            ShadowState::Ready => Self::Ready,
+            ShadowState::Promoted => Self::Promoted,
+            ShadowState::Expired => Self::Expired,
+            ShadowState::Retired => Self::Retired,
+            ShadowState::Failed => Self::Failed,
+        }
+    }
+}
+
+impl From<&Cause> for pb::Cause {
+    fn from(c: &Cause) -> Self {
+        let key = c.key();
+        match c {
+            Cause::Risk { host } => Self { r#type: "risk".into(), host: host.to_string(), key, ..Self::default() },
+            Cause::Alert { fingerprint } => {
+                Self { r#type: "alert".into(), fingerprint: fingerprint.clone(), key, ..Self::default() }
+            }
+            Cause::Event { kind, id } => {
+                Self { r#type: "event".into(), kind: kind.clone(), id: id.clone(), key, ..Self::default() }
+            }
+            Cause::Manual { by } => Self { r#type: "manual".into(), by: by.clone(), key, ..Self::default() },
+        }
+    }
+}
+
+impl From<&Shadow> for pb::Shadow {
+    fn from(s: &Shadow) -> Self {
+        Self {
+            id: s.id.to_string(),
+            resource: s.resource.to_string(),
+            primary: s.primary.to_string(),
+            host: s.host.to_string(),
+            state: pb::ShadowState::from(s.state).into(),
+            causes: s.causes.iter().map(Into::into).collect(),
+            priority: s.priority,
+            cpu_cores: s.cpu_cores,
+            mem_gb: s.mem_gb,
+            created_at_ms: s.created_at,
+            updated_at_ms: s.updated_at,
+            last_used_at_ms: s.last_used_at,
+            expires_at_ms: s.expires_at,
+            live: s.is_live(),
+        }
+    }
+}
+
+impl From<&Decision> for pb::Decision {
+    fn from(d: &Decision) -> Self {
+        Self {
+            ts_ms: d.ts,
+            kind: d.kind.clone(),
+            host: d.host.to_string(),
+            resource: d.resource.as_ref().map(ToString::to_string),
+            target_host: d.target_host.as_ref().map(ToString::to_string),
+            reason: d.reason.clone(),
+            shadow: d.shadow.as_ref().map(ToString::to_string),
+            priority: d.priority,
+            cause: d.cause.as_ref().map(Into::into),
+        }
+    }
+}
+
+impl From<&Executed> for pb::ShadowAction {
+    fn from(e: &Executed) -> Self {
+        Self {
+            key: e.key.clone(),
+            status: e.status.as_str().to_string(),
+            detail: e.detail.clone(),
+            decision: Some((&e.decision).into()),
+            shadow: e.shadow.as_ref().map(Into::into),
+        }
+    }
+}
+
+impl From<&Status> for pb::ShadowStatusResponse {
+    fn from(s: &Status) -> Self {
+        Self {
+            shadows: s.shadows.iter().map(Into::into).collect(),
+            counts: s.counts.iter().map(|(k, v)| (k.as_str().to_string(), *v as u64)).collect(),
+            decisions: s.decisions.iter().map(Into::into).collect(),
+            pending_actions: s.pending_actions as u64,
+            actuator: s.actuator.to_string(),
+            now_ms: s.now,
+        }
+    }
+}
+
+/// What `WatchShadows` sends in place of `skipped` actions a slow client missed.
+pub fn lagged(skipped: u64) -> pb::ShadowAction {
+    pb::ShadowAction {
+        status: "lagged".into(),
+        detail: format!(
+            "{skipped} actions were skipped because this stream was read too slowly; call GetShadowStatus to resync"
+        ),
+        ..pb::ShadowAction::default()
+    }
+}
+
+/// A required id field `field`, trimmed.
+///
+/// # Errors
+/// [`GrpcError::Invalid`] naming the field when it is empty.
+pub fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, GrpcError> {
+    let t = value.trim();
+    if t.is_empty() { Err(GrpcError::Invalid(format!("`{field}` is empty"))) } else { Ok(t) }
+}
+
+/// A shadow state by name: `ready`, or the enum name `SHADOW_STATE_READY` (any case).
+///
+/// # Errors
+/// [`GrpcError::Invalid`] for any other name, listing the known ones.
+pub fn shadow_state(name: &str) -> Result<ShadowState, GrpcError> {
+    let t = name.trim().to_ascii_lowercase();
+    let t = t.strip_prefix("shadow_state_").unwrap_or(&t);
+    STATES.into_iter().find(|s| s.as_str() == t).ok_or_else(|| {
+        let known: Vec<&str> = STATES.iter().map(|s| s.as_str()).collect();
+        GrpcError::Invalid(format!(
+            "`state` {} is not a shadow state (expected one of {})",
+            harbinger_core::ids::echo(name),
+            known.join(", ")
+        ))
+    })
+}
+
+/// Checks the filters of a `GetShadowStatus` request.
+///
+/// # Errors
+/// [`GrpcError::Invalid`] naming a filter given empty, or an unknown state name.
+pub fn status_filter(req: &pb::ShadowStatusRequest) -> Result<StatusFilter, GrpcError> {
+    Ok(StatusFilter {
+        id: req.id.as_deref().map(|v| required("id", v).map(ShadowId::new)).transpose()?,
+        resource: req.resource.as_deref().map(|v| required("resource", v).map(ResourceId::new)).transpose()?,
+        host: req.host.as_deref().map(|v| required("host", v).map(HostId::new)).transpose()?,
+        state: req.state.as_deref().map(shadow_state).transpose()?,
+        live: req.live_only,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +405,73 @@ mod tests {
             .expect_err("bad changes");
         assert!(e.to_string().starts_with("events[0]: invalid event"), "{e}");
         assert!(events(pb::PushEventsRequest { events: vec![] }).is_err());
+    }
+
+    #[test]
+    fn shadow_status_filters_are_checked() {
+        let req = |f: fn(&mut pb::ShadowStatusRequest)| {
+            let mut r = pb::ShadowStatusRequest::default();
+            f(&mut r);
+            status_filter(&r)
+        };
+        assert_eq!(req(|_| {}).expect("no filter"), StatusFilter::default());
+        let f = req(|r| {
+            r.resource = Some(" db-1 ".into());
+            r.state = Some("SHADOW_STATE_READY".into());
+            r.live_only = true;
+        })
+        .expect("valid");
+        assert_eq!((f.resource, f.state, f.live), (Some(ResourceId::new("db-1")), Some(ShadowState::Ready), true));
+        assert_eq!(req(|r| r.state = Some("Syncing".into())).expect("any case").state, Some(ShadowState::Syncing));
+        let e = req(|r| r.id = Some(" ".into())).expect_err("empty id");
+        assert_eq!(e.to_string(), "`id` is empty");
+        let e = req(|r| r.host = Some(String::new())).expect_err("empty host");
+        assert_eq!(e.to_string(), "`host` is empty");
+        let e = req(|r| r.state = Some("gone".into())).expect_err("unknown state");
+        assert!(e.to_string().starts_with("`state` \"gone\" is not a shadow state (expected one of planned, "), "{e}");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn shadows_and_decisions_keep_every_field() {
+        let s = Shadow {
+            id: "db@b1#5".into(),
+            resource: "db".into(),
+            primary: "a1".into(),
+            host: "b1".into(),
+            state: ShadowState::Ready,
+            causes: vec![Cause::Manual { by: "alice".into() }, Cause::Event { kind: "deploy_started".into(), id: "d-1".into() }],
+            priority: 0.75,
+            cpu_cores: 2.0,
+            mem_gb: 4.0,
+            created_at: 5,
+            updated_at: 6,
+            last_used_at: 7,
+            expires_at: Some(9),
+        };
+        let p = pb::Shadow::from(&s);
+        assert_eq!((p.state(), p.live, p.expires_at_ms), (pb::ShadowState::Ready, true, Some(9)));
+        assert_eq!((p.created_at_ms, p.updated_at_ms, p.last_used_at_ms), (5, 6, 7));
+        assert_eq!((p.causes[0].r#type.as_str(), p.causes[0].by.as_str(), p.causes[0].key.as_str()), ("manual", "alice", "manual:alice"));
+        assert_eq!((p.causes[1].kind.as_str(), p.causes[1].id.as_str()), ("deploy_started", "d-1"));
+        let d = Decision {
+            ts: 5,
+            kind: "shadow_planned".into(),
+            host: "a1".into(),
+            resource: Some("db".into()),
+            target_host: Some("b1".into()),
+            reason: "asked".into(),
+            shadow: Some("db@b1#5".into()),
+            priority: Some(0.75),
+            cause: Some(Cause::Alert { fingerprint: "fp".into() }),
+        };
+        let p = pb::Decision::from(&d);
+        assert_eq!((p.resource.as_deref(), p.target_host.as_deref(), p.shadow.as_deref()), (Some("db"), Some("b1"), Some("db@b1#5")));
+        assert_eq!(p.cause.map(|c| (c.r#type, c.fingerprint)), Some(("alert".into(), "fp".into())));
+        for st in STATES {
+            assert_eq!(shadow_state(st.as_str()).expect("own name"), st);
+            let name = pb::ShadowState::from(st).as_str_name();
+            assert_eq!(shadow_state(name).expect("enum name"), st, "{name}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The one place where request and domain errors become gRPC status codes.
 
 use harbinger_core::{HostId, ModelInfo, ScoreError, StoreError};
+use harbinger_engine::EngineError;
 use tonic::{Code, Status};
 
 /// Why a call failed. Each variant has one status code (see [`GrpcError::code`]).
@@ -43,6 +44,40 @@ pub enum GrpcError {
     /// A worker task failed (a bug); logged.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The server runs without the engine (`ShadowService` calls).
+    #[error("the engine is not running")]
+    NoEngine,
+    /// The engine refused or failed; see [`engine_code`] for the codes.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// The status code of an engine error:
+///
+/// | error | code |
+/// | --- | --- |
+/// | `UnknownResource`, `UnknownShadow` | NOT_FOUND |
+/// | `Duplicate` (a live shadow made by hand exists) | ALREADY_EXISTS |
+/// | `NotReady`, `NotPlaced` (the planner placed nothing) | FAILED_PRECONDITION |
+/// | `Alerts`, `Invalid` | INVALID_ARGUMENT |
+/// | `Store(Closed)` | UNAVAILABLE |
+/// | `Actuator` (journaled as failed; trying again may succeed) | UNAVAILABLE |
+/// | `NoSnapshots` | UNAVAILABLE |
+/// | `Snapshot` of an unknown resource or sequence | NOT_FOUND |
+/// | `Store`, `Internal`, other `Snapshot` errors | INTERNAL |
+pub fn engine_code(e: &EngineError) -> Code {
+    match e {
+        EngineError::UnknownResource(_) | EngineError::UnknownShadow(_) => Code::NotFound,
+        EngineError::Duplicate { .. } => Code::AlreadyExists,
+        EngineError::NotReady { .. } | EngineError::NotPlaced { .. } => Code::FailedPrecondition,
+        EngineError::Alerts(_) | EngineError::Invalid(_) => Code::InvalidArgument,
+        EngineError::Store(StoreError::Closed) | EngineError::Actuator { .. } => Code::Unavailable,
+        EngineError::NoSnapshots => Code::Unavailable,
+        EngineError::Snapshot(harbinger_snapshot::SnapshotError::UnknownResource { .. } | harbinger_snapshot::SnapshotError::UnknownSeq { .. }) => {
+            Code::NotFound
+        }
+        EngineError::Store(_) | EngineError::Internal(_) | EngineError::Snapshot(_) => Code::Internal,
+    }
 }
 
 impl GrpcError {
@@ -53,7 +88,8 @@ impl GrpcError {
             Self::TooManyHosts { .. } => Code::ResourceExhausted,
             Self::UnknownHost(_) => Code::NotFound,
             Self::Unauthenticated(_) => Code::Unauthenticated,
-            Self::NoModel(_) => Code::Unavailable,
+            Self::NoModel(_) | Self::NoEngine => Code::Unavailable,
+            Self::Engine(e) => engine_code(e),
             Self::Reload { .. } => Code::FailedPrecondition,
             Self::Store(StoreError::Closed) => Code::Unavailable,
             Self::Model(_) | Self::Store(_) | Self::Internal(_) => Code::Internal,
@@ -118,6 +154,7 @@ mod tests {
             (GrpcError::Unauthenticated(harbinger_api::auth::AuthFailure::Missing), Code::Unauthenticated),
             (GrpcError::NoModel("x".into()), Code::Unavailable),
             (GrpcError::Store(StoreError::Closed), Code::Unavailable),
+            (GrpcError::NoEngine, Code::Unavailable),
         ];
         for (e, code) in cases {
             let s = Status::from(e);
@@ -128,6 +165,27 @@ mod tests {
         // Regression: a 1 MiB host id was echoed whole.
         let s = Status::from(GrpcError::UnknownHost(HostId::new("x".repeat(1 << 20))));
         assert!(s.message().len() < 300 && s.message().contains("(1048576 bytes)"), "{}", s.message().len());
+    }
+
+    #[test]
+    fn engine_errors_have_the_documented_codes() {
+        use harbinger_core::shadow::ShadowState;
+        let cases: Vec<(EngineError, Code)> = vec![
+            (EngineError::UnknownResource("db".into()), Code::NotFound),
+            (EngineError::UnknownShadow("s".into()), Code::NotFound),
+            (EngineError::Duplicate { resource: "db".into(), shadow: "s".into(), state: ShadowState::Ready }, Code::AlreadyExists),
+            (EngineError::NotReady { shadow: "s".into(), state: ShadowState::Syncing }, Code::FailedPrecondition),
+            (EngineError::NotPlaced { resource: "db".into(), reason: "no capacity".into() }, Code::FailedPrecondition),
+            (EngineError::Invalid("x".into()), Code::InvalidArgument),
+            (EngineError::Store(StoreError::Closed), Code::Unavailable),
+            (EngineError::Actuator { actuator: "k8s", key: "promote:s".into(), detail: "refused".into() }, Code::Unavailable),
+            (EngineError::Internal("bug".into()), Code::Internal),
+        ];
+        for (e, code) in cases {
+            let text = e.to_string();
+            let s = Status::from(GrpcError::from(e));
+            assert_eq!((s.code(), s.message()), (code, text.as_str()));
+        }
     }
 
     #[test]

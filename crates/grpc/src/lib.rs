@@ -4,18 +4,21 @@
 //! `build.rs` with protox (no protoc needed) into [`pb`]. Schedulers call `RiskService`
 //! (`ScoreHosts`, `WatchRisk`, `ExplainHost`); other services push through `IngestService`
 //! (`PushMetrics`, `PushEvents`); operators use `AdminService` (`ReloadModel`, `GetModel`,
-//! `Ping`). The standard health service and server reflection are served beside them.
+//! `Ping`) and `ShadowService` (`CreateShadow`, `GetShadowStatus`, `PromoteShadow`,
+//! `WatchShadows`, over the engine of `harbinger-engine`). The standard health service and
+//! server reflection are served beside them.
 //!
 //! # Layout
-//! - [`service`]: the three service implementations over [`GrpcState`] (stores, the
-//!   `RiskScorer`, limits, auth).
+//! - [`service`]: the four service implementations over [`GrpcState`] (stores, the
+//!   `RiskScorer`, the engine, limits, auth).
 //! - [`server`]: [`serve`], every service on one listener until a shutdown future resolves.
 //! - [`error`]: [`GrpcError`], the only place where errors become status codes.
 //! - [`deadline`]: the layer that answers DEADLINE_EXCEEDED (tonic's own timer answers
 //!   CANCELLED) and RESOURCE_EXHAUSTED for oversized messages.
 //! - [`auth`]: the bearer-token check for mutating calls, and the client interceptor.
 //! - [`convert`]: wire messages to domain types and back, with request validation.
-//! - [`client`]: [`client::connect`], used by `harbinger score` and `harbinger bench grpc`.
+//! - [`client`]: [`client::connect`], used by `harbinger score`, `harbinger shadows` and
+//!   `harbinger bench grpc`.
 //!
 //! The design decision that matters: the servers only see `Arc<dyn RiskScorer>`
 //! (`harbinger-core`), so one scorer is shared with the HTTP server and tests substitute

@@ -11,7 +11,8 @@ use crate::deadline::DeadlineLayer;
 use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::ingest_service_server::IngestServiceServer;
 use crate::pb::risk_service_server::RiskServiceServer;
-use crate::service::{AdminApi, GrpcState, IngestApi, RiskApi};
+use crate::pb::shadow_service_server::ShadowServiceServer;
+use crate::service::{AdminApi, GrpcState, IngestApi, RiskApi, ShadowApi};
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -27,12 +28,13 @@ pub enum ServeError {
     Transport(tonic::transport::Error),
 }
 
-/// Serves `RiskService`, `IngestService`, `AdminService`, `grpc.health.v1.Health` and
-/// server reflection on `listener` (TLS with `tls` when given) until `shutdown` resolves;
-/// then open `WatchRisk` streams end, in-flight calls finish, and it returns.
+/// Serves `RiskService`, `IngestService`, `AdminService`, `ShadowService`,
+/// `grpc.health.v1.Health` and server reflection on `listener` (TLS with `tls` when given)
+/// until `shutdown` resolves; then open `WatchRisk` and `WatchShadows` streams end,
+/// in-flight calls finish, and it returns.
 ///
-/// Health reports every service SERVING, except `RiskService` (and the overall status
-/// stays SERVING) when there is no model.
+/// Health reports every service SERVING, except `RiskService` when there is no model and
+/// `ShadowService` when there is no engine (the overall status stays SERVING).
 ///
 /// # Errors
 /// [`ServeError`] for a TLS identity rustls refuses, or a transport failure.
@@ -55,6 +57,11 @@ pub async fn serve(
         health.set_serving::<AdminServiceServer<AdminApi>>().await;
     }
     health.set_serving::<IngestServiceServer<IngestApi>>().await;
+    if state.engine.is_some() {
+        health.set_serving::<ShadowServiceServer<ShadowApi>>().await;
+    } else {
+        health.set_not_serving::<ShadowServiceServer<ShadowApi>>().await;
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
@@ -70,7 +77,8 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(RiskServiceServer::new(RiskApi(state.clone())).max_decoding_message_size(max))
         .add_service(IngestServiceServer::new(IngestApi(state.clone())).max_decoding_message_size(max))
-        .add_service(AdminServiceServer::new(AdminApi(state)).max_decoding_message_size(max))
+        .add_service(AdminServiceServer::new(AdminApi(state.clone())).max_decoding_message_size(max))
+        .add_service(ShadowServiceServer::new(ShadowApi(state)).max_decoding_message_size(max))
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
             // Ignored when no stream is open: nobody listens then.

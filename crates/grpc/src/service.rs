@@ -1,4 +1,5 @@
-//! The service implementations: `RiskService`, `IngestService` and `AdminService`.
+//! The service implementations: `RiskService`, `IngestService`, `AdminService` and
+//! `ShadowService`.
 //!
 //! Every handler validates its request, checks the token when the call mutates, and runs
 //! scorer calls (CPU work) on the blocking pool so the runtime threads stay free to move
@@ -9,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use harbinger_api::telemetry::{ReasonLabel, SourceLabel};
-use harbinger_core::{HostId, HostRisk, RiskScorer, Stores};
-use tokio::sync::{mpsc, watch};
+use harbinger_core::{HostId, HostRisk, ResourceId, RiskScorer, ShadowId, Stores};
+use harbinger_engine::{Engine, Executed};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -50,13 +52,16 @@ pub struct GrpcState {
     pub auth: Auth,
     /// Why there is no scorer, for the UNAVAILABLE message.
     pub no_model_reason: Arc<str>,
+    /// The engine behind `ShadowService` (shared with the HTTP server and the tick loop);
+    /// `None`: every `ShadowService` call answers UNAVAILABLE "the engine is not running".
+    pub engine: Option<Engine>,
     /// Flips to `true` when the server shuts down, ending `WatchRisk` streams so that the
     /// graceful shutdown does not wait on them.
     pub(crate) stopping: watch::Receiver<bool>,
 }
 
 impl GrpcState {
-    /// State over `stores` and `scorer` with default limits and no token.
+    /// State over `stores` and `scorer` with default limits, no token and no engine.
     pub fn new(stores: Stores, scorer: Option<Arc<dyn RiskScorer>>, telemetry: Arc<harbinger_api::Telemetry>) -> Self {
         Self {
             stores,
@@ -66,8 +71,13 @@ impl GrpcState {
             limits: Limits::default(),
             auth: Auth::default(),
             no_model_reason: Arc::from("the server was started without one"),
+            engine: None,
             stopping: watch::channel(false).1,
         }
+    }
+
+    fn engine(&self) -> Result<Engine, GrpcError> {
+        self.engine.clone().ok_or(GrpcError::NoEngine)
     }
 
     fn scorer(&self) -> Result<Arc<dyn RiskScorer>, GrpcError> {
@@ -91,6 +101,10 @@ pub struct IngestApi(pub GrpcState);
 /// `AdminService`.
 #[derive(Clone, Debug)]
 pub struct AdminApi(pub GrpcState);
+
+/// `ShadowService`.
+#[derive(Clone, Debug)]
+pub struct ShadowApi(pub GrpcState);
 
 const DEFAULT_WATCH_INTERVAL_MS: i64 = 1_000;
 const MIN_WATCH_INTERVAL_MS: i64 = 100;
@@ -333,6 +347,82 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 }
 
+#[tonic::async_trait]
+impl pb::shadow_service_server::ShadowService for ShadowApi {
+    async fn create_shadow(
+        &self,
+        request: Request<pb::CreateShadowRequest>,
+    ) -> Result<Response<pb::CreateShadowResponse>, Status> {
+        self.0.auth.check(request.metadata())?;
+        let req = request.into_inner();
+        let resource = ResourceId::new(convert::required("resource", &req.resource)?);
+        let engine = self.0.engine()?;
+        let done = engine.create(&resource, &req.requested_by).await.map_err(GrpcError::from)?;
+        Ok(Response::new(pb::CreateShadowResponse { actions: done.iter().map(Into::into).collect() }))
+    }
+
+    async fn get_shadow_status(
+        &self,
+        request: Request<pb::ShadowStatusRequest>,
+    ) -> Result<Response<pb::ShadowStatusResponse>, Status> {
+        let filter = convert::status_filter(request.get_ref())?;
+        let engine = self.0.engine()?;
+        let status = engine.status(&filter).await.map_err(GrpcError::from)?;
+        Ok(Response::new((&status).into()))
+    }
+
+    async fn promote_shadow(&self, request: Request<pb::PromoteShadowRequest>) -> Result<Response<pb::ShadowAction>, Status> {
+        self.0.auth.check(request.metadata())?;
+        let req = request.into_inner();
+        let id = ShadowId::new(convert::required("id", &req.id)?);
+        let engine = self.0.engine()?;
+        let done = engine.promote(&id, &req.requested_by).await.map_err(GrpcError::from)?;
+        Ok(Response::new((&done).into()))
+    }
+
+    type WatchShadowsStream = ReceiverStream<Result<pb::ShadowAction, Status>>;
+
+    async fn watch_shadows(
+        &self,
+        _request: Request<pb::WatchShadowsRequest>,
+    ) -> Result<Response<Self::WatchShadowsStream>, Status> {
+        // Subscribed before answering: every action after the call returns is sent.
+        let actions = self.0.engine()?.subscribe();
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(forward_actions(actions, tx, self.0.stopping.clone()));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Sends the engine's actions to one `WatchShadows` client until it goes away, the engine
+/// is dropped or the server stops. Actions the client was too slow for become one
+/// "lagged" message (see [`convert::lagged`]) and the stream goes on.
+async fn forward_actions(
+    mut actions: broadcast::Receiver<Executed>,
+    tx: mpsc::Sender<Result<pb::ShadowAction, Status>>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    loop {
+        let msg = tokio::select! {
+            r = actions.recv() => match r {
+                Ok(ex) => pb::ShadowAction::from(&ex),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(skipped = n, "WatchShadows client lagged");
+                    convert::lagged(n)
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            () = tx.closed() => return,
+            _ = stopping.wait_for(|s| *s) => return,
+        };
+        // A client that stops reading must not hold up the shutdown.
+        tokio::select! {
+            sent = tx.send(Ok(msg)) => if sent.is_err() { return }, // the client went away
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,5 +458,48 @@ mod tests {
         let u = w.updates(&[risk("a", 0.7, "v2"), risk("b", 0.1, "v2")]);
         assert_eq!(hosts(&u), vec![("a".into(), false), ("b".into(), true)], "new model version, b cleared");
         assert!(w.updates(&[risk("a", 0.7, "v2"), risk("b", 0.1, "v2")]).is_empty(), "cleared once only");
+    }
+
+    fn executed(key: &str) -> Executed {
+        Executed {
+            key: key.into(),
+            status: harbinger_core::JournalStatus::DryRun,
+            detail: String::new(),
+            decision: harbinger_plan::Decision {
+                ts: 1,
+                kind: "shadow_planned".into(),
+                host: HostId::new("a1"),
+                resource: None,
+                target_host: None,
+                reason: String::new(),
+                shadow: None,
+                priority: None,
+                cause: None,
+            },
+            shadow: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lagging_watcher_is_told_what_it_missed_and_goes_on() {
+        let (events, rx) = broadcast::channel(2);
+        for k in ["k1", "k2", "k3", "k4", "k5"] {
+            events.send(executed(k)).expect("a receiver");
+        }
+        let (tx, mut out) = mpsc::channel(16);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(forward_actions(rx, tx, stop_rx));
+        async fn next(out: &mut mpsc::Receiver<Result<pb::ShadowAction, Status>>) -> pb::ShadowAction {
+            out.recv().await.expect("open").expect("ok")
+        }
+        let first = next(&mut out).await;
+        assert_eq!((first.status.as_str(), first.key.as_str()), ("lagged", ""));
+        assert!(first.detail.starts_with("3 actions were skipped"), "{}", first.detail);
+        assert_eq!(next(&mut out).await.key, "k4");
+        assert_eq!(next(&mut out).await.key, "k5");
+        events.send(executed("k6")).expect("a receiver");
+        assert_eq!(next(&mut out).await.key, "k6");
+        stop_tx.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("ends at shutdown").expect("task");
     }
 }
