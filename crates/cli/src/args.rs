@@ -41,6 +41,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Ask a running server (gRPC) for the risk of hosts and print it.
     Score(ScoreArgs),
+    /// The engine's shadows on a running server (gRPC): list, show, create and promote.
+    Shadows(ShadowsArgs),
     /// Load a dataset directory into the store.
     Ingest(IngestArgs),
     /// Generate a synthetic fleet dataset with ground truth.
@@ -284,6 +286,71 @@ pub struct ScoreArgs {
     #[arg(required = true)]
     pub hosts: Vec<String>,
 }
+/// `shadows` flags (they may also follow the subcommand).
+#[derive(Debug, Args)]
+pub struct ShadowsArgs {
+    /// gRPC server: HOST:PORT, http://HOST:PORT or https://HOST:PORT.
+    #[arg(long, global = true, default_value = "127.0.0.1:50051")]
+    pub addr: String,
+    /// Bearer token (create and promote need it when the server has one).
+    #[arg(long, global = true, env = "HARBINGER_AUTH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM CA certificate to trust for TLS (implies https:// for HOST:PORT).
+    #[arg(long, global = true)]
+    pub ca_cert: Option<PathBuf>,
+    /// Give up after this long, e.g. 500ms or 10s.
+    #[arg(long, global = true, default_value = "10s")]
+    pub timeout: String,
+    /// Print the server's answer as JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ShadowsCommand,
+}
+
+/// `shadows` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ShadowsCommand {
+    /// List shadows as a table (every filter given must match), then the counts by state.
+    List {
+        /// Only shadows of this resource.
+        #[arg(long)]
+        resource: Option<String>,
+        /// Only shadows whose primary or shadow host is this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Only shadows in this state: planned, provisioning, syncing, ready, promoted,
+        /// expired, retired or failed.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only live shadows (planned, provisioning, syncing, ready).
+        #[arg(long)]
+        live: bool,
+    },
+    /// Print one shadow and the recent decisions about its resource.
+    Show {
+        /// Shadow id, e.g. db-3@h042#1700000000000.
+        id: String,
+    },
+    /// Ask for a shadow of RESOURCE now (placed in another failure domain).
+    Create {
+        /// Resource id from the inventory.
+        resource: String,
+        /// Who asks, recorded as the cause [default: $USER, else "operator"].
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Promote a ready shadow: it takes over from its primary.
+    Promote {
+        /// Shadow id.
+        id: String,
+        /// Who asks [default: $USER, else "operator"].
+        #[arg(long)]
+        by: Option<String>,
+    },
+}
+
 /// `ingest` flags.
 #[derive(Debug, Args)]
 pub struct IngestArgs {
@@ -340,6 +407,28 @@ pub enum BenchCommand {
     Grpc(BenchGrpcArgs),
     /// In-process scoring throughput of the live scorer on one thread (no RPC).
     Score(BenchScoreArgs),
+    /// The engine tick (risk step, plan, journaled actions) over a large copied fleet.
+    Tick(BenchTickArgs),
+}
+
+/// `bench tick` flags.
+#[derive(Debug, Args)]
+pub struct BenchTickArgs {
+    /// Dataset copied to make the fleet [default: datasets/fleet-sample].
+    #[arg(long, default_value = "datasets/fleet-sample")]
+    pub data: PathBuf,
+    /// Model directory [default: the configured model.dir].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Hosts in the fleet.
+    #[arg(long, default_value_t = 10_000)]
+    pub hosts: usize,
+    /// How much of each host's latest metrics warms the scorer.
+    #[arg(long, default_value = "6h", value_parser = humantime::parse_duration)]
+    pub window: std::time::Duration,
+    /// Steady ticks timed after the first; the median is reported.
+    #[arg(long, default_value_t = 9)]
+    pub runs: usize,
 }
 
 /// `bench score` flags.

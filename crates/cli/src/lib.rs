@@ -5,6 +5,8 @@
 //! - [`serve`]: `harbinger serve`, HTTP and gRPC over the embedded store and one scorer.
 //! - [`scorer`]: builds the live scorer `serve` shares between its servers.
 //! - [`score`]: `harbinger score`, the gRPC client that prints host risks.
+//! - [`shadows`]: `harbinger shadows`, the gRPC client of `ShadowService` (list, show,
+//!   create, promote).
 //! - [`bench_grpc`]: `harbinger bench grpc`, gRPC throughput and latency figures.
 //! - [`ingest`]: `harbinger ingest`, a dataset directory into the store.
 //! - [`synth`]: `harbinger synth`, a synthetic fleet dataset.
@@ -18,12 +20,14 @@
 pub mod args;
 pub mod bench;
 pub mod bench_grpc;
+pub mod bench_tick;
 pub mod export;
 pub mod ingest;
 pub mod models;
 pub mod score;
 pub mod scorer;
 pub mod serve;
+pub mod shadows;
 pub mod synth;
 pub mod train;
 
@@ -152,11 +156,16 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Ingest(a)) => runtime()?.block_on(bench::ingest(&a)),
         Command::Bench(BenchCommand::Grpc(a)) => runtime()?.block_on(bench_grpc::run(&cfg, &a)),
+        Command::Bench(BenchCommand::Tick(a)) => {
+            let dir = a.model.clone().unwrap_or_else(|| cfg.model.dir.clone());
+            bench_tick::run(&cfg, &a, &dir)
+        }
         Command::Bench(BenchCommand::Score(a)) => {
             let dir = a.model.clone().unwrap_or_else(|| cfg.model.dir.clone());
             train::bench_score(&a, &dir)
         }
         Command::Score(a) => runtime()?.block_on(score::run(&a)),
+        Command::Shadows(a) => runtime()?.block_on(shadows::run(&a)),
         Command::Nab(NabCommand::Run(a)) => {
             let r = harbinger_detect::run_nab_dir(&a.data, &a.out, &harbinger_detect::DetectorParams::default())
                 .with_context(|| format!("running the detector over {}", a.data.display()))?;

@@ -35,7 +35,7 @@ fn bar(stage: &str) -> ProgressBar {
     }
 }
 
-fn load(dir: &Path) -> anyhow::Result<Dataset> {
+pub(crate) fn load(dir: &Path) -> anyhow::Result<Dataset> {
     let t = Instant::now();
     let (ds, report) = read_dataset(dir, LoadOptions::default()).with_context(|| format!("reading dataset {}", dir.display()))?;
     tracing::info!(
