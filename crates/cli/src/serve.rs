@@ -170,6 +170,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
 
     let mut grpc = harbinger_grpc::GrpcState::new(stores, scorer.clone(), telemetry);
     grpc.strict_hosts = strict_hosts;
+    grpc.engine = Some(engine.clone());
     grpc.limits = harbinger_grpc::Limits {
         max_hosts_per_request: cfg.grpc.max_hosts_per_request,
         max_message_bytes: cfg.grpc.max_message_bytes,

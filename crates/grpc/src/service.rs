@@ -312,6 +312,9 @@ impl pb::ingest_service_server::IngestService for IngestApi {
         }
         let n = self.0.stores.events.append_events(&events).await.map_err(GrpcError::from)?;
         self.0.telemetry.events_ingested.inc_by(n);
+        if let Some(engine) = &self.0.engine {
+            engine.observe_events(&events).await;
+        }
         if let Some(scorer) = self.0.scorer.clone() {
             blocking(move || scorer.observe_events(&events)).await?;
         }
