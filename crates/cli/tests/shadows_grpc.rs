@@ -156,7 +156,6 @@ fn served_data_dir(tmp: &Path) -> std::path::PathBuf {
 }
 
 #[test]
-#[ignore = "needs the engine wired in serve"]
 fn shadows_cli_against_serve() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = served_data_dir(tmp.path());
