@@ -301,7 +301,7 @@ async fn pending_journal_entries_are_performed_once_at_open() {
     let (engine, report) = f.engine_with(flaky.clone(), EngineConfig::default()).await;
     assert_eq!(report.resumed.len(), 1);
     assert_eq!(report.resumed[0].shadow.as_ref().map(|s| s.state), Some(ShadowState::Ready));
-    assert_eq!(*flaky.keys.lock().expect("lock"), [action.key.clone()], "the actuator is called with the same key");
+    assert_eq!(flaky.keys.lock().expect("lock").as_slice(), std::slice::from_ref(&action.key), "the actuator is called with the same key");
     assert!(f.store.pending().await.expect("pending").is_empty());
     drop(engine);
     let (_engine, report) = f.engine_with(flaky.clone(), EngineConfig::default()).await;
