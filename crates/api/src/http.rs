@@ -15,15 +15,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use harbinger_core::event::parse_events_jsonl;
-use harbinger_core::{AppendReport, EventError, HostId, RejectReason, RiskScorer, ScoreError, StoreError, Stores};
+use harbinger_core::{EventError, HostId, RejectReason, RiskScorer, ScoreError, StoreError, Stores};
 use harbinger_core::shadow::ShadowState;
 use harbinger_core::{ResourceId, ShadowId};
-use harbinger_engine::{Engine, EngineError, StatusFilter};
+use harbinger_engine::{Engine, EngineError, EventsRefused, Ingest, StatusFilter};
 use harbinger_ingest::remote_write::{self, RemoteWriteError, SeriesCache};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use crate::telemetry::{ReasonLabel, RouteLabel, SourceLabel, Telemetry};
+use crate::telemetry::{ReasonLabel, RouteLabel, Telemetry};
 
 /// Everything a handler needs. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -326,14 +326,6 @@ fn count_request_rejection(state: &AppState, reason: &'static str) {
     state.telemetry.requests_rejected.get_or_create(&ReasonLabel { reason }).inc();
 }
 
-fn count_report(state: &AppState, report: &AppendReport) {
-    let t = &state.telemetry;
-    t.samples_ingested.get_or_create(&SourceLabel { source: "remote_write" }).inc_by(report.accepted);
-    for (reason, n) in &report.rejected {
-        t.samples_rejected.get_or_create(&ReasonLabel { reason: reason.as_str() }).inc_by(*n);
-    }
-}
-
 async fn remote_write_handler(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -356,26 +348,8 @@ async fn remote_write_handler(
     // A decoded body may be larger than the wire body; allow a generous factor.
     let max_decoded = state.max_body_bytes.saturating_mul(8);
     let decoded = remote_write::decode_with(&raw, max_decoded, &state.series_cache).inspect_err(|e| count_request_rejection(&state, e.reason()))?;
-    let mut batch = decoded.batch;
-    let mut dropped = decoded.dropped;
-    if let Some(known) = &state.strict_hosts {
-        let before = batch.sample_count();
-        batch.series.retain(|s| known.contains(&s.key.host));
-        let n = (before - batch.sample_count()) as u64;
-        if n > 0 {
-            *dropped.entry("unknown_host").or_default() += n;
-        }
-    }
-    for (reason, n) in &dropped {
-        state.telemetry.samples_rejected.get_or_create(&ReasonLabel { reason }).inc_by(*n);
-    }
-    let report = state.stores.metrics.append(&batch).await?;
-    count_report(&state, &report);
-    // Only what the store kept reaches the scorer: refused series grow no per-host state.
-    report.retain_stored(&mut batch);
-    if let Some(scorer) = state.scorer.clone().filter(|_| !batch.series.is_empty()) {
-        blocking(move || scorer.observe_samples(&batch)).await?;
-    }
+    let accepted = ingest(&state).samples("remote_write", decoded.batch, decoded.dropped).await?;
+    let (report, dropped) = (accepted.report, accepted.dropped);
 
     // NaN values and staleness markers are normal in Prometheus data (they mean "no
     // value"): counted, not an error. Anything else refused makes the request a 400,
@@ -411,33 +385,31 @@ async fn events_handler(
         ApiError::Body(format!("body is not UTF-8: {e}"))
     })?;
     let events = parse_events_jsonl(text, "request body").inspect_err(|_| count_request_rejection(&state, "invalid_event"))?;
-    if let Some(known) = &state.strict_hosts {
-        let mut line = 0;
-        for (i, l) in text.lines().enumerate() {
-            if l.trim().is_empty() {
-                continue;
-            }
-            let ev = &events[line];
-            line += 1;
-            if let Some(h) = ev.host.as_ref().filter(|h| !known.contains(*h)) {
-                count_request_rejection(&state, "unknown_host");
-                return Err(ApiError::Events(EventError {
-                    source_name: "request body".into(),
-                    line: i + 1,
-                    reason: format!("unknown host {h:?} (not in the inventory)"),
-                }));
-            }
+    let n = match ingest(&state).events(events).await {
+        Ok(n) => n,
+        Err(EventsRefused::Store(e)) => return Err(e.into()),
+        Err(EventsRefused::UnknownHost { index, host }) => {
+            // Name the line of the body, counting only the non-blank ones as events.
+            let line = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).nth(index).map_or(index + 1, |(i, _)| i + 1);
+            return Err(ApiError::Events(EventError {
+                source_name: "request body".into(),
+                line,
+                reason: format!("unknown host {:?} (not in the inventory)", host.as_str()),
+            }));
         }
-    }
-    let n = state.stores.events.append_events(&events).await?;
-    state.telemetry.events_ingested.inc_by(n);
-    if let Some(engine) = &state.engine {
-        engine.observe_events(&events).await;
-    }
-    if let Some(scorer) = state.scorer.clone() {
-        blocking(move || scorer.observe_events(&events)).await?;
-    }
+    };
     Ok(Json(serde_json::json!({ "accepted": n })))
+}
+
+/// The shared ingest path over this state's stores, scorer, engine and host restriction.
+fn ingest(state: &AppState) -> Ingest {
+    Ingest {
+        stores: state.stores.clone(),
+        scorer: state.scorer.clone(),
+        engine: state.engine.clone(),
+        telemetry: state.telemetry.clone(),
+        strict_hosts: state.strict_hosts.clone(),
+    }
 }
 
 fn engine(state: &AppState) -> Result<Engine, ApiError> {

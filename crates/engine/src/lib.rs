@@ -9,6 +9,7 @@
 //! # Layout
 //! - [`engine`]: [`Engine`] (open and resume, tick, create, promote, alerts, status).
 //! - [`actuator`]: the [`Actuator`] trait and the `log` dry run.
+//! - [`ingest`]: [`Ingest`], the one path samples and events take from HTTP and gRPC.
 //! - [`alerts`]: Alertmanager's webhook payload and the triggers it means.
 //! - [`telemetry`]: harbinger's own metrics, shared by HTTP and gRPC.
 //!
@@ -17,10 +18,12 @@
 pub mod actuator;
 pub mod alerts;
 pub mod engine;
+pub mod ingest;
 pub mod telemetry;
 
 pub use actuator::{Actuator, ActuatorOutcome, ActuatorRequest, LogActuator};
 pub use engine::{
     AlertReport, Engine, EngineConfig, EngineError, EngineParts, Executed, ResumeReport, Status, StatusFilter, TickReport,
 };
+pub use ingest::{EventsRefused, Ingest, SamplesAccepted};
 pub use telemetry::Telemetry;

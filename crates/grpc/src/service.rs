@@ -9,9 +9,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use harbinger_api::telemetry::{ReasonLabel, SourceLabel};
 use harbinger_core::{HostId, HostRisk, ResourceId, RiskScorer, ShadowId, Stores};
-use harbinger_engine::{Engine, Executed};
+use harbinger_engine::{Engine, EventsRefused, Executed, Ingest};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -61,6 +60,17 @@ pub struct GrpcState {
 }
 
 impl GrpcState {
+    /// The shared ingest path over this state's stores, scorer, engine and host restriction.
+    fn ingest(&self) -> Ingest {
+        Ingest {
+            stores: self.stores.clone(),
+            scorer: self.scorer.clone(),
+            engine: self.engine.clone(),
+            telemetry: self.telemetry.clone(),
+            strict_hosts: self.strict_hosts.clone(),
+        }
+    }
+
     /// State over `stores` and `scorer` with default limits, no token and no engine.
     pub fn new(stores: Stores, scorer: Option<Arc<dyn RiskScorer>>, telemetry: Arc<harbinger_api::Telemetry>) -> Self {
         Self {
@@ -266,30 +276,15 @@ impl pb::ingest_service_server::IngestService for IngestApi {
         let mut rejected: BTreeMap<String, u64> = BTreeMap::new();
         while let Some(msg) = stream.message().await.map_err(map_decode_error)? {
             let batch = convert::sample_batch(batches, msg)?;
-            if let Some(known) = &st.strict_hosts
-                && let Some(s) = batch.series.iter().find(|s| !known.contains(&s.key.host))
-            {
-                st.telemetry.requests_rejected.get_or_create(&ReasonLabel { reason: "unknown_host" }).inc();
-                return Err(GrpcError::Invalid(format!(
-                    "batch {batches}: unknown host {} (not in the inventory; the server runs with http.strict_hosts)",
-                    harbinger_core::ids::echo(s.key.host.as_str())
-                ))
-                .into());
-            }
-            let mut batch = batch;
-            let report = st.stores.metrics.append(&batch).await.map_err(GrpcError::from)?;
-            // Only what the store kept reaches the scorer: refused series grow no per-host state.
-            report.retain_stored(&mut batch);
-            st.telemetry.samples_ingested.get_or_create(&SourceLabel { source: "grpc" }).inc_by(report.accepted);
-            for (reason, n) in &report.rejected {
-                st.telemetry.samples_rejected.get_or_create(&ReasonLabel { reason: reason.as_str() }).inc_by(*n);
+            let done = st.ingest().samples("grpc", batch, BTreeMap::new()).await.map_err(GrpcError::from)?;
+            for (reason, n) in &done.report.rejected {
                 *rejected.entry(reason.as_str().to_string()).or_default() += n;
             }
-            accepted += report.accepted;
-            batches += 1;
-            if let Some(scorer) = st.scorer.clone().filter(|_| !batch.series.is_empty()) {
-                blocking(move || scorer.observe_samples(&batch)).await?;
+            for (reason, n) in &done.dropped {
+                *rejected.entry((*reason).to_string()).or_default() += n;
             }
+            accepted += done.report.accepted;
+            batches += 1;
         }
         Ok(Response::new(pb::PushMetricsResponse { batches, accepted, rejected: rejected.into_iter().collect() }))
     }
@@ -300,24 +295,17 @@ impl pb::ingest_service_server::IngestService for IngestApi {
     ) -> Result<Response<pb::PushEventsResponse>, Status> {
         self.0.auth.check(request.metadata())?;
         let events = convert::events(request.into_inner())?;
-        if let Some(known) = &self.0.strict_hosts
-            && let Some((i, h)) =
-                events.iter().enumerate().find_map(|(i, e)| e.host.as_ref().filter(|h| !known.contains(*h)).map(|h| (i, h)))
-        {
-            return Err(GrpcError::Invalid(format!(
-                "events[{i}]: unknown host {} (not in the inventory; the server runs with http.strict_hosts)",
-                harbinger_core::ids::echo(h.as_str())
-            ))
-            .into());
-        }
-        let n = self.0.stores.events.append_events(&events).await.map_err(GrpcError::from)?;
-        self.0.telemetry.events_ingested.inc_by(n);
-        if let Some(engine) = &self.0.engine {
-            engine.observe_events(&events).await;
-        }
-        if let Some(scorer) = self.0.scorer.clone() {
-            blocking(move || scorer.observe_events(&events)).await?;
-        }
+        let n = match self.0.ingest().events(events).await {
+            Ok(n) => n,
+            Err(EventsRefused::Store(e)) => return Err(GrpcError::from(e).into()),
+            Err(EventsRefused::UnknownHost { index, host }) => {
+                return Err(GrpcError::Invalid(format!(
+                    "events[{index}]: unknown host {} (not in the inventory; the server runs with http.strict_hosts)",
+                    harbinger_core::ids::echo(host.as_str())
+                ))
+                .into());
+            }
+        };
         Ok(Response::new(pb::PushEventsResponse { accepted: n }))
     }
 }

@@ -482,3 +482,35 @@ async fn health_and_reflection_are_served() {
     }
     s.stop().await;
 }
+
+/// With strict hosts, gRPC treats an unknown host as HTTP does: its samples are refused as
+/// `unknown_host`, the rest of the batch is stored; an event about it refuses the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_hosts_refuse_unknown_hosts_like_http_and_keep_the_rest() {
+    let stores = Stores::from_backend(Arc::new(MemoryStore::new(harbinger_store::Limits::default())));
+    let telemetry = Arc::new(harbinger_api::Telemetry::new());
+    let mut state = GrpcState::new(stores.clone(), None, telemetry.clone());
+    state.strict_hosts = Some(Arc::new(std::collections::HashSet::from([harbinger_core::HostId::new("h1")])));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(harbinger_grpc::serve(listener, state, None, async move {
+        let _stopped = rx.await;
+    }));
+    let clients = connect(&addr, None, None).await.expect("connect");
+    let r = push(&clients, vec![batch("h1", &[1_000, 2_000]), batch("ghost", &[1_000, 2_000, 3_000])]).await.expect("pushed");
+    assert_eq!((r.batches, r.accepted, r.rejected.get("unknown_host")), (2, 2, Some(&3)));
+    assert!(stores.metrics.range(&SeriesKey::new("ghost", "cpu_util"), 0, i64::MAX).await.is_err(), "nothing of ghost stored");
+    assert!(telemetry.encode().contains(r#"harbinger_samples_rejected_total{reason="unknown_host"} 3"#));
+    let e = clients
+        .ingest
+        .clone()
+        .push_events(pb::PushEventsRequest { events: vec![event(pb::EventKind::DeployStarted, "h1"), event(pb::EventKind::DeployStarted, "ghost")] })
+        .await
+        .expect_err("unknown host");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().starts_with("events[1]: unknown host \"ghost\""), "{}", e.message());
+    assert!(stores.events.events(0, i64::MAX).await.expect("events").is_empty(), "nothing stored");
+    let _sent = tx.send(());
+    tokio::time::timeout(Duration::from_secs(20), task).await.expect("stopped").expect("task").expect("ok");
+}
