@@ -100,6 +100,7 @@ pub fn show_text(s: &pb::Shadow, decisions: &[pb::Decision]) -> String {
         ("updated", time(s.updated_at_ms)),
         ("last_used", time(s.last_used_at_ms)),
         ("expires", s.expires_at_ms.map_or_else(|| "never".into(), time)),
+        ("endpoint", s.endpoint.clone().unwrap_or_else(|| "-".into())),
     ]
     .into_iter()
     .map(|(k, v)| vec![k.to_string(), v])
@@ -158,7 +159,7 @@ pub fn shadow_json(s: &pb::Shadow) -> Value {
         "causes": s.causes.iter().map(cause_json).collect::<Vec<_>>(),
         "priority": s.priority, "cpu_cores": s.cpu_cores, "mem_gb": s.mem_gb,
         "created_at_ms": s.created_at_ms, "updated_at_ms": s.updated_at_ms,
-        "last_used_at_ms": s.last_used_at_ms, "expires_at_ms": s.expires_at_ms,
+        "last_used_at_ms": s.last_used_at_ms, "expires_at_ms": s.expires_at_ms, "endpoint": s.endpoint,
     })
 }
 
@@ -293,6 +294,7 @@ mod tests {
             updated_at_ms: 1_700_000_000_000,
             last_used_at_ms: 1_700_000_000_000,
             expires_at_ms: None,
+            endpoint: None,
             live: state == pb::ShadowState::Ready,
         }
     }

@@ -149,6 +149,9 @@ pub struct Shadow {
     pub last_used_at: TimestampMs,
     /// When it expires regardless of its causes; `None` never.
     pub expires_at: Option<TimestampMs>,
+    /// Where the copy serves (`host:port`), once an actuator has provisioned it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 impl Shadow {
@@ -224,6 +227,7 @@ mod tests {
             updated_at: 1_000,
             last_used_at: 1_000,
             expires_at: None,
+            endpoint: None,
         }
     }
 

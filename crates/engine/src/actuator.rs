@@ -35,14 +35,22 @@ pub struct ActuatorOutcome {
     /// What was done, or why not.
     pub detail: String,
     /// For a creation that succeeded: the state the shadow reached (`Ready` when the copy
-    /// is in sync at once, `Syncing` while replication catches up).
+    /// is in sync at once, `Syncing` while replication catches up; the engine then asks
+    /// [`Actuator::sync_state`] at each tick).
     pub reached: Option<ShadowState>,
+    /// For a creation: where the copy serves (`host:port`), recorded on the shadow.
+    pub endpoint: Option<String>,
 }
 
 impl ActuatorOutcome {
     /// A successful outcome of `status` with `detail`.
     pub fn new(status: JournalStatus, detail: impl Into<String>) -> Self {
-        ActuatorOutcome { status, detail: detail.into(), reached: None }
+        ActuatorOutcome { status, detail: detail.into(), reached: None, endpoint: None }
+    }
+
+    /// A failed outcome with `detail`.
+    pub fn failed(detail: impl Into<String>) -> Self {
+        Self::new(JournalStatus::Failed, detail)
     }
 
     /// Whether the action took effect (applied, already applied, or a dry run).
@@ -58,6 +66,15 @@ pub trait Actuator: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
     /// Performs `req`, idempotently by its key. Never panics; failures are outcomes.
     async fn apply(&self, req: &ActuatorRequest) -> ActuatorOutcome;
+
+    /// Where a `syncing` shadow stands, asked at every engine tick: `Ready` once the copy
+    /// is in sync (e.g. a Redis replica's initial sync is done and its lag is small),
+    /// `Syncing` while not, `Failed` when it cannot get there; `Err` when it cannot tell
+    /// now (asked again next tick). The default: ready (nothing to wait for).
+    async fn sync_state(&self, shadow: &Shadow, resource: Option<&Resource>) -> Result<ShadowState, String> {
+        let _unused = (shadow, resource);
+        Ok(ShadowState::Ready)
+    }
 }
 
 /// The dry run: logs what it would do and reports `dry_run`. A created shadow counts as
@@ -92,6 +109,6 @@ impl Actuator for LogActuator {
         let detail = describe(req);
         tracing::info!(target: "harbinger::actuator", actuator = "log", key = %req.key, attempt = req.attempt, "{detail}");
         let reached = matches!(req.action, ActionKind::CreateShadow { .. }).then_some(ShadowState::Ready);
-        ActuatorOutcome { status: JournalStatus::DryRun, detail, reached }
+        ActuatorOutcome { status: JournalStatus::DryRun, detail, reached, endpoint: None }
     }
 }

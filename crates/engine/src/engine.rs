@@ -278,6 +278,9 @@ fn effect(before: &Shadow, kind: &ActionKind, outcome: &ActuatorOutcome, now: Ti
     }
     match kind {
         ActionKind::CreateShadow { .. } => {
+            if outcome.endpoint.is_some() {
+                s.endpoint.clone_from(&outcome.endpoint);
+            }
             let target = outcome.reached.unwrap_or(ShadowState::Ready);
             for next in [ShadowState::Provisioning, ShadowState::Syncing, ShadowState::Ready] {
                 if s.state == target || !s.is_live() {
@@ -546,7 +549,8 @@ impl Engine {
         }
         let p = plan(&self.input(&st, now, triggers));
         let executed = self.execute(&mut st, &p).await?;
-        let decisions = p.decisions();
+        let mut decisions = p.decisions();
+        decisions.extend(self.poll_syncing(&mut st, now).await?);
         self.record(&mut st, &decisions);
         self.0.telemetry.engine_tick_seconds.observe(started.elapsed().as_secs_f64());
         Ok(TickReport { now, transitions, decisions, executed })
@@ -701,6 +705,53 @@ impl Engine {
             .cloned()
             .collect();
         Ok(Status { now: self.0.clock.now_ms(), actuator: self.0.actuator.name(), shadows, counts, decisions, pending_actions })
+    }
+
+    /// Asks the actuator how every `syncing` shadow stands; moves those in sync to
+    /// `ready` (a `shadow_ready` decision) and those that cannot get there to `failed`.
+    async fn poll_syncing(&self, st: &mut State, now: TimestampMs) -> Result<Vec<Decision>, EngineError> {
+        let syncing: Vec<Shadow> = st.shadows.values().filter(|s| s.state == ShadowState::Syncing).cloned().collect();
+        let mut out = Vec::new();
+        for s in syncing {
+            let resource = st.resources.get(&s.resource).cloned();
+            let next = match self.0.actuator.sync_state(&s, resource.as_ref()).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(shadow = %s.id, error = %e, "cannot tell whether the shadow is in sync");
+                    continue;
+                }
+            };
+            let (kind, reason) = match next {
+                ShadowState::Ready => ("shadow_ready", format!("{} is in sync with {} on {}", s.id, s.resource, s.primary)),
+                ShadowState::Failed => ("shadow_failed", format!("{} cannot get in sync with {} on {}", s.id, s.resource, s.primary)),
+                _ => continue,
+            };
+            let mut after = s.clone();
+            if transition(&mut after, next, now, None).is_err() {
+                continue;
+            }
+            self.0.stores.shadows.put_shadow(&after).await?;
+            let mut d = Decision {
+                ts: now,
+                kind: kind.to_string(),
+                host: s.primary.clone(),
+                resource: Some(s.resource.clone()),
+                target_host: Some(s.host.clone()),
+                reason,
+                shadow: Some(s.id.clone()),
+                priority: Some(s.priority),
+                cause: None,
+            };
+            if let Some(e) = &after.endpoint {
+                d.reason.push_str(&format!(" (serving at {e})"));
+            }
+            st.shadows.insert(after.id.clone(), after);
+            out.push(d);
+        }
+        if !out.is_empty() {
+            self.update_gauges(st);
+        }
+        Ok(out)
     }
 
     fn input(&self, st: &State, now: TimestampMs, triggers: Vec<Trigger>) -> PlanInput {
@@ -877,6 +928,7 @@ mod tests {
             updated_at: 1,
             last_used_at: 1,
             expires_at: None,
+            endpoint: None,
         }
     }
 

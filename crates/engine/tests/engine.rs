@@ -309,3 +309,45 @@ async fn pending_journal_entries_are_performed_once_at_open() {
     assert_eq!(report.shadows, 2);
     assert_eq!(flaky.calls.load(Ordering::SeqCst), 1);
 }
+
+/// Creates shadows that report `syncing` at an endpoint, and in sync after `polls` asks.
+#[derive(Debug, Default)]
+struct Replicating {
+    polls: AtomicUsize,
+}
+
+#[async_trait]
+impl Actuator for Replicating {
+    fn name(&self) -> &'static str {
+        "replicating"
+    }
+    async fn apply(&self, req: &ActuatorRequest) -> ActuatorOutcome {
+        let mut o = ActuatorOutcome::new(JournalStatus::Applied, "replica started");
+        if matches!(req.action, ActionKind::CreateShadow { .. }) {
+            o.reached = Some(ShadowState::Syncing);
+            o.endpoint = Some("127.0.0.1:7001".into());
+        }
+        o
+    }
+    async fn sync_state(&self, _: &harbinger_core::shadow::Shadow, _: Option<&Resource>) -> Result<ShadowState, String> {
+        if self.polls.fetch_add(1, Ordering::SeqCst) == 0 { Ok(ShadowState::Syncing) } else { Ok(ShadowState::Ready) }
+    }
+}
+
+#[tokio::test]
+async fn a_syncing_shadow_becomes_ready_when_the_actuator_says_it_is_in_sync() {
+    let f = fixture().await;
+    let (engine, _) = f.engine_with(Arc::new(Replicating::default()), EngineConfig::default()).await;
+    let s = engine.create(&"db-1".into(), "ops").await.expect("create")[0].shadow.clone().expect("shadow");
+    assert_eq!((s.state, s.endpoint.as_deref()), (ShadowState::Syncing, Some("127.0.0.1:7001")));
+    let e = engine.promote(&s.id, "ops").await.expect_err("not ready yet");
+    assert!(matches!(e, EngineError::NotReady { state: ShadowState::Syncing, .. }), "{e}");
+    let t = engine.tick().await.expect("tick");
+    assert!(t.decisions.is_empty(), "still syncing: {:?}", t.decisions);
+    let t = engine.tick().await.expect("tick");
+    assert_eq!(t.decisions.iter().map(|d| d.kind.as_str()).collect::<Vec<_>>(), ["shadow_ready"]);
+    assert!(t.decisions[0].reason.ends_with("(serving at 127.0.0.1:7001)"), "{}", t.decisions[0].reason);
+    let stored = f.store.shadow(&s.id).await.expect("stored").expect("shadow");
+    assert_eq!(stored.state, ShadowState::Ready, "persisted");
+    engine.promote(&s.id, "ops").await.expect("ready now");
+}

@@ -241,6 +241,7 @@ impl From<&Shadow> for pb::Shadow {
             updated_at_ms: s.updated_at,
             last_used_at_ms: s.last_used_at,
             expires_at_ms: s.expires_at,
+            endpoint: s.endpoint.clone(),
             live: s.is_live(),
         }
     }
@@ -448,6 +449,7 @@ mod tests {
             updated_at: 6,
             last_used_at: 7,
             expires_at: Some(9),
+            endpoint: None,
         };
         let p = pb::Shadow::from(&s);
         assert_eq!((p.state(), p.live, p.expires_at_ms), (pb::ShadowState::Ready, true, Some(9)));

@@ -115,6 +115,7 @@ pub fn synthetic_fleet(hosts: usize, resources_per_host: usize, alerting: usize,
                 updated_at: now - HOUR_MS,
                 last_used_at: now - HOUR_MS,
                 expires_at: Some(now + 144 * HOUR_MS),
+                endpoint: None,
             }
         })
         .collect();

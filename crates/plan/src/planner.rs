@@ -690,6 +690,7 @@ impl<'a> Planner<'a> {
             updated_at: self.now,
             last_used_at: self.now,
             expires_at: self.budget.ttl_ms.map(|t| self.now.saturating_add(t)),
+            endpoint: None,
         };
         self.cap.take(fit.host, r.cpu_cores, r.mem_gb);
         self.live += 1;

@@ -149,6 +149,7 @@ fn planned_shadow(id: &str, at: i64) -> Shadow {
         updated_at: at,
         last_used_at: at,
         expires_at: None,
+        endpoint: None,
     }
 }
 

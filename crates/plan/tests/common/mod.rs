@@ -71,6 +71,7 @@ pub fn shadow(resource: &str, primary: &str, host: &str, state: ShadowState, cau
         updated_at: NOW - HOUR,
         last_used_at: NOW - HOUR,
         expires_at: Some(NOW + 6 * DAY),
+        endpoint: None,
     }
 }
 
