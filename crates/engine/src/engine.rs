@@ -421,6 +421,9 @@ impl Engine {
     /// profile of its kind names. Answers the `snapshot_taken` decisions. A snapshot that
     /// fails is logged and skipped: the events are already stored.
     pub async fn observe_events(&self, events: &[Event]) -> Vec<Decision> {
+        for h in events.iter().filter(|e| e.kind == EventKind::HostRecovered).filter_map(|e| e.host.as_ref()) {
+            self.set_up(h, true).await;
+        }
         let t: Vec<Trigger> = events.iter().filter_map(event_trigger).collect();
         if !t.is_empty() {
             lock(&self.0.queue).extend(t);
@@ -499,6 +502,89 @@ impl Engine {
             .await
             .map_err(|e| EngineError::Internal(format!("snapshot task: {e}")))?
             .map_err(EngineError::from)
+    }
+
+    /// A primary host failed (the watchdog saw it, or an operator says so): marks it down
+    /// and plans at once. Ready shadows of its resources are promoted (the actuator
+    /// switches traffic); resources without a live shadow take the standard path, said
+    /// plainly: a shadow is provisioned elsewhere now and promoted when ready. The host
+    /// stays down until a `host_recovered` event or [`Engine::set_up`].
+    ///
+    /// # Errors
+    /// The shadow store failed.
+    pub async fn host_failed(&self, host: &HostId, evidence: &str) -> Result<TickReport, EngineError> {
+        let now = self.0.clock.now_ms();
+        let mut st = self.0.state.lock().await;
+        let fresh = st.down.insert(host.clone());
+        let mut notes = Vec::new();
+        let mut triggers = Vec::new();
+        if fresh {
+            for id in st.resources.iter().filter(|(_, r)| r.host == *host).map(|(id, _)| id) {
+                if st.shadows.values().any(|s| s.is_live() && s.resource == *id) {
+                    continue;
+                }
+                notes.push(Decision {
+                    ts: now,
+                    kind: kind::FAILOVER.to_string(),
+                    host: host.clone(),
+                    resource: Some(id.clone()),
+                    target_host: None,
+                    reason: format!(
+                        "primary {host} is down ({evidence}) and {id} has no shadow: standard path, a copy is provisioned elsewhere now and promoted when ready"
+                    ),
+                    shadow: None,
+                    priority: None,
+                    cause: None,
+                });
+                triggers.push(Trigger::Manual { resource: id.clone(), by: format!("failover of {host}") });
+            }
+            tracing::warn!(%host, %evidence, without_shadow = triggers.len(), "primary host down: failing over");
+        }
+        let p = plan(&self.input(&st, now, triggers));
+        let mut executed = self.execute(&mut st, &p).await?;
+        let mut decisions = notes;
+        decisions.extend(p.decisions());
+        decisions.extend(self.poll_syncing(&mut st, now).await?);
+        if p.created() > 0 {
+            // Standard path: copies provisioned just now that are already ready are
+            // promoted at once rather than at the next tick.
+            let again = plan(&self.input(&st, now, Vec::new()));
+            executed.extend(self.execute(&mut st, &again).await?);
+            decisions.extend(again.decisions());
+        }
+        self.record(&mut st, &decisions);
+        Ok(TickReport { now, transitions: Vec::new(), decisions, executed })
+    }
+
+    /// After a promotion the shadow is the resource: it now runs on the shadow's host, at
+    /// the shadow's endpoint (persisted in the inventory; without one the stale endpoint
+    /// is dropped).
+    async fn move_resource(&self, st: &mut State, promoted: &Shadow) -> Result<(), EngineError> {
+        let Some(r) = st.resources.get_mut(&promoted.resource) else { return Ok(()) };
+        r.host = promoted.host.clone();
+        if let Some(obj) = r.state.as_object_mut() {
+            match &promoted.endpoint {
+                Some(e) => obj.insert("endpoint".into(), serde_json::Value::String(e.clone())),
+                // The old address is the dead primary's: without the new one the
+                // resource is not health-checked until the inventory says where it is.
+                None => obj.remove("endpoint"),
+            };
+        }
+        let r = r.clone();
+        self.0.stores.inventory.put_resources(std::slice::from_ref(&r)).await?;
+        tracing::info!(resource = %r.id, host = %r.host, endpoint = ?promoted.endpoint, "resource moved to its promoted shadow");
+        Ok(())
+    }
+
+    /// Resources whose primary the watchdog checks: those with an `endpoint` in their
+    /// state, on hosts that are up, with the check their state asks for.
+    pub async fn watched(&self) -> Vec<(Resource, String)> {
+        let st = self.0.state.lock().await;
+        st.resources
+            .values()
+            .filter(|r| !st.down.contains(&r.host))
+            .filter_map(|r| r.state.get("endpoint").and_then(|e| e.as_str()).map(|e| (r.clone(), e.to_string())))
+            .collect()
     }
 
     /// Marks a host failed (`up == false`: its ready shadows are promoted at the next
@@ -860,6 +946,9 @@ impl Engine {
         self.0.telemetry.actions.get_or_create(&OutcomeLabel { actuator: self.0.actuator.name(), outcome: status.as_str() }).inc();
         if status == JournalStatus::Failed {
             tracing::warn!(key = %e.key, attempt = e.attempts, detail = %e.detail, "action failed");
+        }
+        if matches!(a.kind, ActionKind::PromoteShadow { .. }) && after.state == ShadowState::Promoted {
+            self.move_resource(st, &after).await?;
         }
         let ex = Executed { key: e.key, status, detail: e.detail, decision: a.decision.clone(), shadow: Some(after) };
         // No subscribers is fine.

@@ -11,6 +11,7 @@
 //! - [`actuator`]: the [`Actuator`] trait and the `log` dry run.
 //! - [`ingest`]: [`Ingest`], the one path samples and events take from HTTP and gRPC.
 //! - [`alerts`]: Alertmanager's webhook payload and the triggers it means.
+//! - [`watchdog`]: health checks of primaries and failover when they fail.
 //! - [`telemetry`]: harbinger's own metrics, shared by HTTP and gRPC.
 //!
 //! Start with [`Engine::open`] and [`Engine::tick`].
@@ -20,6 +21,7 @@ pub mod alerts;
 pub mod engine;
 pub mod ingest;
 pub mod telemetry;
+pub mod watchdog;
 
 pub use actuator::{Actuator, ActuatorOutcome, ActuatorRequest, LogActuator};
 pub use engine::{
@@ -27,3 +29,4 @@ pub use engine::{
 };
 pub use ingest::{EventsRefused, Ingest, SamplesAccepted};
 pub use telemetry::Telemetry;
+pub use watchdog::{Watchdog, WatchdogConfig};
