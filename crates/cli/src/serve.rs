@@ -229,8 +229,24 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
             r.context("gRPC server")
         }
     };
+    let watchdog = {
+        let w = &cfg.watchdog;
+        let stop = stopped(stop_rx_ticks.clone());
+        let dog = w.enabled.then(|| {
+            harbinger_engine::Watchdog::new(
+                engine.clone(),
+                harbinger_engine::WatchdogConfig { interval: w.interval, timeout: w.timeout, fall: w.fall, window: w.window },
+            )
+        });
+        async move {
+            match dog {
+                Some(d) => d.run(stop).await,
+                None => stop.await,
+            }
+        }
+    };
     let ticker = tick_loop(engine, cfg.engine.tick, stopped(stop_rx_ticks));
-    let (h, g, ()) = tokio::join!(http, grpc, ticker);
+    let (h, g, (), ()) = tokio::join!(http, grpc, ticker, watchdog);
     let closed = store.close().context("final sync of the store");
     h?;
     g?;

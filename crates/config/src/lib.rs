@@ -76,6 +76,25 @@ pub struct RawConfig {
     /// `[snapshots]`.
     #[serde(default)]
     pub snapshots: RawSnapshots,
+    /// `[watchdog]`.
+    #[serde(default)]
+    pub watchdog: RawWatchdog,
+}
+
+/// `[watchdog]` section: health checks of primaries and failover.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWatchdog {
+    /// Run the watchdog in `serve` (default true).
+    pub enabled: Option<bool>,
+    /// Time between rounds of checks (default 200ms).
+    pub interval: Option<String>,
+    /// Longest wait for one check (default 150ms).
+    pub timeout: Option<String>,
+    /// Failed checks out of the last `window` that declare a primary down (default 2).
+    pub fall: Option<usize>,
+    /// Checks remembered per resource (default 3).
+    pub window: Option<usize>,
 }
 
 /// `[snapshots]` section: delta snapshots of resource state taken before changes.
@@ -359,6 +378,23 @@ pub struct Config {
     pub engine: EngineConfig,
     /// Delta snapshots.
     pub snapshots: SnapshotsConfig,
+    /// Health checks and failover.
+    pub watchdog: WatchdogConfig,
+}
+
+/// Checked `[watchdog]` settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchdogConfig {
+    /// Run it in `serve`.
+    pub enabled: bool,
+    /// Time between rounds.
+    pub interval: Duration,
+    /// Longest wait for one check.
+    pub timeout: Duration,
+    /// Failed checks that declare a primary down.
+    pub fall: usize,
+    /// Checks remembered per resource.
+    pub window: usize,
 }
 
 /// Checked `[snapshots]` settings.
@@ -674,9 +710,27 @@ impl Config {
             max_chain: raw.snapshots.max_chain.unwrap_or(8),
             profiles: raw.snapshots.profiles,
         };
+        let w = &raw.watchdog;
+        let watchdog = WatchdogConfig {
+            enabled: w.enabled.unwrap_or(true),
+            interval: duration("watchdog.interval", w.interval.as_deref().unwrap_or("200ms"))?,
+            timeout: duration("watchdog.timeout", w.timeout.as_deref().unwrap_or("150ms"))?,
+            fall: w.fall.unwrap_or(2),
+            window: w.window.unwrap_or(3),
+        };
+        if watchdog.fall == 0 || watchdog.fall > watchdog.window {
+            return Err(ConfigError::Invalid {
+                field: "watchdog.fall",
+                reason: format!("{} must be at least 1 and at most watchdog.window ({})", watchdog.fall, watchdog.window),
+            });
+        }
+        if watchdog.interval < Duration::from_millis(10) {
+            return Err(ConfigError::Invalid { field: "watchdog.interval", reason: "must be at least 10ms".into() });
+        }
         Ok(Self {
             engine,
             snapshots,
+            watchdog,
             grpc: GrpcConfig {
                 addr: grpc_addr,
                 max_hosts_per_request: usize::try_from(max_hosts).unwrap_or(usize::MAX),

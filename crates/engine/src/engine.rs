@@ -405,6 +405,11 @@ impl Engine {
         Ok(())
     }
 
+    /// Own metrics.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.0.telemetry
+    }
+
     /// The actuator's name.
     pub fn actuator(&self) -> &'static str {
         self.0.actuator.name()

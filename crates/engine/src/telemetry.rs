@@ -83,6 +83,10 @@ pub struct Telemetry {
     pub alerts_received: Family<AlertLabel, Counter>,
     /// Duration of an engine tick (risk step, plan, actions).
     pub engine_tick_seconds: Histogram,
+    /// Hosts the watchdog declared down and failed over.
+    pub failovers: Counter,
+    /// From a primary's first failed health check to its failover done.
+    pub failover_seconds: Histogram,
 }
 
 impl Default for Telemetry {
@@ -123,6 +127,10 @@ impl Telemetry {
         // 100 µs to ~13 s.
         let engine_tick_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
         registry.register("engine_tick_seconds", "Duration of an engine tick", engine_tick_seconds.clone());
+        let failovers = Counter::default();
+        registry.register("failovers", "Hosts the watchdog declared down and failed over", failovers.clone());
+        let failover_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 12));
+        registry.register("failover_seconds", "From a primary's first failed health check to its failover done", failover_seconds.clone());
         // Pre-create the reject reasons so they read 0 rather than being absent.
         for r in harbinger_core::RejectReason::ALL {
             drop(samples_rejected.get_or_create(&ReasonLabel { reason: r.as_str() }));
@@ -141,6 +149,8 @@ impl Telemetry {
             shadows_live,
             alerts_received,
             engine_tick_seconds,
+            failovers,
+            failover_seconds,
         }
     }
 

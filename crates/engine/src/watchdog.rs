@@ -170,6 +170,9 @@ impl Watchdog {
             match self.engine.host_failed(&host, &why).await {
                 Ok(report) => {
                     let done = Instant::now();
+                    let t = self.engine.telemetry();
+                    t.failovers.inc();
+                    t.failover_seconds.observe((done - first_failure).as_secs_f64());
                     tracing::warn!(%host, %resource, detect_ms = (declared - first_failure).as_millis() as u64,
                         act_ms = (done - declared).as_millis() as u64, "failover done");
                     out.push(Failover { host, resource, evidence, first_failure, declared, done, report });
