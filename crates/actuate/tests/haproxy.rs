@@ -1,0 +1,469 @@
+//! The haproxy actuator against real HAProxy (Debian package `haproxy`) running the
+//! shipped template `deploy/haproxy/haproxy.cfg.tmpl`, and with the redis actuator
+//! (Debian package `redis-server`) for a Redis failover behind HAProxy's TCP backend.
+//!
+//! Every server runs on 127.0.0.1 on a port free at test time, in a temp dir, and is
+//! killed at the end (a Drop guard); every wait polls with a deadline.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use harbinger_actuate::haproxy::{ApiAddress, HaproxyActuator, HaproxyClient, ServerState};
+use harbinger_actuate::redis::{RedisActuator, RedisClient, RedisConfig, Reply};
+use harbinger_core::shadow::{Shadow, ShadowState};
+use harbinger_core::{JournalStatus, Resource};
+use harbinger_engine::{Actuator, ActuatorOutcome, ActuatorRequest};
+use harbinger_plan::ActionKind;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const HAPROXY: &str = "/usr/sbin/haproxy";
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+fn require(path: &str, package: &str) {
+    assert!(
+        Path::new(path).exists(),
+        "{path} not found: install the Debian package `{package}` (apt-get install {package})"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn local(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
+/// Polls `f` until it answers `Some`, at most `bound`.
+async fn until<T, F, Fut>(what: &str, bound: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {bound:?} waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A process group killed (SIGKILL) and reaped when dropped.
+struct Proc(Child);
+
+impl Proc {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// HAProxy running the shipped template.
+struct Haproxy {
+    _proc: Proc,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Haproxy {
+    fn client(&self) -> HaproxyClient {
+        HaproxyClient::new(ApiAddress::Unix(self.socket.clone()), TIMEOUT)
+    }
+
+    fn actuator(&self) -> HaproxyActuator {
+        HaproxyActuator::new(ApiAddress::Unix(self.socket.clone()), TIMEOUT)
+    }
+
+    async fn server(&self, backend: &str, server: &str) -> ServerState {
+        self.client().server_state(backend, server).await.unwrap()
+    }
+}
+
+/// The template with every `{{name}}` replaced; panics on a placeholder left over.
+fn render(vars: &BTreeMap<&str, String>) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/haproxy/haproxy.cfg.tmpl");
+    let mut text = std::fs::read_to_string(path).unwrap();
+    for (k, v) in vars {
+        text = text.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    assert!(!text.contains("{{"), "placeholder left in the rendered config:\n{text}");
+    text
+}
+
+/// Renders the template into `dir` (the placeholders not given point at closed ports),
+/// checks it with `haproxy -c` and runs it in the foreground until the API answers.
+async fn start_haproxy(dir: &Path, given: &[(&'static str, String)]) -> Haproxy {
+    require(HAPROXY, "haproxy");
+    let socket = dir.join("admin.sock");
+    let mut vars: BTreeMap<&str, String> = BTreeMap::new();
+    vars.insert("stats_socket", socket.display().to_string());
+    vars.insert("http_check_path", "/".to_string());
+    for k in ["http_bind", "http_primary", "redis_bind", "redis_primary"] {
+        vars.insert(k, local(free_port()));
+    }
+    for k in ["http_shadow", "redis_shadow"] {
+        vars.insert(k, "127.0.0.1:1".to_string());
+    }
+    for (k, v) in given {
+        vars.insert(k, v.clone());
+    }
+    let cfg = dir.join("haproxy.cfg");
+    std::fs::write(&cfg, render(&vars)).unwrap();
+    let check = Command::new(HAPROXY).arg("-c").arg("-f").arg(&cfg).output().unwrap();
+    assert!(
+        check.status.success(),
+        "haproxy -c: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let log = dir.join("haproxy.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new(HAPROXY)
+        .arg("-f")
+        .arg(&cfg)
+        .arg("-db")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let h = Haproxy { _proc: Proc(child), socket, log };
+    let client = h.client();
+    until("haproxy's runtime API answers", Duration::from_secs(10), || async {
+        client.command("show info").await.ok().filter(|a| a.contains("Name: HAProxy")).map(|_| ())
+    })
+    .await;
+    h
+}
+
+/// A tiny HTTP server answering `name` to every request; stopped when dropped.
+struct HttpServer(tokio::task::JoinHandle<()>);
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn http_server(name: &'static str) -> (HttpServer, u16) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let reply =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}", name.len());
+                let _ = conn.write_all(reply.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    (HttpServer(task), port)
+}
+
+/// The body of `GET /` at `addr`, or `None`.
+async fn get(addr: &str) -> Option<String> {
+    let exchange = async {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.ok()?;
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").await.ok()?;
+        let mut answer = Vec::new();
+        conn.read_to_end(&mut answer).await.ok()?;
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+    };
+    tokio::time::timeout(TIMEOUT, exchange).await.ok().flatten()
+}
+
+fn resource(kind: &str, backend: &str, server: &str, endpoint: Option<&str>) -> Resource {
+    let mut state = json!({"haproxy": {"backend": backend, "primary": server, "shadow": "shadow"}});
+    if let Some(e) = endpoint {
+        state["endpoint"] = json!(e);
+    }
+    serde_json::from_value(json!({"id": "svc-1", "kind": kind, "host": "h1", "criticality": 3, "state": state}))
+        .unwrap()
+}
+
+fn shadow(endpoint: Option<&str>) -> Shadow {
+    serde_json::from_value(json!({
+        "id": "svc-1@h2#1", "resource": "svc-1", "primary": "h1", "host": "h2", "state": "planned",
+        "causes": [{"type": "manual", "by": "test"}], "priority": 1.0, "cpu_cores": 1.0, "mem_gb": 1.0,
+        "created_at": 0, "updated_at": 0, "last_used_at": 0, "expires_at": null, "endpoint": endpoint,
+    }))
+    .unwrap()
+}
+
+fn request(kind: &str, shadow: &Shadow, resource: &Resource) -> ActuatorRequest {
+    let id = shadow.id.clone();
+    let action = match kind {
+        "create" => ActionKind::CreateShadow { shadow: shadow.clone() },
+        "promote" => ActionKind::PromoteShadow { shadow: id },
+        "retire" => ActionKind::RetireShadow { shadow: id, state: ShadowState::Retired },
+        "expire" => ActionKind::ExpireShadow { shadow: id },
+        other => panic!("no action {other}"),
+    };
+    ActuatorRequest {
+        key: format!("{kind}:{}", shadow.id),
+        attempt: 1,
+        action,
+        shadow: shadow.clone(),
+        resource: Some(resource.clone()),
+    }
+}
+
+fn assert_status(out: &ActuatorOutcome, status: JournalStatus) {
+    assert_eq!(out.status, status, "outcome: {out:?}");
+}
+
+/// The bodies of `n` requests through `addr`.
+async fn bodies(addr: &str, n: usize) -> Vec<String> {
+    let mut all = Vec::new();
+    for _ in 0..n {
+        all.push(get(addr).await.unwrap_or_else(|| "<no answer>".to_string()));
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_traffic_moves_to_the_shadow_on_promotion() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_primary, primary_port) = http_server("primary").await;
+    let (_shadow, shadow_port) = http_server("shadow").await;
+    let front = local(free_port());
+    let h = start_haproxy(tmp.path(), &[("http_bind", front.clone()), ("http_primary", local(primary_port))]).await;
+    until("the primary answers through haproxy", Duration::from_secs(10), || async {
+        get(&front).await.filter(|b| b == "primary")
+    })
+    .await;
+    let act = h.actuator();
+    let res = resource("service", "be_http", "primary", Some(&local(primary_port)));
+
+    // Without an endpoint there is nothing to point the slot at.
+    let out = act.apply(&request("create", &shadow(None), &res)).await;
+    assert_status(&out, JournalStatus::Skipped);
+    assert!(out.detail.contains("no endpoint"), "{}", out.detail);
+
+    let sh = shadow(Some(&local(shadow_port)));
+    let out = act.apply(&request("create", &sh, &res)).await;
+    assert_status(&out, JournalStatus::Applied);
+    let slot = h.server("be_http", "shadow").await;
+    assert_eq!((slot.addr.as_str(), slot.port, slot.status()), ("127.0.0.1", shadow_port, "DRAIN"));
+    assert_eq!(bodies(&front, 10).await, vec!["primary"; 10], "a passive slot takes no traffic");
+    assert_status(&act.apply(&request("create", &sh, &res)).await, JournalStatus::AlreadyApplied);
+
+    let out = act.apply(&request("promote", &sh, &res)).await;
+    assert_status(&out, JournalStatus::Applied);
+    assert!(out.detail.contains(" ms"), "the switch time: {}", out.detail);
+    eprintln!("promote: {}", out.detail);
+    assert_eq!(h.server("be_http", "shadow").await.status(), "UP");
+    assert_eq!(h.server("be_http", "shadow").await.weight, 100);
+    assert_eq!(h.server("be_http", "primary").await.status(), "MAINT");
+    assert_eq!(bodies(&front, 10).await, vec!["shadow"; 10], "all traffic on the shadow");
+    let out = act.apply(&request("promote", &sh, &res)).await;
+    assert_status(&out, JournalStatus::AlreadyApplied);
+
+    let out = act.apply(&request("retire", &sh, &res)).await;
+    assert_status(&out, JournalStatus::Applied);
+    assert_eq!(h.server("be_http", "shadow").await.status(), "MAINT");
+    assert_status(&act.apply(&request("expire", &sh, &res)).await, JournalStatus::Applied);
+    let _ = h.log;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_that_never_comes_up_leaves_traffic_on_the_primary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_primary, primary_port) = http_server("primary").await;
+    let front = local(free_port());
+    let h = start_haproxy(tmp.path(), &[("http_bind", front.clone()), ("http_primary", local(primary_port))]).await;
+    let mut act = h.actuator();
+    act.timeout = Duration::from_secs(1);
+    let res = resource("service", "be_http", "primary", None);
+    let sh = shadow(Some(&local(free_port()))); // nothing listens there
+
+    assert_status(&act.apply(&request("create", &sh, &res)).await, JournalStatus::Applied);
+    let out = act.apply(&request("promote", &sh, &res)).await;
+    assert_status(&out, JournalStatus::Failed);
+    assert!(
+        out.detail.contains("did not come up") && out.detail.contains("traffic left on be_http/primary"),
+        "{}",
+        out.detail
+    );
+    assert_eq!(h.server("be_http", "primary").await.status(), "UP");
+    assert_eq!(h.server("be_http", "shadow").await.status(), "DRAIN");
+    until("the primary answers through haproxy", Duration::from_secs(5), || async {
+        get(&front).await.filter(|b| b == "primary")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_backend_or_server_fails_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h = start_haproxy(tmp.path(), &[]).await;
+    let act = h.actuator();
+    let sh = shadow(Some("127.0.0.1:7001"));
+
+    let out = act.apply(&request("create", &sh, &resource("service", "be_nope", "primary", None))).await;
+    assert_status(&out, JournalStatus::Failed);
+    assert!(out.detail.contains("be_nope") && out.detail.contains("Can't find backend."), "{}", out.detail);
+    let out = act.apply(&request("retire", &sh, &resource("service", "be_nope", "primary", None))).await;
+    assert_status(&out, JournalStatus::Failed);
+    assert!(
+        out.detail.contains("set server be_nope/shadow state maint") && out.detail.contains("No such backend."),
+        "{}",
+        out.detail
+    );
+    let out = act.apply(&request("promote", &sh, &resource("service", "be_http", "nope", None))).await;
+    assert_status(&out, JournalStatus::Failed);
+    assert!(out.detail.contains("no server \"nope\" in backend \"be_http\""), "{}", out.detail);
+    let err = h.client().set("set server be_http/nope state maint").await.unwrap_err();
+    assert!(err.to_string().contains("No such server."), "{err}");
+
+    // A name that would inject a second command is refused before sending.
+    let out = act.apply(&request("retire", &sh, &resource("service", "be_http;shutdown", "primary", None))).await;
+    assert_status(&out, JournalStatus::Failed);
+    assert!(out.detail.contains("invalid haproxy backend name"), "{}", out.detail);
+}
+
+#[tokio::test]
+async fn an_unreachable_or_silent_api_fails_within_the_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let res = resource("service", "be_http", "primary", None);
+    let sh = shadow(None);
+
+    let missing = tmp.path().join("no.sock");
+    let act = HaproxyActuator::new(ApiAddress::Unix(missing.clone()), Duration::from_millis(500));
+    let out = act.apply(&request("retire", &sh, &res)).await;
+    assert_status(&out, JournalStatus::Failed);
+    assert!(
+        out.detail.contains(&missing.display().to_string())
+            && out.detail.contains("set server be_http/shadow state maint"),
+        "{}",
+        out.detail
+    );
+
+    // Accepts (the kernel's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let act = HaproxyActuator::new(ApiAddress::Tcp(addr.clone()), Duration::from_millis(500));
+    let start = Instant::now();
+    let out = act.apply(&request("retire", &sh, &res)).await;
+    let took = start.elapsed();
+    assert_status(&out, JournalStatus::Failed);
+    assert!(
+        out.detail.contains(&format!("tcp:{addr}")) && out.detail.contains("no answer within 500ms"),
+        "{}",
+        out.detail
+    );
+    assert!(took >= Duration::from_millis(500) && took < Duration::from_secs(3), "took {took:?}");
+}
+
+/// A `redis-server` on `port`, answering PING.
+async fn start_redis(dir: &Path, port: u16) -> Proc {
+    require(REDIS_SERVER, "redis-server");
+    let child = Command::new(REDIS_SERVER)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--daemonize", "no", "--repl-diskless-sync-delay", "0", "--dir"])
+        .arg(dir)
+        .arg("--logfile")
+        .arg(dir.join("primary.log"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let proc = Proc(child);
+    let addr = local(port);
+    until("redis answers PING", Duration::from_secs(10), || async {
+        let mut c = RedisClient::connect(&addr, TIMEOUT).await.ok()?;
+        (c.command(&["PING"]).await.ok()? == Reply::Status("PONG".into())).then_some(())
+    })
+    .await;
+    proc
+}
+
+/// Through `front`: the role, the port of the server reached and its key count.
+async fn through(front: &str) -> Option<(String, String, i64)> {
+    let mut c = RedisClient::connect(front, TIMEOUT).await.ok()?;
+    let role = c.role().await.ok()?;
+    let port = c.info("server").await.ok()?.get("tcp_port")?.clone();
+    let Reply::Integer(n) = c.command(&["DBSIZE"]).await.ok()? else { return None };
+    Some((role, port, n))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_failover_behind_the_shipped_haproxy_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let primary_addr = local(port);
+    let mut primary = start_redis(tmp.path(), port).await;
+    let mut c = RedisClient::connect(&primary_addr, TIMEOUT).await.unwrap();
+    for i in 0..1000 {
+        c.command(&["SET", &format!("key:{i}"), &format!("value:{i}")]).await.unwrap();
+    }
+    let front = local(free_port());
+    let h = start_haproxy(tmp.path(), &[("redis_bind", front.clone()), ("redis_primary", primary_addr.clone())]).await;
+    let (role, via, n) =
+        until("the primary answers through haproxy", Duration::from_secs(10), || through(&front)).await;
+    assert_eq!((role.as_str(), via, n), ("master", port.to_string(), 1000));
+
+    let mut config = RedisConfig::new(tmp.path().join("shadows"));
+    config.timeout = TIMEOUT;
+    let redis = RedisActuator::new(config);
+    let ha = h.actuator();
+    let res = resource("redis", "be_redis", "primary", Some(&primary_addr));
+    let mut sh = shadow(None);
+
+    // The chain: redis provisions the replica, haproxy points the slot at its endpoint.
+    let out = redis.apply(&request("create", &sh, &res)).await;
+    assert_status(&out, JournalStatus::Applied);
+    let endpoint = out.endpoint.expect("an endpoint");
+    sh.endpoint = Some(endpoint.clone());
+    assert_status(&ha.apply(&request("create", &sh, &res)).await, JournalStatus::Applied);
+    until("the replica is in sync", Duration::from_secs(20), || async {
+        (redis.sync_state(&sh, Some(&res)).await.ok()? == ShadowState::Ready).then_some(())
+    })
+    .await;
+
+    primary.kill();
+    until("haproxy sees the primary down", Duration::from_secs(10), || async {
+        (h.server("be_redis", "primary").await.status() == "DOWN").then_some(())
+    })
+    .await;
+    assert_status(&redis.apply(&request("promote", &sh, &res)).await, JournalStatus::Applied);
+    let out = ha.apply(&request("promote", &sh, &res)).await;
+    assert_status(&out, JournalStatus::Applied);
+    eprintln!("promote: {}", out.detail);
+
+    let replica_port = endpoint.rsplit_once(':').unwrap().1.to_string();
+    let (role, via, n) = through(&front).await.expect("a connection through haproxy");
+    assert_eq!((role.as_str(), via, n), ("master", replica_port, 1000));
+    let mut c = RedisClient::connect(&front, TIMEOUT).await.unwrap();
+    assert_eq!(c.command(&["GET", "key:123"]).await.unwrap(), Reply::Bulk(Some(b"value:123".to_vec())));
+    assert_eq!(c.command(&["SET", "after", "failover"]).await.unwrap(), Reply::Status("OK".into()));
+}
