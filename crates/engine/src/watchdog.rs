@@ -118,12 +118,15 @@ pub struct Failover {
     pub report: TickReport,
 }
 
+/// The last checks of one primary: `Err` holds when the failed check began and why.
+type CheckHistory = VecDeque<Result<(), (Instant, String)>>;
+
 /// The watchdog over an engine.
 #[derive(Debug)]
 pub struct Watchdog {
     engine: Engine,
     cfg: WatchdogConfig,
-    history: BTreeMap<ResourceId, VecDeque<Result<(), (Instant, String)>>>,
+    history: BTreeMap<ResourceId, CheckHistory>,
 }
 
 impl Watchdog {
