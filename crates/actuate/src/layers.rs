@@ -8,6 +8,7 @@
 //!   `max_wait`, beyond that it answers `Skipped` "rate limited".
 //! - [`CircuitBreaker`]: after K consecutive failures, answers `Skipped` "circuit open"
 //!   without calling the inner actuator for a cool-down, then lets one trial through.
+//! - [`DryRun`]: answers `DryRun` with what would be done, never calling the inner one.
 //! - [`Idempotent`]: remembers successful outcomes by key, so a repeated key in the same
 //!   process answers `AlreadyApplied` without calling the inner actuator.
 //!
@@ -151,6 +152,48 @@ impl Actuator for Timeout {
             Ok(r) => r,
             Err(_elapsed) => Err(format!("{} sync_state timed out after {:?}", self.inner.name(), self.after)),
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Dry run
+
+/// Never calls the inner actuator: answers `DryRun` with what it would have done, under
+/// the inner actuator's name, so a configured chain can be tried without touching
+/// anything. Shadows it "creates" count as ready.
+#[derive(Debug)]
+pub struct DryRun {
+    inner: Arc<dyn Actuator>,
+}
+
+impl DryRun {
+    /// `inner`, never called.
+    pub fn new(inner: impl Actuator + 'static) -> Self {
+        Self::from_arc(Arc::new(inner))
+    }
+
+    /// As [`DryRun::new`], for an actuator already shared.
+    pub fn from_arc(inner: Arc<dyn Actuator>) -> Self {
+        DryRun { inner }
+    }
+}
+
+#[async_trait]
+impl Actuator for DryRun {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    async fn apply(&self, req: &ActuatorRequest) -> ActuatorOutcome {
+        let name = self.inner.name();
+        let detail = format!("dry run, {name} {}", harbinger_engine::actuator::describe(req));
+        tracing::info!(target: "harbinger::actuator", actuator = name, key = %req.key, attempt = req.attempt, "{detail}");
+        let reached = matches!(req.action, harbinger_plan::ActionKind::CreateShadow { .. }).then_some(ShadowState::Ready);
+        ActuatorOutcome { status: JournalStatus::DryRun, detail, reached, endpoint: None }
+    }
+
+    async fn sync_state(&self, _shadow: &Shadow, _resource: Option<&Resource>) -> Result<ShadowState, String> {
+        Ok(ShadowState::Ready)
     }
 }
 

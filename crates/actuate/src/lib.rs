@@ -2,6 +2,8 @@
 //! them.
 //!
 //! # Layout
+//! - [`config`]: builds the chain from the `[[actuators]]` tables of the configuration
+//!   (start here).
 //! - [`chain`]: several actuators called in order, each for some resource kinds.
 //! - [`layers`]: timeout, retry with backoff, rate limit and circuit breaker, each an
 //!   [`Actuator`](harbinger_engine::Actuator) wrapping another.
@@ -12,9 +14,13 @@
 //! - [`redis`]: shadows as Redis replicas, promoted with `REPLICAOF NO ONE`.
 
 pub mod chain;
+pub mod config;
 pub mod exec;
 pub mod haproxy;
 pub mod layers;
 pub mod process;
 pub mod redis;
 pub mod webhook;
+
+pub use chain::{Chain, Step};
+pub use config::{ActuatorConfigError, BuildContext, BuiltChain, build_chain};

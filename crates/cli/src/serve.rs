@@ -97,6 +97,12 @@ async fn tick_loop(engine: Engine, every: std::time::Duration, stop: impl Future
 async fn open_engine(cfg: &Config, stores: &Stores, scorer: Option<Arc<dyn RiskScorer>>, telemetry: Arc<Telemetry>) -> anyhow::Result<Engine> {
     let actuator: Arc<dyn harbinger_engine::Actuator> = match cfg.engine.actuator {
         harbinger_config::ActuatorKind::Log => Arc::new(harbinger_engine::LogActuator),
+        harbinger_config::ActuatorKind::Chain => {
+            let ctx = harbinger_actuate::BuildContext { data_dir: cfg.data_dir.clone() };
+            let built = harbinger_actuate::build_chain(&cfg.actuators, &ctx)?;
+            export_circuits(built.circuits, telemetry.clone());
+            Arc::new(built.chain)
+        }
     };
     let parts = EngineParts { stores: stores.clone(), scorer, actuator, clock: Arc::new(harbinger_core::SystemClock), telemetry };
     let sc = &cfg.snapshots;
@@ -116,6 +122,28 @@ async fn open_engine(cfg: &Config, stores: &Stores, scorer: Option<Arc<dyn RiskS
     let (engine, resumed) = Engine::open(parts, ecfg).await.context("opening the engine")?;
     tracing::info!(shadows = resumed.shadows, resumed = resumed.resumed.len(), actuator = engine.actuator(), "engine ready");
     Ok(engine)
+}
+
+/// Keeps `harbinger_actuator_circuit_open` and `_opened` up to date from the chain's
+/// circuit breakers, once a second.
+fn export_circuits(circuits: Vec<harbinger_actuate::layers::CircuitHandle>, telemetry: Arc<Telemetry>) {
+    if circuits.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut seen = vec![0_u64; circuits.len()];
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            for (step, (c, seen)) in circuits.iter().zip(seen.iter_mut()).enumerate() {
+                let label = harbinger_engine::telemetry::StepLabel { actuator: c.actuator(), step: step as u64 };
+                telemetry.circuit_open.get_or_create(&label).set(i64::from(c.is_open()));
+                let opened = c.times_opened();
+                telemetry.circuit_opened.get_or_create(&label).inc_by(opened.saturating_sub(*seen));
+                *seen = opened;
+            }
+        }
+    });
 }
 
 /// Reads the TLS certificate and key named by `grpc.tls_cert`/`grpc.tls_key`.

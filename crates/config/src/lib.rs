@@ -79,6 +79,10 @@ pub struct RawConfig {
     /// `[watchdog]`.
     #[serde(default)]
     pub watchdog: RawWatchdog,
+    /// `[[actuators]]`: the chain `engine.actuator = "chain"` runs, in order. Each table
+    /// has a `kind` and that kind's keys; `harbinger-actuate` checks and builds them.
+    #[serde(default)]
+    pub actuators: Vec<toml::Table>,
 }
 
 /// `[watchdog]` section: health checks of primaries and failover.
@@ -380,6 +384,8 @@ pub struct Config {
     pub snapshots: SnapshotsConfig,
     /// Health checks and failover.
     pub watchdog: WatchdogConfig,
+    /// The `[[actuators]]` tables, unchecked (the actuate crate builds them).
+    pub actuators: Vec<toml::Table>,
 }
 
 /// Checked `[watchdog]` settings.
@@ -442,6 +448,8 @@ pub struct EngineConfig {
 pub enum ActuatorKind {
     /// Dry run: journals and logs every action as it would be done.
     Log,
+    /// The `[[actuators]]` of the config, called in order for the resource kinds each names.
+    Chain,
 }
 
 /// Environment variables read, and the dotted key each sets.
@@ -727,10 +735,17 @@ impl Config {
         if watchdog.interval < Duration::from_millis(10) {
             return Err(ConfigError::Invalid { field: "watchdog.interval", reason: "must be at least 10ms".into() });
         }
+        if engine.actuator == ActuatorKind::Chain && raw.actuators.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "engine.actuator",
+                reason: "\"chain\" needs at least one [[actuators]] table".into(),
+            });
+        }
         Ok(Self {
             engine,
             snapshots,
             watchdog,
+            actuators: raw.actuators,
             grpc: GrpcConfig {
                 addr: grpc_addr,
                 max_hosts_per_request: usize::try_from(max_hosts).unwrap_or(usize::MAX),
@@ -791,8 +806,9 @@ fn engine_config(raw: &RawEngine) -> Result<EngineConfig, ConfigError> {
     };
     let actuator = match raw.actuator.as_deref().unwrap_or("log") {
         "log" => ActuatorKind::Log,
+        "chain" => ActuatorKind::Chain,
         other => {
-            return Err(ConfigError::Invalid { field: "engine.actuator", reason: format!("{other:?} is not one of \"log\"") });
+            return Err(ConfigError::Invalid { field: "engine.actuator", reason: format!("{other:?} is not one of \"log\", \"chain\"") });
         }
     };
     Ok(EngineConfig {
@@ -849,6 +865,23 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../harbinger.example.toml");
         let c = Config::load(Some(&path), no_env, &[]).expect("example config is valid");
         assert_eq!(c, Config::defaults(), "the example documents the defaults");
+    }
+
+    #[test]
+    fn the_chain_actuator_needs_actuators_tables_kept_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("h.toml");
+        std::fs::write(&f, "[engine]\nactuator = \"chain\"\n").expect("write");
+        let e = Config::load(Some(&f), no_env, &[]).expect_err("no tables");
+        assert!(e.to_string().contains("needs at least one [[actuators]] table"), "{e}");
+        std::fs::write(&f, "[engine]\nactuator = \"chain\"\n[[actuators]]\nkind = \"redis\"\n[[actuators]]\nkind = \"haproxy\"\napi = \"/s\"\n")
+            .expect("write");
+        let c = Config::load(Some(&f), no_env, &[]).expect("valid");
+        assert_eq!(c.engine.actuator, ActuatorKind::Chain);
+        let kinds: Vec<_> = c.actuators.iter().filter_map(|t| t.get("kind").and_then(toml::Value::as_str)).collect();
+        assert_eq!(kinds, ["redis", "haproxy"]);
+        let e = Config::load(None, no_env, &[("engine.actuator", "magic".into())]).expect_err("unknown kind");
+        assert!(e.to_string().contains("\"magic\" is not one of \"log\", \"chain\""), "{e}");
     }
 
     #[test]

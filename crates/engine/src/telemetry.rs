@@ -48,6 +48,15 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// Label set: one step of the actuator chain.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabel {
+    /// The actuator's name (`redis`, `haproxy`, ...).
+    pub actuator: &'static str,
+    /// Its position in `[[actuators]]` (0-based).
+    pub step: u64,
+}
+
 /// Label set: an Alertmanager alert's status.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AlertLabel {
@@ -87,6 +96,10 @@ pub struct Telemetry {
     pub failovers: Counter,
     /// From a primary's first failed health check to its failover done.
     pub failover_seconds: Histogram,
+    /// 1 while an actuator's circuit is open (it kept failing; actions are skipped).
+    pub circuit_open: Family<StepLabel, Gauge>,
+    /// Times an actuator's circuit opened.
+    pub circuit_opened: Family<StepLabel, Counter>,
 }
 
 impl Default for Telemetry {
@@ -131,6 +144,10 @@ impl Telemetry {
         registry.register("failovers", "Hosts the watchdog declared down and failed over", failovers.clone());
         let failover_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 12));
         registry.register("failover_seconds", "From a primary's first failed health check to its failover done", failover_seconds.clone());
+        let circuit_open = Family::<StepLabel, Gauge>::default();
+        registry.register("actuator_circuit_open", "1 while an actuator's circuit is open after failing repeatedly", circuit_open.clone());
+        let circuit_opened = Family::<StepLabel, Counter>::default();
+        registry.register("actuator_circuit_opened", "Times an actuator's circuit opened", circuit_opened.clone());
         // Pre-create the reject reasons so they read 0 rather than being absent.
         for r in harbinger_core::RejectReason::ALL {
             drop(samples_rejected.get_or_create(&ReasonLabel { reason: r.as_str() }));
@@ -151,6 +168,8 @@ impl Telemetry {
             engine_tick_seconds,
             failovers,
             failover_seconds,
+            circuit_open,
+            circuit_opened,
         }
     }
 
