@@ -13,6 +13,12 @@
 //!   backend, the name of the primary's server in it, and the name of the pre-declared
 //!   shadow slot server. An optional `"weight"` (0 to 256, default 100) is the weight the
 //!   slot gets when promoted. Names may use letters, digits, `_`, `-`, `.` and `:`.
+//!   An optional `"armed": true` makes the slot a ready `backup` at creation instead of a
+//!   draining one (the slot must be declared `backup`; creation checks it with `show stat`):
+//!   HAProxy then sends traffic to the shadow by itself the moment it takes the primary
+//!   out, which the shipped HTTP backend does at the first failed connection
+//!   (`observe layer4 error-limit 1 on-error mark-down`), so not one request fails while
+//!   harbinger's watchdog confirms the failover with the promotion.
 //! - `"endpoint": "127.0.0.1:7001"`: where the primary serves (not used here; see
 //!   [`crate::redis`]).
 //!
@@ -405,6 +411,32 @@ impl HaproxyClient {
         })
     }
 
+    /// Whether `server` is declared `backup` in `backend` (the `bck` column of
+    /// `show stat <backend> 4 -1`).
+    ///
+    /// # Errors
+    /// As [`HaproxyClient::command`]; [`HaproxyError::Unexpected`] when the answer has no
+    /// `bck` column or no such server.
+    pub async fn is_backup(&self, backend: &str, server: &str) -> Result<bool, HaproxyError> {
+        valid_name("backend", backend)?;
+        valid_name("server", server)?;
+        let command = format!("show stat {backend} 4 -1");
+        let answer = self.command(&command).await?;
+        let mut lines = answer.lines();
+        let header: Vec<&str> = lines.next().unwrap_or("").trim_start_matches("# ").split(',').collect();
+        let col = |name: &str| header.iter().position(|h| *h == name);
+        let (Some(px), Some(sv), Some(bck)) = (col("pxname"), col("svname"), col("bck")) else {
+            return Err(self.unexpected(&command, format!("no pxname/svname/bck columns in {:?}", answer.chars().take(120).collect::<String>())));
+        };
+        for line in lines {
+            let f: Vec<&str> = line.split(',').collect();
+            if f.get(px) == Some(&backend) && f.get(sv) == Some(&server) {
+                return Ok(f.get(bck) == Some(&"1"));
+            }
+        }
+        Err(self.unexpected(&command, format!("no server {server:?} in backend {backend:?}")))
+    }
+
     /// `set server <backend>/<server> addr <ip> port <port>`.
     ///
     /// # Errors
@@ -487,6 +519,11 @@ pub struct HaproxyTarget {
     pub shadow: String,
     /// The weight the slot gets when promoted (default 100).
     pub weight: u32,
+    /// `armed`: the slot is a `backup` server made ready when the shadow is created, so
+    /// HAProxy itself sends traffic to it the moment it takes the primary out (e.g. with
+    /// `observe layer4 on-error mark-down`), before harbinger's promotion confirms the
+    /// switch. Default false: the slot drains until promotion.
+    pub armed: bool,
 }
 
 /// Weight of a promoted slot when the resource does not say.
@@ -515,11 +552,16 @@ impl HaproxyTarget {
                 format!("resource {}: state.haproxy.weight must be an integer from 0 to 256", resource.id)
             })?,
         };
+        let armed = match h.get("armed") {
+            None => false,
+            Some(a) => a.as_bool().ok_or_else(|| format!("resource {}: state.haproxy.armed must be true or false", resource.id))?,
+        };
         Ok(Some(HaproxyTarget {
             backend: field("backend")?,
             primary: field("primary")?,
             shadow: field("shadow")?,
             weight,
+            armed,
         }))
     }
 }
@@ -573,22 +615,32 @@ impl HaproxyActuator {
             return Ok(ActuatorOutcome::failed(format!("shadow {} endpoint {endpoint:?} is not ip:port", shadow.id)));
         };
         let before = client.server_state(&t.backend, &t.shadow).await?;
-        if before.addr == ip && before.port == port && before.draining() && !before.in_maint() {
+        if t.armed && !client.is_backup(&t.backend, &t.shadow).await? {
+            return Ok(ActuatorOutcome::failed(format!(
+                "slot {}/{} is armed but not declared `backup`: ready, it would take a share of live traffic; \
+                 add `backup` to its server line or drop state.haproxy.armed {}",
+                t.backend,
+                t.shadow,
+                crate::layers::NOT_RETRYABLE
+            )));
+        }
+        let (state, how) = if t.armed {
+            (AdminState::Ready, "armed: a ready backup, traffic only once the primary is out")
+        } else {
+            (AdminState::Drain, "draining: checked, no traffic")
+        };
+        let in_state = if t.armed { !before.draining() } else { before.draining() };
+        if before.addr == ip && before.port == port && in_state && !before.in_maint() {
             return Ok(ActuatorOutcome::new(
                 JournalStatus::AlreadyApplied,
-                format!("slot {}/{} already points at {endpoint}, draining", t.backend, t.shadow),
+                format!("slot {}/{} already points at {endpoint}, {}", t.backend, t.shadow, state.as_str()),
             ));
         }
         client.set_server_addr(&t.backend, &t.shadow, &ip, port).await?;
-        client.set_server_state(&t.backend, &t.shadow, AdminState::Drain).await?;
+        client.set_server_state(&t.backend, &t.shadow, state).await?;
         Ok(ActuatorOutcome::new(
             JournalStatus::Applied,
-            format!(
-                "slot {}/{} points at {endpoint} (was {}), draining: checked, no traffic",
-                t.backend,
-                t.shadow,
-                before.address()
-            ),
+            format!("slot {}/{} points at {endpoint} (was {}), {how}", t.backend, t.shadow, before.address()),
         ))
     }
 

@@ -467,3 +467,38 @@ async fn redis_failover_behind_the_shipped_haproxy_config() {
     assert_eq!(c.command(&["GET", "key:123"]).await.unwrap(), Reply::Bulk(Some(b"value:123".to_vec())));
     assert_eq!(c.command(&["SET", "after", "failover"]).await.unwrap(), Reply::Status("OK".into()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_armed_slot_must_be_a_backup_and_is_made_ready_at_creation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h = start_haproxy(tmp.path(), &[]).await;
+    let act = h.actuator();
+    let sh = shadow(Some("127.0.0.1:7001"));
+    let armed = |backend: &str| {
+        let mut r = resource("service", backend, "primary", None);
+        r.state["haproxy"]["armed"] = json!(true);
+        r
+    };
+    // be_http's slot is declared `backup`: ready (a backup takes traffic only once the
+    // primary is out), and creating it again changes nothing.
+    assert!(h.client().is_backup("be_http", "shadow").await.unwrap());
+    let out = act.apply(&request("create", &sh, &armed("be_http"))).await;
+    assert_status(&out, JournalStatus::Applied);
+    assert!(out.detail.contains("armed"), "{}", out.detail);
+    let slot = h.client().server_state("be_http", "shadow").await.unwrap();
+    assert!(!slot.draining() && !slot.in_maint() && slot.address() == "127.0.0.1:7001", "{slot}");
+    let out = act.apply(&request("create", &sh, &armed("be_http"))).await;
+    assert_status(&out, JournalStatus::AlreadyApplied);
+    // be_redis's slot is not a backup: arming it would put a replica in the rotation.
+    assert!(!h.client().is_backup("be_redis", "shadow").await.unwrap());
+    let out = act.apply(&request("create", &sh, &armed("be_redis"))).await;
+    assert_status(&out, JournalStatus::Failed);
+    assert!(out.detail.contains("not declared `backup`") && out.detail.contains("(not retryable)"), "{}", out.detail);
+    assert!(h.client().server_state("be_redis", "shadow").await.unwrap().in_maint(), "left untouched");
+    // A malformed flag names the field.
+    let mut bad = resource("service", "be_http", "primary", None);
+    bad.state["haproxy"]["armed"] = json!("yes");
+    let out = act.apply(&request("create", &sh, &bad)).await;
+    assert_status(&out, JournalStatus::Failed);
+    assert!(out.detail.contains("state.haproxy.armed must be true or false"), "{}", out.detail);
+}

@@ -45,6 +45,13 @@ pub enum Command {
     Shadows(ShadowsArgs),
     /// Load a dataset directory into the store.
     Ingest(IngestArgs),
+    /// The whole story on this machine, no configuration: HAProxy, an HTTP service and a
+    /// Redis, a predicted failure, shadows, SIGKILL of the primaries, failover. Needs the
+    /// `haproxy` and `redis-server` programs.
+    Demo(DemoArgs),
+    /// A host's HTTP service in the demo: answers every request with its name.
+    #[command(hide = true)]
+    DemoBackend(DemoBackendArgs),
     /// Generate a synthetic fleet dataset with ground truth.
     Synth(SynthArgs),
     /// Validate the configuration and print it, without side effects.
@@ -349,6 +356,28 @@ pub enum ShadowsCommand {
         #[arg(long)]
         by: Option<String>,
     },
+}
+
+/// `demo` flags.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Print a JSON object with the figures as the last line (and no timeline).
+    #[arg(long)]
+    pub json: bool,
+    /// GET requests per second through HAProxy during the failover.
+    #[arg(long, default_value_t = 500)]
+    pub rate: u32,
+}
+
+/// `demo-backend` flags.
+#[derive(Debug, Args)]
+pub struct DemoBackendArgs {
+    /// Port on 127.0.0.1.
+    #[arg(long)]
+    pub port: u16,
+    /// The name every answer carries.
+    #[arg(long)]
+    pub name: String,
 }
 
 /// `ingest` flags.

@@ -21,6 +21,7 @@ pub mod args;
 pub mod bench;
 pub mod bench_grpc;
 pub mod bench_tick;
+pub mod demo;
 pub mod export;
 pub mod ingest;
 pub mod models;
@@ -51,6 +52,9 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     }
     if let Some(l) = &cli.global.log_level {
         overrides.push(("log.level", l.clone()));
+    } else if matches!(cli.command, Command::Demo(_) | Command::DemoBackend(_)) {
+        // The demo prints its own timeline.
+        overrides.push(("log.level", "warn".into()));
     }
     match &cli.command {
         Command::Models(crate::args::ModelsArgs { registry: Some(r), .. })
@@ -151,6 +155,12 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             train::run_eval(&a, &dir, &budget(&cfg.engine))
         }
         Command::CheckConfig => {
+            if cfg.engine.actuator == harbinger_config::ActuatorKind::Chain {
+                let ctx = harbinger_actuate::BuildContext { data_dir: cfg.data_dir.clone() };
+                let built = harbinger_actuate::build_chain(&cfg.actuators, &ctx)?;
+                let names: Vec<_> = built.chain.steps().iter().map(|s| s.actuator.name()).collect();
+                println!("actuator chain: {}", names.join(" -> "));
+            }
             println!("{cfg:#?}");
             Ok(())
         }
@@ -165,6 +175,8 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             train::bench_score(&a, &dir)
         }
         Command::Score(a) => runtime()?.block_on(score::run(&a)),
+        Command::Demo(a) => runtime()?.block_on(demo::run(&a)),
+        Command::DemoBackend(a) => runtime()?.block_on(demo::backend(&a)),
         Command::Shadows(a) => runtime()?.block_on(shadows::run(&a)),
         Command::Nab(NabCommand::Run(a)) => {
             let r = harbinger_detect::run_nab_dir(&a.data, &a.out, &harbinger_detect::DetectorParams::default())

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use harbinger_core::shadow::{Cause, Shadow, ShadowState, transition};
 use harbinger_core::{
@@ -559,6 +559,32 @@ impl Engine {
         }
         self.record(&mut st, &decisions);
         Ok(TickReport { now, transitions: Vec::new(), decisions, executed })
+    }
+
+    /// Records that the failover of `resource`'s primary `host` is done: the time from its
+    /// first failed check to the host declared down, and from then to the failover's
+    /// actions done, with the outcome of each action of `report`.
+    pub async fn failover_done(&self, host: &HostId, resource: &ResourceId, detect: Duration, act: Duration, report: &TickReport) {
+        let now = self.0.clock.now_ms();
+        let outcomes: Vec<String> = report.executed.iter().map(|e| format!("{} {}", e.key, e.status.as_str())).collect();
+        let d = Decision {
+            ts: now,
+            kind: kind::FAILOVER_DONE.to_string(),
+            host: host.clone(),
+            resource: Some(resource.clone()),
+            target_host: None,
+            reason: format!(
+                "{host} declared down {} ms after the first failed check of {resource}; failover actions done {} ms later ({})",
+                detect.as_millis(),
+                act.as_millis(),
+                if outcomes.is_empty() { "no action".to_string() } else { outcomes.join(", ") }
+            ),
+            shadow: None,
+            priority: None,
+            cause: None,
+        };
+        let mut st = self.0.state.lock().await;
+        self.record(&mut st, std::slice::from_ref(&d));
     }
 
     /// After a promotion the shadow is the resource: it now runs on the shadow's host, at

@@ -77,7 +77,9 @@ impl Check {
         s.write_all(&req).await.map_err(|e| format!("write to {endpoint}: {e}"))?;
         let mut buf = [0u8; 16];
         let mut n = 0;
-        while n < want.len() + 4 {
+        // HTTP: enough of the status line for the code (the server closes after it).
+        // Redis: the first reply line (the server keeps the connection open).
+        while n < want.len() + 4 && !(matches!(self, Check::Redis) && buf[..n].windows(2).any(|w| w == b"\r\n")) {
             let k = s.read(&mut buf[n..]).await.map_err(|e| format!("read from {endpoint}: {e}"))?;
             if k == 0 {
                 break;
@@ -178,6 +180,7 @@ impl Watchdog {
                     t.failover_seconds.observe((done - first_failure).as_secs_f64());
                     tracing::warn!(%host, %resource, detect_ms = (declared - first_failure).as_millis() as u64,
                         act_ms = (done - declared).as_millis() as u64, "failover done");
+                    self.engine.failover_done(&host, &resource, declared - first_failure, done - declared, &report).await;
                     out.push(Failover { host, resource, evidence, first_failure, declared, done, report });
                 }
                 Err(e) => tracing::error!(%host, error = %e, "failover failed"),

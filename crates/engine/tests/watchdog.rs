@@ -57,6 +57,10 @@ async fn a_dead_primary_fails_over_to_its_shadow_and_one_without_takes_the_stand
     assert!(f[0].evidence.contains("refused"), "{}", f[0].evidence);
     let kinds: Vec<&str> = f[0].report.decisions.iter().map(|d| d.kind.as_str()).collect();
     assert_eq!(kinds, ["failover", "shadow_promoted"], "{:?}", f[0].report.decisions);
+    let st = engine.status(&harbinger_engine::StatusFilter::default()).await.expect("status");
+    let done = st.decisions.last().expect("decisions");
+    assert_eq!((done.kind.as_str(), done.resource.as_ref().map(|r| r.as_str())), ("failover_done", Some("api-1")), "{done:?}");
+    assert!(done.reason.contains("a1 declared down ") && done.reason.contains("promote:"), "the timings and the actions: {}", done.reason);
     let promoted = store.shadow(&shadow.id).await.expect("read").expect("shadow");
     assert_eq!(promoted.state, ShadowState::Promoted);
     let moved = store.resources().await.expect("resources").into_iter().find(|r| r.id == "api-1").expect("api-1");
@@ -91,4 +95,23 @@ async fn checks_name_what_failed() {
     drop(l);
     let err = Check::Tcp.run(&e, t).await.expect_err("closed");
     assert!(err.starts_with(&format!("connect {e}: ")), "{err}");
+
+    // Redis answers +PONG and keeps the connection open: healthy at once, not a timeout.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let e = l.local_addr().expect("addr").to_string();
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let Ok((mut c, _)) = l.accept().await else { break };
+            let mut buf = [0u8; 64];
+            let _n = tokio::io::AsyncReadExt::read(&mut c, &mut buf).await;
+            let reply: &[u8] = if buf.starts_with(b"PING") { b"+PONG\r\n" } else { b"-ERR unknown\r\n" };
+            let _w = tokio::io::AsyncWriteExt::write_all(&mut c, reply).await;
+            held.push(c);
+        }
+    });
+    let started = std::time::Instant::now();
+    assert_eq!(Check::Redis.run(&e, t).await, Ok(()));
+    assert!(started.elapsed() < t, "answered before the timeout");
+    server.abort();
 }

@@ -23,6 +23,8 @@ pub mod kind {
     pub const SHADOW_PROMOTED: &str = "shadow_promoted";
     /// A primary is down and one of its resources fails over (precedes the promotion).
     pub const FAILOVER: &str = "failover";
+    /// A failover's actions are done: how long detection and action took (watchdog).
+    pub const FAILOVER_DONE: &str = "failover_done";
     /// An existing live shadow gains a cause instead of a duplicate being created.
     pub const CAUSE_ADDED: &str = "cause_added";
     /// A cause that ended (a resolved alert) is removed from a shadow that stays.

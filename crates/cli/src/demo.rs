@@ -1,0 +1,590 @@
+//! `harbinger demo`: the whole predict-and-act story on one machine, with no
+//! configuration.
+//!
+//! Two hosts per service are processes on loopback ports: an HTTP service (`web`, served
+//! by `harbinger demo-backend`) and a Redis (`cache`), both behind a real HAProxy rendered
+//! from `deploy/haproxy/haproxy.cfg.tmpl`. harbinger runs in this process (`serve` with
+//! the `process`, `redis` and `haproxy` actuators and the watchdog). The demo tells
+//! harbinger that the primaries' hosts are about to fail (an Alertmanager alert, as a
+//! monitoring stack would), harbinger places a passive shadow of each on the other host
+//! (a second backend process; a Redis replica), the demo kills each primary with SIGKILL
+//! under load (500 GET/s through HAProxy; a write loop through HAProxy, every other write
+//! acknowledged with `WAIT 1`), and harbinger's watchdog promotes the shadow and switches
+//! HAProxy. It prints the timeline and the counts; `--json` adds one JSON object as the
+//! last line.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use harbinger_actuate::redis::{RedisClient, Reply};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use crate::args::{DemoArgs, DemoBackendArgs};
+
+const TEMPLATE: &str = include_str!("../../../deploy/haproxy/haproxy.cfg.tmpl");
+
+/// Where a program is, from `PATH` or the usual Debian location.
+fn find(program: &str, debian: &str) -> Option<PathBuf> {
+    if Path::new(debian).is_file() {
+        return Some(PathBuf::from(debian));
+    }
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(program)).find(|p| p.is_file()))
+}
+
+/// A port free now on 127.0.0.1.
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// A child killed (with its process group) when dropped.
+struct Proc {
+    name: &'static str,
+    child: Child,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, cmd: &mut Command) -> anyhow::Result<Self> {
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true).process_group(0);
+        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        Ok(Proc { name, child })
+    }
+
+    fn sigkill(&mut self) {
+        if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()).and_then(rustix::process::Pid::from_raw) {
+            let _gone = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.sigkill();
+        tracing::debug!(process = self.name, "stopped");
+    }
+}
+
+/// Polls `f` every 50 ms until it is `Some`, for at most `bound`.
+async fn until<T, F, Fut>(what: &str, bound: Duration, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {bound:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn tcp_open(addr: &str) -> bool {
+    tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await.is_ok_and(|r| r.is_ok())
+}
+
+/// The timeline, printed as it happens (unless `--json`).
+struct Timeline {
+    start: Instant,
+    /// The wall clock at `start`, in Unix ms (decisions carry wall-clock times).
+    start_ms: i64,
+    quiet: bool,
+}
+
+impl Timeline {
+    fn say(&mut self, text: impl Into<String>) {
+        let line = format!("{:>8.3} s  {}", self.start.elapsed().as_secs_f64(), text.into());
+        if !self.quiet {
+            println!("{line}");
+        }
+    }
+}
+
+/// `harbinger demo-backend`: answers every GET with its name (a host's service).
+///
+/// # Errors
+/// The port cannot be bound.
+pub async fn backend(a: &DemoBackendArgs) -> anyhow::Result<()> {
+    let name: Arc<str> = Arc::from(a.name.as_str());
+    let app = axum::Router::new().fallback(move || {
+        let name = name.clone();
+        async move { name.to_string() }
+    });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", a.port)).await.with_context(|| format!("binding 127.0.0.1:{}", a.port))?;
+    axum::serve(listener, app).await.context("serving")
+}
+
+/// What one HTTP request through HAProxy gave.
+struct Got {
+    sent: Instant,
+    done: Instant,
+    /// The body of a 2xx answer, or why there was none.
+    body: Result<String, String>,
+}
+
+/// `e` and its sources, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+/// Sends `rate` GETs per second to `url` until `stop`, each bounded by 5 s.
+async fn load(url: String, rate: u32, stop: Arc<AtomicBool>) -> Vec<Got> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).pool_max_idle_per_host(0).build().unwrap_or_default();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut every = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+    while !stop.load(Ordering::Relaxed) {
+        every.tick().await;
+        let (client, url, tx) = (client.clone(), url.clone(), tx.clone());
+        tokio::spawn(async move {
+            let sent = Instant::now();
+            let body = match client.get(&url).send().await {
+                Ok(r) if r.status().is_success() => r.text().await.map_err(|e| format!("reading the body: {e}")),
+                Ok(r) => Err(format!("status {}", r.status())),
+                Err(e) => Err(if e.is_timeout() { "timeout".into() } else { error_chain(&e) }),
+            };
+            let _closed = tx.send(Got { sent, done: Instant::now(), body });
+        });
+    }
+    drop(tx);
+    let mut out = Vec::new();
+    while let Some(g) = rx.recv().await {
+        out.push(g);
+    }
+    out
+}
+
+/// Writes through HAProxy until `stop`: even writes are followed by `WAIT 1 500` and count
+/// as acknowledged by a replica when it answers ≥ 1; odd ones are plain `SET`s.
+/// Reconnects after any error. Returns (acked with WAIT, acked without, failed attempts).
+async fn writes(addr: String, stop: Arc<AtomicBool>) -> (Vec<String>, Vec<String>, u64) {
+    let (mut waited, mut plain, mut failed) = (Vec::new(), Vec::new(), 0_u64);
+    let mut conn: Option<RedisClient> = None;
+    let mut i = 0_u64;
+    while !stop.load(Ordering::Relaxed) {
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match RedisClient::connect(&addr, Duration::from_millis(500)).await {
+                Ok(c) => conn.insert(c),
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let key = format!("demo:{i}");
+        let value = i.to_string();
+        let ok = match c.command(&["SET", &key, &value]).await {
+            Ok(Reply::Status(s)) if s == "OK" => {
+                if i.is_multiple_of(2) {
+                    match c.command(&["WAIT", "1", "500"]).await {
+                        Ok(Reply::Integer(n)) if n >= 1 => waited.push(key),
+                        Ok(_) => plain.push(key),
+                        Err(_) => {}
+                    }
+                } else {
+                    plain.push(key);
+                }
+                true
+            }
+            _ => false,
+        };
+        i += 1;
+        if !ok {
+            failed += 1;
+            conn = None;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    (waited, plain, failed)
+}
+
+/// Keys of `keys` absent at `addr`.
+async fn missing(addr: &str, keys: &[String]) -> anyhow::Result<usize> {
+    let mut c = until(&format!("a Redis primary behind {addr}"), Duration::from_secs(10), || {
+        let addr = addr.to_string();
+        async move {
+            let mut c = RedisClient::connect(&addr, Duration::from_millis(500)).await.ok()?;
+            (c.role().await.ok()? == "master").then_some(c)
+        }
+    })
+    .await?;
+    let mut n = 0;
+    for k in keys {
+        if let Reply::Integer(0) = c.command(&["EXISTS", k]).await.with_context(|| format!("EXISTS {k} at {addr}"))? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// `harbinger demo`.
+///
+/// # Errors
+/// A missing prerequisite (with how to install it), or a step that did not happen in time.
+pub async fn run(a: &DemoArgs) -> anyhow::Result<()> {
+    let haproxy = find("haproxy", "/usr/sbin/haproxy");
+    let redis_server = find("redis-server", "/usr/bin/redis-server");
+    let missing_pkgs: Vec<&str> = [("haproxy", haproxy.is_none()), ("redis-server", redis_server.is_none())]
+        .into_iter()
+        .filter_map(|(p, absent)| absent.then_some(p))
+        .collect();
+    let (Some(haproxy), Some(redis_server)) = (haproxy, redis_server) else {
+        bail!("harbinger demo needs {}: install with `sudo apt-get install {}` (Debian/Ubuntu)", missing_pkgs.join(" and "), missing_pkgs.join(" "));
+    };
+    let exe = std::env::current_exe().context("finding the harbinger executable")?;
+    let tmp = tempfile::Builder::new().prefix("harbinger-demo-").tempdir().context("creating a scratch directory")?;
+    let dir = tmp.path();
+    let start_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
+    let mut tl = Timeline { start: Instant::now(), start_ms, quiet: a.json };
+    tl.say(format!("scratch directory {}", dir.display()));
+
+    // The hosts: web-a/web-b and cache-a/cache-b, processes on loopback ports.
+    let (web_port, web_front) = (free_port()?, free_port()?);
+    let (redis_port, redis_front) = (free_port()?, free_port()?);
+    let (http_port, grpc_port) = (free_port()?, free_port()?);
+    let local = |p: u16| format!("127.0.0.1:{p}");
+    let mut web = Proc::spawn("web primary", Command::new(&exe).args(["demo-backend", "--port", &web_port.to_string(), "--name", "web-a"]))?;
+    let redis_dir = dir.join("redis-primary");
+    std::fs::create_dir_all(&redis_dir)?;
+    let mut redis = Proc::spawn(
+        "redis primary",
+        Command::new(&redis_server)
+            .args(["--bind", "127.0.0.1", "--port", &redis_port.to_string(), "--save", "", "--appendonly", "no"])
+            .args(["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(&redis_dir),
+    )?;
+    until("the web primary", Duration::from_secs(10), || tcp_open_owned(local(web_port))).await?;
+    until("the redis primary", Duration::from_secs(10), || tcp_open_owned(local(redis_port))).await?;
+    tl.say(format!("web primary on host web-a ({}), redis primary on host cache-a ({})", local(web_port), local(redis_port)));
+
+    // HAProxy in front of both, from the shipped template.
+    let sock = dir.join("haproxy.sock");
+    let cfg_text = render(
+        TEMPLATE,
+        &[
+            ("stats_socket", sock.display().to_string()),
+            ("http_bind", local(web_front)),
+            ("http_check_path", "/".into()),
+            ("http_primary", local(web_port)),
+            ("http_shadow", "127.0.0.1:1".into()),
+            ("redis_bind", local(redis_front)),
+            ("redis_primary", local(redis_port)),
+            ("redis_shadow", "127.0.0.1:1".into()),
+        ],
+    )?;
+    let cfg_path = dir.join("haproxy.cfg");
+    std::fs::write(&cfg_path, cfg_text)?;
+    let _haproxy = Proc::spawn("haproxy", Command::new(&haproxy).arg("-db").arg("-f").arg(&cfg_path))?;
+    until("haproxy", Duration::from_secs(10), || tcp_open_owned(local(web_front))).await?;
+    tl.say(format!("haproxy: http on {}, redis on {} (runtime API {})", local(web_front), local(redis_front), sock.display()));
+
+    // harbinger's inventory and configuration.
+    let data_dir = dir.join("data");
+    let inv = dir.join("inventory");
+    write_inventory(&inv, web_port, redis_port)?;
+    let toml = config_toml(&data_dir, http_port, grpc_port, &exe, &redis_server, &dir.join("replicas"), &sock);
+    let cfg_file = dir.join("harbinger.toml");
+    std::fs::write(&cfg_file, toml)?;
+    let cfg = harbinger_config::Config::load(Some(&cfg_file), |_| None, &[]).context("the demo's configuration")?;
+    load_inventory(&cfg, &inv).await.context("loading the demo inventory")?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::serve::run(cfg, async move {
+        let _stop = stop_rx.await;
+    }));
+    let api = format!("http://{}", local(http_port));
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    until("harbinger", Duration::from_secs(30), || {
+        let (http, url) = (http.clone(), format!("{api}/healthz"));
+        async move { http.get(url).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+    })
+    .await?;
+    tl.say(format!("harbinger serving on {api} with actuators process -> redis -> haproxy; watchdog every 200 ms, 2 of 3 checks fail a primary"));
+
+    // Load on both services.
+    let stop_load = Arc::new(AtomicBool::new(false));
+    let loader = tokio::spawn(load(format!("http://{}/", local(web_front)), a.rate, stop_load.clone()));
+    let writer = tokio::spawn(writes(local(redis_front), stop_load.clone()));
+    tl.say(format!("load: {} GET/s through haproxy; a Redis write loop through haproxy (every other write acknowledged with WAIT 1)", a.rate));
+
+    // The prediction: both primaries' hosts are about to fail.
+    let alert = json!({"version": "4", "status": "firing", "receiver": "harbinger", "alerts": [
+        {"status": "firing", "labels": {"alertname": "HostFailurePredicted", "host": "web-a", "severity": "critical"},
+         "annotations": {"summary": "web-a predicted to fail within the hour"}},
+        {"status": "firing", "labels": {"alertname": "HostFailurePredicted", "host": "cache-a", "severity": "critical"},
+         "annotations": {"summary": "cache-a predicted to fail within the hour"}}]});
+    let r = http.post(format!("{api}/api/v1/alerts")).header("content-type", "application/json").body(serde_json::to_vec(&alert)?).send().await.context("posting the alert")?;
+    if !r.status().is_success() {
+        bail!("harbinger refused the alert: {} {}", r.status(), r.text().await.unwrap_or_default());
+    }
+    tl.say("alert: web-a and cache-a predicted to fail (Alertmanager webhook)");
+    let ready = until("both shadows ready", Duration::from_secs(30), || {
+        let (http, url) = (http.clone(), format!("{api}/shadow/status?state=ready"));
+        async move {
+            let v: Value = serde_json::from_slice(&http.get(url).send().await.ok()?.bytes().await.ok()?).ok()?;
+            let shadows = v["shadows"].as_array()?;
+            (shadows.len() >= 2).then(|| shadows.clone())
+        }
+    })
+    .await?;
+    for s in &ready {
+        tl.say(format!(
+            "shadow {} of {} ready on {} at {}",
+            s["id"].as_str().unwrap_or("?"),
+            s["resource"].as_str().unwrap_or("?"),
+            s["host"].as_str().unwrap_or("?"),
+            s["endpoint"].as_str().unwrap_or("?")
+        ));
+    }
+    let web_shadow = ready.iter().find(|s| s["resource"] == "web").and_then(|s| s["id"].as_str()).unwrap_or_default().to_string();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // The failures, one after the other: first the web primary dies under load...
+    let promoted = |resource: &'static str| {
+        let (http, url) = (http.clone(), format!("{api}/shadow/status?state=promoted&resource={resource}"));
+        move || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let v: Value = serde_json::from_slice(&http.get(url).send().await.ok()?.bytes().await.ok()?).ok()?;
+                (!v["shadows"].as_array()?.is_empty()).then_some(())
+            }
+        }
+    };
+    web.sigkill();
+    let killed_web = Instant::now();
+    tl.say("SIGKILL of the web primary (host web-a dies)");
+    until("the web failover", Duration::from_secs(15), promoted("web")).await?;
+    tl.say("harbinger promoted the web shadow and switched haproxy");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // ...then the Redis primary, during the write loop.
+    let redis_addr = local(redis_front);
+    redis.sigkill();
+    let killed_redis = Instant::now();
+    tl.say("SIGKILL of the redis primary (host cache-a dies)");
+    let switched = tokio::spawn({
+        let addr = redis_addr.clone();
+        async move {
+            until("a Redis primary behind haproxy", Duration::from_secs(15), || redis_role_master(addr.clone())).await.map(|()| killed_redis.elapsed())
+        }
+    });
+    until("the redis failover", Duration::from_secs(15), promoted("cache")).await?;
+    let redis_switch = switched.await.context("redis switch poller")??;
+    tl.say(format!("harbinger promoted the redis replica and switched haproxy: clients reach a primary {} ms after the kill", redis_switch.as_millis()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop_load.store(true, Ordering::Relaxed);
+    let got = loader.await.context("load generator")?;
+    let (waited, plain, write_errors) = writer.await.context("writer")?;
+
+    // The counts.
+    let requests = got.len();
+    let failed = got.iter().filter(|g| g.body.is_err()).count();
+    let mut why: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for g in &got {
+        if let Err(e) = &g.body {
+            *why.entry(e.as_str()).or_default() += 1;
+        }
+    }
+    let first_shadow = got.iter().filter(|g| g.sent >= killed_web && g.body.as_deref() == Ok(web_shadow.as_str())).map(|g| g.done).min();
+    let failover_ms = first_shadow.map(|t| t.duration_since(killed_web).as_secs_f64() * 1000.0);
+    let slowest_ms = got.iter().filter(|g| g.sent >= killed_web).map(|g| g.done.duration_since(g.sent).as_secs_f64() * 1000.0).fold(0.0, f64::max);
+    let acked_lost = missing(&redis_addr, &waited).await?;
+    let unacked_lost = missing(&redis_addr, &plain).await?;
+    let redis_failover_ms = Some(redis_switch.as_secs_f64() * 1000.0);
+    let _stopped = stop_tx.send(());
+    let served = tokio::time::timeout(Duration::from_secs(20), server).await;
+    match served {
+        Ok(Ok(r)) => r.context("harbinger serve")?,
+        Ok(Err(e)) => bail!("harbinger serve task: {e}"),
+        Err(_) => bail!("harbinger serve did not stop within 20 s"),
+    }
+
+    // The decisions, as harbinger logged them, on the demo's clock.
+    let log = std::fs::read_to_string(data_dir.join("decisions.jsonl")).unwrap_or_default();
+    let decisions: Vec<Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let done_of = |resource: &str| {
+        decisions.iter().find(|d| d["kind"] == "failover_done" && d["resource"] == resource).and_then(|d| d["reason"].as_str()).map(failover_timings)
+    };
+    let (web_detect, web_act) = done_of("web").flatten().unzip();
+    let (cache_detect, cache_act) = done_of("cache").flatten().unzip();
+    let ms1 = |m: f64| (m * 10.0).round() / 10.0;
+    let report = json!({
+        "failover_ms": failover_ms.map(ms1),
+        "redis_failover_ms": redis_failover_ms.map(ms1),
+        "harbinger_detect_ms": web_detect,
+        "harbinger_act_ms": web_act,
+        "redis_harbinger_detect_ms": cache_detect,
+        "redis_harbinger_act_ms": cache_act,
+        "served_by_shadow": got.iter().filter(|g| g.body.as_deref() == Ok(web_shadow.as_str())).count(),
+        "requests": requests,
+        "failed_requests": failed,
+        "failures": why,
+        "slowest_request_ms": ms1(slowest_ms),
+        "acked_writes": waited.len(),
+        "acked_writes_lost": acked_lost,
+        "unacked_writes": plain.len(),
+        "unacked_writes_lost": unacked_lost,
+        "write_errors": write_errors,
+        "decisions": decisions.iter().map(|d| d["kind"].as_str().unwrap_or("")).collect::<Vec<_>>(),
+    });
+    tl.say(format!(
+        "web: {requests} requests, {failed} failed; first answer from the shadow {} after the kill \
+         (haproxy took the primary out at its first failed connection and sent traffic to the armed shadow); \
+         harbinger declared web-a down {} ms after its first failed check and promoted the shadow {} ms later",
+        failover_ms.map_or("never".to_string(), |m| format!("{m:.1} ms")),
+        web_detect.map_or("?".into(), |m: u64| m.to_string()),
+        web_act.map_or("?".into(), |m: u64| m.to_string()),
+    ));
+    tl.say(format!(
+        "redis: clients reached the promoted replica {} ms after the kill (harbinger: down after {} ms, promoted and switched {} ms later); \
+         {} writes acknowledged with WAIT 1, {acked_lost} lost; {} acknowledged without WAIT, {unacked_lost} lost \
+         (asynchronous replication can lose those); {write_errors} writes failed while no primary was reachable",
+        redis_failover_ms.map_or("?".into(), |m| format!("{m:.0}")),
+        cache_detect.map_or("?".into(), |m: u64| m.to_string()),
+        cache_act.map_or("?".into(), |m: u64| m.to_string()),
+        waited.len(),
+        plain.len()
+    ));
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("\nwhat harbinger decided, and why ({}):", data_dir.join("decisions.jsonl").display());
+        for d in &decisions {
+            let at = d["ts"].as_i64().map_or(f64::NAN, |ts| (ts - tl.start_ms) as f64 / 1000.0);
+            println!(
+                "{at:>8.3} s  {:<16} {:<6} {}",
+                d["kind"].as_str().unwrap_or(""),
+                d["resource"].as_str().unwrap_or(""),
+                d["reason"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// (detect ms, act ms) from a `failover_done` reason: "... declared down N ms after ...;
+/// failover actions done M ms later ...".
+fn failover_timings(reason: &str) -> Option<(u64, u64)> {
+    let number_before = |marker: &str| -> Option<u64> {
+        let head = &reason[..reason.find(marker)?];
+        head.rsplit(' ').next()?.parse().ok()
+    };
+    Some((number_before(" ms after the first failed check")?, number_before(" ms later")?))
+}
+
+async fn tcp_open_owned(addr: String) -> Option<()> {
+    tcp_open(&addr).await.then_some(())
+}
+
+async fn redis_role_master(addr: String) -> Option<()> {
+    let mut c = RedisClient::connect(&addr, Duration::from_millis(300)).await.ok()?;
+    (c.role().await.ok()? == "master").then_some(())
+}
+
+/// Writes the inventory dataset at `dir` into the configured store, as `ingest` does.
+async fn load_inventory(cfg: &harbinger_config::Config, dir: &Path) -> anyhow::Result<()> {
+    let (ds, _load) = harbinger_dataset::read_dataset(dir, harbinger_dataset::LoadOptions::default())?;
+    let store = Arc::new(crate::open_store(cfg)?);
+    harbinger_dataset::store_dataset(ds, &harbinger_core::Stores::from_backend(store.clone())).await?;
+    store.close()?;
+    Ok(())
+}
+
+/// Replaces every `{{key}}` of `template`; a placeholder left over is an error.
+fn render(template: &str, values: &[(&str, String)]) -> anyhow::Result<String> {
+    let mut out = template.to_string();
+    for (k, v) in values {
+        out = out.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    if let Some(at) = out.find("{{") {
+        let rest: String = out[at..].chars().take(40).collect();
+        bail!("haproxy template: placeholder left unset at {rest:?}");
+    }
+    Ok(out)
+}
+
+/// The demo fleet: four hosts in two zones; `web` (HTTP) on web-a, `cache` (Redis) on
+/// cache-a, each with its endpoint, health check and HAProxy slots.
+fn write_inventory(dir: &Path, web_port: u16, redis_port: u16) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("hosts.csv"), "host,zone,rack,cpu_cores,mem_gb\nweb-a,a,,8,32\nweb-b,b,,8,32\ncache-a,a,,8,32\ncache-b,b,,8,32\n")?;
+    let resources = json!([
+        {"id": "web", "kind": "http", "host": "web-a", "criticality": 3, "cpu_cores": 1.0, "mem_gb": 1.0, "depends_on": [],
+         "state": {"endpoint": format!("127.0.0.1:{web_port}"), "health": "http", "health_path": "/",
+                   "haproxy": {"backend": "be_http", "primary": "primary", "shadow": "shadow", "armed": true}}},
+        {"id": "cache", "kind": "redis", "host": "cache-a", "criticality": 3, "cpu_cores": 1.0, "mem_gb": 1.0, "depends_on": [],
+         "state": {"endpoint": format!("127.0.0.1:{redis_port}"), "health": "redis",
+                   "haproxy": {"backend": "be_redis", "primary": "primary", "shadow": "shadow"}}},
+    ]);
+    std::fs::write(dir.join("resources.json"), serde_json::to_vec_pretty(&resources)?)?;
+    std::fs::write(dir.join("metrics.csv"), "timestamp,host,metric,value\n")?;
+    std::fs::write(dir.join("events.jsonl"), "")?;
+    Ok(())
+}
+
+/// The demo's `harbinger.toml`.
+fn config_toml(data_dir: &Path, http: u16, grpc: u16, exe: &Path, redis_server: &Path, replicas: &Path, sock: &Path) -> String {
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let exe = exe.display().to_string();
+    format!(
+        r#"data_dir = {data}
+
+[http]
+addr = "127.0.0.1:{http}"
+
+[grpc]
+addr = "127.0.0.1:{grpc}"
+
+[log]
+level = "warn"
+
+[store]
+retention = "forever"
+
+[engine]
+tick = "250ms"
+actuator = "chain"
+
+[watchdog]
+enabled = true
+
+[[actuators]]
+kind = "process"
+resource_kinds = ["http"]
+command = [{exe}, "demo-backend", "--port", "{{port}}", "--name", "{{shadow}}"]
+health = "http"
+health_timeout = "10s"
+
+[[actuators]]
+kind = "redis"
+resource_kinds = ["redis"]
+redis_server = {redis}
+data_dir = {replicas}
+
+[[actuators]]
+kind = "haproxy"
+api = {sock}
+timeout = "5s"
+"#,
+        data = q(&data_dir.display().to_string()),
+        exe = q(&exe),
+        redis = q(&redis_server.display().to_string()),
+        replicas = q(&replicas.display().to_string()),
+        sock = q(&format!("unix:{}", sock.display())),
+    )
+}
