@@ -3,7 +3,8 @@
 #   - Debian: prometheus (a real Prometheus remote-writes into harbinger in a test),
 #     prometheus-alertmanager (a real Alertmanager sends webhooks in a test),
 #     haproxy (the haproxy actuator switches a real HAProxy through its runtime API),
-#     redis-server (the redis actuator starts real replicas and promotes them)
+#     redis-server (the redis actuator starts real replicas and promotes them),
+#     iproute2 (`ip netns`: the demo tests make hosts network namespaces when run as root)
 #   - Python: grpcio and grpcio-tools (the Python gRPC client test generates its stubs from
 #     proto/); python3-pip from Debian when python3 has no pip
 # Build output goes to $CARGO_TARGET_DIR (default ~/.cache/harbinger-target), outside the clone.
@@ -19,6 +20,7 @@ command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || apt_neede
 [ -x /usr/bin/prometheus-alertmanager ] || command -v alertmanager >/dev/null 2>&1 || apt_needed+=(prometheus-alertmanager)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || apt_needed+=(haproxy)
 command -v redis-server >/dev/null 2>&1 || apt_needed+=(redis-server)
+command -v ip >/dev/null 2>&1 || apt_needed+=(iproute2)
 command -v python3 >/dev/null 2>&1 || apt_needed+=(python3)
 if ! python3 -c 'import grpc, grpc_tools' >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
   apt_needed+=(python3-pip)

@@ -167,6 +167,11 @@ struct RedisKeys {
     #[serde(default)]
     host_addrs: BTreeMap<String, String>,
     max_lag_bytes: Option<u64>,
+    port: Option<u16>,
+    #[serde(default)]
+    wrapper: Vec<String>,
+    #[serde(default)]
+    args: Vec<String>,
 }
 
 /// The kinds `kind` may name.
@@ -198,7 +203,8 @@ pub fn build_chain(tables: &[toml::Table], ctx: &BuildContext) -> Result<BuiltCh
         let rest = toml::Value::Table(rest);
         let keys = |e: toml::de::Error| err(Some(kind), e.message().to_string());
         // The actuator itself; `own_timeout`: it bounds its own work with `timeout`
-        // (exec kills the process group, webhook ends the request), so no layer is added.
+        // (exec kills the process group, webhook ends the request, haproxy and redis bound
+        // each command and wait), so no layer is added.
         let (inner, own_timeout): (Arc<dyn Actuator>, bool) = match kind {
             "log" => {
                 let _: Nothing = rest.try_into().map_err(keys)?;
@@ -275,7 +281,7 @@ pub fn build_chain(tables: &[toml::Table], ctx: &BuildContext) -> Result<BuiltCh
                 }
                 let api: ApiAddress = k.api.parse().unwrap_or_else(|never: std::convert::Infallible| match never {});
                 let per_command = if timeout.is_zero() { Duration::from_secs(2) } else { timeout };
-                (Arc::new(HaproxyActuator::new(api, per_command)), false)
+                (Arc::new(HaproxyActuator::new(api, per_command)), true)
             }
             "redis" => {
                 let k: RedisKeys = rest.try_into().map_err(keys)?;
@@ -286,11 +292,17 @@ pub fn build_chain(tables: &[toml::Table], ctx: &BuildContext) -> Result<BuiltCh
                 if let Some(n) = k.max_lag_bytes {
                     cfg.max_lag_bytes = n;
                 }
+                cfg.port = k.port;
+                cfg.wrapper = k.wrapper;
+                cfg.args = k.args;
+                if !timeout.is_zero() {
+                    cfg.timeout = timeout;
+                }
                 for (host, addr) in k.host_addrs {
                     let ip: IpAddr = addr.parse().map_err(|e| err(Some(kind), format!("host_addrs.{host} = {addr:?}: {e}")))?;
                     cfg.host_addrs.insert(host.into(), ip);
                 }
-                (Arc::new(RedisActuator::new(cfg)), false)
+                (Arc::new(RedisActuator::new(cfg)), true)
             }
             other => {
                 return Err(err(None, format!("kind = {other:?} is not one of {}", KINDS.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", "))));
@@ -405,7 +417,7 @@ mod tests {
         assert!(steps[1].kinds.is_empty());
         assert_eq!(built.circuits.len(), 5, "every step but the one with circuit_failures = 0");
         assert!(format!("{:?}", steps[0].actuator).contains("Retry"), "{:?}", steps[0].actuator);
-        assert!(format!("{:?}", steps[1].actuator).contains("Timeout"));
+        assert!(!format!("{:?}", steps[1].actuator).contains("Timeout"), "haproxy bounds each command itself");
         assert!(!format!("{:?}", steps[3].actuator).contains("Timeout"), "exec bounds itself");
         assert!(format!("{:?}", steps[3].actuator).contains("RateLimit"));
         assert!(format!("{:?}", steps[5].actuator).contains("DryRun"));

@@ -298,6 +298,17 @@ pub struct RedisConfig {
     pub max_lag_bytes: u64,
     /// Bound on each Redis command, on a replica's start-up and on its shutdown.
     pub timeout: Duration,
+    /// A fixed port for replicas (each on its own host, so one port serves); `None` (the
+    /// default): a port free on this machine at creation.
+    pub port: Option<u16>,
+    /// A command prefix `redis-server` runs under, each argument a template where `{host}`
+    /// is the shadow's host id: e.g. `["ip", "netns", "exec", "lab-{host}"]` to start the
+    /// replica inside that host's network namespace. Empty (the default): run directly.
+    pub wrapper: Vec<String>,
+    /// Extra `redis-server` arguments, after the actuator's own: e.g. `--masterauth` for a
+    /// primary with a password, or `--protected-mode no` for replicas reached from other
+    /// hosts without one.
+    pub args: Vec<String>,
 }
 
 /// Default `redis-server` program.
@@ -313,6 +324,9 @@ impl RedisConfig {
             data_dir: data_dir.into(),
             max_lag_bytes: 0,
             timeout: Duration::from_secs(5),
+            port: None,
+            wrapper: Vec::new(),
+            args: Vec::new(),
         }
     }
 
@@ -453,7 +467,7 @@ impl RedisActuator {
         }
         let ip = self.config.host_addr(&shadow.host);
         let dir = self.replica_dir(&shadow.id);
-        match self.start(&shadow.id, ip, &primary, &dir).await {
+        match self.start(&shadow.id, &shadow.host, ip, &primary, &dir).await {
             Ok(replica) => {
                 let mut out = ActuatorOutcome::new(
                     JournalStatus::Applied,
@@ -481,6 +495,7 @@ impl RedisActuator {
     async fn start(
         &self,
         shadow: &ShadowId,
+        host: &HostId,
         ip: IpAddr,
         primary: &(String, u16),
         dir: &Path,
@@ -488,10 +503,21 @@ impl RedisActuator {
         tokio::fs::create_dir_all(dir).await.map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let mut last = String::new();
         for _ in 0..3 {
-            let port = free_port(ip).map_err(|e| format!("no free port on {ip}: {e}"))?;
+            let port = match self.config.port {
+                Some(p) => p,
+                None => free_port(ip).map_err(|e| format!("no free port on {ip}: {e}"))?,
+            };
             let endpoint = if ip.is_ipv6() { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") };
             let log = dir.join("redis.log");
-            let mut cmd = tokio::process::Command::new(&self.config.redis_server);
+            let mut cmd = match self.config.wrapper.split_first() {
+                None => tokio::process::Command::new(&self.config.redis_server),
+                Some((program, args)) => {
+                    let host = host.as_str();
+                    let mut c = tokio::process::Command::new(program.replace("{host}", host));
+                    c.args(args.iter().map(|a| a.replace("{host}", host))).arg(&self.config.redis_server);
+                    c
+                }
+            };
             cmd.arg("--port")
                 .arg(port.to_string())
                 .arg("--bind")
@@ -509,6 +535,7 @@ impl RedisActuator {
                 .arg("no")
                 .arg("--logfile")
                 .arg(&log)
+                .args(&self.config.args)
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -777,3 +804,4 @@ impl Actuator for RedisActuator {
         self.replica_state(shadow, resource).await
     }
 }
+

@@ -367,12 +367,32 @@ pub struct DemoArgs {
     /// GET requests per second through HAProxy during the failover.
     #[arg(long, default_value_t = 500)]
     pub rate: u32,
+    /// Hosts as network namespaces with their own addresses (needs root and iproute2) or
+    /// as loopback ports; `auto` falls back to loopback and says so.
+    #[arg(long, value_enum, default_value_t = crate::demo::lab::HostMode::Auto)]
+    pub hosts: crate::demo::lab::HostMode,
+    /// How a primary's host dies: its process killed (SIGKILL), or its link cut (packets
+    /// dropped: timeouts; on loopback its processes are stopped with SIGSTOP).
+    #[arg(long, value_enum, default_value_t = DemoFailure::Kill)]
+    pub failure: DemoFailure,
+}
+
+/// How a primary's host dies in `harbinger demo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoFailure {
+    /// SIGKILL of the primary's process: connections are refused at once.
+    Kill,
+    /// The host's link is cut: packets are dropped and connections time out.
+    Cut,
 }
 
 /// `demo-backend` flags.
 #[derive(Debug, Args)]
 pub struct DemoBackendArgs {
-    /// Port on 127.0.0.1.
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub addr: String,
+    /// Port.
     #[arg(long)]
     pub port: u16,
     /// The name every answer carries.

@@ -24,7 +24,11 @@ use harbinger_actuate::redis::{RedisClient, Reply};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use crate::args::{DemoArgs, DemoBackendArgs};
+use crate::args::{DemoArgs, DemoBackendArgs, DemoFailure};
+
+pub mod lab;
+
+use lab::Lab;
 
 const TEMPLATE: &str = include_str!("../../../deploy/haproxy/haproxy.cfg.tmpl");
 
@@ -55,10 +59,14 @@ impl Proc {
         Ok(Proc { name, child })
     }
 
-    fn sigkill(&mut self) {
+    fn signal(&self, signal: rustix::process::Signal) {
         if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()).and_then(rustix::process::Pid::from_raw) {
-            let _gone = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            let _gone = rustix::process::kill_process_group(pid, signal);
         }
+    }
+
+    fn sigkill(&mut self) {
+        self.signal(rustix::process::Signal::KILL);
     }
 }
 
@@ -118,7 +126,7 @@ pub async fn backend(a: &DemoBackendArgs) -> anyhow::Result<()> {
         let name = name.clone();
         async move { name.to_string() }
     });
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", a.port)).await.with_context(|| format!("binding 127.0.0.1:{}", a.port))?;
+    let listener = tokio::net::TcpListener::bind((a.addr.as_str(), a.port)).await.with_context(|| format!("binding {}:{}", a.addr, a.port))?;
     axum::serve(listener, app).await.context("serving")
 }
 
@@ -232,11 +240,19 @@ async fn missing(addr: &str, keys: &[String]) -> anyhow::Result<usize> {
     Ok(n)
 }
 
-/// `harbinger demo`.
+/// `harbinger demo`. Ctrl-C stops it and removes what it made (processes, namespaces,
+/// the scratch directory).
 ///
 /// # Errors
 /// A missing prerequisite (with how to install it), or a step that did not happen in time.
 pub async fn run(a: &DemoArgs) -> anyhow::Result<()> {
+    tokio::select! {
+        r = story(a) => r,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted: the demo's processes and namespaces were removed"),
+    }
+}
+
+async fn story(a: &DemoArgs) -> anyhow::Result<()> {
     let haproxy = find("haproxy", "/usr/sbin/haproxy");
     let redis_server = find("redis-server", "/usr/bin/redis-server");
     let missing_pkgs: Vec<&str> = [("haproxy", haproxy.is_none()), ("redis-server", redis_server.is_none())]
@@ -253,25 +269,34 @@ pub async fn run(a: &DemoArgs) -> anyhow::Result<()> {
     let mut tl = Timeline { start: Instant::now(), start_ms, quiet: a.json };
     tl.say(format!("scratch directory {}", dir.display()));
 
-    // The hosts: web-a/web-b and cache-a/cache-b, processes on loopback ports.
-    let (web_port, web_front) = (free_port()?, free_port()?);
-    let (redis_port, redis_front) = (free_port()?, free_port()?);
+    // The hosts: web-a/web-b and cache-a/cache-b, network namespaces or loopback ports.
+    let lab = Lab::new(a.hosts, &["web-a", "web-b", "cache-a", "cache-b"])?;
+    tl.say(lab.describe());
+    let netns = lab.is_netns();
+    // In namespaces every host has the whole port range: services use their usual ports.
+    let (web_port, redis_port) = if netns { (8080, 6379) } else { (free_port()?, free_port()?) };
+    let (web_front, redis_front) = (free_port()?, free_port()?);
     let (http_port, grpc_port) = (free_port()?, free_port()?);
     let local = |p: u16| format!("127.0.0.1:{p}");
-    let mut web = Proc::spawn("web primary", Command::new(&exe).args(["demo-backend", "--port", &web_port.to_string(), "--name", "web-a"]))?;
+    let web_primary = format!("{}:{web_port}", lab.addr("web-a"));
+    let redis_primary = format!("{}:{redis_port}", lab.addr("cache-a"));
+    let mut web = Proc::spawn(
+        "web primary",
+        lab.command("web-a", &exe).args(["demo-backend", "--addr", &lab.addr("web-a"), "--port", &web_port.to_string(), "--name", "web-a"]),
+    )?;
     let redis_dir = dir.join("redis-primary");
     std::fs::create_dir_all(&redis_dir)?;
     let mut redis = Proc::spawn(
         "redis primary",
-        Command::new(&redis_server)
-            .args(["--bind", "127.0.0.1", "--port", &redis_port.to_string(), "--save", "", "--appendonly", "no"])
+        lab.command("cache-a", &redis_server)
+            .args(["--bind", &lab.addr("cache-a"), "--port", &redis_port.to_string(), "--save", "", "--appendonly", "no"])
             .args(["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0", "--protected-mode", "no"])
             .arg("--dir")
             .arg(&redis_dir),
     )?;
-    until("the web primary", Duration::from_secs(10), || tcp_open_owned(local(web_port))).await?;
-    until("the redis primary", Duration::from_secs(10), || tcp_open_owned(local(redis_port))).await?;
-    tl.say(format!("web primary on host web-a ({}), redis primary on host cache-a ({})", local(web_port), local(redis_port)));
+    until("the web primary", Duration::from_secs(10), || tcp_open_owned(web_primary.clone())).await?;
+    until("the redis primary", Duration::from_secs(10), || tcp_open_owned(redis_primary.clone())).await?;
+    tl.say(format!("web primary on host web-a ({web_primary}), redis primary on host cache-a ({redis_primary})"));
 
     // HAProxy in front of both, from the shipped template.
     let sock = dir.join("haproxy.sock");
@@ -281,10 +306,10 @@ pub async fn run(a: &DemoArgs) -> anyhow::Result<()> {
             ("stats_socket", sock.display().to_string()),
             ("http_bind", local(web_front)),
             ("http_check_path", "/".into()),
-            ("http_primary", local(web_port)),
+            ("http_primary", web_primary.clone()),
             ("http_shadow", "127.0.0.1:1".into()),
             ("redis_bind", local(redis_front)),
-            ("redis_primary", local(redis_port)),
+            ("redis_primary", redis_primary.clone()),
             ("redis_shadow", "127.0.0.1:1".into()),
         ],
     )?;
@@ -297,8 +322,8 @@ pub async fn run(a: &DemoArgs) -> anyhow::Result<()> {
     // harbinger's inventory and configuration.
     let data_dir = dir.join("data");
     let inv = dir.join("inventory");
-    write_inventory(&inv, web_port, redis_port)?;
-    let toml = config_toml(&data_dir, http_port, grpc_port, &exe, &redis_server, &dir.join("replicas"), &sock);
+    write_inventory(&inv, &web_primary, &redis_primary)?;
+    let toml = config_toml(&data_dir, http_port, grpc_port, &exe, &redis_server, &dir.join("replicas"), &sock, &lab, netns.then_some((web_port, redis_port)));
     let cfg_file = dir.join("harbinger.toml");
     std::fs::write(&cfg_file, toml)?;
     let cfg = harbinger_config::Config::load(Some(&cfg_file), |_| None, &[]).context("the demo's configuration")?;
@@ -308,7 +333,7 @@ pub async fn run(a: &DemoArgs) -> anyhow::Result<()> {
         let _stop = stop_rx.await;
     }));
     let api = format!("http://{}", local(http_port));
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
     until("harbinger", Duration::from_secs(30), || {
         let (http, url) = (http.clone(), format!("{api}/healthz"));
         async move { http.get(url).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
@@ -365,18 +390,14 @@ pub async fn run(a: &DemoArgs) -> anyhow::Result<()> {
             }
         }
     };
-    web.sigkill();
-    let killed_web = Instant::now();
-    tl.say("SIGKILL of the web primary (host web-a dies)");
+    let killed_web = fail(&lab, a.failure, "web-a", &mut web, &mut tl)?;
     until("the web failover", Duration::from_secs(15), promoted("web")).await?;
     tl.say("harbinger promoted the web shadow and switched haproxy");
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // ...then the Redis primary, during the write loop.
     let redis_addr = local(redis_front);
-    redis.sigkill();
-    let killed_redis = Instant::now();
-    tl.say("SIGKILL of the redis primary (host cache-a dies)");
+    let killed_redis = fail(&lab, a.failure, "cache-a", &mut redis, &mut tl)?;
     let switched = tokio::spawn({
         let addr = redis_addr.clone();
         async move {
@@ -385,7 +406,7 @@ pub async fn run(a: &DemoArgs) -> anyhow::Result<()> {
     });
     until("the redis failover", Duration::from_secs(15), promoted("cache")).await?;
     let redis_switch = switched.await.context("redis switch poller")??;
-    tl.say(format!("harbinger promoted the redis replica and switched haproxy: clients reach a primary {} ms after the kill", redis_switch.as_millis()));
+    tl.say(format!("harbinger promoted the redis replica and switched haproxy: clients reach a primary {} ms after the failure", redis_switch.as_millis()));
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop_load.store(true, Ordering::Relaxed);
     let got = loader.await.context("load generator")?;
@@ -424,6 +445,8 @@ pub async fn run(a: &DemoArgs) -> anyhow::Result<()> {
     let (cache_detect, cache_act) = done_of("cache").flatten().unzip();
     let ms1 = |m: f64| (m * 10.0).round() / 10.0;
     let report = json!({
+        "hosts": if netns { "netns" } else { "loopback" },
+        "failure": match a.failure { DemoFailure::Kill => "kill", DemoFailure::Cut => "cut" },
         "failover_ms": failover_ms.map(ms1),
         "redis_failover_ms": redis_failover_ms.map(ms1),
         "harbinger_detect_ms": web_detect,
@@ -443,7 +466,7 @@ pub async fn run(a: &DemoArgs) -> anyhow::Result<()> {
         "decisions": decisions.iter().map(|d| d["kind"].as_str().unwrap_or("")).collect::<Vec<_>>(),
     });
     tl.say(format!(
-        "web: {requests} requests, {failed} failed; first answer from the shadow {} after the kill \
+        "web: {requests} requests, {failed} failed; first answer from the shadow {} after the failure \
          (haproxy took the primary out at its first failed connection and sent traffic to the armed shadow); \
          harbinger declared web-a down {} ms after its first failed check and promoted the shadow {} ms later",
         failover_ms.map_or("never".to_string(), |m| format!("{m:.1} ms")),
@@ -451,7 +474,7 @@ pub async fn run(a: &DemoArgs) -> anyhow::Result<()> {
         web_act.map_or("?".into(), |m: u64| m.to_string()),
     ));
     tl.say(format!(
-        "redis: clients reached the promoted replica {} ms after the kill (harbinger: down after {} ms, promoted and switched {} ms later); \
+        "redis: clients reached the promoted replica {} ms after the failure (harbinger: down after {} ms, promoted and switched {} ms later); \
          {} writes acknowledged with WAIT 1, {acked_lost} lost; {} acknowledged without WAIT, {unacked_lost} lost \
          (asynchronous replication can lose those); {write_errors} writes failed while no primary was reachable",
         redis_failover_ms.map_or("?".into(), |m| format!("{m:.0}")),
@@ -487,6 +510,25 @@ fn failover_timings(reason: &str) -> Option<(u64, u64)> {
     Some((number_before(" ms after the first failed check")?, number_before(" ms later")?))
 }
 
+/// Makes `host` die as `failure` says; returns when.
+fn fail(lab: &Lab, failure: DemoFailure, host: &str, primary: &mut Proc, tl: &mut Timeline) -> anyhow::Result<Instant> {
+    match failure {
+        DemoFailure::Kill => {
+            primary.sigkill();
+            tl.say(format!("SIGKILL of the {} (host {host} dies)", primary.name));
+        }
+        DemoFailure::Cut if lab.is_netns() => {
+            lab.cut(host)?;
+            tl.say(format!("link of host {host} cut: packets to it are dropped, connections time out"));
+        }
+        DemoFailure::Cut => {
+            primary.signal(rustix::process::Signal::STOP);
+            tl.say(format!("SIGSTOP of the {} (host {host} hangs: on loopback there is no link to cut)", primary.name));
+        }
+    }
+    Ok(Instant::now())
+}
+
 async fn tcp_open_owned(addr: String) -> Option<()> {
     tcp_open(&addr).await.then_some(())
 }
@@ -520,15 +562,15 @@ fn render(template: &str, values: &[(&str, String)]) -> anyhow::Result<String> {
 
 /// The demo fleet: four hosts in two zones; `web` (HTTP) on web-a, `cache` (Redis) on
 /// cache-a, each with its endpoint, health check and HAProxy slots.
-fn write_inventory(dir: &Path, web_port: u16, redis_port: u16) -> anyhow::Result<()> {
+fn write_inventory(dir: &Path, web: &str, redis: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("hosts.csv"), "host,zone,rack,cpu_cores,mem_gb\nweb-a,a,,8,32\nweb-b,b,,8,32\ncache-a,a,,8,32\ncache-b,b,,8,32\n")?;
     let resources = json!([
         {"id": "web", "kind": "http", "host": "web-a", "criticality": 3, "cpu_cores": 1.0, "mem_gb": 1.0, "depends_on": [],
-         "state": {"endpoint": format!("127.0.0.1:{web_port}"), "health": "http", "health_path": "/",
+         "state": {"endpoint": web, "health": "http", "health_path": "/",
                    "haproxy": {"backend": "be_http", "primary": "primary", "shadow": "shadow", "armed": true}}},
         {"id": "cache", "kind": "redis", "host": "cache-a", "criticality": 3, "cpu_cores": 1.0, "mem_gb": 1.0, "depends_on": [],
-         "state": {"endpoint": format!("127.0.0.1:{redis_port}"), "health": "redis",
+         "state": {"endpoint": redis, "health": "redis",
                    "haproxy": {"backend": "be_redis", "primary": "primary", "shadow": "shadow"}}},
     ]);
     std::fs::write(dir.join("resources.json"), serde_json::to_vec_pretty(&resources)?)?;
@@ -537,10 +579,34 @@ fn write_inventory(dir: &Path, web_port: u16, redis_port: u16) -> anyhow::Result
     Ok(())
 }
 
-/// The demo's `harbinger.toml`.
-fn config_toml(data_dir: &Path, http: u16, grpc: u16, exe: &Path, redis_server: &Path, replicas: &Path, sock: &Path) -> String {
+/// The demo's `harbinger.toml`. `ports`: the fixed (web, redis) ports of hosts that are
+/// namespaces; `None` on loopback (free ports).
+#[allow(clippy::too_many_arguments)]
+fn config_toml(
+    data_dir: &Path,
+    http: u16,
+    grpc: u16,
+    exe: &Path,
+    redis_server: &Path,
+    replicas: &Path,
+    sock: &Path,
+    lab: &Lab,
+    ports: Option<(u16, u16)>,
+) -> String {
     let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    let exe = exe.display().to_string();
+    let list = |items: &[String]| format!("[{}]", items.iter().map(|i| q(i)).collect::<Vec<_>>().join(", "));
+    let wrapper = lab.wrapper_template();
+    let mut command = wrapper.clone();
+    command.push(exe.display().to_string());
+    command.extend(["demo-backend", "--addr", "{host_addr}", "--port", "{port}", "--name", "{shadow}"].map(String::from));
+    let host_addrs = format!(
+        "{{ {} }}",
+        lab.addrs().iter().map(|(h, a)| format!("{} = {}", q(h), q(a))).collect::<Vec<_>>().join(", ")
+    );
+    let (web_port, redis_port) = match ports {
+        Some((w, r)) => (format!("port = {w}\n"), format!("port = {r}\nwrapper = {}\n", list(&wrapper))),
+        None => (String::new(), String::new()),
+    };
     format!(
         r#"data_dir = {data}
 
@@ -566,23 +632,26 @@ enabled = true
 [[actuators]]
 kind = "process"
 resource_kinds = ["http"]
-command = [{exe}, "demo-backend", "--port", "{{port}}", "--name", "{{shadow}}"]
+command = {command}
 health = "http"
 health_timeout = "10s"
-
+host_addrs = {host_addrs}
+{web_port}
 [[actuators]]
 kind = "redis"
 resource_kinds = ["redis"]
 redis_server = {redis}
 data_dir = {replicas}
-
+args = ["--protected-mode", "no"]
+host_addrs = {host_addrs}
+{redis_port}
 [[actuators]]
 kind = "haproxy"
 api = {sock}
 timeout = "5s"
 "#,
         data = q(&data_dir.display().to_string()),
-        exe = q(&exe),
+        command = list(&command),
         redis = q(&redis_server.display().to_string()),
         replicas = q(&replicas.display().to_string()),
         sock = q(&format!("unix:{}", sock.display())),

@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-#[test]
-fn demo_fails_over_http_and_redis_without_losing_requests_or_acknowledged_writes() {
+/// Runs `harbinger demo --json --rate 500 EXTRA` and checks the story; returns the report.
+fn demo(extra: &[&str]) -> Value {
     let mut child = Command::new(common::bin())
         .args(["demo", "--json", "--rate", "500"])
+        .args(extra)
         .current_dir(std::env::temp_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -67,4 +68,31 @@ fn demo_fails_over_http_and_redis_without_losing_requests_or_acknowledged_writes
     for key in ["harbinger_detect_ms", "harbinger_act_ms", "redis_harbinger_detect_ms", "redis_harbinger_act_ms"] {
         assert!(r[key].is_u64(), "{key}: {r}");
     }
+    r
+}
+
+/// Whether this machine can make network namespaces (root and iproute2).
+fn netns_possible() -> bool {
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    root && Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn a_killed_primary_fails_over_without_losing_requests_or_acknowledged_writes() {
+    let r = demo(&["--failure", "kill"]);
+    assert_eq!(r["hosts"], if netns_possible() { "netns" } else { "loopback" }, "{r}");
+}
+
+#[test]
+fn a_cut_link_fails_over_without_losing_requests_or_acknowledged_writes() {
+    // Packets dropped: the clients' and checks' connections time out instead of being
+    // refused. In namespaces when possible; on loopback the host's processes are stopped.
+    let r = demo(&["--failure", "cut"]);
+    assert_eq!(r["failure"], "cut", "{r}");
+}
+
+#[test]
+fn on_loopback_ports_the_story_holds_too() {
+    let r = demo(&["--hosts", "loopback", "--failure", "kill"]);
+    assert_eq!(r["hosts"], "loopback", "{r}");
 }
