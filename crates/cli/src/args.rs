@@ -458,6 +458,23 @@ pub enum BenchCommand {
     Score(BenchScoreArgs),
     /// The engine tick (risk step, plan, journaled actions) over a large copied fleet.
     Tick(BenchTickArgs),
+    /// Failover: `harbinger demo` (SIGKILL and cut link) against HAProxy's own checks and
+    /// Redis Sentinel, in the same run.
+    Failover(BenchFailoverArgs),
+}
+
+/// `bench failover` flags.
+#[derive(Debug, Args)]
+pub struct BenchFailoverArgs {
+    /// Runs of each harbinger scenario, of the HAProxy peer and of Sentinel at 1 s.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Runs of Sentinel with its default down-after-milliseconds (30 s each).
+    #[arg(long, default_value_t = 2)]
+    pub sentinel_default_runs: usize,
+    /// GET requests per second.
+    #[arg(long, default_value_t = 500)]
+    pub rate: u32,
 }
 
 /// `bench tick` flags.

@@ -33,7 +33,7 @@ use lab::Lab;
 const TEMPLATE: &str = include_str!("../../../deploy/haproxy/haproxy.cfg.tmpl");
 
 /// Where a program is, from `PATH` or the usual Debian location.
-fn find(program: &str, debian: &str) -> Option<PathBuf> {
+pub(crate) fn find(program: &str, debian: &str) -> Option<PathBuf> {
     if Path::new(debian).is_file() {
         return Some(PathBuf::from(debian));
     }
@@ -41,31 +41,31 @@ fn find(program: &str, debian: &str) -> Option<PathBuf> {
 }
 
 /// A port free now on 127.0.0.1.
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(l.local_addr()?.port())
 }
 
 /// A child killed (with its process group) when dropped.
-struct Proc {
+pub(crate) struct Proc {
     name: &'static str,
     child: Child,
 }
 
 impl Proc {
-    fn spawn(name: &'static str, cmd: &mut Command) -> anyhow::Result<Self> {
+    pub(crate) fn spawn(name: &'static str, cmd: &mut Command) -> anyhow::Result<Self> {
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true).process_group(0);
         let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
         Ok(Proc { name, child })
     }
 
-    fn signal(&self, signal: rustix::process::Signal) {
+    pub(crate) fn signal(&self, signal: rustix::process::Signal) {
         if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()).and_then(rustix::process::Pid::from_raw) {
             let _gone = rustix::process::kill_process_group(pid, signal);
         }
     }
 
-    fn sigkill(&mut self) {
+    pub(crate) fn sigkill(&mut self) {
         self.signal(rustix::process::Signal::KILL);
     }
 }
@@ -78,7 +78,7 @@ impl Drop for Proc {
 }
 
 /// Polls `f` every 50 ms until it is `Some`, for at most `bound`.
-async fn until<T, F, Fut>(what: &str, bound: Duration, mut f: F) -> anyhow::Result<T>
+pub(crate) async fn until<T, F, Fut>(what: &str, bound: Duration, mut f: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -131,11 +131,11 @@ pub async fn backend(a: &DemoBackendArgs) -> anyhow::Result<()> {
 }
 
 /// What one HTTP request through HAProxy gave.
-struct Got {
-    sent: Instant,
-    done: Instant,
+pub(crate) struct Got {
+    pub(crate) sent: Instant,
+    pub(crate) done: Instant,
     /// The body of a 2xx answer, or why there was none.
-    body: Result<String, String>,
+    pub(crate) body: Result<String, String>,
 }
 
 /// `e` and its sources, `: `-separated.
@@ -151,7 +151,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Sends `rate` GETs per second to `url` until `stop`, each bounded by 5 s.
-async fn load(url: String, rate: u32, stop: Arc<AtomicBool>) -> Vec<Got> {
+pub(crate) async fn load(url: String, rate: u32, stop: Arc<AtomicBool>) -> Vec<Got> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).pool_max_idle_per_host(0).build().unwrap_or_default();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut every = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
@@ -529,11 +529,11 @@ fn fail(lab: &Lab, failure: DemoFailure, host: &str, primary: &mut Proc, tl: &mu
     Ok(Instant::now())
 }
 
-async fn tcp_open_owned(addr: String) -> Option<()> {
+pub(crate) async fn tcp_open_owned(addr: String) -> Option<()> {
     tcp_open(&addr).await.then_some(())
 }
 
-async fn redis_role_master(addr: String) -> Option<()> {
+pub(crate) async fn redis_role_master(addr: String) -> Option<()> {
     let mut c = RedisClient::connect(&addr, Duration::from_millis(300)).await.ok()?;
     (c.role().await.ok()? == "master").then_some(())
 }

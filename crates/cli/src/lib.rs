@@ -19,6 +19,7 @@
 
 pub mod args;
 pub mod bench;
+pub mod bench_failover;
 pub mod bench_grpc;
 pub mod bench_tick;
 pub mod demo;
@@ -166,6 +167,7 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Ingest(a)) => runtime()?.block_on(bench::ingest(&a)),
         Command::Bench(BenchCommand::Grpc(a)) => runtime()?.block_on(bench_grpc::run(&cfg, &a)),
+        Command::Bench(BenchCommand::Failover(a)) => runtime()?.block_on(bench_failover::run(&a)),
         Command::Bench(BenchCommand::Tick(a)) => {
             let dir = a.model.clone().unwrap_or_else(|| cfg.model.dir.clone());
             bench_tick::run(&cfg, &a, &dir)
