@@ -137,7 +137,20 @@ async fn sentinel_peer(redis_server: &Path, down_after_ms: u64, dir: &Path) -> a
         }
     })
     .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The sentinel learns replicas from the primary's INFO every 10 s: wait until it
+    // lists this one, or it would have no replica to promote.
+    until("the sentinel to know the replica", Duration::from_secs(30), || {
+        let addr = local(sp);
+        async move {
+            let mut c = harbinger_actuate::redis::RedisClient::connect(&addr, Duration::from_millis(500)).await.ok()?;
+            match c.command(&["SENTINEL", "REPLICAS", "m"]).await.ok()? {
+                harbinger_actuate::redis::Reply::Array(Some(v)) if !v.is_empty() => Some(()),
+                _ => None,
+            }
+        }
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     primary.sigkill();
     let killed = Instant::now();
     until("the sentinel's promotion", Duration::from_millis(down_after_ms + 60_000), || redis_role_master(local(rp))).await?;
