@@ -375,6 +375,19 @@ pub struct DemoArgs {
     /// dropped: timeouts; on loopback its processes are stopped with SIGSTOP).
     #[arg(long, value_enum, default_value_t = DemoFailure::Kill)]
     pub failure: DemoFailure,
+    /// What tells harbinger the primaries' hosts are about to fail: its own model on their
+    /// metrics (8 h of history replayed from a synthetic fleet), or an Alertmanager alert.
+    #[arg(long, value_enum, default_value_t = DemoTrigger::Metrics)]
+    pub trigger: DemoTrigger,
+}
+
+/// What predicts the failure in `harbinger demo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoTrigger {
+    /// harbinger's failure model on the hosts' metrics.
+    Metrics,
+    /// An Alertmanager webhook naming the hosts.
+    Alert,
 }
 
 /// How a primary's host dies in `harbinger demo`.

@@ -4,9 +4,10 @@
 //! Two hosts per service are processes on loopback ports: an HTTP service (`web`, served
 //! by `harbinger demo-backend`) and a Redis (`cache`), both behind a real HAProxy rendered
 //! from `deploy/haproxy/haproxy.cfg.tmpl`. harbinger runs in this process (`serve` with
-//! the `process`, `redis` and `haproxy` actuators and the watchdog). The demo tells
-//! harbinger that the primaries' hosts are about to fail (an Alertmanager alert, as a
-//! monitoring stack would), harbinger places a passive shadow of each on the other host
+//! the `process`, `redis` and `haproxy` actuators and the watchdog). harbinger's own model
+//! predicts that the primaries' hosts are about to fail from 8 h of their metrics (replayed
+//! from a synthetic fleet; or, with `--trigger alert`, an Alertmanager alert says so),
+//! harbinger places a passive shadow of each on the other host
 //! (a second backend process; a Redis replica), the demo kills each primary with SIGKILL
 //! under load (500 GET/s through HAProxy; a write loop through HAProxy, every other write
 //! acknowledged with `WAIT 1`), and harbinger's watchdog promotes the shadow and switches
@@ -24,13 +25,74 @@ use harbinger_actuate::redis::{RedisClient, Reply};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use crate::args::{DemoArgs, DemoBackendArgs, DemoFailure};
+use crate::args::{DemoArgs, DemoBackendArgs, DemoFailure, DemoTrigger};
 
 pub mod lab;
 
 use lab::Lab;
 
 const TEMPLATE: &str = include_str!("../../../deploy/haproxy/haproxy.cfg.tmpl");
+/// The default failure model, shipped in the binary so the demo needs no files.
+const MODEL: &str = include_str!("../../../models/default/model.json");
+/// How long a host stays above the alert threshold before it alerts, in the demo.
+const ENTER_AFTER_MS: i64 = 2000;
+
+/// Eight hours of metrics for the demo hosts, ending at `now_ms`, from a synthetic fleet
+/// (`harbinger synth`, seed 7): web-a and cache-a take hosts that failed after a warning
+/// period, cut 15 minutes before their failure; web-b and cache-b take hosts with nothing
+/// happening then. Returns the CSV and a sentence saying so.
+fn history(now_ms: i64) -> anyhow::Result<(String, String)> {
+    use harbinger_dataset::synth::{EpisodeClass, SynthParams, generate};
+    const SPAN: i64 = 8 * 3_600_000;
+    const BEFORE: i64 = 15 * 60_000;
+    let fleet = generate(&SynthParams { hosts: 60, days: 4.0, step_ms: 60_000, seed: 7, ..SynthParams::default() })?;
+    let t0 = fleet.dataset.meta.as_ref().and_then(|m| m.start_ms).unwrap_or(harbinger_dataset::synth::DEFAULT_START_MS);
+    let busy = |host: &str, from: i64, to: i64| fleet.episodes.iter().any(|e| e.host.as_str() == host && e.start_ms < to && e.end_ms > from);
+    // Failing hosts: a precursor whose warning starts inside the window and whose host is
+    // quiet before it.
+    let mut failing: Vec<(String, i64, String)> = Vec::new();
+    for e in fleet.episodes.iter().filter(|e| e.class == EpisodeClass::Precursor) {
+        let Some(f) = e.failure_ms else { continue };
+        let cut = f - BEFORE;
+        if cut - SPAN < t0 + 3_600_000 || e.start_ms > cut - 3_600_000 || busy(e.host.as_str(), cut - SPAN, e.start_ms) {
+            continue;
+        }
+        if failing.iter().any(|(h, _, _)| h == e.host.as_str()) {
+            continue;
+        }
+        failing.push((e.host.as_str().to_string(), cut, e.kind.clone()));
+        if failing.len() == 2 {
+            break;
+        }
+    }
+    let [(wa, wa_cut, wa_kind), (ca, ca_cut, ca_kind)] = <[_; 2]>::try_from(failing).map_err(|_| anyhow::anyhow!("no two precursor episodes in the synthetic fleet"))?;
+    let quiet: Vec<String> = fleet
+        .dataset
+        .hosts
+        .iter()
+        .map(|h| h.host.as_str().to_string())
+        .filter(|h| *h != wa && *h != ca && !busy(h, wa_cut - SPAN, wa_cut + SPAN) && !busy(h, ca_cut - SPAN, ca_cut + SPAN))
+        .take(2)
+        .collect();
+    let [wb, cb] = <[String; 2]>::try_from(quiet).map_err(|_| anyhow::anyhow!("no two quiet hosts in the synthetic fleet"))?;
+    let plan = [("web-a", &wa, wa_cut), ("web-b", &wb, wa_cut), ("cache-a", &ca, ca_cut), ("cache-b", &cb, ca_cut)];
+    let mut csv = String::from("timestamp,host,metric,value\n");
+    for (demo_host, source, cut) in plan {
+        for series in fleet.dataset.metrics.iter().filter(|s| s.key.host.as_str() == source.as_str()) {
+            for (t, v) in series.timestamps.iter().zip(&series.values) {
+                if *t >= cut - SPAN && *t < cut && v.is_finite() {
+                    csv.push_str(&format!("{},{demo_host},{},{v}\n", t - cut + now_ms, series.key.metric.as_str()));
+                }
+            }
+        }
+    }
+    let story = format!(
+        "metrics: 8 h of history for each host, ending now; web-a replays synthetic host {wa} {m} min before its {wa_kind} failure, \
+         cache-a host {ca} {m} min before its {ca_kind} failure, web-b and cache-b quiet hosts",
+        m = BEFORE / 60_000
+    );
+    Ok((csv, story))
+}
 
 /// Where a program is, from `PATH` or the usual Debian location.
 pub(crate) fn find(program: &str, debian: &str) -> Option<PathBuf> {
@@ -322,8 +384,24 @@ async fn story(a: &DemoArgs) -> anyhow::Result<()> {
     // harbinger's inventory and configuration.
     let data_dir = dir.join("data");
     let inv = dir.join("inventory");
-    write_inventory(&inv, &web_primary, &redis_primary)?;
-    let toml = config_toml(&data_dir, http_port, grpc_port, &exe, &redis_server, &dir.join("replicas"), &sock, &lab, netns.then_some((web_port, redis_port)));
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
+    let (metrics_csv, story) = match a.trigger {
+        DemoTrigger::Metrics => {
+            let (csv, story) = history(now_ms)?;
+            (csv, Some(story))
+        }
+        DemoTrigger::Alert => ("timestamp,host,metric,value\n".to_string(), None),
+    };
+    write_inventory(&inv, &web_primary, &redis_primary, &metrics_csv)?;
+    let model_dir = dir.join("model");
+    std::fs::create_dir_all(&model_dir)?;
+    let mut model: Value = serde_json::from_str(MODEL).context("the embedded model")?;
+    model["policy"]["enter_after_ms"] = json!(ENTER_AFTER_MS);
+    std::fs::write(model_dir.join("model.json"), serde_json::to_vec(&model)?)?;
+    if let Some(story) = &story {
+        tl.say(story);
+    }
+    let toml = config_toml(&model_dir, &data_dir, http_port, grpc_port, &exe, &redis_server, &dir.join("replicas"), &sock, &lab, netns.then_some((web_port, redis_port)));
     let cfg_file = dir.join("harbinger.toml");
     std::fs::write(&cfg_file, toml)?;
     let cfg = harbinger_config::Config::load(Some(&cfg_file), |_| None, &[]).context("the demo's configuration")?;
@@ -348,16 +426,33 @@ async fn story(a: &DemoArgs) -> anyhow::Result<()> {
     tl.say(format!("load: {} GET/s through haproxy; a Redis write loop through haproxy (every other write acknowledged with WAIT 1)", a.rate));
 
     // The prediction: both primaries' hosts are about to fail.
-    let alert = json!({"version": "4", "status": "firing", "receiver": "harbinger", "alerts": [
-        {"status": "firing", "labels": {"alertname": "HostFailurePredicted", "host": "web-a", "severity": "critical"},
-         "annotations": {"summary": "web-a predicted to fail within the hour"}},
-        {"status": "firing", "labels": {"alertname": "HostFailurePredicted", "host": "cache-a", "severity": "critical"},
-         "annotations": {"summary": "cache-a predicted to fail within the hour"}}]});
-    let r = http.post(format!("{api}/api/v1/alerts")).header("content-type", "application/json").body(serde_json::to_vec(&alert)?).send().await.context("posting the alert")?;
-    if !r.status().is_success() {
-        bail!("harbinger refused the alert: {} {}", r.status(), r.text().await.unwrap_or_default());
+    match a.trigger {
+        DemoTrigger::Metrics => {
+            tl.say(format!(
+                "harbinger scores every host at each engine tick (250 ms here); a host above the model's alert threshold for {} s \
+                 enters the alerting state (the model's own delay, 10 min, is shortened so the story fits in a minute)",
+                ENTER_AFTER_MS / 1000
+            ));
+        }
+        DemoTrigger::Alert => {
+            let alert = json!({"version": "4", "status": "firing", "receiver": "harbinger", "alerts": [
+                {"status": "firing", "labels": {"alertname": "HostFailurePredicted", "host": "web-a", "severity": "critical"},
+                 "annotations": {"summary": "web-a predicted to fail within the hour"}},
+                {"status": "firing", "labels": {"alertname": "HostFailurePredicted", "host": "cache-a", "severity": "critical"},
+                 "annotations": {"summary": "cache-a predicted to fail within the hour"}}]});
+            let r = http
+                .post(format!("{api}/api/v1/alerts"))
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&alert)?)
+                .send()
+                .await
+                .context("posting the alert")?;
+            if !r.status().is_success() {
+                bail!("harbinger refused the alert: {} {}", r.status(), r.text().await.unwrap_or_default());
+            }
+            tl.say("alert: web-a and cache-a predicted to fail (Alertmanager webhook)");
+        }
     }
-    tl.say("alert: web-a and cache-a predicted to fail (Alertmanager webhook)");
     let ready = until("both shadows ready", Duration::from_secs(30), || {
         let (http, url) = (http.clone(), format!("{api}/shadow/status?state=ready"));
         async move {
@@ -375,6 +470,21 @@ async fn story(a: &DemoArgs) -> anyhow::Result<()> {
             s["host"].as_str().unwrap_or("?"),
             s["endpoint"].as_str().unwrap_or("?")
         ));
+    }
+    if a.trigger == DemoTrigger::Metrics {
+        let url = format!("{api}/api/v1/risk?host=web-a,web-b,cache-a,cache-b");
+        let risks: Value = serde_json::from_slice(&http.get(url).send().await?.bytes().await?).unwrap_or(Value::Null);
+        for r in risks.as_array().into_iter().flatten() {
+            let reasons: Vec<String> = r["reasons"].as_array().into_iter().flatten().take(2).map(|x| x.to_string()).collect();
+            tl.say(format!(
+                "risk of {}: {:.2} (failure probability {:.2}, alerting {}){}",
+                r["host"].as_str().unwrap_or("?"),
+                r["risk"].as_f64().unwrap_or(f64::NAN),
+                r["failure_probability"].as_f64().unwrap_or(f64::NAN),
+                r["alerting"],
+                if reasons.is_empty() { String::new() } else { format!("; {}", reasons.join(", ")) }
+            ));
+        }
     }
     let web_shadow = ready.iter().find(|s| s["resource"] == "web").and_then(|s| s["id"].as_str()).unwrap_or_default().to_string();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -464,6 +574,8 @@ async fn story(a: &DemoArgs) -> anyhow::Result<()> {
         "unacked_writes_lost": unacked_lost,
         "write_errors": write_errors,
         "decisions": decisions.iter().map(|d| d["kind"].as_str().unwrap_or("")).collect::<Vec<_>>(),
+        "trigger": match a.trigger { DemoTrigger::Metrics => "metrics", DemoTrigger::Alert => "alert" },
+        "planned_because": decisions.iter().filter(|d| d["kind"] == "shadow_planned").filter_map(|d| d["reason"].as_str()).collect::<Vec<_>>(),
     });
     tl.say(format!(
         "web: {requests} requests, {failed} failed; first answer from the shadow {} after the failure \
@@ -562,7 +674,7 @@ fn render(template: &str, values: &[(&str, String)]) -> anyhow::Result<String> {
 
 /// The demo fleet: four hosts in two zones; `web` (HTTP) on web-a, `cache` (Redis) on
 /// cache-a, each with its endpoint, health check and HAProxy slots.
-fn write_inventory(dir: &Path, web: &str, redis: &str) -> anyhow::Result<()> {
+fn write_inventory(dir: &Path, web: &str, redis: &str, metrics_csv: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("hosts.csv"), "host,zone,rack,cpu_cores,mem_gb\nweb-a,a,,8,32\nweb-b,b,,8,32\ncache-a,a,,8,32\ncache-b,b,,8,32\n")?;
     let resources = json!([
@@ -574,7 +686,7 @@ fn write_inventory(dir: &Path, web: &str, redis: &str) -> anyhow::Result<()> {
                    "haproxy": {"backend": "be_redis", "primary": "primary", "shadow": "shadow"}}},
     ]);
     std::fs::write(dir.join("resources.json"), serde_json::to_vec_pretty(&resources)?)?;
-    std::fs::write(dir.join("metrics.csv"), "timestamp,host,metric,value\n")?;
+    std::fs::write(dir.join("metrics.csv"), metrics_csv)?;
     std::fs::write(dir.join("events.jsonl"), "")?;
     Ok(())
 }
@@ -583,6 +695,7 @@ fn write_inventory(dir: &Path, web: &str, redis: &str) -> anyhow::Result<()> {
 /// namespaces; `None` on loopback (free ports).
 #[allow(clippy::too_many_arguments)]
 fn config_toml(
+    model_dir: &Path,
     data_dir: &Path,
     http: u16,
     grpc: u16,
@@ -619,8 +732,13 @@ addr = "127.0.0.1:{grpc}"
 [log]
 level = "warn"
 
+[model]
+dir = {model}
+
 [store]
 retention = "forever"
+# The scorer is warmed from the in-memory window at start: all 8 h of history.
+hot_window = "9h"
 
 [engine]
 tick = "250ms"
@@ -651,6 +769,7 @@ api = {sock}
 timeout = "5s"
 "#,
         data = q(&data_dir.display().to_string()),
+        model = q(&model_dir.display().to_string()),
         command = list(&command),
         redis = q(&redis_server.display().to_string()),
         replicas = q(&replicas.display().to_string()),

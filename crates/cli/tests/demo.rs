@@ -62,9 +62,19 @@ fn demo(extra: &[&str]) -> Value {
     // harbinger's own account: shadows planned on the alert, failovers with their timings.
     let kinds: Vec<&str> = r["decisions"].as_array().expect("decisions").iter().filter_map(Value::as_str).collect();
     for want in ["shadow_planned", "failover", "shadow_promoted", "failover_done"] {
+        // (with --trigger metrics the shadows are planned because the model put web-a and
+        // cache-a in the alerting state: see the `risk` cause in the decision log)
         assert!(kinds.contains(&want), "{want} in {kinds:?}");
     }
     assert_eq!(kinds.iter().filter(|k| **k == "failover_done").count(), 2, "web and cache: {kinds:?}");
+    let because: Vec<&str> = r["planned_because"].as_array().expect("planned_because").iter().filter_map(Value::as_str).collect();
+    assert_eq!(because.len(), 2, "one shadow each for web and cache: {because:?}");
+    for reason in because.iter().filter(|_| r["trigger"] == "metrics") {
+        assert!(reason.contains(" alerting (risk "), "the model's prediction planned it: {reason}");
+    }
+    for reason in because.iter().filter(|_| r["trigger"] == "alert") {
+        assert!(reason.contains("alert ") && reason.contains("firing"), "the alert planned it: {reason}");
+    }
     for key in ["harbinger_detect_ms", "harbinger_act_ms", "redis_harbinger_detect_ms", "redis_harbinger_act_ms"] {
         assert!(r[key].is_u64(), "{key}: {r}");
     }
@@ -93,6 +103,7 @@ fn a_cut_link_fails_over_without_losing_requests_or_acknowledged_writes() {
 
 #[test]
 fn on_loopback_ports_the_story_holds_too() {
-    let r = demo(&["--hosts", "loopback", "--failure", "kill"]);
+    // And with the prediction coming from an Alertmanager alert instead of the model.
+    let r = demo(&["--hosts", "loopback", "--failure", "kill", "--trigger", "alert"]);
     assert_eq!(r["hosts"], "loopback", "{r}");
 }
