@@ -32,8 +32,6 @@ pub mod lab;
 use lab::Lab;
 
 const TEMPLATE: &str = include_str!("../../../deploy/haproxy/haproxy.cfg.tmpl");
-/// The default failure model, shipped in the binary so the demo needs no files.
-const MODEL: &str = include_str!("../../../models/default/model.json");
 /// How long a host stays above the alert threshold before it alerts, in the demo.
 const ENTER_AFTER_MS: i64 = 2000;
 
@@ -395,7 +393,7 @@ async fn story(a: &DemoArgs) -> anyhow::Result<()> {
     write_inventory(&inv, &web_primary, &redis_primary, &metrics_csv)?;
     let model_dir = dir.join("model");
     std::fs::create_dir_all(&model_dir)?;
-    let mut model: Value = serde_json::from_str(MODEL).context("the embedded model")?;
+    let mut model: Value = serde_json::from_str(harbinger_model::EMBEDDED_DEFAULT).context("the embedded model")?;
     model["policy"]["enter_after_ms"] = json!(ENTER_AFTER_MS);
     std::fs::write(model_dir.join("model.json"), serde_json::to_vec(&model)?)?;
     if let Some(story) = &story {

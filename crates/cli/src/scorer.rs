@@ -6,7 +6,8 @@ use anyhow::Context;
 use harbinger_core::{RiskScorer, SampleBatch, Stores, SystemClock};
 use harbinger_model::LiveScorer;
 
-/// Loads the model in `cfg.model.dir` and returns the live scorer over `stores`, warmed
+/// Loads the model in `cfg.model.dir` (the built-in default model when `model.dir` is left
+/// at its default and holds no model where `serve` runs) and returns the live scorer over `stores`, warmed
 /// with the inventory, the samples in the store's hot windows and the last three days
 /// of events.
 ///
@@ -15,8 +16,18 @@ use harbinger_model::LiveScorer;
 /// # Errors
 /// The model cannot be loaded (the message names the file), or the store cannot be read.
 pub fn build(cfg: &harbinger_config::Config, stores: &Stores) -> anyhow::Result<Arc<dyn RiskScorer>> {
-    let scorer = LiveScorer::open(&cfg.model.dir, Arc::new(SystemClock), cfg.model.alert_threshold, cfg.model.clear_threshold)
-        .with_context(|| format!("loading the failure model from {}", cfg.model.dir.display()))?;
+    let dir = &cfg.model.dir;
+    let clock = Arc::new(SystemClock);
+    let (alert, clear) = (cfg.model.alert_threshold, cfg.model.clear_threshold);
+    // `model.dir` left at its default and absent where serve runs: the built-in model.
+    let builtin = *dir == harbinger_config::Config::defaults().model.dir && !dir.join("model.json").exists() && !dir.join("CURRENT").exists();
+    let scorer = if builtin {
+        let model = harbinger_model::Model::embedded_default().context("the built-in default model")?;
+        tracing::info!(version = %model.version, dir = %dir.display(), "no model in model.dir: serving the built-in default model");
+        LiveScorer::new(model, dir, clock, alert, clear)
+    } else {
+        LiveScorer::open(dir, clock, alert, clear).with_context(|| format!("loading the failure model from {}", dir.display()))?
+    };
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(warm(&scorer, stores)))
         .context("warming the scorer from the store")?;
     Ok(Arc::new(scorer))

@@ -34,7 +34,7 @@ pub mod train;
 
 pub use eval::{Alert, EvalOptions, EvalOutput, EvalTick, Summary, evaluate, evaluate_ticks, summarize, write_output};
 pub use live::LiveScorer;
-pub use model::{Model, ModelError, RiskPolicy};
+pub use model::{EMBEDDED_DEFAULT, Model, ModelError, RiskPolicy};
 pub use step::{Observation, Step, advance, risk_step};
 pub use rules::{RuleSet, RulesError, RulesOptions, RulesOutput, evaluate_rules};
 pub use registry::{Registry, RegistryError};

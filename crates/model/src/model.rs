@@ -392,7 +392,20 @@ pub struct Assessment {
     pub contributions: Option<Vec<f64>>,
 }
 
+/// The text of the default model (`models/default/model.json`), built into the binary so
+/// that `serve` has a model wherever it is started.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../../models/default/model.json");
+
 impl Model {
+    /// The default model built into the binary ([`EMBEDDED_DEFAULT`]).
+    ///
+    /// # Errors
+    /// Never for a binary that passed its tests; [`ModelError`] if the embedded text were
+    /// not a model this version reads.
+    pub fn embedded_default() -> Result<Self, ModelError> {
+        Self::parse(PathBuf::from("<built in>/model.json"), EMBEDDED_DEFAULT)
+    }
+
     /// Loads `dir/model.json`.
     ///
     /// # Errors
