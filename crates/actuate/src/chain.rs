@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use harbinger_core::JournalStatus;
-use harbinger_core::shadow::{Shadow, ShadowState};
 use harbinger_core::Resource;
+use harbinger_core::shadow::{Shadow, ShadowState};
 use harbinger_engine::{Actuator, ActuatorOutcome, ActuatorRequest};
 
 /// One actuator of a chain and the resource kinds it acts on.
@@ -140,7 +140,13 @@ mod tests {
         }
     }
 
-    fn fake(name: &'static str, status: JournalStatus, endpoint: Option<&str>, reached: Option<ShadowState>, sync: ShadowState) -> Arc<Fake> {
+    fn fake(
+        name: &'static str,
+        status: JournalStatus,
+        endpoint: Option<&str>,
+        reached: Option<ShadowState>,
+        sync: ShadowState,
+    ) -> Arc<Fake> {
         Arc::new(Fake {
             name,
             out: ActuatorOutcome { status, detail: format!("{name} did it"), reached, endpoint: endpoint.map(str::to_string) },
@@ -176,7 +182,13 @@ mod tests {
             depends_on: vec![],
             state: serde_json::Value::Null,
         };
-        ActuatorRequest { key: "create:r@b#1".into(), attempt: 1, action: ActionKind::CreateShadow { shadow: shadow.clone() }, shadow, resource: Some(resource) }
+        ActuatorRequest {
+            key: "create:r@b#1".into(),
+            attempt: 1,
+            action: ActionKind::CreateShadow { shadow: shadow.clone() },
+            shadow,
+            resource: Some(resource),
+        }
     }
 
     #[tokio::test]
@@ -190,7 +202,10 @@ mod tests {
             Step { kinds: vec![], actuator: haproxy.clone() },
         ]);
         let out = chain.apply(&req("redis")).await;
-        assert_eq!((out.status, out.endpoint.as_deref(), out.reached), (JournalStatus::Applied, Some("10.0.0.2:6380"), Some(ShadowState::Syncing)));
+        assert_eq!(
+            (out.status, out.endpoint.as_deref(), out.reached),
+            (JournalStatus::Applied, Some("10.0.0.2:6380"), Some(ShadowState::Syncing))
+        );
         assert_eq!(out.detail, "redis: redis did it; haproxy: haproxy did it");
         assert_eq!(*haproxy.seen.lock().expect("lock"), [Some("10.0.0.2:6380".to_string())], "the next step sees the endpoint");
         assert!(web.seen.lock().expect("lock").is_empty(), "not its kind");

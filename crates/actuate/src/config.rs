@@ -236,12 +236,13 @@ pub fn build_chain(tables: &[toml::Table], ctx: &BuildContext) -> Result<BuiltCh
                 match (k.secret_env, k.secret_file) {
                     (Some(_), Some(_)) => return Err(err(Some(kind), "give secret_env or secret_file, not both".into())),
                     (Some(var), None) => {
-                        let secret = std::env::var(&var).map_err(|_| err(Some(kind), format!("secret_env: environment variable {var} is not set")))?;
+                        let secret = std::env::var(&var)
+                            .map_err(|_| err(Some(kind), format!("secret_env: environment variable {var} is not set")))?;
                         cfg = cfg.secret(secret.into_bytes());
                     }
                     (None, Some(path)) => {
-                        let text = std::fs::read_to_string(&path)
-                            .map_err(|e| err(Some(kind), format!("secret_file {}: {e}", path.display())))?;
+                        let text =
+                            std::fs::read_to_string(&path).map_err(|e| err(Some(kind), format!("secret_file {}: {e}", path.display())))?;
                         cfg = cfg.secret(text.trim_end_matches(['\r', '\n']).as_bytes().to_vec());
                     }
                     (None, None) => {}
@@ -305,7 +306,10 @@ pub fn build_chain(tables: &[toml::Table], ctx: &BuildContext) -> Result<BuiltCh
                 (Arc::new(RedisActuator::new(cfg)), true)
             }
             other => {
-                return Err(err(None, format!("kind = {other:?} is not one of {}", KINDS.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", "))));
+                return Err(err(
+                    None,
+                    format!("kind = {other:?} is not one of {}", KINDS.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ")),
+                ));
             }
         };
         // Layers, innermost first: dry run, timeout, retry, rate limit, circuit breaker.
@@ -434,7 +438,10 @@ mod tests {
             ("[[actuators]]\nkind = \"redis\"\nhost_addrs = { b = \"nowhere\" }", "host_addrs.b = \"nowhere\""),
             ("[[actuators]]\nkind = \"log\"\nretries = 0", "retries must be at least 1"),
             ("[[actuators]]\nkind = \"log\"\nrate_interval = \"1s\"", "rate_interval needs rate_limit"),
-            ("[[actuators]]\nkind = \"webhook\"\nurl = \"http://x\"\nsecret_env = \"HARBINGER_TEST_UNSET_SECRET\"", "HARBINGER_TEST_UNSET_SECRET is not set"),
+            (
+                "[[actuators]]\nkind = \"webhook\"\nurl = \"http://x\"\nsecret_env = \"HARBINGER_TEST_UNSET_SECRET\"",
+                "HARBINGER_TEST_UNSET_SECRET is not set",
+            ),
             ("[[actuators]]\nresource_kinds = [\"x\"]", "missing field `kind`"),
         ];
         for (text, want) in cases {

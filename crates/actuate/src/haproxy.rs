@@ -326,14 +326,8 @@ impl HaproxyClient {
             Ok::<_, std::io::Error>(answer)
         };
         match tokio::time::timeout(self.timeout, exchange).await {
-            Err(_) => Err(HaproxyError::Timeout {
-                socket: self.addr.to_string(),
-                command: command.to_string(),
-                timeout: self.timeout,
-            }),
-            Ok(Err(source)) => {
-                Err(HaproxyError::Io { socket: self.addr.to_string(), command: command.to_string(), source })
-            }
+            Err(_) => Err(HaproxyError::Timeout { socket: self.addr.to_string(), command: command.to_string(), timeout: self.timeout }),
+            Ok(Err(source)) => Err(HaproxyError::Io { socket: self.addr.to_string(), command: command.to_string(), source }),
             Ok(Ok(answer)) => Ok(String::from_utf8_lossy(&answer).trim_end_matches(['\n', '\r']).to_string()),
         }
     }
@@ -351,11 +345,7 @@ impl HaproxyClient {
         if first.is_empty() || first.contains("changed from") || first.starts_with("no need to change") {
             Ok(())
         } else {
-            Err(HaproxyError::Refused {
-                socket: self.addr.to_string(),
-                command: command.to_string(),
-                answer: first.to_string(),
-            })
+            Err(HaproxyError::Refused { socket: self.addr.to_string(), command: command.to_string(), answer: first.to_string() })
         }
     }
 
@@ -373,11 +363,7 @@ impl HaproxyClient {
         match lines.next().map(str::trim) {
             Some("1") => {}
             Some(other) => {
-                return Err(HaproxyError::Refused {
-                    socket: self.addr.to_string(),
-                    command,
-                    answer: other.to_string(),
-                });
+                return Err(HaproxyError::Refused { socket: self.addr.to_string(), command, answer: other.to_string() });
             }
             None => return Err(self.unexpected(&command, "empty answer".to_string())),
         }
@@ -387,10 +373,7 @@ impl HaproxyClient {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            servers.push(
-                parse_server_line(line)
-                    .ok_or_else(|| self.unexpected(&command, format!("unreadable line {line:?}")))?,
-            );
+            servers.push(parse_server_line(line).ok_or_else(|| self.unexpected(&command, format!("unreadable line {line:?}")))?);
         }
         Ok(servers.into_iter().filter(|s| s.backend == backend).collect())
     }
@@ -404,10 +387,7 @@ impl HaproxyClient {
         valid_name("server", server)?;
         let servers = self.servers_state(backend).await?;
         servers.into_iter().find(|s| s.server == server).ok_or_else(|| {
-            self.unexpected(
-                &format!("show servers state {backend}"),
-                format!("no server {server:?} in backend {backend:?}"),
-            )
+            self.unexpected(&format!("show servers state {backend}"), format!("no server {server:?} in backend {backend:?}"))
         })
     }
 
@@ -426,7 +406,9 @@ impl HaproxyClient {
         let header: Vec<&str> = lines.next().unwrap_or("").trim_start_matches("# ").split(',').collect();
         let col = |name: &str| header.iter().position(|h| *h == name);
         let (Some(px), Some(sv), Some(bck)) = (col("pxname"), col("svname"), col("bck")) else {
-            return Err(self.unexpected(&command, format!("no pxname/svname/bck columns in {:?}", answer.chars().take(120).collect::<String>())));
+            return Err(
+                self.unexpected(&command, format!("no pxname/svname/bck columns in {:?}", answer.chars().take(120).collect::<String>()))
+            );
         };
         for line in lines {
             let f: Vec<&str> = line.split(',').collect();
@@ -475,9 +457,7 @@ impl HaproxyClient {
 }
 
 fn valid_name(what: &'static str, name: &str) -> Result<(), HaproxyError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+    let ok = !name.is_empty() && name.len() <= 128 && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
     if ok { Ok(()) } else { Err(HaproxyError::InvalidName { what, name: name.to_string() }) }
 }
 
@@ -539,30 +519,27 @@ impl HaproxyTarget {
     pub fn from_resource(resource: &Resource) -> Result<Option<Self>, String> {
         let Some(h) = resource.state.get("haproxy") else { return Ok(None) };
         let field = |key: &str| -> Result<String, String> {
-            let v = h.get(key).and_then(|v| v.as_str()).ok_or_else(|| {
-                format!("resource {}: state.haproxy.{key} must be a string (the {key} name)", resource.id)
-            })?;
+            let v = h
+                .get(key)
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| format!("resource {}: state.haproxy.{key} must be a string (the {key} name)", resource.id))?;
             valid_name(if key == "backend" { "backend" } else { "server" }, v)
                 .map_err(|e| format!("resource {}: state.haproxy.{key}: {e}", resource.id))?;
             Ok(v.to_string())
         };
         let weight = match h.get("weight") {
             None => DEFAULT_WEIGHT,
-            Some(w) => w.as_u64().filter(|w| *w <= 256).and_then(|w| u32::try_from(w).ok()).ok_or_else(|| {
-                format!("resource {}: state.haproxy.weight must be an integer from 0 to 256", resource.id)
-            })?,
+            Some(w) => w
+                .as_u64()
+                .filter(|w| *w <= 256)
+                .and_then(|w| u32::try_from(w).ok())
+                .ok_or_else(|| format!("resource {}: state.haproxy.weight must be an integer from 0 to 256", resource.id))?,
         };
         let armed = match h.get("armed") {
             None => false,
             Some(a) => a.as_bool().ok_or_else(|| format!("resource {}: state.haproxy.armed must be true or false", resource.id))?,
         };
-        Ok(Some(HaproxyTarget {
-            backend: field("backend")?,
-            primary: field("primary")?,
-            shadow: field("shadow")?,
-            weight,
-            armed,
-        }))
+        Ok(Some(HaproxyTarget { backend: field("backend")?, primary: field("primary")?, shadow: field("shadow")?, weight, armed }))
     }
 }
 
@@ -599,12 +576,7 @@ impl HaproxyActuator {
         HaproxyClient::new(self.api.clone(), self.timeout)
     }
 
-    async fn create(
-        &self,
-        client: &HaproxyClient,
-        t: &HaproxyTarget,
-        shadow: &Shadow,
-    ) -> Result<ActuatorOutcome, HaproxyError> {
+    async fn create(&self, client: &HaproxyClient, t: &HaproxyTarget, shadow: &Shadow) -> Result<ActuatorOutcome, HaproxyError> {
         let Some(endpoint) = shadow.endpoint.as_deref() else {
             return Ok(ActuatorOutcome::new(
                 JournalStatus::Skipped,
@@ -644,16 +616,9 @@ impl HaproxyActuator {
         ))
     }
 
-    async fn promote(
-        &self,
-        client: &HaproxyClient,
-        t: &HaproxyTarget,
-        shadow: &Shadow,
-    ) -> Result<ActuatorOutcome, HaproxyError> {
+    async fn promote(&self, client: &HaproxyClient, t: &HaproxyTarget, shadow: &Shadow) -> Result<ActuatorOutcome, HaproxyError> {
         let wanted = match shadow.endpoint.as_deref() {
-            Some(e) => Some(
-                split_endpoint(e).ok_or_else(|| HaproxyError::InvalidName { what: "endpoint", name: e.to_string() })?,
-            ),
+            Some(e) => Some(split_endpoint(e).ok_or_else(|| HaproxyError::InvalidName { what: "endpoint", name: e.to_string() })?),
             None => None,
         };
         let (slot, primary) = self.pair(client, t).await?;
@@ -699,10 +664,7 @@ impl HaproxyActuator {
                 break;
             }
             if Instant::now() >= deadline {
-                return Ok(ActuatorOutcome::failed(format!(
-                    "switch not confirmed within {:?}: {slot_now}; {primary_now}",
-                    self.timeout
-                )));
+                return Ok(ActuatorOutcome::failed(format!("switch not confirmed within {:?}: {slot_now}; {primary_now}", self.timeout)));
             }
             tokio::time::sleep(POLL).await;
         }
@@ -725,11 +687,7 @@ impl HaproxyActuator {
     }
 
     /// The slot and the primary, from one `show servers state`.
-    async fn pair(
-        &self,
-        client: &HaproxyClient,
-        t: &HaproxyTarget,
-    ) -> Result<(ServerState, ServerState), HaproxyError> {
+    async fn pair(&self, client: &HaproxyClient, t: &HaproxyTarget) -> Result<(ServerState, ServerState), HaproxyError> {
         let servers = client.servers_state(&t.backend).await?;
         let find = |name: &str| {
             servers.iter().find(|s| s.server == name).cloned().ok_or_else(|| HaproxyError::Unexpected {
@@ -743,10 +701,7 @@ impl HaproxyActuator {
 
     async fn act(&self, req: &ActuatorRequest) -> ActuatorOutcome {
         let Some(resource) = req.resource.as_ref() else {
-            return ActuatorOutcome::new(
-                JournalStatus::Skipped,
-                format!("resource {} is not in the inventory", req.shadow.resource),
-            );
+            return ActuatorOutcome::new(JournalStatus::Skipped, format!("resource {} is not in the inventory", req.shadow.resource));
         };
         let target = match HaproxyTarget::from_resource(resource) {
             Ok(Some(t)) => t,
@@ -806,8 +761,7 @@ mod tests {
         assert_eq!(s.op_state, OpState::Stopped);
         assert!(s.in_maint());
         assert_eq!(s.status(), "MAINT");
-        let s =
-            parse_server_line("3 be_http 2 shadow 127.0.0.1 2 4 100 1 0 8 2 0 6 0 0 0 - 18082 - 0 0 - - 0").unwrap();
+        let s = parse_server_line("3 be_http 2 shadow 127.0.0.1 2 4 100 1 0 8 2 0 6 0 0 0 - 18082 - 0 0 - - 0").unwrap();
         assert!(s.is_up(), "CMAINT alone (from `disabled` in the config) is not maintenance");
         assert_eq!(s.weight, 100);
     }

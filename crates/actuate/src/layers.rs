@@ -396,11 +396,7 @@ impl RateLimit {
         let now = Instant::now();
         let mut g = lock(&self.grants);
         let cap = usize::try_from(self.per_interval).unwrap_or(usize::MAX);
-        let at = if g.len() < cap {
-            now
-        } else {
-            g.front().map_or(now, |oldest| (*oldest + self.interval).max(now))
-        };
+        let at = if g.len() < cap { now } else { g.front().map_or(now, |oldest| (*oldest + self.interval).max(now)) };
         let wait = at - now;
         if wait > self.max_wait {
             return Err(wait);
@@ -571,12 +567,8 @@ impl CircuitBreaker {
     /// As [`CircuitBreaker::new`], for an actuator already shared.
     pub fn from_arc(inner: Arc<dyn Actuator>, cfg: CircuitBreakerConfig) -> Self {
         let cfg = CircuitBreakerConfig { failures: cfg.failures.max(1), ..cfg };
-        let breaker = Arc::new(Breaker {
-            name: inner.name(),
-            cfg,
-            phase: Mutex::new(Phase::Closed { consecutive: 0 }),
-            opened: AtomicU64::new(0),
-        });
+        let breaker =
+            Arc::new(Breaker { name: inner.name(), cfg, phase: Mutex::new(Phase::Closed { consecutive: 0 }), opened: AtomicU64::new(0) });
         CircuitBreaker { inner, breaker }
     }
 

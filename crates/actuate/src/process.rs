@@ -340,10 +340,8 @@ impl ProcessActuator {
                 let _how = kill_now(running).await;
                 join_readers(readers, Duration::from_secs(1)).await;
                 let (err, _) = read_tail(&stderr);
-                let mut detail = format!(
-                    "`{shown}` not healthy at {endpoint} within {:?} ({last}); process group killed",
-                    self.cfg.health_timeout
-                );
+                let mut detail =
+                    format!("`{shown}` not healthy at {endpoint} within {:?} ({last}); process group killed", self.cfg.health_timeout);
                 if !err.trim().is_empty() {
                     let _w = write!(detail, "; stderr: {}", err.trim());
                 }
@@ -371,7 +369,11 @@ impl ProcessActuator {
             signal_group(pgid, Signal::KILL);
             let (err, _) = read_tail(&r.stderr);
             let err = err.trim();
-            return if err.is_empty() { format!("it had already exited ({status})") } else { format!("it had already exited ({status}): {err}") };
+            return if err.is_empty() {
+                format!("it had already exited ({status})")
+            } else {
+                format!("it had already exited ({status}): {err}")
+            };
         }
         signal_group(pgid, Signal::TERM);
         match tokio::time::timeout(self.cfg.stop_timeout, r.child.wait()).await {
@@ -444,7 +446,8 @@ async fn check(health: &HealthCheck, endpoint: &str, within: Duration) -> Result
         }
         let line = String::from_utf8_lossy(&buf);
         let line = line.lines().next().unwrap_or_default();
-        let code: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("GET {path}: no HTTP status in {line:?}"))?;
+        let code: u16 =
+            line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("GET {path}: no HTTP status in {line:?}"))?;
         if (200..400).contains(&code) { Ok(()) } else { Err(format!("GET {path} answered {code}")) }
     };
     match tokio::time::timeout(within, probe).await {

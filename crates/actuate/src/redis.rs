@@ -183,12 +183,8 @@ impl RedisClient {
         match tokio::time::timeout(self.timeout, exchange).await {
             Err(_) => Err(RedisError::Timeout { addr: self.addr.clone(), command: name, timeout: self.timeout }),
             Ok(Err(ReadError::Io(source))) => Err(RedisError::Io { addr: self.addr.clone(), command: name, source }),
-            Ok(Err(ReadError::Protocol(detail))) => {
-                Err(RedisError::Protocol { addr: self.addr.clone(), command: name, detail })
-            }
-            Ok(Ok(Reply::Error(message))) => {
-                Err(RedisError::Server { addr: self.addr.clone(), command: name, message })
-            }
+            Ok(Err(ReadError::Protocol(detail))) => Err(RedisError::Protocol { addr: self.addr.clone(), command: name, detail }),
+            Ok(Ok(Reply::Error(message))) => Err(RedisError::Server { addr: self.addr.clone(), command: name, message }),
             Ok(Ok(reply)) => Ok(reply),
         }
     }
@@ -247,10 +243,7 @@ async fn read_value(conn: &mut BufReader<TcpStream>) -> Result<Reply, ReadError>
     }
     let body = String::from_utf8_lossy(&line[1..line.len() - 2]).into_owned();
     let len = || -> Result<i64, ReadError> {
-        body.parse::<i64>()
-            .ok()
-            .filter(|n| *n >= -1 && *n <= MAX_LEN)
-            .ok_or_else(|| ReadError::Protocol(format!("bad length {body:?}")))
+        body.parse::<i64>().ok().filter(|n| *n >= -1 && *n <= MAX_LEN).ok_or_else(|| ReadError::Protocol(format!("bad length {body:?}")))
     };
     match line[0] {
         b'+' => Ok(Reply::Status(body)),
@@ -397,11 +390,8 @@ impl RedisActuator {
     /// of the id so that two ids never share one.
     pub fn replica_dir(&self, shadow: &ShadowId) -> PathBuf {
         let id = shadow.as_str();
-        let safe: String = id
-            .chars()
-            .take(64)
-            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
-            .collect();
+        let safe: String =
+            id.chars().take(64).map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
         // FNV-1a: stable across runs and platforms.
         let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
         self.config.data_dir.join(format!("{safe}-{hash:016x}"))
@@ -428,10 +418,7 @@ impl RedisActuator {
     async fn create(&self, req: &ActuatorRequest) -> ActuatorOutcome {
         let shadow = &req.shadow;
         let Some(resource) = req.resource.as_ref() else {
-            return ActuatorOutcome::new(
-                JournalStatus::Skipped,
-                format!("resource {} is not in the inventory", shadow.resource),
-            );
+            return ActuatorOutcome::new(JournalStatus::Skipped, format!("resource {} is not in the inventory", shadow.resource));
         };
         let primary = match primary_endpoint(resource) {
             Ok(Some(p)) => p,
@@ -451,10 +438,7 @@ impl RedisActuator {
             {
                 let mut out = ActuatorOutcome::new(
                     JournalStatus::AlreadyApplied,
-                    format!(
-                        "replica of {} for shadow {} already runs at {} (pid {})",
-                        primary.0, shadow.id, r.endpoint, r.pid
-                    ),
+                    format!("replica of {} for shadow {} already runs at {} (pid {})", primary.0, shadow.id, r.endpoint, r.pid),
                 );
                 out.endpoint = Some(r.endpoint.clone());
                 out.reached = Some(ShadowState::Syncing);
@@ -492,14 +476,7 @@ impl RedisActuator {
 
     /// Starts a replica and waits until it answers PING; tries a few ports in case one
     /// was taken between choosing it and binding it.
-    async fn start(
-        &self,
-        shadow: &ShadowId,
-        host: &HostId,
-        ip: IpAddr,
-        primary: &(String, u16),
-        dir: &Path,
-    ) -> Result<Replica, String> {
+    async fn start(&self, shadow: &ShadowId, host: &HostId, ip: IpAddr, primary: &(String, u16), dir: &Path) -> Result<Replica, String> {
         tokio::fs::create_dir_all(dir).await.map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let mut last = String::new();
         for _ in 0..3 {
@@ -551,10 +528,7 @@ impl RedisActuator {
             let deadline = Instant::now() + self.config.timeout;
             loop {
                 if let Ok(Some(status)) = child.try_wait() {
-                    last = format!(
-                        "redis-server for shadow {shadow} on {endpoint} exited ({status}); see {}",
-                        log.display()
-                    );
+                    last = format!("redis-server for shadow {shadow} on {endpoint} exited ({status}); see {}", log.display());
                     break;
                 }
                 if ping(&endpoint, Duration::from_millis(200)).await {
@@ -568,8 +542,7 @@ impl RedisActuator {
                     return Ok(replica);
                 }
                 if Instant::now() >= deadline {
-                    let replica =
-                        Replica { child: Some(child), pid, endpoint: endpoint.clone(), dir: dir.to_path_buf() };
+                    let replica = Replica { child: Some(child), pid, endpoint: endpoint.clone(), dir: dir.to_path_buf() };
                     replica.kill_group();
                     return Err(format!(
                         "redis-server for shadow {shadow} on {endpoint} did not answer PING within {:?}; killed; see {}",
@@ -591,10 +564,7 @@ impl RedisActuator {
         {
             return Ok(r.endpoint.clone());
         }
-        shadow
-            .endpoint
-            .clone()
-            .ok_or_else(|| format!("no replica runs for shadow {} and it has no endpoint", shadow.id))
+        shadow.endpoint.clone().ok_or_else(|| format!("no replica runs for shadow {} and it has no endpoint", shadow.id))
     }
 
     async fn promote(&self, req: &ActuatorRequest) -> ActuatorOutcome {
@@ -641,16 +611,10 @@ impl RedisActuator {
         let shadow = &req.shadow;
         let mut replicas = self.replicas.lock().await;
         if !self.find(&mut replicas, &shadow.id).await {
-            return ActuatorOutcome::new(
-                JournalStatus::AlreadyApplied,
-                format!("no replica of ours runs for shadow {}", shadow.id),
-            );
+            return ActuatorOutcome::new(JournalStatus::AlreadyApplied, format!("no replica of ours runs for shadow {}", shadow.id));
         }
         let Some(mut r) = replicas.remove(&shadow.id) else {
-            return ActuatorOutcome::new(
-                JournalStatus::AlreadyApplied,
-                format!("no replica of ours runs for shadow {}", shadow.id),
-            );
+            return ActuatorOutcome::new(JournalStatus::AlreadyApplied, format!("no replica of ours runs for shadow {}", shadow.id));
         };
         let timeout = self.config.timeout;
         let deadline = Instant::now() + timeout;
@@ -680,10 +644,7 @@ impl RedisActuator {
         }
         let _unused = tokio::fs::remove_dir_all(&r.dir).await;
         let how = if clean { "shut down (SHUTDOWN NOSAVE)" } else { "killed (no exit within the timeout)" };
-        ActuatorOutcome::new(
-            JournalStatus::Applied,
-            format!("replica of shadow {} at {} (pid {}) {how}", shadow.id, r.endpoint, r.pid),
-        )
+        ActuatorOutcome::new(JournalStatus::Applied, format!("replica of shadow {} at {} (pid {}) {how}", shadow.id, r.endpoint, r.pid))
     }
 
     async fn replica_state(&self, shadow: &Shadow, resource: Option<&Resource>) -> Result<ShadowState, String> {
@@ -698,10 +659,9 @@ impl RedisActuator {
                     }
                     r.endpoint.clone()
                 }
-                None => shadow
-                    .endpoint
-                    .clone()
-                    .ok_or_else(|| format!("no replica runs for shadow {} and it has no endpoint", shadow.id))?,
+                None => {
+                    shadow.endpoint.clone().ok_or_else(|| format!("no replica runs for shadow {} and it has no endpoint", shadow.id))?
+                }
             }
         };
         let timeout = self.config.timeout;
@@ -804,4 +764,3 @@ impl Actuator for RedisActuator {
         self.replica_state(shadow, resource).await
     }
 }
-

@@ -237,11 +237,8 @@ impl WebhookActuator {
             ActuatorOutcome::new(JournalStatus::AlreadyApplied, detail)
         } else {
             let sep = if quoted.is_empty() { "" } else { ": " };
-            let what = if status.is_server_error() {
-                String::new()
-            } else {
-                format!(" — the receiver refused the request {NOT_RETRYABLE}")
-            };
+            let what =
+                if status.is_server_error() { String::new() } else { format!(" — the receiver refused the request {NOT_RETRYABLE}") };
             return ActuatorOutcome::failed(format!("POST {} answered HTTP {status}{sep}{quoted}{what}", self.url));
         };
         if matches!(req.action, ActionKind::CreateShadow { .. })

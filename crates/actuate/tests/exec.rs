@@ -167,8 +167,8 @@ async fn a_creation_reports_its_endpoint_and_state_on_the_last_line() {
 async fn a_timeout_kills_the_process_group_grandchildren_included() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("pid");
-    let cfg = sh(r#"sleep 30 & echo $! > "$1"; echo working >&2; sleep 30"#, &[pidfile.to_str().unwrap()])
-        .timeout(Duration::from_millis(500));
+    let cfg =
+        sh(r#"sleep 30 & echo $! > "$1"; echo working >&2; sleep 30"#, &[pidfile.to_str().unwrap()]).timeout(Duration::from_millis(500));
     let start = Instant::now();
     let out = ExecActuator::new(cfg).apply(&create()).await;
     let took = start.elapsed();
@@ -184,9 +184,8 @@ async fn a_timeout_kills_the_process_group_grandchildren_included() {
 async fn a_dropped_apply_kills_the_process_group() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("pid");
-    let exec = ExecActuator::new(
-        sh(r#"sleep 30 & echo $! > "$1"; sleep 30"#, &[pidfile.to_str().unwrap()]).timeout(Duration::from_secs(60)),
-    );
+    let exec =
+        ExecActuator::new(sh(r#"sleep 30 & echo $! > "$1"; sleep 30"#, &[pidfile.to_str().unwrap()]).timeout(Duration::from_secs(60)));
     let out = Timeout::new(exec, Duration::from_millis(300)).apply(&create()).await;
     assert_eq!(out.status, JournalStatus::Failed);
     assert!(out.detail.contains("timed out after 300ms"), "{}", out.detail);
@@ -196,8 +195,7 @@ async fn a_dropped_apply_kills_the_process_group() {
 
 #[tokio::test]
 async fn output_is_bounded() {
-    let out =
-        ExecActuator::new(sh("head -c 200000 /dev/zero | tr '\\0' x; echo; echo end", &[])).apply(&retire()).await;
+    let out = ExecActuator::new(sh("head -c 200000 /dev/zero | tr '\\0' x; echo; echo end", &[])).apply(&retire()).await;
     assert_eq!(out.status, JournalStatus::Applied);
     assert!(out.detail.len() < 4096 + 64, "{} bytes", out.detail.len());
     assert!(out.detail.starts_with("[… ") && out.detail.ends_with("end"), "{}…", &out.detail[..40]);
@@ -215,9 +213,7 @@ async fn a_background_daemon_holding_stdout_does_not_hang_the_action() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("pid");
     let start = Instant::now();
-    let out = ExecActuator::new(sh(r#"sleep 5 & echo $! > "$1"; echo started"#, &[pidfile.to_str().unwrap()]))
-        .apply(&retire())
-        .await;
+    let out = ExecActuator::new(sh(r#"sleep 5 & echo $! > "$1"; echo started"#, &[pidfile.to_str().unwrap()])).apply(&retire()).await;
     assert_eq!(out.status, JournalStatus::Applied);
     assert_eq!(out.detail, "started");
     assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());

@@ -27,10 +27,7 @@ const REDIS_SERVER: &str = "/usr/bin/redis-server";
 const TIMEOUT: Duration = Duration::from_secs(3);
 
 fn require(path: &str, package: &str) {
-    assert!(
-        Path::new(path).exists(),
-        "{path} not found: install the Debian package `{package}` (apt-get install {package})"
-    );
+    assert!(Path::new(path).exists(), "{path} not found: install the Debian package `{package}` (apt-get install {package})");
 }
 
 fn free_port() -> u16 {
@@ -125,12 +122,7 @@ async fn start_haproxy(dir: &Path, given: &[(&'static str, String)]) -> Haproxy 
     let cfg = dir.join("haproxy.cfg");
     std::fs::write(&cfg, render(&vars)).unwrap();
     let check = Command::new(HAPROXY).arg("-c").arg("-f").arg(&cfg).output().unwrap();
-    assert!(
-        check.status.success(),
-        "haproxy -c: {}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
+    assert!(check.status.success(), "haproxy -c: {}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
     let log = dir.join("haproxy.log");
     let out = std::fs::File::create(&log).unwrap();
     let child = Command::new(HAPROXY)
@@ -176,8 +168,7 @@ async fn http_server(name: &'static str) -> (HttpServer, u16) {
                         Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }
                 }
-                let reply =
-                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}", name.len());
+                let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}", name.len());
                 let _ = conn.write_all(reply.as_bytes()).await;
                 let _ = conn.shutdown().await;
             });
@@ -205,8 +196,7 @@ fn resource(kind: &str, backend: &str, server: &str, endpoint: Option<&str>) -> 
     if let Some(e) = endpoint {
         state["endpoint"] = json!(e);
     }
-    serde_json::from_value(json!({"id": "svc-1", "kind": kind, "host": "h1", "criticality": 3, "state": state}))
-        .unwrap()
+    serde_json::from_value(json!({"id": "svc-1", "kind": kind, "host": "h1", "criticality": 3, "state": state})).unwrap()
 }
 
 fn shadow(endpoint: Option<&str>) -> Shadow {
@@ -227,13 +217,7 @@ fn request(kind: &str, shadow: &Shadow, resource: &Resource) -> ActuatorRequest 
         "expire" => ActionKind::ExpireShadow { shadow: id },
         other => panic!("no action {other}"),
     };
-    ActuatorRequest {
-        key: format!("{kind}:{}", shadow.id),
-        attempt: 1,
-        action,
-        shadow: shadow.clone(),
-        resource: Some(resource.clone()),
-    }
+    ActuatorRequest { key: format!("{kind}:{}", shadow.id), attempt: 1, action, shadow: shadow.clone(), resource: Some(resource.clone()) }
 }
 
 fn assert_status(out: &ActuatorOutcome, status: JournalStatus) {
@@ -256,10 +240,7 @@ async fn http_traffic_moves_to_the_shadow_on_promotion() {
     let (_shadow, shadow_port) = http_server("shadow").await;
     let front = local(free_port());
     let h = start_haproxy(tmp.path(), &[("http_bind", front.clone()), ("http_primary", local(primary_port))]).await;
-    until("the primary answers through haproxy", Duration::from_secs(10), || async {
-        get(&front).await.filter(|b| b == "primary")
-    })
-    .await;
+    until("the primary answers through haproxy", Duration::from_secs(10), || async { get(&front).await.filter(|b| b == "primary") }).await;
     let act = h.actuator();
     let res = resource("service", "be_http", "primary", Some(&local(primary_port)));
 
@@ -308,17 +289,10 @@ async fn a_shadow_that_never_comes_up_leaves_traffic_on_the_primary() {
     assert_status(&act.apply(&request("create", &sh, &res)).await, JournalStatus::Applied);
     let out = act.apply(&request("promote", &sh, &res)).await;
     assert_status(&out, JournalStatus::Failed);
-    assert!(
-        out.detail.contains("did not come up") && out.detail.contains("traffic left on be_http/primary"),
-        "{}",
-        out.detail
-    );
+    assert!(out.detail.contains("did not come up") && out.detail.contains("traffic left on be_http/primary"), "{}", out.detail);
     assert_eq!(h.server("be_http", "primary").await.status(), "UP");
     assert_eq!(h.server("be_http", "shadow").await.status(), "DRAIN");
-    until("the primary answers through haproxy", Duration::from_secs(5), || async {
-        get(&front).await.filter(|b| b == "primary")
-    })
-    .await;
+    until("the primary answers through haproxy", Duration::from_secs(5), || async { get(&front).await.filter(|b| b == "primary") }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,11 +307,7 @@ async fn unknown_backend_or_server_fails_naming_it() {
     assert!(out.detail.contains("be_nope") && out.detail.contains("Can't find backend."), "{}", out.detail);
     let out = act.apply(&request("retire", &sh, &resource("service", "be_nope", "primary", None))).await;
     assert_status(&out, JournalStatus::Failed);
-    assert!(
-        out.detail.contains("set server be_nope/shadow state maint") && out.detail.contains("No such backend."),
-        "{}",
-        out.detail
-    );
+    assert!(out.detail.contains("set server be_nope/shadow state maint") && out.detail.contains("No such backend."), "{}", out.detail);
     let out = act.apply(&request("promote", &sh, &resource("service", "be_http", "nope", None))).await;
     assert_status(&out, JournalStatus::Failed);
     assert!(out.detail.contains("no server \"nope\" in backend \"be_http\""), "{}", out.detail);
@@ -361,8 +331,7 @@ async fn an_unreachable_or_silent_api_fails_within_the_timeout() {
     let out = act.apply(&request("retire", &sh, &res)).await;
     assert_status(&out, JournalStatus::Failed);
     assert!(
-        out.detail.contains(&missing.display().to_string())
-            && out.detail.contains("set server be_http/shadow state maint"),
+        out.detail.contains(&missing.display().to_string()) && out.detail.contains("set server be_http/shadow state maint"),
         "{}",
         out.detail
     );
@@ -375,11 +344,7 @@ async fn an_unreachable_or_silent_api_fails_within_the_timeout() {
     let out = act.apply(&request("retire", &sh, &res)).await;
     let took = start.elapsed();
     assert_status(&out, JournalStatus::Failed);
-    assert!(
-        out.detail.contains(&format!("tcp:{addr}")) && out.detail.contains("no answer within 500ms"),
-        "{}",
-        out.detail
-    );
+    assert!(out.detail.contains(&format!("tcp:{addr}")) && out.detail.contains("no answer within 500ms"), "{}", out.detail);
     assert!(took >= Duration::from_millis(500) && took < Duration::from_secs(3), "took {took:?}");
 }
 
@@ -428,8 +393,7 @@ async fn redis_failover_behind_the_shipped_haproxy_config() {
     }
     let front = local(free_port());
     let h = start_haproxy(tmp.path(), &[("redis_bind", front.clone()), ("redis_primary", primary_addr.clone())]).await;
-    let (role, via, n) =
-        until("the primary answers through haproxy", Duration::from_secs(10), || through(&front)).await;
+    let (role, via, n) = until("the primary answers through haproxy", Duration::from_secs(10), || through(&front)).await;
     assert_eq!((role.as_str(), via, n), ("master", port.to_string(), 1000));
 
     let mut config = RedisConfig::new(tmp.path().join("shadows"));

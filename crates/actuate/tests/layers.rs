@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use harbinger_actuate::layers::{
-    ActuatorExt, CircuitBreaker, CircuitBreakerConfig, CircuitState, Idempotent, NOT_RETRYABLE, RateLimit, Retry,
-    RetryPolicy, Timeout,
+    ActuatorExt, CircuitBreaker, CircuitBreakerConfig, CircuitState, Idempotent, NOT_RETRYABLE, RateLimit, Retry, RetryPolicy, Timeout,
 };
 use harbinger_core::JournalStatus;
 use harbinger_core::shadow::{Shadow, ShadowState};
@@ -69,11 +68,7 @@ impl Actuator for Fake {
             o
         })
     }
-    async fn sync_state(
-        &self,
-        _shadow: &Shadow,
-        _resource: Option<&harbinger_core::Resource>,
-    ) -> Result<ShadowState, String> {
+    async fn sync_state(&self, _shadow: &Shadow, _resource: Option<&harbinger_core::Resource>) -> Result<ShadowState, String> {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
@@ -102,13 +97,7 @@ fn shadow() -> Shadow {
 
 fn req(key: &str) -> ActuatorRequest {
     let s = shadow();
-    ActuatorRequest {
-        key: key.into(),
-        attempt: 1,
-        action: ActionKind::CreateShadow { shadow: s.clone() },
-        shadow: s,
-        resource: None,
-    }
+    ActuatorRequest { key: key.into(), attempt: 1, action: ActionKind::CreateShadow { shadow: s.clone() }, shadow: s, resource: None }
 }
 
 fn skipped(why: &str) -> ActuatorOutcome {
@@ -138,10 +127,7 @@ async fn timeout_fails_a_slow_apply_and_passes_a_fast_one() {
 #[tokio::test(start_paused = true)]
 async fn retry_succeeds_on_the_kth_attempt_with_exponential_backoff() {
     let fake = Fake::failing(2);
-    let r = Retry::from_arc(
-        fake.dyn_arc(),
-        RetryPolicy { attempts: 4, base: Duration::from_millis(100), max: Duration::from_secs(2) },
-    );
+    let r = Retry::from_arc(fake.dyn_arc(), RetryPolicy { attempts: 4, base: Duration::from_millis(100), max: Duration::from_secs(2) });
     let start = Instant::now();
     let out = r.apply(&req("k")).await;
     assert_eq!(out.status, JournalStatus::Applied);
@@ -157,10 +143,7 @@ async fn retry_succeeds_on_the_kth_attempt_with_exponential_backoff() {
 #[tokio::test(start_paused = true)]
 async fn retry_stops_after_n_attempts_and_caps_the_wait() {
     let fake = Fake::failing(10);
-    let r = Retry::from_arc(
-        fake.dyn_arc(),
-        RetryPolicy { attempts: 5, base: Duration::from_millis(100), max: Duration::from_millis(300) },
-    );
+    let r = Retry::from_arc(fake.dyn_arc(), RetryPolicy { attempts: 5, base: Duration::from_millis(100), max: Duration::from_millis(300) });
     let start = Instant::now();
     let out = r.apply(&req("k")).await;
     assert_eq!(out.status, JournalStatus::Failed);
@@ -214,11 +197,7 @@ async fn timeout_inside_retry_retries_each_slow_attempt() {
     let start = Instant::now();
     let out = stack.apply(&req("k")).await;
     assert_eq!(out.status, JournalStatus::Failed);
-    assert!(
-        out.detail.contains("failed after 3 attempts") && out.detail.contains("timed out after 1s"),
-        "{}",
-        out.detail
-    );
+    assert!(out.detail.contains("failed after 3 attempts") && out.detail.contains("timed out after 1s"), "{}", out.detail);
     assert_eq!(slow.calls(), 3);
     assert_eq!(start.elapsed(), 3 * Duration::from_secs(1) + 300 * MS);
 }
@@ -226,10 +205,7 @@ async fn timeout_inside_retry_retries_each_slow_attempt() {
 #[tokio::test(start_paused = true)]
 async fn circuit_opens_after_k_failures_skips_then_half_opens_and_closes() {
     let fake = Fake::failing(4);
-    let cb = CircuitBreaker::from_arc(
-        fake.dyn_arc(),
-        CircuitBreakerConfig { failures: 3, cool_down: Duration::from_secs(30) },
-    );
+    let cb = CircuitBreaker::from_arc(fake.dyn_arc(), CircuitBreakerConfig { failures: 3, cool_down: Duration::from_secs(30) });
     let handle = cb.handle();
     for _ in 0..2 {
         assert_eq!(cb.apply(&req("k")).await.status, JournalStatus::Failed);
@@ -273,10 +249,7 @@ async fn circuit_success_resets_the_count_and_skipped_is_neutral() {
     let ok = || ActuatorOutcome::new(JournalStatus::Applied, "ok");
     let f = || ActuatorOutcome::failed("boom");
     let fake = Fake::new([f(), f(), ok(), f(), skipped("not now"), f(), f()]);
-    let cb = CircuitBreaker::from_arc(
-        fake.dyn_arc(),
-        CircuitBreakerConfig { failures: 3, cool_down: Duration::from_secs(30) },
-    );
+    let cb = CircuitBreaker::from_arc(fake.dyn_arc(), CircuitBreakerConfig { failures: 3, cool_down: Duration::from_secs(30) });
     for _ in 0..6 {
         let _out = cb.apply(&req("k")).await;
         assert_eq!(cb.state(), CircuitState::Closed);
@@ -289,10 +262,7 @@ async fn circuit_success_resets_the_count_and_skipped_is_neutral() {
 async fn circuit_half_open_lets_one_trial_through_at_a_time() {
     let fake = Arc::new(Fake { delay: Duration::from_secs(1), ..Fake::default() });
     fake.script.lock().unwrap().push_back(ActuatorOutcome::failed("boom"));
-    let cb = Arc::new(CircuitBreaker::from_arc(
-        fake.dyn_arc(),
-        CircuitBreakerConfig { failures: 1, cool_down: Duration::from_secs(10) },
-    ));
+    let cb = Arc::new(CircuitBreaker::from_arc(fake.dyn_arc(), CircuitBreakerConfig { failures: 1, cool_down: Duration::from_secs(10) }));
     assert_eq!(cb.apply(&req("k")).await.status, JournalStatus::Failed);
     assert!(cb.is_open());
     tokio::time::advance(Duration::from_secs(10)).await;

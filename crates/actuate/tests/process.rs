@@ -59,19 +59,10 @@ fn request(kind: &str) -> ActuatorRequest {
 }
 
 fn http_server(dir: &Path) -> ProcessConfig {
-    ProcessConfig::new([
-        "python3",
-        "-m",
-        "http.server",
-        "{port}",
-        "--bind",
-        "{host_addr}",
-        "--directory",
-        dir.to_str().unwrap(),
-    ])
-    .health(HealthCheck::Http { path: "/".into() })
-    .health_timeout(Duration::from_secs(15))
-    .stop_timeout(Duration::from_secs(5))
+    ProcessConfig::new(["python3", "-m", "http.server", "{port}", "--bind", "{host_addr}", "--directory", dir.to_str().unwrap()])
+        .health(HealthCheck::Http { path: "/".into() })
+        .health_timeout(Duration::from_secs(15))
+        .stop_timeout(Duration::from_secs(5))
 }
 
 /// The status line of `GET /` at `endpoint`.
@@ -149,9 +140,7 @@ async fn templates_take_the_host_address_and_the_primary_endpoint() {
         seen.display(),
         dir.path().display()
     );
-    let cfg = ProcessConfig::new(["sh", "-c", &script])
-        .host_addr("h042", "127.0.0.2")
-        .health_timeout(Duration::from_secs(15));
+    let cfg = ProcessConfig::new(["sh", "-c", &script]).host_addr("h042", "127.0.0.2").health_timeout(Duration::from_secs(15));
     let act = ProcessActuator::new(cfg).unwrap();
     let out = act.apply(&request("create")).await;
     assert_eq!(out.status, JournalStatus::Applied, "{}", out.detail);
@@ -189,11 +178,8 @@ async fn a_command_that_exits_at_once_fails_with_its_stderr() {
 async fn a_command_that_never_gets_healthy_fails_after_the_timeout_and_is_killed() {
     let dir = tempfile::tempdir().unwrap();
     let (leader, forked) = (dir.path().join("leader"), dir.path().join("forked"));
-    let script = format!(
-        "sleep 30 & echo $! > {}; echo $$ > {}; echo warming up >&2; exec sleep 30 # {{port}}",
-        forked.display(),
-        leader.display()
-    );
+    let script =
+        format!("sleep 30 & echo $! > {}; echo $$ > {}; echo warming up >&2; exec sleep 30 # {{port}}", forked.display(), leader.display());
     let cfg = ProcessConfig::new(["sh", "-c", &script]).health_timeout(Duration::from_millis(500));
     let act = ProcessActuator::new(cfg).unwrap();
     let start = std::time::Instant::now();
@@ -211,13 +197,8 @@ async fn a_command_that_never_gets_healthy_fails_after_the_timeout_and_is_killed
 #[tokio::test]
 async fn a_process_ignoring_sigterm_is_killed_after_the_stop_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let script = format!(
-        "trap '' TERM; exec python3 -m http.server {{port}} --bind 127.0.0.1 --directory {}",
-        dir.path().display()
-    );
-    let cfg = ProcessConfig::new(["sh", "-c", &script])
-        .health_timeout(Duration::from_secs(15))
-        .stop_timeout(Duration::from_millis(300));
+    let script = format!("trap '' TERM; exec python3 -m http.server {{port}} --bind 127.0.0.1 --directory {}", dir.path().display());
+    let cfg = ProcessConfig::new(["sh", "-c", &script]).health_timeout(Duration::from_secs(15)).stop_timeout(Duration::from_millis(300));
     let act = ProcessActuator::new(cfg).unwrap();
     let out = act.apply(&request("create")).await;
     assert_eq!(out.status, JournalStatus::Applied, "{}", out.detail);

@@ -22,10 +22,7 @@ const REDIS_SERVER: &str = "/usr/bin/redis-server";
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn require(path: &str, package: &str) {
-    assert!(
-        Path::new(path).exists(),
-        "{path} not found: install the Debian package `{package}` (apt-get install {package})"
-    );
+    assert!(Path::new(path).exists(), "{path} not found: install the Debian package `{package}` (apt-get install {package})");
 }
 
 fn free_port() -> u16 {
@@ -94,8 +91,7 @@ fn resource(endpoint: Option<&str>) -> Resource {
     if let Some(e) = endpoint {
         state["endpoint"] = json!(e);
     }
-    serde_json::from_value(json!({"id": "cache-1", "kind": "redis", "host": "h1", "criticality": 3, "state": state}))
-        .unwrap()
+    serde_json::from_value(json!({"id": "cache-1", "kind": "redis", "host": "h1", "criticality": 3, "state": state})).unwrap()
 }
 
 fn shadow(id: &str, endpoint: Option<&str>) -> Shadow {
@@ -116,13 +112,7 @@ fn request(kind: &str, shadow: &Shadow, resource: Option<&Resource>) -> Actuator
         "expire" => ActionKind::ExpireShadow { shadow: id },
         other => panic!("no action {other}"),
     };
-    ActuatorRequest {
-        key: format!("{kind}:{}", shadow.id),
-        attempt: 1,
-        action,
-        shadow: shadow.clone(),
-        resource: resource.cloned(),
-    }
+    ActuatorRequest { key: format!("{kind}:{}", shadow.id), attempt: 1, action, shadow: shadow.clone(), resource: resource.cloned() }
 }
 
 fn actuator(dir: &Path) -> RedisActuator {
@@ -197,8 +187,7 @@ async fn replica_syncs_and_takes_over_when_the_primary_is_killed() {
     let out = act.apply(&request("retire", &sh, Some(&res))).await;
     assert_status(&out, JournalStatus::Applied);
     assert!(out.detail.contains("SHUTDOWN NOSAVE"), "{}", out.detail);
-    until("the replica's port is closed", Duration::from_secs(5), || async { refused(&endpoint).await.then_some(()) })
-        .await;
+    until("the replica's port is closed", Duration::from_secs(5), || async { refused(&endpoint).await.then_some(()) }).await;
     assert!(!act.replica_dir(&sh.id).exists(), "the replica's directory is removed");
     let out = act.apply(&request("expire", &sh, Some(&res))).await;
     assert_status(&out, JournalStatus::AlreadyApplied);
@@ -225,10 +214,7 @@ async fn replica_of_a_dead_primary_stays_syncing_and_dies_with_the_actuator() {
     }
 
     drop(act);
-    until("the replica is killed with the actuator", Duration::from_secs(5), || async {
-        refused(&endpoint).await.then_some(())
-    })
-    .await;
+    until("the replica is killed with the actuator", Duration::from_secs(5), || async { refused(&endpoint).await.then_some(()) }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,8 +240,7 @@ async fn a_second_actuator_finds_the_running_replica() {
 
     let out = second.apply(&request("retire", &sh, Some(&res))).await;
     assert_status(&out, JournalStatus::Applied);
-    until("the replica's port is closed", Duration::from_secs(5), || async { refused(&endpoint).await.then_some(()) })
-        .await;
+    until("the replica's port is closed", Duration::from_secs(5), || async { refused(&endpoint).await.then_some(()) }).await;
 }
 
 #[tokio::test]
@@ -270,11 +255,7 @@ async fn refusals_name_what_is_missing() {
     let dead = format!("127.0.0.1:{}", free_port());
     let out = act.apply(&request("create", &sh, Some(&resource(Some(&dead))))).await;
     assert_status(&out, JournalStatus::Failed);
-    assert!(
-        out.detail.contains("/nonexistent/redis-server") && out.detail.contains("Debian package redis-server"),
-        "{}",
-        out.detail
-    );
+    assert!(out.detail.contains("/nonexistent/redis-server") && out.detail.contains("Debian package redis-server"), "{}", out.detail);
 
     // No primary endpoint, no resource: skipped, saying why.
     let act = actuator(tmp.path());

@@ -91,8 +91,7 @@ fn webhook(url: &str) -> WebhookActuator {
 #[tokio::test]
 async fn the_body_is_signed_with_the_secret_and_carries_the_key() {
     let (url, rx) = serve([(200, "{\"endpoint\":\"10.0.0.5:6380\",\"state\":\"syncing\"}")]).await;
-    let wh =
-        WebhookActuator::new(WebhookConfig::new(&url).secret(SECRET).header("Authorization", "Bearer t0k")).unwrap();
+    let wh = WebhookActuator::new(WebhookConfig::new(&url).secret(SECRET).header("Authorization", "Bearer t0k")).unwrap();
     let out = wh.apply(&create()).await;
     assert_eq!(out.status, JournalStatus::Applied, "{}", out.detail);
     assert_eq!(out.endpoint.as_deref(), Some("10.0.0.5:6380"));
@@ -165,9 +164,7 @@ async fn a_server_that_never_answers_fails_after_the_timeout() {
             conns.push(c);
         }
     });
-    let wh =
-        WebhookActuator::new(WebhookConfig::new(format!("http://{addr}/hook")).timeout(Duration::from_millis(300)))
-            .unwrap();
+    let wh = WebhookActuator::new(WebhookConfig::new(format!("http://{addr}/hook")).timeout(Duration::from_millis(300))).unwrap();
     let start = Instant::now();
     let out = wh.apply(&create()).await;
     assert_eq!(out.status, JournalStatus::Failed);

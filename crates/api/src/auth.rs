@@ -22,17 +22,9 @@ pub enum AuthFailure {
 pub fn check_bearer(expected: &str, header: Option<&[u8]>) -> Result<(), AuthFailure> {
     let header = header.ok_or(AuthFailure::Missing)?;
     let header = std::str::from_utf8(header).map_err(|_| AuthFailure::Malformed)?;
-    let given = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-        .ok_or(AuthFailure::Malformed)?
-        .trim();
+    let given = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).ok_or(AuthFailure::Malformed)?.trim();
     let (a, b) = (given.as_bytes(), expected.as_bytes());
-    if a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0 {
-        Ok(())
-    } else {
-        Err(AuthFailure::Wrong)
-    }
+    if a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0 { Ok(()) } else { Err(AuthFailure::Wrong) }
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use harbinger_core::event::parse_events_jsonl;
-use harbinger_core::{EventError, HostId, RejectReason, RiskScorer, ScoreError, StoreError, Stores};
 use harbinger_core::shadow::ShadowState;
+use harbinger_core::{EventError, HostId, RejectReason, RiskScorer, ScoreError, StoreError, Stores};
 use harbinger_core::{ResourceId, ShadowId};
 use harbinger_engine::{Engine, EngineError, EventsRefused, Ingest, StatusFilter};
 use harbinger_ingest::remote_write::{self, RemoteWriteError, SeriesCache};
@@ -136,9 +136,7 @@ impl ApiError {
         match self {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RemoteWrite(RemoteWriteError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Body(_) | Self::RemoteWrite(_) | Self::Events(_) | Self::PartiallyRejected { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::Body(_) | Self::RemoteWrite(_) | Self::Events(_) | Self::PartiallyRejected { .. } => StatusCode::BAD_REQUEST,
             Self::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Store(StoreError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -155,9 +153,9 @@ impl ApiError {
                 EngineError::Alerts(_) | EngineError::Invalid(_) => StatusCode::BAD_REQUEST,
                 EngineError::Store(StoreError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
                 EngineError::Actuator { .. } => StatusCode::BAD_GATEWAY,
-                EngineError::Snapshot(harbinger_snapshot::SnapshotError::UnknownResource { .. } | harbinger_snapshot::SnapshotError::UnknownSeq { .. }) => {
-                    StatusCode::NOT_FOUND
-                }
+                EngineError::Snapshot(
+                    harbinger_snapshot::SnapshotError::UnknownResource { .. } | harbinger_snapshot::SnapshotError::UnknownSeq { .. },
+                ) => StatusCode::NOT_FOUND,
                 EngineError::NoSnapshots => StatusCode::SERVICE_UNAVAILABLE,
                 EngineError::Store(_) | EngineError::Internal(_) | EngineError::Snapshot(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
@@ -173,8 +171,7 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(error = %self, %status, "request refused");
         }
-        let mut resp =
-            (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{self}\n")).into_response();
+        let mut resp = (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{self}\n")).into_response();
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }
@@ -210,11 +207,7 @@ pub fn router(state: AppState) -> Router {
 ///
 /// # Errors
 /// Accept-loop I/O errors.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 
@@ -254,8 +247,7 @@ async fn risk_handler(
             hosts.push(HostId::new(h));
         }
     }
-    let risks = blocking(move || if hosts.is_empty() { Ok(scorer.score_all()) } else { scorer.score_hosts(&hosts) })
-        .await??;
+    let risks = blocking(move || if hosts.is_empty() { Ok(scorer.score_all()) } else { scorer.score_hosts(&hosts) }).await??;
     Ok(Json(risks))
 }
 
@@ -264,18 +256,14 @@ async fn reload_handler(State(state): State<AppState>) -> Result<Json<serde_json
     let scorer = state.scorer.clone().ok_or(ApiError::NoModel)?;
     let previous = scorer.model_info();
     let s = scorer.clone();
-    let current = blocking(move || s.reload(None))
-        .await?
-        .map_err(|source| ApiError::Reload { previous: previous.version.to_string(), source })?;
+    let current =
+        blocking(move || s.reload(None)).await?.map_err(|source| ApiError::Reload { previous: previous.version.to_string(), source })?;
     tracing::info!(previous = %previous.version, current = %current.version, "model reloaded (HTTP)");
     Ok(Json(serde_json::json!({ "previous": previous, "current": current })))
 }
 
 async fn record_latency(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let start = Instant::now();
     let resp = next.run(req).await;
     state
@@ -302,11 +290,7 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let t = &state.telemetry;
     t.store_series.set(i64::try_from(st.series).unwrap_or(i64::MAX));
     t.store_samples.set(i64::try_from(st.samples).unwrap_or(i64::MAX));
-    Ok((
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        t.encode(),
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], t.encode()).into_response())
 }
 
 /// Turns an extractor rejection into our error, counting it.
@@ -337,7 +321,8 @@ async fn remote_write_handler(
     if ctype.contains("io.prometheus.write.v2") {
         count_request_rejection(&state, "unsupported");
         return Err(ApiError::Unsupported(
-            "remote-write 2.0 is not supported; configure the sender for remote-write 1.0 (protobuf_message: prometheus.WriteRequest)".into(),
+            "remote-write 2.0 is not supported; configure the sender for remote-write 1.0 (protobuf_message: prometheus.WriteRequest)"
+                .into(),
         ));
     }
     let encoding = header_str(header::CONTENT_ENCODING);
@@ -347,7 +332,8 @@ async fn remote_write_handler(
     }
     // A decoded body may be larger than the wire body; allow a generous factor.
     let max_decoded = state.max_body_bytes.saturating_mul(8);
-    let decoded = remote_write::decode_with(&raw, max_decoded, &state.series_cache).inspect_err(|e| count_request_rejection(&state, e.reason()))?;
+    let decoded =
+        remote_write::decode_with(&raw, max_decoded, &state.series_cache).inspect_err(|e| count_request_rejection(&state, e.reason()))?;
     let accepted = ingest(&state).samples("remote_write", decoded.batch, decoded.dropped).await?;
     let (report, dropped) = (accepted.report, accepted.dropped);
 
@@ -357,12 +343,8 @@ async fn remote_write_handler(
     let serious: u64 = report.rejected.iter().filter(|(r, _)| **r != RejectReason::NonFinite).map(|(_, n)| n).sum::<u64>()
         + dropped.iter().filter(|(r, _)| **r != "stale_marker").map(|(_, n)| n).sum::<u64>();
     if serious > 0 {
-        let mut parts: Vec<String> = report
-            .rejected
-            .iter()
-            .map(|(r, n)| format!("{n} {r}"))
-            .chain(dropped.iter().map(|(r, n)| format!("{n} {r}")))
-            .collect();
+        let mut parts: Vec<String> =
+            report.rejected.iter().map(|(r, n)| format!("{n} {r}")).chain(dropped.iter().map(|(r, n)| format!("{n} {r}"))).collect();
         if let Some(first) = &report.first_rejection {
             parts.push(format!("first: {} at {} ({})", first.key, first.timestamp, first.reason));
         }
@@ -375,10 +357,7 @@ async fn remote_write_handler(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn events_handler(
-    State(state): State<AppState>,
-    raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+async fn events_handler(State(state): State<AppState>, raw: Result<Bytes, BytesRejection>) -> Result<Json<serde_json::Value>, ApiError> {
     let raw = body(&state, raw)?;
     let text = std::str::from_utf8(&raw).map_err(|e| {
         count_request_rejection(&state, "invalid_utf8");
@@ -502,9 +481,7 @@ async fn shadow_status_handler(
                 };
             }
             _ => {
-                return Err(ApiError::BadQuery(format!(
-                    "unknown query parameter {k:?} (expected id, resource, host, state or live)"
-                )));
+                return Err(ApiError::BadQuery(format!("unknown query parameter {k:?} (expected id, resource, host, state or live)")));
             }
         }
     }

@@ -102,7 +102,9 @@ async fn remote_write_stores_samples_and_counts_them() {
     let got = s.store.range(&SeriesKey::new("h1", "cpu"), 0, 10_000).await.expect("stored");
     assert_eq!((got.timestamps, got.values), (vec![1_000, 2_000], vec![0.5, 0.6]));
     assert_eq!(s.metric("harbinger_samples_ingested_total{source=\"remote_write\"}").await, Some(3.0));
-    assert!(s.metric("harbinger_http_request_duration_seconds_count{route=\"/api/v1/write\",status=\"204\"}").await.is_some_and(|n| n >= 1.0));
+    assert!(
+        s.metric("harbinger_http_request_duration_seconds_count{route=\"/api/v1/write\",status=\"204\"}").await.is_some_and(|n| n >= 1.0)
+    );
     s.stop().await;
 }
 
@@ -169,7 +171,8 @@ async fn remote_write_2_and_other_encodings_are_415() {
         .await
         .expect("send");
     assert_eq!(r.status(), 415);
-    let r = s.client.post(format!("{}/api/v1/write", s.url)).header("Content-Encoding", "gzip").body(vec![1, 2]).send().await.expect("send");
+    let r =
+        s.client.post(format!("{}/api/v1/write", s.url)).header("Content-Encoding", "gzip").body(vec![1, 2]).send().await.expect("send");
     assert_eq!(r.status(), 415);
     s.stop().await;
 }
@@ -177,9 +180,8 @@ async fn remote_write_2_and_other_encodings_are_415() {
 #[tokio::test]
 async fn events_are_all_or_nothing_with_the_bad_line_named() {
     let s = Server::start(1 << 20, None).await;
-    let (code, body) = s
-        .events("{\"ts\":2000,\"kind\":\"deploy_started\",\"host\":\"h1\"}\n{\"ts\":1000,\"kind\":\"config_changed\"}\n")
-        .await;
+    let (code, body) =
+        s.events("{\"ts\":2000,\"kind\":\"deploy_started\",\"host\":\"h1\"}\n{\"ts\":1000,\"kind\":\"config_changed\"}\n").await;
     assert_eq!((code, body.as_str()), (200, "{\"accepted\":2}"));
     let evs = s.store.events(0, 10_000).await.expect("events");
     assert_eq!(evs.iter().map(|e| e.ts).collect::<Vec<_>>(), vec![1000, 2000]);

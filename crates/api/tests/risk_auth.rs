@@ -5,9 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use harbinger_api::{AppState, Telemetry};
-use harbinger_core::{
-    Event, HostExplanation, HostId, HostRisk, ModelInfo, RiskScorer, SampleBatch, ScoreError, Stores,
-};
+use harbinger_core::{Event, HostExplanation, HostId, HostRisk, ModelInfo, RiskScorer, SampleBatch, ScoreError, Stores};
 use harbinger_ingest::remote_write::{encode, prompb};
 use harbinger_store::{Limits, MemoryStore};
 
@@ -217,9 +215,7 @@ async fn only_stored_samples_reach_the_scorer() {
 #[tokio::test]
 async fn with_a_token_the_post_routes_need_it_and_reads_stay_open() {
     let s = Server::start(Some("s3cret"), true).await;
-    for (path, body) in
-        [("/api/v1/write", write_body()), ("/api/v1/events", EVENT.as_bytes().to_vec()), ("/api/v1/admin/reload", vec![])]
-    {
+    for (path, body) in [("/api/v1/write", write_body()), ("/api/v1/events", EVENT.as_bytes().to_vec()), ("/api/v1/admin/reload", vec![])] {
         let (code, text, www) = s.send("POST", path, None, body.clone()).await;
         assert_eq!(code, 401, "{path}: {text}");
         assert_eq!(www.as_deref(), Some("Bearer"), "{path}");

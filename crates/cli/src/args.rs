@@ -609,8 +609,7 @@ mod tests {
 
     #[test]
     fn serve_and_score_flags_parse() {
-        let cli = Cli::try_parse_from(["harbinger", "serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-            .expect("parses");
+        let cli = Cli::try_parse_from(["harbinger", "serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"]).expect("parses");
         let Command::Serve(a) = cli.command else { panic!("serve expected") };
         assert_eq!((a.grpc_addr.as_deref(), a.http_addr.as_deref()), (Some("127.0.0.1:0"), Some("127.0.0.1:0")));
         let cli = Cli::try_parse_from(["harbinger", "score", "--addr", "h:1", "--json", "h1", "h2"]).expect("parses");
@@ -621,8 +620,8 @@ mod tests {
 
     #[test]
     fn eval_baseline_flags_parse_and_exclude_model_flags() {
-        let cli = Cli::try_parse_from(["harbinger", "eval", "--data", "d", "--baseline", "prometheus-rules", "--out", "o"])
-            .expect("parses");
+        let cli =
+            Cli::try_parse_from(["harbinger", "eval", "--data", "d", "--baseline", "prometheus-rules", "--out", "o"]).expect("parses");
         let Command::Eval(a) = cli.command else { panic!("eval expected") };
         assert_eq!((a.baseline, a.rules), (Some(Baseline::PrometheusRules), None));
         let base = ["harbinger", "eval", "--data", "d", "--out", "o"];
@@ -648,17 +647,21 @@ mod tests {
             panic!("list --json expected")
         };
 
-        let cli = Cli::try_parse_from(["harbinger", "train", "--data", "d", "--publish", "failure"]).expect("--out is optional with --publish");
+        let cli =
+            Cli::try_parse_from(["harbinger", "train", "--data", "d", "--publish", "failure"]).expect("--out is optional with --publish");
         let Command::Train(a) = cli.command else { panic!("train expected") };
         assert_eq!((a.out, a.publish.as_deref()), (None, Some("failure")));
         assert!(Cli::try_parse_from(["harbinger", "train", "--data", "d"]).is_err(), "--out or --publish is needed");
-        assert!(Cli::try_parse_from(["harbinger", "train", "--data", "d", "--out", "o", "--registry", "r"]).is_err(), "--registry needs --publish");
+        assert!(
+            Cli::try_parse_from(["harbinger", "train", "--data", "d", "--out", "o", "--registry", "r"]).is_err(),
+            "--registry needs --publish"
+        );
     }
 
     #[test]
     fn synth_flags_parse_as_documented() {
-        let cli = Cli::try_parse_from(["harbinger", "synth", "--out", "/tmp/f", "--hosts", "50", "--days", "7", "--seed", "1"])
-            .expect("parses");
+        let cli =
+            Cli::try_parse_from(["harbinger", "synth", "--out", "/tmp/f", "--hosts", "50", "--days", "7", "--seed", "1"]).expect("parses");
         let Command::Synth(a) = cli.command else { panic!("synth expected") };
         assert_eq!((a.hosts, a.days, a.seed, a.step.as_str()), (50, 7.0, 1, "60s"));
     }

@@ -134,9 +134,10 @@ impl Prometheus {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(r) = client.get(format!("{}/-/ready", p.url)).send().await
-                && r.status().is_success() {
-                    return Ok(p);
-                }
+                && r.status().is_success()
+            {
+                return Ok(p);
+            }
             if Instant::now() > deadline {
                 bail!("Prometheus at {} did not become ready in 30 s", p.url);
             }
@@ -296,7 +297,11 @@ pub async fn ingest(a: &BenchIngestArgs) -> anyhow::Result<()> {
     ));
     md.push_str("| figure | median | runs | target |\n|---|---|---|---|\n");
     md.push_str(&format!("| Parquet read + validate + store | {} samples/s | {} | >= 5 M/s |\n", fmt_rate(pq), runs_list(&parquet_rates)));
-    md.push_str(&format!("| remote-write decode + store, 1 thread | {} samples/s | {} | >= 2 M/s |\n", fmt_rate(dec), runs_list(&decode_rates)));
+    md.push_str(&format!(
+        "| remote-write decode + store, 1 thread | {} samples/s | {} | >= 2 M/s |\n",
+        fmt_rate(dec),
+        runs_list(&decode_rates)
+    ));
     md.push_str(&format!("| remote-write over HTTP, harbinger | {} samples/s | {} | |\n", fmt_rate(hh), runs_list(&http_h)));
     if let Some(v) = &prom_version {
         let pp = median(http_p.clone());

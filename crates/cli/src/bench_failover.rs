@@ -58,7 +58,8 @@ async fn demo_run(exe: &Path, failure: &str, rate: u32) -> anyhow::Result<Value>
 async fn haproxy_peer(haproxy: &Path, exe: &Path, rate: u32, dir: &Path) -> anyhow::Result<(f64, usize, usize)> {
     let (p1, p2, front) = (free_port()?, free_port()?, free_port()?);
     let local = |p: u16| format!("127.0.0.1:{p}");
-    let mut primary = Proc::spawn("peer primary", Command::new(exe).args(["demo-backend", "--port", &p1.to_string(), "--name", "primary"]))?;
+    let mut primary =
+        Proc::spawn("peer primary", Command::new(exe).args(["demo-backend", "--port", &p1.to_string(), "--name", "primary"]))?;
     let _standby = Proc::spawn("peer standby", Command::new(exe).args(["demo-backend", "--port", &p2.to_string(), "--name", "standby"]))?;
     let cfg = format!(
         "defaults\n    mode http\n    timeout connect 5000\n    timeout client 50000\n    timeout server 50000\n    retries 3\n    option redispatch\n\
@@ -110,7 +111,8 @@ async fn sentinel_peer(redis_server: &Path, down_after_ms: u64, dir: &Path) -> a
             .arg(d);
         c
     };
-    let (dp, dr, ds) = (dir.join(format!("s{down_after_ms}-p")), dir.join(format!("s{down_after_ms}-r")), dir.join(format!("s{down_after_ms}-s")));
+    let (dp, dr, ds) =
+        (dir.join(format!("s{down_after_ms}-p")), dir.join(format!("s{down_after_ms}-r")), dir.join(format!("s{down_after_ms}-s")));
     for d in [&dp, &dr, &ds] {
         std::fs::create_dir_all(d)?;
     }
@@ -163,7 +165,8 @@ async fn sentinel_peer(redis_server: &Path, down_after_ms: u64, dir: &Path) -> a
 /// A missing program, or a run that failed.
 pub async fn run(a: &BenchFailoverArgs) -> anyhow::Result<()> {
     let haproxy = find("haproxy", "/usr/sbin/haproxy").context("haproxy not found: sudo apt-get install haproxy")?;
-    let redis_server = find("redis-server", "/usr/bin/redis-server").context("redis-server not found: sudo apt-get install redis-server")?;
+    let redis_server =
+        find("redis-server", "/usr/bin/redis-server").context("redis-server not found: sudo apt-get install redis-server")?;
     let exe = std::env::current_exe()?;
     let tmp = tempfile::Builder::new().prefix("harbinger-bench-failover-").tempdir()?;
     let runs = a.runs.max(1);
@@ -192,7 +195,11 @@ pub async fn run(a: &BenchFailoverArgs) -> anyhow::Result<()> {
     println!("### Failover: harbinger demo against HAProxy's own checks and Redis Sentinel\n");
     println!("Command: `{}`  ", cmd.join(" "));
     println!("Date: {}  ", humantime::format_rfc3339_seconds(std::time::SystemTime::now()));
-    println!("Machine: {}, {} cores usable by this process  ", crate::bench::machine(), std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
+    println!(
+        "Machine: {}, {} cores usable by this process  ",
+        crate::bench::machine(),
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    );
     println!(
         "Each harbinger run is `harbinger demo --json --failure kill|cut --rate {}` (hosts: {hosts}; HAProxy 2.6 from `deploy/haproxy/haproxy.cfg.tmpl`, \
          Redis 7; {} GET/s and a write loop through HAProxy; watchdog every 200 ms, 2 of 3 checks). \

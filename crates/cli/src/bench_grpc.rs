@@ -254,7 +254,13 @@ async fn measure(clients: &[Clients], hosts: &Arc<Vec<String>>, a: &BenchGrpcArg
 }
 
 fn k(v: f64) -> String {
-    if v >= 1e6 { format!("{:.2} M", v / 1e6) } else if v >= 1e3 { format!("{:.1} k", v / 1e3) } else { format!("{v:.0}") }
+    if v >= 1e6 {
+        format!("{:.2} M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1} k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
 }
 
 fn list(v: &[f64], f: impl Fn(f64) -> String) -> String {
@@ -321,14 +327,27 @@ pub async fn run(cfg: &Config, a: &BenchGrpcArgs) -> anyhow::Result<()> {
         hosts.len(), a.concurrency, a.seconds, a.rate, a.seconds, a.runs.max(1)
     ));
     let peer_name = &a.peer_name;
-    md.push_str(&format!("| figure | harbinger | {} | target |\n|---|---|---|---|\n", if p.is_some() { peer_name.as_str() } else { "peer" }));
+    md.push_str(&format!(
+        "| figure | harbinger | {} | target |\n|---|---|---|---|\n",
+        if p.is_some() { peer_name.as_str() } else { "peer" }
+    ));
     let pv = |f: fn(&Figures) -> &Vec<f64>, fmt: &dyn Fn(f64) -> String| -> String {
         p.as_ref().map_or_else(|| "—".to_string(), |p| format!("{} [{}]", fmt(median(f(p))), list(f(p), fmt)))
     };
     let rps = |v: f64| format!("{} req/s", k(v));
     let hs = |v: f64| format!("{} host-scores/s", k(v));
-    md.push_str(&format!("| Ping (empty RPC), the ceiling | {} [{}] | {} | |\n", rps(median(&h.ping_rps)), list(&h.ping_rps, rps), pv(|f| &f.ping_rps, &rps)));
-    md.push_str(&format!("| ScoreHosts, 1 host | {} [{}] | {} | |\n", rps(median(&h.single_rps)), list(&h.single_rps, rps), pv(|f| &f.single_rps, &rps)));
+    md.push_str(&format!(
+        "| Ping (empty RPC), the ceiling | {} [{}] | {} | |\n",
+        rps(median(&h.ping_rps)),
+        list(&h.ping_rps, rps),
+        pv(|f| &f.ping_rps, &rps)
+    ));
+    md.push_str(&format!(
+        "| ScoreHosts, 1 host | {} [{}] | {} | |\n",
+        rps(median(&h.single_rps)),
+        list(&h.single_rps, rps),
+        pv(|f| &f.single_rps, &rps)
+    ));
     md.push_str(&format!(
         "| ScoreHosts 1 host / Ping | **{:.0} %** | {} | >= 50 % |\n",
         100.0 * median(&h.single_rps) / median(&h.ping_rps),
@@ -369,10 +388,7 @@ pub async fn run(cfg: &Config, a: &BenchGrpcArgs) -> anyhow::Result<()> {
             a.batch,
             median(&h.batch_host_scores) / median(&p.batch_host_scores)
         ));
-        md.push_str(&format!(
-            "| ratio harbinger / {peer_name}, 1 host | {:.1}x | | |\n",
-            median(&h.single_rps) / median(&p.single_rps)
-        ));
+        md.push_str(&format!("| ratio harbinger / {peer_name}, 1 host | {:.1}x | | |\n", median(&h.single_rps) / median(&p.single_rps)));
     }
     println!("{md}");
     if let Some(out) = &a.json_out {

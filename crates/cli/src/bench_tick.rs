@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use harbinger_config::Config;
-use harbinger_core::{Event, Host, HostId, InventoryStore, ManualClock, Resource, RiskScorer, SampleBatch, SeriesKey, SeriesSamples, Stores};
+use harbinger_core::{
+    Event, Host, HostId, InventoryStore, ManualClock, Resource, RiskScorer, SampleBatch, SeriesKey, SeriesSamples, Stores,
+};
 use harbinger_engine::{Engine, EngineConfig, EngineParts, LogActuator, Telemetry};
 use harbinger_model::{LiveScorer, Model};
 use harbinger_store::{Limits, MemoryStore};
@@ -125,7 +127,11 @@ pub fn run(cfg: &Config, a: &BenchTickArgs, model_dir: &Path) -> anyhow::Result<
     println!("### Engine tick, {} hosts\n", hosts.len());
     println!("Command: `{}`  ", cmd.join(" "));
     println!("Date: {}  ", humantime::format_rfc3339_seconds(std::time::SystemTime::now()));
-    println!("Machine: {}, {} cores usable by this process  ", crate::bench::machine(), std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
+    println!(
+        "Machine: {}, {} cores usable by this process  ",
+        crate::bench::machine(),
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    );
     println!(
         "Model {version}; {} hosts and {} resources ({} copies of {}), warmed with the last {} of metrics ({samples} samples) and {} events. \
          A tick: risk step for every host at one instant, the planner over the fleet, the actions journaled through the `log` actuator.  ",
@@ -147,6 +153,11 @@ pub fn run(cfg: &Config, a: &BenchTickArgs, model_dir: &Path) -> anyhow::Result<
     let list: Vec<String> = steady.iter().map(|x| format!("{x:.1}")).collect();
     println!("| steady tick, median of {} | **{med:.1} ms** [{}] |", steady.len(), list.join(", "));
     let list: Vec<String> = risk.iter().map(|x| format!("{x:.1}")).collect();
-    println!("| of which the risk step (scorer tick + host states), median of {} | {:.1} ms [{}] |", risk.len(), median(&risk), list.join(", "));
+    println!(
+        "| of which the risk step (scorer tick + host states), median of {} | {:.1} ms [{}] |",
+        risk.len(),
+        median(&risk),
+        list.join(", ")
+    );
     Ok(())
 }

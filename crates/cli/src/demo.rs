@@ -45,7 +45,8 @@ fn history(now_ms: i64) -> anyhow::Result<(String, String)> {
     const BEFORE: i64 = 15 * 60_000;
     let fleet = generate(&SynthParams { hosts: 60, days: 4.0, step_ms: 60_000, seed: 7, ..SynthParams::default() })?;
     let t0 = fleet.dataset.meta.as_ref().and_then(|m| m.start_ms).unwrap_or(harbinger_dataset::synth::DEFAULT_START_MS);
-    let busy = |host: &str, from: i64, to: i64| fleet.episodes.iter().any(|e| e.host.as_str() == host && e.start_ms < to && e.end_ms > from);
+    let busy =
+        |host: &str, from: i64, to: i64| fleet.episodes.iter().any(|e| e.host.as_str() == host && e.start_ms < to && e.end_ms > from);
     // Failing hosts: a precursor whose warning starts inside the window and whose host is
     // quiet before it.
     let mut failing: Vec<(String, i64, String)> = Vec::new();
@@ -63,7 +64,8 @@ fn history(now_ms: i64) -> anyhow::Result<(String, String)> {
             break;
         }
     }
-    let [(wa, wa_cut, wa_kind), (ca, ca_cut, ca_kind)] = <[_; 2]>::try_from(failing).map_err(|_| anyhow::anyhow!("no two precursor episodes in the synthetic fleet"))?;
+    let [(wa, wa_cut, wa_kind), (ca, ca_cut, ca_kind)] =
+        <[_; 2]>::try_from(failing).map_err(|_| anyhow::anyhow!("no two precursor episodes in the synthetic fleet"))?;
     let quiet: Vec<String> = fleet
         .dataset
         .hosts
@@ -186,7 +188,8 @@ pub async fn backend(a: &DemoBackendArgs) -> anyhow::Result<()> {
         let name = name.clone();
         async move { name.to_string() }
     });
-    let listener = tokio::net::TcpListener::bind((a.addr.as_str(), a.port)).await.with_context(|| format!("binding {}:{}", a.addr, a.port))?;
+    let listener =
+        tokio::net::TcpListener::bind((a.addr.as_str(), a.port)).await.with_context(|| format!("binding {}:{}", a.addr, a.port))?;
     axum::serve(listener, app).await.context("serving")
 }
 
@@ -320,12 +323,17 @@ async fn story(a: &DemoArgs) -> anyhow::Result<()> {
         .filter_map(|(p, absent)| absent.then_some(p))
         .collect();
     let (Some(haproxy), Some(redis_server)) = (haproxy, redis_server) else {
-        bail!("harbinger demo needs {}: install with `sudo apt-get install {}` (Debian/Ubuntu)", missing_pkgs.join(" and "), missing_pkgs.join(" "));
+        bail!(
+            "harbinger demo needs {}: install with `sudo apt-get install {}` (Debian/Ubuntu)",
+            missing_pkgs.join(" and "),
+            missing_pkgs.join(" ")
+        );
     };
     let exe = std::env::current_exe().context("finding the harbinger executable")?;
     let tmp = tempfile::Builder::new().prefix("harbinger-demo-").tempdir().context("creating a scratch directory")?;
     let dir = tmp.path();
-    let start_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
+    let start_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
     let mut tl = Timeline { start: Instant::now(), start_ms, quiet: a.json };
     tl.say(format!("scratch directory {}", dir.display()));
 
@@ -382,7 +390,8 @@ async fn story(a: &DemoArgs) -> anyhow::Result<()> {
     // harbinger's inventory and configuration.
     let data_dir = dir.join("data");
     let inv = dir.join("inventory");
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
     let (metrics_csv, story) = match a.trigger {
         DemoTrigger::Metrics => {
             let (csv, story) = history(now_ms)?;
@@ -399,7 +408,18 @@ async fn story(a: &DemoArgs) -> anyhow::Result<()> {
     if let Some(story) = &story {
         tl.say(story);
     }
-    let toml = config_toml(&model_dir, &data_dir, http_port, grpc_port, &exe, &redis_server, &dir.join("replicas"), &sock, &lab, netns.then_some((web_port, redis_port)));
+    let toml = config_toml(
+        &model_dir,
+        &data_dir,
+        http_port,
+        grpc_port,
+        &exe,
+        &redis_server,
+        &dir.join("replicas"),
+        &sock,
+        &lab,
+        netns.then_some((web_port, redis_port)),
+    );
     let cfg_file = dir.join("harbinger.toml");
     std::fs::write(&cfg_file, toml)?;
     let cfg = harbinger_config::Config::load(Some(&cfg_file), |_| None, &[]).context("the demo's configuration")?;
@@ -415,13 +435,18 @@ async fn story(a: &DemoArgs) -> anyhow::Result<()> {
         async move { http.get(url).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
     })
     .await?;
-    tl.say(format!("harbinger serving on {api} with actuators process -> redis -> haproxy; watchdog every 200 ms, 2 of 3 checks fail a primary"));
+    tl.say(format!(
+        "harbinger serving on {api} with actuators process -> redis -> haproxy; watchdog every 200 ms, 2 of 3 checks fail a primary"
+    ));
 
     // Load on both services.
     let stop_load = Arc::new(AtomicBool::new(false));
     let loader = tokio::spawn(load(format!("http://{}/", local(web_front)), a.rate, stop_load.clone()));
     let writer = tokio::spawn(writes(local(redis_front), stop_load.clone()));
-    tl.say(format!("load: {} GET/s through haproxy; a Redis write loop through haproxy (every other write acknowledged with WAIT 1)", a.rate));
+    tl.say(format!(
+        "load: {} GET/s through haproxy; a Redis write loop through haproxy (every other write acknowledged with WAIT 1)",
+        a.rate
+    ));
 
     // The prediction: both primaries' hosts are about to fail.
     match a.trigger {
@@ -509,12 +534,17 @@ async fn story(a: &DemoArgs) -> anyhow::Result<()> {
     let switched = tokio::spawn({
         let addr = redis_addr.clone();
         async move {
-            until("a Redis primary behind haproxy", Duration::from_secs(15), || redis_role_master(addr.clone())).await.map(|()| killed_redis.elapsed())
+            until("a Redis primary behind haproxy", Duration::from_secs(15), || redis_role_master(addr.clone()))
+                .await
+                .map(|()| killed_redis.elapsed())
         }
     });
     until("the redis failover", Duration::from_secs(15), promoted("cache")).await?;
     let redis_switch = switched.await.context("redis switch poller")??;
-    tl.say(format!("harbinger promoted the redis replica and switched haproxy: clients reach a primary {} ms after the failure", redis_switch.as_millis()));
+    tl.say(format!(
+        "harbinger promoted the redis replica and switched haproxy: clients reach a primary {} ms after the failure",
+        redis_switch.as_millis()
+    ));
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop_load.store(true, Ordering::Relaxed);
     let got = loader.await.context("load generator")?;
@@ -531,7 +561,8 @@ async fn story(a: &DemoArgs) -> anyhow::Result<()> {
     }
     let first_shadow = got.iter().filter(|g| g.sent >= killed_web && g.body.as_deref() == Ok(web_shadow.as_str())).map(|g| g.done).min();
     let failover_ms = first_shadow.map(|t| t.duration_since(killed_web).as_secs_f64() * 1000.0);
-    let slowest_ms = got.iter().filter(|g| g.sent >= killed_web).map(|g| g.done.duration_since(g.sent).as_secs_f64() * 1000.0).fold(0.0, f64::max);
+    let slowest_ms =
+        got.iter().filter(|g| g.sent >= killed_web).map(|g| g.done.duration_since(g.sent).as_secs_f64() * 1000.0).fold(0.0, f64::max);
     let acked_lost = missing(&redis_addr, &waited).await?;
     let unacked_lost = missing(&redis_addr, &plain).await?;
     let redis_failover_ms = Some(redis_switch.as_secs_f64() * 1000.0);
@@ -547,7 +578,11 @@ async fn story(a: &DemoArgs) -> anyhow::Result<()> {
     let log = std::fs::read_to_string(data_dir.join("decisions.jsonl")).unwrap_or_default();
     let decisions: Vec<Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let done_of = |resource: &str| {
-        decisions.iter().find(|d| d["kind"] == "failover_done" && d["resource"] == resource).and_then(|d| d["reason"].as_str()).map(failover_timings)
+        decisions
+            .iter()
+            .find(|d| d["kind"] == "failover_done" && d["resource"] == resource)
+            .and_then(|d| d["reason"].as_str())
+            .map(failover_timings)
     };
     let (web_detect, web_act) = done_of("web").flatten().unzip();
     let (cache_detect, cache_act) = done_of("cache").flatten().unzip();
@@ -674,7 +709,10 @@ fn render(template: &str, values: &[(&str, String)]) -> anyhow::Result<String> {
 /// cache-a, each with its endpoint, health check and HAProxy slots.
 fn write_inventory(dir: &Path, web: &str, redis: &str, metrics_csv: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("hosts.csv"), "host,zone,rack,cpu_cores,mem_gb\nweb-a,a,,8,32\nweb-b,b,,8,32\ncache-a,a,,8,32\ncache-b,b,,8,32\n")?;
+    std::fs::write(
+        dir.join("hosts.csv"),
+        "host,zone,rack,cpu_cores,mem_gb\nweb-a,a,,8,32\nweb-b,b,,8,32\ncache-a,a,,8,32\ncache-b,b,,8,32\n",
+    )?;
     let resources = json!([
         {"id": "web", "kind": "http", "host": "web-a", "criticality": 3, "cpu_cores": 1.0, "mem_gb": 1.0, "depends_on": [],
          "state": {"endpoint": web, "health": "http", "health_path": "/",
@@ -710,10 +748,7 @@ fn config_toml(
     let mut command = wrapper.clone();
     command.push(exe.display().to_string());
     command.extend(["demo-backend", "--addr", "{host_addr}", "--port", "{port}", "--name", "{shadow}"].map(String::from));
-    let host_addrs = format!(
-        "{{ {} }}",
-        lab.addrs().iter().map(|(h, a)| format!("{} = {}", q(h), q(a))).collect::<Vec<_>>().join(", ")
-    );
+    let host_addrs = format!("{{ {} }}", lab.addrs().iter().map(|(h, a)| format!("{} = {}", q(h), q(a))).collect::<Vec<_>>().join(", "));
     let (web_port, redis_port) = match ports {
         Some((w, r)) => (format!("port = {w}\n"), format!("port = {r}\nwrapper = {}\n", list(&wrapper))),
         None => (String::new(), String::new()),

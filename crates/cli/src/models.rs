@@ -68,7 +68,11 @@ pub fn run(cmd: &ModelsCommand, root: &Path) -> anyhow::Result<()> {
         ModelsCommand::Promote { name, version } => {
             let p = reg.promote(name, version)?;
             if p.changed {
-                println!("{name}: {} -> {} (reload serve to switch: SIGHUP, or POST /api/v1/admin/reload)", p.from.as_deref().unwrap_or("-"), p.to);
+                println!(
+                    "{name}: {} -> {} (reload serve to switch: SIGHUP, or POST /api/v1/admin/reload)",
+                    p.from.as_deref().unwrap_or("-"),
+                    p.to
+                );
             } else {
                 println!("{name}: {} is already current; nothing changed", p.to);
             }
@@ -165,7 +169,13 @@ mod tests {
         let t = table(&[row("v1", false, Some(0.25)), row("version-2", true, None)]);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "name     version       trained               learner   pr_auc  recall  precision  fa/host-day  dataset");
-        assert_eq!(lines[1], "failure  v1            2023-11-14T22:13:20Z  logistic  0.250   0.500   n/a        0.013        fleet (20 hosts)");
-        assert_eq!(lines[2], "failure  version-2  *  2023-11-14T22:13:20Z  logistic  n/a     0.500   n/a        0.013        fleet (20 hosts)");
+        assert_eq!(
+            lines[1],
+            "failure  v1            2023-11-14T22:13:20Z  logistic  0.250   0.500   n/a        0.013        fleet (20 hosts)"
+        );
+        assert_eq!(
+            lines[2],
+            "failure  version-2  *  2023-11-14T22:13:20Z  logistic  n/a     0.500   n/a        0.013        fleet (20 hosts)"
+        );
     }
 }

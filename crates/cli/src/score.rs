@@ -59,13 +59,8 @@ pub fn table(r: &pb::ScoreHostsResponse) -> String {
         "top factors".into(),
     ]];
     for h in &r.risks {
-        let factors = h
-            .factors
-            .iter()
-            .take(3)
-            .map(|f| format!("{}={:.3} ({:+.2})", f.name, f.value, f.contribution))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let factors =
+            h.factors.iter().take(3).map(|f| format!("{}={:.3} ({:+.2})", f.name, f.value, f.contribution)).collect::<Vec<_>>().join(", ");
         rows.push([
             h.host.clone(),
             format!("{:.3}", h.risk),

@@ -20,7 +20,8 @@ pub fn build(cfg: &harbinger_config::Config, stores: &Stores) -> anyhow::Result<
     let clock = Arc::new(SystemClock);
     let (alert, clear) = (cfg.model.alert_threshold, cfg.model.clear_threshold);
     // `model.dir` left at its default and absent where serve runs: the built-in model.
-    let builtin = *dir == harbinger_config::Config::defaults().model.dir && !dir.join("model.json").exists() && !dir.join("CURRENT").exists();
+    let builtin =
+        *dir == harbinger_config::Config::defaults().model.dir && !dir.join("model.json").exists() && !dir.join("CURRENT").exists();
     let scorer = if builtin {
         let model = harbinger_model::Model::embedded_default().context("the built-in default model")?;
         tracing::info!(version = %model.version, dir = %dir.display(), "no model in model.dir: serving the built-in default model");

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use harbinger_api::AppState;
-use harbinger_engine::{Engine, EngineConfig, EngineParts, Telemetry};
 use harbinger_config::Config;
 use harbinger_core::{InventoryStore, RiskScorer, Stores};
+use harbinger_engine::{Engine, EngineConfig, EngineParts, Telemetry};
 use tokio::sync::watch;
 
 /// Resolves on SIGINT or SIGTERM.
@@ -43,8 +43,7 @@ pub async fn shutdown_signal() {
 /// old model serving and logs why.
 #[cfg(unix)]
 fn reload_on_sighup(scorer: Option<Arc<dyn RiskScorer>>) -> anyhow::Result<()> {
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("listening for SIGHUP")?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("listening for SIGHUP")?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             let Some(scorer) = scorer.clone() else {
@@ -94,7 +93,12 @@ async fn tick_loop(engine: Engine, every: std::time::Duration, stop: impl Future
 }
 
 /// The engine over the store, with the configured actuator; resumes the journal.
-async fn open_engine(cfg: &Config, stores: &Stores, scorer: Option<Arc<dyn RiskScorer>>, telemetry: Arc<Telemetry>) -> anyhow::Result<Engine> {
+async fn open_engine(
+    cfg: &Config,
+    stores: &Stores,
+    scorer: Option<Arc<dyn RiskScorer>>,
+    telemetry: Arc<Telemetry>,
+) -> anyhow::Result<Engine> {
     let actuator: Arc<dyn harbinger_engine::Actuator> = match cfg.engine.actuator {
         harbinger_config::ActuatorKind::Log => Arc::new(harbinger_engine::LogActuator),
         harbinger_config::ActuatorKind::Chain => {
@@ -199,23 +203,17 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     let mut grpc = harbinger_grpc::GrpcState::new(stores, scorer.clone(), telemetry);
     grpc.strict_hosts = strict_hosts;
     grpc.engine = Some(engine.clone());
-    grpc.limits = harbinger_grpc::Limits {
-        max_hosts_per_request: cfg.grpc.max_hosts_per_request,
-        max_message_bytes: cfg.grpc.max_message_bytes,
-    };
+    grpc.limits =
+        harbinger_grpc::Limits { max_hosts_per_request: cfg.grpc.max_hosts_per_request, max_message_bytes: cfg.grpc.max_message_bytes };
     grpc.auth = harbinger_grpc::auth::Auth::new(token);
     if !no_model_reason.is_empty() {
         grpc.no_model_reason = Arc::from(no_model_reason);
     }
     let tls = tls_identity(&cfg)?;
 
-    let http_listener = tokio::net::TcpListener::bind(cfg.http.addr)
-        .await
-        .with_context(|| format!("binding HTTP on {}", cfg.http.addr))?;
+    let http_listener = tokio::net::TcpListener::bind(cfg.http.addr).await.with_context(|| format!("binding HTTP on {}", cfg.http.addr))?;
     let http_addr = http_listener.local_addr().context("reading the bound HTTP address")?;
-    let grpc_listener = tokio::net::TcpListener::bind(cfg.grpc.addr)
-        .await
-        .with_context(|| format!("binding gRPC on {}", cfg.grpc.addr))?;
+    let grpc_listener = tokio::net::TcpListener::bind(cfg.grpc.addr).await.with_context(|| format!("binding gRPC on {}", cfg.grpc.addr))?;
     let grpc_addr = grpc_listener.local_addr().context("reading the bound gRPC address")?;
     reload_on_sighup(scorer)?;
     tracing::info!(http = %http_addr, grpc = %grpc_addr, tls = tls.is_some(), auth = cfg.auth.token.is_some(),

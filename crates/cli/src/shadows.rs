@@ -121,15 +121,8 @@ pub fn actions_text(actions: &[pb::ShadowAction]) -> String {
     for a in actions {
         let _infallible = writeln!(out, "{} {}: {}", a.status, a.key, a.detail);
         if let Some(s) = &a.shadow {
-            let _infallible = writeln!(
-                out,
-                "  shadow {} of {} on {} (primary {}): {}",
-                s.id,
-                s.resource,
-                s.host,
-                s.primary,
-                state_name(s.state)
-            );
+            let _infallible =
+                writeln!(out, "  shadow {} of {} on {} (primary {}): {}", s.id, s.resource, s.host, s.primary, state_name(s.state));
         }
         if let Some(d) = &a.decision {
             let _infallible = writeln!(out, "  {}: {}", d.kind, d.reason);
@@ -218,7 +211,7 @@ pub async fn execute(a: &ShadowsArgs) -> anyhow::Result<String> {
         None => None,
     };
     let mut client = harbinger_grpc::client::connect(&a.addr, a.token.as_deref(), ca).await?.shadow;
-        let refused = |s: tonic::Status| anyhow::anyhow!(describe_status(&s, timeout));
+    let refused = |s: tonic::Status| anyhow::anyhow!(describe_status(&s, timeout));
     match &a.command {
         ShadowsCommand::List { resource, host, state, live } => {
             let filter = pb::ShadowStatusRequest {
@@ -334,7 +327,10 @@ mod tests {
         assert!(t.starts_with("id         db-1@b1#1\n"), "{t}");
         assert!(t.contains("\nstate      promoted\n") && t.contains("\nexpires    never\n"), "{t}");
         assert!(t.contains("\ncreated    2023-11-14T22:13:20.000Z\n"), "{t}");
-        assert!(t.ends_with("decisions about db-1, oldest first:\n  2023-11-14T22:13:20.000Z  shadow_promoted  promoted by hand by ops\n"), "{t}");
+        assert!(
+            t.ends_with("decisions about db-1, oldest first:\n  2023-11-14T22:13:20.000Z  shadow_promoted  promoted by hand by ops\n"),
+            "{t}"
+        );
         let a = pb::ShadowAction {
             key: "promote:db-1@b1#1".into(),
             status: "dry_run".into(),
@@ -354,8 +350,8 @@ mod tests {
 
     #[test]
     fn flags_parse_before_and_after_the_subcommand() {
-        let cli = Cli::try_parse_from(["harbinger", "shadows", "--addr", "h:1", "list", "--state", "ready", "--live", "--json"])
-            .expect("parses");
+        let cli =
+            Cli::try_parse_from(["harbinger", "shadows", "--addr", "h:1", "list", "--state", "ready", "--live", "--json"]).expect("parses");
         let Command::Shadows(a) = cli.command else { panic!("shadows expected") };
         assert_eq!((a.addr.as_str(), a.json), ("h:1", true));
         let ShadowsCommand::List { state, live, resource: None, host: None } = a.command else { panic!("list expected") };

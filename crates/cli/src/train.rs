@@ -10,8 +10,7 @@ use harbinger_core::HostId;
 use harbinger_dataset::{Dataset, LoadOptions, read_dataset};
 use harbinger_model::learn::ForestParams;
 use harbinger_model::{
-    EvalOptions, LearnerChoice, Mitigation, Model, RuleSet, RulesOptions, TrainOptions, evaluate_rules, evaluate_ticks, train,
-    write_output,
+    EvalOptions, LearnerChoice, Mitigation, Model, RuleSet, RulesOptions, TrainOptions, evaluate_rules, evaluate_ticks, train, write_output,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -64,8 +63,7 @@ fn mitigations(dir: &Path) -> anyhow::Result<Vec<Mitigation>> {
         if !MITIGATING.contains(&kind) {
             continue;
         }
-        let (Some(host), Some(ts)) = (v.get("host").and_then(|h| h.as_str()), v.get("ts").and_then(serde_json::Value::as_i64))
-        else {
+        let (Some(host), Some(ts)) = (v.get("host").and_then(|h| h.as_str()), v.get("ts").and_then(serde_json::Value::as_i64)) else {
             anyhow::bail!("{}:{}: a {kind} decision needs \"host\" and an integer \"ts\"", path.display(), i + 1);
         };
         out.push(Mitigation { host: HostId::new(host), ts });
@@ -88,12 +86,7 @@ const DEFAULT_SHORT_HORIZON_MS: i64 = 2 * 3_600_000;
 pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let ds = load(&a.data)?;
-    let name = ds
-        .meta
-        .as_ref()
-        .map(|m| m.name.clone())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| a.data.display().to_string());
+    let name = ds.meta.as_ref().map(|m| m.name.clone()).filter(|n| !n.is_empty()).unwrap_or_else(|| a.data.display().to_string());
     let learner = match a.learner.as_str() {
         "auto" => LearnerChoice::Auto,
         "logistic" => LearnerChoice::Logistic,
@@ -132,10 +125,11 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
     let stage = std::sync::Mutex::new(String::new());
     let progress = |s: &str, f: f64| {
         if let Ok(mut cur) = stage.lock()
-            && *cur != s {
-                *cur = s.to_string();
-                pb.set_message(s.to_string());
-            }
+            && *cur != s
+        {
+            *cur = s.to_string();
+            pb.set_message(s.to_string());
+        }
         pb.set_position((f * 1000.0) as u64);
     };
     let trained = train(&ds, &opts, &progress)?;
@@ -160,8 +154,15 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
         let p = crate::models::publish(registry, name, out)?;
         println!("model {} published as {name} in {}{}", m.version, registry.display(), if p.made_current { " (current)" } else { "" });
     }
-    println!("  learner      {} (held-back PR-AUC {})", m.learner.name(), c.learners.iter().map(|l| format!("{} {:.3}", l.learner, l.pr_auc)).collect::<Vec<_>>().join(", "));
-    println!("  rows         train {} ({} failure rows), held back {} ({})", c.train_rows, c.train_positives, c.holdout_rows, c.holdout_positives);
+    println!(
+        "  learner      {} (held-back PR-AUC {})",
+        m.learner.name(),
+        c.learners.iter().map(|l| format!("{} {:.3}", l.learner, l.pr_auc)).collect::<Vec<_>>().join(", ")
+    );
+    println!(
+        "  rows         train {} ({} failure rows), held back {} ({})",
+        c.train_rows, c.train_positives, c.holdout_rows, c.holdout_positives
+    );
     println!("  alerting     enter ≥ {:.3}, clear < {:.3}", m.policy.alert_threshold, m.policy.clear_threshold);
     let h = &c.holdout_summary;
     println!(
@@ -171,7 +172,12 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
         fmt(h.get("false_alarms_per_host_day")),
         fmt(h.get("lead_time_median_min"))
     );
-    println!("  time         features {:.1} s, fit {:.1} s, total {:.1} s (with loading)", c.seconds.0, c.seconds.1, t0.elapsed().as_secs_f64());
+    println!(
+        "  time         features {:.1} s, fit {:.1} s, total {:.1} s (with loading)",
+        c.seconds.0,
+        c.seconds.1,
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -263,7 +269,12 @@ fn print_summary(s: &harbinger_model::Summary) {
     println!("  recall            {} (predictable kinds: {})", f(s.recall), f(s.recall_predictable));
     println!("  precision         {} ({} alerts, {} false)", f(s.precision), s.alerts, s.false_alarms);
     println!("  false alarms      {:.4} per host-day", s.false_alarms_per_host_day);
-    println!("  lead time         median {} min (p10 {}, p90 {})", f(s.lead_time_median_min), f(s.lead_time_p10_min), f(s.lead_time_p90_min));
+    println!(
+        "  lead time         median {} min (p10 {}, p90 {})",
+        f(s.lead_time_median_min),
+        f(s.lead_time_p10_min),
+        f(s.lead_time_p90_min)
+    );
     for (k, r) in &s.recall_by_kind {
         println!("  recall {k:<10} {}/{} = {:.3}", r.predicted, r.failures, r.recall);
     }

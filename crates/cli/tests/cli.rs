@@ -29,7 +29,19 @@ fn synth_is_reproducible_and_ingest_reports_counts() {
         assert!(stdout.starts_with(&format!("wrote {}: 6 hosts", out.display())), "{stdout}");
     }
     assert!(read_all(&a) == read_all(&b), "same seed, same bytes");
-    let (_, _, _) = run(&["synth", "--out", tmp.path().join("c").to_str().expect("utf-8"), "--hosts", "6", "--days", "2", "--step", "5m", "--seed", "4"]);
+    let (_, _, _) = run(&[
+        "synth",
+        "--out",
+        tmp.path().join("c").to_str().expect("utf-8"),
+        "--hosts",
+        "6",
+        "--days",
+        "2",
+        "--step",
+        "5m",
+        "--seed",
+        "4",
+    ]);
     assert!(read_all(&a) != read_all(&tmp.path().join("c")), "another seed, another fleet");
 
     let data = tmp.path().join("store");
@@ -132,10 +144,7 @@ fn json_logs_are_json() {
     assert_eq!(code, 0, "{stderr}");
     let lines: Vec<serde_json::Value> =
         stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
-    assert!(
-        lines.iter().any(|v| v["level"] == "INFO" && v["fields"]["message"] == "embedded store opened"),
-        "{stderr}"
-    );
+    assert!(lines.iter().any(|v| v["level"] == "INFO" && v["fields"]["message"] == "embedded store opened"), "{stderr}");
 }
 
 #[test]
@@ -205,7 +214,13 @@ fn eval_writes_the_decisions_the_log_actuator_would_have_taken() {
         let data = repo.join("datasets/fleet-sample");
         let model = repo.join("models/default");
         let (code, stdout, stderr) = run(&[
-            "eval", "--data", data.to_str().expect("utf-8"), "--model", model.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8"),
+            "eval",
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--model",
+            model.to_str().expect("utf-8"),
+            "--out",
+            out.to_str().expect("utf-8"),
         ]);
         assert_eq!(code, 0, "{stderr}");
         assert!(stdout.contains("shadows the log actuator would have created"), "{stdout}");

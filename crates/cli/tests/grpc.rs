@@ -224,7 +224,13 @@ fn reloads_by_sighup_and_rpc_under_load_fail_no_request() {
         seen.insert(default_version);
         (ok, errors, seen)
     });
-    assert!(errors.is_empty(), "{} of {} requests failed during reloads: {:?}", errors.len(), ok + errors.len(), &errors[..errors.len().min(5)]);
+    assert!(
+        errors.is_empty(),
+        "{} of {} requests failed during reloads: {:?}",
+        errors.len(),
+        ok + errors.len(),
+        &errors[..errors.len().min(5)]
+    );
     assert!(seen.contains("reload-test-a") && seen.contains("reload-test-b"), "scores came from both versions: {seen:?}");
     assert_eq!(s.terminate(), 0);
 }

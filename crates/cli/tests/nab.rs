@@ -32,10 +32,7 @@ fn nab_score_prints_the_three_profiles() {
 
     let score = |results: &str| {
         std::fs::write(res.join("a.csv"), results).expect("w");
-        let args = [
-            "nab", "score", "--data", data_s, "--labels",
-            labels.to_str().expect("utf-8"), "--results", results_s, "--json",
-        ];
+        let args = ["nab", "score", "--data", data_s, "--labels", labels.to_str().expect("utf-8"), "--results", results_s, "--json"];
         let (code, stdout, stderr) = run(&args);
         assert_eq!(code, 0, "{stderr}");
         let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
@@ -47,10 +44,7 @@ fn nab_score_prints_the_three_profiles() {
 
     // A results file with the wrong number of rows is named.
     std::fs::write(res.join("a.csv"), "timestamp,value,anomaly_score,label\n").expect("w");
-    let (code, _, stderr) = run(&[
-        "nab", "score", "--data", data_s, "--labels",
-        labels.to_str().expect("utf-8"), "--results", results_s,
-    ]);
+    let (code, _, stderr) = run(&["nab", "score", "--data", data_s, "--labels", labels.to_str().expect("utf-8"), "--results", results_s]);
     assert_eq!(code, 1);
     assert!(stderr.contains("a.csv"), "{stderr}");
 }
@@ -67,9 +61,8 @@ fn nab_run_writes_one_scored_row_per_input_row() {
     }
     std::fs::write(data.join("b.csv"), &d).expect("w");
     let out = tmp.path().join("out");
-    let (code, stdout, stderr) = run(&[
-        "nab", "run", "--data", tmp.path().join("data").to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8"),
-    ]);
+    let (code, stdout, stderr) =
+        run(&["nab", "run", "--data", tmp.path().join("data").to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.starts_with("wrote 1 files, 600 points"), "{stdout}");
     let text = std::fs::read_to_string(out.join("realTest/b.csv")).expect("results written");
@@ -84,9 +77,8 @@ fn nab_run_writes_one_scored_row_per_input_row() {
 
     // A bad value is named with its file and line.
     std::fs::write(data.join("b.csv"), "timestamp,value\n2014-04-10 00:00:00,1\n2014-04-10 00:01:00,x\n").expect("w");
-    let (code, _, stderr) = run(&[
-        "nab", "run", "--data", tmp.path().join("data").to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8"),
-    ]);
+    let (code, _, stderr) =
+        run(&["nab", "run", "--data", tmp.path().join("data").to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")]);
     assert_eq!(code, 1);
     assert!(stderr.contains("b.csv") && stderr.contains('3'), "{stderr}");
 }

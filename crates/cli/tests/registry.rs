@@ -19,8 +19,21 @@ fn sample() -> String {
 /// the version, differs between the two models.
 fn train(extra: &[&str], seed: &str) -> String {
     let data = sample();
-    let mut args =
-        vec!["--log-level", "warn", "train", "--data", &data, "--tick", "15m", "--trees", "4", "--learner", "random-forest", "--seed", seed];
+    let mut args = vec![
+        "--log-level",
+        "warn",
+        "train",
+        "--data",
+        &data,
+        "--tick",
+        "15m",
+        "--trees",
+        "4",
+        "--learner",
+        "random-forest",
+        "--seed",
+        seed,
+    ];
     args.extend_from_slice(extra);
     let (code, out, err) = run(&args);
     assert_eq!(code, 0, "train: {out}\n{err}");

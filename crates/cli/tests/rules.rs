@@ -27,7 +27,8 @@ fn rules_baseline_writes_alerts_and_a_summary_consistent_with_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out_dir = dir.path().join("rules");
     let (d, o) = (sample().display().to_string(), out_dir.display().to_string());
-    let (code, out, err) = common::run(&["--log-level", "warn", "eval", "--data", &d, "--baseline", "prometheus-rules", "--out", &o, "--json"]);
+    let (code, out, err) =
+        common::run(&["--log-level", "warn", "eval", "--data", &d, "--baseline", "prometheus-rules", "--out", &o, "--json"]);
     assert_eq!(code, 0, "{out}\n{err}");
     let s: serde_json::Value = serde_json::from_str(&out).expect("summary JSON on stdout");
     let written: serde_json::Value =
@@ -51,12 +52,8 @@ fn rules_baseline_writes_alerts_and_a_summary_consistent_with_them() {
     // The contract rule recomputed here from the two files.
     let failures = rows(&std::fs::read_to_string(sample().join("failures.csv")).expect("failures.csv"));
     let six_h = 6 * 3_600_000;
-    let false_alarms =
-        alerts.iter().filter(|(h, t)| !failures.iter().any(|(fh, ft)| fh == h && *ft > *t && ft - t <= six_h)).count();
-    let predicted = failures
-        .iter()
-        .filter(|(fh, ft)| alerts.iter().any(|(h, t)| h == fh && *t >= ft - six_h && *t <= ft - 60_000))
-        .count();
+    let false_alarms = alerts.iter().filter(|(h, t)| !failures.iter().any(|(fh, ft)| fh == h && *ft > *t && ft - t <= six_h)).count();
+    let predicted = failures.iter().filter(|(fh, ft)| alerts.iter().any(|(h, t)| h == fh && *t >= ft - six_h && *t <= ft - 60_000)).count();
     assert_eq!(s["false_alarms"].as_u64(), Some(false_alarms as u64));
     assert_eq!(s["predicted"].as_u64(), Some(predicted as u64));
     let precision = (alerts.len() - false_alarms) as f64 / alerts.len() as f64;

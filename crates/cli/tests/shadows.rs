@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use common::{Serve, free_port, get, post_json, run, write_inventory};
 use serde_json::{Value, json};
 
-const HOSTS: [(&str, &str, f64); 6] = [("a1", "a", 64.0), ("a2", "a", 64.0), ("b1", "b", 64.0), ("b2", "b", 64.0), ("c1", "c", 64.0), ("c2", "c", 64.0)];
+const HOSTS: [(&str, &str, f64); 6] =
+    [("a1", "a", 64.0), ("a2", "a", 64.0), ("b1", "b", 64.0), ("b2", "b", 64.0), ("c1", "c", 64.0), ("c2", "c", 64.0)];
 
 /// A data directory with the inventory ingested: `n` critical resources (1 core) spread
 /// over the hosts, `web-0` (criticality 0) on a1 and `huge` (100 cores, fits nowhere).

@@ -91,7 +91,11 @@ fn operator_flow(addr: &str, token: &str) {
     let out = ok(&["create", "db-1", "--by", "alice", "--token", token, "--json"]);
     let v = json(&out);
     let shadow = &v["actions"][0]["shadow"];
-    assert_eq!((shadow["state"].as_str(), shadow["resource"].as_str(), shadow["primary"].as_str()), (Some("ready"), Some("db-1"), Some("a1")), "{v}");
+    assert_eq!(
+        (shadow["state"].as_str(), shadow["resource"].as_str(), shadow["primary"].as_str()),
+        (Some("ready"), Some("db-1"), Some("a1")),
+        "{v}"
+    );
     assert!(!shadow["host"].as_str().unwrap_or("a").starts_with('a'), "another zone: {v}");
     assert_eq!(shadow["causes"][0]["key"], "manual:alice");
     assert_eq!(v["actions"][0]["status"], "dry_run");

@@ -529,25 +529,24 @@ fn duration(field: &'static str, s: &str) -> Result<Duration, ConfigError> {
 }
 
 fn socket_addr(field: &'static str, s: &str) -> Result<SocketAddr, ConfigError> {
-    s.parse::<SocketAddr>().map_err(|e| ConfigError::Invalid {
-        field,
-        reason: format!("{s:?} is not an address like 127.0.0.1:8080 ({e})"),
-    })
+    s.parse::<SocketAddr>()
+        .map_err(|e| ConfigError::Invalid { field, reason: format!("{s:?} is not an address like 127.0.0.1:8080 ({e})") })
 }
 
 /// The bearer token from `auth.token` or the first line of `auth.token_file`.
 fn auth_token(raw: &RawAuth) -> Result<Option<Secret>, ConfigError> {
     let (field, token) = match (&raw.token, &raw.token_file) {
         (Some(_), Some(_)) => {
-            return Err(ConfigError::Invalid { field: "auth.token_file", reason: "set either auth.token or auth.token_file, not both".into() });
+            return Err(ConfigError::Invalid {
+                field: "auth.token_file",
+                reason: "set either auth.token or auth.token_file, not both".into(),
+            });
         }
         (None, None) => return Ok(None),
         (Some(t), None) => ("auth.token", t.trim().to_string()),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
-                field: "auth.token_file",
-                reason: format!("cannot read {}: {e}", path.display()),
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::Invalid { field: "auth.token_file", reason: format!("cannot read {}: {e}", path.display()) })?;
             ("auth.token_file", text.lines().next().unwrap_or("").trim().to_string())
         }
     };
@@ -555,7 +554,10 @@ fn auth_token(raw: &RawAuth) -> Result<Option<Secret>, ConfigError> {
         return Err(ConfigError::Invalid { field, reason: "the token is empty".into() });
     }
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ConfigError::Invalid { field, reason: "the token must be printable ASCII without spaces (it travels in a header)".into() });
+        return Err(ConfigError::Invalid {
+            field,
+            reason: "the token must be printable ASCII without spaces (it travels in a header)".into(),
+        });
     }
     Ok(Some(Secret(token)))
 }
@@ -573,28 +575,19 @@ impl Config {
     ///
     /// # Errors
     /// [`ConfigError`] naming the file or field.
-    pub fn load(
-        file: Option<&Path>,
-        env: impl Fn(&str) -> Option<String>,
-        overrides: &[(&str, String)],
-    ) -> Result<Self, ConfigError> {
+    pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>, overrides: &[(&str, String)]) -> Result<Self, ConfigError> {
         let mut table = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
-                    origin: path.display().to_string(),
-                    message: e.to_string(),
-                })?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse { origin: path.display().to_string(), message: e.to_string() })?
             }
             None => toml::Table::new(),
         };
         // Check the file on its own first so its errors name it.
         if let Some(path) = file {
-            RawConfig::deserialize(toml::Value::Table(table.clone())).map_err(|e| ConfigError::Parse {
-                origin: path.display().to_string(),
-                message: e.to_string(),
-            })?;
+            RawConfig::deserialize(toml::Value::Table(table.clone()))
+                .map_err(|e| ConfigError::Parse { origin: path.display().to_string(), message: e.to_string() })?;
         }
         for (var, key) in ENV_KEYS {
             if let Some(v) = env(var) {
@@ -604,10 +597,8 @@ impl Config {
         for (key, v) in overrides {
             set_path(&mut table, key, scalar(v));
         }
-        let raw = RawConfig::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Parse {
-            origin: "environment and flags".into(),
-            message: e.to_string(),
-        })?;
+        let raw = RawConfig::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Parse { origin: "environment and flags".into(), message: e.to_string() })?;
         Self::from_raw(raw)
     }
 
@@ -634,10 +625,7 @@ impl Config {
             Some(s) => {
                 let d = duration("store.retention", s)?;
                 if d.is_zero() {
-                    return Err(ConfigError::Invalid {
-                        field: "store.retention",
-                        reason: "must be positive, or \"forever\"".into(),
-                    });
+                    return Err(ConfigError::Invalid { field: "store.retention", reason: "must be positive, or \"forever\"".into() });
                 }
                 Some(d)
             }
@@ -665,10 +653,7 @@ impl Config {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
             other => {
-                return Err(ConfigError::Invalid {
-                    field: "log.format",
-                    reason: format!("{other:?} is not one of \"text\", \"json\""),
-                });
+                return Err(ConfigError::Invalid { field: "log.format", reason: format!("{other:?} is not one of \"text\", \"json\"") });
             }
         };
         let segment_bytes = positive("store.segment_bytes", raw.store.segment_bytes.unwrap_or(64 << 20))?;
@@ -686,12 +671,13 @@ impl Config {
         let alert_threshold = unit("model.alert_threshold", raw.model.alert_threshold)?;
         let clear_threshold = unit("model.clear_threshold", raw.model.clear_threshold)?;
         if let (Some(a), Some(c)) = (alert_threshold, clear_threshold)
-            && c > a {
-                return Err(ConfigError::Invalid {
-                    field: "model.clear_threshold",
-                    reason: format!("{c} is above model.alert_threshold {a}; hysteresis needs clear <= alert"),
-                });
-            }
+            && c > a
+        {
+            return Err(ConfigError::Invalid {
+                field: "model.clear_threshold",
+                reason: format!("{c} is above model.alert_threshold {a}; hysteresis needs clear <= alert"),
+            });
+        }
         let grpc_addr = socket_addr("grpc.addr", raw.grpc.addr.as_deref().unwrap_or("127.0.0.1:50051"))?;
         let max_hosts = positive("grpc.max_hosts_per_request", raw.grpc.max_hosts_per_request.unwrap_or(1_000))?;
         let max_message = positive("grpc.max_message_bytes", raw.grpc.max_message_bytes.unwrap_or(4 << 20))?;
@@ -699,10 +685,16 @@ impl Config {
             (None, None) => None,
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (Some(_), None) => {
-                return Err(ConfigError::Invalid { field: "grpc.tls_key", reason: "grpc.tls_cert is set, so the key is needed too".into() });
+                return Err(ConfigError::Invalid {
+                    field: "grpc.tls_key",
+                    reason: "grpc.tls_cert is set, so the key is needed too".into(),
+                });
             }
             (None, Some(_)) => {
-                return Err(ConfigError::Invalid { field: "grpc.tls_cert", reason: "grpc.tls_key is set, so the certificate is needed too".into() });
+                return Err(ConfigError::Invalid {
+                    field: "grpc.tls_cert",
+                    reason: "grpc.tls_key is set, so the certificate is needed too".into(),
+                });
             }
         };
         let token = auth_token(&raw.auth)?;
@@ -874,8 +866,11 @@ mod tests {
         std::fs::write(&f, "[engine]\nactuator = \"chain\"\n").expect("write");
         let e = Config::load(Some(&f), no_env, &[]).expect_err("no tables");
         assert!(e.to_string().contains("needs at least one [[actuators]] table"), "{e}");
-        std::fs::write(&f, "[engine]\nactuator = \"chain\"\n[[actuators]]\nkind = \"redis\"\n[[actuators]]\nkind = \"haproxy\"\napi = \"/s\"\n")
-            .expect("write");
+        std::fs::write(
+            &f,
+            "[engine]\nactuator = \"chain\"\n[[actuators]]\nkind = \"redis\"\n[[actuators]]\nkind = \"haproxy\"\napi = \"/s\"\n",
+        )
+        .expect("write");
         let c = Config::load(Some(&f), no_env, &[]).expect("valid");
         assert_eq!(c.engine.actuator, ActuatorKind::Chain);
         let kinds: Vec<_> = c.actuators.iter().filter_map(|t| t.get("kind").and_then(toml::Value::as_str)).collect();
@@ -888,8 +883,7 @@ mod tests {
     fn precedence_is_file_then_env_then_flags() {
         let dir = tempfile::tempdir().expect("tempdir");
         let f = dir.path().join("h.toml");
-        std::fs::write(&f, "data_dir = \"/from/file\"\n[store]\nsync_interval = \"5s\"\nhot_max_points = 10\n")
-            .expect("write");
+        std::fs::write(&f, "data_dir = \"/from/file\"\n[store]\nsync_interval = \"5s\"\nhot_max_points = 10\n").expect("write");
         let env = |k: &str| match k {
             "HARBINGER_STORE_SYNC_INTERVAL" => Some("250ms".to_string()),
             "HARBINGER_HTTP_ADDR" => Some("127.0.0.1:9999".to_string()),

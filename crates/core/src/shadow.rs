@@ -239,11 +239,8 @@ mod tests {
 
     #[test]
     fn lifecycle_moves() {
-        let allowed: Vec<(ShadowState, ShadowState)> = ALL
-            .into_iter()
-            .flat_map(|a| ALL.into_iter().map(move |b| (a, b)))
-            .filter(|&(a, b)| a != b && a.can_move_to(b))
-            .collect();
+        let allowed: Vec<(ShadowState, ShadowState)> =
+            ALL.into_iter().flat_map(|a| ALL.into_iter().map(move |b| (a, b))).filter(|&(a, b)| a != b && a.can_move_to(b)).collect();
         let expected = [
             (Planned, Provisioning),
             (Planned, Expired),
@@ -310,10 +307,7 @@ mod tests {
     #[test]
     fn causes_serialise_tagged_and_have_keys() {
         let c = Cause::Event { kind: "deploy_started".into(), id: "d-41".into() };
-        assert_eq!(
-            serde_json::to_string(&c).unwrap_or_default(),
-            r#"{"type":"event","kind":"deploy_started","id":"d-41"}"#
-        );
+        assert_eq!(serde_json::to_string(&c).unwrap_or_default(), r#"{"type":"event","kind":"deploy_started","id":"d-41"}"#);
         assert_eq!(c.key(), "event:deploy_started:d-41");
         assert_eq!(Cause::Risk { host: "h1".into() }.key(), "risk:h1");
         assert_eq!(Cause::Alert { fingerprint: "ab12".into() }.key(), "alert:ab12");

@@ -156,8 +156,7 @@ pub fn read_dataset(dir: &Path, opts: LoadOptions) -> Result<(Dataset, LoadRepor
     let resources_path = dir.join("resources.json");
     let resources = if resources_path.exists() {
         let r = read_resources(&resources_path)?;
-        validate_resources(&r, &hosts)
-            .map_err(|source| DatasetError::Inventory { path: resources_path.clone(), source })?;
+        validate_resources(&r, &hosts).map_err(|source| DatasetError::Inventory { path: resources_path.clone(), source })?;
         r
     } else {
         report.absent_files.push("resources.json");
@@ -182,21 +181,16 @@ pub fn read_dataset(dir: &Path, opts: LoadOptions) -> Result<(Dataset, LoadRepor
 
     let events_path = dir.join("events.jsonl");
     let events = if events_path.exists() {
-        let text = std::fs::read_to_string(&events_path)
-            .map_err(|source| DatasetError::Io { path: events_path.clone(), source })?;
+        let text = std::fs::read_to_string(&events_path).map_err(|source| DatasetError::Io { path: events_path.clone(), source })?;
         let mut events = parse_events_jsonl(&text, &events_path.display().to_string())?;
         // Check hosts line by line: parse_events_jsonl skips blank lines, so recover numbers.
-        let lines: Vec<usize> =
-            text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, _)| i + 1).collect();
+        let lines: Vec<usize> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, _)| i + 1).collect();
         for (ev, line) in events.iter().zip(&lines) {
             if let Some(h) = &ev.host
-                && !known.contains(h.as_str()) {
-                    return Err(DatasetError::invalid(
-                        &events_path,
-                        Location::Line(*line),
-                        format!("unknown host {h:?} (not in hosts.csv)"),
-                    ));
-                }
+                && !known.contains(h.as_str())
+            {
+                return Err(DatasetError::invalid(&events_path, Location::Line(*line), format!("unknown host {h:?} (not in hosts.csv)")));
+            }
         }
         report.out_of_order_events = events.windows(2).filter(|w| w[1].ts < w[0].ts).count() as u64;
         events.sort_by_key(|e| e.ts);
@@ -216,11 +210,9 @@ pub fn read_dataset(dir: &Path, opts: LoadOptions) -> Result<(Dataset, LoadRepor
 
     let meta_path = dir.join("dataset.json");
     let meta = if meta_path.exists() {
-        let text = std::fs::read_to_string(&meta_path)
-            .map_err(|source| DatasetError::Io { path: meta_path.clone(), source })?;
-        let m: DatasetMeta = serde_json::from_str(&text).map_err(|e| {
-            DatasetError::invalid(&meta_path, Location::Line(e.line()), format!("invalid dataset.json: {e}"))
-        })?;
+        let text = std::fs::read_to_string(&meta_path).map_err(|source| DatasetError::Io { path: meta_path.clone(), source })?;
+        let m: DatasetMeta = serde_json::from_str(&text)
+            .map_err(|e| DatasetError::invalid(&meta_path, Location::Line(e.line()), format!("invalid dataset.json: {e}")))?;
         Some(m)
     } else {
         report.absent_files.push("dataset.json");
@@ -245,11 +237,7 @@ fn names(df: &DataFrame) -> Vec<String> {
 }
 
 fn str_col<'a>(df: &'a DataFrame, path: &Path, column: &'static str) -> Result<&'a StringChunked, DatasetError> {
-    let c = df.column(column).map_err(|_| DatasetError::MissingColumn {
-        path: path.to_path_buf(),
-        column,
-        found: names(df),
-    })?;
+    let c = df.column(column).map_err(|_| DatasetError::MissingColumn { path: path.to_path_buf(), column, found: names(df) })?;
     c.str().map_err(|e| DatasetError::decode(path, e))
 }
 
@@ -268,15 +256,11 @@ fn required<'a>(v: Option<&'a str>, path: &Path, line: usize, column: &str) -> R
 }
 
 fn parse_f64(s: &str, path: &Path, loc: Location, column: &str) -> Result<f64, DatasetError> {
-    s.trim()
-        .parse::<f64>()
-        .map_err(|_| DatasetError::invalid(path, loc, format!("`{column}` is not a number: {s:?}")))
+    s.trim().parse::<f64>().map_err(|_| DatasetError::invalid(path, loc, format!("`{column}` is not a number: {s:?}")))
 }
 
 fn parse_i64(s: &str, path: &Path, loc: Location, column: &str) -> Result<i64, DatasetError> {
-    s.trim().parse::<i64>().map_err(|_| {
-        DatasetError::invalid(path, loc, format!("`{column}` is not an integer (ms since epoch): {s:?}"))
-    })
+    s.trim().parse::<i64>().map_err(|_| DatasetError::invalid(path, loc, format!("`{column}` is not an integer (ms since epoch): {s:?}")))
 }
 
 fn read_hosts(path: &Path) -> Result<Vec<Host>, DatasetError> {
@@ -307,9 +291,7 @@ fn read_hosts(path: &Path) -> Result<Vec<Host>, DatasetError> {
 
 fn read_resources(path: &Path) -> Result<Vec<Resource>, DatasetError> {
     let text = std::fs::read_to_string(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?;
-    serde_json::from_str(&text).map_err(|e| {
-        DatasetError::invalid(path, Location::Line(e.line()), format!("invalid resources.json: {e}"))
-    })
+    serde_json::from_str(&text).map_err(|e| DatasetError::invalid(path, Location::Line(e.line()), format!("invalid resources.json: {e}")))
 }
 
 fn read_failures(path: &Path, known: &BTreeSet<&str>) -> Result<Vec<Failure>, DatasetError> {
@@ -399,11 +381,7 @@ fn read_metrics_parquet(path: &Path) -> Result<MetricColumns, DatasetError> {
             _ => matches!(c.dtype(), DataType::String | DataType::Categorical(..) | DataType::Enum(..)),
         };
         if !ok {
-            return Err(DatasetError::invalid(
-                path,
-                Location::File,
-                format!("column `{name}` has type {}, expected {to}", c.dtype()),
-            ));
+            return Err(DatasetError::invalid(path, Location::File, format!("column `{name}` has type {}, expected {to}", c.dtype())));
         }
         c.cast(to).map_err(|e| DatasetError::decode(path, e))
     };
@@ -579,11 +557,7 @@ fn group_metrics(
     let scanned: Vec<Result<Interned<'_>, DatasetError>> = {
         use rayon::prelude::*;
         let cols = &cols;
-        row_series
-            .par_chunks_mut(per_part)
-            .enumerate()
-            .map(|(p, out)| intern_range(path, cols, p * per_part, out, known, opts))
-            .collect()
+        row_series.par_chunks_mut(per_part).enumerate().map(|(p, out)| intern_range(path, cols, p * per_part, out, known, opts)).collect()
     };
     let mut index: foldhash::HashMap<(&str, &str), u32> = foldhash::HashMap::default();
     let mut series: Vec<SeriesSamples> = Vec::new();

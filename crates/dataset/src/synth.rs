@@ -97,8 +97,7 @@ const MAINT_MISS: f64 = 0.15;
 const HOSTS_PER_RACK: usize = 6;
 
 /// Metric names, in the order the generator computes them.
-const METRICS: [&str; 8] =
-    ["cpu_util", "mem_util", "disk_util", "disk_io_wait", "net_latency_ms", "error_rate", "temperature_c", "load1"];
+const METRICS: [&str; 8] = ["cpu_util", "mem_util", "disk_util", "disk_io_wait", "net_latency_ms", "error_rate", "temperature_c", "load1"];
 /// Decimals kept per metric (same order as [`METRICS`]).
 const DECIMALS: [i32; 8] = [4, 4, 4, 4, 2, 4, 2, 2];
 
@@ -292,11 +291,7 @@ pub struct SynthFleet {
 /// [`SynthError`] when `p` does not pass [`SynthParams::validate`].
 pub fn generate(p: &SynthParams) -> Result<SynthFleet, SynthError> {
     p.validate()?;
-    let steps = usize::try_from(p.steps()).map_err(|_| SynthError::TooFewSteps {
-        days: p.days,
-        step_ms: p.step_ms,
-        steps: p.steps(),
-    })?;
+    let steps = usize::try_from(p.steps()).map_err(|_| SynthError::TooFewSteps { days: p.days, step_ms: p.step_ms, steps: p.steps() })?;
     let g = Grid { t0: p.start_ms, step: p.step_ms, n: steps, end: p.start_ms + steps as i64 * p.step_ms };
 
     let (hosts, resources, mut sims) = build_inventory(p);
@@ -345,10 +340,7 @@ pub fn generate(p: &SynthParams) -> Result<SynthFleet, SynthError> {
         })
         .collect();
     events.sort_by(|a, b| {
-        a.ts.cmp(&b.ts)
-            .then_with(|| a.host.cmp(&b.host))
-            .then_with(|| a.kind.cmp(&b.kind))
-            .then_with(|| a.resource.cmp(&b.resource))
+        a.ts.cmp(&b.ts).then_with(|| a.host.cmp(&b.host)).then_with(|| a.kind.cmp(&b.kind)).then_with(|| a.resource.cmp(&b.resource))
     });
     metrics.sort_by(|a, b| a.key.cmp(&b.key));
     failures.sort_by(|a, b| a.timestamp.cmp(&b.timestamp).then_with(|| a.host.cmp(&b.host)));
@@ -391,16 +383,7 @@ pub fn write_episodes(episodes: &[Episode], path: &Path) -> std::io::Result<()> 
     w.write_all(b"host,kind,class,start_ms,end_ms,failure_ms\n")?;
     for e in sorted {
         let failure = e.failure_ms.map(|f| f.to_string()).unwrap_or_default();
-        writeln!(
-            w,
-            "{},{},{},{},{},{}",
-            csv_field(e.host.as_str()),
-            csv_field(&e.kind),
-            e.class.as_str(),
-            e.start_ms,
-            e.end_ms,
-            failure
-        )?;
+        writeln!(w, "{},{},{},{},{},{}", csv_field(e.host.as_str()), csv_field(&e.kind), e.class.as_str(), e.start_ms, e.end_ms, failure)?;
     }
     w.flush()
 }
@@ -415,11 +398,7 @@ fn episode_order(a: &Episode, b: &Episode) -> std::cmp::Ordering {
 }
 
 fn csv_field(s: &str) -> Cow<'_, str> {
-    if s.contains([',', '"', '\n', '\r']) {
-        Cow::Owned(format!("\"{}\"", s.replace('"', "\"\"")))
-    } else {
-        Cow::Borrowed(s)
-    }
+    if s.contains([',', '"', '\n', '\r']) { Cow::Owned(format!("\"{}\"", s.replace('"', "\"\""))) } else { Cow::Borrowed(s) }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -585,15 +564,9 @@ impl RKind {
     /// Configuration knobs and their possible initial values.
     fn knobs(self) -> &'static [(&'static str, &'static [i64])] {
         match self {
-            Self::Service => &[
-                ("pool_size", &[8, 16, 32, 64]),
-                ("timeout_ms", &[1000, 2000, 3000, 5000]),
-                ("workers", &[4, 8, 16, 32]),
-            ],
+            Self::Service => &[("pool_size", &[8, 16, 32, 64]), ("timeout_ms", &[1000, 2000, 3000, 5000]), ("workers", &[4, 8, 16, 32])],
             Self::Worker => &[("batch_size", &[50, 100, 200, 500]), ("concurrency", &[4, 8, 16, 32])],
-            Self::Database => {
-                &[("max_connections", &[100, 200, 300, 500]), ("shared_buffers_mb", &[1024, 2048, 4096, 8192])]
-            }
+            Self::Database => &[("max_connections", &[100, 200, 300, 500]), ("shared_buffers_mb", &[1024, 2048, 4096, 8192])],
             Self::Cache => &[("maxmemory_mb", &[1024, 2048, 4096, 8192]), ("ttl_s", &[60, 300, 900, 3600])],
             Self::Queue => &[("partitions", &[6, 12, 24, 48]), ("retention_h", &[24, 72, 168])],
             Self::Config => &[("cache_ttl_s", &[30, 60, 120]), ("rate_limit_rps", &[100, 250, 500, 1000])],
@@ -678,8 +651,7 @@ fn build_inventory(p: &SynthParams) -> Inventory {
             let id = format!("{}-{}", kind.prefix(), counters[kind.index()]);
 
             // Dependencies only on resources that exist already: the graph stays acyclic.
-            let allowed: Vec<RKind> =
-                kind.dep_kinds().iter().copied().filter(|k| !by_kind[k.index()].is_empty()).collect();
+            let allowed: Vec<RKind> = kind.dep_kinds().iter().copied().filter(|k| !by_kind[k.index()].is_empty()).collect();
             let want = match kind {
                 RKind::Service => pick(&mut rng, &[(0usize, 15), (1, 45), (2, 40)]),
                 RKind::Worker => pick(&mut rng, &[(1usize, 60), (2, 40)]),
@@ -724,10 +696,7 @@ fn build_inventory(p: &SynthParams) -> Inventory {
             let (cpu, mem) = if kind == RKind::Config {
                 (round_to(uni(&mut rng, cpu_lo, cpu_hi), 1), round_to(uni(&mut rng, mem_lo, mem_hi), 1))
             } else {
-                (
-                    half(uni(&mut rng, cpu_lo, cpu_hi).min(host.cpu_cores / 3.0)),
-                    half(uni(&mut rng, mem_lo, mem_hi).min(host.mem_gb / 3.0)),
-                )
+                (half(uni(&mut rng, cpu_lo, cpu_hi).min(host.cpu_cores / 3.0)), half(uni(&mut rng, mem_lo, mem_hi).min(host.mem_gb / 3.0)))
             };
             let version: [u32; 3] = match kind {
                 RKind::Service => [1, rng.random_range(0..10), rng.random_range(0..6)],
@@ -737,8 +706,7 @@ fn build_inventory(p: &SynthParams) -> Inventory {
                 RKind::Worker => [2, rng.random_range(0..10), rng.random_range(0..6)],
                 RKind::Config => [1, 0, rng.random_range(0..41)],
             };
-            let knobs =
-                kind.knobs().iter().map(|(name, values)| (*name, values[index(&mut rng, values.len())])).collect();
+            let knobs = kind.knobs().iter().map(|(name, values)| (*name, values[index(&mut rng, values.len())])).collect();
             let sim = ResSim { id: id.clone(), kind, version, max_version: version, knobs };
             resources.push(Resource {
                 id: id.clone(),
@@ -893,10 +861,7 @@ impl Spec {
             Self::Maint { s, e, rb_e, .. } => (s, e.max(rb_e + step)),
             Self::MemRestart { s, r, .. } => (s, r + (3 * MIN).max(step)),
             Self::LogBurst { s, r, .. } => (s, r),
-            Self::Batch { s, e, .. }
-            | Self::LatBlip { s, e, .. }
-            | Self::CoolBlip { s, e, .. }
-            | Self::Rollback { s, e, .. } => (s, e),
+            Self::Batch { s, e, .. } | Self::LatBlip { s, e, .. } | Self::CoolBlip { s, e, .. } | Self::Rollback { s, e, .. } => (s, e),
             Self::Transient { s, done, .. } => (s, done + TRANSIENT_MS),
             Self::DeployBlip { s, done } => (s, done),
         }
@@ -1078,14 +1043,8 @@ impl FKind {
 }
 
 /// Failure kinds and weights; the one needing a deployable resource comes last.
-const FAILURE_KINDS: [(FKind, u32); 6] = [
-    (FKind::Oom, 22),
-    (FKind::DiskFull, 18),
-    (FKind::Thermal, 13),
-    (FKind::Nic, 17),
-    (FKind::Sudden, 15),
-    (FKind::BadDeploy, 15),
-];
+const FAILURE_KINDS: [(FKind, u32); 6] =
+    [(FKind::Oom, 22), (FKind::DiskFull, 18), (FKind::Thermal, 13), (FKind::Nic, 17), (FKind::Sudden, 15), (FKind::BadDeploy, 15)];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BKind {
@@ -1245,12 +1204,8 @@ impl Planner<'_> {
         self.episode(kind.name(), class, s, rec, Some(f));
         self.plan.failures.push(Failure { host: self.host.clone(), timestamp: f, kind: kind.name().to_string() });
         let spec = match kind {
-            FKind::Oom => {
-                Some(Spec::Oom { s, f, p: uni(rng, 1.0, 3.0), amount: (1.0 - prof.mem_base).max(0.15) + 0.03 })
-            }
-            FKind::DiskFull => {
-                Some(Spec::DiskFull { s, f, a: uni(rng, 0.5, 3.5), amount: (1.0 - prof.disk_mid()).max(0.1) + 0.02 })
-            }
+            FKind::Oom => Some(Spec::Oom { s, f, p: uni(rng, 1.0, 3.0), amount: (1.0 - prof.mem_base).max(0.15) + 0.03 }),
+            FKind::DiskFull => Some(Spec::DiskFull { s, f, a: uni(rng, 0.5, 3.5), amount: (1.0 - prof.disk_mid()).max(0.1) + 0.02 }),
             FKind::Thermal => Some(Spec::Thermal {
                 s,
                 f,
@@ -1261,19 +1216,9 @@ impl Planner<'_> {
                 let done = s + dur(rng, 2 * MIN, 8 * MIN);
                 if let Some(r) = res {
                     self.occupy_res(r, s, f);
-                    self.plan.acts.push(Act {
-                        t: s,
-                        res: r,
-                        what: ActKind::Deploy { done, failed: false, bad: true, rollback: None },
-                    });
+                    self.plan.acts.push(Act { t: s, res: r, what: ActKind::Deploy { done, failed: false, bad: true, rollback: None } });
                 }
-                Some(Spec::BadDeploy {
-                    s,
-                    done,
-                    f,
-                    p: uni(rng, 1.0, 2.5),
-                    emax: prof.err_base * uni(rng, 15.0, 60.0) + uni(rng, 0.5, 3.0),
-                })
+                Some(Spec::BadDeploy { s, done, f, p: uni(rng, 1.0, 2.5), emax: prof.err_base * uni(rng, 15.0, 60.0) + uni(rng, 0.5, 3.0) })
             }
             FKind::Nic => Some(Spec::Nic { s, f, p_end: uni(rng, 0.2, 0.6), amp: uni(rng, 10.0, 40.0) }),
             FKind::Sudden => None,
@@ -1319,11 +1264,8 @@ impl Planner<'_> {
         let prof = self.prof;
         for _ in 0..count {
             for _attempt in 0..20 {
-                let kind = if self.deployable.is_empty() {
-                    pick(rng, &BENIGN_KINDS[..BENIGN_KINDS.len() - 1])
-                } else {
-                    pick(rng, &BENIGN_KINDS)
-                };
+                let kind =
+                    if self.deployable.is_empty() { pick(rng, &BENIGN_KINDS[..BENIGN_KINDS.len() - 1]) } else { pick(rng, &BENIGN_KINDS) };
                 // Durations first (relative), then the start.
                 let (a, b) = match kind {
                     BKind::BatchJob => (dur(rng, 30 * MIN, 90 * MIN), 0),
@@ -1351,11 +1293,7 @@ impl Planner<'_> {
                         amount: uni(rng, 0.15, 0.35).min((0.9 - prof.mem_base - prof.drift_cap).max(0.08)),
                         p: uni(rng, 0.8, 2.0),
                     },
-                    BKind::LogBurst => Spec::LogBurst {
-                        s,
-                        r: s + a,
-                        amount: uni(rng, 0.08, 0.25).min((0.9 - prof.disk_max()).max(0.05)),
-                    },
+                    BKind::LogBurst => Spec::LogBurst { s, r: s + a, amount: uni(rng, 0.08, 0.25).min((0.9 - prof.disk_max()).max(0.05)) },
                     BKind::LatencyBlip => Spec::LatBlip { s, e, p: uni(rng, 0.1, 0.35), amp: uni(rng, 2.0, 8.0) },
                     BKind::CoolingBlip => Spec::CoolBlip { s, e, dt: uni(rng, 4.0, 10.0) },
                     BKind::RolledBack => {
@@ -1396,15 +1334,10 @@ impl Planner<'_> {
                 let ts = if chance(rng, 0.8) { at_hours(rng, t, 9.0, 18.0) } else { t };
                 let skip = is_weekend(ts) && chance(rng, 0.7);
                 let done = ts + dur(rng, 2 * MIN, 8 * MIN);
-                if !skip
-                    && ts >= g.t0 + 10 * MIN
-                    && done < g.end
-                    && self.res_free(r, ts, done)
-                    && self.fits(ts, done, EpisodeClass::Deploy)
+                if !skip && ts >= g.t0 + 10 * MIN && done < g.end && self.res_free(r, ts, done) && self.fits(ts, done, EpisodeClass::Deploy)
                 {
-                    let transient = chance(rng, 0.15)
-                        && done + TRANSIENT_MS < g.end
-                        && self.fits(ts, done + TRANSIENT_MS, EpisodeClass::Benign);
+                    let transient =
+                        chance(rng, 0.15) && done + TRANSIENT_MS < g.end && self.fits(ts, done + TRANSIENT_MS, EpisodeClass::Benign);
                     let mut failed = false;
                     if transient {
                         self.episode("deploy_transient", EpisodeClass::Benign, ts, done + TRANSIENT_MS, None);
@@ -1418,11 +1351,7 @@ impl Planner<'_> {
                         self.plan.specs.push(Spec::DeployBlip { s: ts, done });
                     }
                     self.occupy_res(r, ts, done);
-                    self.plan.acts.push(Act {
-                        t: ts,
-                        res: r,
-                        what: ActKind::Deploy { done, failed, bad: false, rollback: None },
-                    });
+                    self.plan.acts.push(Act { t: ts, res: r, what: ActKind::Deploy { done, failed, bad: false, rollback: None } });
                 }
                 t = next;
             }
@@ -1437,11 +1366,7 @@ impl Planner<'_> {
             while t < g.end {
                 let next = t + sec(uni(rng, lo, hi) * DAY as f64);
                 let ts = if chance(rng, 0.7) { at_hours(rng, t, 8.0, 19.0) } else { t };
-                if ts >= g.t0 + 10 * MIN
-                    && ts < g.end
-                    && self.res_free(r, ts, ts + MIN)
-                    && self.fits(ts, ts + MIN, EpisodeClass::Deploy)
-                {
+                if ts >= g.t0 + 10 * MIN && ts < g.end && self.res_free(r, ts, ts + MIN) && self.fits(ts, ts + MIN, EpisodeClass::Deploy) {
                     self.episode("config_change", EpisodeClass::Deploy, ts, ts, None);
                     self.occupy_res(r, ts, ts + MIN);
                     self.plan.acts.push(Act { t: ts, res: r, what: ActKind::Config });
@@ -1478,12 +1403,7 @@ fn plan_host(g: &Grid, host: &HostId, prof: &Profile, res: &[ResSim], rng: &mut 
 /// Turns the planned changes into events, in time order, evolving each resource's
 /// version and configuration. Returns the events (with host-local deployment numbers)
 /// and the number of deployments.
-fn emit_changes(
-    acts: &mut [Act],
-    host: &HostId,
-    res: &mut [ResSim],
-    rng: &mut ChaCha8Rng,
-) -> (Vec<(Event, Option<u32>)>, u32) {
+fn emit_changes(acts: &mut [Act], host: &HostId, res: &mut [ResSim], rng: &mut ChaCha8Rng) -> (Vec<(Event, Option<u32>)>, u32) {
     acts.sort_by(|a, b| a.t.cmp(&b.t).then_with(|| a.res.cmp(&b.res)));
     let mut out = Vec::new();
     let mut local = 0u32;
@@ -1502,24 +1422,15 @@ fn emit_changes(
                 let from = r.version;
                 let to = bump(r.max_version, rng);
                 r.max_version = to;
-                let mut changes =
-                    vec![Change { path: "/version".into(), from: Some(json!(vstr(from))), to: Some(json!(vstr(to))) }];
+                let mut changes = vec![Change { path: "/version".into(), from: Some(json!(vstr(from))), to: Some(json!(vstr(to))) }];
                 let mut knob: Option<(usize, i64, i64)> = None;
                 if (bad || chance(rng, 0.35)) && !r.knobs.is_empty() {
                     let ki = index(rng, r.knobs.len());
                     let (name, old) = r.knobs[ki];
-                    let factor = if bad {
-                        [0.25, 0.5, 3.0, 4.0][index(rng, 4)]
-                    } else {
-                        [0.5, 0.75, 1.25, 1.5, 2.0][index(rng, 5)]
-                    };
+                    let factor = if bad { [0.25, 0.5, 3.0, 4.0][index(rng, 4)] } else { [0.5, 0.75, 1.25, 1.5, 2.0][index(rng, 5)] };
                     let new = ((old as f64 * factor).round() as i64).max(1);
                     if new != old {
-                        changes.push(Change {
-                            path: format!("/config/{name}"),
-                            from: Some(json!(old)),
-                            to: Some(json!(new)),
-                        });
+                        changes.push(Change { path: format!("/config/{name}"), from: Some(json!(old)), to: Some(json!(new)) });
                         knob = Some((ki, old, new));
                     }
                 }
@@ -1528,8 +1439,7 @@ fn emit_changes(
                 started.to = Some(json!(vstr(to)));
                 started.changes = changes.clone();
                 out.push((started, Some(id)));
-                let mut finished =
-                    ev(done, if failed { EventKind::DeployFailed } else { EventKind::DeploySucceeded }, r);
+                let mut finished = ev(done, if failed { EventKind::DeployFailed } else { EventKind::DeploySucceeded }, r);
                 finished.from = Some(json!(vstr(from)));
                 finished.to = Some(json!(vstr(to)));
                 out.push((finished, Some(id)));
@@ -1544,8 +1454,7 @@ fn emit_changes(
                     let mut back = ev(rb, EventKind::RolledBack, r);
                     back.from = Some(json!(vstr(to)));
                     back.to = Some(json!(vstr(from)));
-                    back.changes =
-                        changes.into_iter().map(|c| Change { path: c.path, from: c.to, to: c.from }).collect();
+                    back.changes = changes.into_iter().map(|c| Change { path: c.path, from: c.to, to: c.from }).collect();
                     out.push((back, Some(id)));
                     r.version = from;
                     if let Some((ki, old, _)) = knob {
@@ -1565,8 +1474,7 @@ fn emit_changes(
                     new = old + 1;
                 }
                 let mut e = ev(act.t, EventKind::ConfigChanged, r);
-                e.changes =
-                    vec![Change { path: format!("/config/{name}"), from: Some(json!(old)), to: Some(json!(new)) }];
+                e.changes = vec![Change { path: format!("/config/{name}"), from: Some(json!(old)), to: Some(json!(new)) }];
                 r.knobs[ki].1 = new;
                 out.push((e, None));
             }
@@ -1601,21 +1509,11 @@ impl Ar {
     }
 }
 
-fn render_metrics(
-    g: &Grid,
-    host: &HostId,
-    prof: &Profile,
-    specs: &mut [Spec],
-    rng: &mut ChaCha8Rng,
-) -> Vec<SeriesSamples> {
+fn render_metrics(g: &Grid, host: &HostId, prof: &Profile, specs: &mut [Spec], rng: &mut ChaCha8Rng) -> Vec<SeriesSamples> {
     let step = g.step;
     let mut out: Vec<SeriesSamples> = METRICS
         .iter()
-        .map(|m| SeriesSamples {
-            key: SeriesKey::new(host, m),
-            timestamps: Vec::with_capacity(g.n),
-            values: Vec::with_capacity(g.n),
-        })
+        .map(|m| SeriesSamples { key: SeriesKey::new(host, m), timestamps: Vec::with_capacity(g.n), values: Vec::with_capacity(g.n) })
         .collect();
     specs.sort_by_key(|s| s.window(step));
 
@@ -1661,23 +1559,18 @@ fn render_metrics(
         }
         drift = (drift + drift_step).min(prof.drift_cap);
 
-        let cpu = ((prof.cpu_base * traffic + cpu_ar.next(rng) + c.cpu + if backup { 0.12 } else { 0.0 }) * c.cpu_mult)
-            .clamp(0.005, 1.0);
+        let cpu = ((prof.cpu_base * traffic + cpu_ar.next(rng) + c.cpu + if backup { 0.12 } else { 0.0 }) * c.cpu_mult).clamp(0.005, 1.0);
         let mem = (prof.mem_base + 0.03 * (traffic - 1.0) + drift + mem_ar.next(rng) + c.mem).clamp(0.02, 1.0);
         let since_cleanup = (t - prof.cleanup_phase).rem_euclid(WEEK) as f64 / DAY as f64;
         let disk = (prof.disk_base + prof.disk_growth * since_cleanup + disk_ar.next(rng) + c.disk).clamp(0.01, 1.0);
-        let io = (prof.io_base * io_ar.next(rng).exp() + 0.05 * cpu + if backup { 0.08 } else { 0.0 } + c.io)
-            .clamp(0.0, 1.0);
+        let io = (prof.io_base * io_ar.next(rng).exp() + 0.05 * cpu + if backup { 0.08 } else { 0.0 } + c.io).clamp(0.0, 1.0);
         let spike = if rng.random::<f64>() < prof.lat_spike_p { uni(rng, 2.0, 5.0) } else { 1.0 };
-        let lat =
-            (prof.lat_base * (1.0 + 0.3 * (traffic - 1.0)).max(0.5) * lat_ar.next(rng).exp() * c.lat_mult * spike)
-                .max(0.05);
+        let lat = (prof.lat_base * (1.0 + 0.3 * (traffic - 1.0)).max(0.5) * lat_ar.next(rng).exp() * c.lat_mult * spike).max(0.05);
         let err = (prof.err_base * traffic.max(0.05) * err_ar.next(rng).exp() + c.err).max(0.0);
         cpu_ema += alpha * (cpu - cpu_ema);
         let room = 1.5 * ((h - 15.0) * tau / 24.0).cos();
         let temp = prof.ambient + room + prof.gain * cpu_ema + temp_ar.next(rng) + c.temp;
-        let load =
-            ((cpu * prof.cores * prof.load_f + io * prof.cores * 0.25) * load_ar.next(rng).exp() + c.load).max(0.0);
+        let load = ((cpu * prof.cores * prof.load_f + io * prof.cores * 0.25) * load_ar.next(rng).exp() + c.load).max(0.0);
         let vals = [cpu, mem, disk, io, lat, err, temp, load];
 
         // Which samples are written.
@@ -1725,8 +1618,7 @@ mod tests {
     }
 
     fn big() -> SynthFleet {
-        generate(&SynthParams { hosts: 40, days: 14.0, step_ms: 10 * MIN, seed: 7, ..SynthParams::default() })
-            .expect("valid params")
+        generate(&SynthParams { hosts: 40, days: 14.0, step_ms: 10 * MIN, seed: 7, ..SynthParams::default() }).expect("valid params")
     }
 
     /// Equality that treats NaN samples as equal to each other (bitwise).
@@ -1748,22 +1640,12 @@ mod tests {
     }
 
     fn series<'a>(f: &'a SynthFleet, host: &str, metric: &str) -> &'a SeriesSamples {
-        f.dataset
-            .metrics
-            .iter()
-            .find(|s| s.key.host.as_str() == host && s.key.metric.as_str() == metric)
-            .expect("series exists")
+        f.dataset.metrics.iter().find(|s| s.key.host.as_str() == host && s.key.metric.as_str() == metric).expect("series exists")
     }
 
     /// Mean of the non-NaN samples in [a, b); None when a scrape gap left none.
     fn mean_in(s: &SeriesSamples, a: i64, b: i64) -> Option<f64> {
-        let v: Vec<f64> = s
-            .timestamps
-            .iter()
-            .zip(&s.values)
-            .filter(|(t, v)| **t >= a && **t < b && !v.is_nan())
-            .map(|(_, v)| *v)
-            .collect();
+        let v: Vec<f64> = s.timestamps.iter().zip(&s.values).filter(|(t, v)| **t >= a && **t < b && !v.is_nan()).map(|(_, v)| *v).collect();
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
     }
 
@@ -1859,23 +1741,16 @@ mod tests {
             let rec = ds
                 .events
                 .iter()
-                .find(|e| {
-                    e.kind == EventKind::HostRecovered && e.host.as_ref() == Some(&fl.host) && e.ts > fl.timestamp
-                })
+                .find(|e| e.kind == EventKind::HostRecovered && e.host.as_ref() == Some(&fl.host) && e.ts > fl.timestamp)
                 .map_or(i64::MAX, |e| e.ts);
-            let ep =
-                f.episodes.iter().find(|e| e.failure_ms == Some(fl.timestamp) && e.host == fl.host).expect("episode");
+            let ep = f.episodes.iter().find(|e| e.failure_ms == Some(fl.timestamp) && e.host == fl.host).expect("episode");
             if rec == i64::MAX {
                 assert!(ep.end_ms >= DEFAULT_START_MS + 14 * DAY, "no host_recovered for {fl:?}");
             } else {
                 assert_eq!(ep.end_ms, rec, "{fl:?}");
             }
             for s in ds.metrics.iter().filter(|s| s.key.host == fl.host) {
-                assert!(
-                    !s.timestamps.iter().any(|t| *t >= fl.timestamp && *t < rec),
-                    "{} has samples while down after {fl:?}",
-                    s.key
-                );
+                assert!(!s.timestamps.iter().any(|t| *t >= fl.timestamp && *t < rec), "{} has samples while down after {fl:?}", s.key);
                 // ... and it did report before the failure.
                 assert!(s.timestamps.iter().any(|t| *t < fl.timestamp));
             }
@@ -1896,9 +1771,7 @@ mod tests {
                 _ => continue,
             };
             let s = series(&f, e.host.as_str(), metric);
-            let (Some(first), Some(last)) =
-                (mean_in(s, e.start_ms, e.start_ms + 30 * MIN), mean_in(s, fail - 30 * MIN, fail))
-            else {
+            let (Some(first), Some(last)) = (mean_in(s, e.start_ms, e.start_ms + 30 * MIN), mean_in(s, fail - 30 * MIN, fail)) else {
                 continue; // a scrape gap swallowed one of the windows
             };
             assert!(last > first, "{} {}: first {first} last {last}", e.kind, e.host);
@@ -1936,10 +1809,7 @@ mod tests {
             let outcomes = ds
                 .events
                 .iter()
-                .filter(|e| {
-                    e.deployment.as_deref() == Some(id)
-                        && matches!(e.kind, EventKind::DeploySucceeded | EventKind::DeployFailed)
-                })
+                .filter(|e| e.deployment.as_deref() == Some(id) && matches!(e.kind, EventKind::DeploySucceeded | EventKind::DeployFailed))
                 .collect::<Vec<_>>();
             assert_eq!(outcomes.len(), 1, "{id}");
             assert!(outcomes[0].ts > s.ts);
@@ -1949,9 +1819,9 @@ mod tests {
         assert_eq!(ids.len(), starts.len(), "deployment ids are unique");
         // Bad-deploy failures follow a deploy on that host.
         for fl in ds.failures.iter().filter(|f| f.kind == "bad_deploy") {
-            assert!(starts.iter().any(|s| s.host.as_ref() == Some(&fl.host)
-                && s.ts < fl.timestamp
-                && s.ts >= fl.timestamp - 4 * HOUR - MIN));
+            assert!(
+                starts.iter().any(|s| s.host.as_ref() == Some(&fl.host) && s.ts < fl.timestamp && s.ts >= fl.timestamp - 4 * HOUR - MIN)
+            );
         }
         // Rollbacks name a deployment that exists.
         let rolled: Vec<&Event> = ds.events.iter().filter(|e| e.kind == EventKind::RolledBack).collect();

@@ -70,10 +70,8 @@ pub fn write_dataset(ds: &Dataset, dir: &Path, format: MetricsFormat) -> Result<
     w.flush().map_err(io(&p))?;
 
     let p = dir.join("resources.json");
-    let text = serde_json::to_string_pretty(&ds.resources).map_err(|e| DatasetError::Io {
-        path: p.clone(),
-        source: std::io::Error::other(e),
-    })?;
+    let text =
+        serde_json::to_string_pretty(&ds.resources).map_err(|e| DatasetError::Io { path: p.clone(), source: std::io::Error::other(e) })?;
     std::fs::write(&p, text + "\n").map_err(io(&p))?;
 
     write_metrics(ds, dir, format)?;
@@ -102,8 +100,8 @@ pub fn write_dataset(ds: &Dataset, dir: &Path, format: MetricsFormat) -> Result<
 
     if let Some(meta) = &ds.meta {
         let p = dir.join("dataset.json");
-        let text = serde_json::to_string_pretty(meta)
-            .map_err(|e| DatasetError::Io { path: p.clone(), source: std::io::Error::other(e) })?;
+        let text =
+            serde_json::to_string_pretty(meta).map_err(|e| DatasetError::Io { path: p.clone(), source: std::io::Error::other(e) })?;
         std::fs::write(&p, text + "\n").map_err(io(&p))?;
     }
     Ok(())
@@ -149,11 +147,7 @@ fn write_metrics(ds: &Dataset, dir: &Path, format: MetricsFormat) -> Result<(), 
     .map_err(enc(&p))?;
     let mut w = create(&p)?;
     if is_parquet {
-        ParquetWriter::new(&mut w)
-            .with_compression(ParquetCompression::Zstd(None))
-            .set_parallel(false)
-            .finish(&mut df)
-            .map_err(enc(&p))?;
+        ParquetWriter::new(&mut w).with_compression(ParquetCompression::Zstd(None)).set_parallel(false).finish(&mut df).map_err(enc(&p))?;
     } else {
         CsvWriter::new(&mut w).finish(&mut df).map_err(enc(&p))?;
     }
@@ -208,8 +202,7 @@ mod tests {
         let names = vec!["cpu.level".to_string(), "host.z_max".to_string()];
         let x = [0.5, f32::NAN, 0.25, 3.0];
         let hosts = vec!["h0".to_string(), "h1".to_string()];
-        write_features(&path, &names, &x, &[false, true], &[false, true], &hosts, &[(1, 60_000), (0, 120_000)])
-            .expect("written");
+        write_features(&path, &names, &x, &[false, true], &[false, true], &hosts, &[(1, 60_000), (0, 120_000)]).expect("written");
         let df = ParquetReader::new(File::open(&path).expect("file")).finish().expect("parquet");
         let cols: Vec<&str> = df.get_column_names().iter().map(|c| c.as_str()).collect();
         assert_eq!(cols, ["host", "timestamp", "cpu.level", "host.z_max", "label", "holdout"]);

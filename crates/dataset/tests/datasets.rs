@@ -61,7 +61,10 @@ fn the_same_dataset_gives_byte_identical_files() {
     write_dataset(&small(), a.path(), MetricsFormat::Parquet).expect("write");
     write_dataset(&small(), b.path(), MetricsFormat::Parquet).expect("write");
     let (fa, fb) = (files(a.path()), files(b.path()));
-    assert_eq!(fa.iter().map(|f| &f.0).collect::<Vec<_>>(), ["dataset.json", "events.jsonl", "failures.csv", "hosts.csv", "metrics.parquet", "resources.json"]);
+    assert_eq!(
+        fa.iter().map(|f| &f.0).collect::<Vec<_>>(),
+        ["dataset.json", "events.jsonl", "failures.csv", "hosts.csv", "metrics.parquet", "resources.json"]
+    );
     assert!(fa == fb, "files differ between two writes of the same seed");
 }
 
@@ -131,7 +134,9 @@ fn the_tiny_dataset_is_valid() {
 
 #[test]
 fn bad_metric_rows_name_file_line_and_reason() {
-    let put = |rows: &'static str| move |d: &Path| std::fs::write(d.join("metrics.csv"), format!("timestamp,host,metric,value\n{rows}")).expect("w");
+    let put = |rows: &'static str| {
+        move |d: &Path| std::fs::write(d.join("metrics.csv"), format!("timestamp,host,metric,value\n{rows}")).expect("w")
+    };
 
     let e = read_err(put("1000,h1,cpu_util,0.5\n2000,h1,cpu_util,abc\n"));
     assert_eq!(invalid_at(&e), (Location::Line(3), "`value` is not a number: \"abc\"".into()));
@@ -156,11 +161,8 @@ fn bad_metric_rows_name_file_line_and_reason() {
 fn skip_invalid_rows_counts_instead_of_failing() {
     let dir = tempfile::tempdir().expect("tempdir");
     tiny(dir.path());
-    std::fs::write(
-        dir.path().join("metrics.csv"),
-        "timestamp,host,metric,value\n1000,h1,m,1\n2000,h1,m,oops\n3000,h9,m,1\n4000,h1,m,2\n",
-    )
-    .expect("w");
+    std::fs::write(dir.path().join("metrics.csv"), "timestamp,host,metric,value\n1000,h1,m,1\n2000,h1,m,oops\n3000,h9,m,1\n4000,h1,m,2\n")
+        .expect("w");
     let (ds, rep) = read_dataset(dir.path(), LoadOptions { skip_invalid_rows: true }).expect("skips");
     assert_eq!(rep.skipped_rows, 2);
     assert!(rep.first_skipped.as_deref().is_some_and(|s| s.ends_with("line 3: `value` is not a number: \"oops\"")));

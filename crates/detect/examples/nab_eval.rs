@@ -45,11 +45,7 @@ fn parse_args() -> Result<Args, BoxError> {
             "--out" => args.out = Some(value()?.into()),
             "--params" => {
                 let v = value()?;
-                let json = if v.trim_start().starts_with('{') {
-                    v
-                } else {
-                    std::fs::read_to_string(&v)?
-                };
+                let json = if v.trim_start().starts_with('{') { v } else { std::fs::read_to_string(&v)? };
                 args.params = serde_json::from_str(&json)?;
             }
             "--detail" => args.detail = true,
@@ -78,10 +74,7 @@ fn bench(points: usize, params: &DetectorParams) -> Result<(), BoxError> {
             let phase = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
             let shift = if (i / 5000) % 2 == 1 { 4.0 } else { 0.0 };
             let spike = if rand() < 0.001 { 10.0 } else { 0.0 };
-            (
-                1_400_000_000_000 + i as i64 * 300_000,
-                20.0 + 5.0 * phase.sin() + rand() + shift + spike,
-            )
+            (1_400_000_000_000 + i as i64 * 300_000, 20.0 + 5.0 * phase.sin() + rand() + shift + spike)
         })
         .collect();
     let mut detector = DefaultDetector::new(params.clone().check()?);
@@ -101,19 +94,12 @@ fn bench(points: usize, params: &DetectorParams) -> Result<(), BoxError> {
 
 /// Held-out check: files split in two halves (alternate files in sorted order); each
 /// half is scored with the thresholds optimised on the other half.
-fn split_check(
-    data: &std::path::Path,
-    labels: &std::path::Path,
-    out: &std::path::Path,
-) -> Result<(), BoxError> {
+fn split_check(data: &std::path::Path, labels: &std::path::Path, out: &std::path::Path) -> Result<(), BoxError> {
     let files = harbinger_nab::load_corpus(data, labels, out)?;
     let (a, b): (Vec<_>, Vec<_>) = files.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
     let a: Vec<_> = a.into_iter().map(|(_, f)| f).collect();
     let b: Vec<_> = b.into_iter().map(|(_, f)| f).collect();
-    let (fit_a, fit_b) = (
-        harbinger_nab::score_corpus(&a)?,
-        harbinger_nab::score_corpus(&b)?,
-    );
+    let (fit_a, fit_b) = (harbinger_nab::score_corpus(&a)?, harbinger_nab::score_corpus(&b)?);
     let b_at_a = harbinger_nab::score_corpus_at(&b, &fit_a.thresholds())?;
     let a_at_b = harbinger_nab::score_corpus_at(&a, &fit_b.thresholds())?;
     let s = |c: &harbinger_nab::CorpusScore| c.profile(Profile::Standard).normalised;
@@ -134,10 +120,7 @@ fn main() -> Result<(), BoxError> {
         None => args.data.join("../labels/combined_windows.json"),
     };
     let temp = tempfile::tempdir()?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| temp.path().to_path_buf());
+    let out = args.out.clone().unwrap_or_else(|| temp.path().to_path_buf());
 
     let report = run_nab_dir(&args.data, &out, &args.params)?;
     println!(
@@ -148,30 +131,16 @@ fn main() -> Result<(), BoxError> {
     print!("{}", score.to_table());
     if args.detail {
         let standard = score.profile(Profile::Standard);
-        println!(
-            "\nstandard profile, per file at threshold {:.6}:",
-            standard.threshold
-        );
-        println!(
-            "{:<58} {:>4} {:>4} {:>4} {:>8}",
-            "file", "win", "det", "fp", "raw"
-        );
+        println!("\nstandard profile, per file at threshold {:.6}:", standard.threshold);
+        println!("{:<58} {:>4} {:>4} {:>4} {:>8}", "file", "win", "det", "fp", "raw");
         for f in &standard.files {
-            println!(
-                "{:<58} {:>4} {:>4} {:>4} {:>8.3}",
-                f.name, f.windows, f.detected, f.false_alarms, f.raw
-            );
+            println!("{:<58} {:>4} {:>4} {:>4} {:>8.3}", f.name, f.windows, f.detected, f.false_alarms, f.raw);
         }
     }
     if args.split {
         split_check(&args.data, &labels, &out)?;
     }
     let p = |pr: Profile| score.profile(pr).normalised;
-    println!(
-        "SUMMARY standard {:.2} low_fp {:.2} low_fn {:.2}",
-        p(Profile::Standard),
-        p(Profile::RewardLowFp),
-        p(Profile::RewardLowFn)
-    );
+    println!("SUMMARY standard {:.2} low_fp {:.2} low_fn {:.2}", p(Profile::Standard), p(Profile::RewardLowFp), p(Profile::RewardLowFn));
     bench(args.bench, &args.params)
 }

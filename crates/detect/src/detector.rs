@@ -58,10 +58,7 @@ struct Repr {
 
 impl From<DefaultDetector> for Repr {
     fn from(d: DefaultDetector) -> Self {
-        Repr {
-            params: d.params,
-            state: d.state,
-        }
+        Repr { params: d.params, state: d.state }
     }
 }
 
@@ -79,24 +76,16 @@ impl TryFrom<Repr> for DefaultDetector {
                 p.level_rates.len()
             ));
         }
-        if s.channels.iter().any(|c| {
-            c.short.len() > p.short_window as usize || c.pos as usize >= p.short_window as usize
-        }) {
+        if s.channels.iter().any(|c| c.short.len() > p.short_window as usize || c.pos as usize >= p.short_window as usize) {
             return Err("detector state's short window does not match `short_window`".to_string());
         }
         if let Some(season) = &s.seasonal
-            && (season.means.len() != season.counts.len()
-                || season.means.is_empty()
-                || season.bin_ms <= 0)
+            && (season.means.len() != season.counts.len() || season.means.is_empty() || season.bin_ms <= 0)
         {
             return Err("detector state's time-of-day profile is malformed".to_string());
         }
         let hold_decay = hold_decay(p);
-        Ok(DefaultDetector {
-            params: r.params,
-            state: r.state,
-            hold_decay,
-        })
+        Ok(DefaultDetector { params: r.params, state: r.state, hold_decay })
     }
 }
 
@@ -143,11 +132,7 @@ impl Seasonal {
         let bins = (DAY_MS + bin_ms - 1) / bin_ms;
         // At most 1440 bins (one-minute bins); the conversion cannot truncate.
         let bins = bins as usize;
-        Seasonal {
-            bin_ms,
-            means: vec![0.0; bins],
-            counts: vec![0; bins],
-        }
+        Seasonal { bin_ms, means: vec![0.0; bins], counts: vec![0; bins] }
     }
 
     fn bin(&self, ts: i64) -> usize {
@@ -199,11 +184,7 @@ impl Histogram {
     /// `surprise` is above `needed` (at or below it the value cannot matter).
     fn cap(&mut self, m: f64, bins: usize, surprise: f64, needed: f64, p: &crate::DetectorParams) -> f64 {
         if self.bins.len() != bins {
-            *self = Histogram {
-                bins: vec![0.0; bins],
-                total: 0.0,
-                weight: 0.0,
-            };
+            *self = Histogram { bins: vec![0.0; bins], total: 0.0, weight: 0.0 };
         }
         // m is in [0, 1); the float-to-int conversion saturates, and the index is clamped.
         let b = ((m * bins as f64) as usize).min(bins - 1);
@@ -211,11 +192,7 @@ impl Histogram {
         if self.weight > 0.0 {
             if surprise > needed {
                 // Sum the shorter side: m is usually small, so usually the bins below it.
-                let above = if 2 * b < bins {
-                    self.total - self.bins[..b].iter().sum::<f64>()
-                } else {
-                    self.bins[b..].iter().sum()
-                };
+                let above = if 2 * b < bins { self.total - self.bins[..b].iter().sum::<f64>() } else { self.bins[b..].iter().sum() };
                 if above > p.empirical_min_mass * self.weight {
                     let prior = p.empirical_prior * self.weight;
                     let rarity = -((above + prior) / (self.total + prior)).log10();
@@ -306,17 +283,9 @@ impl DefaultDetector {
     pub fn new(params: ValidParams) -> Self {
         let p = params.params();
         let channels = p.level_rates.len() + usize::from(p.seasonal);
-        let state = State {
-            levels: vec![0.0; p.level_rates.len()],
-            channels: vec![Channel::default(); channels],
-            ..State::default()
-        };
+        let state = State { levels: vec![0.0; p.level_rates.len()], channels: vec![Channel::default(); channels], ..State::default() };
         let hold_decay = hold_decay(params.params());
-        DefaultDetector {
-            params,
-            state,
-            hold_decay,
-        }
+        DefaultDetector { params, state, hold_decay }
     }
 
     /// The detector's params.
@@ -421,11 +390,7 @@ impl StreamingDetector for DefaultDetector {
         if st.n <= u64::from(p.warmup) {
             return 0.0;
         }
-        let reported = if surprise > st.peak && surprise > st.reported_peak * p.record_ratio {
-            surprise
-        } else {
-            0.0
-        };
+        let reported = if surprise > st.peak && surprise > st.reported_peak * p.record_ratio { surprise } else { 0.0 };
         let decay = self.hold_decay;
         st.peak = (st.peak * decay).max(surprise);
         st.reported_peak = (st.reported_peak * decay).max(reported);

@@ -17,8 +17,7 @@ pub(crate) fn serialize<S: Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Er
 /// One `f64` from its exact string.
 pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
-    text.parse()
-        .map_err(|_| D::Error::custom(format_args!("not a float: {text:?}")))
+    text.parse().map_err(|_| D::Error::custom(format_args!("not a float: {text:?}")))
 }
 
 /// A `Vec<f64>` as a list of exact strings.
@@ -40,13 +39,7 @@ pub(crate) mod vec {
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
         let texts = Vec::<std::borrow::Cow<'de, str>>::deserialize(d)?;
-        texts
-            .iter()
-            .map(|t| {
-                t.parse()
-                    .map_err(|_| D::Error::custom(format_args!("not a float: {t:?}")))
-            })
-            .collect()
+        texts.iter().map(|t| t.parse().map_err(|_| D::Error::custom(format_args!("not a float: {t:?}")))).collect()
     }
 }
 
@@ -64,28 +57,15 @@ mod tests {
 
     #[test]
     fn floats_round_trip_bit_for_bit() -> Result<(), serde_json::Error> {
-        let awkward = [
-            0.1 + 0.2,
-            1.0 / 3.0,
-            2.0_f64.sqrt() * 1e-300,
-            f64::MAX,
-            f64::MIN_POSITIVE / 3.0,
-            -0.0,
-        ];
+        let awkward = [0.1 + 0.2, 1.0 / 3.0, 2.0_f64.sqrt() * 1e-300, f64::MAX, f64::MIN_POSITIVE / 3.0, -0.0];
         for &a in &awkward {
-            let s = S {
-                a,
-                v: awkward.to_vec(),
-            };
+            let s = S { a, v: awkward.to_vec() };
             let back: S = serde_json::from_str(&serde_json::to_string(&s)?)?;
             assert_eq!(back.a.to_bits(), a.to_bits());
             let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&back.v), bits(&s.v));
         }
-        let nan = S {
-            a: f64::NAN,
-            v: vec![f64::INFINITY],
-        };
+        let nan = S { a: f64::NAN, v: vec![f64::INFINITY] };
         let back: S = serde_json::from_str(&serde_json::to_string(&nan)?)?;
         assert!(back.a.is_nan() && back.v[0] == f64::INFINITY);
         Ok(())

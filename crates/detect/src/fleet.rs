@@ -92,11 +92,7 @@ pub enum FleetError {
 ///
 /// # Errors
 /// [`FleetError`] naming the host for misaligned or non-finite windows.
-pub fn fleet_outliers(
-    windows: &[(String, Vec<f64>)],
-    method: FleetMethod,
-    sensitivity: f64,
-) -> Result<FleetReport, FleetError> {
+pub fn fleet_outliers(windows: &[(String, Vec<f64>)], method: FleetMethod, sensitivity: f64) -> Result<FleetReport, FleetError> {
     if windows.len() < 3 {
         return Err(FleetError::TooFewHosts(windows.len()));
     }
@@ -130,12 +126,7 @@ pub fn fleet_outliers(
         .map(|((host, _), s)| FleetHost {
             host: host.clone(),
             outlier: s.is_outlier,
-            outlying_steps: s
-                .outlier_intervals
-                .intervals
-                .iter()
-                .map(|i| i.end.unwrap_or(expected).saturating_sub(i.start))
-                .sum(),
+            outlying_steps: s.outlier_intervals.intervals.iter().map(|i| i.end.unwrap_or(expected).saturating_sub(i.start)).sum(),
             last_score: s.scores.last().copied().unwrap_or(0.0),
         })
         .collect();
@@ -176,10 +167,7 @@ mod tests {
     fn bad_input_names_the_host() {
         let mut f = fleet(None);
         f[2].1.pop();
-        assert_eq!(
-            fleet_outliers(&f, FleetMethod::Mad, 0.5),
-            Err(FleetError::Misaligned { host: "h02".into(), len: 59, expected: 60 })
-        );
+        assert_eq!(fleet_outliers(&f, FleetMethod::Mad, 0.5), Err(FleetError::Misaligned { host: "h02".into(), len: 59, expected: 60 }));
         let mut f = fleet(None);
         f[5].1[7] = f64::NAN;
         assert_eq!(fleet_outliers(&f, FleetMethod::Dbscan, 0.5), Err(FleetError::NonFinite { host: "h05".into(), step: 7 }));

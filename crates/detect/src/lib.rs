@@ -91,10 +91,7 @@ mod tests {
         (0..n)
             .map(|i| {
                 let phase = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
-                (
-                    1_400_000_000_000 + i as i64 * STEP_MS,
-                    10.0 + 3.0 * phase.sin() + 0.3 * r(),
-                )
+                (1_400_000_000_000 + i as i64 * STEP_MS, 10.0 + 3.0 * phase.sin() + 0.3 * r())
             })
             .collect()
     }
@@ -142,10 +139,7 @@ mod tests {
         let a = run(&mut original, &points[1700..]);
         let b = run(&mut restored, &points[1700..]);
         assert_eq!(bits(&a), bits(&b));
-        assert!(
-            a.iter().any(|&s| s > 0.5),
-            "the restored stretch should contain an alarm"
-        );
+        assert!(a.iter().any(|&s| s > 0.5), "the restored stretch should contain an alarm");
         Ok(())
     }
 
@@ -168,33 +162,22 @@ mod tests {
         let mut points = noisy_sine(3000, 5);
         points[spike_at].1 += 6.0;
         let scores = run(&mut DefaultDetector::default(), &points);
-        let near = scores[spike_at..spike_at + 3]
-            .iter()
-            .copied()
-            .fold(0.0, f64::max);
+        let near = scores[spike_at..spike_at + 3].iter().copied().fold(0.0, f64::max);
         assert!(near > 0.9, "score near the spike: {near}");
         let warm = DetectorParams::default().warmup as usize;
         let baseline = scores[warm..spike_at].iter().copied().fold(0.0, f64::max);
         assert!(baseline < ALARM, "baseline max {baseline}");
-        let after = scores[spike_at + 3..]
-            .iter()
-            .filter(|&&s| s >= ALARM)
-            .count();
+        let after = scores[spike_at + 3..].iter().filter(|&&s| s >= ALARM).count();
         assert!(after <= 1, "{after} alarms after the spike");
 
         // A flat line with a little noise and no event: nothing near an alarm.
         let mut r = noise(9);
-        let flat: Vec<(i64, f64)> = (0..3000)
-            .map(|i| (i as i64 * STEP_MS, 5.0 + 0.01 * r()))
-            .collect();
+        let flat: Vec<(i64, f64)> = (0..3000).map(|i| (i as i64 * STEP_MS, 5.0 + 0.01 * r())).collect();
         let scores = run(&mut DefaultDetector::default(), &flat);
         let max = scores.iter().copied().fold(0.0, f64::max);
         assert!(max < ALARM, "max {max} on a noisy flat line");
         // An exactly flat line scores 0 throughout.
-        let scores = run(
-            &mut DefaultDetector::default(),
-            &flat.iter().map(|&(t, _)| (t, 5.0)).collect::<Vec<_>>(),
-        );
+        let scores = run(&mut DefaultDetector::default(), &flat.iter().map(|&(t, _)| (t, 5.0)).collect::<Vec<_>>());
         assert!(scores.iter().all(|&s| s == 0.0));
     }
 

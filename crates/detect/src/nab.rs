@@ -24,10 +24,7 @@ pub struct RunReport {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DetectError + '_ {
-    move |source| DetectError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| DetectError::Io { path: path.to_path_buf(), source }
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DetectError> {
@@ -55,13 +52,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// milliseconds since the Unix epoch. `None` if malformed.
 pub fn parse_timestamp_ms(text: &str) -> Option<i64> {
     let b = text.trim().as_bytes();
-    if b.len() < 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b' ' | b'T')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b' ' | b'T') || b[13] != b':' || b[16] != b':' {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
@@ -107,11 +98,8 @@ fn parse_data(path: &Path) -> Result<Vec<Row>, DetectError> {
             line,
             value: ts_text.to_string(),
         })?;
-        let value = value_text.parse().map_err(|_| DetectError::BadValue {
-            path: path.to_path_buf(),
-            line,
-            value: value_text.to_string(),
-        })?;
+        let value =
+            value_text.parse().map_err(|_| DetectError::BadValue { path: path.to_path_buf(), line, value: value_text.to_string() })?;
         rows.push(Row { ts_text: ts_text.to_string(), value_text: value_text.to_string(), ts, value });
         Ok::<(), DetectError>(())
     })?;
@@ -127,19 +115,10 @@ fn parse_data(path: &Path) -> Result<Vec<Row>, DetectError> {
 /// [`DetectError::Params`] for invalid `params`; [`DetectError::NoDataFiles`] if there
 /// is no data file; errors naming the file (and line) for unreadable files, a missing
 /// column, a short row, a bad timestamp or value; [`DetectError::Io`] on writing.
-pub fn run_nab_dir(
-    data_dir: &Path,
-    out_dir: &Path,
-    params: &DetectorParams,
-) -> Result<RunReport, DetectError> {
+pub fn run_nab_dir(data_dir: &Path, out_dir: &Path, params: &DetectorParams) -> Result<RunReport, DetectError> {
     let params = params.clone().check()?;
     let start = Instant::now();
-    let mut report = RunReport {
-        files: 0,
-        points: 0,
-        seconds: 0.0,
-        detector_seconds: 0.0,
-    };
+    let mut report = RunReport { files: 0, points: 0, seconds: 0.0, detector_seconds: 0.0 };
     for category_dir in sorted_entries(data_dir)?.into_iter().filter(|p| p.is_dir()) {
         let Some(category) = category_dir.file_name() else {
             continue;
@@ -155,10 +134,7 @@ pub fn run_nab_dir(
 
             let detect_start = Instant::now();
             let mut detector = DefaultDetector::new(params.clone());
-            let scores: Vec<f64> = rows
-                .iter()
-                .map(|r| detector.update(r.ts, r.value))
-                .collect();
+            let scores: Vec<f64> = rows.iter().map(|r| detector.update(r.ts, r.value)).collect();
             report.detector_seconds += detect_start.elapsed().as_secs_f64();
 
             let out_category = out_dir.join(category);
@@ -179,9 +155,7 @@ pub fn run_nab_dir(
         }
     }
     if report.files == 0 {
-        return Err(DetectError::NoDataFiles {
-            path: data_dir.to_path_buf(),
-        });
+        return Err(DetectError::NoDataFiles { path: data_dir.to_path_buf() });
     }
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)
@@ -194,25 +168,10 @@ mod tests {
     #[test]
     fn timestamps_parse_to_epoch_ms() {
         assert_eq!(parse_timestamp_ms("1970-01-01 00:00:00"), Some(0));
-        assert_eq!(
-            parse_timestamp_ms("2014-04-10 00:02:00"),
-            Some(1_397_088_120_000)
-        );
-        assert_eq!(
-            parse_timestamp_ms("2014-04-10T00:02:00.250000"),
-            Some(1_397_088_120_250)
-        );
-        assert_eq!(
-            parse_timestamp_ms("2000-02-29 12:00:00"),
-            Some(951_825_600_000)
-        );
-        for bad in [
-            "2014-04-10",
-            "2014-13-01 00:00:00",
-            "2014-04-10 00:02:0x",
-            "2014-04-10 00:02:00.",
-            "x",
-        ] {
+        assert_eq!(parse_timestamp_ms("2014-04-10 00:02:00"), Some(1_397_088_120_000));
+        assert_eq!(parse_timestamp_ms("2014-04-10T00:02:00.250000"), Some(1_397_088_120_250));
+        assert_eq!(parse_timestamp_ms("2000-02-29 12:00:00"), Some(951_825_600_000));
+        for bad in ["2014-04-10", "2014-13-01 00:00:00", "2014-04-10 00:02:0x", "2014-04-10 00:02:00.", "x"] {
             assert_eq!(parse_timestamp_ms(bad), None, "{bad}");
         }
     }
@@ -230,12 +189,7 @@ mod tests {
         for i in 0..n {
             let (h, m) = (i / 12, (i % 12) * 5);
             let v = (i as f64 * 0.3).sin() + if i == n / 2 { 9.0 } else { 0.0 };
-            s.push_str(&format!(
-                "2014-04-{:02} {:02}:{:02}:00,{v}\n",
-                1 + h / 24,
-                h % 24,
-                m
-            ));
+            s.push_str(&format!("2014-04-{:02} {:02}:{:02}:00,{v}\n", 1 + h / 24, h % 24, m));
         }
         s
     }
@@ -250,11 +204,7 @@ mod tests {
         write(&data.join("catB/notes.txt"), "ignored")?;
         let report = run_nab_dir(&data, &out, &DetectorParams::default())?;
         assert_eq!((report.files, report.points), (3, 538));
-        for (name, n) in [
-            ("catA/one.csv", 500),
-            ("catA/two.csv", 37),
-            ("catB/three.csv", 1),
-        ] {
+        for (name, n) in [("catA/one.csv", 500), ("catA/two.csv", 37), ("catB/three.csv", 1)] {
             let text = fs::read_to_string(out.join(name))?;
             let mut lines = text.lines();
             assert_eq!(lines.next(), Some("timestamp,value,anomaly_score,label"));
@@ -274,35 +224,18 @@ mod tests {
     fn bad_rows_name_file_and_line() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
-        write(
-            &data.join("c/f.csv"),
-            "timestamp,value\n2014-04-01 00:00:00,1\n\n2014-04-01 00:05:00,abc\n",
-        )?;
+        write(&data.join("c/f.csv"), "timestamp,value\n2014-04-01 00:00:00,1\n\n2014-04-01 00:05:00,abc\n")?;
         let err = run_nab_dir(&data, &dir.path().join("out"), &DetectorParams::default());
         match err {
-            Err(DetectError::BadValue {
-                path,
-                line: 4,
-                value,
-            }) => {
+            Err(DetectError::BadValue { path, line: 4, value }) => {
                 assert!(path.ends_with("c/f.csv") && value == "abc");
             }
             other => panic!("unexpected {other:?}"),
         }
-        write(
-            &data.join("c/f.csv"),
-            "timestamp,value\n2014-04-01 0:00:00,1\n",
-        )?;
+        write(&data.join("c/f.csv"), "timestamp,value\n2014-04-01 0:00:00,1\n")?;
         let err = run_nab_dir(&data, &dir.path().join("out"), &DetectorParams::default());
-        assert!(
-            matches!(err, Err(DetectError::BadTimestamp { line: 2, .. })),
-            "{err:?}"
-        );
-        let msg = err
-            .map(|_| ())
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        assert!(matches!(err, Err(DetectError::BadTimestamp { line: 2, .. })), "{err:?}");
+        let msg = err.map(|_| ()).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(msg.contains("f.csv line 2"), "{msg}");
         Ok(())
     }

@@ -114,39 +114,15 @@ impl TryFrom<DetectorParams> for ValidParams {
 }
 
 fn open_unit(field: &'static str, v: f64) -> Result<(), ParamsError> {
-    if v > 0.0 && v < 1.0 {
-        Ok(())
-    } else {
-        Err(ParamsError::OutOfRange {
-            field,
-            value: v,
-            range: "(0, 1)",
-        })
-    }
+    if v > 0.0 && v < 1.0 { Ok(()) } else { Err(ParamsError::OutOfRange { field, value: v, range: "(0, 1)" }) }
 }
 
 fn half_open_unit(field: &'static str, v: f64) -> Result<(), ParamsError> {
-    if v > 0.0 && v <= 1.0 {
-        Ok(())
-    } else {
-        Err(ParamsError::OutOfRange {
-            field,
-            value: v,
-            range: "(0, 1]",
-        })
-    }
+    if v > 0.0 && v <= 1.0 { Ok(()) } else { Err(ParamsError::OutOfRange { field, value: v, range: "(0, 1]" }) }
 }
 
 fn positive(field: &'static str, v: f64) -> Result<(), ParamsError> {
-    if v > 0.0 && v.is_finite() {
-        Ok(())
-    } else {
-        Err(ParamsError::OutOfRange {
-            field,
-            value: v,
-            range: "(0, inf)",
-        })
-    }
+    if v > 0.0 && v.is_finite() { Ok(()) } else { Err(ParamsError::OutOfRange { field, value: v, range: "(0, inf)" }) }
 }
 
 impl DetectorParams {
@@ -165,40 +141,24 @@ impl DetectorParams {
         open_unit("error_rate", self.error_rate)?;
         positive("error_knee", self.error_knee)?;
         if self.short_window == 0 {
-            return Err(ParamsError::OutOfRange {
-                field: "short_window",
-                value: 0.0,
-                range: "[1, inf)",
-            });
+            return Err(ParamsError::OutOfRange { field: "short_window", value: 0.0, range: "[1, inf)" });
         }
         open_unit("long_rate", self.long_rate)?;
         positive("min_std", self.min_std)?;
         if let Some(t) = self.range_tolerance
             && !(t >= 0.0 && t.is_finite())
         {
-            return Err(ParamsError::OutOfRange {
-                field: "range_tolerance",
-                value: t,
-                range: "[0, inf)",
-            });
+            return Err(ParamsError::OutOfRange { field: "range_tolerance", value: t, range: "[0, inf)" });
         }
         positive("range_surprise", self.range_surprise)?;
         positive("hold_half_life", self.hold_half_life)?;
         positive("score_decades", self.score_decades)?;
         positive("empirical_prior", self.empirical_prior)?;
         if !(self.empirical_min_mass >= 0.0 && self.empirical_min_mass.is_finite()) {
-            return Err(ParamsError::OutOfRange {
-                field: "empirical_min_mass",
-                value: self.empirical_min_mass,
-                range: "[0, inf)",
-            });
+            return Err(ParamsError::OutOfRange { field: "empirical_min_mass", value: self.empirical_min_mass, range: "[0, inf)" });
         }
         if !(self.record_ratio >= 1.0 && self.record_ratio.is_finite()) {
-            return Err(ParamsError::OutOfRange {
-                field: "record_ratio",
-                value: self.record_ratio,
-                range: "[1, inf)",
-            });
+            return Err(ParamsError::OutOfRange { field: "record_ratio", value: self.record_ratio, range: "[1, inf)" });
         }
 
         Ok(ValidParams(self))
@@ -225,22 +185,9 @@ mod tests {
 
     #[test]
     fn bad_params_are_rejected() {
-        let bad = DetectorParams {
-            error_rate: 1.5,
-            ..DetectorParams::default()
-        };
-        assert!(matches!(
-            bad.check(),
-            Err(ParamsError::OutOfRange {
-                field: "error_rate",
-                ..
-            })
-        ));
-        let none = DetectorParams {
-            level_rates: vec![],
-            seasonal: false,
-            ..DetectorParams::default()
-        };
+        let bad = DetectorParams { error_rate: 1.5, ..DetectorParams::default() };
+        assert!(matches!(bad.check(), Err(ParamsError::OutOfRange { field: "error_rate", .. })));
+        let none = DetectorParams { level_rates: vec![], seasonal: false, ..DetectorParams::default() };
         assert!(matches!(none.check(), Err(ParamsError::NoPredictor)));
         assert!(serde_json::from_str::<DetectorParams>(r#"{"warmpu": 5}"#).is_err());
         assert!(serde_json::from_str::<ValidParams>(r#"{"long_rate": 0}"#).is_err());

@@ -13,23 +13,16 @@ fn ln_erfc(x: f64) -> f64 {
             + t * (0.374_091_96
                 + t * (0.096_784_18
                     + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                        + t * (0.278_868_07 + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     let ln_pos = t.ln() - ax * ax + poly;
-    if x >= 0.0 {
-        ln_pos
-    } else {
-        (2.0 - ln_pos.exp()).ln()
-    }
+    if x >= 0.0 { ln_pos } else { (2.0 - ln_pos.exp()).ln() }
 }
 
 /// Surprise of a standard-normal deviate `z`: `-log10 P(Z >= z)`, in decades: 0.3 at
 /// `z = 0`, 2.9 at `z = 3`, 23 at `z = 10`; never negative.
 pub(crate) fn normal_tail_decades(z: f64) -> f64 {
     const LN_10: f64 = std::f64::consts::LN_10;
-    let ln_tail =
-        std::f64::consts::LN_2.mul_add(-1.0, ln_erfc(z * std::f64::consts::FRAC_1_SQRT_2));
+    let ln_tail = std::f64::consts::LN_2.mul_add(-1.0, ln_erfc(z * std::f64::consts::FRAC_1_SQRT_2));
     (-ln_tail / LN_10).max(0.0)
 }
 
@@ -63,20 +56,11 @@ mod tests {
     #[test]
     fn tail_matches_known_values() {
         // -log10 of the upper tail at z = 0, 1, 2, 3, 5, 10.
-        let known = [
-            (0.0, std::f64::consts::LOG10_2),
-            (1.0, 0.799_546),
-            (2.0, 1.643_016),
-            (3.0, 2.869_699),
-            (5.0, 6.542_646),
-            (10.0, 23.118_053),
-        ];
+        let known =
+            [(0.0, std::f64::consts::LOG10_2), (1.0, 0.799_546), (2.0, 1.643_016), (3.0, 2.869_699), (5.0, 6.542_646), (10.0, 23.118_053)];
         for (z, want) in known {
             let got = normal_tail_decades(z);
-            assert!(
-                (got - want).abs() < 1e-4 * want.max(1.0),
-                "z={z}: {got} vs {want}"
-            );
+            assert!((got - want).abs() < 1e-4 * want.max(1.0), "z={z}: {got} vs {want}");
         }
         assert!(normal_tail_decades(-8.0) < 1e-10);
         assert!(normal_tail_decades(40.0).is_finite());

@@ -102,10 +102,7 @@ fn reduce(i: usize, a: &WebhookAlert) -> Result<Alert, PayloadError> {
     };
     let nonempty = |k: &str| a.labels.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let resource = nonempty("resource").map(ResourceId::new);
-    let host = nonempty("host")
-        .or_else(|| nonempty("hostname"))
-        .or_else(|| nonempty("instance").map(strip_port))
-        .map(HostId::new);
+    let host = nonempty("host").or_else(|| nonempty("hostname")).or_else(|| nonempty("instance").map(strip_port)).map(HostId::new);
     if firing && resource.is_none() && host.is_none() {
         return Err(PayloadError(format!(
             "alerts[{i}] names no host or resource (labels: {}; expected `resource`, `host`, `hostname` or `instance`)",
@@ -113,12 +110,7 @@ fn reduce(i: usize, a: &WebhookAlert) -> Result<Alert, PayloadError> {
         )));
     }
     let fingerprint = if a.fingerprint.trim().is_empty() { label_fingerprint(&a.labels) } else { a.fingerprint.trim().to_string() };
-    let summary = a
-        .annotations
-        .get("summary")
-        .or_else(|| a.labels.get("alertname"))
-        .cloned()
-        .unwrap_or_default();
+    let summary = a.annotations.get("summary").or_else(|| a.labels.get("alertname")).cloned().unwrap_or_default();
     Ok(Alert { fingerprint, firing, host, resource, summary })
 }
 

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use harbinger_core::shadow::{Cause, Shadow, ShadowState, transition};
 use harbinger_core::{
-    Begun, Clock, Event, EventKind, Finish, Host, HostId, HostState, HostTransition, Intent, JournalEntry, JournalStatus,
-    Resource, ResourceId, RiskScorer, ShadowId, StoreError, Stores, TimestampMs, TransitionKind,
+    Begun, Clock, Event, EventKind, Finish, Host, HostId, HostState, HostTransition, Intent, JournalEntry, JournalStatus, Resource,
+    ResourceId, RiskScorer, ShadowId, StoreError, Stores, TimestampMs, TransitionKind,
 };
 use harbinger_plan::{Action, ActionKind, Budget, Decision, HostView, Plan, PlanInput, ResourceView, Trigger, kind, plan};
 use serde::Serialize;
@@ -336,13 +336,11 @@ impl Engine {
     /// The stores cannot be read or written, or the decision log cannot be opened.
     pub async fn open(parts: EngineParts, cfg: EngineConfig) -> Result<(Engine, ResumeReport), EngineError> {
         let log = match &cfg.decision_log {
-            Some(p) => Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .map_err(|source| StoreError::Io { op: "open decision log", path: p.clone(), source })?,
-            ),
+            Some(p) => Some(std::fs::OpenOptions::new().create(true).append(true).open(p).map_err(|source| StoreError::Io {
+                op: "open decision log",
+                path: p.clone(),
+                source,
+            })?),
             None => None,
         };
         let snapshots = match &cfg.snapshots {
@@ -649,16 +647,16 @@ impl Engine {
         let mut triggers: Vec<Trigger> = transitions
             .iter()
             .map(|t| match t.kind {
-                TransitionKind::Entered => {
-                    Trigger::HostAlert { host: t.host.clone(), risk: t.risk, probability: t.failure_probability }
-                }
+                TransitionKind::Entered => Trigger::HostAlert { host: t.host.clone(), risk: t.risk, probability: t.failure_probability },
                 TransitionKind::Cleared => Trigger::HostCleared { host: t.host.clone() },
             })
             .collect();
         triggers.append(&mut lock(&self.0.queue));
         if let Some(store) = self.0.snapshots.clone().filter(|s| s.config().ttl_ms.is_some()) {
             match tokio::task::spawn_blocking(move || store.expire(now)).await {
-                Ok(Ok(r)) if !r.removed.is_empty() => tracing::info!(removed = r.removed.len(), rebased = r.rebased.len(), "snapshots expired"),
+                Ok(Ok(r)) if !r.removed.is_empty() => {
+                    tracing::info!(removed = r.removed.len(), rebased = r.rebased.len(), "snapshots expired")
+                }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::error!(error = %e, "snapshot expiry failed"),
                 Err(e) => tracing::error!(error = %e, "snapshot expiry task failed"),
@@ -686,23 +684,20 @@ impl Engine {
         if !st.resources.contains_key(resource) {
             return Err(EngineError::UnknownResource(resource.clone()));
         }
-        if let Some(s) = st.shadows.values().find(|s| {
-            s.is_live() && s.resource == *resource && s.causes.iter().any(|c| matches!(c, Cause::Manual { .. }))
-        }) {
+        if let Some(s) = st
+            .shadows
+            .values()
+            .find(|s| s.is_live() && s.resource == *resource && s.causes.iter().any(|c| matches!(c, Cause::Manual { .. })))
+        {
             return Err(EngineError::Duplicate { resource: resource.clone(), shadow: s.id.clone(), state: s.state });
         }
         let trigger = Trigger::Manual { resource: resource.clone(), by: by.to_string() };
         let p = plan(&self.input(&st, now, vec![trigger]));
         let about = |d: &Decision| d.resource.as_ref() == Some(resource);
-        let placed = p.actions.iter().any(|a| {
-            about(&a.decision) && matches!(a.kind, ActionKind::CreateShadow { .. } | ActionKind::AddCause { .. })
-        });
+        let placed =
+            p.actions.iter().any(|a| about(&a.decision) && matches!(a.kind, ActionKind::CreateShadow { .. } | ActionKind::AddCause { .. }));
         if !placed {
-            let reason = p
-                .skipped
-                .iter()
-                .find(|d| about(d))
-                .map_or_else(|| "the planner placed nothing".to_string(), |d| d.reason.clone());
+            let reason = p.skipped.iter().find(|d| about(d)).map_or_else(|| "the planner placed nothing".to_string(), |d| d.reason.clone());
             return Err(EngineError::NotPlaced { resource: resource.clone(), reason });
         }
         let executed = self.execute(&mut st, &p).await?;
@@ -818,7 +813,9 @@ impl Engine {
         let decisions = st
             .recent
             .iter()
-            .filter(|d| !filtered || d.resource.as_ref().is_some_and(|r| resources.contains(r)) || filter.resource.as_ref() == d.resource.as_ref())
+            .filter(|d| {
+                !filtered || d.resource.as_ref().is_some_and(|r| resources.contains(r)) || filter.resource.as_ref() == d.resource.as_ref()
+            })
             .cloned()
             .collect();
         Ok(Status { now: self.0.clock.now_ms(), actuator: self.0.actuator.name(), shadows, counts, decisions, pending_actions })
@@ -904,8 +901,7 @@ impl Engine {
                 mem_gb: r.mem_gb,
             })
             .collect();
-        let shadows =
-            st.shadows.values().filter(|s| s.is_live() || s.state == ShadowState::Promoted).cloned().collect();
+        let shadows = st.shadows.values().filter(|s| s.is_live() || s.state == ShadowState::Promoted).cloned().collect();
         PlanInput { now, hosts, resources, shadows, triggers, budget: self.0.cfg.budget.clone() }
     }
 

@@ -24,9 +24,7 @@ pub mod telemetry;
 pub mod watchdog;
 
 pub use actuator::{Actuator, ActuatorOutcome, ActuatorRequest, LogActuator};
-pub use engine::{
-    AlertReport, Engine, EngineConfig, EngineError, EngineParts, Executed, ResumeReport, Status, StatusFilter, TickReport,
-};
+pub use engine::{AlertReport, Engine, EngineConfig, EngineError, EngineParts, Executed, ResumeReport, Status, StatusFilter, TickReport};
 pub use ingest::{EventsRefused, Ingest, SamplesAccepted};
 pub use telemetry::Telemetry;
 pub use watchdog::{Watchdog, WatchdogConfig};

@@ -7,13 +7,11 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use harbinger_core::shadow::{Cause, ShadowState};
 use harbinger_core::{
-    Event, HostExplanation, HostId, HostRisk, HostState, HostTransition, Intent, InventoryStore, JournalStatus,
-    ManualClock, ModelInfo, Resource, ResourceId, RiskScorer, SampleBatch, ScoreError, ShadowStore, Stores,
-    TimestampMs, TransitionKind,
+    Event, HostExplanation, HostId, HostRisk, HostState, HostTransition, Intent, InventoryStore, JournalStatus, ManualClock, ModelInfo,
+    Resource, ResourceId, RiskScorer, SampleBatch, ScoreError, ShadowStore, Stores, TimestampMs, TransitionKind,
 };
 use harbinger_engine::{
-    Actuator, ActuatorOutcome, ActuatorRequest, Engine, EngineConfig, EngineError, EngineParts, LogActuator,
-    StatusFilter, Telemetry,
+    Actuator, ActuatorOutcome, ActuatorRequest, Engine, EngineConfig, EngineError, EngineParts, LogActuator, StatusFilter, Telemetry,
 };
 use harbinger_plan::{Action, ActionKind, Budget};
 use harbinger_store::MemoryStore;

@@ -53,9 +53,7 @@ impl BearerToken {
     pub fn new(token: Option<&str>) -> Result<Self, GrpcError> {
         token
             .map(|t| {
-                format!("Bearer {t}")
-                    .parse()
-                    .map_err(|_| GrpcError::Invalid("the token must be printable ASCII without spaces".into()))
+                format!("Bearer {t}").parse().map_err(|_| GrpcError::Invalid("the token must be printable ASCII without spaces".into()))
             })
             .transpose()
             .map(Self)

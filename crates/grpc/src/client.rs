@@ -67,10 +67,8 @@ pub async fn connect(addr: &str, token: Option<&str>, ca_pem: Option<Vec<u8>>) -
         format!("http://{addr}")
     };
     let bad = |reason: String| ClientError::Address { addr: addr.to_string(), reason };
-    let mut endpoint = Endpoint::from_shared(uri.clone())
-        .map_err(|e| bad(e.to_string()))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
+    let mut endpoint =
+        Endpoint::from_shared(uri.clone()).map_err(|e| bad(e.to_string()))?.connect_timeout(Duration::from_secs(5)).tcp_nodelay(true);
     if let Some(ca) = ca_pem {
         endpoint = endpoint
             .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))

@@ -3,8 +3,7 @@
 
 use harbinger_core::shadow::{Cause, Shadow, ShadowState};
 use harbinger_core::{
-    Event, Factor, HostExplanation, HostId, HostRisk, ModelInfo, ResourceId, RiskPoint, SampleBatch, SeriesKey,
-    SeriesSamples, ShadowId,
+    Event, Factor, HostExplanation, HostId, HostRisk, ModelInfo, ResourceId, RiskPoint, SampleBatch, SeriesKey, SeriesSamples, ShadowId,
 };
 use harbinger_engine::{Executed, Status, StatusFilter};
 use harbinger_plan::Decision;
@@ -79,11 +78,7 @@ pub fn host_ids(field: &str, hosts: &[String], limit: usize, allow_empty: bool) 
         .enumerate()
         .map(|(i, h)| {
             let t = h.trim();
-            if t.is_empty() {
-                Err(GrpcError::Invalid(format!("`{field}[{i}]` is an empty host id")))
-            } else {
-                Ok(HostId::new(t))
-            }
+            if t.is_empty() { Err(GrpcError::Invalid(format!("`{field}[{i}]` is an empty host id"))) } else { Ok(HostId::new(t)) }
         })
         .collect()
 }
@@ -107,19 +102,9 @@ pub fn sample_batch(n: u64, batch: pb::SampleBatch) -> Result<SampleBatch, GrpcE
                 return Err(bad(format!("empty `metric` (host {:?})", s.host)));
             }
             if s.timestamps_ms.len() != s.values.len() {
-                return Err(bad(format!(
-                    "{} timestamps but {} values for {}/{}",
-                    s.timestamps_ms.len(),
-                    s.values.len(),
-                    s.host,
-                    s.metric
-                )));
+                return Err(bad(format!("{} timestamps but {} values for {}/{}", s.timestamps_ms.len(), s.values.len(), s.host, s.metric)));
             }
-            Ok(SeriesSamples {
-                key: SeriesKey::new(s.host.trim(), s.metric.trim()),
-                timestamps: s.timestamps_ms,
-                values: s.values,
-            })
+            Ok(SeriesSamples { key: SeriesKey::new(s.host.trim(), s.metric.trim()), timestamps: s.timestamps_ms, values: s.values })
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(SampleBatch { series })
@@ -214,12 +199,8 @@ impl From<&Cause> for pb::Cause {
         let key = c.key();
         match c {
             Cause::Risk { host } => Self { r#type: "risk".into(), host: host.to_string(), key, ..Self::default() },
-            Cause::Alert { fingerprint } => {
-                Self { r#type: "alert".into(), fingerprint: fingerprint.clone(), key, ..Self::default() }
-            }
-            Cause::Event { kind, id } => {
-                Self { r#type: "event".into(), kind: kind.clone(), id: id.clone(), key, ..Self::default() }
-            }
+            Cause::Alert { fingerprint } => Self { r#type: "alert".into(), fingerprint: fingerprint.clone(), key, ..Self::default() },
+            Cause::Event { kind, id } => Self { r#type: "event".into(), kind: kind.clone(), id: id.clone(), key, ..Self::default() },
             Cause::Manual { by } => Self { r#type: "manual".into(), by: by.clone(), key, ..Self::default() },
         }
     }
@@ -292,9 +273,7 @@ impl From<&Status> for pb::ShadowStatusResponse {
 pub fn lagged(skipped: u64) -> pb::ShadowAction {
     pb::ShadowAction {
         status: "lagged".into(),
-        detail: format!(
-            "{skipped} actions were skipped because this stream was read too slowly; call GetShadowStatus to resync"
-        ),
+        detail: format!("{skipped} actions were skipped because this stream was read too slowly; call GetShadowStatus to resync"),
         ..pb::ShadowAction::default()
     }
 }
@@ -399,11 +378,9 @@ mod tests {
         assert_eq!(e.to_string(), "events[1]: `kind` 0 is not a known event kind");
         let e = events(pb::PushEventsRequest { events: vec![ev(pb::EventKind::RolledBack, "[1]")] }).expect_err("array");
         assert_eq!(e.to_string(), "events[0]: `details_json` must be a JSON object");
-        let e = events(pb::PushEventsRequest { events: vec![ev(pb::EventKind::RolledBack, r#"{"host":"h9"}"#)] })
-            .expect_err("dup");
+        let e = events(pb::PushEventsRequest { events: vec![ev(pb::EventKind::RolledBack, r#"{"host":"h9"}"#)] }).expect_err("dup");
         assert!(e.to_string().contains("sets `host`"), "{e}");
-        let e = events(pb::PushEventsRequest { events: vec![ev(pb::EventKind::RolledBack, r#"{"changes":5}"#)] })
-            .expect_err("bad changes");
+        let e = events(pb::PushEventsRequest { events: vec![ev(pb::EventKind::RolledBack, r#"{"changes":5}"#)] }).expect_err("bad changes");
         assert!(e.to_string().starts_with("events[0]: invalid event"), "{e}");
         assert!(events(pb::PushEventsRequest { events: vec![] }).is_err());
     }

@@ -68,10 +68,7 @@ where
                     Ok(r) => r?,
                     Err(_) => {
                         tracing::debug!(deadline = ?d, "gRPC call exceeded its deadline");
-                        return Ok(Status::deadline_exceeded(format!(
-                            "the call did not finish within its deadline of {d:?}"
-                        ))
-                        .into_http());
+                        return Ok(Status::deadline_exceeded(format!("the call did not finish within its deadline of {d:?}")).into_http());
                     }
                 },
                 None => fut.await?,

@@ -73,9 +73,9 @@ pub fn engine_code(e: &EngineError) -> Code {
         EngineError::Alerts(_) | EngineError::Invalid(_) => Code::InvalidArgument,
         EngineError::Store(StoreError::Closed) | EngineError::Actuator { .. } => Code::Unavailable,
         EngineError::NoSnapshots => Code::Unavailable,
-        EngineError::Snapshot(harbinger_snapshot::SnapshotError::UnknownResource { .. } | harbinger_snapshot::SnapshotError::UnknownSeq { .. }) => {
-            Code::NotFound
-        }
+        EngineError::Snapshot(
+            harbinger_snapshot::SnapshotError::UnknownResource { .. } | harbinger_snapshot::SnapshotError::UnknownSeq { .. },
+        ) => Code::NotFound,
         EngineError::Store(_) | EngineError::Internal(_) | EngineError::Snapshot(_) => Code::Internal,
     }
 }
@@ -190,9 +190,7 @@ mod tests {
 
     #[test]
     fn oversized_messages_become_resource_exhausted() {
-        let s = map_decode_error(Status::out_of_range(
-            "Error, decoded message length too large: found 10 bytes, the limit is: 5 bytes",
-        ));
+        let s = map_decode_error(Status::out_of_range("Error, decoded message length too large: found 10 bytes, the limit is: 5 bytes"));
         assert_eq!(s.code(), Code::ResourceExhausted);
         assert_eq!(map_decode_error(Status::out_of_range("other")).code(), Code::OutOfRange);
     }

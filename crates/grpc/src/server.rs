@@ -62,9 +62,8 @@ pub async fn serve(
     } else {
         health.set_not_serving::<ShadowServiceServer<ShadowApi>>().await;
     }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    let reflection =
+        tonic_reflection::server::Builder::configure().register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET).build_v1()?;
 
     let mut builder = Server::builder();
     if let Some(identity) = tls {

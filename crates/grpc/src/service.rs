@@ -122,10 +122,7 @@ const DEFAULT_MIN_CHANGE: f64 = 0.01;
 
 #[tonic::async_trait]
 impl pb::risk_service_server::RiskService for RiskApi {
-    async fn score_hosts(
-        &self,
-        request: Request<pb::ScoreHostsRequest>,
-    ) -> Result<Response<pb::ScoreHostsResponse>, Status> {
+    async fn score_hosts(&self, request: Request<pb::ScoreHostsRequest>) -> Result<Response<pb::ScoreHostsResponse>, Status> {
         let req = request.into_inner();
         let hosts = convert::host_ids("hosts", &req.hosts, self.0.limits.max_hosts_per_request, false)?;
         let scorer = self.0.scorer()?;
@@ -136,20 +133,14 @@ impl pb::risk_service_server::RiskService for RiskApi {
 
     type WatchRiskStream = ReceiverStream<Result<pb::RiskUpdate, Status>>;
 
-    async fn watch_risk(
-        &self,
-        request: Request<pb::WatchRiskRequest>,
-    ) -> Result<Response<Self::WatchRiskStream>, Status> {
+    async fn watch_risk(&self, request: Request<pb::WatchRiskRequest>) -> Result<Response<Self::WatchRiskStream>, Status> {
         let req = request.into_inner();
         if !(0.0..=1.0).contains(&req.threshold) {
             return Err(GrpcError::Invalid(format!("`threshold` {} is not in [0, 1]", req.threshold)).into());
         }
         let interval_ms = if req.interval_ms == 0 { DEFAULT_WATCH_INTERVAL_MS } else { req.interval_ms };
         if interval_ms < MIN_WATCH_INTERVAL_MS {
-            return Err(GrpcError::Invalid(format!(
-                "`interval_ms` {interval_ms} is below the minimum of {MIN_WATCH_INTERVAL_MS}"
-            ))
-            .into());
+            return Err(GrpcError::Invalid(format!("`interval_ms` {interval_ms} is below the minimum of {MIN_WATCH_INTERVAL_MS}")).into());
         }
         let min_change = if req.min_change == 0.0 { DEFAULT_MIN_CHANGE } else { req.min_change };
         if !(min_change > 0.0 && min_change <= 1.0) {
@@ -161,21 +152,11 @@ impl pb::risk_service_server::RiskService for RiskApi {
         let first = score_watched(scorer.clone(), hosts.clone()).await?;
         let (tx, rx) = mpsc::channel(64);
         let watch = Watch { threshold: req.threshold, min_change, sent: HashMap::new() };
-        tokio::spawn(watch.run(
-            scorer,
-            hosts,
-            first,
-            Duration::from_millis(interval_ms.unsigned_abs()),
-            tx,
-            self.0.stopping.clone(),
-        ));
+        tokio::spawn(watch.run(scorer, hosts, first, Duration::from_millis(interval_ms.unsigned_abs()), tx, self.0.stopping.clone()));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn explain_host(
-        &self,
-        request: Request<pb::ExplainHostRequest>,
-    ) -> Result<Response<pb::ExplainHostResponse>, Status> {
+    async fn explain_host(&self, request: Request<pb::ExplainHostRequest>) -> Result<Response<pb::ExplainHostResponse>, Status> {
         let host = request.into_inner().host;
         if host.trim().is_empty() {
             return Err(GrpcError::Invalid("`host` is empty".into()).into());
@@ -188,9 +169,7 @@ impl pb::risk_service_server::RiskService for RiskApi {
 }
 
 async fn score_watched(scorer: Arc<dyn RiskScorer>, hosts: Vec<HostId>) -> Result<Vec<HostRisk>, GrpcError> {
-    blocking(move || if hosts.is_empty() { Ok(scorer.score_all()) } else { scorer.score_hosts(&hosts) })
-        .await?
-        .map_err(GrpcError::from)
+    blocking(move || if hosts.is_empty() { Ok(scorer.score_all()) } else { scorer.score_hosts(&hosts) }).await?.map_err(GrpcError::from)
 }
 
 /// One `WatchRisk` stream: what was last sent per host, and the rules for sending again.
@@ -264,10 +243,7 @@ impl Watch {
 
 #[tonic::async_trait]
 impl pb::ingest_service_server::IngestService for IngestApi {
-    async fn push_metrics(
-        &self,
-        request: Request<Streaming<pb::SampleBatch>>,
-    ) -> Result<Response<pb::PushMetricsResponse>, Status> {
+    async fn push_metrics(&self, request: Request<Streaming<pb::SampleBatch>>) -> Result<Response<pb::PushMetricsResponse>, Status> {
         self.0.auth.check(request.metadata())?;
         let mut stream = request.into_inner();
         let st = &self.0;
@@ -289,10 +265,7 @@ impl pb::ingest_service_server::IngestService for IngestApi {
         Ok(Response::new(pb::PushMetricsResponse { batches, accepted, rejected: rejected.into_iter().collect() }))
     }
 
-    async fn push_events(
-        &self,
-        request: Request<pb::PushEventsRequest>,
-    ) -> Result<Response<pb::PushEventsResponse>, Status> {
+    async fn push_events(&self, request: Request<pb::PushEventsRequest>) -> Result<Response<pb::PushEventsResponse>, Status> {
         self.0.auth.check(request.metadata())?;
         let events = convert::events(request.into_inner())?;
         let n = match self.0.ingest().events(events).await {
@@ -312,18 +285,13 @@ impl pb::ingest_service_server::IngestService for IngestApi {
 
 #[tonic::async_trait]
 impl pb::admin_service_server::AdminService for AdminApi {
-    async fn reload_model(
-        &self,
-        request: Request<pb::ReloadModelRequest>,
-    ) -> Result<Response<pb::ReloadModelResponse>, Status> {
+    async fn reload_model(&self, request: Request<pb::ReloadModelRequest>) -> Result<Response<pb::ReloadModelResponse>, Status> {
         self.0.auth.check(request.metadata())?;
         let dir = request.into_inner().dir;
         let scorer = self.0.scorer()?;
         let previous = scorer.model_info();
         let dir = (!dir.trim().is_empty()).then(|| std::path::PathBuf::from(dir.trim()));
-        let current = blocking(move || scorer.reload(dir.as_deref()))
-            .await?
-            .map_err(|e| GrpcError::reload(&previous, &e))?;
+        let current = blocking(move || scorer.reload(dir.as_deref())).await?.map_err(|e| GrpcError::reload(&previous, &e))?;
         tracing::info!(previous = %previous.version, current = %current.version, "model reloaded (gRPC ReloadModel)");
         Ok(Response::new(pb::ReloadModelResponse { previous: Some((&previous).into()), current: Some((&current).into()) }))
     }
@@ -340,10 +308,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
 
 #[tonic::async_trait]
 impl pb::shadow_service_server::ShadowService for ShadowApi {
-    async fn create_shadow(
-        &self,
-        request: Request<pb::CreateShadowRequest>,
-    ) -> Result<Response<pb::CreateShadowResponse>, Status> {
+    async fn create_shadow(&self, request: Request<pb::CreateShadowRequest>) -> Result<Response<pb::CreateShadowResponse>, Status> {
         self.0.auth.check(request.metadata())?;
         let req = request.into_inner();
         let resource = ResourceId::new(convert::required("resource", &req.resource)?);
@@ -352,10 +317,7 @@ impl pb::shadow_service_server::ShadowService for ShadowApi {
         Ok(Response::new(pb::CreateShadowResponse { actions: done.iter().map(Into::into).collect() }))
     }
 
-    async fn get_shadow_status(
-        &self,
-        request: Request<pb::ShadowStatusRequest>,
-    ) -> Result<Response<pb::ShadowStatusResponse>, Status> {
+    async fn get_shadow_status(&self, request: Request<pb::ShadowStatusRequest>) -> Result<Response<pb::ShadowStatusResponse>, Status> {
         let filter = convert::status_filter(request.get_ref())?;
         let engine = self.0.engine()?;
         let status = engine.status(&filter).await.map_err(GrpcError::from)?;
@@ -373,10 +335,7 @@ impl pb::shadow_service_server::ShadowService for ShadowApi {
 
     type WatchShadowsStream = ReceiverStream<Result<pb::ShadowAction, Status>>;
 
-    async fn watch_shadows(
-        &self,
-        _request: Request<pb::WatchShadowsRequest>,
-    ) -> Result<Response<Self::WatchShadowsStream>, Status> {
+    async fn watch_shadows(&self, _request: Request<pb::WatchShadowsRequest>) -> Result<Response<Self::WatchShadowsStream>, Status> {
         // Subscribed before answering: every action after the call returns is sent.
         let actions = self.0.engine()?.subscribe();
         let (tx, rx) = mpsc::channel(64);

@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use harbinger_core::{
-    Event, Factor, HostExplanation, HostId, HostRisk, ModelInfo, RiskPoint, RiskScorer, SampleBatch,
-    ScoreError, SeriesKey, Stores,
+    Event, Factor, HostExplanation, HostId, HostRisk, ModelInfo, RiskPoint, RiskScorer, SampleBatch, ScoreError, SeriesKey, Stores,
 };
 use harbinger_grpc::client::{Clients, connect};
 use harbinger_grpc::{GrpcState, Limits, auth::Auth, pb};
@@ -208,20 +207,11 @@ async fn bad_requests_get_fitting_status_codes() {
     let e = risk.explain_host(pb::ExplainHostRequest { host: "h404".into() }).await.expect_err("unknown");
     assert_eq!(e.code(), Code::NotFound);
 
-    let e = risk
-        .watch_risk(pb::WatchRiskRequest { threshold: 1.5, ..Default::default() })
-        .await
-        .expect_err("bad threshold");
+    let e = risk.watch_risk(pb::WatchRiskRequest { threshold: 1.5, ..Default::default() }).await.expect_err("bad threshold");
     assert_eq!(e.code(), Code::InvalidArgument);
-    let e = risk
-        .watch_risk(pb::WatchRiskRequest { interval_ms: 5, ..Default::default() })
-        .await
-        .expect_err("interval too short");
+    let e = risk.watch_risk(pb::WatchRiskRequest { interval_ms: 5, ..Default::default() }).await.expect_err("interval too short");
     assert_eq!(e.code(), Code::InvalidArgument);
-    let e = risk
-        .watch_risk(pb::WatchRiskRequest { hosts: vec!["ghost".into()], ..Default::default() })
-        .await
-        .expect_err("unknown host");
+    let e = risk.watch_risk(pb::WatchRiskRequest { hosts: vec!["ghost".into()], ..Default::default() }).await.expect_err("unknown host");
     assert_eq!(e.code(), Code::NotFound);
     s.stop().await;
 }
@@ -266,9 +256,8 @@ async fn push_metrics_stores_counts_and_feeds_the_scorer() {
     assert_eq!(stored.timestamps, vec![1_000, 2_000, 3_000, 4_000]);
     assert_eq!(s.scorer.samples_seen.load(Ordering::SeqCst), 5, "every pushed batch is observed");
 
-    let bad = pb::SampleBatch {
-        series: vec![pb::Series { host: "h1".into(), metric: "m".into(), timestamps_ms: vec![1], values: vec![] }],
-    };
+    let bad =
+        pb::SampleBatch { series: vec![pb::Series { host: "h1".into(), metric: "m".into(), timestamps_ms: vec![1], values: vec![] }] };
     let e = push(&s.clients, vec![batch("h2", &[1_000]), bad]).await.expect_err("mismatch");
     assert_eq!(e.code(), Code::InvalidArgument);
     assert_eq!(e.message(), "batch 1, series[0]: 1 timestamps but 0 values for h1/m");
@@ -455,19 +444,15 @@ async fn watch_risk_streams_hosts_crossing_the_threshold() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_reflection_are_served() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let s = Server::open().await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(s.clients.channel.clone());
     for svc in ["", "harbinger.v1.RiskService", "harbinger.v1.IngestService", "harbinger.v1.AdminService"] {
-        let st = health
-            .check(tonic_health::pb::HealthCheckRequest { service: svc.into() })
-            .await
-            .expect("health")
-            .into_inner();
+        let st = health.check(tonic_health::pb::HealthCheckRequest { service: svc.into() }).await.expect("health").into_inner();
         assert_eq!(st.status(), tonic_health::pb::health_check_response::ServingStatus::Serving, "{svc:?}");
     }
 
@@ -505,7 +490,9 @@ async fn strict_hosts_refuse_unknown_hosts_like_http_and_keep_the_rest() {
     let e = clients
         .ingest
         .clone()
-        .push_events(pb::PushEventsRequest { events: vec![event(pb::EventKind::DeployStarted, "h1"), event(pb::EventKind::DeployStarted, "ghost")] })
+        .push_events(pb::PushEventsRequest {
+            events: vec![event(pb::EventKind::DeployStarted, "h1"), event(pb::EventKind::DeployStarted, "ghost")],
+        })
         .await
         .expect_err("unknown host");
     assert_eq!(e.code(), Code::InvalidArgument);

@@ -36,10 +36,7 @@ fn res(id: &str, on: &str, crit: u8, cpu: f64) -> Resource {
 /// Hosts a1, a2 (zone a), b1 (zone b) and a small c1 (zone c); resources db-1, db-2 and
 /// web-1 on a1, and `huge` (64 cores: fits nowhere) on a2.
 async fn engine(stores: Stores, store: &MemoryStore) -> Engine {
-    store
-        .put_hosts(&[host("a1", "a", 16.0), host("a2", "a", 16.0), host("b1", "b", 16.0), host("c1", "c", 2.0)])
-        .await
-        .expect("hosts");
+    store.put_hosts(&[host("a1", "a", 16.0), host("a2", "a", 16.0), host("b1", "b", 16.0), host("c1", "c", 2.0)]).await.expect("hosts");
     store
         .put_resources(&[res("db-1", "a1", 3, 2.0), res("db-2", "a1", 3, 2.0), res("web-1", "a1", 0, 1.0), res("huge", "a2", 3, 64.0)])
         .await
@@ -116,11 +113,17 @@ async fn create_places_a_ready_shadow_in_another_zone_and_refuses_bad_requests()
     assert!(a.key.starts_with("create:"), "{}", a.key);
     assert!(a.detail.starts_with("would create shadow db-1@b1#"), "{}", a.detail);
     let d = a.decision.as_ref().expect("decision");
-    assert_eq!((d.kind.as_str(), d.host.as_str(), d.resource.as_deref(), d.target_host.as_deref()), ("shadow_planned", "a1", Some("db-1"), Some("b1")));
+    assert_eq!(
+        (d.kind.as_str(), d.host.as_str(), d.resource.as_deref(), d.target_host.as_deref()),
+        ("shadow_planned", "a1", Some("db-1"), Some("b1"))
+    );
     assert_eq!(d.ts_ms, NOW);
     assert_eq!(d.cause.as_ref().map(|c| c.key.as_str()), Some("manual:alice"));
     let sh = a.shadow.as_ref().expect("shadow");
-    assert_eq!((sh.state(), sh.live, sh.resource.as_str(), sh.primary.as_str(), sh.host.as_str()), (pb::ShadowState::Ready, true, "db-1", "a1", "b1"));
+    assert_eq!(
+        (sh.state(), sh.live, sh.resource.as_str(), sh.primary.as_str(), sh.host.as_str()),
+        (pb::ShadowState::Ready, true, "db-1", "a1", "b1")
+    );
     assert_eq!(d.shadow.as_deref(), Some(sh.id.as_str()));
     assert_eq!((sh.cpu_cores, sh.mem_gb, sh.created_at_ms), (2.0, 4.0, NOW));
     assert_eq!(sh.causes.len(), 1);

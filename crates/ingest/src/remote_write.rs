@@ -477,7 +477,12 @@ mod tests {
         assert_eq!(e.reason(), "corrupt_snappy");
         assert!(e.to_string().starts_with("corrupt snappy block"), "{e}");
 
-        for bad in [&b"\x0a\xff\xff\xff\xff\x0f"[..], b"\x0a\x05\x0a\x03", b"\x0b", b"\x0a\x0f\x0a\x02\x0a\xff\x12\x09\x09\x00\x00\x00\x00\x00\x00\xf0\x3f"] {
+        for bad in [
+            &b"\x0a\xff\xff\xff\xff\x0f"[..],
+            b"\x0a\x05\x0a\x03",
+            b"\x0b",
+            b"\x0a\x0f\x0a\x02\x0a\xff\x12\x09\x09\x00\x00\x00\x00\x00\x00\xf0\x3f",
+        ] {
             let not_pb = snap::raw::Encoder::new().compress_vec(bad).expect("compress");
             let e = decode(&not_pb, 1 << 20).expect_err("not protobuf");
             assert_eq!(e.reason(), "corrupt_protobuf", "{bad:?}");

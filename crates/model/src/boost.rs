@@ -228,7 +228,17 @@ impl Boosted {
                 h[i] = (q * (1.0 - q)).max(1e-6);
             }
             let rows: Vec<u32> = (0..n as u32).filter(|_| p.row_share >= 1.0 || rng.random::<f64>() < p.row_share).collect();
-            let mut gr = Grower { binned: &binned, edges: &edges, nb, g: &g, h: &h, p, gain: vec![0.0; k], nodes: Vec::new(), split_bin: Vec::new() };
+            let mut gr = Grower {
+                binned: &binned,
+                edges: &edges,
+                nb,
+                g: &g,
+                h: &h,
+                p,
+                gain: vec![0.0; k],
+                nodes: Vec::new(),
+                split_bin: Vec::new(),
+            };
             let root = gr.hist(&rows);
             gr.grow(rows, root, 0);
             // Every row moves by its leaf's value, routed by bins (the same path as `x <= t`).
@@ -330,12 +340,15 @@ mod tests {
         let prep = Prep::fit(&[0.0, 1.0], 1);
         let e = Boosted::fit(&prep, &[0.0, 1.0], &[false, false], 1, BoostParams::default(), 1).expect_err("refused");
         assert!(e.to_string().contains("both classes"), "{e}");
-        let e = Boosted::fit(&prep, &[0.0, 1.0], &[false, true], 1, BoostParams { bins: 1, ..BoostParams::default() }, 1).expect_err("refused");
+        let e =
+            Boosted::fit(&prep, &[0.0, 1.0], &[false, true], 1, BoostParams { bins: 1, ..BoostParams::default() }, 1).expect_err("refused");
         assert!(e.to_string().contains("bins"), "{e}");
         // NaN features are imputed, not propagated.
         let x = [f32::NAN, 1.0, 0.0, f32::NAN, 1.0, 0.0];
         let prep = Prep::fit(&x, 1);
-        let m = Boosted::fit(&prep, &x, &[true, true, false, false, true, false], 1, BoostParams { min_leaf: 1, ..BoostParams::default() }, 1).expect("fit");
+        let m =
+            Boosted::fit(&prep, &x, &[true, true, false, false, true, false], 1, BoostParams { min_leaf: 1, ..BoostParams::default() }, 1)
+                .expect("fit");
         assert!(m.score(&[prep.fill[0]], None).is_finite());
     }
 }

@@ -6,8 +6,7 @@ use std::fmt::Write;
 use crate::model::Model;
 
 fn iso(ms: i64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
-        .to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))).to_string()
 }
 
 fn opt(v: Option<&serde_json::Value>) -> String {
@@ -58,7 +57,8 @@ pub fn render(m: &Model) -> String {
     let _ = writeln!(s, "- Dataset: `{}`, {} hosts, {} → {}", c.dataset, c.hosts, iso(c.span_ms.0), iso(c.span_ms.1));
     let kinds: Vec<String> = c.failures_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
     let _ = writeln!(s, "- Failures: {}", kinds.join(", "));
-    let _ = writeln!(s, "- Split by time at {}: training rows end their label window before it, held-back rows start at it", iso(c.split_ms));
+    let _ =
+        writeln!(s, "- Split by time at {}: training rows end their label window before it, held-back rows start at it", iso(c.split_ms));
     let _ = writeln!(s, "- Training rows: {} ({} failure rows; healthy rows sampled)", c.train_rows, c.train_positives);
     let _ = writeln!(s, "- Held-back rows: {} ({} failure rows)", c.holdout_rows, c.holdout_positives);
     let _ = writeln!(s, "- Rows left out because a mitigation cut their outcome short: {}", c.censored_rows);
@@ -107,10 +107,6 @@ pub fn render(m: &Model) -> String {
     for (n, v) in &c.top_features {
         let _ = writeln!(s, "- `{n}`: {v:.3}");
     }
-    let _ = writeln!(
-        s,
-        "\n## Timing\n\nfeatures {:.1} s, fitting {:.1} s, whole job {:.1} s.",
-        c.seconds.0, c.seconds.1, c.seconds.2
-    );
+    let _ = writeln!(s, "\n## Timing\n\nfeatures {:.1} s, fitting {:.1} s, whole job {:.1} s.", c.seconds.0, c.seconds.1, c.seconds.2);
     s
 }

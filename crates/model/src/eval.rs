@@ -111,9 +111,7 @@ pub fn summarize(alerts: &[Alert], failures: &[Failure], hosts: usize, span: (Ti
     }
     let mut false_alarms = 0;
     for a in alerts {
-        let hit = fail_by_host
-            .get(&a.host)
-            .is_some_and(|fs| fs.iter().any(|&t| t > a.timestamp && t - a.timestamp <= WARNING_MS));
+        let hit = fail_by_host.get(&a.host).is_some_and(|fs| fs.iter().any(|&t| t > a.timestamp && t - a.timestamp <= WARNING_MS));
         if !hit {
             false_alarms += 1;
         }
@@ -123,9 +121,9 @@ pub fn summarize(alerts: &[Alert], failures: &[Failure], hosts: usize, span: (Ti
     let mut leads = Vec::new();
     let mut kinds: BTreeMap<String, KindRecall> = BTreeMap::new();
     for f in &counted {
-        let first = by_host.get(&f.host).and_then(|ts| {
-            ts.iter().copied().find(|&t| t >= f.timestamp - WARNING_MS && t <= f.timestamp - MIN_LEAD_MS)
-        });
+        let first = by_host
+            .get(&f.host)
+            .and_then(|ts| ts.iter().copied().find(|&t| t >= f.timestamp - WARNING_MS && t <= f.timestamp - MIN_LEAD_MS));
         let k = kinds.entry(f.kind.clone()).or_insert(KindRecall { failures: 0, predicted: 0, recall: 0.0 });
         k.failures += 1;
         if f.kind != "sudden" {
@@ -357,7 +355,13 @@ pub fn write_output(dir: &Path, out: &EvalOutput) -> Result<(), EvalError> {
             writeln!(
                 w,
                 "{},{},{:.6},{:.6},{:.6},{:.4},{}",
-                r.host, r.timestamp, r.probability, r.anomaly, r.risk, r.confidence, u8::from(r.alerting)
+                r.host,
+                r.timestamp,
+                r.probability,
+                r.anomaly,
+                r.risk,
+                r.confidence,
+                u8::from(r.alerting)
             )
             .map_err(io(&p))?;
         }
@@ -383,10 +387,10 @@ mod tests {
         let h = 3_600_000;
         let failures = [f("h1", 10 * h, "oom"), f("h2", 10 * h, "sudden"), f("h3", 20 * h, "disk_full")];
         let alerts = [
-            a("h1", 10 * h - 2 * h),       // predicts h1, lead 120 min
-            a("h1", 10 * h - 30_000),      // too late for the window, but a failure follows: not false
-            a("h3", 20 * h - 7 * h),       // too early: false alarm, does not predict
-            a("h4", 5 * h),                // false alarm
+            a("h1", 10 * h - 2 * h),  // predicts h1, lead 120 min
+            a("h1", 10 * h - 30_000), // too late for the window, but a failure follows: not false
+            a("h3", 20 * h - 7 * h),  // too early: false alarm, does not predict
+            a("h4", 5 * h),           // false alarm
         ];
         let s = summarize(&alerts, &failures, 4, (0, 24 * h));
         assert_eq!(s.failures, 3);

@@ -945,7 +945,13 @@ mod tests {
         while x < 1e12 {
             let (a, b) = (asinh(x), x.asinh());
             assert!((a - b).abs() <= 4.0 * f64::EPSILON * b.abs().max(f64::MIN_POSITIVE), "{x}: {a} vs {b}");
-            x = if x.abs() < 1e-9 { -x + 1e-9 } else if x < 0.0 { x * 0.93 } else { x * 1.07 };
+            x = if x.abs() < 1e-9 {
+                -x + 1e-9
+            } else if x < 0.0 {
+                x * 0.93
+            } else {
+                x * 1.07
+            };
         }
         for x in [0.0, -0.0, 0.5, -0.5, 1e8, f64::INFINITY, f64::NEG_INFINITY] {
             assert_eq!(asinh(x), x.asinh(), "{x}");

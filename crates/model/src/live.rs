@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use harbinger_core::{
-    Clock, Event, Factor, Host, HostExplanation, HostId, HostRisk, HostTransition, ModelInfo, Resource, RiskPoint,
-    RiskScorer, SampleBatch, ScoreError, TimestampMs, TransitionKind,
+    Clock, Event, Factor, Host, HostExplanation, HostId, HostRisk, HostTransition, ModelInfo, Resource, RiskPoint, RiskScorer, SampleBatch,
+    ScoreError, TimestampMs, TransitionKind,
 };
 use rayon::prelude::*;
 
@@ -201,12 +201,8 @@ impl LiveScorer {
                 let obs = assessed.as_ref().map(Observation::from);
                 let mut h = h.lock().unwrap_or_else(poisoned);
                 let step = risk_step(&mut h.alert, obs.as_ref(), c, now, &policy);
-                let point = step.risk.zip(obs).map(|(risk, o)| RiskPoint {
-                    at: now,
-                    risk,
-                    failure_probability: o.probability,
-                    anomaly: o.anomaly,
-                });
+                let point =
+                    step.risk.zip(obs).map(|(risk, o)| RiskPoint { at: now, risk, failure_probability: o.probability, anomaly: o.anomaly });
                 h.ticked = point;
                 if let Some(pt) = point
                     && h.history.back().is_none_or(|q| now > q.at)
@@ -237,8 +233,6 @@ impl LiveScorer {
     }
 
     fn shard(&self, h: &HostId) -> &Shard {
-        
-        
         &self.shards[(self.hasher.hash_one(h) as usize) % SHARDS]
     }
 

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::features::FeatureSchema;
 use crate::boost::Boosted;
+use crate::features::FeatureSchema;
 use crate::learn::{Calibration, Forest, Logistic, Prep, Tree};
 
 /// Name of the artifact file inside a model directory.
@@ -92,7 +92,9 @@ impl Learner {
     /// Shape checks against a schema of `k` features (for loading untrusted files).
     fn check(&self, k: usize) -> Result<(), String> {
         match self {
-            Learner::Logistic(l) if l.weights.len() != k => Err(format!("logistic has {} weights, the schema {k} features", l.weights.len())),
+            Learner::Logistic(l) if l.weights.len() != k => {
+                Err(format!("logistic has {} weights, the schema {k} features", l.weights.len()))
+            }
             Learner::Logistic(_) => Ok(()),
             Learner::RandomForest(f) => check_trees(&f.trees, k),
             Learner::BoostedTrees(b) if b.trees.is_empty() || !b.base.is_finite() => {
@@ -430,13 +432,9 @@ impl Model {
 
     /// Parses and checks the text of `path` (a `model.json`).
     pub(crate) fn parse(path: PathBuf, text: &str) -> Result<Self, ModelError> {
-        let header: Header = serde_json::from_str(text)
-            .map_err(|e| ModelError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        let header: Header = serde_json::from_str(text).map_err(|e| ModelError::Corrupt { path: path.clone(), reason: e.to_string() })?;
         if header.format != FORMAT {
-            return Err(ModelError::Corrupt {
-                path,
-                reason: format!("format is {:?}, expected {FORMAT:?}", header.format),
-            });
+            return Err(ModelError::Corrupt { path, reason: format!("format is {:?}, expected {FORMAT:?}", header.format) });
         }
         if header.format_version != FORMAT_VERSION {
             return Err(ModelError::Incompatible {
@@ -446,8 +444,7 @@ impl Model {
                 ours: HARBINGER_VERSION,
             });
         }
-        let m: Model =
-            serde_json::from_str(text).map_err(|e| ModelError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        let m: Model = serde_json::from_str(text).map_err(|e| ModelError::Corrupt { path: path.clone(), reason: e.to_string() })?;
         m.check().map_err(|reason| ModelError::Corrupt { path, reason })?;
         Ok(m)
     }
@@ -464,13 +461,15 @@ impl Model {
         if let Some(im) = &self.imminence {
             im.learner.check(k).map_err(|e| format!("short-horizon model: {e}"))?;
             let w = im.width();
-            if im.stack.weights.len() != w || im.stack_prep.mean.len() != w || im.stack_prep.sd.len() != w || im.stack_prep.fill.len() != w {
+            if im.stack.weights.len() != w || im.stack_prep.mean.len() != w || im.stack_prep.sd.len() != w || im.stack_prep.fill.len() != w
+            {
                 return Err(format!("the stacking model does not have {w} inputs (main, {} companions, short)", im.companions.len()));
             }
             for (i, c) in im.companions.iter().enumerate() {
                 c.learner.check(k).map_err(|e| format!("companion {i}: {e}"))?;
             }
-            let tables = std::iter::once(("short-horizon", &im.calibration)).chain(im.companions.iter().map(|c| ("companion", &c.calibration)));
+            let tables =
+                std::iter::once(("short-horizon", &im.calibration)).chain(im.companions.iter().map(|c| ("companion", &c.calibration)));
             for (name, c) in tables {
                 if c.x.is_empty() || c.x.len() != c.y.len() {
                     return Err(format!("{name} calibration table is empty or uneven"));

@@ -680,8 +680,8 @@ impl Registry {
         let json_path = artifact.join(MODEL_FILE);
         let not_a_model = |source| RegistryError::NotAModel { path: artifact.to_path_buf(), source };
         let json = std::fs::read(&json_path).map_err(|source| not_a_model(ModelError::Io { path: json_path.clone(), source }))?;
-        let text = std::str::from_utf8(&json)
-            .map_err(|e| not_a_model(ModelError::Corrupt { path: json_path.clone(), reason: e.to_string() }))?;
+        let text =
+            std::str::from_utf8(&json).map_err(|e| not_a_model(ModelError::Corrupt { path: json_path.clone(), reason: e.to_string() }))?;
         let model = Model::parse(json_path.clone(), text).map_err(not_a_model)?;
         let version = model.version.clone();
         check_name("version", &version)?;
@@ -749,7 +749,11 @@ impl Registry {
         }
         let dir = entry.join(version);
         if !dir.join(MODEL_FILE).is_file() {
-            return Err(RegistryError::UnknownVersion { registry: self.root.clone(), name: name.to_string(), version: version.to_string() });
+            return Err(RegistryError::UnknownVersion {
+                registry: self.root.clone(),
+                name: name.to_string(),
+                version: version.to_string(),
+            });
         }
         Model::load(&dir).map_err(|source| RegistryError::NotAModel { path: dir.clone(), source })?;
         let from = read_current_file(&entry.join(CURRENT_FILE)).ok().flatten();
@@ -820,7 +824,11 @@ impl Registry {
         let entry = self.entry(name)?;
         let dir = entry.join(version);
         if !dir.is_dir() {
-            return Err(RegistryError::UnknownVersion { registry: self.root.clone(), name: name.to_string(), version: version.to_string() });
+            return Err(RegistryError::UnknownVersion {
+                registry: self.root.clone(),
+                name: name.to_string(),
+                version: version.to_string(),
+            });
         }
         if read_current_file(&entry.join(CURRENT_FILE))?.as_deref() == Some(version) {
             return Err(RegistryError::RemoveCurrent { registry: self.root.clone(), name: name.to_string(), version: version.to_string() });
@@ -884,7 +892,10 @@ mod tests {
         assert_eq!(r.current("failure").expect("current"), "v1");
         assert_eq!(r.resolve("failure").expect("resolve"), tmp.path().join("reg/failure/v1"));
         let info = r.info("failure", "v2").expect("info");
-        assert_eq!((info.trained_at_ms, info.learner.as_str(), info.current), (2_000, shipped()["learner"]["kind"].as_str().expect("kind"), false));
+        assert_eq!(
+            (info.trained_at_ms, info.learner.as_str(), info.current),
+            (2_000, shipped()["learner"]["kind"].as_str().expect("kind"), false)
+        );
         assert!(info.hosts > 0 && !info.dataset.is_empty(), "card facts: {info:?}");
         assert!(info.pr_auc.is_some_and(|x| (0.0..=1.0).contains(&x)), "{info:?}");
         let card = std::fs::read_to_string(info.path.join(CARD_FILE)).expect("card copied");
@@ -1027,7 +1038,8 @@ mod tests {
         r.publish("failure", &artifact(tmp.path(), "v1", 1)).expect("publish");
         r.publish("failure", &artifact(tmp.path(), "v2", 2)).expect("publish");
         let current = tmp.path().join("reg/failure/CURRENT");
-        for (text, why) in [("v7\n", "no model.json"), ("../v1\n", "does not hold one version"), ("v1\nv2\n", "does not hold one version")] {
+        for (text, why) in [("v7\n", "no model.json"), ("../v1\n", "does not hold one version"), ("v1\nv2\n", "does not hold one version")]
+        {
             std::fs::write(&current, text).expect("write");
             let e = r.current("failure").expect_err(text);
             assert!(matches!(e, RegistryError::CorruptCurrent { .. }), "{text:?}: {e:?}");

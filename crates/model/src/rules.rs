@@ -295,13 +295,7 @@ impl RuleSet {
 pub fn instant_value(s: &SeriesSamples, t: TimestampMs, lookback_ms: i64) -> Option<f64> {
     let end = s.timestamps.partition_point(|&x| x <= t);
     let lo = t.saturating_sub(lookback_ms);
-    s.timestamps[..end]
-        .iter()
-        .zip(&s.values[..end])
-        .rev()
-        .take_while(|(ts, _)| **ts > lo)
-        .find(|(_, v)| v.is_finite())
-        .map(|(_, v)| *v)
+    s.timestamps[..end].iter().zip(&s.values[..end]).rev().take_while(|(ts, _)| **ts > lo).find(|(_, v)| v.is_finite()).map(|(_, v)| *v)
 }
 
 /// `predict_linear(s[range], horizon)` at `t`: the least-squares line through the finite
@@ -460,8 +454,7 @@ pub fn evaluate_rules(
             by_key.entry((h, s.key.metric.as_str())).or_insert(s);
         }
     }
-    let (active, skipped): (Vec<Rule>, Vec<Rule>) =
-        rules.rules.iter().cloned().partition(|r| by_key.keys().any(|(_, m)| *m == r.metric));
+    let (active, skipped): (Vec<Rule>, Vec<Rule>) = rules.rules.iter().cloned().partition(|r| by_key.keys().any(|(_, m)| *m == r.metric));
     let set = RuleSet { rules: active, keep_firing_for_ms: rules.keep_firing_for_ms };
     let tick = opts.tick_ms.max(1);
     let first = start.div_euclid(tick) * tick + tick;
@@ -610,7 +603,15 @@ mod tests {
         }
         assert!(run(vec![sparse]).eval.alerts.is_empty());
         // One missing sample inside a high stretch: the lookback bridges it, the rule fires.
-        let holed = series("cpu_util", 60, |m| if m == 12 { f64::NAN } else if (10..20).contains(&m) { 0.99 } else { 0.1 });
+        let holed = series("cpu_util", 60, |m| {
+            if m == 12 {
+                f64::NAN
+            } else if (10..20).contains(&m) {
+                0.99
+            } else {
+                0.1
+            }
+        });
         assert_eq!(run(vec![holed]).eval.alerts.len(), 1);
         // Empty series and an empty dataset.
         let empty = SeriesSamples::new(SeriesKey::new("h1", "cpu_util"));

@@ -40,25 +40,14 @@ pub struct Step {
 
 /// Advances `state` by one observation at `now`: combines probability, anomaly and
 /// criticality into risk by `policy`, then applies the hysteresis. `None` = silent host.
-pub fn risk_step(
-    state: &mut AlertState,
-    obs: Option<&Observation>,
-    criticality: u8,
-    now: TimestampMs,
-    policy: &RiskPolicy,
-) -> Step {
+pub fn risk_step(state: &mut AlertState, obs: Option<&Observation>, criticality: u8, now: TimestampMs, policy: &RiskPolicy) -> Step {
     let input = obs.map(|o| (policy.risk(o.probability, o.anomaly, criticality), o.confidence));
     Step { risk: input.map(|i| i.0), transition: advance(state, input, now, policy) }
 }
 
 /// The hysteresis half of [`risk_step`], for callers that already hold the combined risk:
 /// `input` is `(risk, confidence)`, or `None` for a silent host.
-pub fn advance(
-    state: &mut AlertState,
-    input: Option<(f64, f64)>,
-    now: TimestampMs,
-    policy: &RiskPolicy,
-) -> Option<TransitionKind> {
+pub fn advance(state: &mut AlertState, input: Option<(f64, f64)>, now: TimestampMs, policy: &RiskPolicy) -> Option<TransitionKind> {
     let was = state.alerting;
     match input {
         None => {

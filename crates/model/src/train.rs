@@ -25,7 +25,8 @@ use crate::boost::{BoostParams, Boosted};
 use crate::eval::{Alert, Summary, summarize};
 use crate::learn::{Calibration, Forest, ForestParams, LearnError, Logistic, Prep, average_precision, log_loss};
 use crate::model::{
-    AlertState, CardFacts, Companion, FORMAT, FORMAT_VERSION, HARBINGER_VERSION, Imminence, ImminenceFacts, Learner, LearnerFigures, Model, RiskPolicy,
+    AlertState, CardFacts, Companion, FORMAT, FORMAT_VERSION, HARBINGER_VERSION, Imminence, ImminenceFacts, Learner, LearnerFigures, Model,
+    RiskPolicy,
 };
 use crate::runner::{FleetRun, criticality, data_span, schema_of};
 use crate::step::advance;
@@ -575,8 +576,7 @@ fn choose_threshold(
     let scored: Vec<(f64, RiskPolicy, Summary)> = candidates
         .par_iter()
         .map(|&(a, enter_min)| {
-            let policy =
-                RiskPolicy { alert_threshold: a, clear_threshold: a * 0.6, enter_after_ms: enter_min * 60_000, ..base.clone() };
+            let policy = RiskPolicy { alert_threshold: a, clear_threshold: a * 0.6, enter_after_ms: enter_min * 60_000, ..base.clone() };
             let mut states = vec![AlertState::default(); hosts.len()];
             let mut last_t = vec![i64::MIN; hosts.len()];
             let mut alerts = Vec::new();

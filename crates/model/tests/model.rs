@@ -43,7 +43,11 @@ fn an_imminence_model_is_stacked_saved_checked_and_explained() {
     assert_eq!(m.card.learners.len(), 2, "both learners were compared");
     assert_eq!(im.companions.len(), 1, "the one not leading joins the stack");
     assert_ne!(im.companions[0].learner.name(), m.learner.name());
-    assert!(matches!(&im.learner, harbinger_model::model::Learner::Logistic(l) if l.weights.len() == m.schema.len()), "{}", im.learner.name());
+    assert!(
+        matches!(&im.learner, harbinger_model::model::Learner::Logistic(l) if l.weights.len() == m.schema.len()),
+        "{}",
+        im.learner.name()
+    );
     assert!(m.card.imminence.is_some());
     assert_ne!(m.version, plain.version, "the stack is part of the version");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -51,7 +55,10 @@ fn an_imminence_model_is_stacked_saved_checked_and_explained() {
     let card = std::fs::read_to_string(dir.path().join("MODEL_CARD.md")).expect("card");
     assert!(card.contains("imminence model") && card.contains("Stacked with it"), "{card}");
     let back = Model::load(dir.path()).expect("load");
-    assert_eq!(back.imminence.as_ref().map(|i| (i.horizon_ms, i.learner.name(), i.companions.len())), Some((im.horizon_ms, im.learner.name(), im.companions.len())));
+    assert_eq!(
+        back.imminence.as_ref().map(|i| (i.horizon_ms, i.learner.name(), i.companions.len())),
+        Some((im.horizon_ms, im.learner.name(), im.companions.len()))
+    );
     // Scores are probabilities (the same after the round trip, to JSON's last ulps), and
     // the contributions exist for every feature.
     let k = m.schema.len();
@@ -158,8 +165,13 @@ fn eval_is_deterministic_and_alerts_enter_once() {
     assert!(a.alerts.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
     assert!(a.alerts.iter().all(|x| x.score >= m.policy.alert_threshold && x.score <= 1.0));
     // Lowering the threshold can only add alerts.
-    let low = evaluate(&ds, m, EvalOptions { tick_ms: 5 * 60_000, alert_threshold: Some(0.05), clear_threshold: Some(0.03), trace_every_ms: None }, &|_| {})
-        .expect("eval");
+    let low = evaluate(
+        &ds,
+        m,
+        EvalOptions { tick_ms: 5 * 60_000, alert_threshold: Some(0.05), clear_threshold: Some(0.03), trace_every_ms: None },
+        &|_| {},
+    )
+    .expect("eval");
     assert!(low.summary.alerts >= a.summary.alerts);
     let dir = tempfile::tempdir().expect("tempdir");
     harbinger_model::write_output(dir.path(), &a).expect("write");

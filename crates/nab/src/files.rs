@@ -134,13 +134,7 @@ pub fn read_results_scores(path: &Path) -> Result<Vec<f64>, NabError> {
 /// # Errors
 /// [`NabError::LengthMismatch`] or [`NabError::ScoreOutOfRange`] for bad `scores`; the
 /// window errors of [`crate::score_corpus`]; [`NabError::Io`] naming `path`.
-pub fn write_results_file(
-    path: &Path,
-    name: &str,
-    data: &DataFile,
-    scores: &[f64],
-    windows: &[(String, String)],
-) -> Result<(), NabError> {
+pub fn write_results_file(path: &Path, name: &str, data: &DataFile, scores: &[f64], windows: &[(String, String)]) -> Result<(), NabError> {
     let n = data.timestamps.len();
     if scores.len() != n || data.values.len() != n {
         return Err(NabError::LengthMismatch { file: name.to_string(), timestamps: n, scores: scores.len() });
@@ -201,9 +195,8 @@ pub fn load_corpus(data_dir: &Path, labels: &Path, results_dir: &Path) -> Result
                 continue;
             };
             let name = format!("{category}/{file_name}");
-            let file_windows = windows
-                .remove(&name)
-                .ok_or_else(|| NabError::NotInLabels { file: name.clone(), labels: labels.to_path_buf() })?;
+            let file_windows =
+                windows.remove(&name).ok_or_else(|| NabError::NotInLabels { file: name.clone(), labels: labels.to_path_buf() })?;
             let data = read_data_file(&data_path)?;
             let results_path = results_dir.join(&category).join(&file_name);
             if !results_path.is_file() {
@@ -270,10 +263,7 @@ mod tests {
         let path = dir.path().join("w.json");
         write(&path, LABELS);
         let w = load_windows(&path).expect("reads");
-        assert_eq!(
-            w["cat/a.csv"],
-            [("2020-01-01 00:20:00.000000".to_string(), "2020-01-01 00:24:00.000000".to_string())]
-        );
+        assert_eq!(w["cat/a.csv"], [("2020-01-01 00:20:00.000000".to_string(), "2020-01-01 00:24:00.000000".to_string())]);
         assert!(w["other/unused.csv"].is_empty());
         write(&path, r#"{"cat/a.csv": [["only one"]]}"#);
         assert!(matches!(load_windows(&path), Err(NabError::LabelsJson { .. })));

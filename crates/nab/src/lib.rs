@@ -36,11 +36,11 @@ pub mod score;
 mod timestamp;
 
 pub use error::NabError;
-pub use files::{read_columns, 
-    DataFile, Windows, load_corpus, load_windows, read_data_file, read_results_scores, score_dirs, write_results_file,
+pub use files::{
+    DataFile, Windows, load_corpus, load_windows, read_columns, read_data_file, read_results_scores, score_dirs, write_results_file,
 };
 pub use profile::{Profile, Weights};
 pub use score::{
-    CategoryScore, CorpusScore, FileInput, FileScore, NO_ALARM_THRESHOLD, ProfileScore, ThresholdSource, Thresholds,
-    probation_length, scaled_sigmoid, score_corpus, score_corpus_at,
+    CategoryScore, CorpusScore, FileInput, FileScore, NO_ALARM_THRESHOLD, ProfileScore, ThresholdSource, Thresholds, probation_length,
+    scaled_sigmoid, score_corpus, score_corpus_at,
 };

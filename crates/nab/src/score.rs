@@ -187,11 +187,7 @@ impl CorpusScore {
             ThresholdSource::Fixed => "fixed thresholds",
         };
         // Writing to a String cannot fail; the results are ignored on purpose.
-        let _ = writeln!(
-            out,
-            "NAB scores: {} files, {} windows, {} scored rows ({source})",
-            self.files, self.windows, self.scored_rows
-        );
+        let _ = writeln!(out, "NAB scores: {} files, {} windows, {} scored rows ({source})", self.files, self.windows, self.scored_rows);
         let _ = writeln!(out);
         let _ = writeln!(out, "{:<20} {:>14} {:>9} {:>10}", "profile", "threshold", "score", "raw");
         for p in &self.profiles {
@@ -223,10 +219,7 @@ impl CorpusScore {
             let _ = writeln!(out);
         }
         if any_na {
-            let _ = writeln!(
-                out,
-                "n/a: no window in the category, so it cannot be normalised; its false alarms count in the totals."
-            );
+            let _ = writeln!(out, "n/a: no window in the category, so it cannot be normalised; its false alarms count in the totals.");
         }
         out
     }
@@ -277,39 +270,22 @@ fn category_of(name: &str) -> Result<&str, NabError> {
 /// Turns windows given by timestamps into inclusive row ranges `[L, R]`, checking
 /// `L <= R` and that windows are ordered and do not overlap. A bound matches the first
 /// row with the same instant (NAB's `timestamps[timestamps == t].index[0]`).
-pub(crate) fn resolve_windows(
-    file: &str,
-    timestamps: &[String],
-    windows: &[(String, String)],
-) -> Result<Vec<(usize, usize)>, NabError> {
+pub(crate) fn resolve_windows(file: &str, timestamps: &[String], windows: &[(String, String)]) -> Result<Vec<(usize, usize)>, NabError> {
     let mut first_row: HashMap<TimeKey, usize> = HashMap::with_capacity(timestamps.len());
     for (row, t) in timestamps.iter().enumerate() {
-        let key = TimeKey::parse(t).ok_or_else(|| NabError::BadTimestamp {
-            file: file.to_string(),
-            row,
-            value: t.clone(),
-        })?;
+        let key = TimeKey::parse(t).ok_or_else(|| NabError::BadTimestamp { file: file.to_string(), row, value: t.clone() })?;
         first_row.entry(key).or_insert(row);
     }
     let find = |t: &String| -> Result<usize, NabError> {
-        let key = TimeKey::parse(t)
-            .ok_or_else(|| NabError::BadWindowTimestamp { file: file.to_string(), value: t.clone() })?;
-        first_row
-            .get(&key)
-            .copied()
-            .ok_or_else(|| NabError::WindowNotFound { file: file.to_string(), timestamp: t.clone() })
+        let key = TimeKey::parse(t).ok_or_else(|| NabError::BadWindowTimestamp { file: file.to_string(), value: t.clone() })?;
+        first_row.get(&key).copied().ok_or_else(|| NabError::WindowNotFound { file: file.to_string(), timestamp: t.clone() })
     };
     let mut out: Vec<(usize, usize)> = Vec::with_capacity(windows.len());
     for (index, (start, end)) in windows.iter().enumerate() {
         let (l, r) = (find(start)?, find(end)?);
         let after_previous = out.last().is_none_or(|&(_, prev_r)| l > prev_r);
         if l > r || !after_previous {
-            return Err(NabError::WindowOrder {
-                file: file.to_string(),
-                index,
-                start: start.clone(),
-                end: end.clone(),
-            });
+            return Err(NabError::WindowOrder { file: file.to_string(), index, start: start.clone(), end: end.clone() });
         }
         out.push((l, r));
     }
@@ -322,11 +298,7 @@ fn prepare(input: &FileInput) -> Result<Prepared<'_>, NabError> {
     let category = category_of(&input.name)?;
     let n = input.scores.len();
     if input.timestamps.len() != n {
-        return Err(NabError::LengthMismatch {
-            file: input.name.clone(),
-            timestamps: input.timestamps.len(),
-            scores: n,
-        });
+        return Err(NabError::LengthMismatch { file: input.name.clone(), timestamps: input.timestamps.len(), scores: n });
     }
     if let Some((row, &value)) = input.scores.iter().enumerate().find(|&(_, &v)| !(0.0..=1.0).contains(&v)) {
         return Err(NabError::ScoreOutOfRange { file: input.name.clone(), row, value });
@@ -354,9 +326,7 @@ fn prepare(input: &FileInput) -> Result<Prepared<'_>, NabError> {
             }
             // After a window closed: y = (i - R') / (W' - 1). A width-1 window gives
             // y = +inf, hence sig = -1 (NAB would divide by zero).
-            (None, Some((prev_r, prev_w))) => {
-                Place::Outside { sig: scaled_sigmoid((i - prev_r) as f64 / (prev_w as f64 - 1.0)) }
-            }
+            (None, Some((prev_r, prev_w))) => Place::Outside { sig: scaled_sigmoid((i - prev_r) as f64 / (prev_w as f64 - 1.0)) },
             // Before the end of the first window: the full -A_FP.
             (None, None) => Place::Outside { sig: -1.0 },
         };
@@ -535,9 +505,7 @@ fn score(files: &[FileInput], fixed: Option<&Thresholds>) -> Result<CorpusScore,
             let mut offset = 0;
             for f in &prepared {
                 sorted.extend(f.rows.iter().map(|r| match r.place {
-                    Place::Window { window, sig } => {
-                        Row { score: r.score, place: Place::Window { window: offset + window, sig } }
-                    }
+                    Place::Window { window, sig } => Row { score: r.score, place: Place::Window { window: offset + window, sig } },
                     Place::Outside { .. } => *r,
                 }));
                 offset += f.windows;
@@ -566,8 +534,7 @@ fn score(files: &[FileInput], fixed: Option<&Thresholds>) -> Result<CorpusScore,
         let raw: f64 = tallies.iter().map(|t| t.raw).sum();
         let null = null_raw(prepared.iter(), w, sig1);
         let perfect = w.tp * windows as f64;
-        let normalised =
-            normalise(raw, null, perfect).ok_or(NabError::DegenerateNormalisation { profile, null, perfect })?;
+        let normalised = normalise(raw, null, perfect).ok_or(NabError::DegenerateNormalisation { profile, null, perfect })?;
         let categories = by_category
             .iter()
             .map(|(&category, members)| {
@@ -605,11 +572,7 @@ fn score(files: &[FileInput], fixed: Option<&Thresholds>) -> Result<CorpusScore,
         files: prepared.len(),
         windows,
         scored_rows,
-        profiles: [
-            profile_score(Profile::Standard)?,
-            profile_score(Profile::RewardLowFp)?,
-            profile_score(Profile::RewardLowFn)?,
-        ],
+        profiles: [profile_score(Profile::Standard)?, profile_score(Profile::RewardLowFp)?, profile_score(Profile::RewardLowFn)?],
     })
 }
 
@@ -698,8 +661,7 @@ mod tests {
         // One alarm (score 1) on the first row of each of N = 3 windows: each weighs
         // sig(-1) * A_TP / sig(-1) = 1, so S(1.0) = 3 = S_perfect.
         // File b: n = 200, P = 30, windows [40, 43] and [100, 107].
-        let files =
-            [one_window(&[(20, 1.0)]), file("cat/b.csv", 200, &[(40, 43), (100, 107)], &[(40, 1.0), (100, 1.0)])];
+        let files = [one_window(&[(20, 1.0)]), file("cat/b.csv", 200, &[(40, 43), (100, 107)], &[(40, 1.0), (100, 1.0)])];
         let s = score_corpus(&files).expect("scores");
         assert_eq!(s.windows, 3);
         for p in &s.profiles {
@@ -820,8 +782,7 @@ mod tests {
         // low FN 100 * 2.67 / 3 = 89.
         let input = one_window(&[(24, 0.9), (20, 0.5), (40, 0.5), (41, 0.5), (42, 0.5)]);
         let s = score_corpus(&[input]).expect("scores");
-        let (std, fp, fn_) =
-            (s.profile(Profile::Standard), s.profile(Profile::RewardLowFp), s.profile(Profile::RewardLowFn));
+        let (std, fp, fn_) = (s.profile(Profile::Standard), s.profile(Profile::RewardLowFp), s.profile(Profile::RewardLowFn));
         assert_eq!((std.threshold, fp.threshold, fn_.threshold), (0.5, 0.9, 0.5));
         assert!(close(std.raw, 0.67) && close(std.normalised, 83.5));
         assert!(close(fp.raw, 0.4683868) && close(fp.normalised, 73.419342));
@@ -858,8 +819,7 @@ mod tests {
         // S_null = 0.89, and a detector held to "no alarm" (θ = 1.1, raw -1) scores
         // 100 * (-1 - 0.89) / (1 - 0.89) = -1718.18 rather than 0.
         let input = file("cat/w.csv", 20, &[(4, 19)], &[]);
-        let s =
-            score_corpus_at(std::slice::from_ref(&input), &Thresholds::uniform(NO_ALARM_THRESHOLD)).expect("scores");
+        let s = score_corpus_at(std::slice::from_ref(&input), &Thresholds::uniform(NO_ALARM_THRESHOLD)).expect("scores");
         let std = s.profile(Profile::Standard);
         assert!(close(std.null, 0.89));
         assert!((std.normalised - -1718.1818).abs() < 1e-3, "{}", std.normalised);
@@ -887,8 +847,7 @@ mod tests {
         let std = s.profile(Profile::Standard);
         assert_eq!(std.threshold, 1.0);
         assert!(close(std.normalised, 47.25));
-        let got: Vec<(&str, usize, Option<f64>)> =
-            std.categories.iter().map(|c| (c.category.as_str(), c.windows, c.normalised)).collect();
+        let got: Vec<(&str, usize, Option<f64>)> = std.categories.iter().map(|c| (c.category.as_str(), c.windows, c.normalised)).collect();
         assert_eq!(got, [("catA", 1, Some(100.0)), ("catB", 1, Some(0.0)), ("catC", 0, None)]);
         assert!(close(std.categories[2].raw, -0.11));
 
@@ -908,8 +867,7 @@ mod tests {
         let s = score_corpus_at(&[one_window(&[(22, 0.9)])], &Thresholds::uniform(0.95)).expect("scores");
         assert_eq!(s.profile(Profile::Standard).normalised, 0.0);
         assert!(s.to_table().contains("(fixed thresholds)"));
-        let nan =
-            score_corpus_at(&[one_window(&[])], &Thresholds { reward_low_fp: f64::NAN, ..Thresholds::uniform(0.5) });
+        let nan = score_corpus_at(&[one_window(&[])], &Thresholds { reward_low_fp: f64::NAN, ..Thresholds::uniform(0.5) });
         assert!(matches!(nan, Err(NabError::BadThreshold { profile: Profile::RewardLowFp })));
     }
 

@@ -6,10 +6,8 @@ use std::path::{Path, PathBuf};
 use harbinger_nab::{FileInput, Profile, load_windows, read_data_file, score_corpus, score_dirs, write_results_file};
 
 fn nab_dir() -> Option<PathBuf> {
-    let candidates = [
-        PathBuf::from("/work/shared/datasets/nab"),
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/datasets/nab")),
-    ];
+    let candidates =
+        [PathBuf::from("/work/shared/datasets/nab"), PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/datasets/nab"))];
     let found = candidates.into_iter().find(|p| p.join("labels/combined_windows.json").is_file());
     if found.is_none() {
         eprintln!("SKIPPED: NAB dataset not found at /work/shared/datasets/nab or ../shared/datasets/nab");
@@ -44,8 +42,7 @@ fn ec2_cpu_24ae8d_null_scores_0_and_perfect_100() {
         assert_eq!(p.normalised, 0.0, "{}", p.profile);
     }
     // The perfect detector: 1 on the first row of each window, 0 elsewhere.
-    let perfect =
-        score_corpus(&[one_file(&nab, |_, t, w| if starts_window(t, w) { 1.0 } else { 0.0 })]).expect("scores");
+    let perfect = score_corpus(&[one_file(&nab, |_, t, w| if starts_window(t, w) { 1.0 } else { 0.0 })]).expect("scores");
     for p in &perfect.profiles {
         assert_eq!(p.threshold, 1.0);
         assert_eq!(p.files[0].detected, 2);
@@ -62,8 +59,7 @@ fn whole_dev_corpus_through_results_directories() {
     let (perfect_dir, null_dir) = (out.path().join("perfect"), out.path().join("null"));
     for (name, file_windows) in &windows {
         let data = read_data_file(&nab.join("data").join(name)).expect("data");
-        let perfect: Vec<f64> =
-            data.timestamps.iter().map(|t| if starts_window(t, file_windows) { 1.0 } else { 0.0 }).collect();
+        let perfect: Vec<f64> = data.timestamps.iter().map(|t| if starts_window(t, file_windows) { 1.0 } else { 0.0 }).collect();
         write_results_file(&perfect_dir.join(name), name, &data, &perfect, file_windows).expect("writes");
         write_results_file(&null_dir.join(name), name, &data, &vec![0.5; perfect.len()], file_windows).expect("writes");
     }

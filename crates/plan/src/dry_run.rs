@@ -202,7 +202,11 @@ mod tests {
         let budget = Budget { retire_grace_ms: 10 * 60_000, ..Budget::default() };
         let mut run = DryRun::new(&hosts, &[res("db-1", "a1", 3), res("web-1", "a1", 0)], budget);
         let risky = |h: &HostId| {
-            Some(if h.as_str() == "a1" { HostTick { risk: 0.9, probability: 0.9, alerting: true } } else { HostTick { risk: 0.01, probability: 0.01, alerting: false } })
+            Some(if h.as_str() == "a1" {
+                HostTick { risk: 0.9, probability: 0.9, alerting: true }
+            } else {
+                HostTick { risk: 0.01, probability: 0.01, alerting: false }
+            })
         };
         run.tick(0, &[], risky);
         assert!(run.decisions().is_empty(), "nothing happened, nothing decided");

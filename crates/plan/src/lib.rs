@@ -37,7 +37,7 @@ pub mod planner;
 
 pub use bench::synthetic_fleet;
 pub use dry_run::{DryRun, HostTick};
+pub use harbinger_core::shadow::{Cause, Shadow, ShadowState, TransitionError, transition};
 pub use input::{Budget, HostView, PlanInput, ResourceView, Trigger};
 pub use output::{Action, ActionKind, Decision, Plan, kind};
 pub use planner::plan;
-pub use harbinger_core::shadow::{Cause, Shadow, ShadowState, TransitionError, transition};

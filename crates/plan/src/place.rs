@@ -253,8 +253,16 @@ mod tests {
         assert_eq!(fit, Fit { host: 2, domain: Domain::OtherZone, passed: 0 }, "c: same risk as b and d, more memory than b, id before d");
         cap.take(2, 1.0, 40.0);
         assert_eq!(cap.find(0, 1.0, 20.0, &[]).map(|f| f.host), Some(3), "d now has the most free memory");
-        assert_eq!(cap.find(0, 1.0, 20.0, &[3]), Some(Fit { host: 5, domain: Domain::OtherZone, passed: 2 }), "b and c lack room, d holds one");
-        assert_eq!(cap.find(0, 1.0, 20.0, &[3, 5]), Some(Fit { host: 4, domain: Domain::OtherRack, passed: 0 }), "falls back to another rack");
+        assert_eq!(
+            cap.find(0, 1.0, 20.0, &[3]),
+            Some(Fit { host: 5, domain: Domain::OtherZone, passed: 2 }),
+            "b and c lack room, d holds one"
+        );
+        assert_eq!(
+            cap.find(0, 1.0, 20.0, &[3, 5]),
+            Some(Fit { host: 4, domain: Domain::OtherRack, passed: 0 }),
+            "falls back to another rack"
+        );
         assert_eq!(cap.find(0, 1.0, 200.0, &[]), None);
         let x = cap.excluded(&refs, 0, 1.0, 200.0, &[5], &budget);
         assert_eq!(x.to_string(), "4 hosts without capacity, 1 already holding a shadow of it");

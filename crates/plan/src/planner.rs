@@ -297,8 +297,12 @@ impl<'a> Planner<'a> {
             }
             let idle = self.now.saturating_sub(s.last_used_at);
             if s.state == ShadowState::Ready && idle >= self.budget.idle_ms && !self.hosts[p].alerting {
-                let reason =
-                    format!("ready but unused for {} >= idle {} and {} not alerting: scale down", span(idle), span(self.budget.idle_ms), s.primary);
+                let reason = format!(
+                    "ready but unused for {} >= idle {} and {} not alerting: scale down",
+                    span(idle),
+                    span(self.budget.idle_ms),
+                    s.primary
+                );
                 self.end(i, ShadowState::Retired, reason);
             }
         }
@@ -369,8 +373,13 @@ impl<'a> Planner<'a> {
             self.note(Decision::new(self.now, kind::FAILOVER, primary.id.clone(), reason).resource(&r.id).target(&target.id).shadow(&s.id));
             let place = if target.zone == primary.zone { "the same zone" } else { "another zone" };
             let alerting = if target.alerting { ", alerting" } else { "" };
-            let reason =
-                format!("ready on {} (risk {:.2}{alerting}) in {place} ({}); best of {} ready shadows", target.id, target.risk, target.zone, ready.len());
+            let reason = format!(
+                "ready on {} (risk {:.2}{alerting}) in {place} ({}); best of {} ready shadows",
+                target.id,
+                target.risk,
+                target.zone,
+                ready.len()
+            );
             let d = Decision::about(self.now, kind::SHADOW_PROMOTED, s, reason);
             self.act(format!("promote:{}", s.id), ActionKind::PromoteShadow { shadow: s.id.clone() }, d);
             // The promoted shadow becomes the resource: it keeps its capacity.
@@ -435,13 +444,8 @@ impl<'a> Planner<'a> {
             );
             self.add_cause(i, risk, reason);
         }
-        let holding: Vec<String> = s
-            .causes
-            .iter()
-            .chain(self.added.get(&i).into_iter().flatten())
-            .filter(|c| !resolved.contains(c))
-            .map(Cause::key)
-            .collect();
+        let holding: Vec<String> =
+            s.causes.iter().chain(self.added.get(&i).into_iter().flatten()).filter(|c| !resolved.contains(c)).map(Cause::key).collect();
         for c in resolved {
             let Cause::Alert { fingerprint } = c else { continue };
             let reason = format!("alert {fingerprint} resolved; still held by {}", holding.join(", "));
@@ -487,12 +491,21 @@ impl<'a> Planner<'a> {
                 }
                 Trigger::HostCleared { host } => {
                     if self.host_pos(host).is_none() {
-                        self.note(Decision::new(self.now, kind::SHADOW_SKIPPED, host.clone(), format!("{host} cleared, but the host is unknown")));
+                        self.note(Decision::new(
+                            self.now,
+                            kind::SHADOW_SKIPPED,
+                            host.clone(),
+                            format!("{host} cleared, but the host is unknown"),
+                        ));
                     }
                 }
                 Trigger::AlertFiring { fingerprint, host, resource, summary } => {
                     let cause = Cause::Alert { fingerprint: fingerprint.clone() };
-                    let why = if summary.is_empty() { format!("alert {fingerprint} firing") } else { format!("alert {fingerprint} firing: {summary}") };
+                    let why = if summary.is_empty() {
+                        format!("alert {fingerprint} firing")
+                    } else {
+                        format!("alert {fingerprint} firing: {summary}")
+                    };
                     self.for_target(resource.as_ref(), host.as_ref(), cause, why, &mut want);
                 }
                 Trigger::AlertResolved { .. } => {}
@@ -516,7 +529,14 @@ impl<'a> Planner<'a> {
         demands
     }
 
-    fn for_target(&mut self, resource: Option<&ResourceId>, host: Option<&HostId>, cause: Cause, why: String, want: &mut BTreeMap<usize, Demand>) {
+    fn for_target(
+        &mut self,
+        resource: Option<&ResourceId>,
+        host: Option<&HostId>,
+        cause: Cause,
+        why: String,
+        want: &mut BTreeMap<usize, Demand>,
+    ) {
         match (resource, host) {
             (Some(r), _) => self.for_resource(r, cause, why, want),
             (None, Some(h)) => self.for_host(h, cause, why, None, want),
@@ -629,7 +649,10 @@ impl<'a> Planner<'a> {
         };
         if let Some(v) = victim {
             let s = self.shadows[v];
-            let reason = format!("budget full ({} live shadows): priority {:.2} < {:.2} of {} on {}", self.live, s.priority, d.priority, r.id, r.host);
+            let reason = format!(
+                "budget full ({} live shadows): priority {:.2} < {:.2} of {} on {}",
+                self.live, s.priority, d.priority, r.id, r.host
+            );
             let retire = ActionKind::RetireShadow { shadow: s.id.clone(), state: ShadowState::Retired };
             self.act(format!("retire:{}", s.id), retire, Decision::about(self.now, kind::SHADOW_PREEMPTED, s, reason));
             self.release_capacity(v);
@@ -755,7 +778,9 @@ fn trigger_order(t: &Trigger) -> (u8, [&str; 4]) {
     match t {
         Trigger::HostAlert { host: h, .. } => (0, [h.as_str(), "", "", ""]),
         Trigger::HostCleared { host: h } => (1, [h.as_str(), "", "", ""]),
-        Trigger::AlertFiring { fingerprint, host: h, resource, summary } => (2, [fingerprint.as_str(), res(resource), host(h), summary.as_str()]),
+        Trigger::AlertFiring { fingerprint, host: h, resource, summary } => {
+            (2, [fingerprint.as_str(), res(resource), host(h), summary.as_str()])
+        }
         Trigger::AlertResolved { fingerprint } => (3, [fingerprint.as_str(), "", "", ""]),
         Trigger::Event { kind, id, host: h, resource } => (4, [kind.as_str(), id.as_str(), res(resource), host(h)]),
         Trigger::Manual { resource, by } => (5, [resource.as_str(), by.as_str(), "", ""]),

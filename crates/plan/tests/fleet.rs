@@ -140,7 +140,9 @@ impl<'a> Replay<'a> {
         // Lowest risk, then most free memory, then id.
         let best = pool
             .into_iter()
-            .min_by(|&a, &b| hosts[a].risk.total_cmp(&hosts[b].risk).then(self.free[b].1.total_cmp(&self.free[a].1)).then(hosts[a].id.cmp(&hosts[b].id)))
+            .min_by(|&a, &b| {
+                hosts[a].risk.total_cmp(&hosts[b].risk).then(self.free[b].1.total_cmp(&self.free[a].1)).then(hosts[a].id.cmp(&hosts[b].id))
+            })
             .expect("the target itself is a candidate");
         assert_eq!(best, t, "{}: {} was the better host", s.id, hosts[best].id);
         self.free[t] = (self.free[t].0 - s.cpu_cores, self.free[t].1 - s.mem_gb);
@@ -181,7 +183,9 @@ fn every_placement_of_a_large_fleet_follows_the_rules() {
                 let tier = u8::from(!(r.criticality == 3 && primary.failure_probability >= input.budget.critical_probability));
                 order.push((tier, shadow.priority));
             }
-            ActionKind::RetireShadow { shadow, .. } | ActionKind::ExpireShadow { shadow } | ActionKind::PromoteShadow { shadow } => replay.end(shadow),
+            ActionKind::RetireShadow { shadow, .. } | ActionKind::ExpireShadow { shadow } | ActionKind::PromoteShadow { shadow } => {
+                replay.end(shadow)
+            }
             ActionKind::AddCause { shadow, .. } | ActionKind::DropCause { shadow, .. } => {
                 assert!(replay.live.contains_key(shadow), "cause change on a shadow that is not live");
             }

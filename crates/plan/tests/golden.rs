@@ -38,8 +38,15 @@ fn golden(case: &str, input: &PlanInput) -> Plan {
 #[test]
 fn single_host_alert() {
     let a1 = hot("a1", "a", "r1", 0.90, 0.92, 0.8);
-    let hosts = vec![a1.clone(), host("a2", "a", "r2", 0.05), host("b1", "b", "r1", 0.10), host("b2", "b", "r2", 0.02), host("c1", "c", "r1", 0.30)];
-    let resources = vec![res("db-1", "a1", 3), res("api-1", "a1", 2), res("cache-1", "a1", 1), res("batch-1", "a1", 0), res("web-9", "b2", 1)];
+    let hosts = vec![
+        a1.clone(),
+        host("a2", "a", "r2", 0.05),
+        host("b1", "b", "r1", 0.10),
+        host("b2", "b", "r2", 0.02),
+        host("c1", "c", "r1", 0.30),
+    ];
+    let resources =
+        vec![res("db-1", "a1", 3), res("api-1", "a1", 2), res("cache-1", "a1", 1), res("batch-1", "a1", 0), res("web-9", "b2", 1)];
     let p = golden("single_host_alert", &input(hosts, resources, vec![], vec![alert(&a1)]));
     assert_eq!(actions(&p), ["create db-1 on b2 [risk:a1]", "create api-1 on b2 [risk:a1]"]);
     assert_eq!(p.skipped.len(), 2, "cache-1 and batch-1 are below the minimum criticality");
@@ -57,7 +64,8 @@ fn priority_order() {
     let a1 = hot("a1", "a", "r1", 0.7, 0.6, 1.0);
     let a2 = hot("a2", "a", "r2", 0.8, 0.8, 0.5);
     let a3 = hot("a3", "a", "r3", 0.7, 0.7, 1.0);
-    let hosts = vec![a1.clone(), a2.clone(), a3.clone(), host("a4", "a", "r4", 0.1), host("b1", "b", "r1", 0.01), host("b2", "b", "r2", 0.03)];
+    let hosts =
+        vec![a1.clone(), a2.clone(), a3.clone(), host("a4", "a", "r4", 0.1), host("b1", "b", "r1", 0.01), host("b2", "b", "r2", 0.03)];
     let resources = vec![res("db-a", "a1", 3), res("svc-a", "a1", 2), res("db-b", "a2", 3), res("svc-c", "a3", 2), res("tmp-d", "a4", 0)];
     let triggers = vec![alert(&a3), Trigger::Manual { resource: "tmp-d".into(), by: "ops".into() }, alert(&a1), alert(&a2)];
     let p = golden("priority_order", &input(hosts, resources, vec![], triggers));
@@ -125,7 +133,10 @@ fn nothing_fits() {
     ];
     let p = golden("nothing_fits", &input(hosts, vec![res("db-1", "a1", 3)], vec![], vec![alert(&a1)]));
     assert!(p.actions.is_empty());
-    assert_eq!(p.skipped[0].reason, "nothing fits db-1 (cpu 2, mem 8 GB): 3 hosts in the same zone and rack, 2 without capacity, 1 at risk >= 0.5");
+    assert_eq!(
+        p.skipped[0].reason,
+        "nothing fits db-1 (cpu 2, mem 8 GB): 3 hosts in the same zone and rack, 2 without capacity, 1 at risk >= 0.5"
+    );
 }
 
 #[test]
@@ -176,7 +187,10 @@ fn budget_full_skip() {
     let p = golden("budget_full_skip", &budget_fleet(0.85, 0.9));
     assert!(p.actions.is_empty());
     let reasons: Vec<&str> = p.skipped.iter().map(|d| d.reason.as_str()).collect();
-    assert_eq!(reasons, ["budget full (2 live shadows), lowest priority 0.85 >= 0.80", "budget full (2 live shadows), lowest priority 0.85 >= 0.60"]);
+    assert_eq!(
+        reasons,
+        ["budget full (2 live shadows), lowest priority 0.85 >= 0.80", "budget full (2 live shadows), lowest priority 0.85 >= 0.60"]
+    );
 }
 
 #[test]
@@ -213,7 +227,8 @@ fn already_shadowed() {
         shadow("db-1", "a1", "b1", ShadowState::Ready, vec![risk("a1")]),
         shadow("api-1", "a1", "b2", ShadowState::Syncing, vec![risk("a1")]),
     ];
-    let fire = Trigger::AlertFiring { fingerprint: "f1".into(), host: None, resource: Some("db-1".into()), summary: "replication lag".into() };
+    let fire =
+        Trigger::AlertFiring { fingerprint: "f1".into(), host: None, resource: Some("db-1".into()), summary: "replication lag".into() };
     let p = golden("already_shadowed", &input(hosts, resources, shadows, vec![alert(&a1), fire]));
     assert_eq!(actions(&p), [format!("add alert:f1 to {}", sid("db-1", "b1"))]);
     assert_eq!(p.actions[0].key, format!("cause:{}:alert:f1@{NOW}", sid("db-1", "b1")));
@@ -239,7 +254,13 @@ fn one_shadow_per_resource_and_host() {
 #[test]
 fn retire_after_grace() {
     let cleared = |id: &str, ago: i64| HostView { alert_cleared_at: Some(NOW - ago), ..host(id, "a", "r1", 0.2) };
-    let hosts = vec![cleared("a1", 45 * MIN), cleared("a2", 10 * MIN), cleared("a3", 2 * HOUR), host("a4", "a", "r1", 0.2), host("b1", "b", "r1", 0.0)];
+    let hosts = vec![
+        cleared("a1", 45 * MIN),
+        cleared("a2", 10 * MIN),
+        cleared("a3", 2 * HOUR),
+        host("a4", "a", "r1", 0.2),
+        host("b1", "b", "r1", 0.0),
+    ];
     let resources = vec![res("db-1", "a1", 3), res("db-2", "a2", 3), res("db-3", "a3", 3), res("db-4", "a4", 3)];
     let shadows = vec![
         shadow("db-1", "a1", "b1", ShadowState::Ready, vec![risk("a1")]),
@@ -255,7 +276,8 @@ fn retire_after_grace() {
 
 #[test]
 fn alert_resolved() {
-    let hosts = vec![host("a1", "a", "r1", 0.1), hot("a2", "a", "r2", 0.8, 0.7, 1.0), host("a3", "a", "r3", 0.1), host("b1", "b", "r1", 0.0)];
+    let hosts =
+        vec![host("a1", "a", "r1", 0.1), hot("a2", "a", "r2", 0.8, 0.7, 1.0), host("a3", "a", "r3", 0.1), host("b1", "b", "r1", 0.0)];
     let resources = vec![res("db-1", "a1", 3), res("db-2", "a2", 3), res("db-3", "a3", 3), res("db-4", "a1", 3)];
     let shadows = vec![
         shadow("db-1", "a1", "b1", ShadowState::Ready, vec![alert_cause("f1")]),
@@ -297,7 +319,8 @@ fn expiry() {
 fn idle_scale_down() {
     let hosts = vec![host("a1", "a", "r1", 0.1), hot("a2", "a", "r2", 0.7, 0.6, 1.0), host("b1", "b", "r1", 0.0)];
     let resources = vec![res("r-1", "a1", 3), res("r-2", "a2", 3), res("r-3", "a1", 3), res("r-4", "a1", 3)];
-    let idle = |r: &str, primary: &str, state, ago| Shadow { last_used_at: NOW - ago, ..shadow(r, primary, "b1", state, vec![manual("ops")]) };
+    let idle =
+        |r: &str, primary: &str, state, ago| Shadow { last_used_at: NOW - ago, ..shadow(r, primary, "b1", state, vec![manual("ops")]) };
     let shadows = vec![
         idle("r-1", "a1", ShadowState::Ready, 25 * HOUR),
         idle("r-2", "a2", ShadowState::Ready, 25 * HOUR),
@@ -337,7 +360,12 @@ fn failover() {
 #[test]
 fn stale_shadows() {
     // db-1 left the inventory, db-2 moved to a2, db-3's shadow host b2 is down.
-    let hosts = vec![host("a1", "a", "r1", 0.1), host("a2", "a", "r2", 0.1), host("b1", "b", "r1", 0.0), HostView { up: false, ..host("b2", "b", "r2", 0.0) }];
+    let hosts = vec![
+        host("a1", "a", "r1", 0.1),
+        host("a2", "a", "r2", 0.1),
+        host("b1", "b", "r1", 0.0),
+        HostView { up: false, ..host("b2", "b", "r2", 0.0) },
+    ];
     let resources = vec![res("db-2", "a2", 3), res("db-3", "a1", 3)];
     let shadows = vec![
         shadow("db-1", "a1", "b1", ShadowState::Ready, vec![manual("ops")]),

@@ -54,7 +54,11 @@ fn a_shadow_gaining_a_cause_is_not_pre_empted_by_the_same_plan() {
     let p = plan(&i);
     assert_eq!(
         actions(&p),
-        [format!("retire {} (retired)", sid("web-2", "b1")), "create db-1 on b1 [risk:a1]".into(), format!("add risk:a2 to {}", sid("web-1", "b1"))]
+        [
+            format!("retire {} (retired)", sid("web-2", "b1")),
+            "create db-1 on b1 [risk:a1]".into(),
+            format!("add risk:a2 to {}", sid("web-1", "b1"))
+        ]
     );
 }
 
@@ -118,7 +122,8 @@ fn no_expiry_without_a_time_to_live_and_ids_are_stable() {
 #[test]
 fn nan_and_out_of_range_values_do_not_panic() {
     let a1 = HostView { imminence: f64::NAN, ..hot("a1", "a", "r1", 0.9, 2.0, 1.0) };
-    let hosts = vec![a1, HostView { risk: f64::NAN, ..host("b1", "b", "r1", 0.0) }, HostView { mem_gb: f64::NAN, ..host("b2", "b", "r2", 0.0) }];
+    let hosts =
+        vec![a1, HostView { risk: f64::NAN, ..host("b1", "b", "r1", 0.0) }, HostView { mem_gb: f64::NAN, ..host("b2", "b", "r2", 0.0) }];
     let resources = vec![ResourceView { criticality: 9, ..res("db-1", "a1", 3) }];
     let triggers = vec![Trigger::HostAlert { host: "a1".into(), risk: f64::NAN, probability: f64::INFINITY }];
     let p = plan(&input(hosts, resources, vec![], triggers));

@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use harbinger_core::{
-    AppendReport, Clock, Event, EventStore, Failure, FailureStore, Host, InventoryStore, MetricStore, Resource,
-    SampleBatch, SeriesKey, SeriesSamples, StoreError, StoreStats, SystemClock, TimestampMs,
+    AppendReport, Clock, Event, EventStore, Failure, FailureStore, Host, InventoryStore, MetricStore, Resource, SampleBatch, SeriesKey,
+    SeriesSamples, StoreError, StoreStats, SystemClock, TimestampMs,
 };
 use harbinger_core::{Begun, Finish, Intent, JournalEntry, JournalStatus, ShadowId, ShadowStore, shadow::Shadow};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
@@ -165,8 +165,7 @@ impl Inner {
         let mut keep = Vec::with_capacity(log.closed.len());
         for m in log.closed.drain(..) {
             if m.max_ts.is_none_or(|t| t < horizon) {
-                std::fs::remove_file(&m.path)
-                    .map_err(|source| StoreError::Io { op: "delete", path: m.path.clone(), source })?;
+                std::fs::remove_file(&m.path).map_err(|source| StoreError::Io { op: "delete", path: m.path.clone(), source })?;
                 removed += 1;
             } else {
                 keep.push(m);
@@ -211,15 +210,13 @@ impl EmbeddedStore {
     pub fn open(cfg: EmbeddedConfig) -> Result<Self, StoreError> {
         let dir = cfg.data_dir.clone();
         let samples_dir = dir.join("samples");
-        std::fs::create_dir_all(&samples_dir)
-            .map_err(|source| StoreError::Io { op: "create", path: samples_dir.clone(), source })?;
+        std::fs::create_dir_all(&samples_dir).map_err(|source| StoreError::Io { op: "create", path: samples_dir.clone(), source })?;
         let lock_path = dir.join("LOCK");
-        let lock_file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|source| StoreError::Io { op: "open", path: lock_path.clone(), source })?;
+        let lock_file = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(|source| StoreError::Io {
+            op: "open",
+            path: lock_path.clone(),
+            source,
+        })?;
         match lock_file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::Locked { path: lock_path }),
@@ -229,8 +226,7 @@ impl EmbeddedStore {
         }
 
         let db_path = dir.join("state.redb");
-        let db = redb::Database::create(&db_path)
-            .map_err(|e| StoreError::Database { path: db_path.clone(), reason: e.to_string() })?;
+        let db = redb::Database::create(&db_path).map_err(|e| StoreError::Database { path: db_path.clone(), reason: e.to_string() })?;
         {
             let dberr = |e: &dyn std::fmt::Display| StoreError::Database { path: db_path.clone(), reason: e.to_string() };
             let tx = db.begin_write().map_err(|e| dberr(&e))?;
@@ -523,9 +519,7 @@ impl EmbeddedStore {
     }
 
     fn decode_all<T: serde::de::DeserializeOwned>(&self, rows: Vec<Vec<u8>>) -> Result<Vec<T>, StoreError> {
-        rows.iter()
-            .map(|r| serde_json::from_slice(r).map_err(|e| self.inner.db_err(format!("undecodable stored row: {e}"))))
-            .collect()
+        rows.iter().map(|r| serde_json::from_slice(r).map_err(|e| self.inner.db_err(format!("undecodable stored row: {e}")))).collect()
     }
 }
 
@@ -766,8 +760,7 @@ impl ShadowStore for EmbeddedStore {
 
     async fn prune(&self, before: TimestampMs) -> Result<(u64, u64), StoreError> {
         let shadows: Vec<Shadow> = self.shadows().await?;
-        let old_shadows: Vec<ShadowId> =
-            shadows.into_iter().filter(|s| !s.is_live() && s.updated_at < before).map(|s| s.id).collect();
+        let old_shadows: Vec<ShadowId> = shadows.into_iter().filter(|s| !s.is_live() && s.updated_at < before).map(|s| s.id).collect();
         let entries = self.journal(0, usize::MAX).await?;
         let old_entries: Vec<(u64, String)> = entries
             .into_iter()

@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use harbinger_core::{
-    AppendReport, Begun, Clock, Event, EventStore, Failure, FailureStore, Finish, Host, Intent, InventoryStore,
-    JournalEntry, JournalStatus, MetricStore, Resource, SampleBatch, SeriesKey, SeriesSamples, ShadowId, ShadowStore,
-    StoreError, StoreStats, SystemClock, TimestampMs, shadow::Shadow,
+    AppendReport, Begun, Clock, Event, EventStore, Failure, FailureStore, Finish, Host, Intent, InventoryStore, JournalEntry,
+    JournalStatus, MetricStore, Resource, SampleBatch, SeriesKey, SeriesSamples, ShadowId, ShadowStore, StoreError, StoreStats,
+    SystemClock, TimestampMs, shadow::Shadow,
 };
 
 use crate::series::{Limits, SeriesTable};
@@ -212,8 +212,7 @@ impl ShadowStore for MemoryStore {
     }
 
     async fn pending(&self) -> Result<Vec<JournalEntry>, StoreError> {
-        let mut v: Vec<JournalEntry> =
-            self.lock().journal.values().filter(|e| e.status == JournalStatus::Pending).cloned().collect();
+        let mut v: Vec<JournalEntry> = self.lock().journal.values().filter(|e| e.status == JournalStatus::Pending).cloned().collect();
         v.sort_by_key(|e| e.seq);
         Ok(v)
     }

@@ -193,10 +193,7 @@ pub(crate) struct ScanEnd {
 }
 
 /// Reads every record of a segment, calling `f` for each. Stops at the first bad record.
-pub(crate) fn scan_segment(
-    path: &Path,
-    mut f: impl FnMut(Record<'_>) -> Result<(), &'static str>,
-) -> Result<ScanEnd, StoreError> {
+pub(crate) fn scan_segment(path: &Path, mut f: impl FnMut(Record<'_>) -> Result<(), &'static str>) -> Result<ScanEnd, StoreError> {
     let mut data = Vec::new();
     File::open(path).and_then(|mut file| file.read_to_end(&mut data)).map_err(io_err("read", path))?;
     let mut off = 0usize;

@@ -46,9 +46,7 @@ async fn embedded_shadow_store_keeps_shadows_and_pending_entries_across_a_restar
     let pending: Vec<String> = s.pending().await.expect("pending").into_iter().map(|e| e.key).collect();
     assert_eq!(pending, ["retire:x", "create:new"], "pending entries survive a restart, oldest first");
     assert_eq!(s.shadows().await.expect("shadows").len(), 1);
-    let b = s
-        .begin(Intent { key: "k".into(), shadow: "s".into(), action: serde_json::Value::Null, at: 1, create: None })
-        .await
-        .expect("begin");
+    let b =
+        s.begin(Intent { key: "k".into(), shadow: "s".into(), action: serde_json::Value::Null, at: 1, create: None }).await.expect("begin");
     assert!(matches!(b, Begun::Started(e) if e.seq == 4), "the sequence continues after a restart");
 }

@@ -73,10 +73,7 @@ async fn a_torn_tail_is_cut_and_earlier_records_survive() {
         s.close().expect("close");
     }
     // Simulate a crash mid-write: chop 5 bytes off the newest segment.
-    let mut segs: Vec<_> = std::fs::read_dir(dir.path().join("samples"))
-        .expect("ls")
-        .map(|e| e.expect("entry").path())
-        .collect();
+    let mut segs: Vec<_> = std::fs::read_dir(dir.path().join("samples")).expect("ls").map(|e| e.expect("entry").path()).collect();
     segs.sort();
     let last = segs.last().expect("a segment");
     let len = std::fs::metadata(last).expect("stat").len();
@@ -101,10 +98,8 @@ async fn unsynced_samples_are_bounded_by_the_sync_interval() {
     let s = EmbeddedStore::open(c.clone()).expect("open");
     s.append(&series(&k, 0, 100, 1_000)).await.expect("append");
     // Read the files while the store is still open (as after a power cut): all there.
-    let bytes: u64 = std::fs::read_dir(dir.path().join("samples"))
-        .expect("ls")
-        .map(|e| e.expect("entry").metadata().expect("stat").len())
-        .sum();
+    let bytes: u64 =
+        std::fs::read_dir(dir.path().join("samples")).expect("ls").map(|e| e.expect("entry").metadata().expect("stat").len()).sum();
     assert!(bytes >= 100 * 9, "samples reached the files before append returned ({bytes} bytes)");
     std::mem::forget(s); // no clean close: like a crash (the lock dies with the file handle)
 }

@@ -5,8 +5,8 @@
 
 use harbinger_core::shadow::{Cause, Shadow, ShadowState};
 use harbinger_core::{
-    Begun, Event, EventKind, EventStore, Failure, FailureStore, Finish, Host, Intent, InventoryStore, JournalStatus,
-    MetricStore, RejectReason, Resource, SampleBatch, SeriesKey, SeriesSamples, ShadowStore, StoreError,
+    Begun, Event, EventKind, EventStore, Failure, FailureStore, Finish, Host, Intent, InventoryStore, JournalStatus, MetricStore,
+    RejectReason, Resource, SampleBatch, SeriesKey, SeriesSamples, ShadowStore, StoreError,
 };
 
 fn batch(key: &SeriesKey, pts: &[(i64, f64)]) -> SampleBatch {
@@ -44,9 +44,7 @@ pub async fn metric_store(store: &dyn MetricStore) {
     assert_eq!(r.new_series, 0);
 
     // Mismatched columns are malformed, not a crash.
-    let bad = SampleBatch {
-        series: vec![SeriesSamples { key: b.clone(), timestamps: vec![1, 2], values: vec![1.0] }],
-    };
+    let bad = SampleBatch { series: vec![SeriesSamples { key: b.clone(), timestamps: vec![1, 2], values: vec![1.0] }] };
     let r = store.append(&bad).await.expect("append malformed");
     assert_eq!((r.accepted, r.rejected.get(&RejectReason::Malformed)), (0, Some(&2)));
 
@@ -190,7 +188,13 @@ pub async fn shadow_store(store: &dyn ShadowStore) {
     ready.state = ShadowState::Ready;
     ready.updated_at = 300;
     let done = store
-        .finish(Finish { key: "create:db-1@h2#100".into(), status: JournalStatus::DryRun, detail: "log".into(), at: 300, shadow: Some(ready.clone()) })
+        .finish(Finish {
+            key: "create:db-1@h2#100".into(),
+            status: JournalStatus::DryRun,
+            detail: "log".into(),
+            at: 300,
+            shadow: Some(ready.clone()),
+        })
         .await
         .expect("finish");
     assert_eq!((done.status, done.finished_at, done.detail.as_str()), (JournalStatus::DryRun, Some(300), "log"));

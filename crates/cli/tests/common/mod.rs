@@ -40,7 +40,15 @@ pub struct Serve {
 impl Serve {
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(bin())
-            .args(["--data-dir", data_dir.to_str().expect("utf-8 path"), "serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+            .args([
+                "--data-dir",
+                data_dir.to_str().expect("utf-8 path"),
+                "serve",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--grpc-addr",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .env_remove("HARBINGER_CONFIG")
             .env("HARBINGER_STORE_RETENTION", "forever")
@@ -55,11 +63,8 @@ impl Serve {
         let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
         let mut line = String::new();
         out.read_line(&mut line).expect("read the second listening line");
-        let grpc = line
-            .trim()
-            .strip_prefix("listening on grpc://")
-            .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
-            .to_string();
+        let grpc =
+            line.trim().strip_prefix("listening on grpc://").unwrap_or_else(|| panic!("unexpected second line {line:?}")).to_string();
         Self { child, url, grpc }
     }
 
