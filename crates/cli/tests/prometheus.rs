@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -98,4 +98,30 @@ fn prometheus_remote_writes_into_harbinger() {
     assert!(series.iter().any(|k| k.metric.as_str().starts_with("prometheus_http_requests_total{")), "labelled series kept apart");
     let stats = rt.block_on(store.stats()).expect("stats");
     assert!(stats.samples as f64 >= ingested, "all {ingested} acknowledged samples survived the restart ({} on disk)", stats.samples);
+}
+
+/// The shipped alerting rules (`deploy/prometheus/harbinger-alerts.yml`) load in
+/// Prometheus (checked with `promtool`, from the same Debian package) and use only metric
+/// names harbinger exports.
+#[test]
+fn the_shipped_alerting_rules_are_valid_and_name_exported_metrics() {
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus/harbinger-alerts.yml");
+    let promtool = prometheus_bin().with_file_name("promtool");
+    let out = Command::new(&promtool).args(["check", "rules"]).arg(&rules).output().expect("run promtool");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("SUCCESS: 3 rules found"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let exported = harbinger_api::telemetry::Telemetry::new();
+    exported.set_host_states(&[harbinger_core::HostState {
+        host: "h1".into(),
+        risk: 0.5,
+        failure_probability: 0.5,
+        alerting: false,
+        cleared_at: None,
+    }]);
+    exported.circuit_open.get_or_create(&harbinger_engine::telemetry::StepLabel { actuator: "redis", step: 0 }).set(0);
+    let exposition = exported.encode();
+    let yaml = std::fs::read_to_string(&rules).expect("rules");
+    for name in yaml.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("harbinger_")) {
+        assert!(exposition.contains(&format!("{name}{{")), "{name} is not exported:\n{exposition}");
+    }
 }

@@ -644,6 +644,9 @@ impl Engine {
         };
         let mut st = self.0.state.lock().await;
         st.risk = states.into_iter().map(|s| (s.host.clone(), s)).collect();
+        if self.0.scorer.is_some() {
+            self.0.telemetry.set_host_states(st.risk.values());
+        }
         let mut triggers: Vec<Trigger> = transitions
             .iter()
             .map(|t| match t.kind {

@@ -8,6 +8,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 
 /// Label set: where samples came from.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -57,6 +60,13 @@ pub struct StepLabel {
     pub step: u64,
 }
 
+/// Label set: a host of the inventory.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HostLabel {
+    /// The host id.
+    pub host: String,
+}
+
 /// Label set: an Alertmanager alert's status.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AlertLabel {
@@ -100,6 +110,14 @@ pub struct Telemetry {
     pub circuit_open: Family<StepLabel, Gauge>,
     /// Times an actuator's circuit opened.
     pub circuit_opened: Family<StepLabel, Counter>,
+    /// Each host's risk at the last engine tick.
+    pub host_risk: Family<HostLabel, Gauge<f64, AtomicU64>>,
+    /// Each host's failure probability within the model's horizon at the last tick.
+    pub host_failure_probability: Family<HostLabel, Gauge<f64, AtomicU64>>,
+    /// 1 while a host is in the alerting state.
+    pub host_alerting: Family<HostLabel, Gauge>,
+    /// Hosts exported in the three families above (removed when they leave the fleet).
+    exported_hosts: Mutex<BTreeSet<String>>,
 }
 
 impl Default for Telemetry {
@@ -148,6 +166,16 @@ impl Telemetry {
         registry.register("actuator_circuit_open", "1 while an actuator's circuit is open after failing repeatedly", circuit_open.clone());
         let circuit_opened = Family::<StepLabel, Counter>::default();
         registry.register("actuator_circuit_opened", "Times an actuator's circuit opened", circuit_opened.clone());
+        let host_risk = Family::<HostLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register("host_risk", "Each host's risk at the last engine tick (0 to 1)", host_risk.clone());
+        let host_failure_probability = Family::<HostLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "host_failure_probability",
+            "Each host's failure probability within the model's horizon at the last engine tick",
+            host_failure_probability.clone(),
+        );
+        let host_alerting = Family::<HostLabel, Gauge>::default();
+        registry.register("host_alerting", "1 while a host is in the alerting state", host_alerting.clone());
         // Pre-create the reject reasons so they read 0 rather than being absent.
         for r in harbinger_core::RejectReason::ALL {
             drop(samples_rejected.get_or_create(&ReasonLabel { reason: r.as_str() }));
@@ -170,7 +198,32 @@ impl Telemetry {
             failover_seconds,
             circuit_open,
             circuit_opened,
+            host_risk,
+            host_failure_probability,
+            host_alerting,
+            exported_hosts: Mutex::new(BTreeSet::new()),
         }
+    }
+
+    /// Sets the per-host gauges from the states a tick left: one series per host of the
+    /// fleet (hosts that left it are removed, so the families stay bounded by the fleet).
+    pub fn set_host_states<'a>(&self, states: impl IntoIterator<Item = &'a harbinger_core::HostState>) {
+        let mut now = BTreeSet::new();
+        for s in states {
+            let label = HostLabel { host: s.host.as_str().to_string() };
+            self.host_risk.get_or_create(&label).set(s.risk);
+            self.host_failure_probability.get_or_create(&label).set(s.failure_probability);
+            self.host_alerting.get_or_create(&label).set(i64::from(s.alerting));
+            now.insert(label.host);
+        }
+        let mut exported = self.exported_hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for gone in exported.difference(&now) {
+            let label = HostLabel { host: gone.clone() };
+            self.host_risk.remove(&label);
+            self.host_failure_probability.remove(&label);
+            self.host_alerting.remove(&label);
+        }
+        *exported = now;
     }
 
     /// The OpenMetrics text exposition.
@@ -179,5 +232,28 @@ impl Telemetry {
         // Writing into a String cannot fail.
         let _infallible = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod host_gauge_tests {
+    use super::*;
+
+    fn state(host: &str, risk: f64, alerting: bool) -> harbinger_core::HostState {
+        harbinger_core::HostState { host: host.into(), risk, failure_probability: risk / 2.0, alerting, cleared_at: None }
+    }
+
+    #[test]
+    fn host_gauges_follow_the_fleet_and_drop_hosts_that_left() {
+        let t = Telemetry::new();
+        t.set_host_states(&[state("h1", 0.9, true), state("h2", 0.1, false)]);
+        let text = t.encode();
+        assert!(text.contains("harbinger_host_risk{host=\"h1\"} 0.9"), "{text}");
+        assert!(text.contains("harbinger_host_failure_probability{host=\"h2\"} 0.05"), "{text}");
+        assert!(text.contains("harbinger_host_alerting{host=\"h1\"} 1"), "{text}");
+        t.set_host_states(&[state("h2", 0.2, false)]);
+        let text = t.encode();
+        assert!(!text.contains("host=\"h1\""), "h1 left the fleet: {text}");
+        assert!(text.contains("harbinger_host_risk{host=\"h2\"} 0.2"), "{text}");
     }
 }
