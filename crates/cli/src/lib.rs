@@ -89,7 +89,19 @@ pub fn init_logging(cfg: &Config) -> anyhow::Result<()> {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
-    res.map_err(|e| anyhow::anyhow!("cannot install logging: {e}"))
+    res.map_err(|e| anyhow::anyhow!("cannot install logging: {e}"))?;
+    // A misspelt variable (HARBINGER_AUTH_TOKN) would otherwise leave its setting at the
+    // default without a word.
+    let secrets: Vec<&str> = cfg.actuators.iter().filter_map(|t| t.get("secret_env").and_then(|v| v.as_str())).collect();
+    for (var, near) in harbinger_config::unknown_env_vars(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()), &secrets) {
+        match near {
+            Some(k) => tracing::warn!(variable = %var, "unknown environment variable ignored; did you mean {k}?"),
+            None => {
+                tracing::warn!(variable = %var, "unknown environment variable ignored (see harbinger.example.toml for those harbinger reads)")
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The embedded store configuration for a validated config.

@@ -246,3 +246,15 @@ fn eval_writes_the_decisions_the_log_actuator_would_have_taken() {
     assert!(kinds.get("failover").is_some_and(|n| *n >= 1), "{kinds:?}");
     assert_eq!(kinds.get("failover"), kinds.get("shadow_promoted"), "each failover promotes one shadow: {kinds:?}");
 }
+
+#[test]
+fn a_misspelt_harbinger_variable_is_named_with_what_was_meant() {
+    let (code, _, stderr) = run_env(&["check-config"], &[("HARBINGER_AUTH_TOKN", "secret")]);
+    assert_eq!(code, 0, "a warning, not an error: {stderr}");
+    assert!(
+        stderr.contains("unknown environment variable ignored; did you mean HARBINGER_AUTH_TOKEN?")
+            && stderr.contains("HARBINGER_AUTH_TOKN"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("secret"), "the value is never printed: {stderr}");
+}

@@ -452,6 +452,24 @@ pub enum ActuatorKind {
     Chain,
 }
 
+/// The `HARBINGER_*` variables among `names` that harbinger does not read — a misspelt one
+/// (`HARBINGER_AUTH_TOKN`) would otherwise be ignored without a word — each with the
+/// closest variable it does read when one is near. `also_read` are other names in use
+/// (e.g. an actuator's `secret_env`).
+pub fn unknown_env_vars(names: impl IntoIterator<Item = String>, also_read: &[&str]) -> Vec<(String, Option<&'static str>)> {
+    let known = || ENV_KEYS.iter().map(|(v, _)| *v).chain(std::iter::once("HARBINGER_CONFIG"));
+    let mut out: Vec<(String, Option<&'static str>)> = names
+        .into_iter()
+        .filter(|n| n.starts_with("HARBINGER_") && !known().any(|k| k == n) && !also_read.contains(&n.as_str()))
+        .map(|n| {
+            let near = known().map(|k| (strsim::levenshtein(&n, k), k)).filter(|(d, _)| *d <= 3).min_by_key(|(d, _)| *d).map(|(_, k)| k);
+            (n, near)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// Environment variables read, and the dotted key each sets.
 pub const ENV_KEYS: &[(&str, &str)] = &[
     ("HARBINGER_DATA_DIR", "data_dir"),
@@ -877,6 +895,23 @@ mod tests {
         assert_eq!(kinds, ["redis", "haproxy"]);
         let e = Config::load(None, no_env, &[("engine.actuator", "magic".into())]).expect_err("unknown kind");
         assert!(e.to_string().contains("\"magic\" is not one of \"log\", \"chain\""), "{e}");
+    }
+
+    #[test]
+    fn unknown_harbinger_variables_are_named_with_the_closest_known_one() {
+        let names = [
+            "HARBINGER_AUTH_TOKN",
+            "HARBINGER_AUTH_TOKEN",
+            "HARBINGER_CONFIG",
+            "HARBINGER_HOOK_SECRET",
+            "PATH",
+            "HARBINGER_XYZZY_PLUGH_QUUX",
+        ];
+        let got = unknown_env_vars(names.iter().map(|n| (*n).to_string()), &["HARBINGER_HOOK_SECRET"]);
+        assert_eq!(
+            got,
+            [("HARBINGER_AUTH_TOKN".to_string(), Some("HARBINGER_AUTH_TOKEN")), ("HARBINGER_XYZZY_PLUGH_QUUX".to_string(), None)]
+        );
     }
 
     #[test]
