@@ -62,8 +62,15 @@ pub async fn serve(
     } else {
         health.set_not_serving::<ShadowServiceServer<ShadowApi>>().await;
     }
-    let reflection =
-        tonic_reflection::server::Builder::configure().register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET).build_v1()?;
+    // Reflection v1 and v1alpha (older grpcurl and several GUI clients ask v1alpha), both
+    // listing harbinger's services and the health service.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder().build_v1()?;
+    let reflection_v1alpha = reflection_builder().build_v1alpha()?;
 
     let mut builder = Server::builder();
     if let Some(identity) = tls {
@@ -74,6 +81,7 @@ pub async fn serve(
         .layer(DeadlineLayer)
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(RiskServiceServer::new(RiskApi(state.clone())).max_decoding_message_size(max))
         .add_service(IngestServiceServer::new(IngestApi(state.clone())).max_decoding_message_size(max))
         .add_service(AdminServiceServer::new(AdminApi(state.clone())).max_decoding_message_size(max))

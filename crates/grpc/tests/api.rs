@@ -462,8 +462,25 @@ async fn health_and_reflection_are_served() {
     let msg = resp.message().await.expect("ok").expect("one response");
     let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else { panic!("list expected") };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for svc in ["harbinger.v1.RiskService", "harbinger.v1.IngestService", "harbinger.v1.AdminService"] {
+    for svc in ["harbinger.v1.RiskService", "harbinger.v1.IngestService", "harbinger.v1.AdminService", "grpc.health.v1.Health"] {
         assert!(names.iter().any(|n| n == svc), "{svc} in {names:?}");
+    }
+
+    // v1alpha, which older clients ask, lists the same.
+    {
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        let mut refl = ServerReflectionClient::new(s.clients.channel.clone());
+        let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+        let mut resp = refl.server_reflection_info(tokio_stream::iter([req])).await.expect("v1alpha reflection").into_inner();
+        let msg = resp.message().await.expect("ok").expect("one response");
+        let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else { panic!("list expected") };
+        let alpha: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        let not_reflection = |v: &[String]| v.iter().filter(|n| !n.starts_with("grpc.reflection.")).cloned().collect::<Vec<_>>();
+        assert_eq!(not_reflection(&alpha), not_reflection(&names), "v1alpha and v1 list the same services");
+        assert!(alpha.iter().any(|n| n == "grpc.reflection.v1alpha.ServerReflection"), "{alpha:?}");
     }
     s.stop().await;
 }
