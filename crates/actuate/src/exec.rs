@@ -457,18 +457,7 @@ impl Actuator for ExecActuator {
 
     async fn apply(&self, req: &ActuatorRequest) -> ActuatorOutcome {
         let out = self.run(req).await;
-        tracing::info!(
-            target: "harbinger::actuator",
-            actuator = "exec",
-            key = %req.key,
-            attempt = req.attempt,
-            action = action_name(&req.action),
-            outcome = out.status.as_str(),
-            endpoint = ?out.endpoint,
-            detail = %out.detail,
-            program = %self.cfg.program,
-            "exec actuator answered"
-        );
+        crate::log_answer("exec", req, &out, &self.cfg.program);
         out
     }
 }

@@ -734,16 +734,7 @@ impl Actuator for HaproxyActuator {
 
     async fn apply(&self, req: &ActuatorRequest) -> ActuatorOutcome {
         let outcome = self.act(req).await;
-        tracing::info!(
-            target: "harbinger::actuator",
-            actuator = "haproxy",
-            key = %req.key,
-            attempt = req.attempt,
-            shadow = %req.shadow.id,
-            status = outcome.status.as_str(),
-            "{}",
-            outcome.detail
-        );
+        crate::log_answer("haproxy", req, &outcome, &self.api);
         outcome
     }
 }

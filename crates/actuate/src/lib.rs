@@ -24,3 +24,39 @@ pub mod webhook;
 
 pub use chain::{Chain, Step};
 pub use config::{ActuatorConfigError, BuildContext, BuiltChain, build_chain};
+
+use harbinger_engine::{ActuatorOutcome, ActuatorRequest};
+
+/// Logs what an actuator answered to an action: one line per action, the same fields for
+/// every kind (`on`: what it acted through — a program, a URL, a socket, a shadow).
+pub(crate) fn log_answer(actuator: &'static str, req: &ActuatorRequest, out: &ActuatorOutcome, on: &dyn std::fmt::Display) {
+    tracing::info!(
+        target: "harbinger::actuator",
+        actuator,
+        key = %req.key,
+        attempt = req.attempt,
+        action = exec::action_name(&req.action),
+        outcome = out.status.as_str(),
+        endpoint = ?out.endpoint,
+        shadow = %req.shadow.id,
+        on = %on,
+        "{}",
+        out.detail
+    );
+}
+
+/// An error and its sources, `: `-separated (a source whose text is already there is left
+/// out).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let next = c.to_string();
+        if !s.contains(&next) {
+            s.push_str(": ");
+            s.push_str(&next);
+        }
+        src = c.source();
+    }
+    s
+}

@@ -41,7 +41,7 @@ use tokio::net::TcpStream;
 use tokio::process::Child;
 use tokio::time::Instant;
 
-use crate::exec::{SharedTail, Tail, action_name, drain, join_readers, read_tail, render, signal_group};
+use crate::exec::{SharedTail, Tail, drain, join_readers, read_tail, render, signal_group};
 
 /// How a started process is known to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -464,18 +464,7 @@ impl Actuator for ProcessActuator {
 
     async fn apply(&self, req: &ActuatorRequest) -> ActuatorOutcome {
         let out = self.apply_inner(req).await;
-        tracing::info!(
-            target: "harbinger::actuator",
-            actuator = "process",
-            key = %req.key,
-            attempt = req.attempt,
-            action = action_name(&req.action),
-            outcome = out.status.as_str(),
-            endpoint = ?out.endpoint,
-            detail = %out.detail,
-            shadow = %req.shadow.id,
-            "process actuator answered"
-        );
+        crate::log_answer("process", req, &out, &req.shadow.host);
         out
     }
 

@@ -746,17 +746,7 @@ impl Actuator for RedisActuator {
                 ActuatorOutcome::new(JournalStatus::Skipped, "causes are bookkeeping: nothing to do in redis")
             }
         };
-        tracing::info!(
-            target: "harbinger::actuator",
-            actuator = "redis",
-            key = %req.key,
-            attempt = req.attempt,
-            shadow = %req.shadow.id,
-            status = outcome.status.as_str(),
-            endpoint = outcome.endpoint.as_deref().unwrap_or(""),
-            "{}",
-            outcome.detail
-        );
+        crate::log_answer("redis", req, &outcome, &req.shadow.host);
         outcome
     }
 

@@ -39,7 +39,7 @@ use harbinger_engine::{Actuator, ActuatorOutcome, ActuatorRequest};
 use harbinger_plan::ActionKind;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
-use crate::exec::{Report, RequestBody, action_name};
+use crate::exec::{Report, RequestBody};
 use crate::layers::NOT_RETRYABLE;
 
 /// Header carrying the idempotency key.
@@ -182,7 +182,7 @@ impl WebhookActuator {
             .timeout(cfg.timeout)
             .user_agent(concat!("harbinger/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| WebhookError::Client(error_chain(&e)))?;
+            .map_err(|e| WebhookError::Client(crate::error_chain(&e)))?;
         Ok(WebhookActuator { url, secret: cfg.secret, timeout: cfg.timeout, headers, client })
     }
 
@@ -224,7 +224,7 @@ impl WebhookActuator {
             Ok(Err(e)) if e.is_timeout() => {
                 return ActuatorOutcome::failed(format!("POST {} timed out after {:?}", self.url, self.timeout));
             }
-            Ok(Err(e)) => return ActuatorOutcome::failed(format!("POST {}: {}", self.url, error_chain(&e))),
+            Ok(Err(e)) => return ActuatorOutcome::failed(format!("POST {}: {}", self.url, crate::error_chain(&e))),
             Ok(Ok(r)) => r,
         };
         let text = String::from_utf8_lossy(&buf);
@@ -263,21 +263,6 @@ fn quote(text: &str) -> String {
     format!("{}[… {} more bytes]", &t[..end], t.len() - end)
 }
 
-/// An error and its sources, `: `-separated.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        let next = c.to_string();
-        if !s.contains(&next) {
-            s.push_str(": ");
-            s.push_str(&next);
-        }
-        src = c.source();
-    }
-    s
-}
-
 #[async_trait]
 impl Actuator for WebhookActuator {
     fn name(&self) -> &'static str {
@@ -286,18 +271,7 @@ impl Actuator for WebhookActuator {
 
     async fn apply(&self, req: &ActuatorRequest) -> ActuatorOutcome {
         let out = self.post(req).await;
-        tracing::info!(
-            target: "harbinger::actuator",
-            actuator = "webhook",
-            key = %req.key,
-            attempt = req.attempt,
-            action = action_name(&req.action),
-            outcome = out.status.as_str(),
-            endpoint = ?out.endpoint,
-            detail = %out.detail,
-            url = %self.url,
-            "webhook actuator answered"
-        );
+        crate::log_answer("webhook", req, &out, &self.url);
         out
     }
 }

@@ -197,6 +197,20 @@ impl Harbinger {
     }
 }
 
+/// Prints the head of a BENCHMARKS.md section: the title, then the command that ran, the
+/// date and the machine.
+pub(crate) fn print_header(title: &str) {
+    let cmd: Vec<String> = std::env::args().collect();
+    println!("### {title}\n");
+    println!("Command: `{}`  ", cmd.join(" "));
+    println!("Date: {}  ", humantime::format_rfc3339_seconds(std::time::SystemTime::now()));
+    println!(
+        "Machine: {}, {} cores usable by this process  ",
+        machine(),
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    );
+}
+
 pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()

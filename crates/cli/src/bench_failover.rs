@@ -191,15 +191,7 @@ pub async fn run(a: &BenchFailoverArgs) -> anyhow::Result<()> {
     let f = |rs: &[Value], key: &str| -> Vec<f64> { rs.iter().map(|r| r[key].as_f64().unwrap_or(f64::NAN)).collect() };
     let sum = |rs: &[Value], key: &str| -> u64 { rs.iter().map(|r| r[key].as_u64().unwrap_or(0)).sum() };
     let hosts = kill.first().and_then(|r| r["hosts"].as_str()).unwrap_or("?").to_string();
-    let cmd: Vec<String> = std::env::args().collect();
-    println!("### Failover: harbinger demo against HAProxy's own checks and Redis Sentinel\n");
-    println!("Command: `{}`  ", cmd.join(" "));
-    println!("Date: {}  ", humantime::format_rfc3339_seconds(std::time::SystemTime::now()));
-    println!(
-        "Machine: {}, {} cores usable by this process  ",
-        crate::bench::machine(),
-        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-    );
+    crate::bench::print_header("Failover: harbinger demo against HAProxy's own checks and Redis Sentinel");
     println!(
         "Each harbinger run is `harbinger demo --json --failure kill|cut --rate {}` (hosts: {hosts}; HAProxy 2.6 from `deploy/haproxy/haproxy.cfg.tmpl`, \
          Redis 7; {} GET/s and a write loop through HAProxy; watchdog every 200 ms, 2 of 3 checks). \

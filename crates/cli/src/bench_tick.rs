@@ -123,15 +123,7 @@ pub fn run(cfg: &Config, a: &BenchTickArgs, model_dir: &Path) -> anyhow::Result<
         let _states = scorer.host_states();
         risk.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let cmd: Vec<String> = std::env::args().collect();
-    println!("### Engine tick, {} hosts\n", hosts.len());
-    println!("Command: `{}`  ", cmd.join(" "));
-    println!("Date: {}  ", humantime::format_rfc3339_seconds(std::time::SystemTime::now()));
-    println!(
-        "Machine: {}, {} cores usable by this process  ",
-        crate::bench::machine(),
-        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-    );
+    crate::bench::print_header(&format!("Engine tick, {} hosts", hosts.len()));
     println!(
         "Model {version}; {} hosts and {} resources ({} copies of {}), warmed with the last {} of metrics ({samples} samples) and {} events. \
          A tick: risk step for every host at one instant, the planner over the fleet, the actions journaled through the `log` actuator.  ",

@@ -201,18 +201,6 @@ pub(crate) struct Got {
     pub(crate) body: Result<String, String>,
 }
 
-/// `e` and its sources, `: `-separated.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
-}
-
 /// Sends `rate` GETs per second to `url` until `stop`, each bounded by 5 s.
 pub(crate) async fn load(url: String, rate: u32, stop: Arc<AtomicBool>) -> Vec<Got> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).pool_max_idle_per_host(0).build().unwrap_or_default();
@@ -226,7 +214,7 @@ pub(crate) async fn load(url: String, rate: u32, stop: Arc<AtomicBool>) -> Vec<G
             let body = match client.get(&url).send().await {
                 Ok(r) if r.status().is_success() => r.text().await.map_err(|e| format!("reading the body: {e}")),
                 Ok(r) => Err(format!("status {}", r.status())),
-                Err(e) => Err(if e.is_timeout() { "timeout".into() } else { error_chain(&e) }),
+                Err(e) => Err(if e.is_timeout() { "timeout".into() } else { harbinger_actuate::error_chain(&e) }),
             };
             let _closed = tx.send(Got { sent, done: Instant::now(), body });
         });
