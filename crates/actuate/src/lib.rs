@@ -12,6 +12,8 @@
 //! - [`process`]: starts, health-checks and stops a local service.
 //! - [`haproxy`]: switches traffic through HAProxy's runtime API.
 //! - [`redis`]: shadows as Redis replicas, promoted with `REPLICAOF NO ONE`.
+//! - [`resource`]: resources a change touches (files, Redis keys and parameters,
+//!   commands): read, write, stage; used by change safety.
 
 pub mod chain;
 pub mod config;
@@ -20,6 +22,7 @@ pub mod haproxy;
 pub mod layers;
 pub mod process;
 pub mod redis;
+pub mod resource;
 pub mod webhook;
 
 pub use chain::{Chain, Step};

@@ -1,0 +1,450 @@
+//! The change engine on real resources: files on disk, a real `redis-server` (Debian
+//! package `redis-server`) on a port free at test time, and commands. Predictive,
+//! standard and selective rollback; verification; rollback order; the high-cost override;
+//! anomalous operations; bad input.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use harbinger_actuate::redis::{RedisClient, Reply};
+use harbinger_change::anomaly::AnomalyKind;
+use harbinger_change::risk::ChangeRiskModel;
+use harbinger_change::store::ChangeStatus;
+use harbinger_change::{ApplyOptions, ChangeEngine, ChangeError, EngineConfig, template};
+use harbinger_core::ManualClock;
+use serde_json::{Value, json};
+
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
+const T0: i64 = 1_780_000_000_000; // a weekday, 10:13 UTC
+const DAY: i64 = 86_400_000;
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn redis(dir: &Path) -> (Proc, String) {
+    assert!(Path::new(REDIS_SERVER).exists(), "{REDIS_SERVER} not found: apt-get install redis-server");
+    let port = free_port();
+    let child = Command::new(REDIS_SERVER)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let proc = Proc(child);
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut c) = RedisClient::connect(&addr, Duration::from_secs(1)).await
+            && c.command(&["PING"]).await.ok() == Some(Reply::Status("PONG".into()))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "redis-server on {addr} did not answer PING");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (proc, addr)
+}
+
+async fn cmd(addr: &str, args: &[&str]) -> Reply {
+    RedisClient::connect(addr, Duration::from_secs(2)).await.unwrap().command(args).await.unwrap()
+}
+
+async fn get(addr: &str, key: &str) -> Option<String> {
+    match cmd(addr, &["GET", key]).await {
+        Reply::Bulk(b) => b.map(|b| String::from_utf8(b).unwrap()),
+        other => panic!("GET {key}: {other:?}"),
+    }
+}
+
+async fn config(addr: &str, param: &str) -> String {
+    match cmd(addr, &["CONFIG", "GET", param]).await {
+        Reply::Array(Some(v)) => v[1].as_text().unwrap(),
+        other => panic!("CONFIG GET {param}: {other:?}"),
+    }
+}
+
+fn engine(dir: &Path, clock: Arc<ManualClock>, alert: Option<String>) -> ChangeEngine {
+    let cfg = EngineConfig { parallelism: 2, risk_threshold: 1.0, alert_webhook: alert };
+    ChangeEngine::open(&dir.join("data"), ChangeRiskModel::embedded_default(), clock, cfg).unwrap()
+}
+
+/// Writes `value` the way the file resource writes JSON (pretty, trailing newline), so a
+/// restored file can be compared byte for byte.
+fn write_json(path: &Path, value: &Value) {
+    std::fs::write(path, serde_json::to_string_pretty(value).unwrap() + "\n").unwrap();
+}
+
+fn write_template(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const WEB_BEFORE: &str = r#"{"server": {"port": 8080, "workers": 4}, "legacy": true}"#;
+
+fn setup_web(dir: &Path) -> Vec<u8> {
+    write_json(&dir.join("web.json"), &serde_json::from_str(WEB_BEFORE).unwrap());
+    std::fs::read(dir.join("web.json")).unwrap()
+}
+
+/// A change of the web file and the cache, with `validation` and `post_apply` YAML lists.
+fn web_and_cache(addr: &str, validation: &str, post_apply: &str) -> String {
+    format!(
+        r#"
+stack: shop
+resources:
+  - id: cache
+    kind: redis
+    endpoint: "{addr}"
+    keys: [feature:checkout, old:key]
+    config: [maxmemory-policy]
+    criticality: 3
+    desired:
+      keys: {{"feature:checkout": "on", "new:key": "1"}}
+      config: {{maxmemory-policy: allkeys-lru}}
+  - id: web
+    kind: file
+    path: web.json
+    depends_on: [cache]
+    criticality: 2
+    desired:
+      content: {{server: {{port: 9090, workers: 8}}}}
+validation: {validation}
+post_apply: {post_apply}
+"#
+    )
+}
+
+async fn seed_cache(addr: &str) {
+    cmd(addr, &["SET", "feature:checkout", "off"]).await;
+    cmd(addr, &["SET", "old:key", "keep-me"]).await;
+    cmd(addr, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]).await;
+}
+
+async fn assert_cache_as_seeded(addr: &str) {
+    assert_eq!(get(addr, "feature:checkout").await.as_deref(), Some("off"));
+    assert_eq!(get(addr, "old:key").await.as_deref(), Some("keep-me"));
+    assert_eq!(get(addr, "new:key").await, None);
+    assert_eq!(config(addr, "maxmemory-policy").await, "noeviction");
+}
+
+/// An HTTP server that records the JSON bodies POSTed to it.
+async fn alert_sink() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let s = seen.clone();
+    let app = axum::Router::new().route(
+        "/alert",
+        axum::routing::post(move |body: String| {
+            let s = s.clone();
+            async move {
+                s.lock().unwrap().push(serde_json::from_str(&body).unwrap());
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/alert", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn predictive_rollback_leaves_files_and_redis_exactly_as_before_and_alerts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_redis, addr) = redis(tmp.path()).await;
+    seed_cache(&addr).await;
+    let before = setup_web(tmp.path());
+    let (url, alerts) = alert_sink().await;
+    let e = engine(tmp.path(), Arc::new(ManualClock::new(T0)), Some(url));
+    // The staged web config must keep port 8080: the change moves it to 9090.
+    let validation = r#"
+  - {name: staged web keeps port 8080, type: command, run: [sh, -c, 'grep -q "\"port\": 8080" "$0"', "{staged:web}"]}
+  - {name: staged cache answers, type: command, run: [sh, -c, 'test -n "$0"', "{staged:cache}"]}"#;
+    let t = template::read(&write_template(tmp.path(), "change.yaml", &web_and_cache(&addr, validation, "[]"))).unwrap();
+    let r = e.apply(t, ApplyOptions::default()).await.unwrap();
+
+    assert_eq!(r.status, ChangeStatus::Rejected, "{}", r.reason);
+    assert!(r.reason.starts_with("predictive rollback: staged validation failed: staged web keeps port 8080"), "{}", r.reason);
+    assert_eq!(r.analysis.validation.len(), 2);
+    assert_eq!(r.analysis.validation[1].outcome, harbinger_change::validate::Outcome::Passed, "the staged Redis existed");
+    assert!(r.applied.is_empty());
+    let rb = r.rollback.unwrap();
+    assert_eq!(rb.kind, "predictive");
+    assert!(rb.verified);
+    // The exact prior state.
+    assert_eq!(std::fs::read(tmp.path().join("web.json")).unwrap(), before);
+    assert_cache_as_seeded(&addr).await;
+    let a = alerts.lock().unwrap().clone();
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0]["event"], "change_rejected");
+    assert_eq!(a[0]["change"], "c-1");
+    let rec = e.store().change("c-1").unwrap().unwrap();
+    assert_eq!(rec.status, ChangeStatus::Rejected);
+    let log = e.store().log(Some("c-1"), None).unwrap();
+    let steps: Vec<&str> = log.iter().map(|l| l.step.as_str()).collect();
+    assert!(
+        steps.contains(&"snapshot") && steps.contains(&"stage") && steps.contains(&"validate") && steps.contains(&"alert"),
+        "{steps:?}"
+    );
+    assert!(!steps.contains(&"apply"), "{steps:?}");
+}
+
+#[tokio::test]
+async fn standard_rollback_after_a_failing_post_apply_check_restores_in_reverse_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_redis, addr) = redis(tmp.path()).await;
+    seed_cache(&addr).await;
+    let before = setup_web(tmp.path());
+    let e = engine(tmp.path(), Arc::new(ManualClock::new(T0)), None);
+    let post = r#"
+  - {name: live web still has the legacy login, type: command, run: [sh, -c, 'grep -q legacy "$0"', "{live:web}"]}"#;
+    let t = template::read(&write_template(tmp.path(), "change.yaml", &web_and_cache(&addr, "[]", post))).unwrap();
+    let r = e.apply(t, ApplyOptions::default()).await.unwrap();
+
+    assert_eq!(r.status, ChangeStatus::RolledBack, "{}", r.reason);
+    assert!(r.reason.contains("post-apply check failed: live web still has the legacy login"), "{}", r.reason);
+    assert_eq!(r.applied, vec!["cache", "web"], "dependencies first");
+    let rb = r.rollback.unwrap();
+    assert_eq!(rb.kind, "standard");
+    assert_eq!(rb.order, vec![vec!["web".to_string()], vec!["cache".to_string()]], "dependents restored first");
+    assert!(rb.verified && rb.restored.iter().all(|x| x.ok && x.verified), "{rb:?}");
+    assert_eq!(std::fs::read(tmp.path().join("web.json")).unwrap(), before);
+    assert_cache_as_seeded(&addr).await;
+    // Durations are on record for the next simulation.
+    let log = e.store().log(Some("c-1"), None).unwrap();
+    assert_eq!(log.iter().filter(|l| l.step == "rollback" && l.outcome == "ok").count(), 2);
+    assert_eq!(log.iter().filter(|l| l.step == "verify" && l.outcome == "ok").count(), 2);
+}
+
+#[tokio::test]
+async fn selective_rollback_leaves_the_other_resources_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_redis, addr) = redis(tmp.path()).await;
+    seed_cache(&addr).await;
+    let before = setup_web(tmp.path());
+    let e = engine(tmp.path(), Arc::new(ManualClock::new(T0)), None);
+    let t = template::read(&write_template(tmp.path(), "change.yaml", &web_and_cache(&addr, "[]", "[]"))).unwrap();
+    let r = e.apply(t, ApplyOptions::default()).await.unwrap();
+    assert_eq!(r.status, ChangeStatus::Applied, "{}", r.reason);
+    assert_eq!(get(&addr, "new:key").await.as_deref(), Some("1"));
+    assert_eq!(get(&addr, "old:key").await, None, "a managed key absent from the desired state is deleted");
+    let changed_web = std::fs::read(tmp.path().join("web.json")).unwrap();
+    assert_ne!(changed_web, before);
+
+    let rb = e.rollback("c-1", &["cache".to_string()]).await.unwrap();
+    assert_eq!(rb.kind, "selective");
+    assert!(rb.verified);
+    assert_cache_as_seeded(&addr).await;
+    assert_eq!(std::fs::read(tmp.path().join("web.json")).unwrap(), changed_web, "web stays changed");
+    assert_eq!(e.store().change("c-1").unwrap().unwrap().status, ChangeStatus::PartiallyRolledBack);
+
+    let rb = e.rollback("c-1", &["web".to_string()]).await.unwrap();
+    assert!(rb.verified);
+    assert_eq!(std::fs::read(tmp.path().join("web.json")).unwrap(), before);
+    assert_eq!(e.store().change("c-1").unwrap().unwrap().status, ChangeStatus::RolledBack);
+
+    let err = e.rollback("c-1", &["nope".to_string()]).await.unwrap_err();
+    assert!(matches!(err, ChangeError::UnknownResource { .. }), "{err}");
+    assert!(err.to_string().contains("\"nope\"") && err.to_string().contains("cache, web"), "{err}");
+    assert!(matches!(e.rollback("c-9", &[]).await.unwrap_err(), ChangeError::UnknownChange(_)));
+}
+
+#[tokio::test]
+async fn a_restore_that_does_not_verify_is_reported_path_by_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(d.join("state.json"), r#"{"replicas": 3, "image": "v1"}"#).unwrap();
+    // A restore command with a bug: it writes the snapshot with replicas off by one.
+    let t = r#"
+stack: deploy
+resources:
+  - id: svc
+    kind: exec
+    read: [sh, -c, 'cat state.json']
+    apply: [sh, -c, 'cat > state.json']
+    restore: [sh, -c, 'sed "s/\"replicas\":3/\"replicas\":4/" > state.json']
+    desired: {replicas: 5, image: v2}
+"#;
+    let e = engine(d, Arc::new(ManualClock::new(T0)), None);
+    let r = e.apply(template::read(&write_template(d, "c.yaml", t)).unwrap(), ApplyOptions::default()).await.unwrap();
+    assert_eq!(r.status, ChangeStatus::Applied, "{}", r.reason);
+    let rb = e.rollback(&r.change, &[]).await.unwrap();
+    assert!(!rb.verified);
+    let x = &rb.restored[0];
+    assert!(x.ok && !x.verified, "{x:?}");
+    assert_eq!(x.differences, vec!["/replicas: expected 3, found 4".to_string()]);
+    assert_eq!(e.store().change(&r.change).unwrap().unwrap().status, ChangeStatus::RollbackFailed);
+    let text = harbinger_change::render::rollback(&rb, harbinger_change::render::Style::new(false));
+    assert!(
+        text.contains("NOT verified") && text.contains("/replicas: expected 3, found 4") && text.contains("verification failed"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn rollback_order_on_a_crafted_graph() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    for f in ["db", "cache", "app", "web", "docs"] {
+        write_json(&d.join(format!("{f}.json")), &json!({"v": 1}));
+    }
+    // web -> app -> {db, cache}; docs alone. db (criticality 3, two dependents) has more
+    // impact than cache (criticality 1) and docs (no dependents).
+    let t = r#"
+stack: g
+resources:
+  - {id: db, kind: file, path: db.json, criticality: 3, desired: {content: {v: 2}}}
+  - {id: cache, kind: file, path: cache.json, criticality: 1, desired: {content: {v: 2}}}
+  - {id: docs, kind: file, path: docs.json, criticality: 0, desired: {content: {v: 2}}}
+  - {id: app, kind: file, path: app.json, depends_on: [db, cache], desired: {content: {v: 2}}}
+  - {id: web, kind: file, path: web.json, depends_on: [app], desired: {content: {v: 2}}}
+"#;
+    let e = engine(d, Arc::new(ManualClock::new(T0)), None);
+    let tp = write_template(d, "c.yaml", t);
+    let a = e.whatif(template::read(&tp).unwrap()).await.unwrap();
+    let order: Vec<Vec<&str>> = a.rollback.order.iter().map(|s| s.iter().map(String::as_str).collect()).collect();
+    assert_eq!(order, vec![vec!["web"], vec!["app"], vec!["db", "cache", "docs"]]);
+    assert_eq!(a.apply_order[0], vec!["cache", "db", "docs"]);
+    let r = e.apply(template::read(&tp).unwrap(), ApplyOptions::default()).await.unwrap();
+    assert_eq!(r.status, ChangeStatus::Applied, "{}", r.reason);
+    let rb = e.rollback(&r.change, &[]).await.unwrap();
+    assert_eq!(rb.order, a.rollback.order);
+    let restored: Vec<&str> = rb.restored.iter().map(|x| x.resource.as_str()).collect();
+    assert_eq!(restored, vec!["web", "app", "db", "cache", "docs"]);
+    for f in ["db", "cache", "app", "web", "docs"] {
+        let v: Value = serde_json::from_slice(&std::fs::read(d.join(format!("{f}.json"))).unwrap()).unwrap();
+        assert_eq!(v, json!({"v": 1}), "{f}");
+    }
+}
+
+#[tokio::test]
+async fn a_high_rollback_cost_needs_the_override() {
+    let tmp = tempfile::tempdir().unwrap();
+    let before = setup_web(tmp.path());
+    let t = r#"
+stack: shop
+rollback: {high_cost: true, reason: "migrates the sessions table"}
+resources:
+  - {id: web, kind: file, path: web.json, desired: {content: {server: {port: 8080, workers: 6}}}}
+"#;
+    let tp = write_template(tmp.path(), "c.yaml", t);
+    let e = engine(tmp.path(), Arc::new(ManualClock::new(T0)), None);
+    let a = e.whatif(template::read(&tp).unwrap()).await.unwrap();
+    assert!(a.rollback.high_cost);
+    assert!(a.rollback.risk >= 0.6, "{}", a.rollback.risk);
+    assert_eq!(a.rollback.high_cost_reasons, vec!["change: high rollback cost: migrates the sessions table"]);
+
+    let r = e.apply(template::read(&tp).unwrap(), ApplyOptions::default()).await.unwrap();
+    assert_eq!(r.status, ChangeStatus::Rejected);
+    assert!(r.reason.contains("--override") && r.reason.contains("migrates the sessions table"), "{}", r.reason);
+    assert_eq!(std::fs::read(tmp.path().join("web.json")).unwrap(), before);
+
+    let r = e.apply(template::read(&tp).unwrap(), ApplyOptions { override_high_cost: true, force: false }).await.unwrap();
+    assert_eq!(r.status, ChangeStatus::Applied, "{}", r.reason);
+    let v: Value = serde_json::from_slice(&std::fs::read(tmp.path().join("web.json")).unwrap()).unwrap();
+    assert_eq!(v["server"]["workers"], 6);
+}
+
+#[tokio::test]
+async fn an_anomalous_operation_is_flagged_and_a_forced_change_pre_provisions_its_rollback() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup_web(tmp.path());
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(tmp.path(), clock.clone(), None);
+    let change = |workers: u32, extra: &str| {
+        format!(
+            "stack: shop\nresources:\n  - {{id: web, kind: file, path: web.json, desired: {{content: {{server: {{port: 8080, workers: {workers}}}{extra}}}}}}}\n"
+        )
+    };
+    // A history of the usual operation: the worker count, once a day.
+    for (i, w) in [5, 6, 7, 8].into_iter().enumerate() {
+        clock.set(T0 + i as i64 * DAY);
+        let tp = write_template(tmp.path(), "c.yaml", &change(w, ""));
+        let r = e.apply(template::read(&tp).unwrap(), ApplyOptions::default()).await.unwrap();
+        assert_eq!(r.status, ChangeStatus::Applied, "change {i}: {}", r.reason);
+        assert!(r.analysis.anomalies.is_empty(), "{:?}", r.analysis.anomalies);
+    }
+    clock.set(T0 + 4 * DAY);
+    let tp = write_template(tmp.path(), "c.yaml", &change(8, ", auth: {secret_key: abc, mode: open}"));
+    let a = e.whatif(template::read(&tp).unwrap()).await.unwrap();
+    assert!(a.baseline.warm);
+    assert_eq!(a.anomalies.len(), 1, "{:?}", a.anomalies);
+    assert_eq!(a.anomalies[0].kind, AnomalyKind::NewPath);
+    assert_eq!(a.anomalies[0].path.as_deref(), Some("/content/auth"));
+    assert_eq!(a.risk.features.anomalies, 1, "a flagged operation feeds the change-risk score");
+
+    let r = e.apply(template::read(&tp).unwrap(), ApplyOptions::default()).await.unwrap();
+    assert_eq!(r.status, ChangeStatus::Rejected);
+    assert!(r.reason.contains("anomalous operation") && r.reason.contains("--force"), "{}", r.reason);
+    let r = e.apply(template::read(&tp).unwrap(), ApplyOptions { override_high_cost: false, force: true }).await.unwrap();
+    assert_eq!(r.status, ChangeStatus::Applied, "{}", r.reason);
+    assert_eq!(r.pre_provisioned.len(), 1, "{:?}", r.pre_provisioned);
+    assert!(
+        r.pre_provisioned[0].starts_with("web: snapshot") && r.pre_provisioned[0].contains("prior state ready at"),
+        "{:?}",
+        r.pre_provisioned
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    setup_web(d);
+    let e = engine(d, Arc::new(ManualClock::new(T0)), None);
+    // Syntax: file and line.
+    let p = write_template(d, "bad.yaml", "stack: s\nresources:\n  - id: a\n    kind: [file\n");
+    let err = template::read(&p).unwrap_err().to_string();
+    assert!(err.starts_with(&format!("{}:", p.display())) && err.contains(":4:") || err.contains(":5:"), "{err}");
+    // A cycle, named.
+    let cyc = "stack: s\nresources:\n  - {id: a, kind: file, path: web.json, depends_on: [b]}\n  - {id: b, kind: file, path: web.json, depends_on: [a]}\n";
+    let err = e.whatif(template::read(&write_template(d, "cyc.yaml", cyc)).unwrap()).await.unwrap_err();
+    assert_eq!(err.to_string(), "dependency cycle: a -> b -> a");
+    // An unknown dependency.
+    let unk = "stack: s\nresources:\n  - {id: a, kind: file, path: web.json, depends_on: [zz]}\n";
+    let err = template::read(&write_template(d, "unk.yaml", unk)).unwrap_err().to_string();
+    assert!(err.contains("resource \"a\": depends_on: unknown resource \"zz\""), "{err}");
+    // A path outside the kind's change profile.
+    let out = "stack: s\nresources:\n  - {id: a, kind: file, path: web.json, desired: {content: {}, mode: \"0600\"}}\n";
+    let err = e.whatif(template::read(&write_template(d, "out.yaml", out)).unwrap()).await.unwrap_err();
+    assert!(err.to_string().contains("resource \"a\" (file): the change touches /mode outside"), "{err}");
+    // An unknown key of a kind.
+    let key = "stack: s\nresources:\n  - {id: a, kind: file, pth: web.json}\n";
+    let err = template::read(&write_template(d, "key.yaml", key)).unwrap_err().to_string();
+    assert!(err.contains("resource \"a\"") && err.contains("pth"), "{err}");
+}
+
+#[tokio::test]
+async fn a_restore_that_cannot_reach_the_resource_fails_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (redis_proc, addr) = redis(tmp.path()).await;
+    seed_cache(&addr).await;
+    setup_web(tmp.path());
+    let e = engine(tmp.path(), Arc::new(ManualClock::new(T0)), None);
+    let t = template::read(&write_template(tmp.path(), "change.yaml", &web_and_cache(&addr, "[]", "[]"))).unwrap();
+    let r = e.apply(t, ApplyOptions::default()).await.unwrap();
+    assert_eq!(r.status, ChangeStatus::Applied, "{}", r.reason);
+    drop(redis_proc);
+    let rb = e.rollback("c-1", &["cache".to_string()]).await.unwrap();
+    assert!(!rb.verified);
+    assert!(!rb.restored[0].ok);
+    assert!(rb.restored[0].detail.contains(&addr) && rb.restored[0].detail.contains("connect"), "{:?}", rb.restored[0]);
+    let rec = e.store().change("c-1").unwrap().unwrap();
+    assert_eq!(rec.status, ChangeStatus::RollbackFailed);
+    assert!(rec.resources.iter().all(|r| !r.restored), "nothing recorded as restored");
+}
