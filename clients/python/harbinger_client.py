@@ -20,7 +20,7 @@ import tempfile
 import grpc
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-PROTO_FILES = ["common", "risk", "ingest", "admin"]
+PROTO_FILES = ["common", "risk", "ingest", "admin", "change"]
 
 
 def generate(proto_dir=None, out_dir=None):
@@ -51,8 +51,9 @@ def generate(proto_dir=None, out_dir=None):
 
 
 class Client:
-    """Stubs for RiskService, IngestService and AdminService over one channel. A token,
-    when given, is sent as `authorization: Bearer <token>` on every call."""
+    """Stubs for RiskService, IngestService, AdminService and ChangeService over one
+    channel. A token, when given, is sent as `authorization: Bearer <token>` on every
+    call."""
 
     def __init__(self, addr, token=None, proto_dir=None, root_certificates=None):
         self.pb = generate(proto_dir)
@@ -64,6 +65,7 @@ class Client:
         self.risk = self.pb["risk_grpc"].RiskServiceStub(self.channel)
         self.ingest = self.pb["ingest_grpc"].IngestServiceStub(self.channel)
         self.admin = self.pb["admin_grpc"].AdminServiceStub(self.channel)
+        self.change = self.pb["change_grpc"].ChangeServiceStub(self.channel)
 
     def __enter__(self):
         return self
@@ -119,3 +121,10 @@ class Client:
 
     def ping(self, timeout=10.0):
         return self.admin.Ping(self.pb["admin"].PingRequest(), timeout=timeout, metadata=self.metadata)
+
+    def simulate_change(self, template, base_dir="", fmt="", timeout=60.0):
+        """What-if of a change template (YAML or JSON text): the update stack, the risk
+        score and the rollback plan; nothing live moves. base_dir: the absolute directory
+        the template's relative paths resolve against (on the server's machine)."""
+        req = self.pb["change"].SimulateRequest(template=template, format=fmt, base_dir=str(base_dir))
+        return self.change.Simulate(req, timeout=timeout, metadata=self.metadata)

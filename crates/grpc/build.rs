@@ -6,7 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // at that checkout's files.
     let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     println!("cargo:rerun-if-changed={}", root.display());
-    let files = ["common", "risk", "ingest", "admin", "shadow"].map(|f| root.join(format!("harbinger/v1/{f}.proto")));
+    let files = ["common", "risk", "ingest", "admin", "shadow", "change"].map(|f| root.join(format!("harbinger/v1/{f}.proto")));
     let fds = protox::compile(&files, [&root])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("harbinger_v1_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;

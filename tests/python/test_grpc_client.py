@@ -9,6 +9,7 @@ import argparse
 import json
 import pathlib
 import sys
+import tempfile
 import unittest
 
 import grpc
@@ -96,6 +97,25 @@ class GrpcClientTest(unittest.TestCase):
         self.assertTrue(m.version)
         self.assertGreater(m.horizon_ms, 0)
         self.assertIn(m.learner, ("logistic", "random_forest"))
+
+    def test_change_simulate_previews_a_file_change(self):
+        with tempfile.TemporaryDirectory() as work:
+            app = pathlib.Path(work) / "app.json"
+            app.write_text('{"server": {"port": 8080, "workers": 4}}\n')
+            template = ("stack: shop\nresources:\n  - id: web-config\n    kind: file\n    path: app.json\n"
+                        "    desired:\n      content: {server: {port: 8080, workers: 8}}\n")
+            code, _ = self.code(lambda: self.anon.simulate_change(template, base_dir=work))
+            self.assertEqual(code, grpc.StatusCode.UNAUTHENTICATED, "a what-if runs the template's commands")
+            r = self.c.simulate_change(template, base_dir=work)
+            ops = [(o.resource, o.path, o.op, o.from_json, o.to_json) for o in r.analysis.update_stack]
+            self.assertEqual(ops, [("web-config", "/content/server/workers", "replace", "4", "8")])
+            self.assertEqual([list(s.resources) for s in r.analysis.rollback.order], [["web-config"]])
+            self.assertIn(r.analysis.risk_level, ("low", "medium", "high"))
+            self.assertEqual(json.loads(r.json)["update_stack"][0]["to"], 8)
+            self.assertEqual(json.loads(app.read_text())["server"]["workers"], 4, "nothing moved")
+            code, details = self.code(lambda: self.c.simulate_change("stack: shop\nresources: [\n", base_dir=work))
+            self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertIn("template.yaml:", details)
 
 
 if __name__ == "__main__":

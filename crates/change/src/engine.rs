@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use harbinger_actuate::resource::{ResourceDriver, Staged, driver_for};
-use harbinger_core::Clock;
+use harbinger_core::{Clock, Event, EventKind, EventStore};
 use harbinger_snapshot::{ChangeProfile, Profiles, SnapshotConfig, SnapshotStore};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -145,6 +145,7 @@ struct Cx<'a> {
 
 /// The change engine over a data directory.
 pub struct ChangeEngine {
+    events: Option<Arc<dyn EventStore>>,
     store: ChangeStore,
     snapshots: SnapshotStore,
     model: ChangeRiskModel,
@@ -173,7 +174,89 @@ impl ChangeEngine {
         // Reads already hold only the profiled parts: a snapshot keeps the whole of it.
         scfg.profiles = Profiles::with_kinds(BTreeMap::new(), ChangeProfile::whole_state());
         let snapshots = SnapshotStore::open(scfg)?;
-        Ok(ChangeEngine { store, snapshots, model, clock, cfg })
+        Ok(ChangeEngine { events: None, store, snapshots, model, clock, cfg })
+    }
+
+    /// Records every change that moves a live resource as events in `events` (the
+    /// service's event store): `deploy_started` and `deploy_succeeded`/`deploy_failed` when
+    /// a change moves a `version`, `config_changed` otherwise, `rolled_back` for each
+    /// resource restored — with the resource, its `host` and the paths changed, so the
+    /// failure model's deployment features see them.
+    pub fn with_events(mut self, events: Arc<dyn EventStore>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    async fn record_events(&self, events: Vec<Event>) {
+        let Some(store) = &self.events else { return };
+        if events.is_empty() {
+            return;
+        }
+        if let Err(e) = store.append_events(&events).await {
+            tracing::warn!(target: "harbinger::change", "change events not recorded in the event store: {e}");
+        }
+    }
+
+    /// The events of an apply that wrote `applied` (and restored `restored`).
+    fn apply_events(
+        &self,
+        t: &Template,
+        rec: &ChangeRecord,
+        started_ms: i64,
+        applied: &[String],
+        ok: bool,
+        restored: &[String],
+    ) -> Vec<Event> {
+        let mut out = Vec::new();
+        let end = self.clock.now_ms();
+        for rid in applied {
+            let Some(decl) = t.resource(rid) else { continue };
+            let ops: Vec<&crate::types::UpdateOp> = rec.ops.iter().filter(|o| &o.resource == rid).collect();
+            let version = ops.iter().find(|o| o.path.ends_with("/version"));
+            let changes: Vec<harbinger_core::event::Change> = ops
+                .iter()
+                .map(|o| harbinger_core::event::Change {
+                    path: o.path.clone(),
+                    from: (o.op != crate::types::Op::Add).then(|| o.from.clone()),
+                    to: (o.op != crate::types::Op::Remove).then(|| o.to.clone()),
+                })
+                .collect();
+            let mut base = Event::new(started_ms, EventKind::ConfigChanged);
+            base.resource = Some(rid.clone());
+            base.host = decl.host.clone().map(Into::into);
+            base.extra.insert("change".to_string(), Value::String(rec.id.clone()));
+            base.extra.insert("stack".to_string(), Value::String(rec.stack.clone()));
+            match version {
+                Some(v) => {
+                    let mut start = base.clone();
+                    start.kind = EventKind::DeployStarted;
+                    start.deployment = Some(format!("{}:{rid}", rec.id));
+                    start.from = Some(v.from.clone());
+                    start.to = Some(v.to.clone());
+                    start.changes = changes;
+                    let mut done = start.clone();
+                    done.ts = end;
+                    done.kind = if ok { EventKind::DeploySucceeded } else { EventKind::DeployFailed };
+                    done.changes = Vec::new();
+                    out.push(start);
+                    out.push(done);
+                }
+                None => {
+                    base.changes = changes;
+                    out.push(base);
+                }
+            }
+        }
+        for rid in restored {
+            let mut e = Event::new(end, EventKind::RolledBack);
+            e.resource = Some(rid.clone());
+            e.host = t.resource(rid).and_then(|d| d.host.clone()).map(Into::into);
+            e.deployment = Some(format!("{}:{rid}", rec.id));
+            e.extra.insert("change".to_string(), Value::String(rec.id.clone()));
+            e.extra.insert("stack".to_string(), Value::String(rec.stack.clone()));
+            out.push(e);
+        }
+        out
     }
 
     /// The change store.
@@ -339,6 +422,7 @@ impl ChangeEngine {
     /// change is an `Ok` report with that status.
     pub async fn apply(&self, template: Template, opts: ApplyOptions) -> Result<ApplyReport, ChangeError> {
         let l = self.load(template).await?;
+        let started_ms = self.clock.now_ms();
         let mut analysis = self.analyse(&l)?;
         let t = &l.template;
         let id = self.store.next_change_id()?;
@@ -531,6 +615,7 @@ impl ChangeEngine {
                     template: t.raw.clone(),
                 };
                 self.store.put_stack(&stack)?;
+                self.record_events(self.apply_events(t, &record, started_ms, &report.applied, true, &[])).await;
                 let n = report.applied.len();
                 self.finish(report, record, log, ChangeStatus::Applied, format!("applied to {n} resources; checks passed")).await
             }
@@ -539,6 +624,9 @@ impl ChangeEngine {
                 for r in &mut record.resources {
                     r.restored = rb.restored.iter().any(|x| x.resource == r.id && x.ok);
                 }
+                let restored: Vec<String> = rb.restored.iter().filter(|x| x.ok).map(|x| x.resource.clone()).collect();
+                let written: Vec<String> = written.iter().cloned().collect();
+                self.record_events(self.apply_events(t, &record, started_ms, &written, false, &restored)).await;
                 let status = if rb.verified { ChangeStatus::RolledBack } else { ChangeStatus::RollbackFailed };
                 let reason = if rb.verified {
                     format!("standard rollback: {why}; {} resources restored and verified", rb.restored.len())
@@ -770,6 +858,8 @@ impl ChangeEngine {
                 r.restored = true;
             }
         }
+        let restored: Vec<String> = rb.restored.iter().filter(|x| x.ok).map(|x| x.resource.clone()).collect();
+        self.record_events(self.apply_events(&l.template, &rec, self.clock.now_ms(), &[], true, &restored)).await;
         let all_restored = rec.resources.iter().all(|r| r.restored);
         rec.status = if !rb.verified {
             ChangeStatus::RollbackFailed

@@ -9,6 +9,7 @@
 //!     path: web/config.json     # relative to the template's directory
 //!     criticality: 2            # 0 (best effort) .. 3 (critical)
 //!     depends_on: [cache]
+//!     host: h003                # optional: the fleet host it runs on (events are recorded for it)
 //!     desired:
 //!       content: {server: {workers: 8}}
 //! validation:                   # run on the staging copies, before anything live moves
@@ -203,6 +204,10 @@ pub struct ResourceDecl {
     pub criticality: u8,
     /// Resources this one needs.
     pub depends_on: Vec<String>,
+    /// The host it runs on, when it runs on one of the fleet's hosts: the change's events
+    /// (deploy, config change, rollback) are recorded for that host, where the failure
+    /// model's deployment features read them.
+    pub host: Option<String>,
     /// The desired state (the profiled parts); `None`: leave as it is.
     pub desired: Option<Value>,
     /// Rollback properties of this resource.
@@ -281,7 +286,7 @@ struct RawTemplate {
 }
 
 /// Keys of a template resource that are not the kind's.
-const COMMON_KEYS: &[&str] = &["id", "criticality", "depends_on", "desired", "rollback"];
+const COMMON_KEYS: &[&str] = &["id", "criticality", "depends_on", "host", "desired", "rollback"];
 
 /// Reads and parses the template at `path` (YAML, or JSON when the name ends in `.json`).
 ///
@@ -342,6 +347,11 @@ pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Template, Templ
             None => Vec::new(),
             Some(v) => serde_json::from_value(v).map_err(|e| invalid(format!("{who}: depends_on: {e}")))?,
         };
+        let host = match map.remove("host") {
+            None => None,
+            Some(Value::String(h)) if !h.is_empty() => Some(h),
+            Some(v) => return Err(invalid(format!("{who}: host: {v} is not a host id"))),
+        };
         let desired = map.remove("desired");
         if let Some(d) = &desired
             && !d.is_object()
@@ -363,7 +373,7 @@ pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Template, Templ
             }
             invalid(format!("{who}: {msg}"))
         })?;
-        resources.push(ResourceDecl { id, spec, spec_json, criticality, depends_on, desired, rollback });
+        resources.push(ResourceDecl { id, spec, spec_json, criticality, depends_on, host, desired, rollback });
     }
     for r in &resources {
         for d in &r.depends_on {

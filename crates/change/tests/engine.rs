@@ -448,3 +448,42 @@ async fn a_restore_that_cannot_reach_the_resource_fails_clearly() {
     assert_eq!(rec.status, ChangeStatus::RollbackFailed);
     assert!(rec.resources.iter().all(|r| !r.restored), "nothing recorded as restored");
 }
+
+#[tokio::test]
+async fn applied_and_rolled_back_changes_are_recorded_as_events_for_the_failure_model() {
+    use harbinger_core::{EventKind, EventStore};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write_json(&d.join("api.json"), &json!({"version": "1.4.0", "pool": 16}));
+    write_json(&d.join("flags.json"), &json!({"beta": false}));
+    let t = r#"
+stack: api
+resources:
+  - {id: api, kind: file, path: api.json, host: h003, desired: {content: {version: "1.5.0", pool: 16}}}
+  - {id: flags, kind: file, path: flags.json, host: h004, desired: {content: {beta: true}}}
+"#;
+    let events = Arc::new(harbinger_store::MemoryStore::default());
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = engine(d, clock.clone(), None).with_events(events.clone());
+    let r = e.apply(template::read(&write_template(d, "c.yaml", t)).unwrap(), ApplyOptions::default()).await.unwrap();
+    assert_eq!(r.status, ChangeStatus::Applied, "{}", r.reason);
+    clock.advance(60_000);
+    e.rollback(&r.change, &["flags".to_string()]).await.unwrap();
+    let got = events.events(0, i64::MAX).await.unwrap();
+    let kinds: Vec<(EventKind, Option<&str>, Option<&str>)> =
+        got.iter().map(|e| (e.kind, e.resource.as_deref(), e.host.as_ref().map(|h| h.as_str()))).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (EventKind::DeployStarted, Some("api"), Some("h003")),
+            (EventKind::DeploySucceeded, Some("api"), Some("h003")),
+            (EventKind::ConfigChanged, Some("flags"), Some("h004")),
+            (EventKind::RolledBack, Some("flags"), Some("h004")),
+        ]
+    );
+    assert_eq!(got[0].from, Some(json!("1.4.0")));
+    assert_eq!(got[0].to, Some(json!("1.5.0")));
+    assert_eq!(got[2].changes[0].path, "/content/beta");
+    assert_eq!(got[3].ts, T0 + 60_000);
+    assert_eq!(got[0].extra["change"], "c-1");
+}

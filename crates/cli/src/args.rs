@@ -68,6 +68,109 @@ pub enum Command {
     /// Numenta Anomaly Benchmark: run detectors and score them.
     #[command(subcommand)]
     Nab(NabCommand),
+    /// Preview a change: update stack, staged validation, impact, change risk, anomalous
+    /// operations and the rollback plan. Nothing live moves.
+    Whatif(WhatifArgs),
+    /// Apply a change: snapshot, stage and validate, apply in dependency order, check,
+    /// and roll back (predictive or standard) when something fails.
+    Apply(ApplyArgs),
+    /// Roll back an applied change: all its resources, or the named ones (selective).
+    Rollback(RollbackArgs),
+    /// The change log: recorded changes, or the steps of one.
+    Changes(ChangesArgs),
+    /// Fit the change-risk model on a dataset's deployment history and write it as JSON.
+    ChangeRisk(ChangeRiskArgs),
+}
+
+/// Flags shared by the change commands.
+#[derive(Debug, Args)]
+pub struct ChangeFlags {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Colours in text output: auto (on a terminal), always, never.
+    #[arg(long, default_value = "auto")]
+    pub color: String,
+    /// Change-risk model file (JSON from `harbinger change-risk`) [default: the embedded
+    /// model, fitted on datasets/fleet-train].
+    #[arg(long)]
+    pub risk_model: Option<PathBuf>,
+    /// Writes and restores run at once at most, within a stage.
+    #[arg(long, default_value_t = 4)]
+    pub parallelism: usize,
+    /// A change-risk score at or above this is a negative analysis (apply needs --force).
+    #[arg(long, default_value_t = 0.5)]
+    pub risk_threshold: f64,
+    /// POST rejections, rollbacks and failed verifications to this URL as JSON.
+    #[arg(long)]
+    pub alert_webhook: Option<String>,
+}
+
+/// `whatif` flags.
+#[derive(Debug, Args)]
+pub struct WhatifArgs {
+    /// The change template (YAML, or JSON when it ends in .json).
+    #[arg(long)]
+    pub change: PathBuf,
+    /// Shared flags.
+    #[command(flatten)]
+    pub flags: ChangeFlags,
+}
+
+/// `apply` flags.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The change template (YAML, or JSON when it ends in .json).
+    #[arg(long)]
+    pub change: PathBuf,
+    /// Accept a change whose rollback is expensive or irreversible.
+    #[arg(long = "override")]
+    pub override_high_cost: bool,
+    /// Apply despite a negative analysis; rollback resources are pre-provisioned first.
+    #[arg(long)]
+    pub force: bool,
+    /// Shared flags.
+    #[command(flatten)]
+    pub flags: ChangeFlags,
+}
+
+/// `rollback` flags.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The change id (`c-<n>`, printed by `apply`).
+    #[arg(long)]
+    pub change: String,
+    /// Restore only these resources (repeatable); default: every resource it changed.
+    #[arg(long = "resource")]
+    pub resources: Vec<String>,
+    /// Shared flags.
+    #[command(flatten)]
+    pub flags: ChangeFlags,
+}
+
+/// `changes` flags.
+#[derive(Debug, Args)]
+pub struct ChangesArgs {
+    /// Show the steps of this change.
+    #[arg(long)]
+    pub change: Option<String>,
+    /// Only this stack.
+    #[arg(long)]
+    pub stack: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `change-risk` flags.
+#[derive(Debug, Args)]
+pub struct ChangeRiskArgs {
+    /// Dataset directory (events.jsonl, failures.csv, resources.json).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Where to write the model (JSON).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// `nab` subcommands.
@@ -474,6 +577,46 @@ pub enum BenchCommand {
     /// Failover: `harbinger demo` (SIGKILL and cut link) against HAProxy's own checks and
     /// Redis Sentinel, in the same run.
     Failover(BenchFailoverArgs),
+    /// Change safety at scale: what-if (graph, update stack, risk, rollback simulation) of
+    /// a change to 1,000 of 10,000 resources, snapshot and restore throughput, optionally
+    /// next to a Python peer.
+    Change(BenchChangeArgs),
+}
+
+/// `bench change` flags.
+#[derive(Debug, Args)]
+pub struct BenchChangeArgs {
+    /// Resources in the synthetic stack.
+    #[arg(long, default_value_t = 10_000)]
+    pub resources: usize,
+    /// Resources the change touches (1-3 leaves each).
+    #[arg(long, default_value_t = 1_000)]
+    pub changed: usize,
+    /// Timed runs of each figure; medians are reported.
+    #[arg(long, default_value_t = 15)]
+    pub repeat: usize,
+    /// Seed of the generated stack.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print JSON instead of a BENCHMARKS.md section.
+    #[arg(long)]
+    pub json: bool,
+    /// Also run the Python peer on the same template, states and change log, and report
+    /// the ratios.
+    #[arg(long)]
+    pub peer: bool,
+    /// The peer script, run as `PYTHON SCRIPT DIR --repeat N`.
+    #[arg(long, default_value = "bench/change_peer.py")]
+    pub peer_script: PathBuf,
+    /// Python interpreter for the peer.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// Keep the generated inputs (template.json, current.json, log.json) in this directory.
+    #[arg(long)]
+    pub emit: Option<PathBuf>,
+    /// Only the analysis: skip the snapshot and file round-trip figures.
+    #[arg(long)]
+    pub skip_io: bool,
 }
 
 /// `bench failover` flags.

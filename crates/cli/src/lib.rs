@@ -19,9 +19,11 @@
 
 pub mod args;
 pub mod bench;
+pub mod bench_change;
 pub mod bench_failover;
 pub mod bench_grpc;
 pub mod bench_tick;
+pub mod change;
 pub mod demo;
 pub mod export;
 pub mod ingest;
@@ -180,6 +182,7 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Ingest(a)) => runtime()?.block_on(bench::ingest(&a)),
         Command::Bench(BenchCommand::Grpc(a)) => runtime()?.block_on(bench_grpc::run(&cfg, &a)),
         Command::Bench(BenchCommand::Failover(a)) => runtime()?.block_on(bench_failover::run(&a)),
+        Command::Bench(BenchCommand::Change(a)) => bench_change::run(&a),
         Command::Bench(BenchCommand::Tick(a)) => {
             let dir = a.model.clone().unwrap_or_else(|| cfg.model.dir.clone());
             bench_tick::run(&cfg, &a, &dir)
@@ -189,6 +192,11 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             train::bench_score(&a, &dir)
         }
         Command::Score(a) => runtime()?.block_on(score::run(&a)),
+        Command::Whatif(a) => runtime()?.block_on(change::whatif(&cfg, &a)),
+        Command::Apply(a) => runtime()?.block_on(change::apply(&cfg, &a)),
+        Command::Rollback(a) => runtime()?.block_on(change::rollback(&cfg, &a)),
+        Command::Changes(a) => change::changes(&cfg, &a),
+        Command::ChangeRisk(a) => change::fit_risk(&a),
         Command::Demo(a) => runtime()?.block_on(demo::run(&a)),
         Command::DemoBackend(a) => runtime()?.block_on(demo::backend(&a)),
         Command::Shadows(a) => runtime()?.block_on(shadows::run(&a)),

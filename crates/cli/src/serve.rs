@@ -150,6 +150,25 @@ fn export_circuits(circuits: Vec<harbinger_actuate::layers::CircuitHandle>, tele
     });
 }
 
+/// The change engine behind gRPC `ChangeService`, on `<data_dir>/changes.redb` with the
+/// embedded change-risk model, recording the changes it applies and rolls back in `events`
+/// (as `harbinger apply` does); `None` (logged) when it cannot be opened: the server then
+/// runs without it and `ChangeService` answers UNAVAILABLE (health NOT_SERVING).
+fn open_change_engine(cfg: &Config, events: Arc<dyn harbinger_core::EventStore>) -> Option<Arc<harbinger_change::ChangeEngine>> {
+    let model = harbinger_change::risk::ChangeRiskModel::embedded_default();
+    let clock = Arc::new(harbinger_core::SystemClock);
+    match harbinger_change::ChangeEngine::open(&cfg.data_dir, model, clock, harbinger_change::EngineConfig::default()) {
+        Ok(e) => {
+            tracing::info!(store = %e.store().path().display(), "change engine ready");
+            Some(Arc::new(e.with_events(events)))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "serving without the change engine: ChangeService calls answer UNAVAILABLE");
+            None
+        }
+    }
+}
+
 /// Reads the TLS certificate and key named by `grpc.tls_cert`/`grpc.tls_key`.
 fn tls_identity(cfg: &Config) -> anyhow::Result<Option<tonic::transport::Identity>> {
     let Some(tls) = &cfg.grpc.tls else { return Ok(None) };
@@ -200,9 +219,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     state.scorer = scorer.clone();
     state.token = token.clone();
 
+    let change_engine = open_change_engine(&cfg, stores.events.clone());
     let mut grpc = harbinger_grpc::GrpcState::new(stores, scorer.clone(), telemetry);
     grpc.strict_hosts = strict_hosts;
     grpc.engine = Some(engine.clone());
+    grpc.change = change_engine;
     grpc.limits =
         harbinger_grpc::Limits { max_hosts_per_request: cfg.grpc.max_hosts_per_request, max_message_bytes: cfg.grpc.max_message_bytes };
     grpc.auth = harbinger_grpc::auth::Auth::new(token);

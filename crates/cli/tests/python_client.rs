@@ -1,7 +1,7 @@
 //! The Python client (grpcio, stubs generated from `proto/` with grpcio-tools) scores hosts
-//! against a running `harbinger serve` with the default model: the contract works from
-//! outside Rust. Needs `python3` with `grpcio` and `grpcio-tools` (scripts/test.sh installs
-//! them); `HARBINGER_PYTHON` names another interpreter.
+//! and simulates a change against a running `harbinger serve` with the default model: the
+//! contract works from outside Rust. Needs `python3` with `grpcio` and `grpcio-tools`
+//! (scripts/test.sh installs them); `HARBINGER_PYTHON` names another interpreter.
 
 mod common;
 
@@ -39,6 +39,6 @@ fn the_python_client_scores_hosts_against_serve() {
         .expect("run the Python tests");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "Python client tests failed:\n{stderr}");
-    assert!(stderr.contains("Ran 6 tests") && stderr.contains("OK"), "all six Python tests ran:\n{stderr}");
+    assert!(stderr.contains("Ran 7 tests") && stderr.contains("OK"), "all seven Python tests ran:\n{stderr}");
     assert_eq!(serve.terminate(), 0);
 }

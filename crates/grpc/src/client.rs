@@ -7,6 +7,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::auth::BearerToken;
 use crate::pb::admin_service_client::AdminServiceClient;
+use crate::pb::change_service_client::ChangeServiceClient;
 use crate::pb::ingest_service_client::IngestServiceClient;
 use crate::pb::risk_service_client::RiskServiceClient;
 use crate::pb::shadow_service_client::ShadowServiceClient;
@@ -38,7 +39,7 @@ pub enum ClientError {
 /// A channel with the bearer token (if any) added to every call.
 pub type AuthChannel = InterceptedService<Channel, BearerToken>;
 
-/// Clients of the four services over one connection.
+/// Clients of the five services over one connection.
 #[derive(Clone, Debug)]
 pub struct Clients {
     /// `RiskService`.
@@ -49,6 +50,8 @@ pub struct Clients {
     pub admin: AdminServiceClient<AuthChannel>,
     /// `ShadowService`.
     pub shadow: ShadowServiceClient<AuthChannel>,
+    /// `ChangeService`.
+    pub change: ChangeServiceClient<AuthChannel>,
     /// The bare channel (for health checks and custom clients).
     pub channel: Channel,
 }
@@ -82,7 +85,8 @@ pub async fn connect(addr: &str, token: Option<&str>, ca_pem: Option<Vec<u8>>) -
         risk: RiskServiceClient::with_interceptor(channel.clone(), token.clone()),
         ingest: IngestServiceClient::with_interceptor(channel.clone(), token.clone()),
         admin: AdminServiceClient::with_interceptor(channel.clone(), token.clone()),
-        shadow: ShadowServiceClient::with_interceptor(channel.clone(), token),
+        shadow: ShadowServiceClient::with_interceptor(channel.clone(), token.clone()),
+        change: ChangeServiceClient::with_interceptor(channel.clone(), token),
         channel,
     })
 }

@@ -1,5 +1,7 @@
 //! The one place where request and domain errors become gRPC status codes.
 
+use harbinger_actuate::resource::ResourceError;
+use harbinger_change::ChangeError;
 use harbinger_core::{HostId, ModelInfo, ScoreError, StoreError};
 use harbinger_engine::EngineError;
 use tonic::{Code, Status};
@@ -50,6 +52,41 @@ pub enum GrpcError {
     /// The engine refused or failed; see [`engine_code`] for the codes.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A request over a fixed limit (a change template over 4 MiB); the message names it.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The server runs without the change engine (`ChangeService` calls).
+    #[error("the change engine is not running: its store could not be opened when the server started (the server logged why)")]
+    NoChangeEngine,
+    /// The change engine refused or failed; see [`change_code`] for the codes.
+    #[error(transparent)]
+    Change(#[from] ChangeError),
+}
+
+/// The status code of a change-engine error:
+///
+/// | error | code |
+/// | --- | --- |
+/// | `Template` syntax or content, `Cycle`, `OutsideProfile`, a resource `Spec` or `State` | INVALID_ARGUMENT |
+/// | `UnknownChange`, `UnknownResource` (not changed by that change) | NOT_FOUND |
+/// | `NotApplied` (rollback of a rejected change) | FAILED_PRECONDITION |
+/// | `Unreadable`, a resource `Io` error, `Store` (other than a corrupt record), snapshot `Io` | UNAVAILABLE |
+/// | `Corrupt`, a corrupt store record, other `Snapshot` errors, `Template` `Read` | INTERNAL |
+pub fn change_code(e: &ChangeError) -> Code {
+    use harbinger_change::template::TemplateError;
+    match e {
+        ChangeError::Template(TemplateError::Syntax { .. } | TemplateError::Invalid { .. }) => Code::InvalidArgument,
+        ChangeError::Template(TemplateError::Read { .. }) => Code::Internal,
+        ChangeError::Cycle(_) | ChangeError::OutsideProfile { .. } => Code::InvalidArgument,
+        ChangeError::Resource(ResourceError::Spec { .. } | ResourceError::State { .. }) => Code::InvalidArgument,
+        ChangeError::Resource(ResourceError::Io { .. }) | ChangeError::Unreadable { .. } => Code::Unavailable,
+        ChangeError::Store(s) if s.detail.contains("corrupt record") => Code::Internal,
+        ChangeError::Store(_) => Code::Unavailable,
+        ChangeError::Snapshot(harbinger_snapshot::SnapshotError::Io { .. }) => Code::Unavailable,
+        ChangeError::Snapshot(_) | ChangeError::Corrupt(_) => Code::Internal,
+        ChangeError::UnknownChange(_) | ChangeError::UnknownResource { .. } => Code::NotFound,
+        ChangeError::NotApplied { .. } => Code::FailedPrecondition,
+    }
 }
 
 /// The status code of an engine error:
@@ -88,8 +125,10 @@ impl GrpcError {
             Self::TooManyHosts { .. } => Code::ResourceExhausted,
             Self::UnknownHost(_) => Code::NotFound,
             Self::Unauthenticated(_) => Code::Unauthenticated,
-            Self::NoModel(_) | Self::NoEngine => Code::Unavailable,
+            Self::NoModel(_) | Self::NoEngine | Self::NoChangeEngine => Code::Unavailable,
             Self::Engine(e) => engine_code(e),
+            Self::Change(e) => change_code(e),
+            Self::TooLarge(_) => Code::ResourceExhausted,
             Self::Reload { .. } => Code::FailedPrecondition,
             Self::Store(StoreError::Closed) => Code::Unavailable,
             Self::Model(_) | Self::Store(_) | Self::Internal(_) => Code::Internal,
@@ -186,6 +225,46 @@ mod tests {
             let s = Status::from(GrpcError::from(e));
             assert_eq!((s.code(), s.message()), (code, text.as_str()));
         }
+    }
+
+    #[test]
+    fn change_errors_have_the_documented_codes() {
+        use harbinger_change::template::TemplateError;
+        let file = std::path::PathBuf::from("template.yaml");
+        let store = |detail: &str| harbinger_change::store::StoreError { path: "changes.redb".into(), detail: detail.into() };
+        let cases: Vec<(ChangeError, Code)> = vec![
+            (TemplateError::Syntax { file: file.clone(), line: 3, column: 7, detail: "bad".into() }.into(), Code::InvalidArgument),
+            (TemplateError::Invalid { file, detail: "resource \"a\": missing key `kind`".into() }.into(), Code::InvalidArgument),
+            (
+                ChangeError::Cycle(harbinger_change::graph::CycleError { cycle: vec!["a".into(), "b".into(), "a".into()] }),
+                Code::InvalidArgument,
+            ),
+            (
+                ChangeError::OutsideProfile {
+                    resource: "a".into(),
+                    kind: "file".into(),
+                    paths: vec!["/x".into()],
+                    profile: vec!["/content".into()],
+                },
+                Code::InvalidArgument,
+            ),
+            (ResourceError::Spec { resource: "a".into(), detail: "x".into() }.into(), Code::InvalidArgument),
+            (ResourceError::Io { resource: "a".into(), op: "read", detail: "refused".into() }.into(), Code::Unavailable),
+            (ChangeError::Unreadable { resource: "a".into(), detail: "refused".into() }, Code::Unavailable),
+            (ChangeError::Store(store("database is busy")), Code::Unavailable),
+            (ChangeError::Store(store("c-1: corrupt record: eof")), Code::Internal),
+            (ChangeError::UnknownChange("c-9".into()), Code::NotFound),
+            (ChangeError::UnknownResource { change: "c-1".into(), resource: "b".into(), known: vec!["a".into()] }, Code::NotFound),
+            (ChangeError::NotApplied { change: "c-1".into(), status: "rejected".into() }, Code::FailedPrecondition),
+            (ChangeError::Corrupt("x".into()), Code::Internal),
+        ];
+        for (e, code) in cases {
+            let text = e.to_string();
+            let s = Status::from(GrpcError::from(e));
+            assert_eq!((s.code(), s.message()), (code, text.as_str()));
+        }
+        assert_eq!(Status::from(GrpcError::NoChangeEngine).code(), Code::Unavailable);
+        assert_eq!(Status::from(GrpcError::TooLarge("big".into())).code(), Code::ResourceExhausted);
     }
 
     #[test]

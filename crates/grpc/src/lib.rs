@@ -5,12 +5,15 @@
 //! (`ScoreHosts`, `WatchRisk`, `ExplainHost`); other services push through `IngestService`
 //! (`PushMetrics`, `PushEvents`); operators use `AdminService` (`ReloadModel`, `GetModel`,
 //! `Ping`) and `ShadowService` (`CreateShadow`, `GetShadowStatus`, `PromoteShadow`,
-//! `WatchShadows`, over the engine of `harbinger-engine`). The standard health service and
-//! server reflection are served beside them.
+//! `WatchShadows`, over the engine of `harbinger-engine`) and `ChangeService` (`Simulate`,
+//! `Apply`, `Rollback`, `ListChanges`, `GetChange`, over the change engine of
+//! `harbinger-change`). The standard health service and server reflection are served
+//! beside them.
 //!
 //! # Layout
 //! - [`service`]: the four service implementations over [`GrpcState`] (stores, the
 //!   `RiskScorer`, the engine, limits, auth).
+//! - [`change`]: `ChangeService`, over the state's change engine.
 //! - [`server`]: [`serve`], every service on one listener until a shutdown future resolves.
 //! - [`error`]: [`GrpcError`], the only place where errors become status codes.
 //! - [`deadline`]: the layer that answers DEADLINE_EXCEEDED (tonic's own timer answers
@@ -25,6 +28,7 @@
 //! their own. Scorer calls run on the blocking pool. Start with [`service`].
 
 pub mod auth;
+pub mod change;
 pub mod client;
 pub mod convert;
 pub mod deadline;

@@ -7,8 +7,10 @@ use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
+use crate::change::ChangeApi;
 use crate::deadline::DeadlineLayer;
 use crate::pb::admin_service_server::AdminServiceServer;
+use crate::pb::change_service_server::ChangeServiceServer;
 use crate::pb::ingest_service_server::IngestServiceServer;
 use crate::pb::risk_service_server::RiskServiceServer;
 use crate::pb::shadow_service_server::ShadowServiceServer;
@@ -29,12 +31,14 @@ pub enum ServeError {
 }
 
 /// Serves `RiskService`, `IngestService`, `AdminService`, `ShadowService`,
-/// `grpc.health.v1.Health` and server reflection on `listener` (TLS with `tls` when given)
-/// until `shutdown` resolves; then open `WatchRisk` and `WatchShadows` streams end,
-/// in-flight calls finish, and it returns.
+/// `ChangeService`, `grpc.health.v1.Health` and server reflection on `listener` (TLS with
+/// `tls` when given) until `shutdown` resolves; then open `WatchRisk` and `WatchShadows`
+/// streams end, in-flight calls finish (an apply or rollback already started runs to its
+/// end), and it returns.
 ///
-/// Health reports every service SERVING, except `RiskService` when there is no model and
-/// `ShadowService` when there is no engine (the overall status stays SERVING).
+/// Health reports every service SERVING, except `RiskService` when there is no model,
+/// `ShadowService` when there is no engine and `ChangeService` when there is no change
+/// engine (the overall status stays SERVING).
 ///
 /// # Errors
 /// [`ServeError`] for a TLS identity rustls refuses, or a transport failure.
@@ -62,6 +66,11 @@ pub async fn serve(
     } else {
         health.set_not_serving::<ShadowServiceServer<ShadowApi>>().await;
     }
+    if state.change.is_some() {
+        health.set_serving::<ChangeServiceServer<ChangeApi>>().await;
+    } else {
+        health.set_not_serving::<ChangeServiceServer<ChangeApi>>().await;
+    }
     // Reflection v1 and v1alpha (older grpcurl and several GUI clients ask v1alpha), both
     // listing harbinger's services and the health service.
     let reflection_builder = || {
@@ -85,7 +94,8 @@ pub async fn serve(
         .add_service(RiskServiceServer::new(RiskApi(state.clone())).max_decoding_message_size(max))
         .add_service(IngestServiceServer::new(IngestApi(state.clone())).max_decoding_message_size(max))
         .add_service(AdminServiceServer::new(AdminApi(state.clone())).max_decoding_message_size(max))
-        .add_service(ShadowServiceServer::new(ShadowApi(state)).max_decoding_message_size(max))
+        .add_service(ShadowServiceServer::new(ShadowApi(state.clone())).max_decoding_message_size(max))
+        .add_service(ChangeServiceServer::new(ChangeApi(state)).max_decoding_message_size(max))
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
             // Ignored when no stream is open: nobody listens then.

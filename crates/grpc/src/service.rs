@@ -54,6 +54,11 @@ pub struct GrpcState {
     /// The engine behind `ShadowService` (shared with the HTTP server and the tick loop);
     /// `None`: every `ShadowService` call answers UNAVAILABLE "the engine is not running".
     pub engine: Option<Engine>,
+    /// The change engine behind `ChangeService`; `None`: every `ChangeService` call answers
+    /// UNAVAILABLE "the change engine is not running".
+    pub change: Option<Arc<harbinger_change::ChangeEngine>>,
+    /// Applies and rollbacks run one at a time (shared by every clone of this state).
+    pub(crate) change_lock: Arc<tokio::sync::Mutex<()>>,
     /// Flips to `true` when the server shuts down, ending `WatchRisk` streams so that the
     /// graceful shutdown does not wait on them.
     pub(crate) stopping: watch::Receiver<bool>,
@@ -82,6 +87,8 @@ impl GrpcState {
             auth: Auth::default(),
             no_model_reason: Arc::from("the server was started without one"),
             engine: None,
+            change: None,
+            change_lock: Arc::new(tokio::sync::Mutex::new(())),
             stopping: watch::channel(false).1,
         }
     }
@@ -96,7 +103,7 @@ impl GrpcState {
 }
 
 /// Runs `f` on the blocking pool.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, GrpcError> {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, GrpcError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| GrpcError::Internal(format!("worker task: {e}")))
 }
 
