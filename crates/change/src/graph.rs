@@ -155,15 +155,20 @@ impl Graph {
         out
     }
 
-    /// Every resource that depends on one of `ids` and is not itself in `ids`.
+    /// Every resource that depends on one of `ids` and is not itself in `ids` (one walk
+    /// from all of them).
     pub fn dependents_of<'a>(&self, ids: impl IntoIterator<Item = &'a String>) -> BTreeSet<String> {
-        let ids: BTreeSet<&String> = ids.into_iter().collect();
-        let mut out = BTreeSet::new();
-        for id in &ids {
-            out.extend(self.dependents(id));
+        let ids: BTreeSet<&str> = ids.into_iter().map(String::as_str).collect();
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        let mut todo: Vec<&str> = ids.iter().copied().collect();
+        while let Some(n) = todo.pop() {
+            for up in self.rdeps.get(n).into_iter().flatten() {
+                if seen.insert(up.as_str()) {
+                    todo.push(up);
+                }
+            }
         }
-        out.retain(|x| !ids.contains(x));
-        out
+        seen.into_iter().filter(|x| !ids.contains(x)).map(str::to_string).collect()
     }
 }
 

@@ -537,6 +537,11 @@ pub struct ChangeRiskModel {
     pub intercept: f64,
     /// The L2 penalty it was fitted with.
     pub alpha: f64,
+    /// Training range `[min, max]` of each feature. A value outside is clamped to it
+    /// before scoring, so a change far larger than any in history is scored like the
+    /// largest seen instead of being extrapolated (empty: no clamping).
+    #[serde(default)]
+    pub ranges: Vec<[f64; 2]>,
     /// What it was fitted on. The coefficients come from a fit on all rows.
     pub summary: TrainingSummary,
     /// The held-out report: a model fitted the same way on the first 70% of rows by time,
@@ -762,6 +767,12 @@ impl ChangeRiskModel {
             coefficients: full.coefficients,
             intercept: full.intercept,
             alpha: opts.alpha,
+            ranges: (0..FEATURE_NAMES.len())
+                .map(|j| {
+                    let col = rows.iter().map(|r| r.features.values()[j]);
+                    [col.clone().fold(f64::INFINITY, f64::min), col.fold(f64::NEG_INFINITY, f64::max)]
+                })
+                .collect(),
             summary,
             calibration,
         })
@@ -829,7 +840,11 @@ impl ChangeRiskModel {
                 self.stds.get(j).copied().unwrap_or(1.0),
                 self.coefficients.get(j).copied().unwrap_or(0.0),
             );
-            let contribution = coef * standardise(*v, mean, std);
+            let clamped = match self.ranges.get(j) {
+                Some([lo, hi]) if lo <= hi => v.clamp(*lo, *hi),
+                _ => *v,
+            };
+            let contribution = coef * standardise(clamped, mean, std);
             z += contribution;
             factors.push(Factor { name: FEATURE_NAMES[j].to_string(), value: *v, contribution });
         }

@@ -96,11 +96,11 @@ pub fn rollback_order(graph: &Graph, ids: &BTreeSet<String>, criticality: &BTree
     let mut stages = graph.stages(ids);
     stages.reverse();
     for s in &mut stages {
-        s.sort_by(|a, b| {
-            let ia = impact(graph, a, criticality.get(a).copied().unwrap_or(1));
-            let ib = impact(graph, b, criticality.get(b).copied().unwrap_or(1));
-            ib.total_cmp(&ia).then_with(|| a.cmp(b))
-        });
+        // Impact computed once per resource (a dependents walk each), highest first.
+        let mut keyed: Vec<(f64, String)> =
+            s.drain(..).map(|id| (impact(graph, &id, criticality.get(&id).copied().unwrap_or(1)), id)).collect();
+        keyed.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        s.extend(keyed.into_iter().map(|(_, id)| id));
     }
     stages
 }

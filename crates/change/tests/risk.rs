@@ -244,3 +244,15 @@ fn fleet_sample_fits_too() {
     assert!(model.summary.positives > 0 && model.summary.rows > model.summary.positives);
     assert!(model.coefficients.iter().all(|c| c.is_finite()));
 }
+
+#[test]
+fn sizes_beyond_the_history_are_scored_like_the_largest_seen_not_extrapolated() {
+    let m = ChangeRiskModel::embedded_default();
+    let (lo, hi) = (m.ranges[0][0], m.ranges[0][1]);
+    assert!(lo <= hi);
+    let base = ChangeFeatures { ops: hi as usize, resources: 1, deploy: true, version_bump: 2, ..Default::default() };
+    let huge = ChangeFeatures { ops: 2_001, resources: 1_000, ..base };
+    let (a, b) = (m.score(&base).score, m.score(&huge).score);
+    assert!((a - b).abs() < 1e-12, "a 2,001-op change scores {b}, the largest seen {a}");
+    assert!(b > 0.01, "{b}");
+}
