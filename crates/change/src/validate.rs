@@ -75,32 +75,26 @@ pub struct TestContext {
 pub fn fill(text: &str, ctx: &TestContext) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(start) = rest.find('{') {
-        out.push_str(&rest[..start]);
-        let after = &rest[start..];
-        let Some(end) = after.find('}') else {
-            out.push_str(after);
-            return Ok(out);
-        };
-        let inner = &after[1..end];
-        let value = if let Some(id) = inner.strip_prefix("staged:") {
-            Some(ctx.staged.get(id).cloned().ok_or_else(|| {
+    loop {
+        // The earliest placeholder; other braces (PromQL label matchers, JSON) stay as they are.
+        let next = ["{staged:", "{live:"].iter().filter_map(|p| rest.find(p).map(|i| (i, *p))).min_by_key(|(i, _)| *i);
+        let Some((at, prefix)) = next else { break };
+        let Some(close) = rest[at..].find('}') else { break };
+        out.push_str(&rest[..at]);
+        let id = &rest[at + prefix.len()..at + close];
+        let value = if prefix == "{staged:" {
+            ctx.staged.get(id).cloned().ok_or_else(|| {
                 if ctx.live.contains_key(id) {
                     format!("resource {id:?} has no staging copy (it is unchanged, or its kind cannot be staged)")
                 } else {
                     format!("unknown resource {id:?} in {{staged:{id}}}")
                 }
-            })?)
-        } else if let Some(id) = inner.strip_prefix("live:") {
-            Some(ctx.live.get(id).cloned().ok_or_else(|| format!("unknown resource {id:?} in {{live:{id}}}"))?)
+            })?
         } else {
-            None
+            ctx.live.get(id).cloned().ok_or_else(|| format!("unknown resource {id:?} in {{live:{id}}}"))?
         };
-        match value {
-            Some(v) => out.push_str(&v),
-            None => out.push_str(&after[..=end]),
-        }
-        rest = &after[end + 1..];
+        out.push_str(&value);
+        rest = &rest[at + close + 1..];
     }
     out.push_str(rest);
     Ok(out)

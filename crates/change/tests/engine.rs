@@ -487,3 +487,78 @@ resources:
     assert_eq!(got[3].ts, T0 + 60_000);
     assert_eq!(got[0].extra["change"], "c-1");
 }
+
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() { files_under(&p, out) } else { out.push(p) }
+    }
+}
+
+#[tokio::test]
+async fn a_snapshot_whose_checksum_fails_is_not_restored_and_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    setup_web(d);
+    let e = engine(d, Arc::new(ManualClock::new(T0)), None);
+    let t = "stack: s\nresources:\n  - {id: web, kind: file, path: web.json, desired: {content: {server: {port: 1, workers: 1}}}}\n";
+    let r = e.apply(template::read(&write_template(d, "c.yaml", t)).unwrap(), ApplyOptions::default()).await.unwrap();
+    assert_eq!(r.status, ChangeStatus::Applied, "{}", r.reason);
+    let changed = std::fs::read(d.join("web.json")).unwrap();
+    let mut snaps = Vec::new();
+    files_under(&d.join("data/snapshots/changes"), &mut snaps);
+    assert!(!snaps.is_empty());
+    for p in &snaps {
+        let mut bytes = std::fs::read(p).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(p, bytes).unwrap();
+    }
+    let rb = e.rollback(&r.change, &[]).await.unwrap();
+    assert!(!rb.verified && !rb.restored[0].ok, "{rb:?}");
+    let detail = &rb.restored[0].detail;
+    assert!(detail.contains("snapshot 1 cannot be read") && detail.contains("web"), "{detail}");
+    assert_eq!(std::fs::read(d.join("web.json")).unwrap(), changed, "nothing written from a corrupt snapshot");
+}
+
+#[tokio::test]
+async fn http_and_metric_validation_tests_judge_what_they_get() {
+    use harbinger_change::template::TestSpec;
+    use harbinger_change::validate::{Outcome, TestContext, run};
+    let app = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok: ready" }))
+        .route("/down", axum::routing::get(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "no") }))
+        .route(
+            "/api/v1/query",
+            axum::routing::get(|q: axum::extract::Query<std::collections::HashMap<String, String>>| async move {
+                let v = if q.0.get("query").is_some_and(|q| q.contains("127.0.0.1:7000")) { "250" } else { "5" };
+                axum::Json(json!({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {"instance": "x"}, "value": [1, v]}]}}))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut ctx = TestContext::default();
+    ctx.staged.insert("cache".into(), "127.0.0.1:7000".into());
+    ctx.live.insert("cache".into(), "127.0.0.1:6379".into());
+    let http = |url: String, body: Option<&str>| TestSpec::Http {
+        name: "h".into(),
+        url,
+        expect_status: 200,
+        expect_body: body.map(Into::into),
+        timeout: None,
+    };
+    assert_eq!(run(&http(format!("{base}/healthz"), Some("ready")), &ctx).await.outcome, Outcome::Passed);
+    let r = run(&http(format!("{base}/healthz"), Some("green")), &ctx).await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert!(r.detail.contains("does not contain \"green\""), "{}", r.detail);
+    let r = run(&http(format!("{base}/down"), None), &ctx).await;
+    assert!(r.outcome == Outcome::Failed && r.detail.contains("status 503, expected 200"), "{}", r.detail);
+    let metric =
+        |q: &str| TestSpec::Metric { name: "m".into(), url: base.clone(), query: q.into(), min: None, max: Some(100.0), timeout: None };
+    let r = run(&metric("mem{instance=\"{staged:cache}\"}"), &ctx).await;
+    assert!(r.outcome == Outcome::Failed && r.detail.contains("= 250, outside [-inf, 100]"), "{}", r.detail);
+    assert_eq!(run(&metric("mem{instance=\"{live:cache}\"}"), &ctx).await.outcome, Outcome::Passed);
+    let r = run(&metric("mem{instance=\"{staged:web}\"}"), &ctx).await;
+    assert!(r.outcome == Outcome::Skipped && r.detail.contains("unknown resource \"web\""), "{}", r.detail);
+}
