@@ -95,13 +95,15 @@ pub struct ChangeFlags {
     /// model, fitted on datasets/fleet-train].
     #[arg(long)]
     pub risk_model: Option<PathBuf>,
-    /// Writes and restores run at once at most, within a stage.
-    #[arg(long, default_value_t = 4)]
-    pub parallelism: usize,
-    /// A change-risk score at or above this is a negative analysis (apply needs --force).
-    #[arg(long, default_value_t = 0.5)]
-    pub risk_threshold: f64,
-    /// POST rejections, rollbacks and failed verifications to this URL as JSON.
+    /// Writes and restores run at once at most, within a stage [default: change.parallelism, 4].
+    #[arg(long)]
+    pub parallelism: Option<usize>,
+    /// A change-risk score at or above this is a negative analysis (apply needs --force)
+    /// [default: change.risk_threshold, 0.5].
+    #[arg(long)]
+    pub risk_threshold: Option<f64>,
+    /// POST rejections, rollbacks and failed verifications to this URL as JSON [default:
+    /// change.alert_webhook].
     #[arg(long)]
     pub alert_webhook: Option<String>,
 }

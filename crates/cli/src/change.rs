@@ -31,14 +31,16 @@ fn engine(cfg: &Config, flags: &ChangeFlags) -> anyhow::Result<ChangeEngine> {
         }
         None => ChangeRiskModel::embedded_default(),
     };
-    if !(0.0..=1.0).contains(&flags.risk_threshold) {
-        anyhow::bail!("--risk-threshold {}: expected a value in [0, 1]", flags.risk_threshold);
+    let risk_threshold = flags.risk_threshold.unwrap_or(cfg.change.risk_threshold);
+    if !(0.0..=1.0).contains(&risk_threshold) {
+        anyhow::bail!("--risk-threshold {risk_threshold}: expected a value in [0, 1]");
     }
-    if flags.parallelism == 0 {
+    let parallelism = flags.parallelism.unwrap_or(cfg.change.parallelism);
+    if parallelism == 0 {
         anyhow::bail!("--parallelism 0: expected at least 1");
     }
-    let ecfg =
-        EngineConfig { parallelism: flags.parallelism, risk_threshold: flags.risk_threshold, alert_webhook: flags.alert_webhook.clone() };
+    let alert_webhook = flags.alert_webhook.clone().or_else(|| cfg.change.alert_webhook.clone());
+    let ecfg = EngineConfig { parallelism, risk_threshold, alert_webhook };
     Ok(ChangeEngine::open(&cfg.data_dir, model, Arc::new(SystemClock), ecfg)?)
 }
 

@@ -157,7 +157,16 @@ fn export_circuits(circuits: Vec<harbinger_actuate::layers::CircuitHandle>, tele
 fn open_change_engine(cfg: &Config, events: Arc<dyn harbinger_core::EventStore>) -> Option<Arc<harbinger_change::ChangeEngine>> {
     let model = harbinger_change::risk::ChangeRiskModel::embedded_default();
     let clock = Arc::new(harbinger_core::SystemClock);
-    match harbinger_change::ChangeEngine::open(&cfg.data_dir, model, clock, harbinger_change::EngineConfig::default()) {
+    match harbinger_change::ChangeEngine::open(
+        &cfg.data_dir,
+        model,
+        clock,
+        harbinger_change::EngineConfig {
+            parallelism: cfg.change.parallelism,
+            risk_threshold: cfg.change.risk_threshold,
+            alert_webhook: cfg.change.alert_webhook.clone(),
+        },
+    ) {
         Ok(e) => {
             tracing::info!(store = %e.store().path().display(), "change engine ready");
             Some(Arc::new(e.with_events(events)))

@@ -79,10 +79,36 @@ pub struct RawConfig {
     /// `[watchdog]`.
     #[serde(default)]
     pub watchdog: RawWatchdog,
+    /// `[change]`.
+    #[serde(default)]
+    pub change: RawChange,
     /// `[[actuators]]`: the chain `engine.actuator = "chain"` runs, in order. Each table
     /// has a `kind` and that kind's keys; `harbinger-actuate` checks and builds them.
     #[serde(default)]
     pub actuators: Vec<toml::Table>,
+}
+
+/// `[change]` section: change safety (`apply`, `rollback`, gRPC `ChangeService`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChange {
+    /// Writes and restores run at once at most, within a stage (default 4).
+    pub parallelism: Option<usize>,
+    /// A change-risk score at or above this is a negative analysis (default 0.5).
+    pub risk_threshold: Option<f64>,
+    /// URL rejections, rollbacks and failed verifications are POSTed to as JSON.
+    pub alert_webhook: Option<String>,
+}
+
+/// Checked `[change]` settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangeConfig {
+    /// Writes and restores run at once at most, within a stage.
+    pub parallelism: usize,
+    /// A change-risk score at or above this needs `force`.
+    pub risk_threshold: f64,
+    /// Where alerts are POSTed.
+    pub alert_webhook: Option<String>,
 }
 
 /// `[watchdog]` section: health checks of primaries and failover.
@@ -384,6 +410,8 @@ pub struct Config {
     pub snapshots: SnapshotsConfig,
     /// Health checks and failover.
     pub watchdog: WatchdogConfig,
+    /// Change safety.
+    pub change: ChangeConfig,
     /// The `[[actuators]]` tables, unchecked (the actuate crate builds them).
     pub actuators: Vec<toml::Table>,
 }
@@ -745,6 +773,25 @@ impl Config {
         if watchdog.interval < Duration::from_millis(10) {
             return Err(ConfigError::Invalid { field: "watchdog.interval", reason: "must be at least 10ms".into() });
         }
+        let change = ChangeConfig {
+            parallelism: raw.change.parallelism.unwrap_or(4),
+            risk_threshold: raw.change.risk_threshold.unwrap_or(0.5),
+            alert_webhook: raw.change.alert_webhook.clone(),
+        };
+        if change.parallelism == 0 {
+            return Err(ConfigError::Invalid { field: "change.parallelism", reason: "must be at least 1".into() });
+        }
+        if !(0.0..=1.0).contains(&change.risk_threshold) {
+            return Err(ConfigError::Invalid {
+                field: "change.risk_threshold",
+                reason: format!("{} is not in [0, 1]", change.risk_threshold),
+            });
+        }
+        if let Some(u) = &change.alert_webhook
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid { field: "change.alert_webhook", reason: format!("{u:?} is not an http:// or https:// URL") });
+        }
         if engine.actuator == ActuatorKind::Chain && raw.actuators.is_empty() {
             return Err(ConfigError::Invalid {
                 field: "engine.actuator",
@@ -755,6 +802,7 @@ impl Config {
             engine,
             snapshots,
             watchdog,
+            change,
             actuators: raw.actuators,
             grpc: GrpcConfig {
                 addr: grpc_addr,
@@ -868,6 +916,27 @@ mod tests {
         std::fs::write(&f, "[model]\nregistri = \"/x\"\n").expect("write");
         let e = Config::load(Some(&f), no_env, &[]).expect_err("misspelt key");
         assert!(e.to_string().contains("registri"), "{e}");
+    }
+
+    #[test]
+    fn the_change_section_is_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("h.toml");
+        let d = Config::defaults().change;
+        assert_eq!((d.parallelism, d.risk_threshold, d.alert_webhook), (4, 0.5, None));
+        std::fs::write(&f, "[change]\nparallelism = 2\nrisk_threshold = 0.3\nalert_webhook = \"http://127.0.0.1:9/a\"\n").expect("write");
+        let c = Config::load(Some(&f), no_env, &[]).expect("valid").change;
+        assert_eq!((c.parallelism, c.risk_threshold, c.alert_webhook.as_deref()), (2, 0.3, Some("http://127.0.0.1:9/a")));
+        for (bad, field) in [
+            ("parallelism = 0", "change.parallelism"),
+            ("risk_threshold = 1.5", "change.risk_threshold"),
+            ("alert_webhook = \"ftp://x\"", "change.alert_webhook"),
+            ("paralellism = 2", "paralellism"),
+        ] {
+            std::fs::write(&f, format!("[change]\n{bad}\n")).expect("write");
+            let e = Config::load(Some(&f), no_env, &[]).expect_err(bad).to_string();
+            assert!(e.contains(field), "{bad}: {e}");
+        }
     }
 
     #[test]
