@@ -63,6 +63,12 @@ pub enum Command {
     Train(TrainArgs),
     /// Run the online pipeline over a dataset on a virtual clock and score its alerts.
     Eval(EvalArgs),
+    /// Replay a dataset through the same engine `serve` runs, on a virtual clock: alerts,
+    /// decisions, summary and a risk trace.
+    Replay(ReplayArgs),
+    /// Write report.html (self-contained: inline CSS and SVG) for a replay or eval output
+    /// directory: summary figures, per-host risk, lead times, recall by kind, decisions.
+    Report(crate::report::ReportArgs),
     /// The model registry: publish, list, show, promote, roll back and remove trained models.
     Models(ModelsArgs),
     /// Numenta Anomaly Benchmark: run detectors and score them.
@@ -80,6 +86,12 @@ pub enum Command {
     Changes(ChangesArgs),
     /// Fit the change-risk model on a dataset's deployment history and write it as JSON.
     ChangeRisk(ChangeRiskArgs),
+    /// Import a time range from another system into a dataset directory.
+    #[command(subcommand)]
+    Import(crate::import::ImportCommand),
+    /// Write what the store recorded (samples, events, inventory, failures, decisions) as a
+    /// dataset directory. Offline: stop `serve` first.
+    Export(crate::export_data::ExportArgs),
 }
 
 /// Flags shared by the change commands.
@@ -295,6 +307,30 @@ pub struct EvalArgs {
     /// alerting state at this cadence (e.g. 5m).
     #[arg(long)]
     pub trace_every: Option<String>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `replay` flags.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Dataset directory (failures.csv gives recall and precision and fails hosts).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Model directory or registry entry [default: the configured model.dir, else the
+    /// built-in model, as `serve` resolves it].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Output directory: alerts.csv, decisions.jsonl, summary.json, risk.csv.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Engine tick of the virtual clock.
+    #[arg(long, default_value = "1m")]
+    pub tick: String,
+    /// Cadence of the rows of risk.csv (a multiple of the tick).
+    #[arg(long, default_value = "10m")]
+    pub trace_every: String,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,

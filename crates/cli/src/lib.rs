@@ -26,8 +26,12 @@ pub mod bench_tick;
 pub mod change;
 pub mod demo;
 pub mod export;
+pub mod export_data;
+pub mod import;
 pub mod ingest;
 pub mod models;
+pub mod replay;
+pub mod report;
 pub mod score;
 pub mod scorer;
 pub mod serve;
@@ -165,6 +169,8 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         Command::Eval(a) if a.baseline.is_some() => train::run_baseline(&a),
         Command::Train(a) => train::run_train(&a, &cfg.model.registry),
         Command::Models(a) => models::run(&a.command, &cfg.model.registry),
+        Command::Replay(a) => replay::run(&a, cfg),
+        Command::Report(a) => report::run(&a),
         Command::Eval(a) => {
             let dir = a.model.clone().unwrap_or_else(|| cfg.model.dir.clone());
             train::run_eval(&a, &dir, &budget(&cfg.engine))
@@ -197,6 +203,8 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         Command::Rollback(a) => runtime()?.block_on(change::rollback(&cfg, &a)),
         Command::Changes(a) => change::changes(&cfg, &a),
         Command::ChangeRisk(a) => change::fit_risk(&a),
+        Command::Import(crate::import::ImportCommand::Prometheus(a)) => runtime()?.block_on(import::run_prometheus(&a)),
+        Command::Export(a) => runtime()?.block_on(export_data::run(&cfg, &a)),
         Command::Demo(a) => runtime()?.block_on(demo::run(&a)),
         Command::DemoBackend(a) => runtime()?.block_on(demo::backend(&a)),
         Command::Shadows(a) => runtime()?.block_on(shadows::run(&a)),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use harbinger_core::{RiskScorer, SampleBatch, Stores, SystemClock};
+use harbinger_core::{Clock, RiskScorer, SampleBatch, Stores, SystemClock};
 use harbinger_model::LiveScorer;
 
 /// Loads the model in `cfg.model.dir` (the built-in default model when `model.dir` is left
@@ -16,8 +16,17 @@ use harbinger_model::LiveScorer;
 /// # Errors
 /// The model cannot be loaded (the message names the file), or the store cannot be read.
 pub fn build(cfg: &harbinger_config::Config, stores: &Stores) -> anyhow::Result<Arc<dyn RiskScorer>> {
+    build_with_clock(cfg, stores, Arc::new(SystemClock))
+}
+
+/// [`build`] on the given clock (the wall clock in `serve`, a virtual one in `replay`).
+///
+/// Must be called on a multi-threaded tokio runtime (it reads the store).
+///
+/// # Errors
+/// As [`build`].
+pub fn build_with_clock(cfg: &harbinger_config::Config, stores: &Stores, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<dyn RiskScorer>> {
     let dir = &cfg.model.dir;
-    let clock = Arc::new(SystemClock);
     let (alert, clear) = (cfg.model.alert_threshold, cfg.model.clear_threshold);
     // `model.dir` left at its default and absent where serve runs: the built-in model.
     let builtin =

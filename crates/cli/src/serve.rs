@@ -92,14 +92,97 @@ async fn tick_loop(engine: Engine, every: std::time::Duration, stop: impl Future
     }
 }
 
-/// The engine over the store, with the configured actuator; resumes the journal.
-async fn open_engine(
-    cfg: &Config,
-    stores: &Stores,
-    scorer: Option<Arc<dyn RiskScorer>>,
-    telemetry: Arc<Telemetry>,
-) -> anyhow::Result<Engine> {
-    let actuator: Arc<dyn harbinger_engine::Actuator> = match cfg.engine.actuator {
+/// What `serve` and `replay` build the pipeline from.
+pub struct PipelineParts {
+    /// The stores (inventory, metrics, events, shadows).
+    pub stores: Stores,
+    /// The clock of the scorer and the engine: the wall clock in `serve`, a virtual one
+    /// in `replay`.
+    pub clock: Arc<dyn harbinger_core::Clock>,
+    /// Who performs the engine's actions.
+    pub actuator: Arc<dyn harbinger_engine::Actuator>,
+    /// Own metrics.
+    pub telemetry: Arc<Telemetry>,
+    /// The engine's settings (budget, decision log, snapshots).
+    pub engine: EngineConfig,
+    /// When set, only these hosts' samples and events are accepted.
+    pub strict_hosts: Option<Arc<HashSet<harbinger_core::HostId>>>,
+}
+
+/// The pipeline samples and events go through: the live scorer, the engine over it, and
+/// the one ingest path that feeds both. `serve` and `replay` build it with [`pipeline`]:
+/// replay runs the same engine, not a copy.
+#[derive(Clone)]
+pub struct Pipeline {
+    /// The stores.
+    pub stores: Stores,
+    /// The live scorer; `None` when the model cannot be loaded ([`Pipeline::no_model_reason`]).
+    pub scorer: Option<Arc<dyn RiskScorer>>,
+    /// Why there is no scorer (empty when there is one).
+    pub no_model_reason: String,
+    /// Own metrics.
+    pub telemetry: Arc<Telemetry>,
+    /// The engine (risk ticks, plans, journaled actions).
+    pub engine: Engine,
+    /// The ingest path HTTP and gRPC use: stores samples and events, feeds the scorer and
+    /// the engine.
+    pub ingest: harbinger_engine::Ingest,
+}
+
+/// Builds the [`Pipeline`]: the live scorer of `cfg.model` on `parts.clock` (the built-in
+/// model when `model.dir` is left at its default and holds none; without a loadable model
+/// the pipeline has no scorer and says why), the engine over it (resuming its journal),
+/// and the ingest path over both.
+///
+/// Must be called on a multi-threaded tokio runtime.
+///
+/// # Errors
+/// The store cannot be read, or the engine cannot be opened.
+pub async fn pipeline(cfg: &Config, parts: PipelineParts) -> anyhow::Result<Pipeline> {
+    let PipelineParts { stores, clock, actuator, telemetry, engine: ecfg, strict_hosts } = parts;
+    let (scorer, no_model_reason) = match crate::scorer::build_with_clock(cfg, &stores, clock.clone()) {
+        Ok(s) => {
+            let m = s.model_info();
+            tracing::info!(version = %m.version, learner = %m.learner, dir = %cfg.model.dir.display(), "failure model loaded");
+            (Some(s), String::new())
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), dir = %cfg.model.dir.display(),
+                "running without a failure model: risk calls answer UNAVAILABLE (gRPC) and 503 (HTTP)");
+            (None, format!("{e:#}"))
+        }
+    };
+    let eparts = EngineParts { stores: stores.clone(), scorer: scorer.clone(), actuator, clock, telemetry: telemetry.clone() };
+    let (engine, resumed) = Engine::open(eparts, ecfg).await.context("opening the engine")?;
+    tracing::info!(shadows = resumed.shadows, resumed = resumed.resumed.len(), actuator = engine.actuator(), "engine ready");
+    let ingest = harbinger_engine::Ingest {
+        stores: stores.clone(),
+        scorer: scorer.clone(),
+        engine: Some(engine.clone()),
+        telemetry: telemetry.clone(),
+        strict_hosts,
+    };
+    Ok(Pipeline { stores, scorer, no_model_reason, telemetry, engine, ingest })
+}
+
+/// The snapshot settings of `[snapshots]`, with the snapshots kept in `dir`.
+///
+/// # Errors
+/// Invalid `[snapshots.profiles]`.
+pub fn snapshot_config(cfg: &Config, dir: std::path::PathBuf) -> anyhow::Result<harbinger_snapshot::SnapshotConfig> {
+    let sc = &cfg.snapshots;
+    Ok(harbinger_snapshot::SnapshotConfig {
+        dir,
+        replica_dir: sc.replica_dir.clone(),
+        ttl_ms: sc.ttl.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        max_chain: sc.max_chain,
+        profiles: harbinger_snapshot::Profiles::from_table(sc.profiles.clone()).context("[snapshots.profiles]")?,
+    })
+}
+
+/// The configured actuator (`engine.actuator`): the `log` dry run or the chain.
+fn actuator(cfg: &Config, telemetry: &Arc<Telemetry>) -> anyhow::Result<Arc<dyn harbinger_engine::Actuator>> {
+    Ok(match cfg.engine.actuator {
         harbinger_config::ActuatorKind::Log => Arc::new(harbinger_engine::LogActuator),
         harbinger_config::ActuatorKind::Chain => {
             let ctx = harbinger_actuate::BuildContext { data_dir: cfg.data_dir.clone() };
@@ -107,25 +190,7 @@ async fn open_engine(
             export_circuits(built.circuits, telemetry.clone());
             Arc::new(built.chain)
         }
-    };
-    let parts = EngineParts { stores: stores.clone(), scorer, actuator, clock: Arc::new(harbinger_core::SystemClock), telemetry };
-    let sc = &cfg.snapshots;
-    let snapshots = harbinger_snapshot::SnapshotConfig {
-        dir: sc.dir.clone(),
-        replica_dir: sc.replica_dir.clone(),
-        ttl_ms: sc.ttl.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-        max_chain: sc.max_chain,
-        profiles: harbinger_snapshot::Profiles::from_table(sc.profiles.clone()).context("[snapshots.profiles]")?,
-    };
-    let ecfg = EngineConfig {
-        budget: crate::budget(&cfg.engine),
-        decision_log: Some(cfg.data_dir.join("decisions.jsonl")),
-        snapshots: Some(snapshots),
-        ..EngineConfig::default()
-    };
-    let (engine, resumed) = Engine::open(parts, ecfg).await.context("opening the engine")?;
-    tracing::info!(shadows = resumed.shadows, resumed = resumed.resumed.len(), actuator = engine.actuator(), "engine ready");
-    Ok(engine)
+    })
 }
 
 /// Keeps `harbinger_actuator_circuit_open` and `_opened` up to date from the chain's
@@ -205,22 +270,22 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     } else {
         None
     };
-    let (scorer, no_model_reason) = match crate::scorer::build(&cfg, &stores) {
-        Ok(s) => {
-            let m = s.model_info();
-            tracing::info!(version = %m.version, learner = %m.learner, dir = %cfg.model.dir.display(), "failure model loaded");
-            (Some(s), String::new())
-        }
-        Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), dir = %cfg.model.dir.display(),
-                "serving without a failure model: risk calls answer UNAVAILABLE (gRPC) and 503 (HTTP)");
-            (None, format!("{e:#}"))
-        }
-    };
     let token: Option<Arc<str>> = cfg.auth.token.as_ref().map(|t| Arc::from(t.expose()));
     let telemetry = Arc::new(Telemetry::new());
-
-    let engine = open_engine(&cfg, &stores, scorer.clone(), telemetry.clone()).await?;
+    let parts = PipelineParts {
+        stores: stores.clone(),
+        clock: Arc::new(harbinger_core::SystemClock),
+        actuator: actuator(&cfg, &telemetry)?,
+        telemetry: telemetry.clone(),
+        engine: EngineConfig {
+            budget: crate::budget(&cfg.engine),
+            decision_log: Some(cfg.data_dir.join("decisions.jsonl")),
+            snapshots: Some(snapshot_config(&cfg, cfg.snapshots.dir.clone())?),
+            ..EngineConfig::default()
+        },
+        strict_hosts: strict_hosts.clone(),
+    };
+    let Pipeline { scorer, no_model_reason, engine, .. } = pipeline(&cfg, parts).await?;
 
     let mut state = AppState::new(stores.clone(), telemetry.clone(), cfg.http.max_body_bytes);
     state.engine = Some(engine.clone());

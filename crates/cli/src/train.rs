@@ -19,7 +19,7 @@ use crate::args::{BenchScoreArgs, EvalArgs, TrainArgs};
 /// Decision kinds in a replay's `decisions.jsonl` that mitigate a coming failure.
 const MITIGATING: [&str; 4] = ["failover", "shadow_promoted", "host_drained", "drain"];
 
-fn bar(stage: &str) -> ProgressBar {
+pub(crate) fn bar(stage: &str) -> ProgressBar {
     if std::io::stderr().is_terminal() {
         let pb = ProgressBar::new(1000);
         pb.set_style(
@@ -71,7 +71,7 @@ fn mitigations(dir: &Path) -> anyhow::Result<Vec<Mitigation>> {
     Ok(out)
 }
 
-fn duration_ms(what: &str, s: &str) -> anyhow::Result<i64> {
+pub(crate) fn duration_ms(what: &str, s: &str) -> anyhow::Result<i64> {
     let d = humantime::parse_duration(s).with_context(|| format!("--{what} {s:?} is not a duration like 6h or 5m"))?;
     i64::try_from(d.as_millis()).with_context(|| format!("--{what} is too long"))
 }
@@ -263,7 +263,7 @@ fn write_decisions(dir: &Path, decisions: &[harbinger_plan::Decision]) -> anyhow
 }
 
 /// The summary lines `eval` prints for a model and for a baseline alike.
-fn print_summary(s: &harbinger_model::Summary) {
+pub(crate) fn print_summary(s: &harbinger_model::Summary) {
     let f = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |x| format!("{x:.3}"));
     println!("  failures          {} ({} predicted)", s.failures, s.predicted);
     println!("  recall            {} (predictable kinds: {})", f(s.recall), f(s.recall_predictable));

@@ -22,7 +22,8 @@ fn every_notebook_runs_headless_and_draws() {
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = run(&["train", "--data", &s(&data), "--trees", "4", "--publish", "failure", "--registry", &s(&reg)]);
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = run(&["eval", "--data", &s(&data), "--out", &s(&out), "--trace-every", "10m"]);
+    let (code, _, err) =
+        run(&["eval", "--data", &s(&data), "--model", &s(&root.join("models/default")), "--out", &s(&out), "--trace-every", "10m"]);
     assert_eq!(code, 0, "{err}");
 
     let ran = Command::new("python3")

@@ -216,6 +216,8 @@ struct State {
     down: BTreeSet<HostId>,
     recent: VecDeque<Decision>,
     log: Option<std::fs::File>,
+    /// Clock time of the last snapshot expiry pass.
+    last_expiry: Option<TimestampMs>,
 }
 
 #[derive(Debug)]
@@ -231,6 +233,9 @@ struct Inner {
     events: broadcast::Sender<Executed>,
     snapshots: Option<Arc<SnapshotStore>>,
 }
+
+/// How often (engine clock) snapshots past their TTL are removed.
+pub const EXPIRY_EVERY_MS: i64 = 10 * 60_000;
 
 /// The engine. Cheap to clone; every clone is the same engine.
 #[derive(Debug, Clone)]
@@ -655,7 +660,11 @@ impl Engine {
             })
             .collect();
         triggers.append(&mut lock(&self.0.queue));
-        if let Some(store) = self.0.snapshots.clone().filter(|s| s.config().ttl_ms.is_some()) {
+        // Expiry reads every snapshot's header: once per EXPIRY_EVERY_MS of the engine's
+        // clock is plenty for TTLs of days (and keeps replay from decoding them every tick).
+        let expiry_due = st.last_expiry.is_none_or(|last| now - last >= EXPIRY_EVERY_MS || now < last);
+        if let Some(store) = self.0.snapshots.clone().filter(|s| expiry_due && s.config().ttl_ms.is_some()) {
+            st.last_expiry = Some(now);
             match tokio::task::spawn_blocking(move || store.expire(now)).await {
                 Ok(Ok(r)) if !r.removed.is_empty() => {
                     tracing::info!(removed = r.removed.len(), rebased = r.rebased.len(), "snapshots expired")

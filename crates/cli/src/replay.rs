@@ -1,0 +1,438 @@
+//! `harbinger replay`: a dataset through the same pipeline `serve` runs (live scorer,
+//! engine, ingest path: [`crate::serve::pipeline`]), on a virtual clock, as fast as the
+//! machine goes.
+//!
+//! Every tick step (default 1 min) from the first sample to the last:
+//!
+//! 1. the clock is set to the step's end `t`;
+//! 2. the events with `ts ≤ t` go through [`Ingest::events`](harbinger_engine::Ingest::events)
+//!    (stored, queued as engine triggers, snapshots before changes, fed to the scorer;
+//!    `host_recovered` marks a failed host up again), as `POST /api/v1/events` does;
+//! 3. the samples with timestamps in `(t − tick, t]` go through
+//!    [`Ingest::samples`](harbinger_engine::Ingest::samples), as remote write does;
+//! 4. the failures of `failures.csv` with `timestamp ≤ t` are reported to the engine with
+//!    [`Engine::host_failed`](harbinger_engine::Engine::host_failed), the call `serve`'s
+//!    watchdog makes when a primary stops answering;
+//! 5. one [`Engine::tick`](harbinger_engine::Engine::tick) at `t`.
+//!
+//! Output (the dataset contract's replay files, byte-identical for the same input):
+//! `decisions.jsonl` (the engine's own decision log), `alerts.csv` (hosts entering the
+//! alerting state), `summary.json` (scored by [`harbinger_model::summarize`], the code
+//! `eval` uses) and `risk.csv` (every host's risk every `--trace-every`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use harbinger_config::Config;
+use harbinger_core::{EventKind, HostId, InventoryStore, ManualClock, SampleBatch, SeriesSamples, Stores, TimestampMs, TransitionKind};
+use harbinger_dataset::Dataset;
+use harbinger_engine::{EngineConfig, LogActuator, Telemetry};
+use harbinger_model::{Alert, EvalOutput, Summary};
+use harbinger_store::MemoryStore;
+
+use crate::args::ReplayArgs;
+use crate::serve::{Pipeline, PipelineParts};
+
+/// Without any `host_recovered` event in the dataset, a failed host is marked up again
+/// once it reports samples this long after its failure (the rule `eval` uses).
+const RECOVERY_MS: i64 = 30 * 60_000;
+
+/// How a replay runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayOptions {
+    /// Engine tick of the virtual clock.
+    pub tick_ms: i64,
+    /// Cadence of the risk trace (`risk.csv`); `None`: no trace.
+    pub trace_every_ms: Option<i64>,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions { tick_ms: 60_000, trace_every_ms: Some(600_000) }
+    }
+}
+
+/// One row of `risk.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RiskRow {
+    /// Host.
+    pub host: HostId,
+    /// Virtual time.
+    pub timestamp: TimestampMs,
+    /// Risk after the tick.
+    pub risk: f64,
+    /// Failure probability after the tick.
+    pub probability: f64,
+    /// In the alerting state after the tick.
+    pub alerting: bool,
+}
+
+/// What a replay produced (`decisions.jsonl` is written by the engine as it goes).
+#[derive(Debug, Clone)]
+pub struct ReplayOutput {
+    /// Hosts entering the alerting state, in time order (host order within a tick).
+    pub alerts: Vec<Alert>,
+    /// Scored by the contract's rule.
+    pub summary: Summary,
+    /// The risk trace.
+    pub risk: Vec<RiskRow>,
+    /// Engine ticks run.
+    pub ticks: u64,
+    /// Failures reported to the engine.
+    pub failures_reported: usize,
+    /// Samples pushed through the ingest path.
+    pub samples: u64,
+}
+
+/// The pipeline of `serve` over an in-memory store holding the dataset's inventory, on a
+/// virtual clock stopped at the dataset's first sample: the configured model (the built-in
+/// one as `serve` resolves it), the `log` actuator, the engine's decision log in
+/// `out/decisions.jsonl` and its snapshots in `out/snapshots` (both started afresh).
+///
+/// Must be called on a multi-threaded tokio runtime.
+///
+/// # Errors
+/// No samples in the dataset, no loadable model, an unwritable `out`.
+pub async fn open(cfg: &Config, ds: &Dataset, out: &Path) -> anyhow::Result<(Pipeline, Arc<ManualClock>)> {
+    let (start, _) = harbinger_model::runner::data_span(ds).context("the dataset has no metric samples")?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let log = out.join("decisions.jsonl");
+    // The engine appends to its log; a replay starts it afresh.
+    match std::fs::remove_file(&log) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing the previous {}", log.display())),
+    }
+    let snapshots = out.join("snapshots");
+    if snapshots.exists() {
+        std::fs::remove_dir_all(&snapshots).with_context(|| format!("removing the previous {}", snapshots.display()))?;
+    }
+    let clock = Arc::new(ManualClock::new(start));
+    let store = Arc::new(MemoryStore::with_clock(crate::store_config(cfg).limits, clock.clone()));
+    store.put_hosts(&ds.hosts).await.context("storing the hosts")?;
+    store.put_resources(&ds.resources).await.context("storing the resources")?;
+    let mut snap = crate::serve::snapshot_config(cfg, snapshots)?;
+    snap.replica_dir = None;
+    let parts = PipelineParts {
+        stores: Stores::from_backend(store),
+        clock: clock.clone(),
+        actuator: Arc::new(LogActuator),
+        telemetry: Arc::new(Telemetry::new()),
+        engine: EngineConfig {
+            budget: crate::budget(&cfg.engine),
+            decision_log: Some(log),
+            snapshots: Some(snap),
+            ..EngineConfig::default()
+        },
+        strict_hosts: None,
+    };
+    let p = crate::serve::pipeline(cfg, parts).await?;
+    if p.scorer.is_none() {
+        anyhow::bail!("replay needs a failure model: {}", p.no_model_reason);
+    }
+    Ok((p, clock))
+}
+
+/// The samples of one series, sorted by time.
+struct Cursor<'a> {
+    series: std::borrow::Cow<'a, SeriesSamples>,
+    next: usize,
+}
+
+fn sorted(s: &SeriesSamples) -> std::borrow::Cow<'_, SeriesSamples> {
+    if s.timestamps.is_sorted() {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut idx: Vec<usize> = (0..s.timestamps.len()).collect();
+    idx.sort_by_key(|&i| s.timestamps[i]);
+    std::borrow::Cow::Owned(SeriesSamples {
+        key: s.key.clone(),
+        timestamps: idx.iter().map(|&i| s.timestamps[i]).collect(),
+        values: idx.iter().map(|&i| s.values[i]).collect(),
+    })
+}
+
+/// One step's input: the events, samples and failures due at `now`.
+#[derive(Debug, Default)]
+pub struct Step {
+    /// Virtual time of the step's tick.
+    pub now: TimestampMs,
+    /// Events with `ts` in `(previous step, now]`, in time order.
+    pub events: Vec<harbinger_core::Event>,
+    /// Samples with timestamps in `(previous step, now]`, one series entry per series
+    /// with samples, in dataset order.
+    pub samples: SampleBatch,
+    /// Failures with `timestamp` in `(previous step, now]`: host and evidence.
+    pub failures: Vec<(HostId, String)>,
+}
+
+/// Cuts a dataset into the steps a replay feeds the pipeline, one per tick.
+#[derive(Debug)]
+pub struct Steps<'a> {
+    ds: &'a Dataset,
+    cursors: Vec<Cursor<'a>>,
+    events: usize,
+    failures: Vec<(TimestampMs, HostId, String)>,
+    next_failure: usize,
+    /// First and last sample time.
+    pub span: (TimestampMs, TimestampMs),
+    tick: i64,
+    t: TimestampMs,
+}
+
+impl std::fmt::Debug for Cursor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cursor").field("key", &self.series.key).field("next", &self.next).finish()
+    }
+}
+
+impl<'a> Steps<'a> {
+    /// The steps of `ds` at `tick_ms`: ticks at the multiples of the tick after the first
+    /// sample (as `eval`), up to the first one at or after the last sample.
+    ///
+    /// # Errors
+    /// The dataset has no samples.
+    pub fn new(ds: &'a Dataset, tick_ms: i64) -> anyhow::Result<Self> {
+        let span = harbinger_model::runner::data_span(ds).context("the dataset has no metric samples")?;
+        let tick = tick_ms.max(1);
+        let mut failures: Vec<(TimestampMs, HostId, String)> =
+            ds.failures.iter().map(|f| (f.timestamp, f.host.clone(), format!("failures.csv: {} at {}", f.kind, f.timestamp))).collect();
+        failures.sort();
+        let cursors = ds.metrics.iter().map(|s| Cursor { series: sorted(s), next: 0 }).collect();
+        Ok(Steps { ds, cursors, events: 0, failures, next_failure: 0, span, tick, t: span.0.div_euclid(tick) * tick + tick })
+    }
+
+    /// Ticks in all.
+    pub fn len(&self) -> u64 {
+        let (start, end) = self.span;
+        let first = start.div_euclid(self.tick) * self.tick + self.tick;
+        u64::try_from((end - first).div_euclid(self.tick) + 1 + i64::from((end - first).rem_euclid(self.tick) != 0)).unwrap_or(0)
+    }
+
+    /// Whether there is no tick at all (never: a dataset with samples has one).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Iterator for Steps<'_> {
+    type Item = Step;
+
+    fn next(&mut self) -> Option<Step> {
+        let now = self.t;
+        if now - self.tick >= self.span.1 {
+            return None;
+        }
+        self.t += self.tick;
+        let mut step = Step { now, ..Step::default() };
+        let evs = &self.ds.events;
+        while let Some(e) = evs.get(self.events).filter(|e| e.ts <= now) {
+            step.events.push(e.clone());
+            self.events += 1;
+        }
+        for c in &mut self.cursors {
+            let s = &c.series;
+            let end = c.next + s.timestamps[c.next..].partition_point(|&ts| ts <= now);
+            if end > c.next {
+                step.samples.series.push(SeriesSamples {
+                    key: s.key.clone(),
+                    timestamps: s.timestamps[c.next..end].to_vec(),
+                    values: s.values[c.next..end].to_vec(),
+                });
+                c.next = end;
+            }
+        }
+        while let Some((_, h, why)) = self.failures.get(self.next_failure).filter(|f| f.0 <= now) {
+            step.failures.push((h.clone(), why.clone()));
+            self.next_failure += 1;
+        }
+        Some(step)
+    }
+}
+
+/// What the replay driver keeps between ticks.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    /// Alerts so far.
+    pub alerts: Vec<Alert>,
+    /// Risk trace so far.
+    pub risk: Vec<RiskRow>,
+    /// Failures reported.
+    pub failures_reported: usize,
+    /// Failed hosts waiting to report again (only without `host_recovered` events).
+    down: BTreeMap<HostId, TimestampMs>,
+}
+
+/// Runs one step through the pipeline: events and samples through the ingest path,
+/// failures through [`Engine::host_failed`](harbinger_engine::Engine::host_failed), one
+/// engine tick; records the alerts and, at `trace_every_ms`, every host's risk.
+/// `recover_by_samples`: mark a failed host up when it reports again 30 min after its
+/// failure (for datasets without `host_recovered` events).
+///
+/// # Errors
+/// The store or the engine failed.
+pub async fn run_step(
+    p: &Pipeline,
+    clock: &ManualClock,
+    step: Step,
+    trace_every_ms: Option<i64>,
+    recover_by_samples: bool,
+    rec: &mut Recorder,
+) -> anyhow::Result<()> {
+    let now = step.now;
+    clock.set(now);
+    if !step.events.is_empty() {
+        p.ingest.events(step.events).await.context("ingesting events")?;
+    }
+    if recover_by_samples && !rec.down.is_empty() {
+        let reporting: BTreeSet<&HostId> = step.samples.series.iter().map(|s| &s.key.host).collect();
+        let back: Vec<HostId> =
+            rec.down.iter().filter(|(h, since)| now - **since >= RECOVERY_MS && reporting.contains(h)).map(|(h, _)| h.clone()).collect();
+        for h in back {
+            p.engine.set_up(&h, true).await;
+            rec.down.remove(&h);
+        }
+    }
+    if !step.samples.series.is_empty() {
+        p.ingest.samples("replay", step.samples, BTreeMap::new()).await.context("ingesting samples")?;
+    }
+    for (host, why) in &step.failures {
+        p.engine.host_failed(host, why).await.with_context(|| format!("failing over {host}"))?;
+        rec.failures_reported += 1;
+        if recover_by_samples {
+            rec.down.insert(host.clone(), now);
+        }
+    }
+    let report = p.engine.tick().await.context("engine tick")?;
+    let mut entered: Vec<Alert> = report
+        .transitions
+        .iter()
+        .filter(|t| t.kind == TransitionKind::Entered)
+        .map(|t| Alert { host: t.host.clone(), timestamp: now, score: t.risk })
+        .collect();
+    entered.sort_by(|a, b| a.host.cmp(&b.host));
+    rec.alerts.extend(entered);
+    if let (Some(every), Some(scorer)) = (trace_every_ms, &p.scorer)
+        && every > 0
+        && now.rem_euclid(every) == 0
+    {
+        let mut states = scorer.host_states();
+        states.sort_by(|a, b| a.host.cmp(&b.host));
+        rec.risk.extend(states.into_iter().map(|s| RiskRow {
+            host: s.host,
+            timestamp: now,
+            risk: s.risk,
+            probability: s.failure_probability,
+            alerting: s.alerting,
+        }));
+    }
+    Ok(())
+}
+
+/// Hosts a replay scores: the inventory's and those with samples (as `eval` counts them).
+fn host_count(ds: &Dataset) -> usize {
+    let mut hosts: BTreeSet<&HostId> = ds.hosts.iter().map(|h| &h.host).collect();
+    hosts.extend(ds.metrics.iter().map(|s| &s.key.host));
+    hosts.len()
+}
+
+/// Drives the pipeline `p` (from [`open`]) over `ds`, step by step ([`Steps`],
+/// [`run_step`]), and scores the alerts with the contract's rule.
+///
+/// # Errors
+/// The dataset has no samples; the store or the engine failed.
+pub async fn drive(
+    ds: &Dataset,
+    p: &Pipeline,
+    clock: &ManualClock,
+    opts: ReplayOptions,
+    progress: &(dyn Fn(f64) + Sync),
+) -> anyhow::Result<ReplayOutput> {
+    let steps = Steps::new(ds, opts.tick_ms)?;
+    let span = steps.span;
+    let total = steps.len().max(1) as f64;
+    let recover_by_samples = !ds.events.iter().any(|e| e.kind == EventKind::HostRecovered);
+    let mut rec = Recorder::default();
+    let (mut ticks, mut samples) = (0u64, 0u64);
+    for step in steps {
+        samples += step.samples.sample_count() as u64;
+        run_step(p, clock, step, opts.trace_every_ms, recover_by_samples, &mut rec).await?;
+        ticks += 1;
+        progress(ticks as f64 / total);
+    }
+    let mut summary = harbinger_model::summarize(&rec.alerts, &ds.failures, host_count(ds), span);
+    summary.model_version = p.scorer.as_ref().map(|s| s.model_info().version.to_string());
+    Ok(ReplayOutput { alerts: rec.alerts, summary, risk: rec.risk, ticks, failures_reported: rec.failures_reported, samples })
+}
+
+/// Writes `alerts.csv` and `summary.json` (with `eval`'s writer) and `risk.csv`.
+///
+/// # Errors
+/// A file cannot be written.
+pub fn write(out: &Path, o: &ReplayOutput) -> anyhow::Result<()> {
+    let eval = EvalOutput { alerts: o.alerts.clone(), summary: o.summary.clone(), scores: 0, trace: Vec::new() };
+    harbinger_model::write_output(out, &eval)?;
+    let path = out.join("risk.csv");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?);
+    writeln!(w, "host,timestamp,risk,probability,alerting")?;
+    for r in &o.risk {
+        writeln!(w, "{},{},{:.6},{:.6},{}", r.host, r.timestamp, r.risk, r.probability, u8::from(r.alerting))?;
+    }
+    w.flush().with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// `harbinger replay`.
+///
+/// # Errors
+/// Unreadable dataset or model, invalid durations, unwritable output, a failing engine.
+pub fn run(a: &ReplayArgs, mut cfg: Config) -> anyhow::Result<()> {
+    if let Some(m) = &a.model {
+        cfg.model.dir.clone_from(m);
+    }
+    let opts = ReplayOptions {
+        tick_ms: crate::train::duration_ms("tick", &a.tick)?,
+        trace_every_ms: Some(crate::train::duration_ms("trace-every", &a.trace_every)?),
+    };
+    anyhow::ensure!(opts.tick_ms > 0, "--tick must be positive");
+    let ds = crate::train::load(&a.data)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let pb = crate::train::bar("replay");
+    let started = Instant::now();
+    let out = rt.block_on(async {
+        let (p, clock) = open(&cfg, &ds, &a.out).await?;
+        drive(&ds, &p, &clock, opts, &|f| pb.set_position((f * 1000.0) as u64)).await
+    })?;
+    pb.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    write(&a.out, &out)?;
+    let report = crate::report::write_report(&a.out, Some(&a.data))?;
+    let s = &out.summary;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
+    println!(
+        "replay of {} through the serve pipeline, model {} ({} hosts, {:.1} host-days)",
+        a.data.display(),
+        s.model_version.as_deref().unwrap_or("?"),
+        s.hosts,
+        s.host_days
+    );
+    crate::train::print_summary(s);
+    println!(
+        "  replayed          {} ticks, {} samples, {} failures reported in {secs:.1} s ({:.0} ticks/s)",
+        out.ticks,
+        out.samples,
+        out.failures_reported,
+        out.ticks as f64 / secs.max(1e-9)
+    );
+    let decisions = std::fs::read_to_string(a.out.join("decisions.jsonl")).map(|t| t.lines().count()).unwrap_or(0);
+    println!("  decisions         {decisions}; output in {}", a.out.display());
+    println!("  samples/s         {:.0} end to end; report {}", out.samples as f64 / secs.max(1e-9), report.display());
+    Ok(())
+}
