@@ -235,7 +235,7 @@ struct Inner {
 }
 
 /// How often (engine clock) snapshots past their TTL are removed.
-pub const EXPIRY_EVERY_MS: i64 = 10 * 60_000;
+pub const EXPIRY_EVERY_MS: i64 = 60 * 60_000;
 
 /// The engine. Cheap to clone; every clone is the same engine.
 #[derive(Debug, Clone)]
