@@ -261,6 +261,18 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
     Ok(out)
 }
 
+thread_local! {
+    /// Directory fsyncs done on this thread (a new segment makes one); tests read it.
+    pub(crate) static DIR_SYNCS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// fsyncs a directory, so the entries created in it are durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()?;
+    DIR_SYNCS.with(|c| c.set(c.get() + 1));
+    Ok(())
+}
+
 /// The segment being appended to.
 #[derive(Debug)]
 pub(crate) struct SegmentWriter {
@@ -274,7 +286,15 @@ impl SegmentWriter {
     /// Opens (creating or appending to) segment `seq`, after cutting it to `good_len`.
     pub(crate) fn open(meta: SegmentMeta, good_len: Option<u64>) -> Result<Self, StoreError> {
         let path = meta.path.clone();
+        let created = !path.exists();
         let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err("open", &path))?;
+        if created {
+            // A new segment (start-up, rollover) must survive a power loss as a directory
+            // entry too, not only as data: fsync the file, then its directory.
+            file.sync_all().map_err(io_err("fsync", &path))?;
+            let dir = path.parent().unwrap_or(Path::new("."));
+            sync_dir(dir).map_err(io_err("fsync directory", dir))?;
+        }
         if let Some(len) = good_len {
             file.set_len(len).map_err(io_err("truncate", &path))?;
         }
@@ -309,6 +329,31 @@ impl SegmentWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_segment_syncs_its_directory_and_reopening_one_does_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let meta = |seq: u64| SegmentMeta {
+            seq,
+            path: dir.path().join(format!("{seq:020}.seg")),
+            min_ts: None,
+            max_ts: None,
+            samples: 0,
+            bytes: 0,
+        };
+        let syncs = || DIR_SYNCS.with(std::cell::Cell::get);
+        let before = syncs();
+        let mut w = SegmentWriter::open(meta(1), None).expect("create");
+        w.write_record(b"x").expect("write");
+        w.sync().expect("sync");
+        assert_eq!(syncs(), before + 1, "creating a segment fsyncs its directory");
+        drop(w);
+        let w = SegmentWriter::open(meta(1), Some(9)).expect("reopen");
+        assert_eq!(w.meta.bytes, 9);
+        assert_eq!(syncs(), before + 1, "reopening an existing segment makes no new entry");
+        SegmentWriter::open(meta(2), None).expect("rollover");
+        assert_eq!(syncs(), before + 2, "a rollover's segment is synced too");
+    }
 
     #[test]
     fn varints_round_trip_extremes() {
