@@ -192,6 +192,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/risk", get(risk_handler))
         .route("/shadow/status", get(shadow_status_handler))
@@ -274,15 +275,40 @@ async fn record_latency(State(state): State<AppState>, req: Request, next: Next)
     resp
 }
 
-async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+/// Liveness and the store's health: 200 `{"status": "ok", ...}`, or 503
+/// `{"status": "failed", "reason": ...}` once the store refuses writes (a write or fsync
+/// failed; it stays so until a restart).
+async fn healthz(State(state): State<AppState>) -> Result<Response, ApiError> {
     let st = state.stores.metrics.stats().await?;
-    Ok(Json(serde_json::json!({
-        "status": "ok",
+    let body = serde_json::json!({
+        "status": if st.failed.is_some() { "failed" } else { "ok" },
         "version": env!("CARGO_PKG_VERSION"),
         "series": st.series,
         "samples": st.samples,
         "newest_ms": st.newest_ms,
-    })))
+        "store": match &st.failed {
+            Some(reason) => serde_json::json!({"status": "failed", "reason": reason}),
+            None => serde_json::json!({"status": "ok"}),
+        },
+    });
+    let code = if st.failed.is_some() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    Ok((code, Json(body)).into_response())
+}
+
+/// Readiness: 200 when the store takes writes and a failure model is loaded (risk can be
+/// scored), else 503 with every reason. Load balancers send traffic only when ready.
+async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let st = state.stores.metrics.stats().await?;
+    let mut reasons = Vec::new();
+    if let Some(r) = &st.failed {
+        reasons.push(format!("store failed: {r}"));
+    }
+    if state.scorer.is_none() {
+        reasons.push("no failure model loaded".to_string());
+    }
+    let ready = reasons.is_empty();
+    let body = serde_json::json!({"ready": ready, "reasons": reasons});
+    Ok((if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body)).into_response())
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {

@@ -95,6 +95,36 @@ async fn healthz_and_metrics_answer() {
 }
 
 #[tokio::test]
+async fn healthz_and_readyz_report_a_failed_store_and_a_missing_model() {
+    let s = Server::start(1 << 20, None).await;
+    let get = |path: &'static str| {
+        let c = s.client.clone();
+        let url = format!("{}{path}", s.url);
+        async move {
+            let r = c.get(url).send().await.expect("get");
+            (r.status().as_u16(), serde_json::from_str::<serde_json::Value>(&r.text().await.expect("body")).expect("json"))
+        }
+    };
+    let (code, v) = get("/readyz").await;
+    assert_eq!(code, 503, "no scorer: not ready");
+    assert_eq!(v["reasons"], serde_json::json!(["no failure model loaded"]));
+    let (code, v) = get("/healthz").await;
+    assert_eq!((code, v["status"].as_str(), v["store"]["status"].as_str()), (200, Some("ok"), Some("ok")));
+
+    s.store.fail("fsync: No space left on device (os error 28)");
+    let (code, v) = get("/healthz").await;
+    assert_eq!(code, 503);
+    assert_eq!(v["status"], "failed");
+    assert_eq!(v["store"]["reason"], "fsync: No space left on device (os error 28)");
+    let (code, v) = get("/readyz").await;
+    assert_eq!(code, 503);
+    assert_eq!(v["reasons"][0], "store failed: fsync: No space left on device (os error 28)");
+    let (code, body) = s.write(req(&[("h1", "cpu", &[(1_000, 0.5)])])).await;
+    assert_eq!(code, 500, "{body}");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn remote_write_stores_samples_and_counts_them() {
     let s = Server::start(1 << 20, None).await;
     let (code, _) = s.write(req(&[("h1", "cpu", &[(1_000, 0.5), (2_000, 0.6)]), ("h2", "cpu", &[(1_000, 0.1)])])).await;

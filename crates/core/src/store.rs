@@ -84,6 +84,10 @@ pub struct StoreStats {
     pub newest_ms: Option<TimestampMs>,
     /// Bytes on disk used by samples (0 for in-memory backends).
     pub sample_bytes: u64,
+    /// Why the store refuses writes until it is restarted (a write or fsync failed, e.g.
+    /// the disk is full); `None` while healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
 }
 
 /// Time-series samples per (host, metric).

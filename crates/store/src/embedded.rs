@@ -577,6 +577,7 @@ impl MetricStore for EmbeddedStore {
             oldest_ms: table.oldest,
             newest_ms: table.newest,
             sample_bytes: bytes,
+            failed: log.failed.clone(),
         })
     }
 

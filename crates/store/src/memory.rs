@@ -24,6 +24,7 @@ struct Inner {
     shadows: BTreeMap<ShadowId, Shadow>,
     journal: BTreeMap<String, JournalEntry>,
     journal_seq: u64,
+    failed: Option<String>,
 }
 
 /// A store that lives in memory and forgets everything on drop.
@@ -51,6 +52,13 @@ impl MemoryStore {
         Self { inner: Mutex::new(Inner { table: SeriesTable::new(limits), ..Default::default() }), clock }
     }
 
+    /// Makes the store behave as a durable store does after a write failed (a full disk):
+    /// every sample append is refused with `reason`, and `stats` reports it. For tests of
+    /// what callers do with a failed store.
+    pub fn fail(&self, reason: impl Into<String>) {
+        self.lock().failed = Some(reason.into());
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the data half-updated in a way that
         // matters more than losing the store, so keep serving.
@@ -62,6 +70,13 @@ impl MemoryStore {
 impl MetricStore for MemoryStore {
     async fn append(&self, batch: &SampleBatch) -> Result<AppendReport, StoreError> {
         let mut g = self.lock();
+        if let Some(reason) = &g.failed {
+            return Err(StoreError::Io {
+                op: "append (store failed earlier)",
+                path: std::path::PathBuf::from("memory"),
+                source: std::io::Error::other(reason.clone()),
+            });
+        }
         let Inner { table, history, .. } = &mut *g;
         Ok(table.admit(
             batch,
@@ -106,6 +121,7 @@ impl MetricStore for MemoryStore {
             oldest_ms: g.table.oldest,
             newest_ms: g.table.newest,
             sample_bytes: 0,
+            failed: g.failed.clone(),
         })
     }
 
