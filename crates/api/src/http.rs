@@ -399,7 +399,7 @@ async fn events_handler(State(state): State<AppState>, raw: Result<Bytes, BytesR
             return Err(ApiError::Events(EventError {
                 source_name: "request body".into(),
                 line,
-                reason: format!("unknown host {:?} (not in the inventory)", host.as_str()),
+                reason: format!("unknown host {} (not in the inventory)", harbinger_core::ids::echo(host.as_str())),
             }));
         }
     };

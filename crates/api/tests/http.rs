@@ -237,5 +237,10 @@ async fn strict_hosts_refuses_unknown_hosts() {
     let (code, body) = s.events("{\"ts\":1,\"kind\":\"host_recovered\",\"host\":\"h9\"}").await;
     assert_eq!(code, 400);
     assert!(body.starts_with("request body line 1: unknown host \"h9\""), "{body}");
+    // A huge host id is named, not echoed whole.
+    let huge = "x".repeat(512 * 1024);
+    let (code, body) = s.events(&format!("{{\"ts\":1,\"kind\":\"host_recovered\",\"host\":\"{huge}\"}}")).await;
+    assert_eq!(code, 400);
+    assert!(body.len() < 2_000 && body.contains(&format!("({} bytes)", huge.len())), "{} bytes: {}", body.len(), &body[..body.len().min(300)]);
     s.stop().await;
 }
