@@ -241,6 +241,11 @@ async fn strict_hosts_refuses_unknown_hosts() {
     let huge = "x".repeat(512 * 1024);
     let (code, body) = s.events(&format!("{{\"ts\":1,\"kind\":\"host_recovered\",\"host\":\"{huge}\"}}")).await;
     assert_eq!(code, 400);
-    assert!(body.len() < 2_000 && body.contains(&format!("({} bytes)", huge.len())), "{} bytes: {}", body.len(), &body[..body.len().min(300)]);
+    assert!(
+        body.len() < 2_000 && body.contains(&format!("({} bytes)", huge.len())),
+        "{} bytes: {}",
+        body.len(),
+        &body[..body.len().min(300)]
+    );
     s.stop().await;
 }

@@ -9,7 +9,8 @@
 //! is dropped; blocking work already handed to a worker thread finishes and is discarded.
 //!
 //! tonic also answers OUT_OF_RANGE for a request message over the decode limit, where gRPC
-//! servers answer RESOURCE_EXHAUSTED; the layer rewrites that status.
+//! servers answer RESOURCE_EXHAUSTED, and INTERNAL for a request that is not a valid
+//! protobuf message — the client's fault, so INVALID_ARGUMENT; the layer rewrites both.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -73,7 +74,7 @@ where
                 },
                 None => fut.await?,
             };
-            Ok(rewrite_oversized(resp))
+            Ok(rewrite_undecodable(rewrite_oversized(resp)))
         })
     }
 }
@@ -87,6 +88,20 @@ fn rewrite_oversized<B: Default>(resp: http::Response<B>) -> http::Response<B> {
     }
     let msg = Status::from_header_map(resp.headers()).map(|s| s.message().to_string()).unwrap_or_default();
     Status::resource_exhausted(format!("{msg} (grpc.max_message_bytes)")).into_http()
+}
+
+/// INTERNAL "failed to decode Protobuf message" (tonic's answer to a request body that
+/// does not decode) becomes INVALID_ARGUMENT with the same message.
+fn rewrite_undecodable<B: Default>(resp: http::Response<B>) -> http::Response<B> {
+    if resp.headers().get("grpc-status").is_none_or(|v| v.as_bytes() != b"13") {
+        return resp;
+    }
+    match Status::from_header_map(resp.headers()) {
+        Some(s) if s.code() == Code::Internal && s.message().starts_with("failed to decode Protobuf message") => {
+            Status::invalid_argument(format!("the request is not a valid message: {}", s.message())).into_http()
+        }
+        _ => resp,
+    }
 }
 
 /// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
@@ -170,6 +185,16 @@ mod tests {
         for bad in ["", "m", "10x", "123456789S", "-1S"] {
             assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_undecodable_request_is_invalid_argument_and_other_internal_errors_stay() {
+        let resp: http::Response<String> = Status::internal("failed to decode Protobuf message: invalid varint").into_http();
+        let s = Status::from_header_map(rewrite_undecodable(resp).headers()).expect("status");
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert!(s.message().ends_with("failed to decode Protobuf message: invalid varint"), "{}", s.message());
+        let other: http::Response<String> = Status::internal("store exploded").into_http();
+        assert_eq!(Status::from_header_map(rewrite_undecodable(other).headers()).map(|s| s.code()), Some(Code::Internal));
     }
 
     #[test]

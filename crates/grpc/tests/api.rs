@@ -518,3 +518,52 @@ async fn strict_hosts_refuse_unknown_hosts_like_http_and_keep_the_rest() {
     let _sent = tx.send(());
     tokio::time::timeout(Duration::from_secs(20), task).await.expect("stopped").expect("task").expect("ok");
 }
+
+/// A codec that sends and receives raw bytes, to put garbage on the wire.
+#[derive(Clone, Copy, Default)]
+struct Raw;
+
+impl tonic::codec::Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl tonic::codec::Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let n = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, n).to_vec()))
+    }
+}
+
+#[tokio::test]
+async fn a_request_that_is_not_protobuf_is_invalid_argument() {
+    let s = Server::open().await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", s.addr)).expect("uri").connect().await.expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/harbinger.v1.RiskService/ScoreHosts");
+    // Field 1 with wire type 7 (no such type): not a protobuf message.
+    let e = grpc.unary(tonic::Request::new(vec![0x0f, 0xff, 0xff]), path, Raw).await.expect_err("garbage");
+    assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+    assert!(e.message().contains("failed to decode Protobuf message"), "{}", e.message());
+    s.stop().await;
+}
