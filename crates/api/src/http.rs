@@ -199,6 +199,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/snapshots", get(snapshots_handler))
         .merge(mutating)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), refuse_declared_oversize))
         .layer(middleware::from_fn_with_state(state.clone(), record_latency))
         .with_state(state)
 }
@@ -210,6 +211,17 @@ pub fn router(state: AppState) -> Router {
 /// Accept-loop I/O errors.
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// A request whose `Content-Length` is over the body limit gets 413 at once, before any
+/// of the body is read (and so before a `100 Continue` invites the client to send it).
+async fn refuse_declared_oversize(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
+        count_request_rejection(&state, "too_large");
+        return ApiError::TooLarge { limit: state.max_body_bytes }.into_response();
+    }
+    next.run(req).await
 }
 
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {

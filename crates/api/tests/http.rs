@@ -249,3 +249,23 @@ async fn strict_hosts_refuses_unknown_hosts() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_is_refused_before_100_continue() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start(1024, None).await;
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let head = format!(
+        "POST /api/v1/write HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\nContent-Length: 104857600\r\nExpect: 100-continue\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 512];
+    let n =
+        tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf)).await.expect("an answer within 5 s").expect("read");
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(!answer.contains("100 Continue"), "{answer}");
+    assert_eq!(s.metric("harbinger_http_requests_rejected_total{reason=\"too_large\"}").await, Some(1.0));
+    s.stop().await;
+}
