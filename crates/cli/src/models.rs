@@ -44,15 +44,28 @@ pub fn run(cmd: &ModelsCommand, root: &Path) -> anyhow::Result<()> {
                 None => reg.names()?,
             };
             let mut all = Vec::new();
+            // One broken entry (a corrupt CURRENT, a lost artifact) must not hide the others:
+            // they are listed, the broken ones named on stderr, and the exit status says so.
+            let mut broken = Vec::new();
             for n in &names {
-                all.extend(reg.versions(n)?);
+                match reg.versions(n) {
+                    Ok(v) => all.extend(v),
+                    Err(e) if name.is_none() => broken.push(format!("{n}: {e}")),
+                    Err(e) => return Err(e.into()),
+                }
             }
             if *json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
-            } else if all.is_empty() {
+            } else if all.is_empty() && broken.is_empty() {
                 println!("no models in {}", root.display());
             } else {
                 print!("{}", table(&all));
+            }
+            if !broken.is_empty() {
+                for b in &broken {
+                    eprintln!("error: {b}");
+                }
+                anyhow::bail!("{} of {} registry entries cannot be listed (named above)", broken.len(), names.len());
             }
         }
         ModelsCommand::Show { name, version } => {

@@ -150,3 +150,23 @@ fn serve_follows_promotions_and_rollbacks_in_the_registry() {
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{out}");
     assert_eq!(s.terminate(), 0, "clean exit on SIGTERM");
 }
+
+#[test]
+fn one_corrupt_current_does_not_hide_the_other_entries() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let reg = tmp.path().join("registry");
+    let reg_s = reg.to_str().expect("utf-8");
+    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default");
+    for name in ["alpha", "beta"] {
+        let (code, _, err) = models(reg_s, &["publish", name, default.to_str().expect("utf-8")]);
+        assert_eq!(code, 0, "{err}");
+    }
+    std::fs::write(reg.join("alpha").join("CURRENT"), "../../etc\n").expect("corrupt");
+    let (code, out, err) = models(reg_s, &["list"]);
+    assert_ne!(code, 0, "a broken entry is an error");
+    assert!(out.contains("beta"), "the healthy entry is still listed:\n{out}");
+    assert!(err.contains("error: alpha:") && err.contains("1 of 2 registry entries cannot be listed"), "{err}");
+    let (code, _, err) = models(reg_s, &["list", "alpha"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("CURRENT"), "{err}");
+}
