@@ -38,6 +38,9 @@ pub fn build_with_clock(cfg: &harbinger_config::Config, stores: &Stores, clock: 
     } else {
         LiveScorer::open(dir, clock, alert, clear).with_context(|| format!("loading the failure model from {}", dir.display()))?
     };
+    // ReloadModel may name a directory under the registry or beside the configured model.
+    let beside = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let scorer = scorer.with_reload_roots(vec![cfg.model.registry.clone(), beside.to_path_buf()]);
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(warm(&scorer, stores)))
         .context("warming the scorer from the store")?;
     Ok(Arc::new(scorer))

@@ -187,12 +187,26 @@ fn reloads_by_sighup_and_rpc_under_load_fail_no_request() {
             assert!(Instant::now() < deadline, "SIGHUP did not reload the model within 30 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        // 2. ReloadModel switches to another directory (the committed default model).
+        // 2. ReloadModel switches to another directory beside the configured one (a copy of
+        //    the committed default model); a directory elsewhere is refused, with one message
+        //    whether it exists or not.
         tokio::time::sleep(Duration::from_millis(200)).await;
+        for elsewhere in [default_model(), PathBuf::from("/etc"), PathBuf::from("/no/such/dir")] {
+            let e = c
+                .admin
+                .clone()
+                .reload_model(pb::ReloadModelRequest { dir: elsewhere.display().to_string() })
+                .await
+                .expect_err("outside the model directories");
+            assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+            assert!(e.message().contains("is not a directory under"), "{}", e.message());
+        }
+        let other = tmp.path().join("other");
+        copy_model(&default_model(), &other, "reload-test-c");
         let r = c
             .admin
             .clone()
-            .reload_model(pb::ReloadModelRequest { dir: default_model().display().to_string() })
+            .reload_model(pb::ReloadModelRequest { dir: other.display().to_string() })
             .await
             .expect("ReloadModel")
             .into_inner();

@@ -88,12 +88,19 @@ pub struct LiveScorer {
     fleet: RwLock<(TimestampMs, Arc<FleetStats>)>,
     clock: Arc<dyn Clock>,
     hasher: std::collections::hash_map::RandomState,
+    /// Directories a reload may name a model under (empty: any).
+    reload_roots: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for LiveScorer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LiveScorer").field("dir", &self.dir).field("model", &self.model_arc().version).finish_non_exhaustive()
     }
+}
+
+/// A path as the client sent it, bounded.
+fn echo_path(p: &Path) -> String {
+    harbinger_core::ids::echo(&p.to_string_lossy())
 }
 
 fn poisoned<T>(e: std::sync::PoisonError<T>) -> T {
@@ -103,6 +110,34 @@ fn poisoned<T>(e: std::sync::PoisonError<T>) -> T {
 }
 
 impl LiveScorer {
+    /// Restricts the directories a reload may name (gRPC `ReloadModel`'s `dir`) to those
+    /// under `roots` — e.g. the model registry and the configured model's parent — so a
+    /// client cannot make the server read, or probe, any path. Without roots any path goes.
+    pub fn with_reload_roots(mut self, roots: Vec<PathBuf>) -> Self {
+        self.reload_roots = roots;
+        self
+    }
+
+    /// Refuses a reload directory outside the roots, with one message whether it is
+    /// missing, not a directory or elsewhere (nothing about the server's files leaks).
+    fn check_reload_dir(&self, dir: &Path) -> Result<(), ScoreError> {
+        if self.reload_roots.is_empty() {
+            return Ok(());
+        }
+        let inside = std::fs::canonicalize(dir)
+            .ok()
+            .is_some_and(|d| self.reload_roots.iter().filter_map(|r| std::fs::canonicalize(r).ok()).any(|root| d.starts_with(root)));
+        if inside {
+            Ok(())
+        } else {
+            Err(ScoreError::Model(format!(
+                "model directory {} is not a directory under {} (models are only loaded from there)",
+                echo_path(dir),
+                self.reload_roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(" or ")
+            )))
+        }
+    }
+
     /// A scorer over `model`, which was loaded from `dir` (the default for `reload`).
     /// Threshold overrides replace the model's own.
     pub fn new(model: Model, dir: &Path, clock: Arc<dyn Clock>, alert_threshold: Option<f64>, clear_threshold: Option<f64>) -> Self {
@@ -116,6 +151,7 @@ impl LiveScorer {
             fleet: RwLock::new((i64::MIN, Arc::new(FleetStats::default()))),
             clock,
             hasher: std::collections::hash_map::RandomState::new(),
+            reload_roots: Vec::new(),
         }
     }
 
@@ -430,6 +466,9 @@ impl RiskScorer for LiveScorer {
     }
 
     fn reload(&self, dir: Option<&Path>) -> Result<ModelInfo, ScoreError> {
+        if let Some(asked) = dir {
+            self.check_reload_dir(asked)?;
+        }
         let dir = dir.unwrap_or(&self.dir);
         let new = Model::load_resolved(dir).map_err(|e| ScoreError::Model(e.to_string()))?;
         let old = self.model_arc();
