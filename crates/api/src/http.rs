@@ -45,6 +45,14 @@ pub struct AppState {
     pub token: Option<Arc<str>>,
     /// The engine (shadows, alerts). `None`: the shadow and alert routes answer 503.
     pub engine: Option<Engine>,
+    /// Remote-write bodies decoded at once (snappy + protobuf, on blocking threads so the
+    /// async threads keep answering); a request finding none free gets 429.
+    pub decode_permits: Arc<tokio::sync::Semaphore>,
+}
+
+/// Default number of remote-write bodies decoded at once: the machine's cores.
+pub fn default_decode_permits() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
 
 impl AppState {
@@ -59,6 +67,7 @@ impl AppState {
             scorer: None,
             token: None,
             engine: None,
+            decode_permits: Arc::new(tokio::sync::Semaphore::new(default_decode_permits())),
         }
     }
 }
@@ -123,6 +132,9 @@ pub enum ApiError {
     /// The server runs without the engine.
     #[error("the engine is not running")]
     NoEngine,
+    /// Every decoding slot is taken: retry shortly.
+    #[error("busy: every remote-write decoding slot is taken; retry shortly")]
+    Busy,
     /// The engine refused or failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -146,6 +158,7 @@ impl ApiError {
             Self::NoModel => StatusCode::SERVICE_UNAVAILABLE,
             Self::Score(ScoreError::Model(_)) | Self::Reload { .. } | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NoEngine => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy => StatusCode::TOO_MANY_REQUESTS,
             Self::Json(_) => StatusCode::BAD_REQUEST,
             Self::Engine(e) => match e {
                 EngineError::UnknownResource(_) | EngineError::UnknownShadow(_) => StatusCode::NOT_FOUND,
@@ -174,6 +187,9 @@ impl IntoResponse for ApiError {
         let mut resp = (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{self}\n")).into_response();
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
         resp
     }
@@ -370,8 +386,20 @@ async fn remote_write_handler(
     }
     // A decoded body may be larger than the wire body; allow a generous factor.
     let max_decoded = state.max_body_bytes.saturating_mul(8);
-    let decoded =
-        remote_write::decode_with(&raw, max_decoded, &state.series_cache).inspect_err(|e| count_request_rejection(&state, e.reason()))?;
+    // Decompression and decoding are CPU work of up to `max_decoded` bytes: on a blocking
+    // thread, at most `decode_permits` at once, so /healthz and reads stay responsive.
+    let Ok(permit) = state.decode_permits.clone().try_acquire_owned() else {
+        count_request_rejection(&state, "busy");
+        return Err(ApiError::Busy);
+    };
+    let cache = state.series_cache.clone();
+    let decoded = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        remote_write::decode_with(&raw, max_decoded, &cache)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("remote-write decoding: {e}")))?
+    .inspect_err(|e| count_request_rejection(&state, e.reason()))?;
     let accepted = ingest(&state).samples("remote_write", decoded.batch, decoded.dropped).await?;
     let (report, dropped) = (accepted.report, accepted.dropped);
 

@@ -269,3 +269,39 @@ async fn a_declared_body_over_the_limit_is_refused_before_100_continue() {
     assert_eq!(s.metric("harbinger_http_requests_rejected_total{reason=\"too_large\"}").await, Some(1.0));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn remote_write_decoding_is_bounded_and_excess_gets_429() {
+    let store = Arc::new(MemoryStore::new(Limits::default()));
+    let mut state = AppState::new(Stores::from_backend(store.clone()), Arc::new(Telemetry::new()), 1 << 20);
+    let permits = Arc::new(tokio::sync::Semaphore::new(1));
+    state.decode_permits = permits.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/api/v1/write", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(harbinger_api::serve(listener, state, async move {
+        let _stop = rx.await;
+    }));
+    let client = reqwest::Client::new();
+    let send = || {
+        client
+            .post(&url)
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .body(req(&[("h1", "cpu", &[(1_000, 0.5)])]))
+            .send()
+    };
+    // Every slot taken (as by concurrent large bodies): refused at once, nothing stored.
+    let held = permits.clone().try_acquire_owned().expect("the one slot");
+    let r = send().await.expect("send");
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert!(store.series().await.expect("series").is_empty());
+    drop(held);
+    let r = send().await.expect("send");
+    assert_eq!(r.status(), 204);
+    assert_eq!(store.series().await.expect("series"), vec![SeriesKey::new("h1", "cpu")]);
+    assert_eq!(permits.available_permits(), 1, "the slot is given back");
+    let _sent = tx.send(());
+    task.await.expect("join").expect("server ran cleanly");
+}
