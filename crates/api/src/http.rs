@@ -48,6 +48,8 @@ pub struct AppState {
     /// Remote-write bodies decoded at once (snappy + protobuf, on blocking threads so the
     /// async threads keep answering); a request finding none free gets 429.
     pub decode_permits: Arc<tokio::sync::Semaphore>,
+    /// The body timeout [`serve_with`] applies (for the 408's message).
+    pub body_timeout: std::time::Duration,
 }
 
 /// Default number of remote-write bodies decoded at once: the machine's cores.
@@ -68,6 +70,7 @@ impl AppState {
             token: None,
             engine: None,
             decode_permits: Arc::new(tokio::sync::Semaphore::new(default_decode_permits())),
+            body_timeout: HttpTimeouts::default().body,
         }
     }
 }
@@ -132,6 +135,9 @@ pub enum ApiError {
     /// The server runs without the engine.
     #[error("the engine is not running")]
     NoEngine,
+    /// The request body did not arrive within the body timeout.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     /// Every decoding slot is taken: retry shortly.
     #[error("busy: every remote-write decoding slot is taken; retry shortly")]
     Busy,
@@ -159,6 +165,7 @@ impl ApiError {
             Self::Score(ScoreError::Model(_)) | Self::Reload { .. } | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NoEngine => StatusCode::SERVICE_UNAVAILABLE,
             Self::Busy => StatusCode::TOO_MANY_REQUESTS,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Json(_) => StatusCode::BAD_REQUEST,
             Self::Engine(e) => match e {
                 EngineError::UnknownResource(_) | EngineError::UnknownShadow(_) => StatusCode::NOT_FOUND,
@@ -220,13 +227,90 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Bounds on what a client may make the server wait for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpTimeouts {
+    /// From the connection's start (or the end of the previous response on a kept-alive
+    /// connection) to the end of the request's headers; an idle or slow-header client is
+    /// disconnected after it.
+    pub header: std::time::Duration,
+    /// Longest wait for a request body to arrive in full (a slow body gets 408).
+    pub body: std::time::Duration,
+    /// After shutdown begins, how long in-flight requests may take before their
+    /// connections are dropped (acknowledged data is durable by then).
+    pub shutdown: std::time::Duration,
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        HttpTimeouts {
+            header: std::time::Duration::from_secs(10),
+            body: std::time::Duration::from_secs(30),
+            shutdown: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
 /// Serves `router(state)` on `listener` until `shutdown` resolves, then finishes in-flight
-/// requests and returns.
+/// requests and returns; with the default [`HttpTimeouts`].
 ///
 /// # Errors
 /// Accept-loop I/O errors.
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    serve_with(listener, state, HttpTimeouts::default(), shutdown).await
+}
+
+/// [`serve`] with the given timeouts: slow or idle clients are disconnected, slow bodies
+/// answered 408, and shutdown waits at most `timeouts.shutdown` for open connections.
+///
+/// # Errors
+/// Accept-loop I/O errors other than per-connection ones (those are logged and skipped).
+pub async fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    timeouts: HttpTimeouts,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let mut state = state;
+    state.body_timeout = timeouts.body;
+    let app = router(state).layer(tower_http::timeout::RequestBodyTimeoutLayer::new(timeouts.body));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(timeouts.header).keep_alive(true);
+    let mut conns = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        while conns.try_join_next().is_some() {}
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little and go on.
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _nodelay = stream.set_nodelay(true);
+        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+        let watched = graceful.watch(conn);
+        conns.spawn(async move {
+            if let Err(e) = watched.await {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(timeouts.shutdown, graceful.shutdown()).await.is_err() {
+        tracing::warn!(deadline = ?timeouts.shutdown, open = conns.len(), "HTTP connections still open at the shutdown deadline: dropped");
+    }
+    conns.abort_all();
+    while conns.join_next().await.is_some() {}
+    Ok(())
 }
 
 /// A request whose `Content-Length` is over the body limit gets 413 at once, before any
@@ -352,12 +436,33 @@ fn body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, 
     body.map_err(|rej| {
         let e = if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge { limit: state.max_body_bytes }
+        } else if timed_out(&rej) {
+            ApiError::BodyTimeout(state.body_timeout)
         } else {
             ApiError::Body(rej.body_text())
         };
-        count_request_rejection(state, if matches!(e, ApiError::TooLarge { .. }) { "too_large" } else { "unreadable_body" });
+        count_request_rejection(
+            state,
+            match e {
+                ApiError::TooLarge { .. } => "too_large",
+                ApiError::BodyTimeout(_) => "body_timeout",
+                _ => "unreadable_body",
+            },
+        );
         e
     })
+}
+
+/// Whether a body rejection comes from the body timeout (somewhere in its source chain).
+fn timed_out(rej: &BytesRejection) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(rej);
+    while let Some(e) = cur {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 fn count_request_rejection(state: &AppState, reason: &'static str) {

@@ -17,5 +17,5 @@ pub mod http;
 /// harbinger's own metrics (defined in the engine, shared by both transports).
 pub use harbinger_engine::telemetry;
 
-pub use http::{AppState, router, serve};
+pub use http::{AppState, HttpTimeouts, router, serve, serve_with};
 pub use telemetry::Telemetry;

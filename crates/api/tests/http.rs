@@ -305,3 +305,92 @@ async fn remote_write_decoding_is_bounded_and_excess_gets_429() {
     let _sent = tx.send(());
     task.await.expect("join").expect("server ran cleanly");
 }
+
+/// A server with short timeouts; returns its address, the stop sender and the task.
+async fn with_timeouts(
+    t: harbinger_api::HttpTimeouts,
+) -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let store = Arc::new(MemoryStore::new(Limits::default()));
+    let state = AppState::new(Stores::from_backend(store), Arc::new(Telemetry::new()), 1 << 20);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(harbinger_api::serve_with(listener, state, t, async move {
+        let _stop = rx.await;
+    }));
+    (addr, tx, task)
+}
+
+/// Reads until the server closes the connection (bounded); returns what it said.
+async fn read_until_closed(conn: &mut tokio::net::TcpStream, bound: std::time::Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut all = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        match tokio::time::timeout_at(deadline, conn.read(&mut buf)).await {
+            Err(_) => panic!("the server kept the connection open past {bound:?}; said {:?}", String::from_utf8_lossy(&all)),
+            Ok(Ok(0)) | Ok(Err(_)) => return String::from_utf8_lossy(&all).into_owned(),
+            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn idle_and_slow_header_clients_are_disconnected() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    let t =
+        harbinger_api::HttpTimeouts { header: Duration::from_millis(300), body: Duration::from_secs(30), shutdown: Duration::from_secs(5) };
+    let (addr, stop, task) = with_timeouts(t).await;
+    // Idle: connects and says nothing.
+    let started = std::time::Instant::now();
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    read_until_closed(&mut idle, Duration::from_secs(5)).await;
+    assert!(started.elapsed() >= Duration::from_millis(250), "closed after {:?}", started.elapsed());
+    // Slow headers: a request line, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+    read_until_closed(&mut slow, Duration::from_secs(5)).await;
+    // A normal client on a kept-alive connection is served, then closed once idle.
+    let mut ok = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    ok.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+    let said = read_until_closed(&mut ok, Duration::from_secs(5)).await;
+    assert!(said.starts_with("HTTP/1.1 200"), "{said}");
+    let _sent = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), task).await.expect("stops").expect("join").expect("ok");
+}
+
+#[tokio::test]
+async fn a_slow_body_gets_408_and_shutdown_does_not_wait_past_its_deadline() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    let t = harbinger_api::HttpTimeouts {
+        header: Duration::from_secs(30),
+        body: Duration::from_millis(300),
+        shutdown: Duration::from_millis(500),
+    };
+    let (addr, stop, task) = with_timeouts(t).await;
+    let head = "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"ts\":1,";
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    slow.write_all(head.as_bytes()).await.expect("write");
+    let said = read_until_closed(&mut slow, Duration::from_secs(5)).await;
+    assert!(said.starts_with("HTTP/1.1 408"), "{said}");
+
+    // A stalled upload when shutdown begins: the server stops within its deadline anyway.
+    let t2 = harbinger_api::HttpTimeouts {
+        header: Duration::from_secs(30),
+        body: Duration::from_secs(60),
+        shutdown: Duration::from_millis(500),
+    };
+    let (addr2, stop2, task2) = with_timeouts(t2).await;
+    let mut stalled = tokio::net::TcpStream::connect(&addr2).await.expect("connect");
+    stalled.write_all(head.as_bytes()).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let _sent = stop2.send(());
+    tokio::time::timeout(Duration::from_secs(5), task2).await.expect("stops within 5 s").expect("join").expect("ok");
+    assert!(started.elapsed() < Duration::from_secs(2), "shutdown took {:?}", started.elapsed());
+    let _sent = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), task).await.expect("stops").expect("join").expect("ok");
+}

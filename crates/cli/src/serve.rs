@@ -334,7 +334,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     }
     let http = {
         let stop_tx = stop_tx.clone();
-        let fut = harbinger_api::serve(http_listener, state, stopped(stop_rx.clone()));
+        let timeouts = harbinger_api::HttpTimeouts {
+            header: cfg.http.header_timeout,
+            body: cfg.http.body_timeout,
+            shutdown: cfg.http.shutdown_timeout,
+        };
+        let fut = harbinger_api::serve_with(http_listener, state, timeouts, stopped(stop_rx.clone()));
         async move {
             let r = fut.await;
             stop_tx.send_replace(true);

@@ -239,6 +239,12 @@ pub struct RawHttp {
     pub max_body_bytes: Option<u64>,
     /// Reject samples and events for hosts not in the inventory.
     pub strict_hosts: Option<bool>,
+    /// Idle or slow-header clients are disconnected after this (default 10s).
+    pub header_timeout: Option<String>,
+    /// A request body must arrive within this, else 408 (default 30s).
+    pub body_timeout: Option<String>,
+    /// At shutdown, open connections are dropped after this (default 10s).
+    pub shutdown_timeout: Option<String>,
 }
 
 /// `[store]` section.
@@ -293,6 +299,12 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Reject samples and events for hosts not in the inventory.
     pub strict_hosts: bool,
+    /// Idle or slow-header clients are disconnected after this.
+    pub header_timeout: Duration,
+    /// A request body must arrive within this, else 408.
+    pub body_timeout: Duration,
+    /// At shutdown, open connections are dropped after this.
+    pub shutdown_timeout: Duration,
 }
 
 /// Checked store settings.
@@ -504,6 +516,9 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("HARBINGER_HTTP_ADDR", "http.addr"),
     ("HARBINGER_HTTP_MAX_BODY_BYTES", "http.max_body_bytes"),
     ("HARBINGER_HTTP_STRICT_HOSTS", "http.strict_hosts"),
+    ("HARBINGER_HTTP_HEADER_TIMEOUT", "http.header_timeout"),
+    ("HARBINGER_HTTP_BODY_TIMEOUT", "http.body_timeout"),
+    ("HARBINGER_HTTP_SHUTDOWN_TIMEOUT", "http.shutdown_timeout"),
     ("HARBINGER_STORE_RETENTION", "store.retention"),
     ("HARBINGER_STORE_MAX_FUTURE", "store.max_future"),
     ("HARBINGER_STORE_MAX_HOST_BYTES", "store.max_host_bytes"),
@@ -773,6 +788,13 @@ impl Config {
         if watchdog.interval < Duration::from_millis(10) {
             return Err(ConfigError::Invalid { field: "watchdog.interval", reason: "must be at least 10ms".into() });
         }
+        for (field, d) in [("http.header_timeout", &raw.http.header_timeout), ("http.body_timeout", &raw.http.body_timeout)] {
+            if let Some(d) = d
+                && duration(field, d)? < Duration::from_millis(100)
+            {
+                return Err(ConfigError::Invalid { field, reason: format!("{d:?} is too short: at least 100ms") });
+            }
+        }
         let change = ChangeConfig {
             parallelism: raw.change.parallelism.unwrap_or(4),
             risk_threshold: raw.change.risk_threshold.unwrap_or(0.5),
@@ -822,6 +844,9 @@ impl Config {
                 addr,
                 max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
                 strict_hosts: raw.http.strict_hosts.unwrap_or(false),
+                header_timeout: duration("http.header_timeout", raw.http.header_timeout.as_deref().unwrap_or("10s"))?,
+                body_timeout: duration("http.body_timeout", raw.http.body_timeout.as_deref().unwrap_or("30s"))?,
+                shutdown_timeout: duration("http.shutdown_timeout", raw.http.shutdown_timeout.as_deref().unwrap_or("10s"))?,
             },
             store: StoreConfig {
                 retention,
