@@ -348,9 +348,25 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     };
     let grpc = {
         let stop_tx = stop_tx.clone();
+        let mut stop_seen = stop_rx.clone();
+        let deadline = cfg.http.shutdown_timeout;
         let fut = harbinger_grpc::serve(grpc_listener, grpc, tls, stopped(stop_rx));
         async move {
-            let r = fut.await;
+            tokio::pin!(fut);
+            // In-flight calls get `http.shutdown_timeout` once shutdown begins; then the
+            // server and its connections are dropped (accepted data is durable by then).
+            let past_deadline = async {
+                // The guard `wait_for` returns must not live across the sleep (not Send).
+                let _stopped: bool = stop_seen.wait_for(|s| *s).await.is_ok();
+                tokio::time::sleep(deadline).await;
+            };
+            let r = tokio::select! {
+                r = &mut fut => r,
+                () = past_deadline => {
+                    tracing::warn!(?deadline, "gRPC calls still open at the shutdown deadline: dropped");
+                    Ok(())
+                }
+            };
             stop_tx.send_replace(true);
             r.context("gRPC server")
         }
