@@ -43,6 +43,9 @@ pub struct AppState {
     pub scorer: Option<Arc<dyn RiskScorer>>,
     /// When set, the `POST` routes need `authorization: Bearer <token>`.
     pub token: Option<Arc<str>>,
+    /// With a token: the read routes (`/metrics`, risk, shadow status, snapshots) need it
+    /// too; `/healthz` and `/readyz` stay open.
+    pub protect_reads: bool,
     /// The engine (shadows, alerts). `None`: the shadow and alert routes answer 503.
     pub engine: Option<Engine>,
     /// Remote-write bodies decoded at once (snappy + protobuf, on blocking threads so the
@@ -68,6 +71,7 @@ impl AppState {
             series_cache: Arc::new(SeriesCache::default()),
             scorer: None,
             token: None,
+            protect_reads: false,
             engine: None,
             decode_permits: Arc::new(tokio::sync::Semaphore::new(default_decode_permits())),
             body_timeout: HttpTimeouts::default().body,
@@ -213,13 +217,16 @@ pub fn router(state: AppState) -> Router {
         .route("/shadow/create", post(shadow_create_handler))
         .route("/shadow/promote", post(shadow_promote_handler))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+    let reads = Router::new()
         .route("/metrics", get(metrics))
         .route("/api/v1/risk", get(risk_handler))
         .route("/shadow/status", get(shadow_status_handler))
         .route("/api/v1/snapshots", get(snapshots_handler))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token_on_reads));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(reads)
         .merge(mutating)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), refuse_declared_oversize))
@@ -322,6 +329,10 @@ async fn refuse_declared_oversize(State(state): State<AppState>, req: Request, n
         return ApiError::TooLarge { limit: state.max_body_bytes }.into_response();
     }
     next.run(req).await
+}
+
+async fn require_token_on_reads(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if state.protect_reads { require_token(State(state), req, next).await } else { next.run(req).await }
 }
 
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -88,11 +88,16 @@ struct Server {
 
 impl Server {
     async fn start(token: Option<&str>, with_model: bool) -> Self {
+        Self::start_with(token, with_model, false).await
+    }
+
+    async fn start_with(token: Option<&str>, with_model: bool, protect_reads: bool) -> Self {
         let store = Arc::new(MemoryStore::new(Limits::default()));
         let scorer = Arc::new(TestScorer::default());
         let mut state = AppState::new(Stores::from_backend(store.clone()), Arc::new(Telemetry::new()), 1 << 20);
         state.scorer = with_model.then(|| scorer.clone() as Arc<dyn RiskScorer>);
         state.token = token.map(Arc::from);
+        state.protect_reads = protect_reads;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -244,4 +249,20 @@ async fn without_a_token_the_post_routes_are_open() {
     assert_eq!(s.send("POST", "/api/v1/write", None, write_body()).await.0, 204);
     let (code, body, _) = s.send("POST", "/api/v1/admin/reload", None, vec![]).await;
     assert_eq!(code, 200, "{body}");
+}
+
+#[tokio::test]
+async fn with_protect_reads_the_read_routes_need_the_token_and_health_stays_open() {
+    let s = Server::start_with(Some("s3cret"), true, true).await;
+    for path in ["/api/v1/risk?host=h1", "/metrics", "/shadow/status", "/api/v1/snapshots?resource=r"] {
+        let (code, text, _) = s.send("GET", path, None, vec![]).await;
+        assert_eq!(code, 401, "{path}: {text}");
+        let (code, _, _) = s.send("GET", path, Some("guess"), vec![]).await;
+        assert_eq!(code, 401, "{path}");
+        let (code, text, _) = s.send("GET", path, Some("s3cret"), vec![]).await;
+        assert_ne!(code, 401, "{path}: {text}");
+    }
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(s.send("GET", path, None, vec![]).await.0, 200, "{path}");
+    }
 }

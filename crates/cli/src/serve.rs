@@ -292,6 +292,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     state.strict_hosts = strict_hosts.clone();
     state.scorer = scorer.clone();
     state.token = token.clone();
+    state.protect_reads = cfg.auth.protect_reads;
 
     let change_engine = open_change_engine(&cfg, stores.events.clone());
     let mut grpc = harbinger_grpc::GrpcState::new(stores, scorer.clone(), telemetry);
@@ -300,7 +301,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     grpc.change = change_engine;
     grpc.limits =
         harbinger_grpc::Limits { max_hosts_per_request: cfg.grpc.max_hosts_per_request, max_message_bytes: cfg.grpc.max_message_bytes };
-    grpc.auth = harbinger_grpc::auth::Auth::new(token);
+    grpc.auth = harbinger_grpc::auth::Auth::new(token).protecting_reads(cfg.auth.protect_reads);
     if !no_model_reason.is_empty() {
         grpc.no_model_reason = Arc::from(no_model_reason);
     }

@@ -197,6 +197,8 @@ pub struct RawAuth {
     pub token: Option<String>,
     /// File holding the token (first line), instead of `token`.
     pub token_file: Option<PathBuf>,
+    /// Require the token on reads too (default false).
+    pub protect_reads: Option<bool>,
 }
 
 /// Accepts a string or a number (environment values that look numeric arrive as numbers).
@@ -397,6 +399,9 @@ impl std::fmt::Debug for Secret {
 pub struct AuthConfig {
     /// When set, mutating gRPC calls and HTTP endpoints need `authorization: Bearer <token>`.
     pub token: Option<Secret>,
+    /// Reads need the token too (risk, explanations, model info, shadows, snapshots,
+    /// change records, `/metrics`); health, readiness, `Ping` and reflection stay open.
+    pub protect_reads: bool,
 }
 
 /// The validated configuration every component is built from.
@@ -516,6 +521,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("HARBINGER_HTTP_ADDR", "http.addr"),
     ("HARBINGER_HTTP_MAX_BODY_BYTES", "http.max_body_bytes"),
     ("HARBINGER_HTTP_STRICT_HOSTS", "http.strict_hosts"),
+    ("HARBINGER_AUTH_PROTECT_READS", "auth.protect_reads"),
     ("HARBINGER_HTTP_HEADER_TIMEOUT", "http.header_timeout"),
     ("HARBINGER_HTTP_BODY_TIMEOUT", "http.body_timeout"),
     ("HARBINGER_HTTP_SHUTDOWN_TIMEOUT", "http.shutdown_timeout"),
@@ -795,6 +801,12 @@ impl Config {
                 return Err(ConfigError::Invalid { field, reason: format!("{d:?} is too short: at least 100ms") });
             }
         }
+        if raw.auth.protect_reads == Some(true) && raw.auth.token.is_none() && raw.auth.token_file.is_none() {
+            return Err(ConfigError::Invalid {
+                field: "auth.protect_reads",
+                reason: "needs a token (auth.token or auth.token_file)".into(),
+            });
+        }
         let change = ChangeConfig {
             parallelism: raw.change.parallelism.unwrap_or(4),
             risk_threshold: raw.change.risk_threshold.unwrap_or(0.5),
@@ -832,7 +844,7 @@ impl Config {
                 max_message_bytes: usize::try_from(max_message).unwrap_or(usize::MAX),
                 tls,
             },
-            auth: AuthConfig { token },
+            auth: AuthConfig { protect_reads: raw.auth.protect_reads.unwrap_or(false), token },
             model: ModelConfig {
                 dir: raw.model.dir.unwrap_or_else(|| PathBuf::from("models/default")),
                 registry: raw.model.registry.unwrap_or_else(|| PathBuf::from("models/registry")),
@@ -941,6 +953,17 @@ mod tests {
         std::fs::write(&f, "[model]\nregistri = \"/x\"\n").expect("write");
         let e = Config::load(Some(&f), no_env, &[]).expect_err("misspelt key");
         assert!(e.to_string().contains("registri"), "{e}");
+    }
+
+    #[test]
+    fn protect_reads_needs_a_token() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("h.toml");
+        std::fs::write(&f, "[auth]\nprotect_reads = true\n").expect("write");
+        let e = Config::load(Some(&f), no_env, &[]).expect_err("no token").to_string();
+        assert!(e.contains("auth.protect_reads") && e.contains("needs a token"), "{e}");
+        std::fs::write(&f, "[auth]\nprotect_reads = true\ntoken = \"abcdefghijkl\"\n").expect("write");
+        assert!(Config::load(Some(&f), no_env, &[]).expect("valid").auth.protect_reads);
     }
 
     #[test]
@@ -1059,7 +1082,7 @@ mod tests {
         let env = |k: &str| (k == "HARBINGER_AUTH_TOKEN").then(|| "12345".to_string());
         let c = Config::load(None, env, &[("grpc.addr", "0.0.0.0:6000".into())]).expect("valid");
         assert_eq!(c.auth.token.as_ref().map(Secret::expose), Some("12345"), "numeric-looking tokens stay text");
-        assert_eq!(format!("{:?}", c.auth), "AuthConfig { token: Some(<redacted>) }", "never printed");
+        assert_eq!(format!("{:?}", c.auth), "AuthConfig { token: Some(<redacted>), protect_reads: false }", "never printed");
         assert_eq!(c.grpc.addr.port(), 6000);
 
         let dir = tempfile::tempdir().expect("tempdir");

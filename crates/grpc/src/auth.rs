@@ -6,10 +6,11 @@ use tonic::metadata::MetadataMap;
 
 use crate::GrpcError;
 
-/// The token mutating calls must carry, if any. Reads are never checked.
+/// The token mutating calls must carry, if any; reads too with `protect_reads`.
 #[derive(Clone, Default)]
 pub struct Auth {
     token: Option<Arc<str>>,
+    protect_reads: bool,
 }
 
 impl std::fmt::Debug for Auth {
@@ -21,7 +22,22 @@ impl std::fmt::Debug for Auth {
 impl Auth {
     /// Requires `token` on mutating calls; `None` leaves them open.
     pub fn new(token: Option<Arc<str>>) -> Self {
-        Self { token }
+        Self { token, protect_reads: false }
+    }
+
+    /// Requires the token on reads too (risk, explanations, model info, shadow status,
+    /// change records): `auth.protect_reads`. `Ping`, health and reflection stay open.
+    pub fn protecting_reads(mut self, on: bool) -> Self {
+        self.protect_reads = on;
+        self
+    }
+
+    /// [`Auth::check`] for a read: only when reads are protected.
+    ///
+    /// # Errors
+    /// As [`Auth::check`].
+    pub fn check_read(&self, metadata: &MetadataMap) -> Result<(), GrpcError> {
+        if self.protect_reads { self.check(metadata) } else { Ok(()) }
     }
 
     /// Whether a token is configured.

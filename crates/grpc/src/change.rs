@@ -382,6 +382,7 @@ impl pb::change_service_server::ChangeService for ChangeApi {
     }
 
     async fn list_changes(&self, request: Request<pb::ListChangesRequest>) -> Result<Response<pb::ListChangesResponse>, Status> {
+        self.0.auth.check_read(request.metadata())?;
         let stack = request.into_inner().stack.trim().to_string();
         let engine = engine_of(&self.0)?;
         let list = blocking(move || engine.store().changes((!stack.is_empty()).then_some(stack.as_str())))
@@ -392,6 +393,7 @@ impl pb::change_service_server::ChangeService for ChangeApi {
     }
 
     async fn get_change(&self, request: Request<pb::GetChangeRequest>) -> Result<Response<pb::GetChangeResponse>, Status> {
+        self.0.auth.check_read(request.metadata())?;
         let req = request.into_inner();
         let id = convert::required("change", &req.change)?.to_string();
         let engine = engine_of(&self.0)?;

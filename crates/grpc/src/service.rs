@@ -130,6 +130,7 @@ const DEFAULT_MIN_CHANGE: f64 = 0.01;
 #[tonic::async_trait]
 impl pb::risk_service_server::RiskService for RiskApi {
     async fn score_hosts(&self, request: Request<pb::ScoreHostsRequest>) -> Result<Response<pb::ScoreHostsResponse>, Status> {
+        self.0.auth.check_read(request.metadata())?;
         let req = request.into_inner();
         let hosts = convert::host_ids("hosts", &req.hosts, self.0.limits.max_hosts_per_request, false)?;
         let scorer = self.0.scorer()?;
@@ -141,6 +142,7 @@ impl pb::risk_service_server::RiskService for RiskApi {
     type WatchRiskStream = ReceiverStream<Result<pb::RiskUpdate, Status>>;
 
     async fn watch_risk(&self, request: Request<pb::WatchRiskRequest>) -> Result<Response<Self::WatchRiskStream>, Status> {
+        self.0.auth.check_read(request.metadata())?;
         let req = request.into_inner();
         if !(0.0..=1.0).contains(&req.threshold) {
             return Err(GrpcError::Invalid(format!("`threshold` {} is not in [0, 1]", req.threshold)).into());
@@ -164,6 +166,7 @@ impl pb::risk_service_server::RiskService for RiskApi {
     }
 
     async fn explain_host(&self, request: Request<pb::ExplainHostRequest>) -> Result<Response<pb::ExplainHostResponse>, Status> {
+        self.0.auth.check_read(request.metadata())?;
         let host = request.into_inner().host;
         if host.trim().is_empty() {
             return Err(GrpcError::Invalid("`host` is empty".into()).into());
@@ -303,7 +306,8 @@ impl pb::admin_service_server::AdminService for AdminApi {
         Ok(Response::new(pb::ReloadModelResponse { previous: Some((&previous).into()), current: Some((&current).into()) }))
     }
 
-    async fn get_model(&self, _request: Request<pb::GetModelRequest>) -> Result<Response<pb::ModelInfo>, Status> {
+    async fn get_model(&self, request: Request<pb::GetModelRequest>) -> Result<Response<pb::ModelInfo>, Status> {
+        self.0.auth.check_read(request.metadata())?;
         let scorer = self.0.scorer()?;
         Ok(Response::new((&scorer.model_info()).into()))
     }
@@ -325,6 +329,7 @@ impl pb::shadow_service_server::ShadowService for ShadowApi {
     }
 
     async fn get_shadow_status(&self, request: Request<pb::ShadowStatusRequest>) -> Result<Response<pb::ShadowStatusResponse>, Status> {
+        self.0.auth.check_read(request.metadata())?;
         let filter = convert::status_filter(request.get_ref())?;
         let engine = self.0.engine()?;
         let status = engine.status(&filter).await.map_err(GrpcError::from)?;
@@ -342,7 +347,8 @@ impl pb::shadow_service_server::ShadowService for ShadowApi {
 
     type WatchShadowsStream = ReceiverStream<Result<pb::ShadowAction, Status>>;
 
-    async fn watch_shadows(&self, _request: Request<pb::WatchShadowsRequest>) -> Result<Response<Self::WatchShadowsStream>, Status> {
+    async fn watch_shadows(&self, request: Request<pb::WatchShadowsRequest>) -> Result<Response<Self::WatchShadowsStream>, Status> {
+        self.0.auth.check_read(request.metadata())?;
         // Subscribed before answering: every action after the call returns is sent.
         let actions = self.0.engine()?.subscribe();
         let (tx, rx) = mpsc::channel(64);

@@ -567,3 +567,28 @@ async fn a_request_that_is_not_protobuf_is_invalid_argument() {
     assert!(e.message().contains("failed to decode Protobuf message"), "{}", e.message());
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_protect_reads_reads_need_the_token_and_ping_stays_open() {
+    let stores = Stores::from_backend(Arc::new(MemoryStore::new(harbinger_store::Limits::default())));
+    let scorer = TestScorer::new();
+    let mut state = GrpcState::new(stores, Some(scorer as Arc<dyn RiskScorer>), Arc::new(harbinger_api::Telemetry::new()));
+    state.auth = Auth::new(Some(Arc::from("s3cret"))).protecting_reads(true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(harbinger_grpc::serve(listener, state, None, async move {
+        let _stopped = rx.await;
+    }));
+    let anon = connect(&addr, None, None).await.expect("connect");
+    let e = anon.risk.clone().score_hosts(score_req(&["h1"])).await.expect_err("read needs the token");
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let e = anon.admin.clone().get_model(pb::GetModelRequest {}).await.expect_err("read needs the token");
+    assert_eq!(e.code(), Code::Unauthenticated);
+    anon.admin.clone().ping(pb::PingRequest {}).await.expect("ping stays open");
+    let ok = connect(&addr, Some("s3cret"), None).await.expect("connect");
+    let r = ok.risk.clone().score_hosts(score_req(&["h1"])).await.expect("with the token");
+    assert_eq!(r.into_inner().risks.len(), 1);
+    let _sent = tx.send(());
+    tokio::time::timeout(Duration::from_secs(20), task).await.expect("stops").expect("join").expect("served");
+}
