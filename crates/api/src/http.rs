@@ -439,6 +439,8 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let t = &state.telemetry;
     t.store_series.set(i64::try_from(st.series).unwrap_or(i64::MAX));
     t.store_samples.set(i64::try_from(st.samples).unwrap_or(i64::MAX));
+    t.series_cache_entries.set(i64::try_from(state.series_cache.len()).unwrap_or(i64::MAX));
+    t.series_cache_bytes.set(i64::try_from(state.series_cache.bytes()).unwrap_or(i64::MAX));
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], t.encode()).into_response())
 }
 

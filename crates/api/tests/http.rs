@@ -91,6 +91,11 @@ async fn healthz_and_metrics_answer() {
     let m = s.client.get(format!("{}/metrics", s.url)).send().await.expect("get");
     assert!(m.headers()["content-type"].to_str().expect("ascii").starts_with("application/openmetrics-text"));
     assert_eq!(s.metric("harbinger_samples_rejected_total{reason=\"out_of_order\"}").await, Some(0.0));
+    assert_eq!(s.metric("harbinger_remote_write_cache_bytes").await, Some(0.0));
+    let (code, _) = s.write(req(&[("h1", "cpu", &[(1_000, 0.5)])])).await;
+    assert_eq!(code, 204);
+    assert_eq!(s.metric("harbinger_remote_write_cache_entries").await, Some(1.0));
+    assert!(s.metric("harbinger_remote_write_cache_bytes").await.is_some_and(|b| b > 0.0));
     s.stop().await;
 }
 

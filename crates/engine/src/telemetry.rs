@@ -92,6 +92,10 @@ pub struct Telemetry {
     pub store_series: Gauge,
     /// Samples held by the store (refreshed on scrape).
     pub store_samples: Gauge,
+    /// Label sets in the remote-write series cache.
+    pub series_cache_entries: Gauge,
+    /// Bytes held by the remote-write series cache.
+    pub series_cache_bytes: Gauge,
     /// Shadow decisions, by kind.
     pub decisions: Family<KindLabel, Counter>,
     /// Actions performed, by actuator and outcome.
@@ -147,6 +151,10 @@ impl Telemetry {
         registry.register("store_series", "Series in the store", store_series.clone());
         let store_samples = Gauge::default();
         registry.register("store_samples", "Samples held by the store", store_samples.clone());
+        let series_cache_entries = Gauge::default();
+        registry.register("remote_write_cache_entries", "Label sets in the remote-write series cache", series_cache_entries.clone());
+        let series_cache_bytes = Gauge::default();
+        registry.register("remote_write_cache_bytes", "Bytes held by the remote-write series cache (bounded)", series_cache_bytes.clone());
         let decisions = Family::<KindLabel, Counter>::default();
         registry.register("shadow_decisions", "Shadow decisions, by kind", decisions.clone());
         let actions = Family::<OutcomeLabel, Counter>::default();
@@ -189,6 +197,8 @@ impl Telemetry {
             request_seconds,
             store_series,
             store_samples,
+            series_cache_entries,
+            series_cache_bytes,
             decisions,
             actions,
             shadows_live,

@@ -101,23 +101,43 @@ pub struct DecodedWrite {
 
 /// Maps raw label bytes of a series to its harbinger key, so the steady state of a
 /// Prometheus sender (the same series every scrape) costs a hash lookup per series and no
-/// string allocation. Bounded: cleared when it reaches `max_entries`.
+/// string allocation. Bounded by entries and by bytes: cleared when either would be
+/// exceeded; a label set over [`MAX_CACHED_LABEL_BYTES`] is never cached (such series are
+/// rare, and refused by the store's name limits anyway).
 #[derive(Debug)]
 pub struct SeriesCache {
     map: RwLock<HashMap<Box<[u8]>, SeriesKey>>,
     max_entries: usize,
+    max_bytes: usize,
+    bytes: std::sync::atomic::AtomicUsize,
 }
+
+/// Longest label set (encoded bytes) the cache keeps.
+pub const MAX_CACHED_LABEL_BYTES: usize = 4096;
+
+/// Default byte budget of the cache (label bytes and key strings).
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
 impl Default for SeriesCache {
     fn default() -> Self {
-        Self::new(1 << 20)
+        Self::with_budget(1 << 20, DEFAULT_CACHE_BYTES)
     }
 }
 
 impl SeriesCache {
-    /// A cache holding at most `max_entries` series.
+    /// A cache holding at most `max_entries` series (and [`DEFAULT_CACHE_BYTES`]).
     pub fn new(max_entries: usize) -> Self {
-        Self { map: RwLock::new(HashMap::default()), max_entries }
+        Self::with_budget(max_entries, DEFAULT_CACHE_BYTES)
+    }
+
+    /// A cache holding at most `max_entries` series and `max_bytes` bytes of them.
+    pub fn with_budget(max_entries: usize, max_bytes: usize) -> Self {
+        Self { map: RwLock::new(HashMap::default()), max_entries, max_bytes, bytes: std::sync::atomic::AtomicUsize::new(0) }
+    }
+
+    /// Bytes the cached entries hold (label bytes and key strings).
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Number of cached series.
@@ -298,13 +318,27 @@ fn parse_write_request(raw: &[u8], cache: &SeriesCache) -> Result<DecodedWrite, 
     }
     drop(map);
     if !misses.is_empty() && cache.max_entries > 0 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let entry_bytes = |k: &[u8], key: &SeriesKey| k.len() + key.host.as_str().len() + key.metric.as_str().len();
+        let misses: Vec<(usize, Box<[u8]>)> = misses.into_iter().filter(|(_, k)| k.len() <= MAX_CACHED_LABEL_BYTES).collect();
+        let adding: usize = misses.iter().map(|(i, k)| entry_bytes(k, &out.batch.series[*i].key)).sum();
         let mut map = cache.map.write().unwrap_or_else(PoisonError::into_inner);
-        if map.len() + misses.len() > cache.max_entries {
+        if map.len() + misses.len() > cache.max_entries || cache.bytes.load(Relaxed) + adding > cache.max_bytes {
             map.clear();
+            cache.bytes.store(0, Relaxed);
         }
+        let mut added = 0;
         for (i, k) in misses.into_iter().take(cache.max_entries) {
-            map.insert(k, out.batch.series[i].key.clone());
+            let key = out.batch.series[i].key.clone();
+            let b = entry_bytes(&k, &key);
+            if added + b > cache.max_bytes {
+                break;
+            }
+            if map.insert(k, key).is_none() {
+                added += b;
+            }
         }
+        cache.bytes.fetch_add(added, Relaxed);
     }
     Ok(out)
 }
@@ -409,6 +443,33 @@ mod tests {
 
     fn series(labels: Vec<Label>, samples: &[(i64, f64)]) -> TimeSeries {
         TimeSeries { labels, samples: samples.iter().map(|(t, v)| Sample { timestamp: *t, value: *v }).collect() }
+    }
+
+    #[test]
+    fn the_cache_is_bounded_by_bytes_and_skips_huge_label_sets() {
+        let cache = SeriesCache::with_budget(1 << 20, 10_000);
+        // 40 requests whose series carry 60 KB labels: decoded, never cached.
+        let huge = "v".repeat(60_000);
+        for i in 0..40 {
+            let req = WriteRequest {
+                timeseries: vec![series(
+                    vec![label("__name__", "m"), label("instance", &format!("h{i}")), label("big", &huge)],
+                    &[(1, 1.0)],
+                )],
+            };
+            let d = decode_with(&encode(&req), 1 << 24, &cache).expect("decodes");
+            assert_eq!(d.batch.series.len(), 1);
+        }
+        assert_eq!((cache.len(), cache.bytes()), (0, 0), "huge label sets are not cached");
+        // Many small series: the byte budget holds (the cache is cleared when it would not).
+        for i in 0..500 {
+            let req = WriteRequest {
+                timeseries: vec![series(vec![label("__name__", "cpu"), label("instance", &format!("host-{i}"))], &[(1, 1.0)])],
+            };
+            decode_with(&encode(&req), 1 << 20, &cache).expect("decodes");
+            assert!(cache.bytes() <= 10_000, "{} bytes cached", cache.bytes());
+        }
+        assert!(cache.len() > 0 && cache.bytes() > 0);
     }
 
     #[test]
