@@ -469,7 +469,7 @@ mod tests {
             decode_with(&encode(&req), 1 << 20, &cache).expect("decodes");
             assert!(cache.bytes() <= 10_000, "{} bytes cached", cache.bytes());
         }
-        assert!(cache.len() > 0 && cache.bytes() > 0);
+        assert!(!cache.is_empty() && cache.bytes() > 0);
     }
 
     #[test]
