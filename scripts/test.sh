@@ -4,7 +4,8 @@
 #     prometheus-alertmanager (a real Alertmanager sends webhooks in a test),
 #     haproxy (the haproxy actuator switches a real HAProxy through its runtime API),
 #     redis-server (the redis actuator starts real replicas and promotes them),
-#     iproute2 (`ip netns`: the demo tests make hosts network namespaces when run as root)
+#     iproute2 (`ip netns`: the demo tests make hosts network namespaces when run as root),
+#     systemd (`systemd-analyze verify` and `security` check the unit in deploy/systemd/)
 #     chromium (headless: the report test renders report.html in a real browser)
 #   - Python: grpcio and grpcio-tools (the Python gRPC client test generates its stubs from
 #     proto/); nbclient, nbformat, ipykernel, polars, matplotlib (notebooks/ are executed
@@ -23,6 +24,7 @@ command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || apt_neede
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || apt_needed+=(haproxy)
 command -v redis-server >/dev/null 2>&1 || apt_needed+=(redis-server)
 command -v ip >/dev/null 2>&1 || apt_needed+=(iproute2)
+[ -x /usr/bin/systemd-analyze ] || apt_needed+=(systemd)
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || apt_needed+=(chromium)
 command -v python3 >/dev/null 2>&1 || apt_needed+=(python3)
 if ! python3 -c 'import grpc, grpc_tools, nbclient, nbformat, ipykernel, polars, matplotlib' >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
