@@ -164,6 +164,31 @@ fn eval_is_deterministic_and_alerts_enter_once() {
     assert!(a.summary.recall.is_some());
     assert!(a.alerts.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
     assert!(a.alerts.iter().all(|x| x.score >= m.policy.alert_threshold && x.score <= 1.0));
+    assert!(!a.alerts.is_empty(), "the fleet has predictable failures: some alert must be raised");
+    // "Once": traced at every tick, each alert row is a host ENTERING the alerting state
+    // (alerting now, not at the previous tick), and every entry has exactly one row.
+    let traced = evaluate(&ds, m, EvalOptions { tick_ms: 5 * 60_000, trace_every_ms: Some(5 * 60_000), ..EvalOptions::default() }, &|_| {})
+        .expect("eval");
+    assert_eq!(traced.alerts, a.alerts, "tracing changes nothing");
+    let mut by_host: std::collections::BTreeMap<&str, Vec<(i64, bool)>> = std::collections::BTreeMap::new();
+    for p in &traced.trace {
+        by_host.entry(p.host.as_str()).or_default().push((p.timestamp, p.alerting));
+    }
+    let mut entries: Vec<(String, i64)> = Vec::new();
+    for (host, points) in &mut by_host {
+        points.sort();
+        let mut was = false;
+        for &(t, alerting) in points.iter() {
+            if alerting && !was {
+                entries.push((host.to_string(), t));
+            }
+            was = alerting;
+        }
+    }
+    let mut rows: Vec<(String, i64)> = a.alerts.iter().map(|x| (x.host.as_str().to_string(), x.timestamp)).collect();
+    rows.sort();
+    entries.sort();
+    assert_eq!(rows, entries, "one alert row per entry into the alerting state, none while it stays");
     // Lowering the threshold can only add alerts.
     let low = evaluate(
         &ds,
