@@ -126,6 +126,29 @@ pub fn graph_of(t: &Template) -> Result<Graph, ChangeError> {
     Graph::new(t.resources.iter().map(|r| (r.id.as_str(), r.depends_on.iter().map(String::as_str)))).map_err(ChangeError::Cycle)
 }
 
+/// What the rollback simulation covers: each changed resource with its state now, its
+/// state after the change and its change profile.
+pub fn sim_resources(
+    t: &Template,
+    changed: &BTreeSet<String>,
+    inputs: &AnalysisInputs<'_>,
+    targets: &BTreeMap<String, Value>,
+) -> Vec<SimResource> {
+    let empty = Value::Object(Default::default());
+    t.resources
+        .iter()
+        .filter(|r| changed.contains(&r.id))
+        .map(|r| SimResource {
+            id: r.id.clone(),
+            kind: r.spec.kind().to_string(),
+            criticality: r.criticality,
+            current: inputs.current.get(&r.id).cloned().unwrap_or_else(|| empty.clone()),
+            target: targets.get(&r.id).cloned().unwrap_or_else(|| empty.clone()),
+            profile: inputs.profiles.get(&r.id).cloned().unwrap_or_default(),
+        })
+        .collect()
+}
+
 /// Analyses a change (see the module docs).
 ///
 /// # Errors
@@ -173,19 +196,7 @@ pub fn analyse(t: &Template, inputs: &AnalysisInputs<'_>) -> Result<Analysis, Ch
         "high"
     };
 
-    let sim: Vec<SimResource> = t
-        .resources
-        .iter()
-        .filter(|r| changed.contains(&r.id))
-        .map(|r| SimResource {
-            id: r.id.clone(),
-            kind: r.spec.kind().to_string(),
-            criticality: r.criticality,
-            current: inputs.current.get(&r.id).cloned().unwrap_or_else(|| empty.clone()),
-            target: targets[&r.id].clone(),
-            profile: inputs.profiles.get(&r.id).cloned().unwrap_or_default(),
-        })
-        .collect();
+    let sim = sim_resources(t, &changed, inputs, &targets);
     let irreversible = t.rollback.irreversible || t.resources.iter().any(|r| changed.contains(&r.id) && r.rollback.irreversible);
     let rollback = simulate(&graph, &sim, inputs.log, inputs.parallelism, t.high_cost_reasons(), irreversible);
     Ok(Analysis {

@@ -31,7 +31,7 @@ use harbinger_actuate::resource::ResourceDriver;
 use harbinger_actuate::resource::file::{FileResource, FileSpec};
 use harbinger_change::anomaly::Baseline;
 use harbinger_change::risk::{ChangeFeatures, ChangeRiskModel};
-use harbinger_change::simulate::{SimResource, simulate};
+use harbinger_change::simulate::simulate;
 use harbinger_change::store::LogEntry;
 use harbinger_change::template::{self, Template};
 use harbinger_change::types::UpdateOp;
@@ -239,19 +239,7 @@ fn parts(t: &Template, inputs: &AnalysisInputs<'_>, repeat: usize) -> anyhow::Re
         Ok(inputs.model.score(&features))
     })?;
     let (sim_runs, _) = timed(repeat, || {
-        let sims: Vec<SimResource> = t
-            .resources
-            .iter()
-            .filter(|r| changed.contains(&r.id))
-            .map(|r| SimResource {
-                id: r.id.clone(),
-                kind: r.spec.kind().to_string(),
-                criticality: r.criticality,
-                current: inputs.current.get(&r.id).cloned().unwrap_or_else(|| empty.clone()),
-                target: targets.get(&r.id).cloned().unwrap_or_else(|| empty.clone()),
-                profile: inputs.profiles.get(&r.id).cloned().unwrap_or_default(),
-            })
-            .collect();
+        let sims = harbinger_change::whatif::sim_resources(t, &changed, inputs, &targets);
         Ok(simulate(&graph, &sims, inputs.log, inputs.parallelism, t.high_cost_reasons(), false))
     })?;
     Ok(vec![
