@@ -8,7 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
@@ -121,7 +121,7 @@ pub struct Telemetry {
     /// 1 while a host is in the alerting state.
     pub host_alerting: Family<HostLabel, Gauge>,
     /// Hosts exported in the three families above (removed when they leave the fleet).
-    exported_hosts: Mutex<BTreeSet<String>>,
+    exported_hosts: Mutex<ExportedHosts>,
 }
 
 impl Default for Telemetry {
@@ -211,29 +211,47 @@ impl Telemetry {
             host_risk,
             host_failure_probability,
             host_alerting,
-            exported_hosts: Mutex::new(BTreeSet::new()),
+            exported_hosts: Mutex::new(ExportedHosts::default()),
         }
     }
 
     /// Sets the per-host gauges from the states a tick left: one series per host of the
     /// fleet (hosts that left it are removed, so the families stay bounded by the fleet).
     pub fn set_host_states<'a>(&self, states: impl IntoIterator<Item = &'a harbinger_core::HostState>) {
-        let mut now = BTreeSet::new();
+        let mut ex = self.exported_hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        ex.tick = ex.tick.wrapping_add(1);
+        let tick = ex.tick;
         for s in states {
-            let label = HostLabel { host: s.host.as_str().to_string() };
-            self.host_risk.get_or_create(&label).set(s.risk);
-            self.host_failure_probability.get_or_create(&label).set(s.failure_probability);
-            self.host_alerting.get_or_create(&label).set(i64::from(s.alerting));
-            now.insert(label.host);
+            // The gauges share their value with the family's series: setting a held handle
+            // costs one lookup here instead of three label hashes and locks per host.
+            let g = match ex.hosts.get_mut(s.host.as_str()) {
+                Some(g) => g,
+                None => {
+                    let label = HostLabel { host: s.host.as_str().to_string() };
+                    let g = HostGauges {
+                        risk: self.host_risk.get_or_create(&label).clone(),
+                        failure_probability: self.host_failure_probability.get_or_create(&label).clone(),
+                        alerting: self.host_alerting.get_or_create(&label).clone(),
+                        seen: tick,
+                    };
+                    ex.hosts.entry(label.host).or_insert(g)
+                }
+            };
+            g.risk.set(s.risk);
+            g.failure_probability.set(s.failure_probability);
+            g.alerting.set(i64::from(s.alerting));
+            g.seen = tick;
         }
-        let mut exported = self.exported_hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for gone in exported.difference(&now) {
-            let label = HostLabel { host: gone.clone() };
-            self.host_risk.remove(&label);
-            self.host_failure_probability.remove(&label);
-            self.host_alerting.remove(&label);
-        }
-        *exported = now;
+        ex.hosts.retain(|host, g| {
+            let keep = g.seen == tick;
+            if !keep {
+                let label = HostLabel { host: host.clone() };
+                self.host_risk.remove(&label);
+                self.host_failure_probability.remove(&label);
+                self.host_alerting.remove(&label);
+            }
+            keep
+        });
     }
 
     /// The OpenMetrics text exposition.
@@ -243,6 +261,22 @@ impl Telemetry {
         let _infallible = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// The per-host series exported at the last tick, with handles on their gauges.
+#[derive(Debug, Default)]
+struct ExportedHosts {
+    tick: u64,
+    hosts: HashMap<String, HostGauges>,
+}
+
+#[derive(Debug)]
+struct HostGauges {
+    risk: Gauge<f64, AtomicU64>,
+    failure_probability: Gauge<f64, AtomicU64>,
+    alerting: Gauge,
+    /// The last tick that listed this host.
+    seen: u64,
 }
 
 #[cfg(test)]
@@ -265,5 +299,12 @@ mod host_gauge_tests {
         let text = t.encode();
         assert!(!text.contains("host=\"h1\""), "h1 left the fleet: {text}");
         assert!(text.contains("harbinger_host_risk{host=\"h2\"} 0.2"), "{text}");
+        // A host that comes back is exported again, with its new values.
+        t.set_host_states(&[state("h1", 0.4, false), state("h2", 0.3, true)]);
+        let text = t.encode();
+        assert!(text.contains("harbinger_host_risk{host=\"h1\"} 0.4"), "{text}");
+        assert!(text.contains("harbinger_host_alerting{host=\"h1\"} 0"), "{text}");
+        assert!(text.contains("harbinger_host_alerting{host=\"h2\"} 1"), "{text}");
+        assert_eq!(text.matches("harbinger_host_risk{").count(), 2, "{text}");
     }
 }

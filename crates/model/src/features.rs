@@ -172,11 +172,27 @@ struct Window {
     sx: f64,
     sxx: f64,
     stx: f64,
+    /// With `track_max`: the samples that can still become the window's maximum (each
+    /// larger than every later one), oldest first; the front is the maximum. Reading it
+    /// touches one entry instead of the whole window, which matters when a tick visits
+    /// thousands of hosts whose windows are no longer in cache.
+    maxq: Option<VecDeque<(i64, f64)>>,
+    /// `maxq`'s front value (NaN when empty), kept inline so reading it costs no load
+    /// from the heap.
+    max_v: f64,
+    /// At most the time of `buf`'s front (`i64::MAX` once known empty): an eviction
+    /// that has nothing to do returns without touching the buffer.
+    front_t: i64,
 }
 
 impl Window {
     fn new(span: i64) -> Self {
-        Window { span, ..Window::default() }
+        Window { span, max_v: f64::NAN, front_t: i64::MAX, ..Window::default() }
+    }
+
+    /// A window that also keeps its running maximum ([`Window::max`] in O(1)).
+    fn with_max(span: i64) -> Self {
+        Window { maxq: Some(VecDeque::new()), ..Window::new(span) }
     }
 
     fn hours(&self, t: i64) -> f64 {
@@ -208,7 +224,20 @@ impl Window {
         self.buf = buf;
     }
 
+    /// Samples come in increasing time order (the metric refuses the others).
     fn push(&mut self, t: i64, x: f64) {
+        if let Some(q) = self.maxq.as_mut()
+            && !x.is_nan()
+        {
+            while q.back().is_some_and(|&(_, v)| v <= x) {
+                q.pop_back();
+            }
+            q.push_back((t, x));
+            self.max_v = q.front().map_or(f64::NAN, |p| p.1);
+        }
+        if self.buf.is_empty() {
+            self.front_t = t;
+        }
         if self.buf.is_empty() || t - self.anchor > 12 * HOUR {
             // Keep the time origin near the data so the sums stay exact enough.
             self.buf.push_back((t, x));
@@ -221,6 +250,9 @@ impl Window {
     }
 
     fn evict(&mut self, now: i64) {
+        if self.front_t > now - self.span {
+            return;
+        }
         let mut removed = false;
         while let Some(&(t, x)) = self.buf.front() {
             if t > now - self.span {
@@ -230,6 +262,13 @@ impl Window {
             self.add(t, x, -1.0);
             removed = true;
         }
+        if removed && let Some(q) = self.maxq.as_mut() {
+            while q.front().is_some_and(|&(t, _)| t <= now - self.span) {
+                q.pop_front();
+            }
+            self.max_v = q.front().map_or(f64::NAN, |p| p.1);
+        }
+        self.front_t = self.buf.front().map_or(i64::MAX, |p| p.0);
         if removed && self.buf.len() < 4 {
             let a = self.buf.front().map_or(now, |p| p.0);
             self.reanchor(a);
@@ -275,6 +314,9 @@ impl Window {
     }
 
     fn max(&self) -> f64 {
+        if self.maxq.is_some() {
+            return self.max_v;
+        }
         // Four running maxima: one chain of `max` over the window is latency-bound.
         let mut m = [f64::NAN; 4];
         let (a, b) = self.buf.as_slices();
@@ -293,8 +335,11 @@ impl Window {
     }
 
     fn clear(&mut self) {
-        let span = self.span;
-        *self = Window::new(span);
+        let maxq = self.maxq.take().map(|mut q| {
+            q.clear();
+            q
+        });
+        *self = Window { maxq, ..Window::new(self.span) };
     }
 }
 
@@ -313,10 +358,42 @@ struct Baseline {
     dsumsq: f64,
     /// (bucket, mean) of the buckets in the window, oldest first.
     means: VecDeque<(i64, f64)>,
-    /// The same means in ascending order (`pos24` is a binary search in it).
+    /// The same means in ascending order (`pos24` is a search in it).
     sorted: Vec<f64>,
+    /// Every `stride`-th entry of `sorted`, kept inline: a search first counts the pivots
+    /// below the value, then searches one short run of `sorted`. A plain binary search over
+    /// 288 means costs a cache miss per probe when a tick visits thousands of hosts.
+    pivots: [f64; PIVOTS],
+    stride: usize,
     /// Buckets advanced incrementally since the last full computation.
     age: i64,
+}
+
+/// Pivots kept per baseline (see [`Baseline::below`]).
+const PIVOTS: usize = 16;
+
+impl Baseline {
+    /// Rebuilds the pivots after `sorted` changed.
+    fn index(&mut self) {
+        self.stride = self.sorted.len().div_ceil(PIVOTS).max(1);
+        self.pivots = [f64::INFINITY; PIVOTS];
+        for (p, v) in self.pivots.iter_mut().zip(self.sorted.iter().step_by(self.stride)) {
+            *p = *v;
+        }
+    }
+
+    /// How many of the sorted means are below `x` (`sorted.partition_point(|v| v < x)`).
+    fn below(&self, x: f64) -> usize {
+        // Pivots past the end are +inf, never below x.
+        let j = self.pivots.iter().filter(|&&p| p < x).count();
+        if j == 0 {
+            return 0;
+        }
+        // sorted[(j-1)*stride] < x, and sorted[j*stride] (if any) is not.
+        let lo = (j - 1) * self.stride + 1;
+        let hi = (j * self.stride).min(self.sorted.len());
+        lo + self.sorted[lo..hi].partition_point(|&v| v < x)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -441,7 +518,7 @@ impl MetricState {
     fn new(spec: &MetricSpec) -> Self {
         MetricState {
             w15: Window::new(15 * MIN),
-            w1h: Window::new(HOUR),
+            w1h: Window::with_max(HOUR),
             w6h: Window::new(6 * HOUR),
             ring: vec![Bucket { idx: i64::MIN, ..Bucket::default() }; RING],
             detector: DefaultDetector::default(),
@@ -570,7 +647,7 @@ impl MetricState {
                 out[i] = asinh(out[i]);
             }
             if nm > 0 {
-                let below = base.sorted.partition_point(|&v| v < m15);
+                let below = base.below(m15);
                 out[8] = below as f64 / nm as f64;
             }
         }
@@ -642,6 +719,7 @@ impl MetricState {
         }
         b.age += cur - b.cur;
         b.cur = cur;
+        b.index();
         (b.yn, b.ysum) = self.seasonal(cur, lag);
         self.base = Some(b);
     }
@@ -676,6 +754,7 @@ impl MetricState {
         }
         b.sorted = b.means.iter().map(|p| p.1).collect();
         b.sorted.sort_unstable_by(f64::total_cmp);
+        b.index();
         (b.yn, b.ysum) = self.seasonal(cur, lag);
         b
     }
@@ -929,13 +1008,38 @@ mod tests {
 
     #[test]
     fn the_window_maximum_is_the_largest_sample_held() {
-        let mut w = Window::new(HOUR);
-        assert!(w.max().is_nan(), "empty");
-        for i in 0..200_i64 {
-            let x = ((i * 37) % 101) as f64 - 50.0 + if i == 150 { 1000.0 } else { 0.0 };
-            w.push(i * MIN, x);
-            let naive = w.buf.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
-            assert_eq!(w.max(), naive, "after sample {i}");
+        for mut w in [Window::new(HOUR), Window::with_max(HOUR)] {
+            assert!(w.max().is_nan(), "empty");
+            for i in 0..200_i64 {
+                let x = ((i * 37) % 101) as f64 - 50.0 + if i == 150 { 1000.0 } else { 0.0 };
+                // Gaps now and then, so that evictions take several samples at once.
+                let t = i * MIN + if i > 120 { 40 * MIN } else { 0 };
+                w.push(t, x);
+                let naive = w.buf.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+                assert_eq!(w.max(), naive, "after sample {i} (tracked: {})", w.maxq.is_some());
+                w.evict(t + 30 * MIN);
+                let naive = w.buf.iter().map(|p| p.1).fold(f64::NAN, f64::max);
+                assert_eq!(w.max().to_bits(), naive.to_bits(), "after evicting at sample {i} (tracked: {})", w.maxq.is_some());
+            }
+            w.clear();
+            assert!(w.max().is_nan(), "cleared");
+        }
+    }
+
+    #[test]
+    fn the_pivoted_search_counts_like_a_binary_search() {
+        let mut seed = 7_u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            ((seed >> 33) % 41) as f64 - 20.0
+        };
+        for n in [0_usize, 1, 2, 15, 16, 17, 31, 100, 287, 288] {
+            let mut b = Baseline { sorted: (0..n).map(|_| next()).collect(), ..Baseline::default() };
+            b.sorted.sort_unstable_by(f64::total_cmp);
+            b.index();
+            for x in (-44..=44).map(|i| f64::from(i) * 0.5).chain([f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0]) {
+                assert_eq!(b.below(x), b.sorted.partition_point(|&v| v < x), "n {n}, x {x}");
+            }
         }
     }
 
