@@ -163,7 +163,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Whatever the command reports, with context.
 pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(_) => runtime()?.block_on(serve::run(cfg, serve::shutdown_signal())),
+        Command::Serve(_) => {
+            let rt = runtime()?;
+            // The signal handlers need the runtime, and must be in place before serving starts.
+            let stop = {
+                let _in_runtime = rt.enter();
+                serve::shutdown_signal()
+            };
+            rt.block_on(serve::run(cfg, stop))
+        }
         Command::Ingest(a) => runtime()?.block_on(ingest::run(&cfg, &a)),
         Command::Synth(a) => synth::run(&a),
         Command::Eval(a) if a.baseline.is_some() => train::run_baseline(&a),

@@ -154,3 +154,15 @@ fn sigkill_at_random_points_of_a_write_load_loses_no_acknowledged_sample_or_even
     let lost: Vec<_> = events.iter().filter(|d| !stored_events.contains(d.as_str())).collect();
     assert!(lost.is_empty(), "{} of {} acknowledged events lost: {:?}", lost.len(), events.len(), lost);
 }
+
+/// A SIGTERM that arrives as soon as the server says it is listening stops it cleanly (the
+/// handlers are installed before serving starts; they used to be installed on the first poll
+/// of the shutdown future, and such a SIGTERM killed the process).
+#[test]
+fn sigterm_right_after_start_up_is_a_clean_stop() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for i in 0..5 {
+        let serve = Serve::start(&tmp.path().join("data"), &[]);
+        assert_eq!(serve.terminate(), 0, "start {i}: exit code after an immediate SIGTERM");
+    }
+}
