@@ -218,7 +218,12 @@ pub fn run_eval(a: &EvalArgs, model_dir: &Path, budget: &harbinger_plan::Budget)
             index = t.hosts.iter().enumerate().map(|(i, h)| (h.clone(), i)).collect();
         }
         let state = |h: &harbinger_core::HostId| {
-            index.get(h).map(|&i| harbinger_plan::HostTick { risk: t.risk[i], probability: t.probability[i], alerting: t.alerting[i] })
+            index.get(h).map(|&i| harbinger_plan::HostTick {
+                risk: t.risk[i],
+                probability: t.probability[i],
+                imminence: t.imminence[i],
+                alerting: t.alerting[i],
+            })
         };
         down.retain(|h, since| {
             let back = t.now - *since >= 30 * 60_000 && index.get(h).is_some_and(|&i| t.probability[i] > 0.0);

@@ -115,6 +115,7 @@ fn the_shipped_alerting_rules_are_valid_and_name_exported_metrics() {
         host: "h1".into(),
         risk: 0.5,
         failure_probability: 0.5,
+        imminence: 1.0,
         alerting: false,
         cleared_at: None,
     }]);

@@ -85,6 +85,10 @@ pub struct HostState {
     pub risk: f64,
     /// Failure probability at the last tick (0 when silent or never ticked).
     pub failure_probability: f64,
+    /// How soon the failure is expected, in [0, 1] (1 = within the model's short horizon,
+    /// and when unknown).
+    #[serde(default = "one")]
+    pub imminence: f64,
     /// In the alerting state.
     pub alerting: bool,
     /// When it last left the alerting state.
@@ -167,4 +171,8 @@ pub trait RiskScorer: Send + Sync + std::fmt::Debug {
     fn model_info(&self) -> ModelInfo;
     /// Load the model in `dir` (or the configured model directory when `None`) and swap it in.
     fn reload(&self, dir: Option<&std::path::Path>) -> Result<ModelInfo, ScoreError>;
+}
+
+fn one() -> f64 {
+    1.0
 }

@@ -894,7 +894,7 @@ impl Engine {
                     mem_gb: h.mem_gb,
                     risk: r.map_or(0.0, |r| r.risk),
                     failure_probability: r.map_or(0.0, |r| r.failure_probability),
-                    imminence: 1.0,
+                    imminence: r.map_or(1.0, |r| r.imminence),
                     alerting: r.is_some_and(|r| r.alerting),
                     alert_cleared_at: r.and_then(|r| r.cleared_at),
                     up: !st.down.contains(&h.host),

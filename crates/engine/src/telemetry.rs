@@ -284,7 +284,7 @@ mod host_gauge_tests {
     use super::*;
 
     fn state(host: &str, risk: f64, alerting: bool) -> harbinger_core::HostState {
-        harbinger_core::HostState { host: host.into(), risk, failure_probability: risk / 2.0, alerting, cleared_at: None }
+        harbinger_core::HostState { host: host.into(), risk, failure_probability: risk / 2.0, imminence: 1.0, alerting, cleared_at: None }
     }
 
     #[test]

@@ -27,7 +27,14 @@ impl FakeScorer {
     fn set(&self, host: &str, risk: f64, alerting: bool, at: TimestampMs, entered: Option<bool>) {
         let mut s = self.states.lock().expect("lock");
         s.retain(|h| h.host.as_str() != host);
-        s.push(HostState { host: host.into(), risk, failure_probability: risk, alerting, cleared_at: (!alerting).then_some(at) });
+        s.push(HostState {
+            host: host.into(),
+            risk,
+            failure_probability: risk,
+            imminence: 1.0,
+            alerting,
+            cleared_at: (!alerting).then_some(at),
+        });
         if let Some(e) = entered {
             self.transitions.lock().expect("lock").push(HostTransition {
                 host: host.into(),

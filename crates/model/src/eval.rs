@@ -252,6 +252,9 @@ pub struct EvalTick<'a> {
     pub risk: &'a [f64],
     /// Failure probability per host.
     pub probability: &'a [f64],
+    /// How soon the failure is expected, per host ([`crate::model::Assessment::imminence`]; 1 when
+    /// silent).
+    pub imminence: &'a [f64],
     /// Alerting per host.
     pub alerting: &'a [bool],
 }
@@ -283,6 +286,7 @@ pub fn evaluate_ticks(
     let mut trace = Vec::new();
     let n = run.hosts.len();
     let (mut risks, mut probs, mut transitions) = (vec![0.0; n], vec![0.0; n], Vec::new());
+    let mut imminence = vec![1.0; n];
     while t <= end {
         run.step(t);
         transitions.clear();
@@ -293,6 +297,7 @@ pub fn evaluate_ticks(
                 model.assess(&mut row, false)
             });
             let obs = assessed.as_ref().map(Observation::from);
+            imminence[i] = assessed.as_ref().map_or(1.0, crate::model::Assessment::imminence);
             let step = risk_step(st, obs.as_ref(), crits[i], t, &policy);
             risks[i] = step.risk.unwrap_or(0.0);
             probs[i] = obs.map_or(0.0, |o| o.probability);
@@ -317,7 +322,15 @@ pub fn evaluate_ticks(
             }
         }
         let alerting: Vec<bool> = states.iter().map(|s| s.alerting).collect();
-        on_tick(&EvalTick { now: t, transitions: &transitions, hosts: &run.hosts, risk: &risks, probability: &probs, alerting: &alerting });
+        on_tick(&EvalTick {
+            now: t,
+            transitions: &transitions,
+            hosts: &run.hosts,
+            risk: &risks,
+            probability: &probs,
+            imminence: &imminence,
+            alerting: &alerting,
+        });
         progress((t - start) as f64 / (end - start).max(1) as f64);
         t += tick;
     }

@@ -37,6 +37,8 @@ struct LiveHost {
     last_ts: Option<TimestampMs>,
     /// What the last engine tick saw (`None` before the first tick, or when silent).
     ticked: Option<RiskPoint>,
+    /// [`crate::model::Assessment::imminence`] at the last tick (1 when silent).
+    imminence: f64,
     /// When the host last left the alerting state.
     cleared_at: Option<TimestampMs>,
 }
@@ -49,6 +51,7 @@ impl LiveHost {
             history: VecDeque::new(),
             last_ts: None,
             ticked: None,
+            imminence: 1.0,
             cleared_at: None,
         }
     }
@@ -61,6 +64,9 @@ pub struct TickedHost {
     pub host: HostId,
     /// Risk and probability at the last tick (`None` when silent or never ticked).
     pub last: Option<RiskPoint>,
+    /// How soon its failure is expected at the last tick ([`crate::model::Assessment::imminence`];
+    /// 1 when silent).
+    pub imminence: f64,
     /// In the alerting state.
     pub alerting: bool,
     /// When it last left the alerting state.
@@ -194,7 +200,14 @@ impl LiveScorer {
             .into_iter()
             .map(|(id, h)| {
                 let h = h.lock().unwrap_or_else(poisoned);
-                TickedHost { host: id, last: h.ticked, alerting: h.alert.alerting, cleared_at: h.cleared_at, last_sample: h.last_ts }
+                TickedHost {
+                    host: id,
+                    last: h.ticked,
+                    imminence: h.imminence,
+                    alerting: h.alert.alerting,
+                    cleared_at: h.cleared_at,
+                    last_sample: h.last_ts,
+                }
             })
             .collect()
     }
@@ -235,7 +248,9 @@ impl LiveScorer {
                     m.assess(row, false)
                 });
                 let obs = assessed.as_ref().map(Observation::from);
+                let imminence = assessed.as_ref().map_or(1.0, crate::model::Assessment::imminence);
                 let mut h = h.lock().unwrap_or_else(poisoned);
+                h.imminence = imminence;
                 let step = risk_step(&mut h.alert, obs.as_ref(), c, now, &policy);
                 let point =
                     step.risk.zip(obs).map(|(risk, o)| RiskPoint { at: now, risk, failure_probability: o.probability, anomaly: o.anomaly });
@@ -395,6 +410,7 @@ impl RiskScorer for LiveScorer {
             .map(|t| harbinger_core::HostState {
                 risk: t.last.map_or(0.0, |p| p.risk),
                 failure_probability: t.last.map_or(0.0, |p| p.failure_probability),
+                imminence: t.imminence,
                 alerting: t.alerting,
                 cleared_at: t.cleared_at,
                 host: t.host,

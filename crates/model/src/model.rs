@@ -392,6 +392,22 @@ pub struct Assessment {
     pub confidence: f64,
     /// Per-feature contributions to the raw score, if asked for.
     pub contributions: Option<Vec<f64>>,
+    /// Calibrated probability of failure within the imminence model's shorter horizon
+    /// (2 h by default), when the model has one.
+    pub short_probability: Option<f64>,
+}
+
+impl Assessment {
+    /// How soon the failure is expected, in [0.5, 1]: `(1 + r) / 2` with `r` the share of
+    /// the horizon's failure probability that falls within the shorter horizon
+    /// (`min(1, p_short / p)`). A failure expected within the short horizon weighs twice
+    /// one expected only later; 1 when the model has no imminence learner or `p` is 0.
+    pub fn imminence(&self) -> f64 {
+        match self.short_probability {
+            Some(ps) if self.probability > 0.0 && ps.is_finite() => 0.5 + 0.5 * (ps / self.probability).clamp(0.0, 1.0),
+            _ => 1.0,
+        }
+    }
 }
 
 /// The text of the default model (`models/default/model.json`), built into the binary so
@@ -514,6 +530,7 @@ impl Model {
         let mut contributions = want_contributions.then(|| vec![0.0; row.len()]);
         let raw = self.learner.raw(&self.prep, row, contributions.as_deref_mut());
         let p_main = self.calibration.apply(raw).clamp(0.0, 1.0);
+        let mut short_probability = None;
         let probability = match &self.imminence {
             None => p_main,
             Some(im) => {
@@ -534,10 +551,12 @@ impl Model {
                         }
                     }
                 }
+                // The imminence learner is the last member.
+                short_probability = probs.last().copied();
                 im.combine(&probs)
             }
         };
-        Assessment { probability, anomaly, confidence, contributions }
+        Assessment { probability, anomaly, confidence, contributions, short_probability }
     }
 }
 
@@ -565,6 +584,33 @@ fn check_trees(trees: &[Tree], k: usize) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn imminence_is_the_share_of_the_probability_within_the_short_horizon() {
+        let a = |p: f64, ps: Option<f64>| Assessment {
+            probability: p,
+            anomaly: 0.0,
+            confidence: 1.0,
+            contributions: None,
+            short_probability: ps,
+        };
+        assert_eq!(a(0.8, None).imminence(), 1.0, "no imminence learner");
+        assert_eq!(a(0.0, Some(0.3)).imminence(), 1.0, "nothing expected");
+        assert_eq!(a(0.8, Some(0.8)).imminence(), 1.0, "all of it within the short horizon");
+        assert_eq!(a(0.8, Some(0.9)).imminence(), 1.0, "capped");
+        assert_eq!(a(0.8, Some(0.2)).imminence(), 0.625);
+        assert_eq!(a(0.8, Some(0.0)).imminence(), 0.5, "only later within the horizon");
+        assert_eq!(a(0.8, Some(f64::NAN)).imminence(), 1.0);
+    }
+
+    #[test]
+    fn the_default_model_reports_its_short_horizon_probability() {
+        let m = Model::embedded_default().expect("embedded model");
+        let mut row = vec![f64::NAN; m.schema.len()];
+        let a = m.assess(&mut row, false);
+        assert!(a.short_probability.is_some_and(|p| (0.0..=1.0).contains(&p)), "{:?}", a.short_probability);
+        assert!((0.5..=1.0).contains(&a.imminence()));
+    }
 
     #[test]
     fn hysteresis_enters_once_and_clears_after_a_quiet_spell() {

@@ -23,6 +23,8 @@ pub struct HostTick {
     pub risk: f64,
     /// Failure probability (0 when silent).
     pub probability: f64,
+    /// How soon the failure is expected, in [0, 1] (1 when unknown).
+    pub imminence: f64,
     /// In the alerting state.
     pub alerting: bool,
 }
@@ -78,9 +80,10 @@ impl DryRun {
     /// (a transition, or live shadows whose upkeep may be due).
     pub fn tick(&mut self, now: TimestampMs, transitions: &[HostTransition], state: impl Fn(&HostId) -> Option<HostTick>) {
         for h in &mut self.hosts {
-            let s = state(&h.id).unwrap_or(HostTick { risk: 0.0, probability: 0.0, alerting: false });
+            let s = state(&h.id).unwrap_or(HostTick { risk: 0.0, probability: 0.0, imminence: 1.0, alerting: false });
             h.risk = s.risk;
             h.failure_probability = s.probability;
+            h.imminence = s.imminence;
             h.alerting = s.alerting;
         }
         let mut triggers = Vec::new();
@@ -203,9 +206,9 @@ mod tests {
         let mut run = DryRun::new(&hosts, &[res("db-1", "a1", 3), res("web-1", "a1", 0)], budget);
         let risky = |h: &HostId| {
             Some(if h.as_str() == "a1" {
-                HostTick { risk: 0.9, probability: 0.9, alerting: true }
+                HostTick { risk: 0.9, probability: 0.9, imminence: 1.0, alerting: true }
             } else {
-                HostTick { risk: 0.01, probability: 0.01, alerting: false }
+                HostTick { risk: 0.01, probability: 0.01, imminence: 1.0, alerting: false }
             })
         };
         run.tick(0, &[], risky);
@@ -216,7 +219,7 @@ mod tests {
         assert_eq!(planned[0].resource.as_ref().map(ResourceId::as_str), Some("db-1"));
         assert_eq!(planned[0].target_host.as_ref().map(|h| h.as_str().starts_with('b')), Some(true), "another zone");
         assert_eq!(run.shadows().map(|s| s.state).collect::<Vec<_>>(), [ShadowState::Ready]);
-        let calm = |_: &HostId| Some(HostTick { risk: 0.01, probability: 0.01, alerting: false });
+        let calm = |_: &HostId| Some(HostTick { risk: 0.01, probability: 0.01, imminence: 1.0, alerting: false });
         run.tick(120_000, &[tr("a1", 120_000, TransitionKind::Cleared)], calm);
         run.tick(5 * 60_000, &[], calm);
         assert_eq!(run.shadows().next().map(|s| s.state), Some(ShadowState::Ready), "inside the grace");
@@ -231,7 +234,7 @@ mod tests {
         let mut run = DryRun::new(&hosts, &[res("db-1", "a1", 3)], Budget::default());
         let risky = |h: &HostId| {
             let a = h.as_str() == "a1";
-            Some(HostTick { risk: if a { 0.9 } else { 0.02 }, probability: if a { 0.9 } else { 0.02 }, alerting: a })
+            Some(HostTick { risk: if a { 0.9 } else { 0.02 }, probability: if a { 0.9 } else { 0.02 }, imminence: 1.0, alerting: a })
         };
         run.tick(60_000, &[tr("a1", 60_000, TransitionKind::Entered)], risky);
         run.set_up(&HostId::new("a1"), false);
