@@ -245,6 +245,15 @@ fn eval_writes_the_decisions_the_log_actuator_would_have_taken() {
     assert!(kinds.get("shadow_planned").is_some_and(|n| *n >= 5), "{kinds:?}");
     assert!(kinds.get("failover").is_some_and(|n| *n >= 1), "{kinds:?}");
     assert_eq!(kinds.get("failover"), kinds.get("shadow_promoted"), "each failover promotes one shadow: {kinds:?}");
+    // The model's short-horizon learner sets each host's imminence (0.5 to 1), not a constant.
+    let imminence: Vec<f64> = lines
+        .iter()
+        .filter(|d| d["kind"] == "shadow_planned")
+        .filter_map(|d| d["reason"].as_str()?.split("imminence ").nth(1)?.split(')').next()?.parse().ok())
+        .collect();
+    assert_eq!(imminence.len(), kinds["shadow_planned"], "every planned shadow states its imminence");
+    assert!(imminence.iter().all(|i| (0.5..=1.0).contains(i)), "{imminence:?}");
+    assert!(imminence.iter().any(|i| *i < 0.99), "imminence comes from the model: {imminence:?}");
 }
 
 #[test]
