@@ -172,7 +172,7 @@ struct Window {
     sx: f64,
     sxx: f64,
     stx: f64,
-    /// With `track_max`: the samples that can still become the window's maximum (each
+    /// Built by [`Window::with_max`]: the samples that can still become the window's maximum (each
     /// larger than every later one), oldest first; the front is the maximum. Reading it
     /// touches one entry instead of the whole window, which matters when a tick visits
     /// thousands of hosts whose windows are no longer in cache.
