@@ -40,6 +40,14 @@
 //! slot checked with `expect string role:master` comes up only once the replica has been
 //! promoted, so run the redis actuator first.
 //!
+//! # Traffic statistics
+//! [`HaproxyClient::server_stats`] reads each server's counters from `show stat <be> 4
+//! -1` (sessions, requests, HTTP responses by status class, connection and response
+//! errors, retries and redispatches, average queue/connect/response/total times over the
+//! last 1024 requests) as [`ServerStats`], and [`HaproxyClient::backend_stats`] the
+//! backend's own row. The CSV is read by the header's column names, never by position:
+//! the column set differs between HAProxy versions.
+//!
 //! # Protocol
 //! [`HaproxyClient`] speaks the runtime API in its non-interactive mode: one connection
 //! per command (unix socket or TCP), the command and a newline written, the answer read
@@ -138,6 +146,24 @@ pub enum HaproxyError {
         /// The command sent.
         command: String,
         /// What was wrong.
+        detail: String,
+    },
+    /// A `show stat` answer that is not the CSV it should be: no `# pxname,svname,...`
+    /// header line, a column missing from the header, a row with another number of fields
+    /// than the header, or a counter that is not a number.
+    #[error("haproxy runtime API {socket}: `{command}`: malformed answer at line {line}: {detail}")]
+    MalformedStat {
+        /// The API address.
+        socket: String,
+        /// The command sent.
+        command: String,
+        /// The line of the answer, from 1 (the header is line 1).
+        line: usize,
+        /// The row, `pxname/svname`, when the fault is in a row.
+        row: Option<String>,
+        /// The column, when the fault is about one.
+        field: Option<&'static str>,
+        /// What was wrong, naming the row and the field.
         detail: String,
     },
     /// A backend or server name that would not be safe in a command.
@@ -276,6 +302,269 @@ impl fmt::Display for ServerState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{} at {} {} (weight {})", self.backend, self.server, self.address(), self.status(), self.weight)
     }
+}
+
+/// One row of `show stat`: a server's counters, or its backend's own (`server` is
+/// `BACKEND`). Counters count from HAProxy's start (or the last `clear counters`); the
+/// `*_ms` times are averages over the last 1024 requests. A counter HAProxy leaves empty
+/// (the HTTP ones of a TCP server) is 0; an empty time or weight is `None`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServerStats {
+    /// The proxy, i.e. the backend (`pxname`).
+    pub proxy: String,
+    /// The server (`svname`): `BACKEND` for the backend's own row.
+    pub server: String,
+    /// Sessions (connections) handled (`stot`).
+    pub sessions_total: u64,
+    /// Requests handled: `req_tot` where the row has it (an HTTP server or backend; HAProxy
+    /// 2.6 has it for both); else, for a row with HTTP responses, the sum of the `hrsp_*`
+    /// counters; else (TCP) `stot`, one session being one unit of work.
+    pub requests_total: u64,
+    /// HTTP responses with a 1xx status (`hrsp_1xx`).
+    pub hrsp_1xx: u64,
+    /// HTTP responses with a 2xx status (`hrsp_2xx`).
+    pub hrsp_2xx: u64,
+    /// HTTP responses with a 3xx status (`hrsp_3xx`).
+    pub hrsp_3xx: u64,
+    /// HTTP responses with a 4xx status (`hrsp_4xx`).
+    pub hrsp_4xx: u64,
+    /// HTTP responses with a 5xx status (`hrsp_5xx`).
+    pub hrsp_5xx: u64,
+    /// HTTP responses with another status (`hrsp_other`).
+    pub hrsp_other: u64,
+    /// Failed connection attempts to the server (`econ`).
+    pub econ: u64,
+    /// Response errors: the server closed or broke the exchange (`eresp`).
+    pub eresp: u64,
+    /// Connection retries (`wretr`).
+    pub wretr: u64,
+    /// Requests redispatched to another server (`wredis`).
+    pub wredis: u64,
+    /// Average time in the queue, ms (`qtime`).
+    pub qtime_ms: Option<u64>,
+    /// Average time to connect to the server, ms (`ctime`).
+    pub ctime_ms: Option<u64>,
+    /// Average time to the server's response, ms (`rtime`; 0 in TCP mode).
+    pub rtime_ms: Option<u64>,
+    /// Average total session time, ms (`ttime`).
+    pub ttime_ms: Option<u64>,
+    /// Effective weight (`weight`; a backend's is the sum of its active servers').
+    pub weight: Option<u64>,
+    /// The status as HAProxy words it (`status`): `UP`, `DOWN`, `MAINT`, `DRAIN`, `no
+    /// check`, `UP 1/3`, ...
+    pub status: String,
+    /// Sessions open now (`scur`).
+    pub scur: u64,
+}
+
+/// The columns [`ServerStats`] reads that every `show stat` header must have (`req_tot`,
+/// also read, is optional).
+const STAT_COLUMNS: [&str; 20] = [
+    "pxname",
+    "svname",
+    "scur",
+    "stot",
+    "econ",
+    "eresp",
+    "wretr",
+    "wredis",
+    "status",
+    "weight",
+    "hrsp_1xx",
+    "hrsp_2xx",
+    "hrsp_3xx",
+    "hrsp_4xx",
+    "hrsp_5xx",
+    "hrsp_other",
+    "qtime",
+    "ctime",
+    "rtime",
+    "ttime",
+];
+
+/// `show stat` type mask: the backend's own row.
+const STAT_BACKEND: u8 = 2;
+/// `show stat` type mask: the servers' rows.
+const STAT_SERVERS: u8 = 4;
+
+/// The `hrsp_*` columns.
+const HRSP_COLUMNS: [&str; 6] = ["hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other"];
+
+/// What is wrong with a `show stat` answer (see [`HaproxyError::MalformedStat`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StatFault {
+    line: usize,
+    row: Option<String>,
+    field: Option<&'static str>,
+    detail: String,
+}
+
+/// The first 80 characters of `line`, for an error message.
+fn excerpt(line: &str) -> String {
+    let mut s: String = line.chars().take(80).collect();
+    if s.len() < line.len() {
+        s.push_str("...");
+    }
+    s
+}
+
+/// Splits one CSV line as HAProxy writes it: fields separated by `,`, a field containing
+/// `,` or `"` enclosed in `"` with `"` doubled (a check's reason phrase can hold both).
+fn split_csv(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            '"' if quoted => quoted = false,
+            '"' if field.is_empty() => quoted = true,
+            ',' if !quoted => fields.push(std::mem::take(&mut field)),
+            c => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
+}
+
+/// The header of a `show stat` answer: column names, by position.
+struct StatHeader {
+    line: usize,
+    names: Vec<String>,
+}
+
+impl StatHeader {
+    fn index(&self, name: &'static str) -> Result<usize, StatFault> {
+        self.names.iter().position(|n| n == name).ok_or_else(|| StatFault {
+            line: self.line,
+            row: None,
+            field: Some(name),
+            detail: format!("the header has no `{name}` column"),
+        })
+    }
+}
+
+/// One data row of a `show stat` answer, its fields read by column name.
+struct StatRow<'a> {
+    header: &'a StatHeader,
+    line: usize,
+    id: String,
+    fields: Vec<String>,
+}
+
+impl StatRow<'_> {
+    fn text(&self, name: &'static str) -> Result<&str, StatFault> {
+        let i = self.header.index(name)?;
+        // The row has as many fields as the header has columns (checked on reading it).
+        Ok(self.fields.get(i).map_or("", String::as_str))
+    }
+
+    /// A number, `None` when empty.
+    fn number(&self, name: &'static str) -> Result<Option<u64>, StatFault> {
+        let text = self.text(name)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| StatFault {
+            line: self.line,
+            row: Some(self.id.clone()),
+            field: Some(name),
+            detail: format!("row {}: field `{name}` is {:?}, not a non-negative integer", self.id, excerpt(text)),
+        })
+    }
+
+    /// A counter, 0 when empty.
+    fn counter(&self, name: &'static str) -> Result<u64, StatFault> {
+        Ok(self.number(name)?.unwrap_or(0))
+    }
+
+    fn stats(&self) -> Result<ServerStats, StatFault> {
+        let sessions_total = self.counter("stot")?;
+        let mut hrsp = [0; HRSP_COLUMNS.len()];
+        let mut http = false;
+        for (n, name) in hrsp.iter_mut().zip(HRSP_COLUMNS) {
+            let v = self.number(name)?;
+            http |= v.is_some();
+            *n = v.unwrap_or(0);
+        }
+        let req_tot = if self.header.names.iter().any(|n| n == "req_tot") { self.number("req_tot")? } else { None };
+        let requests_total = match req_tot {
+            Some(n) => n,
+            None if http => hrsp.iter().sum(),
+            None => sessions_total,
+        };
+        let [hrsp_1xx, hrsp_2xx, hrsp_3xx, hrsp_4xx, hrsp_5xx, hrsp_other] = hrsp;
+        Ok(ServerStats {
+            proxy: self.text("pxname")?.to_string(),
+            server: self.text("svname")?.to_string(),
+            sessions_total,
+            requests_total,
+            hrsp_1xx,
+            hrsp_2xx,
+            hrsp_3xx,
+            hrsp_4xx,
+            hrsp_5xx,
+            hrsp_other,
+            econ: self.counter("econ")?,
+            eresp: self.counter("eresp")?,
+            wretr: self.counter("wretr")?,
+            wredis: self.counter("wredis")?,
+            qtime_ms: self.number("qtime")?,
+            ctime_ms: self.number("ctime")?,
+            rtime_ms: self.number("rtime")?,
+            ttime_ms: self.number("ttime")?,
+            weight: self.number("weight")?,
+            status: self.text("status")?.to_string(),
+            scur: self.counter("scur")?,
+        })
+    }
+}
+
+/// Every row of a `show stat` answer (CSV whose first line is `# pxname,svname,...`),
+/// fields read by the header's column names, never by position: the column set differs
+/// between HAProxy versions.
+fn parse_show_stat(answer: &str) -> Result<Vec<ServerStats>, StatFault> {
+    let mut lines = answer.lines().enumerate().map(|(i, l)| (i + 1, l.trim_end_matches('\r'))).filter(|(_, l)| !l.trim().is_empty());
+    let Some((line, first)) = lines.next() else {
+        return Err(StatFault {
+            line: 1,
+            row: None,
+            field: None,
+            detail: "empty answer: no `# pxname,svname,...` header line".to_string(),
+        });
+    };
+    let Some(names) = first.strip_prefix('#') else {
+        return Err(StatFault {
+            line,
+            row: None,
+            field: None,
+            detail: format!("no `# pxname,svname,...` header line: the answer starts with {:?}", excerpt(first)),
+        });
+    };
+    let header = StatHeader { line, names: split_csv(names.trim_start()) };
+    for name in STAT_COLUMNS {
+        header.index(name)?;
+    }
+    let mut rows = Vec::new();
+    for (line, text) in lines {
+        let fields = split_csv(text);
+        let field = |i: usize| fields.get(i).map_or("", String::as_str);
+        let id = format!("{}/{}", field(0), field(1));
+        if fields.len() != header.names.len() {
+            return Err(StatFault {
+                line,
+                row: Some(id.clone()),
+                field: None,
+                detail: format!("row {id} has {} fields, the header {}: {:?}", fields.len(), header.names.len(), excerpt(text)),
+            });
+        }
+        rows.push(StatRow { header: &header, line, id, fields }.stats()?);
+    }
+    Ok(rows)
 }
 
 /// A client for HAProxy's runtime API: one connection per command, each bounded by
@@ -417,6 +706,51 @@ impl HaproxyClient {
             }
         }
         Err(self.unexpected(&command, format!("no server {server:?} in backend {backend:?}")))
+    }
+
+    /// The counters of every server of `backend` (`show stat <backend> 4 -1`), in the
+    /// configuration's order; not the backend's own row (see
+    /// [`HaproxyClient::backend_stats`]).
+    ///
+    /// # Errors
+    /// As [`HaproxyClient::command`]; [`HaproxyError::InvalidName`] for an unsafe name,
+    /// [`HaproxyError::Refused`] for an unknown backend (`No such proxy.`),
+    /// [`HaproxyError::MalformedStat`] naming the line, the row and the field for an answer
+    /// that does not parse.
+    pub async fn server_stats(&self, backend: &str) -> Result<Vec<ServerStats>, HaproxyError> {
+        let (_, rows) = self.show_stat(backend, STAT_SERVERS).await?;
+        Ok(rows.into_iter().filter(|r| r.server != "BACKEND" && r.server != "FRONTEND").collect())
+    }
+
+    /// The backend's own counters (its `BACKEND` row of `show stat <backend> 2 -1`): the
+    /// sums over its servers, and the requests it answered itself (no server up).
+    ///
+    /// # Errors
+    /// As [`HaproxyClient::server_stats`], and [`HaproxyError::Unexpected`] when `backend`
+    /// has no `BACKEND` row (it names a frontend).
+    pub async fn backend_stats(&self, backend: &str) -> Result<ServerStats, HaproxyError> {
+        let (command, rows) = self.show_stat(backend, STAT_BACKEND).await?;
+        rows.into_iter()
+            .find(|r| r.server == "BACKEND")
+            .ok_or_else(|| self.unexpected(&command, format!("no BACKEND row: {backend:?} is not a backend")))
+    }
+
+    /// `show stat <proxy> <types> -1`, the rows of `proxy`, and the command sent.
+    async fn show_stat(&self, proxy: &str, types: u8) -> Result<(String, Vec<ServerStats>), HaproxyError> {
+        valid_name("backend", proxy)?;
+        let command = format!("show stat {proxy} {types} -1");
+        let answer = self.command(&command).await?;
+        // HAProxy's refusals are one sentence (`No such proxy.`, `Permission denied`).
+        let first = answer.lines().next().unwrap_or("").trim();
+        if !first.is_empty() && !first.starts_with('#') && !first.contains(',') {
+            return Err(HaproxyError::Refused { socket: self.addr.to_string(), command, answer: first.to_string() });
+        }
+        match parse_show_stat(&answer) {
+            Ok(rows) => Ok((command, rows.into_iter().filter(|r| r.proxy == proxy).collect())),
+            Err(StatFault { line, row, field, detail }) => {
+                Err(HaproxyError::MalformedStat { socket: self.addr.to_string(), command, line, row, field, detail })
+            }
+        }
     }
 
     /// `set server <backend>/<server> addr <ip> port <port>`.
@@ -755,6 +1089,177 @@ mod tests {
         let s = parse_server_line("3 be_http 2 shadow 127.0.0.1 2 4 100 1 0 8 2 0 6 0 0 0 - 18082 - 0 0 - - 0").unwrap();
         assert!(s.is_up(), "CMAINT alone (from `disabled` in the config) is not maintenance");
         assert_eq!(s.weight, 100);
+    }
+
+    /// `show stat` from HAProxy 2.6.12 (Debian 12), recorded after 12 HTTP requests
+    /// through `fe_http` to `be_app` (round robin over `ok` answering 200, `err` answering
+    /// 500, `gone` with nothing listening, redispatched, and `spare`, disabled) and 3
+    /// connections through `fe_tcp` to `be_tcp`; `be_chk/odd` fails its HTTP check with
+    /// the reason phrase `Broken, "really"`, which HAProxy quotes.
+    const SHOW_STAT_2_6: &str = r#"# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,rate_lim,rate_max,check_status,check_code,check_duration,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,hanafail,req_rate,req_rate_max,req_tot,cli_abrt,srv_abrt,comp_in,comp_out,comp_byp,comp_rsp,lastsess,last_chk,last_agt,qtime,ctime,rtime,ttime,agent_status,agent_code,agent_duration,check_desc,agent_desc,check_rise,check_fall,check_health,agent_rise,agent_fall,agent_health,addr,cookie,mode,algo,conn_rate,conn_rate_max,conn_tot,intercepted,dcon,dses,wrew,connect,reuse,cache_lookups,cache_hits,srv_icur,src_ilim,qtime_max,ctime_max,rtime_max,ttime_max,eint,idle_conn_cur,safe_conn_cur,used_conn_cur,need_conn_est,uweight,agg_server_status,agg_server_check_status,agg_check_status,-,ssl_sess,ssl_reused_sess,ssl_failed_handshake,h2_headers_rcvd,h2_data_rcvd,h2_settings_rcvd,h2_rst_stream_rcvd,h2_goaway_rcvd,h2_detected_conn_protocol_errors,h2_detected_strm_protocol_errors,h2_rst_stream_resp,h2_goaway_resp,h2_open_connections,h2_backend_open_streams,h2_total_connections,h2_backend_total_streams,h1_open_connections,h1_open_streams,h1_total_connections,h1_total_streams,h1_bytes_in,h1_bytes_out,h1_spliced_bytes_in,h1_spliced_bytes_out,
+fe_http,FRONTEND,,,0,1,9984,12,984,1506,0,0,0,,,,,OPEN,,,,,,,,,1,2,0,,,,0,12,0,12,,,,0,6,0,0,6,0,,12,12,12,,,0,0,0,0,,,,,,,,,,,,,,,,,,,,,http,,12,12,12,0,0,0,0,,,0,0,,,,,,,0,,,,,,,,,-,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,12,12,948,1758,0,0,
+be_app,ok,0,0,0,1,,6,492,696,,0,,0,0,0,0,UP,1,1,0,1,1,2,0,,1,3,1,,6,,2,6,,6,L4OK,,0,0,6,0,0,0,0,,,,6,0,0,,,,,1,,,0,0,0,0,,,,Layer4 check passed,,2,3,4,,,,127.0.0.1:18481,,http,,,,,,,,0,6,0,,,0,,0,0,0,0,0,0,0,0,1,1,,,,-,0,0,0,,,,,,,,,,,,,,,,,,,,,,
+be_app,err,0,0,0,1,,6,492,810,,0,,0,0,0,0,no check,1,1,0,,,2,,,1,3,2,,6,,2,6,,6,,,,0,0,0,0,6,0,,,,6,0,0,,,,,1,,,0,0,0,1,,,,,,,,,,,,127.0.0.1:18482,,http,,,,,,,,0,6,0,,,0,,0,0,0,1,0,0,0,0,1,1,,,,-,0,0,0,,,,,,,,,,,,,,,,,,,,,,
+be_app,gone,0,0,0,1,,6,0,0,,0,,0,0,0,6,no check,1,1,0,,,2,,,1,3,3,,6,,2,6,,6,,,,0,0,0,0,0,0,,,,0,0,0,,,,,1,,,0,0,0,0,,,,,,,,,,,,127.0.0.1:18489,,http,,,,,,,,0,6,0,,,0,,0,0,0,0,0,0,0,0,1,1,,,,-,0,0,0,,,,,,,,,,,,,,,,,,,,,,
+be_app,spare,0,0,0,0,,0,0,0,,0,,0,0,0,0,MAINT,1,1,0,,,2,,,1,3,4,,0,,2,0,,0,,,,0,0,0,0,0,0,,,,0,0,0,,,,,-1,,,0,0,0,0,,,,,,,,,,,,127.0.0.1:18481,,http,,,,,,,,0,0,0,,,0,,0,0,0,0,0,0,0,0,0,1,,,,-,0,0,0,,,,,,,,,,,,,,,,,,,,,,
+be_app,BACKEND,0,0,0,1,999,12,984,1506,0,0,,0,0,0,6,UP,3,3,0,,0,2,0,,1,3,0,,18,,1,12,,12,,,,0,6,0,0,6,0,,,,12,0,0,0,0,0,0,1,,,0,0,0,1,,,,,,,,,,,,,,http,roundrobin,,,,,,,0,18,0,0,0,,,0,0,0,1,0,,,,,3,0,0,0,-,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,18,18,1470,948,0,0,
+be_chk,odd,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1,1,0,1,1,2,2,,1,4,1,,0,,2,0,,0,L7STS,500,0,0,0,0,0,0,0,,,,0,0,0,,,,,-1,"Broken, ""really""",,0,0,0,0,,,,Layer7 wrong status,,2,3,0,,,,127.0.0.1:18491,,http,,,,,,,,0,0,0,,,0,,0,0,0,0,0,0,0,0,1,1,,,,-,0,0,0,,,,,,,,,,,,,,,,,,,,,,
+be_chk,BACKEND,0,0,0,0,1,0,0,0,0,0,,0,0,0,0,DOWN,0,0,0,,1,2,2,,1,4,0,,0,,1,0,,0,,,,0,0,0,0,0,0,,,,0,0,0,0,0,0,0,-1,,,0,0,0,0,,,,,,,,,,,,,,http,roundrobin,,,,,,,0,0,0,0,0,,,0,0,0,0,0,,,,,0,0,0,0,-,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,10,10,1127,162,0,0,
+fe_tcp,FRONTEND,,,0,1,9984,3,237,339,0,0,0,,,,,OPEN,,,,,,,,,1,5,0,,,,0,3,0,3,,,,,,,,,,,0,0,0,,,0,0,0,0,,,,,,,,,,,,,,,,,,,,,tcp,,3,3,3,,0,0,0,,,,,,,,,,,0,,,,,,,,,-,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+be_tcp,one,0,0,0,1,,3,237,339,,0,,0,0,0,0,no check,1,1,0,,,2,,,1,6,1,,3,,2,3,,3,,,,,,,,,,,,,,0,0,,,,,1,,,0,0,0,1,,,,,,,,,,,,127.0.0.1:18481,,tcp,,,,,,,,0,3,0,,,0,,0,0,0,2,0,0,0,0,1,1,,,,-,0,0,0,,,,,,,,,,,,,,,,,,,,,,
+be_tcp,BACKEND,0,0,0,1,999,3,237,339,0,0,,0,0,0,0,UP,1,1,0,,0,2,0,,1,6,0,,3,,1,3,,3,,,,,,,,,,,,,,0,0,0,0,0,0,1,,,0,0,0,1,,,,,,,,,,,,,,tcp,roundrobin,,,,,,,0,3,0,,,,,0,0,0,2,0,,,,,1,0,0,0,-,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+"#;
+
+    fn row<'a>(rows: &'a [ServerStats], proxy: &str, server: &str) -> &'a ServerStats {
+        rows.iter().find(|r| r.proxy == proxy && r.server == server).unwrap()
+    }
+
+    /// Every line of `answer`, its fields transformed by `f` and joined again.
+    fn rewrite(answer: &str, f: impl Fn(Vec<String>) -> Vec<String>) -> String {
+        let quote = |v: String| if v.contains([',', '"']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v };
+        let mut out = String::new();
+        for line in answer.lines() {
+            let (prefix, rest) = if let Some(h) = line.strip_prefix("# ") { ("# ", h) } else { ("", line) };
+            let fields: Vec<String> = f(split_csv(rest)).into_iter().map(quote).collect();
+            out.push_str(&format!("{prefix}{}\n", fields.join(",")));
+        }
+        out
+    }
+
+    #[test]
+    fn parses_a_recorded_show_stat() {
+        let rows = parse_show_stat(SHOW_STAT_2_6).unwrap();
+        let ids: Vec<String> = rows.iter().map(|r| format!("{}/{}", r.proxy, r.server)).collect();
+        assert_eq!(
+            ids,
+            [
+                "fe_http/FRONTEND",
+                "be_app/ok",
+                "be_app/err",
+                "be_app/gone",
+                "be_app/spare",
+                "be_app/BACKEND",
+                "be_chk/odd",
+                "be_chk/BACKEND",
+                "fe_tcp/FRONTEND",
+                "be_tcp/one",
+                "be_tcp/BACKEND"
+            ]
+        );
+        let zero = ServerStats {
+            proxy: "be_app".to_string(),
+            server: "ok".to_string(),
+            sessions_total: 0,
+            requests_total: 0,
+            hrsp_1xx: 0,
+            hrsp_2xx: 0,
+            hrsp_3xx: 0,
+            hrsp_4xx: 0,
+            hrsp_5xx: 0,
+            hrsp_other: 0,
+            econ: 0,
+            eresp: 0,
+            wretr: 0,
+            wredis: 0,
+            qtime_ms: Some(0),
+            ctime_ms: Some(0),
+            rtime_ms: Some(0),
+            ttime_ms: Some(0),
+            weight: Some(1),
+            status: "UP".to_string(),
+            scur: 0,
+        };
+        assert_eq!(*row(&rows, "be_app", "ok"), ServerStats { sessions_total: 6, requests_total: 6, hrsp_2xx: 6, ..zero.clone() });
+        assert_eq!(
+            *row(&rows, "be_app", "err"),
+            ServerStats {
+                server: "err".to_string(),
+                sessions_total: 6,
+                requests_total: 6,
+                hrsp_5xx: 6,
+                ttime_ms: Some(1),
+                status: "no check".to_string(),
+                ..zero.clone()
+            }
+        );
+        let gone = row(&rows, "be_app", "gone");
+        assert_eq!((gone.sessions_total, gone.requests_total, gone.wredis, gone.econ), (6, 0, 6, 0), "sessions, not requests: {gone:?}");
+        assert_eq!(row(&rows, "be_app", "spare").status, "MAINT");
+        let backend = row(&rows, "be_app", "BACKEND");
+        assert_eq!((backend.requests_total, backend.hrsp_2xx, backend.hrsp_5xx, backend.weight), (12, 6, 6, Some(3)));
+        // The quoted reason phrase in `last_chk` does not shift the columns after it.
+        let odd = row(&rows, "be_chk", "odd");
+        assert_eq!((odd.status.as_str(), odd.weight, odd.ttime_ms), ("DOWN", Some(1), Some(0)));
+        // A frontend leaves the server columns empty.
+        let fe = row(&rows, "fe_http", "FRONTEND");
+        assert_eq!((fe.status.as_str(), fe.weight, fe.qtime_ms, fe.rtime_ms, fe.econ), ("OPEN", None, None, None, 0));
+        assert_eq!((fe.sessions_total, fe.requests_total, fe.hrsp_2xx, fe.hrsp_5xx), (12, 12, 6, 6));
+        // A TCP server has no req_tot and no HTTP responses: its sessions are its requests.
+        let tcp = row(&rows, "be_tcp", "one");
+        assert_eq!((tcp.sessions_total, tcp.requests_total, tcp.hrsp_2xx, tcp.ttime_ms), (3, 3, 0, Some(1)), "{tcp:?}");
+    }
+
+    #[test]
+    fn columns_are_found_by_name() {
+        let rows = parse_show_stat(SHOW_STAT_2_6).unwrap();
+        let reversed = rewrite(SHOW_STAT_2_6, |mut f| {
+            f.reverse();
+            f
+        });
+        assert_eq!(parse_show_stat(&reversed).unwrap(), rows, "columns in another order");
+
+        // Without req_tot (servers of older versions): the sum of the HTTP responses, or the
+        // sessions of a TCP server.
+        let header = split_csv(SHOW_STAT_2_6.lines().next().unwrap().trim_start_matches("# "));
+        let req_tot = header.iter().position(|n| n == "req_tot").unwrap();
+        let without = rewrite(SHOW_STAT_2_6, |mut f| {
+            f.remove(req_tot);
+            f
+        });
+        let rows = parse_show_stat(&without).unwrap();
+        assert_eq!(row(&rows, "be_app", "ok").requests_total, 6);
+        assert_eq!(row(&rows, "be_app", "err").requests_total, 6);
+        assert_eq!(row(&rows, "be_app", "gone").requests_total, 0);
+        assert_eq!(row(&rows, "be_app", "BACKEND").requests_total, 12);
+        assert_eq!(row(&rows, "be_tcp", "one").requests_total, 3);
+    }
+
+    #[test]
+    fn splits_csv_as_haproxy_quotes_it() {
+        assert_eq!(split_csv(r#"a,"Broken, ""really""",,x,"#), ["a", r#"Broken, "really""#, "", "x", ""]);
+        assert_eq!(split_csv(""), [""]);
+    }
+
+    #[test]
+    fn malformed_show_stat_names_the_line_row_and_field() {
+        let fault = |answer: &str| parse_show_stat(answer).unwrap_err();
+        let f = fault("");
+        assert_eq!((f.line, f.row, f.field), (1, None, None));
+        assert_eq!(f.detail, "empty answer: no `# pxname,svname,...` header line");
+
+        let f = fault(SHOW_STAT_2_6.split_once('\n').unwrap().1);
+        assert_eq!((f.line, f.row, f.field), (1, None, None));
+        assert_eq!(
+            f.detail,
+            "no `# pxname,svname,...` header line: the answer starts with \
+             \"fe_http,FRONTEND,,,0,1,9984,12,984,1506,0,0,0,,,,,OPEN,,,,,,,,,1,2,0,,,,0,12,0,1...\""
+        );
+
+        let f = fault(&SHOW_STAT_2_6.replacen(",stot,", ",stotal,", 1));
+        assert_eq!((f.line, f.row, f.field), (1, None, Some("stot")));
+        assert_eq!(f.detail, "the header has no `stot` column");
+
+        // A field lost from be_app/err (line 4).
+        let short = SHOW_STAT_2_6.replacen("be_app,err,0,0,0,1,,6,", "be_app,err,0,0,0,1,6,", 1);
+        let f = fault(&short);
+        assert_eq!((f.line, f.row.as_deref(), f.field), (4, Some("be_app/err"), None));
+        assert!(f.detail.starts_with("row be_app/err has 128 fields, the header 129: \"be_app,err,0,0,0,1,6,"), "{}", f.detail);
+
+        let f = fault(&SHOW_STAT_2_6.replacen("be_app,gone,0,0,0,1,,6,", "be_app,gone,0,0,0,1,,six,", 1));
+        assert_eq!((f.line, f.row.as_deref(), f.field), (5, Some("be_app/gone"), Some("stot")));
+        assert_eq!(f.detail, "row be_app/gone: field `stot` is \"six\", not a non-negative integer");
+        let f = fault(&SHOW_STAT_2_6.replacen(",UP,1,1,0,1,1,", ",UP,-1,1,0,1,1,", 1));
+        assert_eq!((f.line, f.row.as_deref(), f.field), (3, Some("be_app/ok"), Some("weight")));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The haproxy actuator against real HAProxy (Debian package `haproxy`) running the
 //! shipped template `deploy/haproxy/haproxy.cfg.tmpl`, and with the redis actuator
-//! (Debian package `redis-server`) for a Redis failover behind HAProxy's TCP backend.
+//! (Debian package `redis-server`) for a Redis failover behind HAProxy's TCP backend; and
+//! the `show stat` counters of a two-server HTTP backend in a config of its own.
 //!
 //! Every server runs on 127.0.0.1 on a port free at test time, in a temp dir, and is
 //! killed at the end (a Drop guard); every wait polls with a deadline.
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harbinger_actuate::haproxy::{ApiAddress, HaproxyActuator, HaproxyClient, ServerState};
+use harbinger_actuate::haproxy::{ApiAddress, HaproxyActuator, HaproxyClient, HaproxyError, ServerState, ServerStats};
 use harbinger_actuate::redis::{RedisActuator, RedisClient, RedisConfig, Reply};
 use harbinger_core::shadow::{Shadow, ShadowState};
 use harbinger_core::{JournalStatus, Resource};
@@ -105,7 +106,6 @@ fn render(vars: &BTreeMap<&str, String>) -> String {
 /// Renders the template into `dir` (the placeholders not given point at closed ports),
 /// checks it with `haproxy -c` and runs it in the foreground until the API answers.
 async fn start_haproxy(dir: &Path, given: &[(&'static str, String)]) -> Haproxy {
-    require(HAPROXY, "haproxy");
     let socket = dir.join("admin.sock");
     let mut vars: BTreeMap<&str, String> = BTreeMap::new();
     vars.insert("stats_socket", socket.display().to_string());
@@ -119,8 +119,15 @@ async fn start_haproxy(dir: &Path, given: &[(&'static str, String)]) -> Haproxy 
     for (k, v) in given {
         vars.insert(k, v.clone());
     }
+    run_haproxy(dir, &render(&vars), socket).await
+}
+
+/// Writes `config` into `dir`, checks it with `haproxy -c` and runs it in the foreground
+/// until its runtime API (at `socket`) answers.
+async fn run_haproxy(dir: &Path, config: &str, socket: PathBuf) -> Haproxy {
+    require(HAPROXY, "haproxy");
     let cfg = dir.join("haproxy.cfg");
-    std::fs::write(&cfg, render(&vars)).unwrap();
+    std::fs::write(&cfg, config).unwrap();
     let check = Command::new(HAPROXY).arg("-c").arg("-f").arg(&cfg).output().unwrap();
     assert!(check.status.success(), "haproxy -c: {}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
     let log = dir.join("haproxy.log");
@@ -144,7 +151,7 @@ async fn start_haproxy(dir: &Path, given: &[(&'static str, String)]) -> Haproxy 
     h
 }
 
-/// A tiny HTTP server answering `name` to every request; stopped when dropped.
+/// A tiny server (HTTP, or a fake runtime API) run as a task; stopped when dropped.
 struct HttpServer(tokio::task::JoinHandle<()>);
 
 impl Drop for HttpServer {
@@ -153,7 +160,14 @@ impl Drop for HttpServer {
     }
 }
 
+/// An HTTP server answering `200 OK` and `name` to every request.
 async fn http_server(name: &'static str) -> (HttpServer, u16) {
+    http_server_with("200 OK", name).await
+}
+
+/// An HTTP server answering `status` (`500 Internal Server Error`) and `name` to every
+/// request.
+async fn http_server_with(status: &'static str, name: &'static str) -> (HttpServer, u16) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let task = tokio::spawn(async move {
@@ -168,7 +182,7 @@ async fn http_server(name: &'static str) -> (HttpServer, u16) {
                         Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }
                 }
-                let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}", name.len());
+                let reply = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}", name.len());
                 let _ = conn.write_all(reply.as_bytes()).await;
                 let _ = conn.shutdown().await;
             });
@@ -187,6 +201,19 @@ async fn get(addr: &str) -> Option<String> {
         let text = String::from_utf8_lossy(&answer).into_owned();
         let (head, body) = text.split_once("\r\n\r\n")?;
         head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+    };
+    tokio::time::timeout(TIMEOUT, exchange).await.ok().flatten()
+}
+
+/// The status code of `GET /` at `addr`, or `None`.
+async fn status_of(addr: &str) -> Option<u16> {
+    let exchange = async {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.ok()?;
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").await.ok()?;
+        let mut answer = Vec::new();
+        conn.read_to_end(&mut answer).await.ok()?;
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
     };
     tokio::time::timeout(TIMEOUT, exchange).await.ok().flatten()
 }
@@ -465,4 +492,167 @@ async fn an_armed_slot_must_be_a_backup_and_is_made_ready_at_creation() {
     let out = act.apply(&request("create", &sh, &bad)).await;
     assert_status(&out, JournalStatus::Failed);
     assert!(out.detail.contains("state.haproxy.armed must be true or false"), "{}", out.detail);
+}
+
+/// HAProxy with one HTTP backend of two round-robin servers, `ok` and `err`, and the
+/// frontend's address. No `retry-on`: a 500 stays on the server that answered it.
+async fn start_stats_haproxy(dir: &Path, ok_port: u16, err_port: u16) -> (Haproxy, String) {
+    let socket = dir.join("admin.sock");
+    let front = local(free_port());
+    let config = format!(
+        "global
+    stats socket {socket} mode 600 level admin
+defaults
+    mode http
+    timeout connect 500ms
+    timeout client 5s
+    timeout server 5s
+frontend fe_stats
+    bind {front}
+    default_backend be_stats
+backend be_stats
+    balance roundrobin
+    server ok {ok}
+    server err {err}
+",
+        socket = socket.display(),
+        ok = local(ok_port),
+        err = local(err_port),
+    );
+    (run_haproxy(dir, &config, socket).await, front)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_stats_count_each_servers_responses() {
+    const N: u64 = 20;
+    let tmp = tempfile::tempdir().unwrap();
+    let (_ok, ok_port) = http_server_with("200 OK", "ok").await;
+    let (_err, err_port) = http_server_with("500 Internal Server Error", "err").await;
+    let (h, front) = start_stats_haproxy(tmp.path(), ok_port, err_port).await;
+    let client = h.client();
+
+    let before = client.server_stats("be_stats").await.unwrap();
+    assert_eq!(before.iter().map(|s| s.server.as_str()).collect::<Vec<_>>(), ["ok", "err"], "servers only, in order: {before:?}");
+    for s in &before {
+        assert_eq!((s.proxy.as_str(), s.sessions_total, s.requests_total, s.hrsp_2xx, s.hrsp_5xx), ("be_stats", 0, 0, 0, 0), "{s:?}");
+        assert_eq!((s.weight, s.status.as_str()), (Some(1), "no check"), "{s:?}");
+    }
+
+    let mut seen: BTreeMap<u16, u64> = BTreeMap::new();
+    for _ in 0..N {
+        let status = status_of(&front).await.expect("an answer through haproxy");
+        *seen.entry(status).or_default() += 1;
+    }
+    assert_eq!(seen, BTreeMap::from([(200, N / 2), (500, N / 2)]), "round robin over a 200 and a 500 server");
+
+    let stats: Vec<ServerStats> = until("the servers' counters account for every request", Duration::from_secs(5), || async {
+        let stats = client.server_stats("be_stats").await.ok()?;
+        (stats.iter().map(|s| s.requests_total).sum::<u64>() == N).then_some(stats)
+    })
+    .await;
+    let [ok, err] = stats.as_slice() else { panic!("two servers: {stats:?}") };
+    assert_eq!(ok.server, "ok");
+    assert_eq!((ok.hrsp_2xx, ok.hrsp_5xx, ok.requests_total, ok.sessions_total), (N / 2, 0, N / 2, N / 2), "{ok:?}");
+    assert_eq!(err.server, "err");
+    assert_eq!((err.hrsp_2xx, err.hrsp_5xx, err.requests_total, err.sessions_total), (0, N / 2, N / 2, N / 2), "{err:?}");
+    assert_eq!(ok.hrsp_2xx + err.hrsp_5xx, N);
+    for s in [ok, err] {
+        assert_eq!((s.hrsp_1xx, s.hrsp_3xx, s.hrsp_4xx, s.hrsp_other), (0, 0, 0, 0), "{s:?}");
+        assert_eq!((s.econ, s.eresp, s.wretr, s.wredis), (0, 0, 0, 0), "{s:?}");
+        assert!(s.qtime_ms.is_some() && s.ctime_ms.is_some() && s.rtime_ms.is_some() && s.ttime_ms.is_some(), "{s:?}");
+    }
+
+    let backend = client.backend_stats("be_stats").await.unwrap();
+    assert_eq!((backend.proxy.as_str(), backend.server.as_str()), ("be_stats", "BACKEND"));
+    assert_eq!((backend.requests_total, backend.hrsp_2xx, backend.hrsp_5xx, backend.weight), (N, N / 2, N / 2, Some(2)), "{backend:?}");
+    let json = serde_json::to_value(&backend).unwrap();
+    assert_eq!((json["requests_total"].as_u64(), json["status"].as_str()), (Some(N), Some("UP")), "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_stats_of_an_unknown_backend_or_a_frontend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (h, _front) = start_stats_haproxy(tmp.path(), free_port(), free_port()).await;
+    let client = h.client();
+
+    let err = client.server_stats("be_nope").await.unwrap_err();
+    assert!(matches!(&err, HaproxyError::Refused { answer, .. } if answer == "No such proxy."), "{err}");
+    assert!(err.to_string().contains("`show stat be_nope 4 -1` refused: No such proxy."), "{err}");
+    // A frontend has no servers, and no BACKEND row.
+    assert_eq!(client.server_stats("fe_stats").await.unwrap(), Vec::new());
+    let err = client.backend_stats("fe_stats").await.unwrap_err();
+    assert!(err.to_string().ends_with("`show stat fe_stats 2 -1`: no BACKEND row: \"fe_stats\" is not a backend"), "{err}");
+    let err = client.server_stats("be_stats;shutdown").await.unwrap_err();
+    assert!(matches!(err, HaproxyError::InvalidName { what: "backend", .. }), "{err}");
+}
+
+/// A fake runtime API on TCP that answers `answer` to any command.
+async fn fake_api(answer: String) -> (HttpServer, u16) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answer: std::sync::Arc<str> = answer.into();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else { continue };
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 256];
+                while !buf.contains(&b'\n') {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = conn.write_all(answer.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    (HttpServer(task), port)
+}
+
+/// A header with every column [`ServerStats`] needs, in HAProxy 2.6's order.
+const HEADER: &str = "# pxname,svname,scur,stot,econ,eresp,wretr,wredis,status,weight,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,req_tot,qtime,ctime,rtime,ttime,\n";
+
+#[tokio::test]
+async fn a_malformed_show_stat_answer_names_the_line_row_and_field() {
+    let cases = [
+        (
+            format!("{HEADER}be_x,s1,0,many,0,0,0,0,UP,1,0,0,0,0,0,0,0,0,0,0,0,\n"),
+            2,
+            Some("be_x/s1"),
+            Some("stot"),
+            "malformed answer at line 2: row be_x/s1: field `stot` is \"many\", not a non-negative integer",
+        ),
+        (
+            format!("{HEADER}be_x,s1,0,3,0,0,0,0,UP,1,0,0,0,0,0,0,3,0,0,0,0,\nbe_x,s2,0,3,\n"),
+            3,
+            Some("be_x/s2"),
+            None,
+            "malformed answer at line 3: row be_x/s2 has 5 fields, the header 22: \"be_x,s2,0,3,\"",
+        ),
+        (
+            "# pxname,svname,scur,econ\nbe_x,s1,0,0\n".to_string(),
+            1,
+            None,
+            Some("stot"),
+            "malformed answer at line 1: the header has no `stot` column",
+        ),
+        (
+            "be_x,s1,0,3\n".to_string(),
+            1,
+            None,
+            None,
+            "malformed answer at line 1: no `# pxname,svname,...` header line: the answer starts with \"be_x,s1,0,3\"",
+        ),
+    ];
+    for (answer, want_line, want_row, want_field, want) in cases {
+        let (_api, port) = fake_api(answer.clone()).await;
+        let client = HaproxyClient::new(ApiAddress::Tcp(local(port)), TIMEOUT);
+        let err = client.server_stats("be_x").await.unwrap_err();
+        assert_eq!(err.to_string(), format!("haproxy runtime API tcp:127.0.0.1:{port}: `show stat be_x 4 -1`: {want}"));
+        let HaproxyError::MalformedStat { line, row, field, .. } = err else { panic!("{err:?}") };
+        assert_eq!((line, row.as_deref(), field), (want_line, want_row, want_field), "{answer}");
+    }
 }
