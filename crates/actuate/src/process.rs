@@ -210,6 +210,26 @@ impl ProcessActuator {
         }
     }
 
+    /// Lets every live process it started run on after this actuator is dropped (a
+    /// promoted shadow stack is the live stack now); answers their shadow ids and pids.
+    /// They are no longer tracked: their output is no longer read (a process that
+    /// writes to stdout or stderr after this one exits gets `EPIPE`), and stopping them
+    /// is someone else's job.
+    pub async fn detach_all(&self) -> Vec<(ShadowId, u32)> {
+        let all: Vec<(ShadowId, Running)> = self.procs.lock().await.drain().collect();
+        let mut out = Vec::new();
+        for (id, mut r) in all {
+            if r.alive()
+                && let Some(pid) = r.child.id()
+            {
+                out.push((id, pid));
+            }
+            // Dropping the handle would kill it (`kill_on_drop`).
+            std::mem::forget(r.child);
+        }
+        out
+    }
+
     fn host_addr(&self, shadow: &Shadow) -> &str {
         self.cfg.host_addrs.get(shadow.host.as_str()).map_or("127.0.0.1", String::as_str)
     }

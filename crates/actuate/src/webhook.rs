@@ -191,6 +191,35 @@ impl WebhookActuator {
         self.url.as_str()
     }
 
+    /// POSTs an event that is not a shadow action (a rollout's rollback or promotion
+    /// alert) as `body`, with the configured headers, the signature when a secret is set,
+    /// and `key` as the idempotency key. Answers the receiver's status and reply.
+    ///
+    /// # Errors
+    /// A timeout, a transport error or a non-2xx answer, as a sentence.
+    pub async fn notify(&self, key: &str, body: &serde_json::Value) -> Result<String, String> {
+        let body = body.to_string();
+        let mut rb = self.client.post(self.url.clone()).headers(self.headers.clone()).header(CONTENT_TYPE, "application/json");
+        if let Ok(v) = HeaderValue::from_str(key) {
+            rb = rb.header(KEY_HEADER, v);
+        }
+        if let Some(s) = &self.secret {
+            rb = rb.header(SIGNATURE_HEADER, s.sign(body.as_bytes()));
+        }
+        let exchange = async {
+            let resp = rb.body(body).send().await?;
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            Ok::<_, reqwest::Error>((status, text))
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Err(_) => Err(format!("POST {} timed out after {:?}", self.url, self.timeout)),
+            Ok(Err(e)) => Err(format!("POST {}: {}", self.url, crate::error_chain(&e))),
+            Ok(Ok((status, _))) if status.is_success() => Ok(format!("HTTP {}", status.as_u16())),
+            Ok(Ok((status, text))) => Err(format!("POST {} answered HTTP {status}: {}", self.url, quote(&text))),
+        }
+    }
+
     async fn post(&self, req: &ActuatorRequest) -> ActuatorOutcome {
         let body = RequestBody::of(req).to_json();
         let mut rb = self

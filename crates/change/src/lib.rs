@@ -11,10 +11,13 @@
 //! - [`whatif::analyse`]: the pure analysis — update stack ([`diff`]), dependency graph
 //!   ([`graph`]), change-risk score ([`risk`]), anomalous operations ([`anomaly`]) and the
 //!   rollback simulation ([`simulate`]).
+//! - [`canary`]: shadow-stack rollouts on live traffic through HAProxy: provision, split,
+//!   judge (Mann-Whitney per KPI), promote or roll back ([`canary::run`]).
 //! - [`store`]: stacks, change records and the change log.
 //! - [`render`]: the plan as text for a person, or as JSON.
 
 pub mod anomaly;
+pub mod canary;
 pub mod diff;
 pub mod engine;
 pub mod graph;

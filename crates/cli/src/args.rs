@@ -43,6 +43,10 @@ pub enum Command {
     Score(ScoreArgs),
     /// The engine's shadows on a running server (gRPC): list, show, create and promote.
     Shadows(ShadowsArgs),
+    /// Shadow-stack rollouts: run one (a new version beside the live stack behind HAProxy,
+    /// judged on live traffic, promoted or rolled back), or print one's judgements.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Load a dataset directory into the store.
     Ingest(IngestArgs),
     /// The whole story on this machine, no configuration: HAProxy, an HTTP service and a
@@ -434,6 +438,47 @@ pub struct ScoreArgs {
     #[arg(required = true)]
     pub hosts: Vec<String>,
 }
+/// `rollout` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Run a rollout in the foreground until it is promoted or rolled back; SIGINT or
+    /// SIGTERM rolls it back. The record goes to `<data_dir>/rollouts/<id>.json`.
+    Run(RolloutRunArgs),
+    /// Print a rollout's state, judgements (every KPI with its medians, U and p-value)
+    /// and events.
+    Status(RolloutStatusArgs),
+}
+
+/// `rollout run` flags.
+#[derive(Debug, Args)]
+pub struct RolloutRunArgs {
+    /// The rollout's configuration (TOML; see `harbinger_change::canary::CanaryConfig` and
+    /// the README).
+    pub spec: PathBuf,
+    /// Print the record as JSON at the end instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rollout status` flags.
+#[derive(Debug, Args)]
+pub struct RolloutStatusArgs {
+    /// The rollout's id.
+    pub id: String,
+    /// Ask a running server (`http://HOST:PORT`) instead of reading `<data_dir>/rollouts`.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Bearer token for a server that protects reads.
+    #[arg(long, env = "HARBINGER_AUTH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the record as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also print every KPI sample of every window.
+    #[arg(long)]
+    pub samples: bool,
+}
+
 /// `shadows` flags (they may also follow the subcommand).
 #[derive(Debug, Args)]
 pub struct ShadowsArgs {
@@ -520,6 +565,35 @@ pub struct DemoArgs {
     /// metrics (8 h of history replayed from a synthetic fleet), or an Alertmanager alert.
     #[arg(long, value_enum, default_value_t = DemoTrigger::Metrics)]
     pub trigger: DemoTrigger,
+    /// Another story than failover.
+    #[command(subcommand)]
+    pub scenario: Option<DemoScenario>,
+}
+
+/// The stories `harbinger demo` tells besides failover.
+#[derive(Debug, Subcommand)]
+pub enum DemoScenario {
+    /// A shadow-stack rollout: HAProxy in front of version 1 of a small service; version 2
+    /// is started beside it, gets a growing share of a bounded load, is judged against
+    /// version 1 (Mann-Whitney per KPI) and promoted, or rolled back.
+    Canary(DemoCanaryArgs),
+}
+
+/// `demo canary` flags.
+#[derive(Debug, Args)]
+pub struct DemoCanaryArgs {
+    /// Version 2 answers 30 % of the requests with 500 and 40 ms slower: it is rolled back.
+    #[arg(long)]
+    pub bad_version: bool,
+    /// Print one JSON object with the outcome as the last line (and no judgements).
+    #[arg(long)]
+    pub json: bool,
+    /// GET requests per second through HAProxy.
+    #[arg(long, default_value_t = 400)]
+    pub rate: u32,
+    /// Where the rollout record goes (`<dir>/<id>.json`); default: a temporary directory.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 /// What predicts the failure in `harbinger demo`.
@@ -552,6 +626,12 @@ pub struct DemoBackendArgs {
     /// The name every answer carries.
     #[arg(long)]
     pub name: String,
+    /// Share of the requests answered `500` (spread evenly: with 0.25, every fourth).
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Time every answer waits before it is sent, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
 }
 
 /// `ingest` flags.

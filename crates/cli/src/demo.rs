@@ -27,6 +27,7 @@ use tokio::process::{Child, Command};
 
 use crate::args::{DemoArgs, DemoBackendArgs, DemoFailure, DemoTrigger};
 
+pub mod canary;
 pub mod lab;
 
 use lab::Lab;
@@ -183,10 +184,25 @@ impl Timeline {
 /// # Errors
 /// The port cannot be bound.
 pub async fn backend(a: &DemoBackendArgs) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&a.error_rate) {
+        bail!("--error-rate {}: a share in [0, 1]", a.error_rate);
+    }
     let name: Arc<str> = Arc::from(a.name.as_str());
+    let (rate, delay) = (a.error_rate, Duration::from_millis(a.delay_ms));
+    let served = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let app = axum::Router::new().fallback(move || {
-        let name = name.clone();
-        async move { name.to_string() }
+        let (name, served) = (name.clone(), served.clone());
+        async move {
+            // Request n fails when it crosses a multiple of 1/rate: evenly spread failures.
+            let n = served.fetch_add(1, Ordering::Relaxed);
+            #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let fails = ((n + 1) as f64 * rate).floor() as u64 > (n as f64 * rate).floor() as u64;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let status = if fails { axum::http::StatusCode::INTERNAL_SERVER_ERROR } else { axum::http::StatusCode::OK };
+            (status, name.to_string())
+        }
     });
     let listener =
         tokio::net::TcpListener::bind((a.addr.as_str(), a.port)).await.with_context(|| format!("binding {}:{}", a.addr, a.port))?;
@@ -297,6 +313,12 @@ async fn missing(addr: &str, keys: &[String]) -> anyhow::Result<usize> {
 /// # Errors
 /// A missing prerequisite (with how to install it), or a step that did not happen in time.
 pub async fn run(a: &DemoArgs) -> anyhow::Result<()> {
+    if let Some(crate::args::DemoScenario::Canary(c)) = &a.scenario {
+        return tokio::select! {
+            r = canary::run(c) => r,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted: the demo's processes were stopped"),
+        };
+    }
     tokio::select! {
         r = story(a) => r,
         _ = tokio::signal::ctrl_c() => bail!("interrupted: the demo's processes and namespaces were removed"),
@@ -681,7 +703,7 @@ async fn load_inventory(cfg: &harbinger_config::Config, dir: &Path) -> anyhow::R
 }
 
 /// Replaces every `{{key}}` of `template`; a placeholder left over is an error.
-fn render(template: &str, values: &[(&str, String)]) -> anyhow::Result<String> {
+pub(crate) fn render(template: &str, values: &[(&str, String)]) -> anyhow::Result<String> {
     let mut out = template.to_string();
     for (k, v) in values {
         out = out.replace(&format!("{{{{{k}}}}}"), v);

@@ -32,6 +32,7 @@ pub mod ingest;
 pub mod models;
 pub mod replay;
 pub mod report;
+pub mod rollout;
 pub mod score;
 pub mod scorer;
 pub mod serve;
@@ -43,7 +44,7 @@ use anyhow::Context;
 use harbinger_config::{Config, LogFormat};
 use harbinger_store::{EmbeddedConfig, EmbeddedStore, Limits};
 
-use crate::args::{BenchCommand, Cli, Command, NabCommand};
+use crate::args::{BenchCommand, Cli, Command, NabCommand, RolloutCommand};
 
 /// Loads the configuration: defaults, file, environment, then the flags in `cli`.
 ///
@@ -216,6 +217,8 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         Command::Demo(a) => runtime()?.block_on(demo::run(&a)),
         Command::DemoBackend(a) => runtime()?.block_on(demo::backend(&a)),
         Command::Shadows(a) => runtime()?.block_on(shadows::run(&a)),
+        Command::Rollout(RolloutCommand::Run(a)) => runtime()?.block_on(rollout::run(&cfg, &a)),
+        Command::Rollout(RolloutCommand::Status(a)) => runtime()?.block_on(rollout::status(&cfg, &a)),
         Command::Nab(NabCommand::Run(a)) => {
             let r = harbinger_detect::run_nab_dir(&a.data, &a.out, &harbinger_detect::DetectorParams::default())
                 .with_context(|| format!("running the detector over {}", a.data.display()))?;

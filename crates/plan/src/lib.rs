@@ -17,6 +17,10 @@
 //!   ([`ShadowState::can_move_to`], [`transition`]) and its [`Cause`]s; they live in core
 //!   because the shadow store persists them.
 //! - [`input`]: what a plan is computed from ([`PlanInput`]).
+//! - [`judge`]: the canary judge's statistics: the Mann-Whitney U test and the verdict of
+//!   a canary against its baseline, KPI by KPI ([`judge::judge`]).
+//! - [`rollout`]: a shadow-stack rollout as a state machine (traffic steps, judgements,
+//!   promotion, rollback), its record, and the rule that sizes a shadow stack.
 //! - [`output`]: what it answers ([`Plan`], [`Action`], [`Decision`]).
 //! - [`planner`]: the rules: upkeep of existing shadows, demand, priority, placement,
 //!   budget and pre-emption. Its module header lists the choices the rules leave open.
@@ -31,9 +35,11 @@
 pub mod bench;
 pub mod dry_run;
 pub mod input;
+pub mod judge;
 pub mod output;
 mod place;
 pub mod planner;
+pub mod rollout;
 
 pub use bench::synthetic_fleet;
 pub use dry_run::{DryRun, HostTick};
