@@ -145,6 +145,10 @@ struct Cx<'a> {
 
 /// The change engine over a data directory.
 pub struct ChangeEngine {
+    /// Rollback resources pre-provisioned for held changes (standby copies of the last
+    /// good state), by change id: allocated and idle until [`ChangeEngine::release`] or
+    /// the engine is dropped.
+    held: std::sync::Mutex<BTreeMap<String, Vec<Staged>>>,
     events: Option<Arc<dyn EventStore>>,
     store: ChangeStore,
     snapshots: SnapshotStore,
@@ -174,7 +178,7 @@ impl ChangeEngine {
         // Reads already hold only the profiled parts: a snapshot keeps the whole of it.
         scfg.profiles = Profiles::with_kinds(BTreeMap::new(), ChangeProfile::whole_state());
         let snapshots = SnapshotStore::open(scfg)?;
-        Ok(ChangeEngine { events: None, store, snapshots, model, clock, cfg })
+        Ok(ChangeEngine { held: std::sync::Mutex::new(BTreeMap::new()), events: None, store, snapshots, model, clock, cfg })
     }
 
     /// Records every change that moves a live resource as events in `events` (the
@@ -478,50 +482,14 @@ impl ChangeEngine {
         }
 
         // Snapshots.
-        for rid in analysis.apply_order.iter().flatten() {
-            let started = Instant::now();
-            let meta = self.snapshots.take(&format!("{}/{rid}", t.stack), &kinds[rid], &l.current[rid], self.clock.now_ms())?;
-            record.resources.push(ChangedResource { id: rid.clone(), kind: kinds[rid].clone(), snapshot: meta.seq, restored: false });
-            log.push(self.log_entry(
-                cx,
-                "snapshot",
-                Some((rid, &kinds[rid])),
-                "ok",
-                ms_since(started),
-                format!("snapshot seq {}", meta.seq),
-            ));
-        }
+        self.snapshot_all(cx, &l, &analysis, &mut record, &mut log)?;
 
         // Pre-provisioned rollback resources for a forced change.
-        let mut provisioned: Vec<Staged> = Vec::new();
-        if !negative.is_empty() {
-            for cr in &record.resources {
-                let started = Instant::now();
-                let state = self.snapshot_state(&t.stack, cr, &l.current[&cr.id])?;
-                match l.drivers[&cr.id].stage(&state).await {
-                    Ok(Some(s)) => {
-                        report
-                            .pre_provisioned
-                            .push(format!("{}: snapshot {} verified; prior state ready at {}", cr.id, cr.snapshot, s.location));
-                        provisioned.push(s);
-                    }
-                    Ok(None) => report
-                        .pre_provisioned
-                        .push(format!("{}: snapshot {} verified (kind cannot hold a standby copy)", cr.id, cr.snapshot)),
-                    Err(e) => {
-                        report.pre_provisioned.push(format!("{}: snapshot {} verified; standby copy failed: {e}", cr.id, cr.snapshot))
-                    }
-                }
-                log.push(self.log_entry(
-                    cx,
-                    "provision",
-                    Some((&cr.id, &cr.kind)),
-                    "ok",
-                    ms_since(started),
-                    "rollback resources ready".to_string(),
-                ));
-            }
-        }
+        let provisioned = if negative.is_empty() {
+            Vec::new()
+        } else {
+            self.pre_provision(cx, &l, &record, &mut report.pre_provisioned, &mut log).await?
+        };
 
         // Stage and validate.
         let (staged, validation, stage_steps) = match self.stage_and_validate(&l, &analysis).await {
@@ -672,6 +640,7 @@ impl ChangeEngine {
         if status != ChangeStatus::Applied {
             let event = match status {
                 ChangeStatus::Rejected => "change_rejected",
+                ChangeStatus::Held => "change_predicted_negative",
                 ChangeStatus::RollbackFailed => "rollback_failed",
                 _ => "change_rolled_back",
             };
@@ -833,7 +802,7 @@ impl ChangeEngine {
     /// never applied, the recorded template or a resource that cannot be loaded.
     pub async fn rollback(&self, change: &str, resources: &[String]) -> Result<RollbackReport, ChangeError> {
         let mut rec = self.store.change(change)?.ok_or_else(|| ChangeError::UnknownChange(change.to_string()))?;
-        if rec.status == ChangeStatus::Rejected {
+        if matches!(rec.status, ChangeStatus::Rejected | ChangeStatus::Held) {
             return Err(ChangeError::NotApplied { change: change.to_string(), status: rec.status.as_str().to_string() });
         }
         let known: BTreeSet<String> = rec.resources.iter().map(|r| r.id.clone()).collect();
@@ -877,6 +846,210 @@ impl ChangeEngine {
         self.store.put_change(&rec)?;
         self.store.append_log(&log)?;
         Ok(rb)
+    }
+
+    /// Makes the rollback resources of `record`'s resources ready: each snapshot read back
+    /// (verified) and, where the kind can hold one, a standby copy holding the prior state.
+    /// Says what was made in `lines`.
+    async fn pre_provision(
+        &self,
+        cx: Cx<'_>,
+        l: &Loaded,
+        record: &ChangeRecord,
+        lines: &mut Vec<String>,
+        log: &mut Vec<LogEntry>,
+    ) -> Result<Vec<Staged>, ChangeError> {
+        let mut provisioned = Vec::new();
+        for cr in &record.resources {
+            let started = Instant::now();
+            let state = self.snapshot_state(&record.stack, cr, &l.current[&cr.id])?;
+            let line = match l.drivers[&cr.id].stage(&state).await {
+                Ok(Some(s)) => {
+                    let line = format!("{}: snapshot {} verified; prior state ready at {}", cr.id, cr.snapshot, s.location);
+                    provisioned.push(s);
+                    line
+                }
+                Ok(None) => format!("{}: snapshot {} verified (kind cannot hold a standby copy)", cr.id, cr.snapshot),
+                Err(e) => format!("{}: snapshot {} verified; standby copy failed: {e}", cr.id, cr.snapshot),
+            };
+            lines.push(line);
+            log.push(self.log_entry(
+                cx,
+                "provision",
+                Some((&cr.id, &cr.kind)),
+                "ok",
+                ms_since(started),
+                "rollback resources ready".to_string(),
+            ));
+        }
+        Ok(provisioned)
+    }
+
+    /// Takes a snapshot of every resource `analysis` would change and lists them on
+    /// `record`.
+    fn snapshot_all(
+        &self,
+        cx: Cx<'_>,
+        l: &Loaded,
+        analysis: &Analysis,
+        record: &mut ChangeRecord,
+        log: &mut Vec<LogEntry>,
+    ) -> Result<(), ChangeError> {
+        let kinds: BTreeMap<String, String> = l.drivers.iter().map(|(k, d)| (k.clone(), d.kind().to_string())).collect();
+        for rid in analysis.apply_order.iter().flatten() {
+            let started = Instant::now();
+            let meta = self.snapshots.take(&format!("{}/{rid}", l.template.stack), &kinds[rid], &l.current[rid], self.clock.now_ms())?;
+            record.resources.push(ChangedResource { id: rid.clone(), kind: kinds[rid].clone(), snapshot: meta.seq, restored: false });
+            log.push(self.log_entry(
+                cx,
+                "snapshot",
+                Some((rid, &kinds[rid])),
+                "ok",
+                ms_since(started),
+                format!("snapshot seq {}", meta.seq),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A change submitted ahead of deployment (a predicted change): see [`crate::predict`].
+    ///
+    /// # Errors
+    /// As [`ChangeEngine::apply`] before anything was decided.
+    pub async fn submit(
+        &self,
+        template: Template,
+        opts: crate::predict::SubmitOptions,
+    ) -> Result<crate::predict::SubmitReport, ChangeError> {
+        use crate::predict::{Prediction, SubmitReport};
+        // 1. The change on the shadow (staging) copies only, and its analysis.
+        let l = self.load(template.clone()).await?;
+        let mut analysis = self.analyse(&l)?;
+        let (staged, validation, _) = self.stage_and_validate(&l, &analysis).await?;
+        drop(staged);
+        analysis.validation = validation;
+        let mut reasons = self.negative_reasons(&analysis);
+        for r in analysis.validation.iter().filter(|r| r.outcome == Outcome::Failed) {
+            reasons.push(format!("validation on the shadow copies failed: {} ({})", r.name, r.detail));
+        }
+        if analysis.rollback.high_cost && !opts.override_high_cost {
+            reasons.push(format!("rollback is expensive ({})", analysis.rollback.high_cost_reasons.join("; ")));
+        }
+        let prediction = if reasons.is_empty() { Prediction::Positive } else { Prediction::Negative };
+        let mut out = SubmitReport {
+            change: String::new(),
+            prediction,
+            reasons: reasons.clone(),
+            analysis: analysis.clone(),
+            status: ChangeStatus::Held,
+            reason: String::new(),
+            pre_provisioned: Vec::new(),
+            apply: None,
+            monitor: Vec::new(),
+            rollback: None,
+        };
+        if analysis.update_stack.is_empty() {
+            out.status = ChangeStatus::Applied;
+            out.reason = "nothing to change: every resource already holds the desired state".into();
+            return Ok(out);
+        }
+        if prediction == Prediction::Negative {
+            // 2a. Negative: hold it, with the way back ready, and tell the operator.
+            let t = &l.template;
+            let id = self.store.next_change_id()?;
+            let cx = Cx { change: &id, stack: &t.stack };
+            let mut log = vec![self.log_entry(cx, "predict", None, "negative", 0.0, reasons.join("; "))];
+            let mut record = ChangeRecord {
+                id: id.clone(),
+                stack: t.stack.clone(),
+                ts_ms: self.clock.now_ms(),
+                description: t.description.clone(),
+                status: ChangeStatus::Held,
+                reason: String::new(),
+                ops: analysis.update_stack.clone(),
+                resources: Vec::new(),
+                template: t.raw.clone(),
+                base_dir: t.base_dir.clone(),
+            };
+            self.snapshot_all(cx, &l, &analysis, &mut record, &mut log)?;
+            let mut lines = Vec::new();
+            let standby = self.pre_provision(cx, &l, &record, &mut lines, &mut log).await?;
+            if let Ok(mut held) = self.held.lock() {
+                held.insert(id.clone(), standby);
+            }
+            let reason = format!("predicted negative, not applied; rollback resources pre-provisioned: {}", reasons.join("; "));
+            let report = ApplyReport {
+                change: id.clone(),
+                status: ChangeStatus::Held,
+                reason: String::new(),
+                analysis,
+                post_apply: Vec::new(),
+                applied: Vec::new(),
+                pre_provisioned: lines.clone(),
+                rollback: None,
+            };
+            let report = self.finish(report, record, log, ChangeStatus::Held, reason.clone()).await?;
+            out.change = id;
+            out.reason = report.reason;
+            out.pre_provisioned = lines;
+            return Ok(out);
+        }
+        // 2b. Positive: apply (snapshots first: the pre-provisioned last good state), then
+        // watch the live stack behave as predicted.
+        let report = self.apply(template, ApplyOptions { override_high_cost: opts.override_high_cost, force: false }).await?;
+        out.change = report.change.clone();
+        out.status = report.status;
+        out.reason = report.reason.clone();
+        out.pre_provisioned = report.pre_provisioned.clone();
+        let applied = report.status == ChangeStatus::Applied;
+        out.apply = Some(report);
+        if !applied || opts.monitor_for.is_zero() {
+            return Ok(out);
+        }
+        let t = &l.template;
+        let ctx = self.test_context(&l);
+        let deadline = Instant::now() + opts.monitor_for;
+        let mut deviation = None;
+        while Instant::now() < deadline {
+            tokio::time::sleep(opts.monitor_every.min(deadline.saturating_duration_since(Instant::now()))).await;
+            let round = run_all(&t.post_apply, &ctx).await;
+            let failed: Vec<String> =
+                round.iter().filter(|r| r.outcome == Outcome::Failed).map(|r| format!("{} ({})", r.name, r.detail)).collect();
+            out.monitor.extend(round);
+            if !failed.is_empty() {
+                deviation = Some(failed.join("; "));
+                break;
+            }
+        }
+        let Some(why) = deviation else {
+            out.reason = format!("{}; the live stack behaved as predicted for {:?}", out.reason, opts.monitor_for);
+            return Ok(out);
+        };
+        // 3. Deviation: back to the last good state at once.
+        let rb = self.rollback(&out.change, &[]).await?;
+        let mut rec = self.store.change(&out.change)?.ok_or_else(|| ChangeError::UnknownChange(out.change.clone()))?;
+        rec.reason = format!("the live stack deviated from the prediction: {why}; {}", rec.reason);
+        self.store.put_change(&rec)?;
+        let mut log = Vec::new();
+        if let Some(e) = self.alert("change_deviated", &rec).await {
+            log.push(e);
+        }
+        self.store.append_log(&log)?;
+        out.status = rec.status;
+        out.reason = rec.reason;
+        out.rollback = Some(rb);
+        Ok(out)
+    }
+
+    /// Frees the rollback resources pre-provisioned for held change `change`; answers how
+    /// many standby copies there were.
+    pub fn release(&self, change: &str) -> usize {
+        self.held.lock().ok().and_then(|mut h| h.remove(change)).map_or(0, |v| v.len())
+    }
+
+    /// The standby copies pre-provisioned for held change `change`: where each is.
+    pub fn held(&self, change: &str) -> Vec<String> {
+        self.held.lock().ok().and_then(|h| h.get(change).map(|v| v.iter().map(|s| s.location.clone()).collect())).unwrap_or_default()
     }
 
     /// The impact ranking used to order restores (for reports).

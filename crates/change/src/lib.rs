@@ -13,6 +13,9 @@
 //!   rollback simulation ([`simulate`]).
 //! - [`canary`]: shadow-stack rollouts on live traffic through HAProxy: provision, split,
 //!   judge (Mann-Whitney per KPI), promote or roll back ([`canary::run`]).
+//! - [`predict`]: changes submitted ahead of deployment: dry run on the shadow copies,
+//!   held with rollback resources pre-provisioned when negative, applied and monitored when
+//!   positive ([`ChangeEngine::submit`], [`predict::watch_dir`]).
 //! - [`store`]: stacks, change records and the change log.
 //! - [`render`]: the plan as text for a person, or as JSON.
 
@@ -21,6 +24,7 @@ pub mod canary;
 pub mod diff;
 pub mod engine;
 pub mod graph;
+pub mod predict;
 pub mod render;
 pub mod risk;
 pub mod simulate;

@@ -43,6 +43,10 @@ pub enum ChangeStatus {
     PartiallyRolledBack,
     /// A rollback did not verify: the report says which resource differs and where.
     RollbackFailed,
+    /// Submitted ahead of deployment and predicted to do harm: not applied; the rollback
+    /// resources (snapshots of the last good state, standby copies) are pre-provisioned
+    /// and the operator was alerted.
+    Held,
 }
 
 impl ChangeStatus {
@@ -54,6 +58,7 @@ impl ChangeStatus {
             ChangeStatus::RolledBack => "rolled_back",
             ChangeStatus::PartiallyRolledBack => "partially_rolled_back",
             ChangeStatus::RollbackFailed => "rollback_failed",
+            ChangeStatus::Held => "held",
         }
     }
 }

@@ -562,3 +562,162 @@ async fn http_and_metric_validation_tests_judge_what_they_get() {
     let r = run(&metric("mem{instance=\"{staged:web}\"}"), &ctx).await;
     assert!(r.outcome == Outcome::Skipped && r.detail.contains("unknown resource \"web\""), "{}", r.detail);
 }
+
+/// A change submitted ahead of deployment whose dry run on the shadow copies fails its
+/// validation: nothing live moves, the change is held with its rollback resources
+/// pre-provisioned (a standby copy of each resource's last good state), and the operator
+/// is alerted.
+#[tokio::test]
+async fn a_negative_prediction_holds_the_change_pre_provisions_its_rollback_and_alerts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_redis, addr) = redis(tmp.path()).await;
+    seed_cache(&addr).await;
+    let before = setup_web(tmp.path());
+    let (url, alerts) = alert_sink().await;
+    let e = engine(tmp.path(), Arc::new(ManualClock::new(T0)), Some(url));
+    let validation = r#"
+  - {name: staged web keeps port 8080, type: command, run: [sh, -c, 'grep -q "\"port\": 8080" "$0"', "{staged:web}"]}"#;
+    let t = template::read(&write_template(tmp.path(), "change.yaml", &web_and_cache(&addr, validation, "[]"))).unwrap();
+    let r = e.submit(t, harbinger_change::predict::SubmitOptions::default()).await.unwrap();
+
+    assert_eq!(r.prediction, harbinger_change::predict::Prediction::Negative);
+    assert_eq!(r.status, ChangeStatus::Held, "{}", r.reason);
+    assert!(r.reasons.iter().any(|x| x.contains("staged web keeps port 8080")), "{:?}", r.reasons);
+    assert!(r.apply.is_none());
+    // Nothing live moved.
+    assert_eq!(std::fs::read(tmp.path().join("web.json")).unwrap(), before);
+    assert_cache_as_seeded(&addr).await;
+    // The way back is ready: a standby copy of each resource's current state.
+    assert_eq!(r.pre_provisioned.len(), 2, "{:?}", r.pre_provisioned);
+    assert!(r.pre_provisioned.iter().all(|p| p.contains("prior state ready at")), "{:?}", r.pre_provisioned);
+    let standby = e.held(&r.change);
+    assert_eq!(standby.len(), 2, "{standby:?}");
+    let web_copy = standby.iter().find(|l| l.ends_with(".json")).expect("the web file's standby copy");
+    let copy: Value = serde_json::from_slice(&std::fs::read(web_copy).unwrap()).unwrap();
+    assert_eq!(copy["server"]["port"], 8080, "the standby copy holds the last good state");
+    let redis_copy = standby.iter().find(|l| !l.ends_with(".json")).expect("the cache's standby copy");
+    assert_eq!(get(redis_copy, "old:key").await.as_deref(), Some("keep-me"), "a standby Redis with the prior keys");
+    // The operator was told, and the record says held.
+    let a = alerts.lock().unwrap().clone();
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0]["event"], "change_predicted_negative");
+    assert_eq!(e.store().change(&r.change).unwrap().unwrap().status, ChangeStatus::Held);
+    // A held change cannot be rolled back (nothing was applied); its resources are freed.
+    assert!(matches!(e.rollback(&r.change, &[]).await, Err(ChangeError::NotApplied { .. })));
+    assert_eq!(e.release(&r.change), 2);
+    assert!(!Path::new(web_copy).exists(), "released standby copies are removed");
+}
+
+/// A change predicted positive is applied and the live stack watched: when it deviates
+/// from the prediction (a check that passed starts failing), the change is rolled back to
+/// the last good state at once and the operator alerted.
+#[tokio::test]
+async fn a_positive_change_that_deviates_live_is_rolled_back_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_redis, addr) = redis(tmp.path()).await;
+    seed_cache(&addr).await;
+    let before = setup_web(tmp.path());
+    let (url, alerts) = alert_sink().await;
+    let e = engine(tmp.path(), Arc::new(ManualClock::new(T0)), Some(url));
+    let flag = tmp.path().join("error-spike");
+    let post = format!(
+        r#"
+  - {{name: no error spike, type: command, run: [sh, -c, 'test ! -e "$0"', "{}"]}}"#,
+        flag.display()
+    );
+    let t = template::read(&write_template(tmp.path(), "change.yaml", &web_and_cache(&addr, "[]", &post))).unwrap();
+    let opts = harbinger_change::predict::SubmitOptions {
+        monitor_for: Duration::from_secs(20),
+        monitor_every: Duration::from_millis(100),
+        override_high_cost: false,
+    };
+    let spike = {
+        let flag = flag.clone();
+        let web = tmp.path().join("web.json");
+        tokio::spawn(async move {
+            // Once the change is live, the error rate jumps.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while !std::fs::read_to_string(&web).is_ok_and(|s| s.contains("9090")) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            std::fs::write(&flag, "500s").unwrap();
+        })
+    };
+    let started = Instant::now();
+    let r = e.submit(t, opts).await.unwrap();
+    spike.await.unwrap();
+
+    assert_eq!(r.prediction, harbinger_change::predict::Prediction::Positive, "{:?}", r.reasons);
+    assert_eq!(r.apply.as_ref().map(|a| a.status), Some(ChangeStatus::Applied), "it was applied first");
+    assert_eq!(r.status, ChangeStatus::RolledBack, "{}", r.reason);
+    assert!(r.reason.contains("deviated from the prediction: no error spike"), "{}", r.reason);
+    assert!(started.elapsed() < Duration::from_secs(15), "rolled back at the deviation, not at the end of the watch");
+    assert!(r.monitor.len() >= 2 && r.monitor.last().unwrap().outcome == harbinger_change::validate::Outcome::Failed);
+    assert!(r.rollback.as_ref().is_some_and(|rb| rb.verified));
+    assert_eq!(std::fs::read(tmp.path().join("web.json")).unwrap(), before);
+    assert_cache_as_seeded(&addr).await;
+    let a = alerts.lock().unwrap().clone();
+    assert_eq!(a.iter().filter(|x| x["event"] == "change_deviated").count(), 1, "{a:?}");
+    assert_eq!(e.store().change(&r.change).unwrap().unwrap().status, ChangeStatus::RolledBack);
+}
+
+/// A positive change that behaves stays applied after the watch.
+#[tokio::test]
+async fn a_positive_change_that_behaves_stays() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup_web(tmp.path());
+    let e = engine(tmp.path(), Arc::new(ManualClock::new(T0)), None);
+    let text = "stack: shop\nresources:\n  - {id: web, kind: file, path: web.json, desired: {content: {server: {port: 8080, workers: 9}}}}\npost_apply:\n  - {name: web has workers, type: command, run: [sh, -c, 'grep -q workers \"$0\"', \"{live:web}\"]}\n";
+    let t = template::read(&write_template(tmp.path(), "c.yaml", text)).unwrap();
+    let opts = harbinger_change::predict::SubmitOptions {
+        monitor_for: Duration::from_millis(400),
+        monitor_every: Duration::from_millis(100),
+        override_high_cost: false,
+    };
+    let r = e.submit(t, opts).await.unwrap();
+    assert_eq!(r.status, ChangeStatus::Applied, "{}", r.reason);
+    assert!(r.reason.contains("behaved as predicted"), "{}", r.reason);
+    assert!(r.monitor.len() >= 3, "{:?}", r.monitor);
+    assert!(std::fs::read_to_string(tmp.path().join("web.json")).unwrap().contains("\"workers\": 9"));
+}
+
+/// Templates dropped into a watched directory are submitted once each and moved to
+/// `done/` with their report, or with the error that refused them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_directory_submits_each_template_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup_web(tmp.path());
+    let e = Arc::new(engine(tmp.path(), Arc::new(ManualClock::new(T0)), None));
+    let watch = tmp.path().join("incoming");
+    std::fs::create_dir_all(&watch).unwrap();
+    let good = format!(
+        "stack: shop\nresources:\n  - {{id: web, kind: file, path: {}, desired: {{content: {{server: {{port: 8080, workers: 6}}}}}}}}\n",
+        tmp.path().join("web.json").display()
+    );
+    std::fs::write(watch.join("a.yaml"), good).unwrap();
+    std::fs::write(watch.join("b.yaml"), "stack: [unclosed").unwrap();
+    std::fs::write(watch.join("notes.txt"), "not a template").unwrap();
+    let done = watch.join("done");
+    let stop = {
+        let done = done.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !(done.join("a.yaml.report.json").exists() && done.join("b.yaml.error.txt").exists()) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let opts = harbinger_change::predict::SubmitOptions { monitor_for: Duration::ZERO, ..Default::default() };
+    harbinger_change::predict::watch_dir(e.clone(), watch.clone(), Duration::from_millis(50), opts, stop).await;
+
+    let report: Value = serde_json::from_slice(&std::fs::read(done.join("a.yaml.report.json")).unwrap()).unwrap();
+    assert_eq!(report["status"], "applied", "{report}");
+    assert_eq!(report["prediction"], "positive");
+    assert!(std::fs::read_to_string(tmp.path().join("web.json")).unwrap().contains("\"workers\": 6"));
+    let err = std::fs::read_to_string(done.join("b.yaml.error.txt")).unwrap();
+    assert!(err.contains("b.yaml"), "the error names the file: {err}");
+    assert!(!watch.join("a.yaml").exists() && !watch.join("b.yaml").exists(), "submitted files are moved");
+    assert!(watch.join("notes.txt").exists(), "other files are left alone");
+    assert_eq!(e.store().changes(None).unwrap().len(), 1, "each template submitted once");
+}
