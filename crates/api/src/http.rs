@@ -53,6 +53,9 @@ pub struct AppState {
     pub decode_permits: Arc<tokio::sync::Semaphore>,
     /// The body timeout [`serve_with`] applies (for the 408's message).
     pub body_timeout: std::time::Duration,
+    /// Where rollout records are (`<dir>/<id>.json`, written by `harbinger rollout run`);
+    /// `None`: the rollout routes answer 503.
+    pub rollouts_dir: Option<std::path::PathBuf>,
 }
 
 /// Default number of remote-write bodies decoded at once: the machine's cores.
@@ -75,6 +78,7 @@ impl AppState {
             engine: None,
             decode_permits: Arc::new(tokio::sync::Semaphore::new(default_decode_permits())),
             body_timeout: HttpTimeouts::default().body,
+            rollouts_dir: None,
         }
     }
 }
@@ -136,6 +140,12 @@ pub enum ApiError {
     /// A worker task failed.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Something named in the path does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A feature this server was started without.
+    #[error("{0}")]
+    Unavailable(String),
     /// The server runs without the engine.
     #[error("the engine is not running")]
     NoEngine,
@@ -167,7 +177,8 @@ impl ApiError {
             Self::Score(ScoreError::UnknownHost(_)) => StatusCode::NOT_FOUND,
             Self::NoModel => StatusCode::SERVICE_UNAVAILABLE,
             Self::Score(ScoreError::Model(_)) | Self::Reload { .. } | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::NoEngine => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoEngine | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Busy => StatusCode::TOO_MANY_REQUESTS,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Json(_) => StatusCode::BAD_REQUEST,
@@ -222,6 +233,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/risk", get(risk_handler))
         .route("/shadow/status", get(shadow_status_handler))
         .route("/api/v1/snapshots", get(snapshots_handler))
+        .route("/api/v1/rollouts", get(rollouts_handler))
+        .route("/api/v1/rollouts/{id}", get(rollout_handler))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token_on_reads));
     Router::new()
         .route("/healthz", get(healthz))
@@ -704,4 +717,96 @@ async fn snapshots_handler(
     }
     let resource = resource.ok_or_else(|| ApiError::BadQuery("`resource` is required".into()))?;
     Ok(Json(engine.snapshots(&resource).await?))
+}
+
+fn rollouts_dir(state: &AppState) -> Result<&std::path::Path, ApiError> {
+    state.rollouts_dir.as_deref().ok_or_else(|| ApiError::Unavailable("this server keeps no rollout records".into()))
+}
+
+/// Reads the record of rollout `id` from `dir`.
+///
+/// # Errors
+/// [`ApiError::BadQuery`] for an id that cannot name a rollout, [`ApiError::NotFound`]
+/// when there is no record, [`ApiError::Internal`] for one that cannot be read.
+pub fn read_rollout(dir: &std::path::Path, id: &str) -> Result<harbinger_plan::rollout::RolloutRecord, ApiError> {
+    if !harbinger_plan::rollout::valid_id(id) {
+        let shown: String = id.chars().take(64).collect();
+        return Err(ApiError::BadQuery(format!("rollout id {shown:?}: use 1 to 64 letters, digits, '-', '_' or '.' (not first)")));
+    }
+    let path = dir.join(format!("{id}.json"));
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ApiError::NotFound(format!("no rollout {id:?}"))),
+        Err(e) => return Err(ApiError::Internal(format!("reading the record of rollout {id:?}: {e}"))),
+    };
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(format!("the record of rollout {id:?} is not valid: {e}")))
+}
+
+/// `GET /api/v1/rollouts/{id}`: the rollout's record: steps, every judgement with its KPI
+/// sample windows, events and decision.
+async fn rollout_handler(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<harbinger_plan::rollout::RolloutRecord>, ApiError> {
+    let dir = rollouts_dir(&state)?.to_path_buf();
+    let r = tokio::task::spawn_blocking(move || read_rollout(&dir, &id)).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(r?))
+}
+
+/// One line of `GET /api/v1/rollouts`: a rollout without its judgements.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RolloutSummary {
+    /// Its id.
+    pub id: String,
+    /// When it started (ms since epoch).
+    pub created_ms: i64,
+    /// Its last change (ms since epoch).
+    pub updated_ms: i64,
+    /// Where it is.
+    pub phase: harbinger_plan::rollout::Phase,
+    /// The share of the traffic (percent) the shadow stack is meant to get now.
+    pub share: u32,
+    /// Judgements made so far.
+    pub judgements: usize,
+    /// `promoted` or `rolled_back` once over.
+    pub decision: Option<String>,
+}
+
+/// Every rollout in `dir` whose record can be read ([`read_rollout`]), newest first (by
+/// `created_ms`, then by id). Files that are not `<id>.json`, and records that cannot be
+/// read, are left out; a missing directory has none.
+///
+/// # Errors
+/// [`ApiError::Internal`] when the directory cannot be listed.
+pub fn list_rollouts(dir: &std::path::Path) -> Result<Vec<RolloutSummary>, ApiError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(ApiError::Internal(format!("listing {}: {e}", dir.display()))),
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_suffix(".json") else { continue };
+        if let Ok(r) = read_rollout(dir, id) {
+            out.push(RolloutSummary {
+                id: r.id,
+                created_ms: r.created_ms,
+                updated_ms: r.updated_ms,
+                phase: r.rollout.phase,
+                share: r.rollout.share,
+                judgements: r.judgements.len(),
+                decision: r.decision,
+            });
+        }
+    }
+    out.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then_with(|| a.id.cmp(&b.id)));
+    Ok(out)
+}
+
+/// `GET /api/v1/rollouts`: every rollout, newest first, without the judgements.
+async fn rollouts_handler(State(state): State<AppState>) -> Result<Json<Vec<RolloutSummary>>, ApiError> {
+    let dir = rollouts_dir(&state)?.to_path_buf();
+    let list = tokio::task::spawn_blocking(move || list_rollouts(&dir)).await.map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(list))
 }

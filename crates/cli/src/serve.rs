@@ -301,12 +301,14 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     state.scorer = scorer.clone();
     state.token = token.clone();
     state.protect_reads = cfg.auth.protect_reads;
+    state.rollouts_dir = Some(cfg.data_dir.join("rollouts"));
 
     let change_engine = open_change_engine(&cfg, stores.events.clone());
     let mut grpc = harbinger_grpc::GrpcState::new(stores, scorer.clone(), telemetry);
     grpc.strict_hosts = strict_hosts;
     grpc.engine = Some(engine.clone());
     grpc.change = change_engine;
+    grpc.rollouts_dir = Some(cfg.data_dir.join("rollouts"));
     grpc.limits =
         harbinger_grpc::Limits { max_hosts_per_request: cfg.grpc.max_hosts_per_request, max_message_bytes: cfg.grpc.max_message_bytes };
     grpc.auth = harbinger_grpc::auth::Auth::new(token).protecting_reads(cfg.auth.protect_reads);
@@ -340,6 +342,22 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
             shutdown.await;
             stop_tx.send_replace(true);
         });
+    }
+    // Predicted changes dropped into `change.watch_dir`.
+    if let Some(dir) = cfg.change.watch_dir.clone() {
+        match grpc.change.clone() {
+            Some(ce) => {
+                let c = &cfg.change;
+                let opts = harbinger_change::predict::SubmitOptions {
+                    monitor_for: c.monitor_for,
+                    monitor_every: c.monitor_every,
+                    override_high_cost: false,
+                };
+                tracing::info!(dir = %dir.display(), every = ?c.watch_every, "watching for submitted changes");
+                tokio::spawn(harbinger_change::predict::watch_dir(ce, dir, c.watch_every, opts, stopped(stop_rx.clone())));
+            }
+            None => tracing::warn!(dir = %dir.display(), "change.watch_dir is set but the change engine is not running: not watched"),
+        }
     }
     let http = {
         let stop_tx = stop_tx.clone();

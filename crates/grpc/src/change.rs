@@ -1,6 +1,7 @@
 //! `ChangeService`: change safety (`harbinger-change`) over gRPC — `Simulate` (what-if),
 //! `Apply`, `Rollback`, `ListChanges`, `GetChange`, mirroring the CLI's `whatif`, `apply`,
-//! `rollback` and `changes`.
+//! `rollback` and `changes`; and `GetRollout`, `ListRollouts`, the records of shadow-stack
+//! rollouts ([`crate::rollout`]; open reads that need no change engine).
 //!
 //! Templates arrive as text with the directory their relative paths resolve against
 //! ([`parse_template`]). `Simulate`, `Apply` and `Rollback` need the bearer token (a
@@ -405,6 +406,17 @@ impl pb::change_service_server::ChangeService for ChangeApi {
         .await?
         .map_err(GrpcError::from)?;
         Ok(Response::new(pb::GetChangeResponse { change: Some(record(&rec)), log: log.iter().map(log_entry).collect() }))
+    }
+
+    async fn get_rollout(&self, request: Request<pb::GetRolloutRequest>) -> Result<Response<pb::Rollout>, Status> {
+        self.0.auth.check_read(request.metadata())?;
+        let id = request.into_inner().id;
+        Ok(Response::new(crate::rollout::get(&self.0, id).await?))
+    }
+
+    async fn list_rollouts(&self, request: Request<pb::ListRolloutsRequest>) -> Result<Response<pb::ListRolloutsResponse>, Status> {
+        self.0.auth.check_read(request.metadata())?;
+        Ok(Response::new(crate::rollout::list(&self.0).await?))
     }
 }
 

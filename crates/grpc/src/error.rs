@@ -1,6 +1,7 @@
 //! The one place where request and domain errors become gRPC status codes.
 
 use harbinger_actuate::resource::ResourceError;
+use harbinger_api::http::ApiError;
 use harbinger_change::ChangeError;
 use harbinger_core::{HostId, ModelInfo, ScoreError, StoreError};
 use harbinger_engine::EngineError;
@@ -61,6 +62,29 @@ pub enum GrpcError {
     /// The change engine refused or failed; see [`change_code`] for the codes.
     #[error(transparent)]
     Change(#[from] ChangeError),
+    /// The server keeps no rollout records (`GetRollout`, `ListRollouts`).
+    #[error("this server keeps no rollout records")]
+    NoRollouts,
+    /// Reading a rollout record failed (the HTTP server's reader); see [`rollout_code`].
+    #[error(transparent)]
+    Rollout(ApiError),
+}
+
+/// The status code of an error reading rollout records:
+///
+/// | error | code |
+/// | --- | --- |
+/// | `BadQuery` (an id that cannot name a rollout) | INVALID_ARGUMENT |
+/// | `NotFound` (no record of that id) | NOT_FOUND |
+/// | `Unavailable` | UNAVAILABLE |
+/// | `Internal` (a record that cannot be read or parsed), anything else | INTERNAL |
+pub fn rollout_code(e: &ApiError) -> Code {
+    match e {
+        ApiError::BadQuery(_) => Code::InvalidArgument,
+        ApiError::NotFound(_) => Code::NotFound,
+        ApiError::Unavailable(_) => Code::Unavailable,
+        _ => Code::Internal,
+    }
 }
 
 /// The status code of a change-engine error:
@@ -128,6 +152,8 @@ impl GrpcError {
             Self::NoModel(_) | Self::NoEngine | Self::NoChangeEngine => Code::Unavailable,
             Self::Engine(e) => engine_code(e),
             Self::Change(e) => change_code(e),
+            Self::NoRollouts => Code::Unavailable,
+            Self::Rollout(e) => rollout_code(e),
             Self::TooLarge(_) => Code::ResourceExhausted,
             Self::Reload { .. } => Code::FailedPrecondition,
             Self::Store(StoreError::Closed) => Code::Unavailable,
@@ -265,6 +291,23 @@ mod tests {
         }
         assert_eq!(Status::from(GrpcError::NoChangeEngine).code(), Code::Unavailable);
         assert_eq!(Status::from(GrpcError::TooLarge("big".into())).code(), Code::ResourceExhausted);
+    }
+
+    #[test]
+    fn rollout_errors_have_the_documented_codes() {
+        let cases: Vec<(ApiError, Code)> = vec![
+            (ApiError::BadQuery("rollout id \"../x\"".into()), Code::InvalidArgument),
+            (ApiError::NotFound("no rollout \"r-9\"".into()), Code::NotFound),
+            (ApiError::Unavailable("x".into()), Code::Unavailable),
+            (ApiError::Internal("the record of rollout \"r-1\" is not valid".into()), Code::Internal),
+        ];
+        for (e, code) in cases {
+            let text = e.to_string();
+            let s = Status::from(GrpcError::Rollout(e));
+            assert_eq!((s.code(), s.message()), (code, text.as_str()));
+        }
+        let s = Status::from(GrpcError::NoRollouts);
+        assert_eq!((s.code(), s.message()), (Code::Unavailable, "this server keeps no rollout records"));
     }
 
     #[test]

@@ -7,13 +7,15 @@
 //! `Ping`) and `ShadowService` (`CreateShadow`, `GetShadowStatus`, `PromoteShadow`,
 //! `WatchShadows`, over the engine of `harbinger-engine`) and `ChangeService` (`Simulate`,
 //! `Apply`, `Rollback`, `ListChanges`, `GetChange`, over the change engine of
-//! `harbinger-change`). The standard health service and server reflection are served
-//! beside them.
+//! `harbinger-change`; `GetRollout`, `ListRollouts`, over the shadow-stack rollout
+//! records). The standard health service and server reflection are served beside them.
 //!
 //! # Layout
 //! - [`service`]: the four service implementations over [`GrpcState`] (stores, the
 //!   `RiskScorer`, the engine, limits, auth).
 //! - [`change`]: `ChangeService`, over the state's change engine.
+//! - [`rollout`]: rollout records on the wire (`GetRollout`, `ListRollouts`), read from
+//!   the state's rollouts directory.
 //! - [`server`]: [`serve`], every service on one listener until a shutdown future resolves.
 //! - [`error`]: [`GrpcError`], the only place where errors become status codes.
 //! - [`deadline`]: the layer that answers DEADLINE_EXCEEDED (tonic's own timer answers
@@ -33,6 +35,7 @@ pub mod client;
 pub mod convert;
 pub mod deadline;
 pub mod error;
+pub mod rollout;
 pub mod server;
 pub mod service;
 

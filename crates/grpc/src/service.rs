@@ -6,6 +6,7 @@
 //! bytes. Errors are [`GrpcError`] values turned into statuses in one place.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +58,10 @@ pub struct GrpcState {
     /// The change engine behind `ChangeService`; `None`: every `ChangeService` call answers
     /// UNAVAILABLE "the change engine is not running".
     pub change: Option<Arc<harbinger_change::ChangeEngine>>,
+    /// Where rollout records are (`<dir>/<id>.json`, as `harbinger rollout run` writes
+    /// them), read by `ChangeService.GetRollout` and `ListRollouts`; `None`: both answer
+    /// UNAVAILABLE "this server keeps no rollout records".
+    pub rollouts_dir: Option<PathBuf>,
     /// Applies and rollbacks run one at a time (shared by every clone of this state).
     pub(crate) change_lock: Arc<tokio::sync::Mutex<()>>,
     /// Flips to `true` when the server shuts down, ending `WatchRisk` streams so that the
@@ -76,7 +81,8 @@ impl GrpcState {
         }
     }
 
-    /// State over `stores` and `scorer` with default limits, no token and no engine.
+    /// State over `stores` and `scorer` with default limits, no token, no engine and no
+    /// rollout records.
     pub fn new(stores: Stores, scorer: Option<Arc<dyn RiskScorer>>, telemetry: Arc<harbinger_api::Telemetry>) -> Self {
         Self {
             stores,
@@ -88,6 +94,7 @@ impl GrpcState {
             no_model_reason: Arc::from("the server was started without one"),
             engine: None,
             change: None,
+            rollouts_dir: None,
             change_lock: Arc::new(tokio::sync::Mutex::new(())),
             stopping: watch::channel(false).1,
         }
