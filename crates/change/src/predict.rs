@@ -143,7 +143,11 @@ pub async fn watch_dir(
             () = &mut stop => return,
             _ = tick.tick() => {}
         }
-        let files = match tokio::task::block_in_place(|| pending(&dir)) {
+        let listed = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || pending(&dir)).await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        };
+        let files = match listed {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot list the change watch directory");

@@ -98,6 +98,15 @@ pub struct RawChange {
     pub risk_threshold: Option<f64>,
     /// URL rejections, rollbacks and failed verifications are POSTed to as JSON.
     pub alert_webhook: Option<String>,
+    /// A directory `serve` watches for change templates submitted ahead of deployment
+    /// (unset: none).
+    pub watch_dir: Option<PathBuf>,
+    /// Time between two looks at `watch_dir` (default 2s).
+    pub watch_every: Option<String>,
+    /// How long the live stack is watched after a submitted change is applied (default 60s).
+    pub monitor_for: Option<String>,
+    /// Time between two rounds of checks while watching (default 5s).
+    pub monitor_every: Option<String>,
 }
 
 /// Checked `[change]` settings.
@@ -109,6 +118,14 @@ pub struct ChangeConfig {
     pub risk_threshold: f64,
     /// Where alerts are POSTed.
     pub alert_webhook: Option<String>,
+    /// The directory of submitted (predicted) changes `serve` watches.
+    pub watch_dir: Option<PathBuf>,
+    /// Time between two looks at it.
+    pub watch_every: Duration,
+    /// How long the live stack is watched after a submitted change is applied.
+    pub monitor_for: Duration,
+    /// Time between two rounds of checks while watching.
+    pub monitor_every: Duration,
 }
 
 /// `[watchdog]` section: health checks of primaries and failover.
@@ -811,7 +828,15 @@ impl Config {
             parallelism: raw.change.parallelism.unwrap_or(4),
             risk_threshold: raw.change.risk_threshold.unwrap_or(0.5),
             alert_webhook: raw.change.alert_webhook.clone(),
+            watch_dir: raw.change.watch_dir.clone(),
+            watch_every: duration("change.watch_every", raw.change.watch_every.as_deref().unwrap_or("2s"))?,
+            monitor_for: duration("change.monitor_for", raw.change.monitor_for.as_deref().unwrap_or("60s"))?,
+            monitor_every: duration("change.monitor_every", raw.change.monitor_every.as_deref().unwrap_or("5s"))?,
         };
+        if change.watch_every.is_zero() || change.monitor_every.is_zero() {
+            let field = if change.watch_every.is_zero() { "change.watch_every" } else { "change.monitor_every" };
+            return Err(ConfigError::Invalid { field, reason: "must be above zero".into() });
+        }
         if change.parallelism == 0 {
             return Err(ConfigError::Invalid { field: "change.parallelism", reason: "must be at least 1".into() });
         }
@@ -980,6 +1005,8 @@ mod tests {
             ("risk_threshold = 1.5", "change.risk_threshold"),
             ("alert_webhook = \"ftp://x\"", "change.alert_webhook"),
             ("paralellism = 2", "paralellism"),
+            ("watch_every = \"0s\"", "change.watch_every"),
+            ("monitor_for = \"soon\"", "change.monitor_for"),
         ] {
             std::fs::write(&f, format!("[change]\n{bad}\n")).expect("write");
             let e = Config::load(Some(&f), no_env, &[]).expect_err(bad).to_string();
