@@ -198,7 +198,21 @@ pub fn analyse(t: &Template, inputs: &AnalysisInputs<'_>) -> Result<Analysis, Ch
 
     let sim = sim_resources(t, &changed, inputs, &targets);
     let irreversible = t.rollback.irreversible || t.resources.iter().any(|r| changed.contains(&r.id) && r.rollback.irreversible);
-    let rollback = simulate(&graph, &sim, inputs.log, inputs.parallelism, t.high_cost_reasons(), irreversible);
+    let mut high_cost_reasons = t.high_cost_reasons();
+    // A cascade: resources changed together with one they depend on whose rollback is
+    // expensive (a data migration): restoring them cannot undo it.
+    for r in t.resources.iter().filter(|r| changed.contains(&r.id) && (r.rollback.high_cost || r.rollback.irreversible)) {
+        let cascade: Vec<String> = graph.dependents(&r.id).into_iter().filter(|d| changed.contains(d)).collect();
+        if !cascade.is_empty() {
+            high_cost_reasons.push(format!(
+                "cascade: {} changed together with {}, which they depend on and whose rollback is expensive: rolling them back cannot undo {}",
+                cascade.join(", "),
+                r.id,
+                r.id
+            ));
+        }
+    }
+    let rollback = simulate(&graph, &sim, inputs.log, inputs.parallelism, high_cost_reasons, irreversible);
     Ok(Analysis {
         stack: t.stack.clone(),
         description: t.description.clone(),

@@ -563,6 +563,37 @@ async fn http_and_metric_validation_tests_judge_what_they_get() {
     assert!(r.outcome == Outcome::Skipped && r.detail.contains("unknown resource \"web\""), "{}", r.detail);
 }
 
+/// A change that cascades from a resource with an expensive rollback (a data migration)
+/// to the resources depending on it is flagged as such, and needs the override.
+#[tokio::test]
+async fn a_cascade_from_a_data_migration_is_flagged_and_needs_the_override() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup_web(tmp.path());
+    write_json(&tmp.path().join("db.json"), &json!({"schema": 3}));
+    let t = r#"
+stack: shop
+resources:
+  - {id: db, kind: file, path: db.json, rollback: {high_cost: true, reason: "migrates the orders table"}, desired: {content: {schema: 4}}}
+  - {id: web, kind: file, path: web.json, depends_on: [db], desired: {content: {server: {port: 8080, workers: 6}}}}
+"#;
+    let tp = write_template(tmp.path(), "c.yaml", t);
+    let e = engine(tmp.path(), Arc::new(ManualClock::new(T0)), None);
+    let a = e.whatif(template::read(&tp).unwrap()).await.unwrap();
+    assert!(a.rollback.high_cost);
+    assert_eq!(a.rollback.high_cost_reasons.len(), 2, "{:?}", a.rollback.high_cost_reasons);
+    assert!(
+        a.rollback.high_cost_reasons[1].starts_with("cascade: web changed together with db")
+            && a.rollback.high_cost_reasons[1].contains("cannot undo db"),
+        "{:?}",
+        a.rollback.high_cost_reasons
+    );
+    let r = e.apply(template::read(&tp).unwrap(), ApplyOptions::default()).await.unwrap();
+    assert_eq!(r.status, ChangeStatus::Rejected);
+    assert!(r.reason.contains("cascade: web"), "{}", r.reason);
+    let r = e.apply(template::read(&tp).unwrap(), ApplyOptions { override_high_cost: true, force: false }).await.unwrap();
+    assert_eq!(r.status, ChangeStatus::Applied, "an administrator's override: {}", r.reason);
+}
+
 /// A change submitted ahead of deployment whose dry run on the shadow copies fails its
 /// validation: nothing live moves, the change is held with its rollback resources
 /// pre-provisioned (a standby copy of each resource's last good state), and the operator
