@@ -381,6 +381,23 @@ impl RedisActuator {
         &self.config
     }
 
+    /// Lets every replica it runs go on after this actuator is dropped (a promoted copy
+    /// is a live store now); answers their shadow ids and pids. They are no longer
+    /// tracked here; their `replica.json` stays, so another actuator on the same
+    /// `data_dir` finds them.
+    pub async fn detach_all(&self) -> Vec<(ShadowId, u32)> {
+        let all: Vec<(ShadowId, Replica)> = self.replicas.lock().await.drain().collect();
+        let mut out = Vec::new();
+        for (id, mut r) in all {
+            out.push((id, r.pid));
+            if let Some(child) = r.child.take() {
+                // Dropping the handle would kill it (`kill_on_drop`).
+                std::mem::forget(child);
+            }
+        }
+        out
+    }
+
     /// The endpoint of the replica this actuator runs for `shadow`, if any.
     pub async fn endpoint_of(&self, shadow: &ShadowId) -> Option<String> {
         self.replicas.lock().await.get(shadow).map(|r| r.endpoint.clone())

@@ -155,6 +155,7 @@ fn progressing() -> RolloutRecord {
         backend: "web".into(),
         live: vec!["web-1".into()],
         shadow: Vec::new(),
+        copies: Vec::new(),
         scale: shadow_scale(ChangeScope::Config, 1, 5),
         kpis: vec![kpi("latency_ms", false)],
         rollout: state,

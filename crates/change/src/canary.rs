@@ -137,6 +137,48 @@ pub struct ShadowSection {
     /// servers.
     #[serde(default)]
     pub live_instances: Option<u32>,
+    /// The live stack's configuration files, copied for the shadow stack with the change.
+    #[serde(default)]
+    pub config: Vec<ConfigCopy>,
+    /// The live stack's data stores: a full stack (scope `data`) gets a replica of each.
+    #[serde(default)]
+    pub data: Vec<DataCopy>,
+}
+
+/// `[[shadow.config]]`: a configuration file of the live stack. The shadow stack gets a
+/// copy (`<dir>/<rollout>/<id>.<ext>`, the same format) with `set` applied; `{config:ID}`
+/// in the command is its path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigCopy {
+    /// Its name in the command's `{config:ID}`.
+    pub id: String,
+    /// The live file (JSON, YAML or TOML, by its extension).
+    pub live: PathBuf,
+    /// What the change sets: JSON pointer → value, e.g. `"/server/workers" = 8`.
+    #[serde(default)]
+    pub set: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// `[[shadow.data]]`: a data store of the live stack. For a full stack (scope `data`) the
+/// shadow stack gets a Redis replica of it (the `redis` actuator), in sync before any
+/// traffic, promoted (`REPLICAOF NO ONE`) when the rollout is, stopped when it is rolled
+/// back; `{data:ID}` in the command is the replica's endpoint. For a smaller scope the
+/// shadow stack shares the live store: `{data:ID}` is `live`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataCopy {
+    /// Its name in the command's `{data:ID}`.
+    pub id: String,
+    /// `redis`.
+    #[serde(default = "default_data_kind")]
+    pub kind: String,
+    /// The live store, `host:port`.
+    pub live: String,
+}
+
+fn default_data_kind() -> String {
+    "redis".into()
 }
 
 fn default_addr() -> String {
@@ -269,6 +311,10 @@ pub enum CanaryError {
     /// The configuration.
     #[error("rollout configuration: {0}")]
     Config(String),
+    /// The shadow stack's copies of the live configuration or data could not be made
+    /// (nothing was changed in HAProxy).
+    #[error("provisioning the shadow stack: {0}")]
+    Provision(String),
     /// The runtime API before anything was changed.
     #[error("HAProxy: {0}")]
     Haproxy(#[from] harbinger_actuate::haproxy::HaproxyError),
@@ -328,6 +374,25 @@ impl CanaryConfig {
         }
         if self.shadow.command.is_empty() {
             return bad("shadow.command: empty".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, c) in self.shadow.config.iter().enumerate() {
+            if !valid_id(&c.id) || !names.insert(format!("config:{}", c.id)) {
+                return bad(format!("shadow.config[{i}].id = {:?}: a unique name of letters, digits, '-', '_', '.'", c.id));
+            }
+            for k in c.set.keys() {
+                if !k.starts_with('/') {
+                    return bad(format!("shadow.config[{i}].set: {k:?} is not a JSON pointer (starts with '/')"));
+                }
+            }
+        }
+        for (i, d) in self.shadow.data.iter().enumerate() {
+            if !valid_id(&d.id) || !names.insert(format!("data:{}", d.id)) {
+                return bad(format!("shadow.data[{i}].id = {:?}: a unique name of letters, digits, '-', '_', '.'", d.id));
+            }
+            if d.kind != "redis" {
+                return bad(format!("shadow.data[{i}].kind = {:?}: only \"redis\" is supported", d.kind));
+            }
         }
         let a = &self.analysis;
         let spec = RolloutSpec {
@@ -402,6 +467,117 @@ pub fn save(dir: &Path, record: &RolloutRecord) -> Result<(), CanaryError> {
     std::fs::rename(&tmp, &path).map_err(err)
 }
 
+/// The shadow stack's copies of the live stack's configuration and data.
+#[derive(Debug, Default)]
+pub struct Copies {
+    /// The `redis` actuator holding the data replicas (full stack only).
+    pub redis: Option<harbinger_actuate::redis::RedisActuator>,
+    /// The replicas' shadow ids.
+    replicas: Vec<String>,
+    /// Where the configuration copies are.
+    config_dir: Option<PathBuf>,
+}
+
+/// Makes the shadow stack's copies: each `[[shadow.config]]` file with its `set` applied,
+/// and for a full stack a Redis replica of each `[[shadow.data]]` store, in sync. Answers
+/// the copies, the command with `{config:ID}` and `{data:ID}` replaced, the records of
+/// the copies and a sentence for each.
+async fn provision_copies(
+    s: &ShadowSection,
+    id: &str,
+    dir: &Path,
+    full_stack: bool,
+    bound: Duration,
+    now: i64,
+) -> Result<(Copies, Vec<String>, Vec<ShadowInstance>, Vec<String>), String> {
+    use harbinger_actuate::redis::{RedisActuator, RedisConfig};
+    use harbinger_actuate::resource::ResourceDriver as _;
+    use harbinger_actuate::resource::file::{FileResource, FileSpec};
+    let mut copies = Copies::default();
+    let (mut records, mut said) = (Vec::new(), Vec::new());
+    let mut values: Vec<(String, String)> = Vec::new();
+    if !s.config.is_empty() {
+        let cdir = dir.join(id);
+        std::fs::create_dir_all(&cdir).map_err(|e| format!("creating {}: {e}", cdir.display()))?;
+        copies.config_dir = Some(cdir.clone());
+        for c in &s.config {
+            let live = FileResource::new(&c.id, &FileSpec { path: c.live.clone(), format: None, directory: Some(false) }, Path::new("."))
+                .map_err(|e| format!("shadow.config {}: {e}", c.id))?;
+            let mut state = live.read().await.map_err(|e| format!("shadow.config {}: reading {}: {e}", c.id, c.live.display()))?;
+            let content = state.get_mut("content").ok_or_else(|| format!("shadow.config {}: no content read", c.id))?;
+            for (ptr, v) in &c.set {
+                crate::diff::set_pointer(content, ptr, v.clone());
+            }
+            let ext = c.live.extension().and_then(|e| e.to_str()).unwrap_or("json");
+            let path = cdir.join(format!("{}.{ext}", c.id));
+            let copy = FileResource::new(&c.id, &FileSpec { path: path.clone(), format: None, directory: Some(false) }, Path::new("."))
+                .map_err(|e| format!("shadow.config {}: {e}", c.id))?;
+            copy.write(&state).await.map_err(|e| format!("shadow.config {}: writing {}: {e}", c.id, path.display()))?;
+            let shown = path.display().to_string();
+            said.push(format!("config {}: {} copied to {shown} with {} change(s)", c.id, c.live.display(), c.set.len()));
+            records.push(ShadowInstance { id: format!("config:{}", c.id), endpoint: shown.clone() });
+            values.push((format!("{{config:{}}}", c.id), shown));
+        }
+    }
+    if !s.data.is_empty() && full_stack {
+        let mut rc = RedisConfig::new(dir.join(id).join("data"));
+        rc.timeout = bound;
+        let redis = RedisActuator::new(rc);
+        for d in &s.data {
+            let sid = format!("{id}-data-{}", d.id);
+            let resource = harbinger_core::Resource {
+                id: d.id.clone(),
+                depends_on: Vec::new(),
+                host: "live".into(),
+                kind: "redis".into(),
+                criticality: 3,
+                cpu_cores: 0.0,
+                mem_gb: 0.0,
+                state: serde_json::json!({"endpoint": d.live}),
+            };
+            let mut req = request(&sid, ActionKind::CreateShadow { shadow: shadow(&sid, now) }, now);
+            req.resource = Some(resource.clone());
+            let out = redis.apply(&req).await;
+            let Some(endpoint) =
+                out.endpoint.clone().filter(|_| matches!(out.status, JournalStatus::Applied | JournalStatus::AlreadyApplied))
+            else {
+                copies.redis = Some(redis);
+                copies.replicas.push(sid);
+                return Err(format!("shadow.data {}: starting a replica of {}: {}", d.id, d.live, out.detail));
+            };
+            copies.replicas.push(sid.clone());
+            // In sync before the shadow stack starts.
+            let deadline = Instant::now() + bound;
+            let mut sh = shadow(&sid, now);
+            sh.endpoint = Some(endpoint.clone());
+            loop {
+                match redis.sync_state(&sh, Some(&resource)).await {
+                    Ok(ShadowState::Ready) => break,
+                    _ if Instant::now() >= deadline => {
+                        copies.redis = Some(redis);
+                        return Err(format!(
+                            "shadow.data {}: the replica at {endpoint} was not in sync with {} within {bound:?}",
+                            d.id, d.live
+                        ));
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+            said.push(format!("data {}: replica of {} at {endpoint}, in sync", d.id, d.live));
+            records.push(ShadowInstance { id: format!("data:{}", d.id), endpoint: endpoint.clone() });
+            values.push((format!("{{data:{}}}", d.id), endpoint));
+        }
+        copies.redis = Some(redis);
+    } else {
+        for d in &s.data {
+            said.push(format!("data {}: shared with the live stack at {} (scope below data)", d.id, d.live));
+            values.push((format!("{{data:{}}}", d.id), d.live.clone()));
+        }
+    }
+    let command = s.command.iter().map(|a| values.iter().fold(a.clone(), |acc, (k, v)| acc.replace(k, v))).collect();
+    Ok((copies, command, records, said))
+}
+
 /// Longest wait for the requests in flight on the shadow stack to end before it is
 /// removed.
 pub const DRAIN_BOUND: Duration = Duration::from_secs(5);
@@ -413,6 +589,7 @@ struct Run {
     live: Vec<String>,
     shadow: Vec<String>,
     procs: ProcessActuator,
+    copies: Copies,
     alerts: Option<WebhookActuator>,
     clock: Arc<dyn Clock>,
     dir: PathBuf,
@@ -506,6 +683,36 @@ impl Run {
                 .await;
             self.event("shadow_stopped", format!("{s}: {}", out.detail));
         }
+        if let Some(redis) = self.copies.redis.take() {
+            for sid in std::mem::take(&mut self.copies.replicas) {
+                let req = request(
+                    &sid,
+                    ActionKind::RetireShadow { shadow: ShadowId::new(&sid), state: ShadowState::Retired },
+                    self.clock.now_ms(),
+                );
+                let out = redis.apply(&req).await;
+                self.event("copy_removed", format!("data replica {sid}: {}", out.detail));
+            }
+        }
+        if let Some(d) = self.copies.config_dir.take() {
+            match std::fs::remove_dir_all(&d) {
+                Ok(()) => self.event("copy_removed", format!("configuration copies in {} removed", d.display())),
+                Err(e) => self.event("error", format!("removing {}: {e}", d.display())),
+            }
+        }
+    }
+
+    /// The data replicas become the stores of the promoted stack (`REPLICAOF NO ONE`).
+    async fn promote_copies(&mut self) {
+        let Some(redis) = &self.copies.redis else { return };
+        let mut said = Vec::new();
+        for sid in &self.copies.replicas {
+            let out = redis.apply(&request(sid, ActionKind::PromoteShadow { shadow: ShadowId::new(sid) }, self.clock.now_ms())).await;
+            said.push(format!("data replica {sid}: {}: {}", out.status.as_str(), out.detail));
+        }
+        for line in said {
+            self.event("copy_promoted", line);
+        }
     }
 
     async fn alert(&mut self, event: &str, reason: &str) {
@@ -546,6 +753,7 @@ impl Run {
                 Step::Promote { reason } => {
                     self.record.decision = Some("promoted".into());
                     self.event("promoted", reason);
+                    self.promote_copies().await;
                 }
                 Step::RetireOld => {
                     for s in self.live.clone() {
@@ -590,6 +798,7 @@ fn shadow(id: &str, now: i64) -> Shadow {
 fn request(id: &str, action: ActionKind, now: i64) -> ActuatorRequest {
     let verb = match &action {
         ActionKind::CreateShadow { .. } => "create",
+        ActionKind::PromoteShadow { .. } => "promote",
         _ => "retire",
     };
     ActuatorRequest { key: format!("{id}:{verb}"), attempt: 1, action, shadow: shadow(id, now), resource: None }
@@ -657,6 +866,8 @@ pub struct Finished {
     /// caller keeps them (dropping this stops them) or lets them run on
     /// ([`ProcessActuator::detach_all`]). After a rollback none is left running.
     pub processes: ProcessActuator,
+    /// The shadow stack's data replicas (promoted with it), held the same way.
+    pub copies: Copies,
 }
 
 /// Runs one rollout to its end (promoted or rolled back) and answers its record and the shadow stack's processes. Time
@@ -689,8 +900,15 @@ pub async fn run(
     spec.steps[0] = scale.first_share;
     spec.steps.dedup();
     let (rollout, first) = Rollout::start(spec).map_err(CanaryError::Config)?;
-    let mut pcfg =
-        ProcessConfig::new(cfg.shadow.command.clone()).host_addr("shadow", cfg.shadow.addr.clone()).health_timeout(health_timeout);
+    let (copies, command, copy_records, copy_said) =
+        match provision_copies(&cfg.shadow, &id, dir, scale.full_stack, health_timeout, now).await {
+            Ok(x) => x,
+            Err(e) => {
+                let _gone = std::fs::remove_dir_all(dir.join(&id));
+                return Err(CanaryError::Provision(e));
+            }
+        };
+    let mut pcfg = ProcessConfig::new(command).host_addr("shadow", cfg.shadow.addr.clone()).health_timeout(health_timeout);
     if let Some(p) = &cfg.shadow.health_path {
         pcfg = pcfg.health(HealthCheck::Http { path: p.clone() });
     }
@@ -708,6 +926,7 @@ pub async fn run(
         backend: backend.clone(),
         live: cfg.haproxy.live.clone(),
         shadow: Vec::new(),
+        copies: copy_records,
         scale: scale.clone(),
         kpis: kpis.clone(),
         rollout,
@@ -724,6 +943,7 @@ pub async fn run(
         live: cfg.haproxy.live.clone(),
         shadow: Vec::new(),
         procs,
+        copies,
         alerts,
         clock,
         dir: dir.to_path_buf(),
@@ -731,6 +951,9 @@ pub async fn run(
         observer,
     };
     run.event("scaled", scale.reason.clone());
+    for said in copy_said {
+        run.event("copied", said);
+    }
 
     // Provision.
     for n in 1..=scale.instances {
@@ -743,7 +966,7 @@ pub async fn run(
                 run.shadow.push(sid);
                 let steps = run.record.rollout.abort("the shadow stack could not be provisioned");
                 run.perform(steps, None).await;
-                return Ok(Finished { record: run.record, processes: run.procs });
+                return Ok(Finished { record: run.record, processes: run.procs, copies: run.copies });
             }
         };
         let added = run.client.command(&format!("add server {}/{sid} {endpoint} weight 0", run.backend)).await;
@@ -759,7 +982,7 @@ pub async fn run(
             run.event("error", format!("adding {sid} ({endpoint}) to {}: {e}", run.backend));
             let steps = run.record.rollout.abort("the shadow stack could not be added to HAProxy");
             run.perform(steps, None).await;
-            return Ok(Finished { record: run.record, processes: run.procs });
+            return Ok(Finished { record: run.record, processes: run.procs, copies: run.copies });
         }
         run.record.shadow.push(ShadowInstance { id: sid.clone(), endpoint: endpoint.clone() });
         run.event("provisioned", format!("{sid} serves at {endpoint} ({})", out.detail));
@@ -784,7 +1007,7 @@ pub async fn run(
             () = &mut stop => {
                 let steps = run.record.rollout.abort("stopped by the operator");
                 run.perform(steps, None).await;
-                return Ok(Finished { record: run.record, processes: run.procs });
+                return Ok(Finished { record: run.record, processes: run.procs, copies: run.copies });
             }
             _ = ticker.tick() => {}
         }
@@ -846,7 +1069,7 @@ pub async fn run(
         run.perform(steps, failed_at).await;
         if run.record.rollout.phase.is_final() {
             run.save();
-            return Ok(Finished { record: run.record, processes: run.procs });
+            return Ok(Finished { record: run.record, processes: run.procs, copies: run.copies });
         }
     }
 }

@@ -56,7 +56,7 @@ pub fn target_state(current: &Value, desired: &Value, profile: &[String]) -> Res
 }
 
 /// Sets `path` in `root` to `v`, creating objects on the way.
-fn set_pointer(root: &mut Value, path: &str, v: Value) {
+pub(crate) fn set_pointer(root: &mut Value, path: &str, v: Value) {
     if path.is_empty() {
         *root = v;
         return;

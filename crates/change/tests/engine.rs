@@ -752,3 +752,193 @@ async fn a_watched_directory_submits_each_template_once() {
     assert!(watch.join("notes.txt").exists(), "other files are left alone");
     assert_eq!(e.store().changes(None).unwrap().len(), 1, "each template submitted once");
 }
+
+/// Starts HAProxy from `deploy/haproxy/canary.cfg.tmpl` in front of `live`; answers the
+/// process, the frontend and the runtime API socket.
+async fn canary_haproxy(dir: &Path, live: &str) -> (Proc, String, PathBuf) {
+    const HAPROXY: &str = "/usr/sbin/haproxy";
+    assert!(Path::new(HAPROXY).exists(), "{HAPROXY} not found: apt-get install haproxy");
+    let sock = dir.join("haproxy.sock");
+    let front = format!("127.0.0.1:{}", free_port());
+    let cfg = include_str!("../../../deploy/haproxy/canary.cfg.tmpl")
+        .replace("{{stats_socket}}", &sock.display().to_string())
+        .replace("{{bind}}", &front)
+        .replace("{{live}}", live);
+    std::fs::write(dir.join("haproxy.cfg"), cfg).unwrap();
+    let child = Command::new(HAPROXY)
+        .arg("-db")
+        .arg("-f")
+        .arg(dir.join("haproxy.cfg"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(sock.exists() && std::net::TcpStream::connect(&front).is_ok()) {
+        assert!(Instant::now() < deadline, "haproxy did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (Proc(child), front, sock)
+}
+
+/// A static HTTP server (`python3 -m http.server`) on a free port.
+async fn http_server(dir: &Path) -> (Proc, String) {
+    let port = free_port();
+    let child = Command::new("python3")
+        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "python3 http.server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (Proc(child), addr)
+}
+
+fn canary_config(sock: &Path, scope: &str, marker: &Path, app: &Path, cache: &str) -> harbinger_change::canary::Checked {
+    let text = format!(
+        r#"
+id = "full"
+scope = "{scope}"
+[haproxy]
+api = "{sock}"
+backend = "be_app"
+live = ["v1"]
+[shadow]
+command = ["sh", "-c", "echo \"$0 $1\" > {marker}; exec python3 -m http.server \"$2\" --bind 127.0.0.1", "{{config:app}}", "{{data:cache}}", "{{port}}"]
+health_path = "/"
+[[shadow.config]]
+id = "app"
+live = "{app}"
+set = {{ "/server/workers" = 8 }}
+[[shadow.data]]
+id = "cache"
+live = "{cache}"
+[analysis]
+steps = [50]
+interval = "1s"
+count = 1
+sample_every = "100ms"
+min_samples = 3
+[[analysis.kpi]]
+name = "error_rate"
+critical = true
+min_delta = 0.01
+"#,
+        sock = sock.display(),
+        marker = marker.display(),
+        app = app.display(),
+    );
+    harbinger_change::canary::CanaryConfig::parse(&text, "test").unwrap().check().unwrap()
+}
+
+/// A full shadow stack (scope `data`): the configuration file copied with the change, a
+/// Redis replica of the live store in sync before any traffic, both handed to the shadow
+/// instances; on promotion the replica becomes a primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_shadow_stack_copies_configuration_and_data_and_promotes_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_redis, cache) = redis(tmp.path()).await;
+    seed_cache(&cache).await;
+    setup_web(tmp.path());
+    let (_v1, v1) = http_server(tmp.path()).await;
+    let (_haproxy, front, sock) = canary_haproxy(tmp.path(), &v1).await;
+    let marker = tmp.path().join("marker");
+    let checked = canary_config(&sock, "data", &marker, &tmp.path().join("web.json"), &cache);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, url) = (stop.clone(), format!("http://{front}/"));
+        tokio::spawn(async move {
+            let c = reqwest::Client::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _r = c.get(&url).send().await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let records = tmp.path().join("rollouts");
+    let clock = Arc::new(ManualClock::new(T0));
+    let done = tokio::time::timeout(
+        Duration::from_secs(60),
+        harbinger_change::canary::run(checked, clock, &records, std::future::pending(), None),
+    )
+    .await
+    .expect("the rollout ends")
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.await.unwrap();
+    let r = &done.record;
+    assert_eq!(r.decision.as_deref(), Some("promoted"), "{:#?}", r.events);
+    assert_eq!(r.scale.scope, harbinger_plan::rollout::ChangeScope::Data);
+    assert!(r.scale.full_stack);
+    let copy = r.copies.iter().find(|c| c.id == "config:app").expect("the configuration copy");
+    let data = r.copies.iter().find(|c| c.id == "data:cache").expect("the data replica");
+    // The instances were given both.
+    let given = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(given.trim(), format!("{} {}", copy.endpoint, data.endpoint));
+    // The copy is the live configuration with the change; the live file is untouched.
+    let v: Value = serde_json::from_slice(&std::fs::read(&copy.endpoint).unwrap()).unwrap();
+    assert_eq!((v["server"]["workers"].clone(), v["server"]["port"].clone(), v["legacy"].clone()), (json!(8), json!(8080), json!(true)));
+    let live: Value = serde_json::from_slice(&std::fs::read(tmp.path().join("web.json")).unwrap()).unwrap();
+    assert_eq!(live["server"]["workers"], 4);
+    // The replica holds the live data and, promoted, takes writes of its own.
+    assert_eq!(get(&data.endpoint, "old:key").await.as_deref(), Some("keep-me"));
+    let role = RedisClient::connect(&data.endpoint, Duration::from_secs(1)).await.unwrap().role().await.unwrap();
+    assert_eq!(role, "master");
+    let kinds: Vec<&str> = r.events.iter().map(|e| e.kind.as_str()).collect();
+    assert!(kinds.contains(&"copied") && kinds.contains(&"copy_promoted"), "{kinds:?}");
+    done.processes.stop_all().await;
+}
+
+/// A rollout stopped by the operator rolls back and removes the shadow stack's copies:
+/// the data replica is shut down and the configuration copies deleted. With scope below
+/// `data` the shadow stack shares the live store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_removes_the_copies_and_a_smaller_scope_shares_the_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_redis, cache) = redis(tmp.path()).await;
+    setup_web(tmp.path());
+    let (_v1, v1) = http_server(tmp.path()).await;
+    let (_haproxy, _front, sock) = canary_haproxy(tmp.path(), &v1).await;
+    for scope in ["data", "config"] {
+        let marker = tmp.path().join(format!("marker-{scope}"));
+        let checked = canary_config(&sock, scope, &marker, &tmp.path().join("web.json"), &cache);
+        let records = tmp.path().join(format!("rollouts-{scope}"));
+        let stop = async {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !marker.exists() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let done = tokio::time::timeout(
+            Duration::from_secs(60),
+            harbinger_change::canary::run(checked, Arc::new(ManualClock::new(T0)), &records, stop, None),
+        )
+        .await
+        .expect("the rollout ends")
+        .unwrap();
+        let r = &done.record;
+        assert_eq!(r.decision.as_deref(), Some("rolled_back"), "{scope}: {:#?}", r.events);
+        assert!(r.events.iter().any(|e| e.kind == "rollback" && e.detail.contains("stopped by the operator")));
+        let given = std::fs::read_to_string(&marker).unwrap();
+        let copy = r.copies.iter().find(|c| c.id == "config:app").expect("the configuration copy");
+        assert!(!Path::new(&copy.endpoint).exists(), "{scope}: the configuration copy is removed");
+        match scope {
+            "data" => {
+                let data = r.copies.iter().find(|c| c.id == "data:cache").expect("the data replica");
+                assert!(given.contains(&data.endpoint) && data.endpoint != cache);
+                assert!(RedisClient::connect(&data.endpoint, Duration::from_millis(300)).await.is_err(), "the replica is stopped");
+            }
+            _ => {
+                assert!(!r.copies.iter().any(|c| c.id == "data:cache"), "no data copy below scope data");
+                assert!(given.trim().ends_with(&cache), "the shadow stack shares the live store: {given}");
+            }
+        }
+    }
+}

@@ -31,6 +31,11 @@ pub async fn run(cfg: &Config, a: &RolloutRunArgs) -> anyhow::Result<()> {
         for (id, pid) in finished.processes.detach_all().await {
             tracing::info!(instance = %id, pid, "left running as the live stack");
         }
+        if let Some(redis) = &finished.copies.redis {
+            for (id, pid) in redis.detach_all().await {
+                tracing::info!(replica = %id, pid, "promoted data replica left running");
+            }
+        }
     }
     if a.json {
         println!("{}", serde_json::to_string(r)?);

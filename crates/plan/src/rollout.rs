@@ -450,6 +450,10 @@ pub struct RolloutRecord {
     pub live: Vec<String>,
     /// The shadow stack's instances.
     pub shadow: Vec<ShadowInstance>,
+    /// The shadow stack's copies of the live stack's configuration files (the path of the
+    /// copy) and, for a full stack, of its data stores (the replica's endpoint).
+    #[serde(default)]
+    pub copies: Vec<ShadowInstance>,
     /// How the shadow stack was sized.
     pub scale: ShadowScale,
     /// The KPIs judged.
