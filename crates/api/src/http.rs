@@ -233,6 +233,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/risk", get(risk_handler))
         .route("/shadow/status", get(shadow_status_handler))
         .route("/api/v1/snapshots", get(snapshots_handler))
+        .route("/api/v1/samples", get(samples_handler))
         .route("/api/v1/rollouts", get(rollouts_handler))
         .route("/api/v1/rollouts/{id}", get(rollout_handler))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token_on_reads));
@@ -386,6 +387,68 @@ async fn risk_handler(
     }
     let risks = blocking(move || if hosts.is_empty() { Ok(scorer.score_all()) } else { scorer.score_hosts(&hosts) }).await??;
     Ok(Json(risks))
+}
+
+/// Most samples `GET /api/v1/samples` answers at once.
+pub const MAX_SAMPLES_PER_READ: usize = 100_000;
+
+/// What `GET /api/v1/samples` answers.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct SamplesAnswer {
+    /// The host.
+    pub host: String,
+    /// The metric.
+    pub metric: String,
+    /// `[timestamp_ms, value]` pairs, oldest first, in `[from, to)`.
+    pub samples: Vec<(i64, f64)>,
+    /// Whether more samples lie in the range than `limit` (the first `limit` are given).
+    pub truncated: bool,
+}
+
+/// `GET /api/v1/samples?host=H&metric=M&from=MS&to=MS[&limit=N]`: one series' samples in
+/// `[from, to)` (ms since epoch), at most `limit` (default and most 100,000).
+async fn samples_handler(
+    State(state): State<AppState>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<SamplesAnswer>, ApiError> {
+    let (mut host, mut metric, mut from, mut to, mut limit) = (None, None, None, None, MAX_SAMPLES_PER_READ);
+    let int =
+        |k: &str, v: &str| v.trim().parse::<i64>().map_err(|_| ApiError::BadQuery(format!("`{k}` must be ms since epoch, got {v:?}")));
+    for (k, v) in &params {
+        match k.as_str() {
+            "host" if !v.trim().is_empty() => host = Some(v.trim().to_string()),
+            "metric" if !v.trim().is_empty() => metric = Some(v.trim().to_string()),
+            "host" | "metric" => return Err(ApiError::BadQuery(format!("empty `{k}` in the query"))),
+            "from" => from = Some(int(k, v)?),
+            "to" => to = Some(int(k, v)?),
+            "limit" => {
+                limit = v
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_SAMPLES_PER_READ).contains(n))
+                    .ok_or_else(|| ApiError::BadQuery(format!("`limit` must be 1..={MAX_SAMPLES_PER_READ}, got {v:?}")))?;
+            }
+            _ => return Err(ApiError::BadQuery(format!("unknown query parameter {k:?} (expected host, metric, from, to, limit)"))),
+        }
+    }
+    let need = |what: &str| ApiError::BadQuery(format!("`{what}` is required"));
+    let (host, metric) = (host.ok_or_else(|| need("host"))?, metric.ok_or_else(|| need("metric"))?);
+    let (from, to) = (from.ok_or_else(|| need("from"))?, to.ok_or_else(|| need("to"))?);
+    if to < from {
+        return Err(ApiError::BadQuery(format!("`to` ({to}) is before `from` ({from})")));
+    }
+    let got = match state.stores.metrics.range(&harbinger_core::SeriesKey::new(&host, &metric), from, to).await {
+        Ok(g) => g,
+        Err(StoreError::UnknownSeries(_)) => {
+            let cut = |s: &str| s.chars().take(128).collect::<String>();
+            return Err(ApiError::NotFound(format!("no series for host {:?} and metric {:?}", cut(&host), cut(&metric))));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let truncated = got.timestamps.len() > limit;
+    let samples = got.timestamps.into_iter().zip(got.values).take(limit).collect();
+    Ok(Json(SamplesAnswer { host, metric, samples, truncated }))
 }
 
 /// `POST /api/v1/admin/reload`: reloads the configured model; answers the versions.

@@ -399,3 +399,42 @@ async fn a_slow_body_gets_408_and_shutdown_does_not_wait_past_its_deadline() {
     let _sent = stop.send(());
     tokio::time::timeout(Duration::from_secs(10), task).await.expect("stops").expect("join").expect("ok");
 }
+
+/// `GET /api/v1/samples` answers one series' samples in `[from, to)`, with a limit, and
+/// names what is wrong with a query.
+#[tokio::test]
+async fn samples_of_a_series_are_read_back_in_a_half_open_range() {
+    let s = Server::start(1 << 20, None).await;
+    const T: i64 = 1_780_000_000_000;
+    let pts: Vec<(i64, f64)> = (0..10).map(|i| (T + i * 100, f64::from(i as i32))).collect();
+    assert_eq!(s.write(req(&[("web-1", "latency_ms", &pts)])).await.0, 204);
+    let get = |q: String| {
+        let c = s.client.clone();
+        let url = format!("{}/api/v1/samples?{q}", s.url);
+        async move {
+            let r = c.get(url).send().await.expect("send");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }
+    };
+    let (code, body) = get(format!("host=web-1&metric=latency_ms&from={}&to={}", T + 200, T + 500)).await;
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["samples"], serde_json::json!([[T + 200, 2.0], [T + 300, 3.0], [T + 400, 4.0]]), "to is excluded");
+    assert_eq!(v["truncated"], false);
+    let (code, body) = get(format!("host=web-1&metric=latency_ms&from=0&to={}&limit=4", T * 2)).await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!((code, v["samples"].as_array().map(Vec::len), v["truncated"].clone()), (200, Some(4), serde_json::json!(true)));
+    for (q, code, says) in [
+        ("host=web-2&metric=latency_ms&from=0&to=1", 404, "no series for host \"web-2\""),
+        ("host=web-1&metric=latency_ms&from=0", 400, "`to` is required"),
+        ("host=web-1&metric=latency_ms&from=x&to=1", 400, "`from` must be ms since epoch"),
+        ("host=web-1&metric=latency_ms&from=5&to=1", 400, "before `from`"),
+        ("host=web-1&metric=latency_ms&from=0&to=1&limit=0", 400, "`limit` must be"),
+        ("host=web-1&metric=latency_ms&from=0&to=1&step=5", 400, "unknown query parameter \"step\""),
+    ] {
+        let (c, body) = get(q.to_string()).await;
+        assert_eq!(c, code, "{q}: {body}");
+        assert!(body.contains(says), "{q}: {body}");
+    }
+    s.stop().await;
+}

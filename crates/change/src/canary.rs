@@ -226,6 +226,16 @@ pub struct AnalysisSection {
     /// The KPIs; default: the three HAProxy KPIs, error rate critical.
     #[serde(default = "default_kpis")]
     pub kpi: Vec<KpiSection>,
+    /// A harbinger server (`http://HOST:PORT`) the `harbinger` KPIs are read from
+    /// (`GET /api/v1/samples`).
+    #[serde(default)]
+    pub harbinger_url: Option<String>,
+    /// Its bearer token, when it protects reads.
+    #[serde(default)]
+    pub harbinger_token: Option<String>,
+    /// The hosts the live stack's samples are under; default: the `haproxy.live` names.
+    #[serde(default)]
+    pub live_hosts: Vec<String>,
 }
 
 impl Default for AnalysisSection {
@@ -242,6 +252,9 @@ impl Default for AnalysisSection {
             pass_score: default_pass_score(),
             min_samples: default_min_samples(),
             kpi: default_kpis(),
+            harbinger_url: None,
+            harbinger_token: None,
+            live_hosts: Vec::new(),
         }
     }
 }
@@ -272,9 +285,36 @@ fn default_min_samples() -> usize {
 }
 fn default_kpis() -> Vec<KpiSection> {
     vec![
-        KpiSection { name: "error_rate".into(), direction: None, weight: 2.0, critical: true, tolerance: 0.0, min_delta: 0.01 },
-        KpiSection { name: "latency_ms".into(), direction: None, weight: 1.0, critical: false, tolerance: 0.2, min_delta: 5.0 },
-        KpiSection { name: "throughput".into(), direction: None, weight: 1.0, critical: false, tolerance: 0.2, min_delta: 0.0 },
+        KpiSection {
+            name: "error_rate".into(),
+            source: None,
+            metric: None,
+            direction: None,
+            weight: 2.0,
+            critical: true,
+            tolerance: 0.0,
+            min_delta: 0.01,
+        },
+        KpiSection {
+            name: "latency_ms".into(),
+            source: None,
+            metric: None,
+            direction: None,
+            weight: 1.0,
+            critical: false,
+            tolerance: 0.2,
+            min_delta: 5.0,
+        },
+        KpiSection {
+            name: "throughput".into(),
+            source: None,
+            metric: None,
+            direction: None,
+            weight: 1.0,
+            critical: false,
+            tolerance: 0.2,
+            min_delta: 0.0,
+        },
     ]
 }
 
@@ -282,8 +322,17 @@ fn default_kpis() -> Vec<KpiSection> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KpiSection {
-    /// `error_rate`, `latency_ms` or `throughput`.
+    /// Its name: for the `haproxy` source `error_rate`, `latency_ms` or `throughput`.
     pub name: String,
+    /// `haproxy` (default): from HAProxy's statistics; `harbinger`: from the samples the
+    /// stacks' hosts send to harbinger (`analysis.harbinger_url`).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// For `harbinger`: the metric (default: the name); the live stack's hosts are
+    /// `analysis.live_hosts`, each shadow instance reports under its id (`{shadow}` in the
+    /// command).
+    #[serde(default)]
+    pub metric: Option<String>,
     /// Which way is worse; default: lower throughput, higher anything else.
     #[serde(default)]
     pub direction: Option<Direction>,
@@ -339,6 +388,9 @@ pub struct Checked {
     health_timeout: Duration,
     judge: JudgeConfig,
     kpis: Vec<KpiSpec>,
+    /// Per KPI: `None` from HAProxy, `Some(metric)` from harbinger.
+    sources: Vec<Option<String>>,
+    live_hosts: Vec<String>,
 }
 
 fn duration(field: &str, s: &str) -> Result<Duration, CanaryError> {
@@ -417,9 +469,32 @@ impl CanaryConfig {
             return bad("analysis.kpi: at least one KPI".into());
         }
         let mut kpis = Vec::new();
+        let mut sources = Vec::new();
         for (i, k) in a.kpi.iter().enumerate() {
-            if !HAPROXY_KPIS.contains(&k.name.as_str()) {
-                return bad(format!("analysis.kpi[{i}].name = {:?}: one of {}", k.name, HAPROXY_KPIS.join(", ")));
+            match k.source.as_deref().unwrap_or("haproxy") {
+                "haproxy" => {
+                    if !HAPROXY_KPIS.contains(&k.name.as_str()) {
+                        return bad(format!("analysis.kpi[{i}].name = {:?}: one of {}", k.name, HAPROXY_KPIS.join(", ")));
+                    }
+                    if k.metric.is_some() {
+                        return bad(format!("analysis.kpi[{i}].metric: only for source = \"harbinger\""));
+                    }
+                    sources.push(None);
+                }
+                "harbinger" => {
+                    let Some(url) = &a.harbinger_url else {
+                        return bad(format!("analysis.kpi[{i}]: source = \"harbinger\" needs analysis.harbinger_url"));
+                    };
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        return bad(format!("analysis.harbinger_url = {url:?}: an http:// or https:// URL"));
+                    }
+                    let metric = k.metric.clone().unwrap_or_else(|| k.name.clone());
+                    if metric.trim().is_empty() {
+                        return bad(format!("analysis.kpi[{i}].metric: empty"));
+                    }
+                    sources.push(Some(metric));
+                }
+                other => return bad(format!("analysis.kpi[{i}].source = {other:?}: haproxy or harbinger")),
             }
             if kpis.iter().any(|s: &KpiSpec| s.name == k.name) {
                 return bad(format!("analysis.kpi[{i}].name = {:?}: listed twice", k.name));
@@ -442,7 +517,8 @@ impl CanaryConfig {
             WebhookActuator::new(WebhookConfig::new(url.clone())).map_err(|e| CanaryError::Config(format!("alert_webhook: {e}")))?;
         }
         let api: ApiAddress = self.haproxy.api.parse().unwrap_or_else(|never| match never {});
-        Ok(Checked { api, api_timeout, spec, sample_every, health_timeout, judge, kpis, cfg: self })
+        let live_hosts = if a.live_hosts.is_empty() { self.haproxy.live.clone() } else { a.live_hosts.clone() };
+        Ok(Checked { api, api_timeout, spec, sample_every, health_timeout, judge, kpis, sources, live_hosts, cfg: self })
     }
 }
 
@@ -804,6 +880,45 @@ fn request(id: &str, action: ActionKind, now: i64) -> ActuatorRequest {
     ActuatorRequest { key: format!("{id}:{verb}"), attempt: 1, action, shadow: shadow(id, now), resource: None }
 }
 
+/// The values of `metric` for every host of `hosts` in `[from, to)`, from a harbinger
+/// server's `GET /api/v1/samples` (a host without the series gives none).
+async fn harbinger_samples(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    hosts: &[String],
+    metric: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<f64>, String> {
+    let mut out = Vec::new();
+    for host in hosts {
+        let endpoint = format!("{}/api/v1/samples", url.trim_end_matches('/'));
+        let mut req = client.get(&endpoint).query(&[
+            ("host", host.as_str()),
+            ("metric", metric),
+            ("from", &from.to_string()),
+            ("to", &to.to_string()),
+        ]);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| format!("GET {endpoint} ({host}): {e}"))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            continue;
+        }
+        let body = resp.text().await.map_err(|e| format!("GET {endpoint} ({host}): {e}"))?;
+        if !status.is_success() {
+            return Err(format!("GET {endpoint} ({host}): HTTP {status}: {}", body.trim()));
+        }
+        let answer: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("GET {endpoint} ({host}): {e}"))?;
+        let samples = answer["samples"].as_array().ok_or_else(|| format!("GET {endpoint} ({host}): no samples in the answer"))?;
+        out.extend(samples.iter().filter_map(|p| p.get(1).and_then(serde_json::Value::as_f64)));
+    }
+    Ok(out)
+}
+
 /// Cumulative counters of one stack at one time.
 #[derive(Debug, Clone, Copy, Default)]
 struct Counters {
@@ -884,7 +999,7 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
     observer: Option<tokio::sync::mpsc::UnboundedSender<RolloutEvent>>,
 ) -> Result<Finished, CanaryError> {
-    let Checked { cfg, api, api_timeout, mut spec, sample_every, health_timeout, judge: judge_cfg, kpis } = checked;
+    let Checked { cfg, api, api_timeout, mut spec, sample_every, health_timeout, judge: judge_cfg, kpis, sources, live_hosts } = checked;
     let client = HaproxyClient::new(api, api_timeout);
     let backend = cfg.haproxy.backend.clone();
     let servers = client.servers_state(&backend).await?;
@@ -992,6 +1107,9 @@ pub async fn run(
 
     // Sample and judge.
     let names: Vec<String> = kpis.iter().map(|k| k.name.clone()).collect();
+    // HAProxy KPIs only come from its statistics; harbinger KPIs from its samples.
+    let from_haproxy: Vec<String> = names.iter().zip(&sources).map(|(n, s)| if s.is_none() { n.clone() } else { String::new() }).collect();
+    let kpi_client = reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().unwrap_or_default();
     let per_interval = (u128::from(run.record.rollout.spec.interval_ms) / sample_every.as_millis().max(1)).max(2);
     let mut ticker = tokio::time::interval(sample_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1021,8 +1139,8 @@ pub async fn run(
                     let (sb, sa) = (counters(prev, &run.shadow), counters(&stats, &run.shadow));
                     run.record.live_requests += la.responses.saturating_sub(lb.responses);
                     run.record.shadow_requests += sa.responses.saturating_sub(sb.responses);
-                    interval_kpis(lb, la, dt, f64::from(100 - share) / 100.0, &mut base, &names);
-                    interval_kpis(sb, sa, dt, f64::from(share) / 100.0, &mut canary, &names);
+                    interval_kpis(lb, la, dt, f64::from(100 - share) / 100.0, &mut base, &from_haproxy);
+                    interval_kpis(sb, sa, dt, f64::from(share) / 100.0, &mut canary, &from_haproxy);
                 }
                 last = Some(stats);
             }
@@ -1033,6 +1151,21 @@ pub async fn run(
             continue;
         }
         ticks = 0;
+        let now_ms = run.clock.now_ms();
+        for (i, source) in sources.iter().enumerate() {
+            let Some(metric) = source else { continue };
+            let Some(url) = &cfg.analysis.harbinger_url else { continue };
+            let token = cfg.analysis.harbinger_token.as_deref();
+            match harbinger_samples(&kpi_client, url, token, &live_hosts, metric, window_start, now_ms).await {
+                Ok(v) => base[i] = v,
+                Err(e) => run.event("error", format!("KPI {}: {e}", names[i])),
+            }
+            let shadow_hosts = run.shadow.clone();
+            match harbinger_samples(&kpi_client, url, token, &shadow_hosts, metric, window_start, now_ms).await {
+                Ok(v) => canary[i] = v,
+                Err(e) => run.event("error", format!("KPI {}: {e}", names[i])),
+            }
+        }
         let samples: Vec<(&[f64], &[f64])> = base.iter().zip(&canary).map(|(b, c)| (b.as_slice(), c.as_slice())).collect();
         let judged_at = Instant::now();
         let j = judge::judge(&judge_cfg, &kpis, &samples);

@@ -632,6 +632,17 @@ pub struct DemoBackendArgs {
     /// Time every answer waits before it is sent, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub delay_ms: u64,
+    /// Remote-write its own metrics here (e.g. `http://127.0.0.1:8080/api/v1/write`):
+    /// every `--report-every`, `http_latency_ms` (mean time to answer), `http_error_rate`
+    /// and `http_requests_per_s` of the requests answered in that interval.
+    #[arg(long)]
+    pub report: Option<String>,
+    /// The host the reported metrics belong to (label `host`); default: `--name`.
+    #[arg(long)]
+    pub report_host: Option<String>,
+    /// Time between two reports.
+    #[arg(long, default_value = "200ms")]
+    pub report_every: String,
 }
 
 /// `ingest` flags.

@@ -187,12 +187,20 @@ pub async fn backend(a: &DemoBackendArgs) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&a.error_rate) {
         bail!("--error-rate {}: a share in [0, 1]", a.error_rate);
     }
+    let every = humantime::parse_duration(&a.report_every).with_context(|| format!("--report-every {:?}", a.report_every))?;
+    if every.is_zero() {
+        bail!("--report-every must be above zero");
+    }
     let name: Arc<str> = Arc::from(a.name.as_str());
     let (rate, delay) = (a.error_rate, Duration::from_millis(a.delay_ms));
     let served = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // (answers, errors, Σ ms to answer) since the last report.
+    let window = Arc::new(std::sync::Mutex::new((0_u64, 0_u64, 0.0_f64)));
+    let seen = window.clone();
     let app = axum::Router::new().fallback(move || {
-        let (name, served) = (name.clone(), served.clone());
+        let (name, served, seen) = (name.clone(), served.clone(), seen.clone());
         async move {
+            let started = Instant::now();
             // Request n fails when it crosses a multiple of 1/rate: evenly spread failures.
             let n = served.fetch_add(1, Ordering::Relaxed);
             #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -200,13 +208,65 @@ pub async fn backend(a: &DemoBackendArgs) -> anyhow::Result<()> {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
+            if let Ok(mut w) = seen.lock() {
+                w.0 += 1;
+                w.1 += u64::from(fails);
+                w.2 += started.elapsed().as_secs_f64() * 1000.0;
+            }
             let status = if fails { axum::http::StatusCode::INTERNAL_SERVER_ERROR } else { axum::http::StatusCode::OK };
             (status, name.to_string())
         }
     });
+    if let Some(url) = a.report.clone() {
+        let host = a.report_host.clone().unwrap_or_else(|| a.name.clone());
+        tokio::spawn(report(url, host, every, window));
+    }
     let listener =
         tokio::net::TcpListener::bind((a.addr.as_str(), a.port)).await.with_context(|| format!("binding {}:{}", a.addr, a.port))?;
     axum::serve(listener, app).await.context("serving")
+}
+
+/// Remote-writes the answers of each `every` to `url` as samples of `host` (see
+/// `demo-backend --report`); an interval without answers reports nothing.
+async fn report(url: String, host: String, every: Duration, window: Arc<std::sync::Mutex<(u64, u64, f64)>>) {
+    use harbinger_ingest::remote_write::{encode, prompb};
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).no_proxy().build().unwrap_or_default();
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let (n, errors, ms) = window.lock().map(|mut w| std::mem::take(&mut *w)).unwrap_or_default();
+        if n == 0 {
+            continue;
+        }
+        let ts =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
+        #[allow(clippy::cast_precision_loss)]
+        let series = [
+            ("http_latency_ms", ms / n as f64),
+            ("http_error_rate", errors as f64 / n as f64),
+            ("http_requests_per_s", n as f64 / every.as_secs_f64()),
+        ]
+        .map(|(metric, value)| prompb::TimeSeries {
+            labels: vec![
+                prompb::Label { name: "__name__".into(), value: metric.into() },
+                prompb::Label { name: "host".into(), value: host.clone() },
+            ],
+            samples: vec![prompb::Sample { value, timestamp: ts }],
+        });
+        let body = encode(&prompb::WriteRequest { timeseries: series.to_vec() });
+        let sent = client
+            .post(&url)
+            .header("content-type", "application/x-protobuf")
+            .header("content-encoding", "snappy")
+            .header("x-prometheus-remote-write-version", "0.1.0")
+            .body(body)
+            .send()
+            .await;
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "reporting metrics failed");
+        }
+    }
 }
 
 /// What one HTTP request through HAProxy gave.

@@ -139,3 +139,140 @@ fn status_of_an_unknown_or_malformed_id_names_it() {
         assert!(err.contains(says), "{err}");
     }
 }
+
+/// A child process killed (and reaped) on drop.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _k = self.0.kill();
+        let _w = self.0.wait();
+    }
+}
+
+fn wait_tcp(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// KPIs from metrics the services send to harbinger (remote write), not only from HAProxy:
+/// version 2 answers 30 ms slower; its instances report their latency under their own ids,
+/// version 1 under `v1`; `harbinger rollout run` reads both from `serve`'s
+/// `GET /api/v1/samples`, judges the latency KPI, and rolls back. The record is then
+/// served by `serve` (`rollout status --url`).
+#[test]
+fn kpis_sent_to_harbinger_judge_a_slower_version_and_roll_it_back() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let serve = common::Serve::start(&data, &[]);
+    let write = format!("{}/api/v1/write", serve.url);
+    let v1 = format!("127.0.0.1:{}", common::free_port());
+    let port = v1.rsplit_once(':').expect("port").1.to_string();
+    let _v1 = Kill(
+        Command::new(common::bin())
+            .args(["demo-backend", "--port", &port, "--name", "v1", "--report", &write, "--report-host", "v1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("v1"),
+    );
+    wait_tcp(&v1);
+    let sock = tmp.path().join("haproxy.sock");
+    let front = format!("127.0.0.1:{}", common::free_port());
+    let cfg = include_str!("../../../deploy/haproxy/canary.cfg.tmpl")
+        .replace("{{stats_socket}}", &sock.display().to_string())
+        .replace("{{bind}}", &front)
+        .replace("{{live}}", &v1);
+    std::fs::write(tmp.path().join("haproxy.cfg"), cfg).expect("haproxy.cfg");
+    let _haproxy = Kill(
+        Command::new("/usr/sbin/haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(tmp.path().join("haproxy.cfg"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("haproxy"),
+    );
+    wait_tcp(&front);
+    let spec = tmp.path().join("rollout.toml");
+    let bin = common::bin().display().to_string();
+    std::fs::write(
+        &spec,
+        format!(
+            r#"
+id = "slow-v2"
+scope = "config"
+[haproxy]
+api = "{sock}"
+backend = "be_app"
+live = ["v1"]
+[shadow]
+command = ["{bin}", "demo-backend", "--port", "{{port}}", "--name", "v2", "--delay-ms", "30", "--report", "{write}", "--report-host", "{{shadow}}"]
+health_path = "/"
+[analysis]
+steps = [50]
+interval = "2s"
+count = 1
+sample_every = "200ms"
+min_samples = 3
+harbinger_url = "{url}"
+[[analysis.kpi]]
+name = "latency"
+source = "harbinger"
+metric = "http_latency_ms"
+critical = true
+tolerance = 0.2
+min_delta = 5.0
+"#,
+            sock = sock.display(),
+            url = serve.url,
+        ),
+    )
+    .expect("rollout.toml");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, url) = (stop.clone(), format!("http://{front}/"));
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(mut s) = std::net::TcpStream::connect(url.trim_start_matches("http://").trim_end_matches('/')) {
+                    use std::io::{Read as _, Write as _};
+                    let _w = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+                    let mut sink = Vec::new();
+                    let _r = s.read_to_end(&mut sink);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let out = Command::new(common::bin())
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["rollout", "run"])
+        .arg(&spec)
+        .arg("--json")
+        .output()
+        .expect("rollout run");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.join().expect("load");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rec: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().expect("a line")).expect("JSON");
+    assert_eq!(rec["decision"], "rolled_back", "{rec}");
+    assert_eq!(rec["scale"]["instances"], 1, "a configuration change gets one instance");
+    let j = &rec["judgements"][0];
+    let m = &j["judgement"]["metrics"][0];
+    assert_eq!((m["name"].as_str(), m["verdict"].as_str()), (Some("latency"), Some("fail")), "{j}");
+    let (base, canary) = (m["baseline_median"].as_f64().expect("baseline"), m["canary_median"].as_f64().expect("canary"));
+    assert!(canary > base + 20.0, "version 2's reported latency is ~30 ms above version 1's: {base} vs {canary}");
+    let w = &j["windows"][0];
+    assert!(w["baseline"].as_array().expect("b").len() >= 3 && w["canary"].as_array().expect("c").len() >= 3, "{w}");
+
+    let status = Command::new(common::bin()).args(["rollout", "status", "slow-v2", "--url", &serve.url]).output().expect("status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success() && text.contains("slow-v2: rolled_back"), "{text}{}", String::from_utf8_lossy(&status.stderr));
+    assert!(text.contains("latency") && text.contains("FAIL"), "{text}");
+    assert_eq!(serve.terminate(), 0);
+}

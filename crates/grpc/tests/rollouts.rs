@@ -109,6 +109,7 @@ fn rolled_back() -> RolloutRecord {
             ShadowInstance { id: "r-1-1".into(), endpoint: "127.0.0.1:9101".into() },
             ShadowInstance { id: "r-1-2".into(), endpoint: "127.0.0.1:9102".into() },
         ],
+        copies: Vec::new(),
         scale: shadow_scale(ChangeScope::Version, 2, 5),
         kpis: vec![kpi("latency_ms", false), kpi("error_rate", true)],
         rollout: state,
