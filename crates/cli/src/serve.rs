@@ -309,6 +309,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     grpc.engine = Some(engine.clone());
     grpc.change = change_engine;
     grpc.rollouts_dir = Some(cfg.data_dir.join("rollouts"));
+    grpc.change_monitor_for = cfg.change.monitor_for;
+    grpc.change_monitor_every = cfg.change.monitor_every;
     grpc.limits =
         harbinger_grpc::Limits { max_hosts_per_request: cfg.grpc.max_hosts_per_request, max_message_bytes: cfg.grpc.max_message_bytes };
     grpc.auth = harbinger_grpc::auth::Auth::new(token).protecting_reads(cfg.auth.protect_reads);

@@ -1000,6 +1000,13 @@ mod tests {
         std::fs::write(&f, "[change]\nparallelism = 2\nrisk_threshold = 0.3\nalert_webhook = \"http://127.0.0.1:9/a\"\n").expect("write");
         let c = Config::load(Some(&f), no_env, &[]).expect("valid").change;
         assert_eq!((c.parallelism, c.risk_threshold, c.alert_webhook.as_deref()), (2, 0.3, Some("http://127.0.0.1:9/a")));
+        // A submitted change may go unwatched (monitor_for 0s); the intervals must be above zero.
+        std::fs::write(&f, "[change]\nwatch_every = \"100ms\"\nmonitor_for = \"0s\"\nmonitor_every = \"250ms\"\n").expect("write");
+        let c = Config::load(Some(&f), no_env, &[]).expect("valid").change;
+        assert_eq!(
+            (c.watch_every, c.monitor_for, c.monitor_every),
+            (Duration::from_millis(100), Duration::ZERO, Duration::from_millis(250))
+        );
         for (bad, field) in [
             ("parallelism = 0", "change.parallelism"),
             ("risk_threshold = 1.5", "change.risk_threshold"),
@@ -1007,6 +1014,7 @@ mod tests {
             ("paralellism = 2", "paralellism"),
             ("watch_every = \"0s\"", "change.watch_every"),
             ("monitor_for = \"soon\"", "change.monitor_for"),
+            ("monitor_every = \"0s\"", "change.monitor_every"),
         ] {
             std::fs::write(&f, format!("[change]\n{bad}\n")).expect("write");
             let e = Config::load(Some(&f), no_env, &[]).expect_err(bad).to_string();

@@ -1,27 +1,31 @@
 //! `ChangeService`: change safety (`harbinger-change`) over gRPC — `Simulate` (what-if),
 //! `Apply`, `Rollback`, `ListChanges`, `GetChange`, mirroring the CLI's `whatif`, `apply`,
-//! `rollback` and `changes`; and `GetRollout`, `ListRollouts`, the records of shadow-stack
-//! rollouts ([`crate::rollout`]; open reads that need no change engine).
+//! `rollback` and `changes`; `Submit`, a change submitted ahead of deployment
+//! ([`harbinger_change::predict`], as the server's `change.watch_dir` takes them); and
+//! `GetRollout`, `ListRollouts`, the records of shadow-stack rollouts ([`crate::rollout`];
+//! open reads that need no change engine).
 //!
 //! Templates arrive as text with the directory their relative paths resolve against
-//! ([`parse_template`]). `Simulate`, `Apply` and `Rollback` need the bearer token (a
-//! template's resources are read, its commands run and its URLs probed on the server, even
-//! by a what-if); `ListChanges` and `GetChange` are open reads. `Apply` and `Rollback` run
-//! one at a time (the state's change lock), and in a task of their own: once started they
-//! finish even when the client goes away or its deadline passes, so a change is never left
-//! half-applied by a disconnect. A change that was rejected or rolled back is an OK answer
-//! with that status; errors are the engine's [`ChangeError`]s before anything was decided
-//! (codes in [`crate::error::change_code`]).
+//! ([`parse_template`]). `Simulate`, `Apply`, `Submit` and `Rollback` need the bearer token
+//! (a template's resources are read, its commands run and its URLs probed on the server,
+//! even by a what-if); `ListChanges` and `GetChange` are open reads. `Apply`, `Submit` and
+//! `Rollback` run one at a time (the state's change lock), and in a task of their own: once
+//! started they finish even when the client goes away or its deadline passes, so a change
+//! is never left half-applied (or applied and unwatched) by a disconnect. A change that was
+//! rejected, held or rolled back is an OK answer with that status; errors are the engine's
+//! [`ChangeError`]s before anything was decided (codes in [`crate::error::change_code`]).
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use harbinger_actuate::resource::ResourceSpec;
 use harbinger_change::engine::Restored;
+use harbinger_change::predict::{Prediction, SubmitOptions, SubmitReport};
 use harbinger_change::store::{ChangeRecord, ChangedResource, LogEntry};
 use harbinger_change::template::{Template, TestSpec};
-use harbinger_change::validate::TestResult;
+use harbinger_change::validate::{Outcome, TestResult};
 use harbinger_change::whatif::Analysis;
 use harbinger_change::{ApplyOptions, ChangeEngine, ChangeError, RollbackReport, UpdateOp};
 use serde::Serialize;
@@ -32,6 +36,9 @@ use crate::{GrpcError, convert, pb};
 
 /// Largest change template accepted, bytes (4 MiB); larger ones are RESOURCE_EXHAUSTED.
 pub const MAX_TEMPLATE_BYTES: usize = 4 << 20;
+
+/// Longest watch a `Submit` may ask for (24 h): the call, and the change lock, last as long.
+pub const MAX_MONITOR_FOR: Duration = Duration::from_secs(24 * 3600);
 
 /// `ChangeService`.
 #[derive(Clone, Debug)]
@@ -150,6 +157,45 @@ async fn template_of(text: &str, format: &str, base_dir: &str) -> Result<Templat
         }
     }
     Ok(t)
+}
+
+/// A request's duration field: empty is `default`, else a humantime duration ("30s",
+/// "5m", "1h 30m").
+fn duration_field(field: &str, value: &str, default: Duration) -> Result<Duration, GrpcError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Ok(default);
+    }
+    humantime::parse_duration(v).map_err(|e| {
+        GrpcError::Invalid(format!(
+            "`{field}` {} is not a duration ({e}); use e.g. \"500ms\", \"30s\", \"5m\"",
+            harbinger_core::ids::echo(v)
+        ))
+    })
+}
+
+/// The options of a `Submit`: the request's durations, or the server's defaults
+/// (`change.monitor_for`, `change.monitor_every`).
+///
+/// # Errors
+/// [`GrpcError::Invalid`], naming the field, for a value that is not a duration, a
+/// `monitor_for` over [`MAX_MONITOR_FOR`], or a zero `monitor_every`.
+pub fn submit_options(st: &GrpcState, req: &pb::SubmitRequest) -> Result<SubmitOptions, GrpcError> {
+    let monitor_for = duration_field("monitor_for", &req.monitor_for, st.change_monitor_for)?;
+    let monitor_every = duration_field("monitor_every", &req.monitor_every, st.change_monitor_every)?;
+    if monitor_for > MAX_MONITOR_FOR {
+        return Err(GrpcError::Invalid(format!(
+            "`monitor_for` {} is over the limit of 24h (the call lasts as long as the watch)",
+            harbinger_core::ids::echo(req.monitor_for.trim())
+        )));
+    }
+    if monitor_every.is_zero() {
+        return Err(GrpcError::Invalid(format!(
+            "`monitor_every` {} must be above zero",
+            harbinger_core::ids::echo(req.monitor_every.trim())
+        )));
+    }
+    Ok(SubmitOptions { monitor_for, monitor_every, override_high_cost: req.override_high_cost })
 }
 
 fn to_json<T: Serialize>(what: &str, v: &T) -> Result<String, GrpcError> {
@@ -295,6 +341,34 @@ fn status_of(r: &RollbackReport) -> &'static str {
     }
 }
 
+fn prediction_str(p: Prediction) -> &'static str {
+    match p {
+        Prediction::Positive => "positive",
+        Prediction::Negative => "negative",
+    }
+}
+
+/// The wire form of a submission: `held` are the standby copies of a held change
+/// ([`ChangeEngine::held`]), `json` the report as JSON.
+pub fn submit_response(r: &SubmitReport, held: Vec<String>, json: String) -> pb::SubmitResponse {
+    // The rollback after a deviation, else the gate's own while applying.
+    let rollback = r.rollback.as_ref().or_else(|| r.apply.as_ref().and_then(|a| a.rollback.as_ref()));
+    pb::SubmitResponse {
+        change: r.change.clone(),
+        prediction: prediction_str(r.prediction).to_string(),
+        reasons: r.reasons.clone(),
+        status: r.status.as_str().to_string(),
+        reason: r.reason.clone(),
+        pre_provisioned: r.pre_provisioned.clone(),
+        held,
+        monitor_checks: len_u32(r.monitor.len()),
+        monitor_failed: len_u32(r.monitor.iter().filter(|t| t.outcome == Outcome::Failed).count()),
+        rolled_back: rollback.is_some(),
+        rollback_verified: rollback.is_some_and(|rb| rb.verified),
+        json,
+    }
+}
+
 fn joined<T>(r: Result<Result<T, ChangeError>, tokio::task::JoinError>, what: &str) -> Result<T, GrpcError> {
     r.map_err(|e| GrpcError::Internal(format!("{what} task: {e}")))?.map_err(GrpcError::from)
 }
@@ -345,6 +419,33 @@ impl pb::change_service_server::ChangeService for ChangeApi {
             rollback: report.rollback.as_ref().map(rollback_result),
             json,
         }))
+    }
+
+    async fn submit(&self, request: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
+        self.0.auth.check(request.metadata())?;
+        let req = request.into_inner();
+        let opts = submit_options(&self.0, &req)?;
+        let template = template_of(&req.template, &req.format, &req.base_dir).await?;
+        let engine = engine_of(&self.0)?;
+        // As Apply: waiting for the running change may be abandoned; once this one starts
+        // (dry run, apply, watch, rollback), it runs to the end in its own task.
+        let one_at_a_time = self.0.change_lock.clone().lock_owned().await;
+        let task = tokio::spawn(async move {
+            let _held = one_at_a_time;
+            let r = engine.submit(template, opts).await;
+            match &r {
+                Ok(rep) => tracing::info!(change = %rep.change, stack = %rep.analysis.stack, prediction = prediction_str(rep.prediction),
+                    status = rep.status.as_str(), reason = %rep.reason, "change submitted (gRPC Submit)"),
+                Err(e) => tracing::info!(error = %e, "change not submitted (gRPC Submit)"),
+            }
+            r.map(|rep| {
+                let standby = if rep.change.is_empty() { Vec::new() } else { engine.held(&rep.change) };
+                (rep, standby)
+            })
+        });
+        let (report, held) = joined(task.await, "submit")?;
+        let json = to_json("the submit report", &report)?;
+        Ok(Response::new(submit_response(&report, held, json)))
     }
 
     async fn rollback(&self, request: Request<pb::RollbackRequest>) -> Result<Response<pb::RollbackResponse>, Status> {
@@ -477,6 +578,33 @@ mod tests {
         let exec = "stack: s\nresources:\n  - {id: e, kind: exec, read: [bin/read], apply: [/bin/true]}\n";
         let (_, m) = code(parse_template(exec, "", ""));
         assert!(m.contains("resource \"e\": command path \"bin/read\""), "{m}");
+    }
+
+    #[test]
+    fn submit_durations_default_to_the_server_and_are_checked() {
+        let mut st = crate::GrpcState::new(
+            harbinger_core::Stores::from_backend(Arc::new(harbinger_store::MemoryStore::new(harbinger_store::Limits::default()))),
+            None,
+            Arc::new(harbinger_api::Telemetry::new()),
+        );
+        st.change_monitor_for = Duration::from_secs(90);
+        st.change_monitor_every = Duration::from_secs(3);
+        let req = |f: &str, e: &str| pb::SubmitRequest { monitor_for: f.into(), monitor_every: e.into(), ..Default::default() };
+        let o = submit_options(&st, &req("", "")).expect("defaults");
+        assert_eq!((o.monitor_for, o.monitor_every, o.override_high_cost), (Duration::from_secs(90), Duration::from_secs(3), false));
+        let o = submit_options(&st, &pb::SubmitRequest { override_high_cost: true, ..req("0s", " 250ms ") }).expect("given");
+        assert_eq!((o.monitor_for, o.monitor_every, o.override_high_cost), (Duration::ZERO, Duration::from_millis(250), true));
+        assert_eq!(submit_options(&st, &req("1h 30m", "")).expect("compound").monitor_for, Duration::from_secs(5400));
+        for (f, e, field) in [
+            ("soon", "", "`monitor_for` \"soon\""),
+            ("", "5", "`monitor_every` \"5\""),
+            ("", "0s", "`monitor_every` \"0s\""),
+            ("25h", "", "`monitor_for` \"25h\""),
+        ] {
+            let err = submit_options(&st, &req(f, e)).expect_err("refused");
+            assert_eq!(err.code(), Code::InvalidArgument);
+            assert!(err.to_string().starts_with(field), "{err}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! (`PushMetrics`, `PushEvents`); operators use `AdminService` (`ReloadModel`, `GetModel`,
 //! `Ping`) and `ShadowService` (`CreateShadow`, `GetShadowStatus`, `PromoteShadow`,
 //! `WatchShadows`, over the engine of `harbinger-engine`) and `ChangeService` (`Simulate`,
-//! `Apply`, `Rollback`, `ListChanges`, `GetChange`, over the change engine of
+//! `Apply`, `Submit`, `Rollback`, `ListChanges`, `GetChange`, over the change engine of
 //! `harbinger-change`; `GetRollout`, `ListRollouts`, over the shadow-stack rollout
 //! records). The standard health service and server reflection are served beside them.
 //!

@@ -33,8 +33,8 @@ pub enum ServeError {
 /// Serves `RiskService`, `IngestService`, `AdminService`, `ShadowService`,
 /// `ChangeService`, `grpc.health.v1.Health` and server reflection on `listener` (TLS with
 /// `tls` when given) until `shutdown` resolves; then open `WatchRisk` and `WatchShadows`
-/// streams end, in-flight calls finish (an apply or rollback already started runs to its
-/// end), and it returns.
+/// streams end, in-flight calls finish (an apply, submission or rollback already started
+/// runs to its end), and it returns.
 ///
 /// Health reports every service SERVING, except `RiskService` when there is no model,
 /// `ShadowService` when there is no engine and `ChangeService` when there is no change

@@ -62,7 +62,14 @@ pub struct GrpcState {
     /// them), read by `ChangeService.GetRollout` and `ListRollouts`; `None`: both answer
     /// UNAVAILABLE "this server keeps no rollout records".
     pub rollouts_dir: Option<PathBuf>,
-    /// Applies and rollbacks run one at a time (shared by every clone of this state).
+    /// How long `ChangeService.Submit` watches the live stack after a positive change is
+    /// applied, when the request leaves `monitor_for` empty (`change.monitor_for`; default
+    /// 60 s).
+    pub change_monitor_for: Duration,
+    /// Time between two rounds of checks while it watches, when the request leaves
+    /// `monitor_every` empty (`change.monitor_every`; default 5 s; above zero).
+    pub change_monitor_every: Duration,
+    /// Applies, submissions and rollbacks run one at a time (shared by every clone of this state).
     pub(crate) change_lock: Arc<tokio::sync::Mutex<()>>,
     /// Flips to `true` when the server shuts down, ending `WatchRisk` streams so that the
     /// graceful shutdown does not wait on them.
@@ -81,8 +88,8 @@ impl GrpcState {
         }
     }
 
-    /// State over `stores` and `scorer` with default limits, no token, no engine and no
-    /// rollout records.
+    /// State over `stores` and `scorer` with default limits, no token, no engine, no
+    /// rollout records and the default watch of submitted changes.
     pub fn new(stores: Stores, scorer: Option<Arc<dyn RiskScorer>>, telemetry: Arc<harbinger_api::Telemetry>) -> Self {
         Self {
             stores,
@@ -95,6 +102,8 @@ impl GrpcState {
             engine: None,
             change: None,
             rollouts_dir: None,
+            change_monitor_for: harbinger_change::predict::SubmitOptions::default().monitor_for,
+            change_monitor_every: harbinger_change::predict::SubmitOptions::default().monitor_every,
             change_lock: Arc::new(tokio::sync::Mutex::new(())),
             stopping: watch::channel(false).1,
         }

@@ -2,7 +2,9 @@
 //! data directory, the embedded change-risk model) on a JSON file resource: Simulate,
 //! Apply, Rollback back to the same bytes, ListChanges and GetChange; auth on the mutating
 //! calls; bad templates; rejected changes as OK answers; an apply that outlives its
-//! client's deadline; health, reflection and a server without the change engine.
+//! client's deadline; Submit (a change submitted ahead of deployment: held when its dry
+//! run fails, applied when positive); health, reflection and a server without the change
+//! engine.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -112,6 +114,17 @@ fn simulate_req(t: &str, base: &str) -> pb::SimulateRequest {
 
 fn apply_req(t: &str, base: &str) -> pb::ApplyRequest {
     pb::ApplyRequest { template: t.into(), format: String::new(), base_dir: base.into(), override_high_cost: false, force: false }
+}
+
+fn submit_req(t: &str, base: &str, monitor_for: &str) -> pb::SubmitRequest {
+    pb::SubmitRequest {
+        template: t.into(),
+        format: String::new(),
+        base_dir: base.into(),
+        monitor_for: monitor_for.into(),
+        monitor_every: String::new(),
+        override_high_cost: false,
+    }
 }
 
 fn rollback_req(change: &str, resources: &[&str]) -> pb::RollbackRequest {
@@ -413,5 +426,93 @@ async fn applies_run_one_at_a_time() {
     assert!(elapsed >= Duration::from_secs(1), "the two applies ran one after the other: {elapsed:?}");
     let list = s.clients.change.clone().list_changes(pb::ListChangesRequest::default()).await.expect("list").into_inner();
     assert_eq!(list.changes.len(), 2);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_whose_dry_run_fails_is_held_with_its_rollback_pre_provisioned() {
+    let d = Dirs::new();
+    let s = Server::start(Options { data_dir: Some(&d.data), ..Options::default() }).await;
+    let mut c = s.clients.change.clone();
+    let failing = template("validation:\n  - {name: config loads, type: command, run: [/bin/false]}\n");
+    let r = c.submit(submit_req(&failing, &d.base(), "")).await.expect("an OK answer").into_inner();
+    assert_eq!((r.prediction.as_str(), r.status.as_str()), ("negative", "held"), "{r:?}");
+    assert!(r.reasons.iter().any(|x| x.contains("validation on the shadow copies failed: config loads")), "{:?}", r.reasons);
+    assert!(r.reason.starts_with("predicted negative, not applied"), "{}", r.reason);
+    assert!(!r.pre_provisioned.is_empty(), "{r:?}");
+    // The standby copy of the file's last good state, allocated on the server.
+    assert_eq!(r.held.len(), 1, "{:?}", r.held);
+    let copy = std::fs::read_to_string(&r.held[0]).expect("the standby copy exists");
+    assert_eq!(json(&copy), json(ORIGINAL), "the standby copy holds the last good state");
+    assert_eq!((r.monitor_checks, r.monitor_failed, r.rolled_back, r.rollback_verified), (0, 0, false, false));
+    let full = json(&r.json);
+    assert_eq!((full["status"].as_str(), full["prediction"].as_str()), (Some("held"), Some("negative")));
+    assert_eq!(full["change"], r.change.as_str());
+    assert_eq!(d.app(), ORIGINAL, "nothing live moved");
+
+    // Recorded held; it cannot be rolled back (nothing was applied).
+    let got = c.get_change(pb::GetChangeRequest { change: r.change.clone() }).await.expect("get").into_inner();
+    assert_eq!(got.change.map(|c| c.status), Some("held".to_string()));
+    let e = c.rollback(rollback_req(&r.change, &[])).await.expect_err("never applied");
+    assert_eq!(e.code(), Code::FailedPrecondition, "{}", e.message());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_positive_submit_is_applied() {
+    let d = Dirs::new();
+    let s = Server::start(Options { data_dir: Some(&d.data), ..Options::default() }).await;
+    let mut c = s.clients.change.clone();
+    let r = c.submit(submit_req(&template(""), &d.base(), "0s")).await.expect("submit").into_inner();
+    assert_eq!((r.prediction.as_str(), r.status.as_str()), ("positive", "applied"), "{r:?}");
+    assert!(r.reasons.is_empty(), "{:?}", r.reasons);
+    assert_eq!(r.change, "c-1");
+    assert!(r.held.is_empty(), "{:?}", r.held);
+    assert_eq!((r.monitor_checks, r.monitor_failed, r.rolled_back), (0, 0, false), "monitor_for 0s: not watched");
+    let full = json(&r.json);
+    assert_eq!(full["apply"]["status"], "applied");
+    assert_eq!(full["apply"]["applied"], serde_json::json!(["web-config"]));
+    assert_eq!(json(&d.app())["server"]["workers"], 8);
+    let list = c.list_changes(pb::ListChangesRequest::default()).await.expect("list").into_inner();
+    assert_eq!(list.changes.iter().map(|c| (c.id.as_str(), c.status.as_str())).collect::<Vec<_>>(), vec![("c-1", "applied")]);
+
+    // Watched briefly: every round of the post-apply checks is counted.
+    let more = template("post_apply:\n  - {name: still up, type: command, run: [/bin/true]}\n").replace("workers: 8", "workers: 12");
+    let r = c
+        .submit(pb::SubmitRequest { monitor_every: "100ms".into(), ..submit_req(&more, &d.base(), "350ms") })
+        .await
+        .expect("submit")
+        .into_inner();
+    assert_eq!(r.status, "applied", "{r:?}");
+    assert!(r.reason.contains("behaved as predicted"), "{}", r.reason);
+    assert!(r.monitor_checks >= 2 && r.monitor_failed == 0, "{r:?}");
+    assert_eq!(json(&d.app())["server"]["workers"], 12);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_refuses_bad_durations_and_needs_the_token() {
+    let d = Dirs::new();
+    let s = Server::start(Options { token: Some("s3cret"), data_dir: Some(&d.data), ..Options::default() }).await;
+    let mut c = s.clients.change.clone();
+    let e = c.submit(submit_req(&template(""), &d.base(), "soon")).await.expect_err("not a duration");
+    assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+    assert!(e.message().starts_with("`monitor_for` \"soon\" is not a duration"), "{}", e.message());
+    let e = c
+        .submit(pb::SubmitRequest { monitor_every: "0s".into(), ..submit_req(&template(""), &d.base(), "") })
+        .await
+        .expect_err("zero monitor_every");
+    assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+    assert!(e.message().contains("`monitor_every`"), "{}", e.message());
+
+    let anon = connect(&s.addr, None, None).await.expect("connect");
+    let e = anon.change.clone().submit(submit_req(&template(""), &d.base(), "0s")).await.expect_err("no token");
+    assert_eq!(e.code(), Code::Unauthenticated, "{}", e.message());
+    let wrong = connect(&s.addr, Some("guess"), None).await.expect("connect");
+    let e = wrong.change.clone().submit(submit_req(&template(""), &d.base(), "0s")).await.expect_err("wrong token");
+    assert_eq!(e.code(), Code::Unauthenticated, "{}", e.message());
+    assert_eq!(d.app(), ORIGINAL, "refused submissions move nothing");
+    let list = c.list_changes(pb::ListChangesRequest::default()).await.expect("list").into_inner();
+    assert!(list.changes.is_empty(), "refused submissions record nothing: {list:?}");
     s.stop().await;
 }
