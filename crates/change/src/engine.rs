@@ -1008,7 +1008,9 @@ impl ChangeEngine {
         }
         let t = &l.template;
         let ctx = self.test_context(&l);
-        let deadline = Instant::now() + opts.monitor_for;
+        // A watch longer than a day is cut to a day (and `Instant` cannot overflow).
+        let watch = opts.monitor_for.min(std::time::Duration::from_secs(86_400));
+        let deadline = Instant::now() + watch;
         let mut deviation = None;
         while Instant::now() < deadline {
             tokio::time::sleep(opts.monitor_every.min(deadline.saturating_duration_since(Instant::now()))).await;

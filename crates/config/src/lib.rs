@@ -833,6 +833,9 @@ impl Config {
             monitor_for: duration("change.monitor_for", raw.change.monitor_for.as_deref().unwrap_or("60s"))?,
             monitor_every: duration("change.monitor_every", raw.change.monitor_every.as_deref().unwrap_or("5s"))?,
         };
+        if change.monitor_for > Duration::from_secs(86_400) {
+            return Err(ConfigError::Invalid { field: "change.monitor_for", reason: "at most 24h".into() });
+        }
         if change.watch_every.is_zero() || change.monitor_every.is_zero() {
             let field = if change.watch_every.is_zero() { "change.watch_every" } else { "change.monitor_every" };
             return Err(ConfigError::Invalid { field, reason: "must be above zero".into() });
@@ -1014,6 +1017,7 @@ mod tests {
             ("paralellism = 2", "paralellism"),
             ("watch_every = \"0s\"", "change.watch_every"),
             ("monitor_for = \"soon\"", "change.monitor_for"),
+            ("monitor_for = \"1000years\"", "change.monitor_for"),
             ("monitor_every = \"0s\"", "change.monitor_every"),
         ] {
             std::fs::write(&f, format!("[change]\n{bad}\n")).expect("write");
