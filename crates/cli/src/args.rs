@@ -710,6 +710,34 @@ pub enum BenchCommand {
     /// a change to 1,000 of 10,000 resources, snapshot and restore throughput, optionally
     /// next to a Python peer.
     Change(BenchChangeArgs),
+    /// Soak: `harbinger serve` for minutes under a steady mix of valid remote writes,
+    /// scoring reads and faults (disconnects, oversized, corrupt, far-future, long keys,
+    /// skewed clocks, new hosts past the series limit, slow clients, large bodies), with
+    /// its RSS over time; fails on an unexpected answer, a crash or memory that grows.
+    Soak(BenchSoakArgs),
+}
+
+/// `bench soak` flags.
+#[derive(Debug, Args)]
+pub struct BenchSoakArgs {
+    /// Minutes of load (fractions accepted: 0.1 is six seconds).
+    #[arg(long, default_value_t = 5.0)]
+    pub minutes: f64,
+    /// Requests per second, all kinds together.
+    #[arg(long, default_value_t = 50)]
+    pub rate: u32,
+    /// Valid hosts (20 per remote-write request, 8 metrics each).
+    #[arg(long, default_value_t = 200)]
+    pub hosts: usize,
+    /// Seed of the request mix.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// How often RSS, counts and latencies are reported.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub interval: std::time::Duration,
+    /// Print JSON instead of a RELIABILITY.md section.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `bench change` flags.

@@ -80,14 +80,7 @@ async fn send_all(client: &reqwest::Client, url: &str, payloads: &[Vec<Vec<u8>>]
         let url = url.to_string();
         tasks.spawn(async move {
             for body in worker {
-                let resp = client
-                    .post(&url)
-                    .header("Content-Encoding", "snappy")
-                    .header("Content-Type", "application/x-protobuf")
-                    .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-                    .body(body)
-                    .send()
-                    .await?;
+                let resp = remote_write(&client, &url, body).send().await?;
                 let status = resp.status();
                 if !status.is_success() {
                     let text = resp.text().await.unwrap_or_default();
@@ -349,4 +342,14 @@ fn prometheus_version(bin: &PathBuf) -> String {
             s.split_whitespace().skip_while(|w| *w != "version").nth(1).map(str::to_string)
         })
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// A remote-write 1.0 POST of `body` (snappy + protobuf) to `url`, with Prometheus' headers.
+pub(crate) fn remote_write(client: &reqwest::Client, url: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body)
 }

@@ -207,7 +207,7 @@ async fn fixed_rate(clients: &[Clients], hosts: Arc<Vec<String>>, rate: u32, sec
     Ok(lat)
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

@@ -255,14 +255,7 @@ async fn report(url: String, host: String, every: Duration, window: Arc<std::syn
             samples: vec![prompb::Sample { value, timestamp: ts }],
         });
         let body = encode(&prompb::WriteRequest { timeseries: series.to_vec() });
-        let sent = client
-            .post(&url)
-            .header("content-type", "application/x-protobuf")
-            .header("content-encoding", "snappy")
-            .header("x-prometheus-remote-write-version", "0.1.0")
-            .body(body)
-            .send()
-            .await;
+        let sent = crate::bench::remote_write(&client, &url, body).send().await;
         if let Err(e) = sent {
             tracing::debug!(error = %e, "reporting metrics failed");
         }

@@ -22,6 +22,7 @@ pub mod bench;
 pub mod bench_change;
 pub mod bench_failover;
 pub mod bench_grpc;
+pub mod bench_soak;
 pub mod bench_tick;
 pub mod change;
 pub mod demo;
@@ -198,6 +199,7 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Grpc(a)) => runtime()?.block_on(bench_grpc::run(&cfg, &a)),
         Command::Bench(BenchCommand::Failover(a)) => runtime()?.block_on(bench_failover::run(&a)),
         Command::Bench(BenchCommand::Change(a)) => bench_change::run(&a),
+        Command::Bench(BenchCommand::Soak(a)) => runtime()?.block_on(bench_soak::run(&a)),
         Command::Bench(BenchCommand::Tick(a)) => {
             let dir = a.model.clone().unwrap_or_else(|| cfg.model.dir.clone());
             bench_tick::run(&cfg, &a, &dir)

@@ -66,3 +66,31 @@ fn bench_change_reports_the_analysis_and_round_trips() {
         assert!(v[part].as_object().is_some_and(|o| !o.is_empty()), "{part} measured: {v}");
     }
 }
+
+#[test]
+fn bench_soak_drives_every_kind_and_reports_memory_and_outcomes() {
+    let (code, out, err) =
+        run(&["--log-level", "warn", "bench", "soak", "--minutes", "0.1", "--rate", "40", "--hosts", "40", "--interval", "2s"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("### Soak: 6 s of mixed load and faults against `harbinger serve`"), "{out}");
+    assert!(out.contains("Memory rule: flat when"), "{out}");
+    assert_eq!(row(&out, "server crashed")[0], "no", "{out}");
+    assert!(row(&out, "unexpected outcomes / requests")[0].starts_with("**0** / "), "{out}");
+    let rss = row(&out, "RSS after the warm-up");
+    assert!(number(rss[0]) > 1.0, "{out}");
+    assert!(row(&out, "RSS trend after the warm-up")[0].ends_with(" MiB/min"), "{out}");
+    // Six seconds have no steady state: the figures are there, the rule is not applied.
+    assert!(row(&out, "memory flat")[0].starts_with("not judged"), "{out}");
+    assert_eq!(row(&out, "stop after the soak (SIGTERM)")[0].split(" in ").next(), Some("exit 0"), "{out}");
+    assert_eq!(row(&out, "verdict")[0], "**pass**", "{out}");
+    // The valid kinds answer, with latencies.
+    let ingest = row(&out, "valid remote write");
+    assert!(ingest[2].contains("204 × "), "{out}");
+    assert!(number(ingest[4]) > 0.0 && number(ingest[5]) > 0.0, "p50 and p99: {out}");
+    assert!(row(&out, "gRPC ScoreHosts")[2].contains("OK × "), "{out}");
+    // The over-time table has a row per interval and one at the end.
+    let header = out.lines().position(|l| l.starts_with("| t (s) | RSS (MiB)")).unwrap_or_else(|| panic!("no over-time table: {out}"));
+    assert!(out.lines().skip(header + 2).take_while(|l| l.starts_with('|')).count() >= 3, "{out}");
+    // Progress on stderr every interval.
+    assert!(err.contains("soak ") && err.contains("MiB"), "{err}");
+}

@@ -198,6 +198,11 @@ fn kpis_sent_to_harbinger_judge_a_slower_version_and_roll_it_back() {
             .expect("haproxy"),
     );
     wait_tcp(&front);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(Instant::now() < deadline, "haproxy's runtime API socket did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let spec = tmp.path().join("rollout.toml");
     let bin = common::bin().display().to_string();
     std::fs::write(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Serve, run};
+use common::{Serve, copy_model, run};
 use harbinger_grpc::pb;
 
 fn repo() -> PathBuf {
@@ -125,23 +125,17 @@ fn with_a_token_pushes_and_reloads_need_it_over_grpc_and_http() {
     assert_eq!(s.terminate(), 0);
 }
 
-/// Copies a model directory, giving the copy another version string.
-fn copy_model(from: &Path, to: &Path, version: &str) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read model dir") {
-        let e = e.expect("entry");
-        std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
-    }
-    let path = to.join("model.json");
-    let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
-    m["version"] = serde_json::Value::String(version.into());
-    let tmp = to.join("model.json.tmp");
-    std::fs::write(&tmp, serde_json::to_string(&m).expect("json")).expect("write");
-    std::fs::rename(&tmp, &path).expect("rename");
-}
-
 async fn version(c: &harbinger_grpc::client::Clients) -> String {
     c.admin.clone().get_model(pb::GetModelRequest {}).await.expect("GetModel").into_inner().version
+}
+
+/// Waits (at most 30 s) until a load loop was answered by model `version`.
+async fn answered_by(answered: &std::sync::Mutex<std::collections::BTreeSet<String>>, version: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !answered.lock().expect("lock").contains(version) {
+        assert!(Instant::now() < deadline, "no request was answered by {version} within 30 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[test]
@@ -156,10 +150,12 @@ fn reloads_by_sighup_and_rpc_under_load_fail_no_request() {
         let c = harbinger_grpc::client::connect(&s.grpc, None, None).await.expect("connect");
         assert_eq!(version(&c).await, "reload-test-a");
         let stop = Arc::new(AtomicBool::new(false));
+        // Versions that answered so far, for the test to wait on.
+        let answered = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::<String>::new()));
         let mut loops = Vec::new();
         for i in 0..3 {
             let mut risk = c.risk.clone();
-            let stop = stop.clone();
+            let (stop, answered) = (stop.clone(), answered.clone());
             loops.push(tokio::spawn(async move {
                 let hosts: Vec<String> = (0..20).map(|h| format!("h{:03}", (h + i) % 20)).collect();
                 let (mut ok, mut errors, mut seen) = (0usize, Vec::new(), std::collections::BTreeSet::new());
@@ -168,6 +164,7 @@ fn reloads_by_sighup_and_rpc_under_load_fail_no_request() {
                         Ok(r) => {
                             let r = r.into_inner();
                             assert_eq!(r.risks.len(), 20);
+                            answered.lock().expect("lock").insert(r.model_version.clone());
                             seen.insert(r.model_version);
                             ok += 1;
                         }
@@ -178,7 +175,7 @@ fn reloads_by_sighup_and_rpc_under_load_fail_no_request() {
             }));
         }
         // 1. SIGHUP reloads the configured directory, now holding version b.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        answered_by(&answered, "reload-test-a").await;
         copy_model(&default_model(), &model, "reload-test-b");
         let hup = Command::new("kill").args(["-HUP", &s.child.id().to_string()]).status().expect("kill");
         assert!(hup.success());
@@ -190,7 +187,7 @@ fn reloads_by_sighup_and_rpc_under_load_fail_no_request() {
         // 2. ReloadModel switches to another directory beside the configured one (a copy of
         //    the committed default model); a directory elsewhere is refused, with one message
         //    whether it exists or not.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        answered_by(&answered, "reload-test-b").await;
         for elsewhere in [default_model(), PathBuf::from("/etc"), PathBuf::from("/no/such/dir")] {
             let e = c
                 .admin
@@ -212,7 +209,7 @@ fn reloads_by_sighup_and_rpc_under_load_fail_no_request() {
             .into_inner();
         assert_eq!(r.previous.map(|m| m.version).as_deref(), Some("reload-test-b"));
         let default_version = r.current.map(|m| m.version).unwrap_or_default();
-        assert_ne!(default_version, "reload-test-b");
+        assert_eq!(default_version, "reload-test-c");
         // 3. A broken model is refused and the served one stays.
         let broken = tmp.path().join("broken");
         std::fs::create_dir_all(&broken).expect("mkdir");
@@ -225,7 +222,7 @@ fn reloads_by_sighup_and_rpc_under_load_fail_no_request() {
             .expect_err("broken model refused");
         assert_eq!(e.code(), tonic::Code::FailedPrecondition);
         assert!(e.message().contains(&default_version), "{}", e.message());
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        answered_by(&answered, &default_version).await;
         stop.store(true, Ordering::SeqCst);
         let (mut ok, mut errors, mut seen) = (0, Vec::new(), std::collections::BTreeSet::new());
         for l in loops {
@@ -235,7 +232,6 @@ fn reloads_by_sighup_and_rpc_under_load_fail_no_request() {
             seen.extend(s);
         }
         assert_eq!(version(&c).await, default_version);
-        seen.insert(default_version);
         (ok, errors, seen)
     });
     assert!(
@@ -245,6 +241,10 @@ fn reloads_by_sighup_and_rpc_under_load_fail_no_request() {
         ok + errors.len(),
         &errors[..errors.len().min(5)]
     );
-    assert!(seen.contains("reload-test-a") && seen.contains("reload-test-b"), "scores came from both versions: {seen:?}");
+    // Each version answered the load: the first, the one SIGHUP loaded, the one
+    // ReloadModel loaded (versions the test wrote into the files, found in answers).
+    for v in ["reload-test-a", "reload-test-b", "reload-test-c"] {
+        assert!(seen.contains(v), "no score came from {v}: {seen:?}");
+    }
     assert_eq!(s.terminate(), 0);
 }

@@ -646,6 +646,14 @@ fn auth_token(raw: &RawAuth) -> Result<Option<Secret>, ConfigError> {
     Ok(Some(Secret(token)))
 }
 
+/// The table of a config file's text, checked on its own first so its errors name it.
+fn file_table(origin: &str, text: &str) -> Result<toml::Table, ConfigError> {
+    let table = text.parse::<toml::Table>().map_err(|e| ConfigError::Parse { origin: origin.into(), message: e.to_string() })?;
+    RawConfig::deserialize(toml::Value::Table(table.clone()))
+        .map_err(|e| ConfigError::Parse { origin: origin.into(), message: e.to_string() })?;
+    Ok(table)
+}
+
 fn positive(field: &'static str, v: u64) -> Result<u64, ConfigError> {
     if v == 0 {
         return Err(ConfigError::Invalid { field, reason: "must be greater than 0".into() });
@@ -663,16 +671,10 @@ impl Config {
         let mut table = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| ConfigError::Parse { origin: path.display().to_string(), message: e.to_string() })?
+                file_table(&path.display().to_string(), &text)?
             }
             None => toml::Table::new(),
         };
-        // Check the file on its own first so its errors name it.
-        if let Some(path) = file {
-            RawConfig::deserialize(toml::Value::Table(table.clone()))
-                .map_err(|e| ConfigError::Parse { origin: path.display().to_string(), message: e.to_string() })?;
-        }
         for (var, key) in ENV_KEYS {
             if let Some(v) = env(var) {
                 set_path(&mut table, key, scalar(&v));
@@ -683,6 +685,18 @@ impl Config {
         }
         let raw = RawConfig::deserialize(toml::Value::Table(table))
             .map_err(|e| ConfigError::Parse { origin: "environment and flags".into(), message: e.to_string() })?;
+        Self::from_raw(raw)
+    }
+
+    /// The defaults, then the TOML `text` of a config file (no environment variables or
+    /// flags); `origin` names the text in errors, as the file path does for [`Config::load`].
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming `origin` or the field.
+    pub fn from_toml(origin: &str, text: &str) -> Result<Self, ConfigError> {
+        let table = file_table(origin, text)?;
+        let raw = RawConfig::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Parse { origin: origin.into(), message: e.to_string() })?;
         Self::from_raw(raw)
     }
 

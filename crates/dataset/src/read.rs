@@ -7,7 +7,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use harbinger_core::event::parse_events_jsonl;
@@ -167,10 +166,10 @@ pub fn read_dataset(dir: &Path, opts: LoadOptions) -> Result<(Dataset, LoadRepor
         let pq = dir.join("metrics.parquet");
         let csv = dir.join("metrics.csv");
         if pq.exists() {
-            let cols = read_metrics_parquet(&pq)?;
+            let cols = guarded(&pq, || read_metrics_parquet(&pq))?;
             (pq, cols)
         } else if csv.exists() {
-            let cols = read_metrics_csv(&csv)?;
+            let cols = guarded(&csv, || read_metrics_csv(&csv))?;
             (csv, cols)
         } else {
             return Err(DatasetError::MissingFile { dir: dir.to_path_buf(), file: "metrics.parquet" });
@@ -222,14 +221,30 @@ pub fn read_dataset(dir: &Path, opts: LoadOptions) -> Result<(Dataset, LoadRepor
     Ok((Dataset { meta, hosts, resources, metrics, events, failures }, report))
 }
 
+/// Runs a polars decoder over `path`, turning a panic inside it into a decode error
+/// naming the file: polars' Parquet reader panics on some damaged files (a corrupt
+/// bit-width or thrift field) instead of returning an error.
+fn guarded<T>(path: &Path, decode: impl FnOnce() -> Result<T, DatasetError>) -> Result<T, DatasetError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(DatasetError::decode(path, format!("the file is damaged (the decoder failed: {what})")))
+    })
+}
+
 /// Reads a CSV with every column as a string, so each value can be parsed with its line.
 fn read_csv_strings(path: &Path) -> Result<DataFrame, DatasetError> {
-    CsvReadOptions::default()
-        .with_has_header(true)
-        .with_infer_schema_length(Some(0))
-        .try_into_reader_with_file_path(Some(path.to_path_buf()))
-        .and_then(|r| r.finish())
-        .map_err(|e| DatasetError::decode(path, e))
+    guarded(path, || {
+        CsvReadOptions::default()
+            .with_has_header(true)
+            .with_infer_schema_length(Some(0))
+            .try_into_reader_with_file_path(Some(path.to_path_buf()))
+            .and_then(|r| r.finish())
+            .map_err(|e| DatasetError::decode(path, e))
+    })
 }
 
 fn names(df: &DataFrame) -> Vec<String> {
@@ -358,9 +373,41 @@ impl MetricColumns {
 
 const METRIC_COLUMNS: [&str; 4] = ["timestamp", "host", "metric", "value"];
 
+/// Refuses a Parquet file a data page of which declares a negative count of values, nulls
+/// or rows: polars takes such a count for a huge size and the process aborts on the
+/// allocation (which no error handling can catch). Reads page headers only.
+fn check_page_headers(path: &Path, bytes: &polars_buffer::Buffer<u8>) -> Result<(), DatasetError> {
+    use polars_parquet::parquet::page::{CompressedPage, DataPageHeader};
+    use polars_parquet::parquet::read::{get_page_iterator, read_metadata};
+    let meta = read_metadata(&mut std::io::Cursor::new(bytes.as_ref())).map_err(|e| DatasetError::decode(path, e))?;
+    for (g, group) in meta.row_groups.iter().enumerate() {
+        for column in group.parquet_columns() {
+            let name = &column.descriptor().path_in_schema;
+            let pages = get_page_iterator(column, std::io::Cursor::new(bytes.clone()), Vec::new(), usize::MAX)
+                .map_err(|e| DatasetError::decode(path, e))?;
+            for (i, page) in pages.enumerate() {
+                let CompressedPage::Data(page) = page.map_err(|e| DatasetError::decode(path, e))? else { continue };
+                let negative = match page.header() {
+                    DataPageHeader::V1(h) => h.num_values < 0,
+                    DataPageHeader::V2(h) => h.num_values < 0 || h.num_nulls < 0 || h.num_rows < 0 || h.definition_levels_byte_length < 0,
+                };
+                if negative {
+                    return Err(DatasetError::decode(
+                        path,
+                        format!("the file is damaged: row group {g}, column {name:?}, page {i} declares a negative count"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn read_metrics_parquet(path: &Path) -> Result<MetricColumns, DatasetError> {
-    let file = File::open(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?;
-    let mut reader = ParquetReader::new(file);
+    let bytes = std::fs::read(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?;
+    let bytes = polars_buffer::Buffer::from(bytes);
+    check_page_headers(path, &bytes)?;
+    let mut reader = ParquetReader::new(std::io::Cursor::new(bytes));
     let schema = reader.schema().map_err(|e| DatasetError::decode(path, e))?;
     let found: Vec<String> = schema.iter_names().map(|s| s.to_string()).collect();
     for column in METRIC_COLUMNS {

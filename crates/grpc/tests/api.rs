@@ -216,15 +216,47 @@ async fn bad_requests_get_fitting_status_codes() {
     s.stop().await;
 }
 
+/// An HTTP/2 connection as a tower service for `tonic::client::Grpc`, with no timer of
+/// its own: tonic's `Channel` gives up at a call's deadline itself (CANCELLED "Timeout
+/// expired"), racing the server's answer by the server's small margin; this client waits
+/// for whatever the server answers.
+#[derive(Clone)]
+struct H2(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
+
+impl tower::Service<tonic::codegen::http::Request<tonic::body::Body>> for H2 {
+    type Response = tonic::codegen::http::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, hyper::Error>> + Send>>;
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), hyper::Error>> {
+        self.0.poll_ready(cx)
+    }
+    fn call(&mut self, req: tonic::codegen::http::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(self.0.send_request(req))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_call_past_its_deadline_is_deadline_exceeded() {
     let s = Server::open().await;
-    // The server answers before the deadline (by a margin of 25 ms at 500 ms), so the
-    // status is the server's, not the client's own timer (which tonic reports as CANCELLED).
+    let tcp = tokio::net::TcpStream::connect(&s.addr).await.expect("connect");
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp)).await.expect("h2");
+    tokio::spawn(conn);
+    let origin = format!("http://{}", s.addr).parse().expect("uri");
+    let mut grpc = tonic::client::Grpc::with_origin(H2(send), origin);
+    grpc.ready().await.expect("ready");
+    // `slow` takes 2 s; the deadline is 500 ms (sent as `grpc-timeout`). The server gives
+    // up first and answers DEADLINE_EXCEEDED, however late the answer arrives here.
     let mut req = tonic::Request::new(score_req(&["slow"]));
     req.set_timeout(Duration::from_millis(500));
-    let e = s.clients.risk.clone().score_hosts(req).await.expect_err("too slow");
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/harbinger.v1.RiskService/ScoreHosts");
+    let codec = tonic_prost::ProstCodec::<pb::ScoreHostsRequest, pb::ScoreHostsResponse>::default();
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(30), grpc.unary(req, path, codec)).await.expect("an answer within 30 s");
+    let e = answer.expect_err("too slow");
     assert_eq!(e.code(), Code::DeadlineExceeded, "{}", e.message());
+    assert!(e.message().contains("deadline of 500ms"), "{}", e.message());
+    assert!(started.elapsed() < Duration::from_millis(1_900), "answered before the handler's 2 s: {:?}", started.elapsed());
     // The server still answers other calls.
     let ok = s.clients.risk.clone().score_hosts(score_req(&["h2"])).await.expect("scored");
     assert_eq!(ok.into_inner().risks.len(), 1);
@@ -334,47 +366,56 @@ async fn without_a_token_mutating_calls_are_open() {
     s.stop().await;
 }
 
+/// Waits (at most 20 s) until a load loop has been answered by model `version`.
+async fn served(seen: &Mutex<std::collections::BTreeSet<String>>, version: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !seen.lock().expect("lock").contains(version) {
+        assert!(std::time::Instant::now() < deadline, "no request was answered by {version} within 20 s");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_under_load_fail_no_request() {
     let s = Server::open().await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
     let mut loops = Vec::new();
     for _ in 0..4 {
         let mut risk = s.clients.risk.clone();
-        let stop = stop.clone();
+        let (stop, seen) = (stop.clone(), seen.clone());
         loops.push(tokio::spawn(async move {
-            let (mut ok, mut errors, mut versions) = (0usize, Vec::new(), std::collections::BTreeSet::new());
+            let (mut ok, mut errors) = (0usize, Vec::new());
             while !stop.load(Ordering::SeqCst) {
                 match risk.score_hosts(score_req(&["h1", "h2", "h3"])).await {
                     Ok(r) => {
                         let r = r.into_inner();
                         assert!(r.risks.iter().all(|x| x.model_version == r.model_version), "one model per request");
-                        versions.insert(r.model_version);
+                        seen.lock().expect("lock").insert(r.model_version);
                         ok += 1;
                     }
                     Err(e) => errors.push(e),
                 }
             }
-            (ok, errors, versions)
+            (ok, errors)
         }));
     }
+    // Each model (v1, then five reloads: v2..v6) answers the load before the next reload.
     let mut admin = s.clients.admin.clone();
-    for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        admin.reload_model(pb::ReloadModelRequest::default()).await.expect("reload");
+    served(&seen, "v1").await;
+    for n in 2..=6 {
+        let r = admin.reload_model(pb::ReloadModelRequest::default()).await.expect("reload").into_inner();
+        assert_eq!(r.current.map(|m| m.version), Some(format!("v{n}")));
+        served(&seen, &format!("v{n}")).await;
     }
-    tokio::time::sleep(Duration::from_millis(30)).await;
     stop.store(true, Ordering::SeqCst);
     let mut total = 0;
-    let mut seen = std::collections::BTreeSet::new();
     for l in loops {
-        let (ok, errors, versions) = l.await.expect("client loop");
+        let (ok, errors) = l.await.expect("client loop");
         assert!(errors.is_empty(), "failed requests during reloads: {errors:?}");
         total += ok;
-        seen.extend(versions);
     }
-    assert!(total > 0);
-    assert!(seen.contains("v6"), "the last model served after the reloads: {seen:?}");
+    assert!(total >= 6, "{total} requests");
     let m = admin.get_model(pb::GetModelRequest {}).await.expect("model").into_inner();
     assert_eq!(m.version, "v6");
     s.stop().await;

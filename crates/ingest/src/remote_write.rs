@@ -358,18 +358,12 @@ fn parse_label(raw: &[u8]) -> Result<(&str, &str), RemoteWriteError> {
 }
 
 /// Maps decoded series to harbinger series (for callers that already hold messages).
+/// Counts as [`decode_with`] does: staleness markers first, then series without a usable
+/// key by the samples they still have; a series left without samples counts nothing else.
 pub fn convert(req: prompb::WriteRequest) -> DecodedWrite {
     let mut out = DecodedWrite::default();
     for ts in req.timeseries {
-        let labels: Vec<(&str, &str)> = ts.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
-        let key = match series_key(&labels) {
-            Ok(k) => k,
-            Err(reason) => {
-                *out.dropped.entry(reason).or_default() += ts.samples.len() as u64;
-                continue;
-            }
-        };
-        let mut s = SeriesSamples::new(key);
+        let mut s = SeriesSamples::default();
         for smp in &ts.samples {
             if smp.value.to_bits() == STALE_NAN_BITS {
                 *out.dropped.entry("stale_marker").or_default() += 1;
@@ -377,8 +371,16 @@ pub fn convert(req: prompb::WriteRequest) -> DecodedWrite {
                 s.push(smp.timestamp, smp.value);
             }
         }
-        if !s.is_empty() {
-            out.batch.series.push(s);
+        if s.is_empty() {
+            continue;
+        }
+        let labels: Vec<(&str, &str)> = ts.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+        match series_key(&labels) {
+            Ok(key) => {
+                s.key = key;
+                out.batch.series.push(s);
+            }
+            Err(reason) => *out.dropped.entry(reason).or_default() += s.len() as u64,
         }
     }
     out
@@ -549,8 +551,35 @@ mod tests {
             assert_eq!(e.reason(), "corrupt_protobuf", "{bad:?}");
             assert!(e.to_string().starts_with("malformed protobuf WriteRequest"), "{e}");
         }
-        let bad_utf8 = encode(&WriteRequest { timeseries: vec![] });
-        assert!(decode(&bad_utf8, 1 << 20).expect("empty request is fine").batch.series.is_empty());
+        assert!(decode(&encode(&WriteRequest::default()), 1 << 20).expect("empty request is fine").batch.series.is_empty());
+
+        // A well-formed request but for one label (name or value) that is not UTF-8,
+        // built byte by byte (prost's `String` cannot hold such bytes): refused whole,
+        // named, and the same bytes with the byte made valid decode.
+        fn field(tag: u8, body: &[u8]) -> Vec<u8> {
+            let mut v = vec![tag, u8::try_from(body.len()).expect("short field")];
+            v.extend_from_slice(body);
+            v
+        }
+        let request = |name: &[u8], instance: &[u8]| {
+            let label = |n: &[u8], v: &[u8]| field(0x0a, &[field(0x0a, n), field(0x12, v)].concat());
+            let mut sample = vec![0x09];
+            sample.extend_from_slice(&0.5f64.to_le_bytes());
+            sample.extend_from_slice(&[0x10, 0x01]); // timestamp 1
+            let series = [label(b"__name__", name), label(b"instance", instance), field(0x12, &sample)].concat();
+            snap::raw::Encoder::new().compress_vec(&field(0x0a, &series)).expect("compress")
+        };
+        let good = decode(&request(b"up", b"h1x"), 1 << 20).expect("valid UTF-8 decodes");
+        assert_eq!(good.batch.series[0].key.to_string(), "h1x/up");
+        assert_eq!((good.batch.series[0].timestamps.as_slice(), good.batch.series[0].values.as_slice()), (&[1][..], &[0.5][..]));
+        for (name, instance) in [(&b"up"[..], &b"h1\xff"[..]), (b"u\xc3", b"h1x"), (b"up", b"h\xed\xa0\x80")] {
+            let e = decode(&request(name, instance), 1 << 20).expect_err("not UTF-8");
+            assert_eq!(e.reason(), "corrupt_protobuf", "{name:?} {instance:?}");
+            assert_eq!(e.to_string(), "malformed protobuf WriteRequest: label is not UTF-8");
+            let cache = SeriesCache::new(10);
+            assert!(decode_with(&request(name, instance), 1 << 20, &cache).is_err());
+            assert!(cache.is_empty(), "nothing is cached from a refused request");
+        }
 
         let big = encode(&WriteRequest {
             timeseries: vec![series(vec![label("__name__", &"x".repeat(2_000)), label("instance", "h")], &[(1, 1.0)])],

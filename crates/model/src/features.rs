@@ -58,6 +58,12 @@ const WARM_SAMPLES: u64 = 60;
 const WARM_MS: i64 = 6 * HOUR;
 /// Cap on hours-since and hours-to-exhaustion.
 const CAP_H: f64 = 72.0;
+/// Closest spacing of the samples the rolling windows keep: of samples closer than this,
+/// the first goes into the windows and the others only into the baseline buckets and the
+/// detector. Bounds a window at span / step samples whatever a sender stamps (samples a
+/// millisecond apart would otherwise fill the 6 h window with millions of them per
+/// series); series at this step or coarser (a 5 s scrape, every dataset) are unchanged.
+const WINDOW_STEP_MS: i64 = 5_000;
 
 /// Per-metric feature names, in order.
 pub const METRIC_FEATURES: [&str; 11] =
@@ -508,6 +514,8 @@ struct MetricState {
     anomaly: f64,
     anomaly_ts: i64,
     last_ts: Option<i64>,
+    /// The newest sample the windows took (see [`WINDOW_STEP_MS`]).
+    window_ts: Option<i64>,
     seen: u64,
     first_ts: Option<i64>,
     base: Option<Baseline>,
@@ -525,6 +533,7 @@ impl MetricState {
             anomaly: 0.0,
             anomaly_ts: 0,
             last_ts: None,
+            window_ts: None,
             seen: 0,
             first_ts: None,
             base: None,
@@ -552,9 +561,12 @@ impl MetricState {
                 }
             }
         }
-        self.w15.push(t, x);
-        self.w1h.push(t, x);
-        self.w6h.push(t, x);
+        if self.window_ts.is_none_or(|w| t - w >= WINDOW_STEP_MS) {
+            self.w15.push(t, x);
+            self.w1h.push(t, x);
+            self.w6h.push(t, x);
+            self.window_ts = Some(t);
+        }
         let slot = &mut self.ring[idx.rem_euclid(RING as i64) as usize];
         if slot.idx != idx {
             *slot = Bucket { idx, ..Bucket::default() };
@@ -767,6 +779,7 @@ impl MetricState {
         self.w15.clear();
         self.w1h.clear();
         self.w6h.clear();
+        self.window_ts = None;
         for b in &mut self.ring {
             *b = Bucket { idx: i64::MIN, ..Bucket::default() };
         }
@@ -1024,6 +1037,30 @@ mod tests {
             w.clear();
             assert!(w.max().is_nan(), "cleared");
         }
+    }
+
+    #[test]
+    fn dense_samples_fill_the_windows_one_per_step() {
+        let spec = MetricSpec { name: "m".into(), bounded: false, season_buckets: None };
+        let mut m = MetricState::new(&spec);
+        // Two hours a millisecond apart, in bursts as a backfilling sender would send them.
+        let t0 = 1_700_000_000_000_i64;
+        for burst in 0..(2 * HOUR / WINDOW_STEP_MS) {
+            for k in 0..50 {
+                m.push(t0 + burst * WINDOW_STEP_MS + k, 1.0 + (k % 7) as f64);
+            }
+        }
+        let per_step = |span: i64| (span / WINDOW_STEP_MS) as usize;
+        assert!(m.w6h.n() <= per_step(2 * HOUR) + 1, "{}", m.w6h.n());
+        assert!(m.w1h.n() <= per_step(HOUR) + 1, "{}", m.w1h.n());
+        assert!(m.w15.n() <= per_step(15 * MIN) + 1, "{}", m.w15.n());
+        assert_eq!(m.seen, (2 * HOUR / WINDOW_STEP_MS * 50) as u64, "every sample still counts");
+        // At the step or coarser, every sample is kept.
+        let mut c = MetricState::new(&spec);
+        for i in 0..100 {
+            c.push(t0 + i * WINDOW_STEP_MS, 1.0);
+        }
+        assert_eq!(c.w6h.n(), 100);
     }
 
     #[test]

@@ -446,8 +446,12 @@ impl Model {
         Self::load(&dir)
     }
 
-    /// Parses and checks the text of `path` (a `model.json`).
-    pub(crate) fn parse(path: PathBuf, text: &str) -> Result<Self, ModelError> {
+    /// Parses and checks the text of a `model.json`; `path` names it in errors. A file
+    /// that parses is safe to score with: shapes and tree links are checked.
+    ///
+    /// # Errors
+    /// [`ModelError::Corrupt`] or [`ModelError::Incompatible`] naming `path`.
+    pub fn parse(path: PathBuf, text: &str) -> Result<Self, ModelError> {
         let header: Header = serde_json::from_str(text).map_err(|e| ModelError::Corrupt { path: path.clone(), reason: e.to_string() })?;
         if header.format != FORMAT {
             return Err(ModelError::Corrupt { path, reason: format!("format is {:?}, expected {FORMAT:?}", header.format) });
@@ -652,6 +656,29 @@ mod tests {
         }
         assert!(p.risk(0.6, 1.0, 0) > p.risk(0.6, 0.0, 0));
         assert!(p.risk(0.0, 1.0, 3) < p.alert_threshold, "anomaly alone does not alert");
-        assert!(p.risk(f64::NAN.max(0.0), f64::NAN, 2).is_finite());
+    }
+
+    /// README: Risk = 1 − (1 − p)^c · (1 − 0.1 · anomaly), c = 1, 1.05, 1.1, 1.2 by the
+    /// highest criticality (0–3). Values computed by hand (Python floats).
+    #[test]
+    fn risk_is_the_readme_formula() {
+        let p = RiskPolicy::default();
+        assert_eq!((p.anomaly_weight, p.criticality_exponent), (0.1, [1.0, 1.05, 1.1, 1.2]));
+        let close = |got: f64, want: f64, what: &str| assert!((got - want).abs() < 1e-12, "{what}: {got} != {want}");
+        close(p.risk(0.5, 0.0, 0), 0.5, "p alone at criticality 0");
+        close(p.risk(0.5, 0.0, 3), 0.564_724_718_351_937_9, "1 - 0.5^1.2");
+        close(p.risk(0.2, 1.0, 1), 0.287_988_520_308_377_2, "1 - 0.8^1.05 * 0.9");
+        close(p.risk(0.3, 0.3, 2), 0.344_791_416_413_643_97, "1 - 0.7^1.1 * 0.97");
+        close(p.risk(0.0, 1.0, 2), 0.1, "anomaly alone: 1 - 0.9");
+        close(p.risk(0.0, 0.5, 0), 0.05, "1 - 0.95");
+        close(p.risk(1.0, 0.0, 0), 1.0, "a certain failure");
+        close(p.risk(0.5, 0.0, 9), p.risk(0.5, 0.0, 3), "criticality above 3 counts as 3");
+        // Out-of-range inputs are clamped; NaN counts as 0 (no evidence), never poisons risk.
+        close(p.risk(1.7, -2.0, 0), 1.0, "p clamped to 1");
+        close(p.risk(0.5, 4.0, 0), 1.0 - 0.5 * 0.9, "anomaly clamped to 1");
+        close(p.risk(f64::NAN, 0.5, 2), 0.05, "NaN probability is 0: anomaly alone");
+        close(p.risk(f64::NAN, f64::NAN, 2), 0.0, "NaN probability and anomaly");
+        close(p.risk(0.5, f64::NAN, 0), 0.5, "NaN anomaly is 0");
+        close(p.risk(f64::INFINITY, 0.0, 0), 0.0, "a non-finite probability is no evidence");
     }
 }

@@ -224,13 +224,22 @@ fn eval_trace_matches_the_alerts() {
     assert!(out.trace.iter().all(|p| p.timestamp % every == 0));
     assert!(out.trace.iter().all(|p| p.probability.is_finite() && (0.0..=1.0).contains(&p.risk)));
     // Every alert is followed, at the next traced step, by the host still alerting (it
-    // clears only after 30 minutes below the clear threshold).
+    // clears only after 30 minutes below the clear threshold). That step is traced for
+    // every alert except those raised after the last traced step.
+    assert!(!out.alerts.is_empty(), "the fleet has predictable failures: some alert must be raised");
+    let last_traced = out.trace.iter().map(|p| p.timestamp).max().expect("a trace");
+    let mut checked = 0;
     for a in &out.alerts {
         let next = (a.timestamp / every + 1) * every;
-        if let Some(p) = out.trace.iter().find(|p| p.host == a.host && p.timestamp == next) {
-            assert!(p.alerting, "{} not alerting at {} after alert at {}", a.host, next, a.timestamp);
+        match out.trace.iter().find(|p| p.host == a.host && p.timestamp == next) {
+            Some(p) => {
+                assert!(p.alerting, "{} not alerting at {} after alert at {}", a.host, next, a.timestamp);
+                checked += 1;
+            }
+            None => assert!(next > last_traced, "{} has no trace point at {next}, after its alert at {}", a.host, a.timestamp),
         }
     }
+    assert!(checked > 0, "no alert was followed by a traced step");
     let dir = tempfile::tempdir().expect("tempdir");
     harbinger_model::write_output(dir.path(), &out).expect("write");
     let csv = std::fs::read_to_string(dir.path().join("trace.csv")).expect("trace");
@@ -372,4 +381,59 @@ fn live_ticks_and_eval_give_the_same_alert_transitions_and_polling_changes_none(
     }
     assert_eq!(got[0], expected, "live ticks and eval enter alerts at the same hosts and times");
     assert_eq!(got[1], got[0], "reads between ticks do not change the transitions");
+}
+
+/// Rows whose outcome a mitigation cut short (a failover, drain or promotion within the
+/// horizon, and no failure) are left out, counted in the card; rows before a failure
+/// stay, mitigated or not.
+#[test]
+fn rows_cut_short_by_a_mitigation_are_left_out_of_training() {
+    use harbinger_model::Mitigation;
+    let (ds, plain) = model();
+    let o = TrainOptions { keep_rows: true, ..opts() };
+    let base = train(ds, &o, &|_, _| {}).expect("train");
+    assert_eq!(base.model.card.censored_rows, 0, "no mitigation, nothing left out");
+    let rows = base.rows.as_ref().expect("rows kept");
+    let split = plain.card.split_ms;
+    let horizon = o.horizon_ms;
+    // A host that never fails, mitigated 12 h into the held-back part (its whole
+    // horizon lies there, where every row is kept: no sampling), and a failing host
+    // mitigated 1 h before its failure.
+    let healthy =
+        ds.hosts.iter().map(|h| h.host.as_str()).find(|h| !ds.failures.iter().any(|f| f.host.as_str() == *h)).expect("a healthy host");
+    let failing = ds.failures.iter().find(|f| f.timestamp > split + horizon + 3_600_000).expect("a failure in the held-back part");
+    let (m_healthy, m_failing) = (split + 12 * 3_600_000, failing.timestamp - 3_600_000);
+    let o2 = TrainOptions {
+        mitigations: vec![
+            Mitigation { host: HostId::new(healthy), ts: m_healthy },
+            Mitigation { host: failing.host.clone(), ts: m_failing },
+        ],
+        ..o.clone()
+    };
+    let cut = train(ds, &o2, &|_, _| {}).expect("train");
+    let cut_rows = cut.rows.as_ref().expect("rows kept");
+    let idx = |h: &str| rows.hosts.iter().position(|x| x == h).expect("host numbered") as u32;
+    let (hi, fi) = (idx(healthy), idx(failing.host.as_str()));
+    let kept: std::collections::BTreeSet<(u32, i64)> = cut_rows.holdout_at.iter().copied().collect();
+    let removed: Vec<(u32, i64, bool)> =
+        rows.holdout_at.iter().zip(&rows.holdout_y).filter(|(at, _)| !kept.contains(at)).map(|(&(h, t), &y)| (h, t, y)).collect();
+    assert_eq!(kept.len() + removed.len(), rows.holdout_at.len(), "nothing was added");
+    assert_eq!(cut.model.card.censored_rows, removed.len(), "the card counts the rows left out");
+    // Every row of the healthy host whose horizon holds the mitigation is gone ...
+    let in_window = |t: i64, m: i64| t < m && m - t <= horizon;
+    let healthy_window = rows.holdout_at.iter().filter(|&&(h, t)| h == hi && in_window(t, m_healthy)).count();
+    assert!(healthy_window >= 20, "6 h of 15-minute rows: {healthy_window}");
+    assert_eq!(removed.iter().filter(|r| r.0 == hi).count(), healthy_window);
+    // ... the failing host loses only healthy rows before its last 6 h, never a failure row ...
+    assert!(
+        removed.iter().all(|&(h, t, y)| !y && (h == hi && in_window(t, m_healthy) || h == fi && in_window(t, m_failing))),
+        "{removed:?}"
+    );
+    assert!(removed.iter().any(|r| r.0 == fi), "the failing host's earlier healthy rows are left out too");
+    assert_eq!(rows.holdout_y.iter().filter(|&&y| y).count(), cut_rows.holdout_y.iter().filter(|&&y| y).count(), "failure rows stay");
+    // ... and the card says so.
+    let dir = tempfile::tempdir().expect("tempdir");
+    cut.model.save(dir.path()).expect("save");
+    let card = std::fs::read_to_string(dir.path().join("MODEL_CARD.md")).expect("card");
+    assert!(card.contains(&format!("Rows left out because a mitigation cut their outcome short: {}", removed.len())), "{card}");
 }

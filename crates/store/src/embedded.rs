@@ -180,6 +180,62 @@ impl Inner {
     }
 }
 
+/// Replays one segment record at start-up: a definition into the series table, samples
+/// into the hot windows (noting what they cover in `meta`).
+fn replay(table: &mut SeriesTable, meta: &mut SegmentMeta, rec: Record<'_>) -> Result<(), &'static str> {
+    match rec {
+        Record::Def { id, key } => {
+            if table.id(&key) != Some(id) && !table.define(id, key) {
+                return Err("series definition conflicts with an earlier one");
+            }
+        }
+        Record::Samples(mut r) => {
+            while let Some((id, ts, vs)) = r.next_chunk()? {
+                if id as usize >= table.entries.len() {
+                    return Err("samples for an undefined series");
+                }
+                meta.note(ts.first().copied(), ts.last().copied(), ts.len() as u64);
+                table.restore(id, &ts, &vs);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What [`check_segment`] found in the bytes of a segment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SegmentCheck {
+    /// Series defined.
+    pub series: u64,
+    /// Samples read.
+    pub samples: u64,
+    /// Oldest sample time.
+    pub min_ts: Option<TimestampMs>,
+    /// Newest sample time.
+    pub max_ts: Option<TimestampMs>,
+    /// Bytes up to the end of the last good record (start-up cuts a torn tail here).
+    pub good_len: u64,
+    /// Why reading stopped before the end, if it did.
+    pub problem: Option<String>,
+}
+
+/// Reads the bytes of one segment file (`samples/*.seg`) as start-up does (framing,
+/// checksums, series definitions, sample chunks and the series they name) without a
+/// data directory: for inspecting a damaged segment, and for fuzzing the decoder.
+pub fn check_segment(data: &[u8]) -> SegmentCheck {
+    let mut table = SeriesTable::new(Limits::default());
+    let mut meta = SegmentMeta { path: PathBuf::new(), seq: 0, min_ts: None, max_ts: None, samples: 0, bytes: 0 };
+    let end = segment::scan_bytes(data, |rec| replay(&mut table, &mut meta, rec));
+    SegmentCheck {
+        series: table.entries.len() as u64,
+        samples: meta.samples,
+        min_ts: meta.min_ts,
+        max_ts: meta.max_ts,
+        good_len: end.good_len,
+        problem: end.problem,
+    }
+}
+
 /// Creates segment `seq` and writes the definitions of every known series into it.
 fn start_segment(samples_dir: &Path, seq: u64, table: &SeriesTable) -> Result<SegmentWriter, StoreError> {
     let path = segment::segment_path(samples_dir, seq);
@@ -249,25 +305,7 @@ impl EmbeddedStore {
         for (i, &seq) in seqs.iter().enumerate() {
             let path = segment::segment_path(&samples_dir, seq);
             let mut meta = SegmentMeta { path: path.clone(), seq, min_ts: None, max_ts: None, samples: 0, bytes: 0 };
-            let end = segment::scan_segment(&path, |rec| {
-                match rec {
-                    Record::Def { id, key } => {
-                        if table.id(&key) != Some(id) && !table.define(id, key) {
-                            return Err("series definition conflicts with an earlier one");
-                        }
-                    }
-                    Record::Samples(mut r) => {
-                        while let Some((id, ts, vs)) = r.next_chunk()? {
-                            if id as usize >= table.entries.len() {
-                                return Err("samples for an undefined series");
-                            }
-                            meta.note(ts.first().copied(), ts.last().copied(), ts.len() as u64);
-                            table.restore(id, &ts, &vs);
-                        }
-                    }
-                }
-                Ok(())
-            })?;
+            let end = segment::scan_segment(&path, |rec| replay(&mut table, &mut meta, rec))?;
             recovery.segments += 1;
             recovery.samples += meta.samples;
             meta.bytes = end.good_len;

@@ -19,8 +19,10 @@ pub mod embedded;
 mod journal;
 pub mod memory;
 mod segment;
+#[cfg(test)]
+mod segment_proptest;
 pub mod series;
 
-pub use embedded::{EmbeddedConfig, EmbeddedStore, RecoveryReport};
+pub use embedded::{EmbeddedConfig, EmbeddedStore, RecoveryReport, SegmentCheck, check_segment};
 pub use memory::MemoryStore;
 pub use series::{DEFAULT_MAX_FUTURE_MS, DEFAULT_MAX_HOST_BYTES, DEFAULT_MAX_METRIC_BYTES, Limits, MAX_KEY_BYTES};

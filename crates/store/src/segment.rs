@@ -193,29 +193,34 @@ pub(crate) struct ScanEnd {
 }
 
 /// Reads every record of a segment, calling `f` for each. Stops at the first bad record.
-pub(crate) fn scan_segment(path: &Path, mut f: impl FnMut(Record<'_>) -> Result<(), &'static str>) -> Result<ScanEnd, StoreError> {
+pub(crate) fn scan_segment(path: &Path, f: impl FnMut(Record<'_>) -> Result<(), &'static str>) -> Result<ScanEnd, StoreError> {
     let mut data = Vec::new();
     File::open(path).and_then(|mut file| file.read_to_end(&mut data)).map_err(io_err("read", path))?;
+    Ok(scan_bytes(&data, f))
+}
+
+/// [`scan_segment`] over the bytes of a segment already in memory.
+pub(crate) fn scan_bytes(data: &[u8], mut f: impl FnMut(Record<'_>) -> Result<(), &'static str>) -> ScanEnd {
     let mut off = 0usize;
     while off < data.len() {
         if data.len() - off < 8 {
-            return Ok(ScanEnd { good_len: off as u64, problem: Some("truncated record header".into()) });
+            return ScanEnd { good_len: off as u64, problem: Some("truncated record header".into()) };
         }
         let len = u32::from_le_bytes([data[off], data[off + 1], data[off + 2], data[off + 3]]) as usize;
         let crc = u32::from_le_bytes([data[off + 4], data[off + 5], data[off + 6], data[off + 7]]);
         if len > MAX_RECORD || data.len() - off - 8 < len {
-            return Ok(ScanEnd { good_len: off as u64, problem: Some(format!("truncated record of {len} bytes")) });
+            return ScanEnd { good_len: off as u64, problem: Some(format!("truncated record of {len} bytes")) };
         }
         let payload = &data[off + 8..off + 8 + len];
         if crc32fast::hash(payload) != crc {
-            return Ok(ScanEnd { good_len: off as u64, problem: Some("checksum mismatch".into()) });
+            return ScanEnd { good_len: off as u64, problem: Some("checksum mismatch".into()) };
         }
         if let Err(e) = decode(payload).and_then(&mut f) {
-            return Ok(ScanEnd { good_len: off as u64, problem: Some(e.to_string()) });
+            return ScanEnd { good_len: off as u64, problem: Some(e.to_string()) };
         }
         off += 8 + len;
     }
-    Ok(ScanEnd { good_len: off as u64, problem: None })
+    ScanEnd { good_len: off as u64, problem: None }
 }
 
 /// Metadata of a segment file, kept in memory.
@@ -379,5 +384,48 @@ mod tests {
         let Ok(Record::Samples(mut r)) = decode(&bytes[..bytes.len() - 3]) else { panic!("samples record expected") };
         assert!(r.next_chunk().is_ok());
         assert_eq!(r.next_chunk(), Err("record ends early"));
+    }
+
+    /// Three records on disk; one byte flipped inside the second one's payload (a value:
+    /// still a well-formed record) fails its checksum: scanning stops before it, with
+    /// the first record read and its end as the good length.
+    #[test]
+    fn a_flipped_payload_byte_is_a_checksum_mismatch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(format!("{:020}.seg", 1));
+        let meta = SegmentMeta { seq: 1, path: path.clone(), min_ts: None, max_ts: None, samples: 0, bytes: 0 };
+        let mut w = SegmentWriter::open(meta, None).expect("create");
+        let mut lens = Vec::new();
+        for (i, v) in [0.5, 0.25, -3.0].into_iter().enumerate() {
+            let mut p = SamplesPayload::default();
+            p.push(7, &[i as i64 * 1_000], &[v]);
+            let bytes = p.bytes().to_vec();
+            lens.push(8 + bytes.len() as u64);
+            w.write_record(&bytes).expect("write");
+        }
+        w.sync().expect("sync");
+        drop(w);
+        let scan = |path: &Path| {
+            let mut values = Vec::new();
+            let end = scan_segment(path, |r| {
+                let Record::Samples(mut r) = r else { return Err("samples record expected") };
+                while let Some((_, _, vs)) = r.next_chunk()? {
+                    values.extend(vs);
+                }
+                Ok(())
+            })
+            .expect("scan");
+            (values, end)
+        };
+        let (values, end) = scan(&path);
+        assert_eq!((values, end), (vec![0.5, 0.25, -3.0], ScanEnd { good_len: lens.iter().sum(), problem: None }));
+
+        let mut data = std::fs::read(&path).expect("read");
+        let last_of_second = (lens[0] + lens[1] - 1) as usize; // the value's last byte
+        data[last_of_second] ^= 0x01;
+        std::fs::write(&path, &data).expect("write");
+        let (values, end) = scan(&path);
+        assert_eq!(values, vec![0.5], "nothing of the corrupt record or after it is read");
+        assert_eq!(end, ScanEnd { good_len: lens[0], problem: Some("checksum mismatch".into()) });
     }
 }

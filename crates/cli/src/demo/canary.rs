@@ -161,6 +161,16 @@ pub async fn run(a: &DemoCanaryArgs) -> anyhow::Result<()> {
     std::fs::write(&cfg_path, cfg).context("writing haproxy.cfg")?;
     let _haproxy = Proc::spawn("haproxy", Command::new(&haproxy).arg("-db").arg("-f").arg(&cfg_path))?;
     until("haproxy", Duration::from_secs(10), || tcp_open_owned(front.clone())).await?;
+    // The runtime API socket may come up after the frontend: the rollout needs it.
+    let api = harbinger_actuate::haproxy::HaproxyClient::new(
+        harbinger_actuate::haproxy::ApiAddress::Unix(sock.clone()),
+        Duration::from_millis(500),
+    );
+    until("haproxy's runtime API", Duration::from_secs(10), || {
+        let api = api.clone();
+        async move { api.command("show info").await.ok().filter(|a| a.contains("Name: HAProxy")).map(|_| ()) }
+    })
+    .await?;
     say(format!("haproxy on {front} in front of version 1 ({v1}); runtime API {}", sock.display()));
 
     let (alert_url, alerts) = receiver().await?;
