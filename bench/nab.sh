@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # NAB: runs the default detector over the shared NAB categories, scores the results with
-# harbinger's scorer, and writes the "nab" section of BENCHMARKS.md.
+# harbinger's scorer, and writes the "nab", "nab-split" and "nab-loco" sections of BENCHMARKS.md.
 # usage: bench/nab.sh [NAB_DIR]   (default ../shared/datasets/nab)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,3 +40,21 @@ out="$(mktemp)"
   echo '```'
 } | tee "$out"
 python3 scripts/update_benchmarks.py nab-split "$out"
+
+# Leave-one-category-out: each category scored at the thresholds fitted on the other four,
+# first with the params as given, then with the params also chosen per fold by a coordinate
+# search on the other four; the held-out folds pooled as one corpus (NAB normalisation
+# over all held-out files).
+out="$(mktemp)"
+{
+  echo "### NAB leave-one-category-out (LOCO)"
+  echo
+  echo "Command: \`cargo run --release -p harbinger-detect --example nab_eval -- --loco --bench 0\` (for each of the 5 categories: thresholds, and in the second run the detector params by a 2-pass coordinate search from the defaults, chosen on the other 4 categories, then applied unchanged to the held-out one; held-out raw scores summed and normalised with the null/perfect scores of all held-out files; artificialNoAnomaly has no window, its false alarms count in the pooled raw score)  "
+  echo "Date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  "
+  echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))  "
+  echo
+  echo '```'
+  cargo run -q --release -p harbinger-detect --example nab_eval -- --loco --bench 0 2>&1 | grep -E "^LOCO|^SUMMARY"
+  echo '```'
+} | tee "$out"
+python3 scripts/update_benchmarks.py nab-loco "$out"

@@ -3,16 +3,19 @@
 //!
 //! ```text
 //! cargo run --release --example nab_eval -- [--data DIR] [--labels FILE] [--out DIR]
-//!     [--params JSON|FILE] [--detail] [--bench POINTS]
+//!     [--params JSON|FILE] [--detail] [--split] [--loco [--search-passes K]] [--bench POINTS]
 //! ```
 //! Defaults: `--data /work/shared/datasets/nab/data`, `--labels <data>/../labels/combined_windows.json`,
 //! results in a temporary directory, default params, a 10 M point throughput run.
+//! `--loco` prints leave-one-category-out scores twice: thresholds fitted per fold with
+//! the params given, then (unless `--search-passes 0`; default 2) with the params also
+//! chosen per fold by a coordinate search on the other categories.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use harbinger_detect::{DefaultDetector, DetectorParams, StreamingDetector, run_nab_dir};
-use harbinger_nab::Profile;
+use harbinger_detect::{DefaultDetector, DetectorParams, StreamingDetector, ValidParams, parse_timestamp_ms, run_nab_dir};
+use harbinger_nab::{FileInput, HeldOutFold, Profile};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -23,6 +26,8 @@ struct Args {
     params: DetectorParams,
     detail: bool,
     split: bool,
+    loco: bool,
+    search_passes: usize,
     bench: usize,
 }
 
@@ -34,6 +39,8 @@ fn parse_args() -> Result<Args, BoxError> {
         params: DetectorParams::default(),
         detail: false,
         split: false,
+        loco: false,
+        search_passes: 2,
         bench: 10_000_000,
     };
     let mut it = std::env::args().skip(1);
@@ -50,6 +57,8 @@ fn parse_args() -> Result<Args, BoxError> {
             }
             "--detail" => args.detail = true,
             "--split" => args.split = true,
+            "--loco" => args.loco = true,
+            "--search-passes" => args.search_passes = value()?.parse()?,
             "--bench" => args.bench = value()?.parse()?,
             other => return Err(format!("unknown argument {other}").into()),
         }
@@ -113,6 +122,170 @@ fn split_check(data: &std::path::Path, labels: &std::path::Path, out: &std::path
     Ok(())
 }
 
+/// Leave-one-category-out: each category scored at the thresholds optimised on the other
+/// categories, the folds pooled as one corpus (`harbinger_nab::score_leave_one_category_out`).
+/// Only the thresholds are fitted per fold; the detector params are the ones given.
+fn loco_check(data: &std::path::Path, labels: &std::path::Path, out: &std::path::Path, all_in: f64) -> Result<(), BoxError> {
+    let files = harbinger_nab::load_corpus(data, labels, out)?;
+    let loco = harbinger_nab::score_leave_one_category_out(&files)?;
+    print_loco(&loco, all_in, "(thresholds only; params as given)");
+    Ok(())
+}
+
+/// A NAB file in memory, for the per-fold parameter search.
+struct Series {
+    name: String,
+    category: String,
+    ts: Vec<i64>,
+    timestamps: Vec<String>,
+    values: Vec<f64>,
+    windows: Vec<(String, String)>,
+}
+
+fn load_series(data: &std::path::Path, labels: &std::path::Path) -> Result<Vec<Series>, BoxError> {
+    let mut windows = harbinger_nab::load_windows(labels)?;
+    let mut names: Vec<String> = windows.keys().cloned().collect();
+    names.sort();
+    let mut out = Vec::new();
+    for name in names {
+        let path = data.join(&name);
+        if !path.is_file() {
+            continue;
+        }
+        let d = harbinger_nab::read_data_file(&path)?;
+        let ts = d
+            .timestamps
+            .iter()
+            .map(|t| parse_timestamp_ms(t).ok_or_else(|| format!("{name}: bad timestamp {t}")))
+            .collect::<Result<_, _>>()?;
+        let category = name.split('/').next().unwrap_or_default().to_string();
+        let w = windows.remove(&name).unwrap_or_default();
+        out.push(Series { name, category, ts, timestamps: d.timestamps, values: d.values, windows: w });
+    }
+    Ok(out)
+}
+
+/// Runs a fresh detector with `params` over each of `series`.
+fn detect(series: &[&Series], params: &ValidParams) -> Vec<FileInput> {
+    series
+        .iter()
+        .map(|s| {
+            let mut d = DefaultDetector::new(params.clone());
+            let scores = s.ts.iter().zip(&s.values).map(|(&t, &v)| d.update(t, v)).collect();
+            FileInput { name: s.name.clone(), timestamps: s.timestamps.clone(), scores, windows: s.windows.clone() }
+        })
+        .collect()
+}
+
+/// The candidates of the coordinate search: each one changes one parameter of `p`.
+fn neighbours(p: &DetectorParams) -> Vec<DetectorParams> {
+    let mut out = Vec::new();
+    let mut push = |f: &dyn Fn(&mut DetectorParams)| {
+        let mut q = p.clone();
+        f(&mut q);
+        if q != *p && q.clone().check().is_ok() {
+            out.push(q);
+        }
+    };
+    for k in [0.5, 2.0] {
+        push(&|q| q.warmup = (f64::from(q.warmup) * k) as u32);
+        push(&|q| q.level_rates = q.level_rates.iter().map(|&r| if r < 1.0 { (r * k).min(1.0) } else { r }).collect());
+        push(&|q| q.error_rate = (q.error_rate * k).min(0.5));
+        push(&|q| q.error_knee *= k);
+        push(&|q| q.short_window = ((f64::from(q.short_window) * k) as u32).max(1));
+        push(&|q| q.long_rate = (q.long_rate * k).min(0.5));
+        push(&|q| q.min_std *= k);
+        push(&|q| q.range_tolerance = q.range_tolerance.map(|t| t * k));
+        push(&|q| q.range_surprise *= k);
+        push(&|q| q.hold_half_life *= k);
+        push(&|q| q.record_ratio = 1.0 + (q.record_ratio - 1.0) * k);
+        push(&|q| q.empirical_bins = (f64::from(q.empirical_bins) * k) as u32);
+        push(&|q| q.empirical_min_mass *= k);
+        push(&|q| q.empirical_prior *= k);
+        push(&|q| q.seasonal_rate = (q.seasonal_rate * k).min(1.0));
+    }
+    push(&|q| q.seasonal = !q.seasonal);
+    push(&|q| q.range_tolerance = if q.range_tolerance.is_some() { None } else { Some(0.05) });
+    out
+}
+
+/// Leave-one-category-out with the detector params searched per fold: for each category,
+/// a coordinate search (from `start`, `passes` passes over [`neighbours`]) maximises the
+/// standard score (threshold optimised) on the other categories; the held-out category
+/// is then run with those params and scored at the thresholds fitted on the others.
+fn loco_search(
+    data: &std::path::Path,
+    labels: &std::path::Path,
+    start: &DetectorParams,
+    passes: usize,
+    all_in: f64,
+) -> Result<(), BoxError> {
+    let series = load_series(data, labels)?;
+    let mut categories: Vec<String> = series.iter().map(|s| s.category.clone()).collect();
+    categories.dedup();
+    let all: Vec<&Series> = series.iter().collect();
+    // params (JSON) -> standard score on each fold's training categories.
+    let mut cache: std::collections::HashMap<String, Vec<f64>> = std::collections::HashMap::new();
+    let mut train_scores = |p: &DetectorParams| -> Result<Vec<f64>, BoxError> {
+        let key = serde_json::to_string(p)?;
+        if let Some(v) = cache.get(&key) {
+            return Ok(v.clone());
+        }
+        let inputs = detect(&all, &p.clone().check()?);
+        let mut v = Vec::new();
+        for c in &categories {
+            let train: Vec<FileInput> = inputs.iter().zip(&series).filter(|(_, s)| &s.category != c).map(|(f, _)| f.clone()).collect();
+            v.push(harbinger_nab::score_corpus(&train)?.profile(Profile::Standard).normalised);
+        }
+        cache.insert(key, v.clone());
+        Ok(v)
+    };
+    let mut folds = Vec::new();
+    for (k, c) in categories.iter().enumerate() {
+        let mut best = start.clone();
+        let mut best_score = train_scores(&best)?[k];
+        for _ in 0..passes {
+            let mut improved = false;
+            for q in neighbours(&best) {
+                let s = train_scores(&q)?[k];
+                if s > best_score + 1e-9 {
+                    (best, best_score) = (q, s);
+                    improved = true;
+                }
+            }
+            if !improved {
+                break;
+            }
+        }
+        let train: Vec<&Series> = series.iter().filter(|s| &s.category != c).collect();
+        let held: Vec<&Series> = series.iter().filter(|s| &s.category == c).collect();
+        let valid = best.clone().check()?;
+        let thresholds = harbinger_nab::score_corpus(&detect(&train, &valid))?.thresholds();
+        println!("LOCO params {c}: train standard {best_score:.2} with {}", serde_json::to_string(&best)?);
+        folds.push(HeldOutFold { name: c.clone(), files: detect(&held, &valid), thresholds });
+    }
+    let loco = harbinger_nab::score_held_out(&folds)?;
+    print_loco(&loco, all_in, "(params searched per fold)");
+    Ok(())
+}
+
+fn print_loco(loco: &harbinger_nab::HeldOutScore, all_in: f64, note: &str) {
+    for (profile, label) in [(Profile::Standard, "standard"), (Profile::RewardLowFp, "low_fp"), (Profile::RewardLowFn, "low_fn")] {
+        for f in &loco.profile(profile).folds {
+            let threshold = if f.threshold > 1.0 { "none".to_string() } else { format!("{:.6}", f.threshold) };
+            let score = f.normalised.map_or_else(|| format!("n/a (no window; raw {:.3})", f.raw), |v| format!("{v:.2}"));
+            println!("LOCO {label} {}: threshold {threshold}, score {score}", f.name);
+        }
+    }
+    let p = |pr: Profile| loco.profile(pr).normalised;
+    println!(
+        "LOCO SUMMARY standard {:.2} low_fp {:.2} low_fn {:.2} (all-in standard {all_in:.2}) {note}",
+        p(Profile::Standard),
+        p(Profile::RewardLowFp),
+        p(Profile::RewardLowFn)
+    );
+}
+
 fn main() -> Result<(), BoxError> {
     let args = parse_args()?;
     let labels = match &args.labels {
@@ -139,6 +312,13 @@ fn main() -> Result<(), BoxError> {
     }
     if args.split {
         split_check(&args.data, &labels, &out)?;
+    }
+    if args.loco {
+        let all_in = score.profile(Profile::Standard).normalised;
+        loco_check(&args.data, &labels, &out, all_in)?;
+        if args.search_passes > 0 {
+            loco_search(&args.data, &labels, &args.params, args.search_passes, all_in)?;
+        }
     }
     let p = |pr: Profile| score.profile(pr).normalised;
     println!("SUMMARY standard {:.2} low_fp {:.2} low_fn {:.2}", p(Profile::Standard), p(Profile::RewardLowFp), p(Profile::RewardLowFn));

@@ -576,6 +576,158 @@ fn score(files: &[FileInput], fixed: Option<&Thresholds>) -> Result<CorpusScore,
     })
 }
 
+/// One held-out fold for [`score_held_out`]: files scored at thresholds chosen elsewhere
+/// (e.g. on the other categories, for a leave-one-category-out check).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeldOutFold {
+    /// Name of the fold (e.g. the held-out category).
+    pub name: String,
+    /// The held-out files, with the scores of the detector configured for this fold.
+    pub files: Vec<FileInput>,
+    /// Thresholds fitted without these files.
+    pub thresholds: Thresholds,
+}
+
+/// Several held-out folds pooled as one corpus: per profile, the raw scores of every
+/// fold (each at its own thresholds) summed, normalised with the null and perfect
+/// detectors of all the held-out files together (as NAB normalises a corpus).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HeldOutScore {
+    /// Files over all folds.
+    pub files: usize,
+    /// Windows over all folds (N).
+    pub windows: usize,
+    /// One entry per profile, in [`Profile::ALL`] order.
+    pub profiles: [HeldOutProfile; 3],
+}
+
+/// One profile of a [`HeldOutScore`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HeldOutProfile {
+    /// The profile.
+    pub profile: Profile,
+    /// Sum of the folds' raw scores.
+    pub raw: f64,
+    /// Null detector (threshold-optimised) on all the held-out files.
+    pub null: f64,
+    /// `A_TP * N`.
+    pub perfect: f64,
+    /// `100 * (raw - null) / (perfect - null)`.
+    pub normalised: f64,
+    /// Per fold, in input order.
+    pub folds: Vec<FoldScore>,
+}
+
+/// One fold of a [`HeldOutProfile`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FoldScore {
+    /// The fold's name.
+    pub name: String,
+    /// The threshold applied.
+    pub threshold: f64,
+    /// Files in the fold.
+    pub files: usize,
+    /// Windows in the fold.
+    pub windows: usize,
+    /// Sum of the fold's per-file raw scores at `threshold`.
+    pub raw: f64,
+    /// The fold normalised with its own null and perfect; `None` without windows (e.g.
+    /// `artificialNoAnomaly`, whose false alarms still count in the pooled raw score).
+    pub normalised: Option<f64>,
+}
+
+impl HeldOutScore {
+    /// The result of `profile`.
+    pub fn profile(&self, profile: Profile) -> &HeldOutProfile {
+        &self.profiles[profile.index()]
+    }
+}
+
+/// Scores held-out folds, each at its own thresholds, pooled into one normalised score
+/// per profile (see [`HeldOutScore`]).
+///
+/// # Errors
+/// As [`score_corpus_at`] (a file key may appear only once over all folds), and
+/// [`NabError::NoWindows`] when no fold has a window.
+pub fn score_held_out(folds: &[HeldOutFold]) -> Result<HeldOutScore, NabError> {
+    let mut seen = HashSet::new();
+    let mut prepared: Vec<Vec<Prepared<'_>>> = Vec::with_capacity(folds.len());
+    for fold in folds {
+        if let Some(profile) = Profile::ALL.into_iter().find(|&p| fold.thresholds.get(p).is_nan()) {
+            return Err(NabError::BadThreshold { profile });
+        }
+        let mut files = Vec::with_capacity(fold.files.len());
+        for f in &fold.files {
+            if !seen.insert(f.name.as_str()) {
+                return Err(NabError::DuplicateFile { name: f.name.clone() });
+            }
+            files.push(prepare(f)?);
+        }
+        prepared.push(files);
+    }
+    let windows: usize = prepared.iter().flatten().map(|f| f.windows).sum();
+    if windows == 0 {
+        return Err(NabError::NoWindows);
+    }
+    let sig1 = scaled_sigmoid(-1.0);
+    let profile_score = |profile: Profile| -> Result<HeldOutProfile, NabError> {
+        let w = profile.weights();
+        let fold_scores: Vec<FoldScore> = folds
+            .iter()
+            .zip(&prepared)
+            .map(|(fold, files)| {
+                let threshold = fold.thresholds.get(profile);
+                let raw: f64 = files.iter().map(|f| score_file(f, w, sig1, |s| s >= threshold).raw).sum();
+                let n: usize = files.iter().map(|f| f.windows).sum();
+                let null = null_raw(files.iter(), w, sig1);
+                FoldScore {
+                    name: fold.name.clone(),
+                    threshold,
+                    files: files.len(),
+                    windows: n,
+                    raw,
+                    normalised: normalise(raw, null, w.tp * n as f64),
+                }
+            })
+            .collect();
+        let raw: f64 = fold_scores.iter().map(|f| f.raw).sum();
+        let null = null_raw(prepared.iter().flatten(), w, sig1);
+        let perfect = w.tp * windows as f64;
+        let normalised = normalise(raw, null, perfect).ok_or(NabError::DegenerateNormalisation { profile, null, perfect })?;
+        Ok(HeldOutProfile { profile, raw, null, perfect, normalised, folds: fold_scores })
+    };
+    Ok(HeldOutScore {
+        files: prepared.iter().map(Vec::len).sum(),
+        windows,
+        profiles: [profile_score(Profile::Standard)?, profile_score(Profile::RewardLowFp)?, profile_score(Profile::RewardLowFn)?],
+    })
+}
+
+/// Leave-one-category-out with the scores as given: for each category (sorted by name),
+/// thresholds are optimised ([`score_corpus`]) on the files of the other categories and
+/// applied unchanged to the category's files; the folds are pooled by
+/// [`score_held_out`]. Only the threshold is fitted here: a detector whose own
+/// parameters were chosen on these files still has that advantage.
+///
+/// # Errors
+/// As [`score_corpus`] (on each training set: one without windows gives
+/// [`NabError::NoWindows`]) and [`score_held_out`].
+pub fn score_leave_one_category_out(files: &[FileInput]) -> Result<HeldOutScore, NabError> {
+    let mut categories: BTreeMap<&str, Vec<&FileInput>> = BTreeMap::new();
+    for f in files {
+        categories.entry(category_of(&f.name)?).or_default().push(f);
+    }
+    let mut folds = Vec::with_capacity(categories.len());
+    for &category in categories.keys() {
+        let (held, train): (Vec<&FileInput>, Vec<&FileInput>) =
+            files.iter().partition(|f| category_of(&f.name).is_ok_and(|c| c == category));
+        let train: Vec<FileInput> = train.into_iter().cloned().collect();
+        let thresholds = score_corpus(&train)?.thresholds();
+        folds.push(HeldOutFold { name: category.to_string(), files: held.into_iter().cloned().collect(), thresholds });
+    }
+    score_held_out(&folds)
+}
+
 #[cfg(test)]
 mod tests {
     //! Hand-computed cases. Unless said otherwise a file has n = 100 rows, so
@@ -903,6 +1055,40 @@ mod tests {
         assert!(matches!(score_corpus(&[file("flat.csv", 100, &[(20, 24)], &[])]), Err(NabError::BadFileName { .. })));
         assert!(matches!(score_corpus(&[one_window(&[]), one_window(&[])]), Err(NabError::DuplicateFile { .. })));
         assert!(matches!(score_corpus(&[file("cat/n.csv", 100, &[], &[])]), Err(NabError::NoWindows)));
+    }
+
+    #[test]
+    fn leave_one_category_out_fits_each_fold_on_the_others_and_pools() {
+        // catA/x: alarm 0.9 on row 20 (first row of [20, 24]): +1 when θ <= 0.9.
+        // catB/y: alarm 0.6 on row 20: +1 when θ <= 0.6; else the window is missed.
+        // catC/z (no window): alarm 0.8 at row 30 (before any window): -A_FP when θ <= 0.8.
+        // Fold catA: fit on B + C. Standard: θ=0.8 -> -1 - 0.11, θ=0.6 -> 1 - 0.11 = 0.89
+        //   beats 1.1 (-1): θ = 0.6; A at 0.6: +1.
+        // Fold catB: fit on A + C: θ = 0.9 (+1; 0.8 would add -0.11). B at 0.9: -1.
+        // Fold catC: fit on A + B: θ = 0.6 (+2). C at 0.6: -0.11.
+        // Pooled standard: raw = 1 - 1 - 0.11 = -0.11; N = 2, null = -2, perfect = 2:
+        // 100 * 1.89 / 4 = 47.25. Per fold: A 100, B 0, C n/a.
+        // reward_low_FN_rate: same thresholds; raw = 1 - 2 - 0.11 = -1.11; null = -4,
+        // perfect = 2: 100 * 2.89 / 6 = 48.1666667.
+        let files = [
+            file("catA/x.csv", 100, &[(20, 24)], &[(20, 0.9)]),
+            file("catB/y.csv", 100, &[(20, 24)], &[(20, 0.6)]),
+            file("catC/z.csv", 100, &[], &[(30, 0.8)]),
+        ];
+        let s = score_leave_one_category_out(&files).expect("scores");
+        assert_eq!((s.files, s.windows), (3, 2));
+        let std = s.profile(Profile::Standard);
+        let got: Vec<(&str, f64, Option<f64>)> = std.folds.iter().map(|f| (f.name.as_str(), f.threshold, f.normalised)).collect();
+        assert_eq!(got, [("catA", 0.6, Some(100.0)), ("catB", 0.9, Some(0.0)), ("catC", 0.6, None)]);
+        assert!(close(std.folds[2].raw, -0.11));
+        assert!(close(std.raw, -0.11) && std.null == -2.0 && std.perfect == 2.0);
+        assert!(close(std.normalised, 47.25), "{}", std.normalised);
+        assert!(close(s.profile(Profile::RewardLowFn).normalised, 48.166_666_7));
+        // All in (θ optimised on all three): θ = 0.6, raw 2 - 0.11 -> 100 * 3.89 / 4.
+        assert!(close(score_corpus(&files).expect("scores").profile(Profile::Standard).normalised, 97.25));
+
+        let twice = HeldOutFold { name: "x".into(), files: vec![files[0].clone()], thresholds: Thresholds::uniform(0.5) };
+        assert!(matches!(score_held_out(&[twice.clone(), twice]), Err(NabError::DuplicateFile { .. })));
     }
 
     #[test]
