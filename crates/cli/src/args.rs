@@ -256,12 +256,17 @@ pub struct TrainArgs {
     /// Learner of the imminence model: logistic or boosted-trees.
     #[arg(long, default_value = "logistic")]
     pub short_learner: String,
-    /// Spacing of training rows.
-    #[arg(long, default_value = "5m")]
-    pub tick: String,
-    /// Share of the time span held back for choosing, calibrating and checking.
+    /// Spacing of training rows [default: 5m, or the data's sampling step when coarser].
+    #[arg(long)]
+    pub tick: Option<String>,
+    /// Share of the failures held back (the latest ones) for choosing, calibrating and
+    /// checking; the split time falls between the two parts.
     #[arg(long, default_value_t = 0.3)]
     pub holdout: f64,
+    /// Precision the alert threshold aims for on the held-back part (the most recall at
+    /// this precision is kept).
+    #[arg(long, default_value_t = 0.85)]
+    pub target_precision: f64,
     /// random-forest, logistic, boosted-trees, auto (logistic and forest: the better on
     /// held-back PR-AUC leads, the other joins the stack), or all (the three).
     #[arg(long, default_value = "random-forest")]
@@ -272,6 +277,14 @@ pub struct TrainArgs {
     /// Seed for row sampling and the forest.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Use only one part of the hosts, split by a hash of the host id (the same split in
+    /// `train` and `eval`): `train` (the hosts not held back) or `holdout` (hosts never
+    /// seen in training), so a model can be evaluated on unseen hosts of the same dataset.
+    #[arg(long, value_name = "PART", value_parser = ["train", "holdout"])]
+    pub hosts_part: Option<String>,
+    /// Share of the hosts in the `holdout` part of `--hosts-part`.
+    #[arg(long, default_value_t = 0.3, requires = "hosts_part")]
+    pub holdout_hosts: f64,
     /// Also write the feature rows (train and held back) to this Parquet file, with `host`,
     /// `timestamp`, `label` and `holdout` columns.
     #[arg(long)]
@@ -298,9 +311,22 @@ pub struct EvalArgs {
     /// Output directory for alerts.csv and summary.json.
     #[arg(long)]
     pub out: PathBuf,
-    /// Scoring cadence of the virtual clock.
-    #[arg(long, default_value = "1m")]
-    pub tick: String,
+    /// Scoring cadence of the virtual clock [default: 1m, or the model's data step when
+    /// coarser; 1m for a baseline].
+    #[arg(long)]
+    pub tick: Option<String>,
+    /// Warning window alerts are scored in [default: the model's (6 h, the contract's, for
+    /// models of a horizon up to 6 h; else the horizon); 6h for a baseline].
+    #[arg(long)]
+    pub warning: Option<String>,
+    /// Use only one part of the hosts, split by a hash of the host id (the same split in
+    /// `train` and `eval`): `train` (the hosts not held back) or `holdout` (hosts never
+    /// seen in training), so a model can be evaluated on unseen hosts of the same dataset.
+    #[arg(long, value_name = "PART", value_parser = ["train", "holdout"])]
+    pub hosts_part: Option<String>,
+    /// Share of the hosts in the `holdout` part of `--hosts-part`.
+    #[arg(long, default_value_t = 0.3, requires = "hosts_part")]
+    pub holdout_hosts: f64,
     /// Override the model's alert threshold.
     #[arg(long, conflicts_with = "baseline")]
     pub alert_threshold: Option<f64>,
@@ -414,6 +440,15 @@ pub struct ServeArgs {
     /// gRPC listen address [default: 127.0.0.1:50051].
     #[arg(long)]
     pub grpc_addr: Option<String>,
+    /// Soak runs only: the server's clock runs this many times as fast as the wall clock
+    /// from `--clock-origin-ms` on (retention, the future allowance and the scorer's
+    /// windows then fill in minutes).
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub clock_speed: Option<u32>,
+    /// Soak runs only: the wall time (ms since the epoch) from which `--clock-speed` applies
+    /// [default: the start of the process].
+    #[arg(long, hide = true, requires = "clock_speed")]
+    pub clock_origin_ms: Option<i64>,
 }
 
 /// `score` flags.
@@ -671,7 +706,7 @@ pub struct SynthArgs {
     /// Days of data.
     #[arg(long, default_value_t = 7.0)]
     pub days: f64,
-    /// Sampling step, e.g. 60s or 5m.
+    /// Sampling step, e.g. 15s, 60s, 5m or 1d (1 s to 1 day).
     #[arg(long, default_value = "60s")]
     pub step: String,
     /// Random seed: the same seed gives byte-identical files.
@@ -732,6 +767,10 @@ pub struct BenchSoakArgs {
     /// Seed of the request mix.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Runs the server's clock, and the samples' stamps, this many times as fast as the
+    /// wall clock (`serve --clock-speed`), so its 6 h windows fill within the run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub speed: u32,
     /// How often RSS, counts and latencies are reported.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub interval: std::time::Duration,

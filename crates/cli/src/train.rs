@@ -8,7 +8,9 @@ use std::time::Instant;
 use anyhow::Context;
 use harbinger_core::HostId;
 use harbinger_dataset::{Dataset, LoadOptions, read_dataset};
+use harbinger_model::features::TimeScales;
 use harbinger_model::learn::ForestParams;
+use harbinger_model::runner::step_of;
 use harbinger_model::{
     EvalOptions, LearnerChoice, Mitigation, Model, RuleSet, RulesOptions, TrainOptions, evaluate_rules, evaluate_ticks, train, write_output,
 };
@@ -76,6 +78,43 @@ pub(crate) fn duration_ms(what: &str, s: &str) -> anyhow::Result<i64> {
     i64::try_from(d.as_millis()).with_context(|| format!("--{what} is too long"))
 }
 
+/// Spacing of training rows when `--tick` is not given (or the data's step when coarser).
+const DEFAULT_TICK_MS: i64 = 5 * 60_000;
+
+/// Keeps the hosts of one part of a split by a hash of the host id (FNV-1a, mixed, so the same
+/// everywhere): `holdout` keeps about `share` of them, `train` the rest.
+///
+/// # Errors
+/// A share outside (0, 1), an unknown part, or a part without hosts.
+pub(crate) fn host_part(mut ds: Dataset, part: Option<&str>, share: f64) -> anyhow::Result<Dataset> {
+    let Some(part) = part else { return Ok(ds) };
+    anyhow::ensure!(share > 0.0 && share < 1.0, "--holdout-hosts {share} must lie strictly between 0 and 1");
+    let want_holdout = match part {
+        "holdout" => true,
+        "train" => false,
+        other => anyhow::bail!("--hosts-part {other:?} is not one of train, holdout"),
+    };
+    let keep = |h: &HostId| {
+        let mut x: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in h.as_str().bytes() {
+            x = (x ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        // FNV's high bits barely move for short ids: mix them (splitmix64's finaliser).
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^= x >> 31;
+        ((x >> 11) as f64 / (1u64 << 53) as f64 <= share) == want_holdout
+    };
+    ds.hosts.retain(|h| keep(&h.host));
+    ds.metrics.retain(|s| keep(&s.key.host));
+    ds.failures.retain(|f| keep(&f.host));
+    ds.resources.retain(|r| keep(&r.host));
+    ds.events.retain(|e| e.host.as_ref().is_none_or(&keep));
+    anyhow::ensure!(!ds.metrics.is_empty(), "--hosts-part {part} with --holdout-hosts {share} leaves no host with data");
+    tracing::info!(part, share, hosts = ds.hosts.len(), failures = ds.failures.len(), "hosts split");
+    Ok(ds)
+}
+
 /// The imminence model's horizon when `--short-horizon` is not given.
 const DEFAULT_SHORT_HORIZON_MS: i64 = 2 * 3_600_000;
 
@@ -100,11 +139,20 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
         "boosted-trees" | "boosted_trees" | "boosted" => LearnerChoice::BoostedTrees,
         other => anyhow::bail!("--short-learner {other:?} is not one of logistic, boosted-trees"),
     };
+    let ds = host_part(ds, a.hosts_part.as_deref(), a.holdout_hosts)?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     let horizon_ms = duration_ms("horizon", &a.horizon)?;
+    anyhow::ensure!(horizon_ms > 0, "--horizon must be longer than zero");
+    let scales = TimeScales::derive(step_of(&ds), horizon_ms);
+    let tick_ms = match &a.tick {
+        Some(t) => duration_ms("tick", t)?,
+        None => DEFAULT_TICK_MS.max(scales.step_ms).min(horizon_ms),
+    };
     let opts = TrainOptions {
         horizon_ms,
-        tick_ms: duration_ms("tick", &a.tick)?,
+        tick_ms,
+        scales: Some(scales),
+        target_precision: a.target_precision,
         holdout_share: a.holdout,
         seed: a.seed,
         forest: ForestParams { trees: a.trees, ..ForestParams::default() },
@@ -117,7 +165,9 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
         short_horizon_ms: match a.short_horizon.as_deref() {
             Some("none") => None,
             Some(v) => Some(duration_ms("short-horizon", v)?),
-            None => Some(DEFAULT_SHORT_HORIZON_MS).filter(|&h| h < horizon_ms),
+            // Minute-level data: 2 h; coarser data: a third of the horizon, on the tick.
+            None if scales.is_reference() => Some(DEFAULT_SHORT_HORIZON_MS).filter(|&h| h < horizon_ms),
+            None => Some((horizon_ms / 3).div_euclid(tick_ms) * tick_ms).filter(|&h| h >= tick_ms && h < horizon_ms),
         },
         ..TrainOptions::default()
     };
@@ -163,6 +213,10 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
         "  rows         train {} ({} failure rows), held back {} ({})",
         c.train_rows, c.train_positives, c.holdout_rows, c.holdout_positives
     );
+    if let Some((tr, ho)) = c.split_failures {
+        println!("  failures     {tr} before the split (training), {ho} after it (held back)");
+    }
+    println!("  time scales  {}", m.schema.scales.describe());
     println!("  alerting     enter ≥ {:.3}, clear < {:.3}", m.policy.alert_threshold, m.policy.clear_threshold);
     let h = &c.holdout_summary;
     println!(
@@ -191,9 +245,17 @@ fn fmt(v: Option<&serde_json::Value>) -> String {
 /// Unreadable dataset or model, unwritable output.
 pub fn run_eval(a: &EvalArgs, model_dir: &Path, budget: &harbinger_plan::Budget) -> anyhow::Result<()> {
     let model = Model::load_resolved(model_dir)?;
-    let ds = load(&a.data)?;
+    let ds = host_part(load(&a.data)?, a.hosts_part.as_deref(), a.holdout_hosts)?;
+    let mut model = model;
+    if let Some(w) = &a.warning {
+        model.schema.scales.warning_ms = duration_ms("warning", w)?.max(1);
+    }
     let opts = EvalOptions {
-        tick_ms: duration_ms("tick", &a.tick)?,
+        tick_ms: match &a.tick {
+            Some(t) => duration_ms("tick", t)?,
+            None if model.schema.scales.is_reference() => 60_000,
+            None => model.schema.scales.step_ms.max(60_000),
+        },
         alert_threshold: a.alert_threshold,
         clear_threshold: a.clear_threshold,
         trace_every_ms: a.trace_every.as_deref().map(|v| duration_ms("trace-every", v)).transpose()?,
@@ -298,8 +360,11 @@ pub fn run_baseline(a: &EvalArgs) -> anyhow::Result<()> {
         }
         None => RuleSet::default(),
     };
-    let ds = load(&a.data)?;
-    let opts = RulesOptions { tick_ms: duration_ms("tick", &a.tick)? };
+    let ds = host_part(load(&a.data)?, a.hosts_part.as_deref(), a.holdout_hosts)?;
+    let opts = RulesOptions {
+        tick_ms: a.tick.as_deref().map_or(Ok(60_000), |t| duration_ms("tick", t))?,
+        warning_ms: a.warning.as_deref().map_or(Ok(harbinger_model::eval::WARNING_MS), |w| duration_ms("warning", w))?.max(1),
+    };
     let pb = bar("rules");
     let t = Instant::now();
     let out = evaluate_rules(&ds, &rules, opts, &|f| pb.set_position((f * 1000.0) as u64))?;

@@ -67,7 +67,7 @@ const MAX_HOSTS: usize = 100_000;
 const MAX_DAYS: f64 = 366.0;
 /// Smallest and largest accepted `step_ms`.
 const MIN_STEP_MS: i64 = 1_000;
-const MAX_STEP_MS: i64 = 3_600_000;
+const MAX_STEP_MS: i64 = DAY;
 /// Fewest steps a dataset may have.
 const MIN_STEPS: i64 = 10;
 /// `start_ms` must lie within this many ms of the epoch (about year 33 600).
@@ -116,7 +116,7 @@ pub struct SynthParams {
     pub hosts: usize,
     /// Length of the dataset in days, > 0 and <= 366 (fractions allowed).
     pub days: f64,
-    /// Sampling step in ms, 1 000..=3 600 000.
+    /// Sampling step in ms, 1 000..=86 400 000 (1 s to 1 day).
     pub step_ms: i64,
     /// Seed; the same parameters always give the same fleet.
     pub seed: u64,
@@ -132,7 +132,7 @@ impl Default for SynthParams {
 
 impl SynthParams {
     /// Checks the parameters: `hosts` in 1..=100 000, `days` in (0, 366], `step_ms` in
-    /// 1 000..=3 600 000, `start_ms` within ±10^15 ms of the epoch, at least 10 steps,
+    /// 1 000..=86 400 000, `start_ms` within ±10^15 ms of the epoch, at least 10 steps,
     /// and at most 2^31 samples in all (hosts × steps × 8 metrics).
     ///
     /// # Errors
@@ -184,7 +184,7 @@ pub enum SynthError {
         value: f64,
     },
     /// `step_ms` out of range.
-    #[error("step_ms must be between 1000 and 3600000, got {value}")]
+    #[error("step_ms must be between 1000 (1 s) and 86400000 (1 day), got {value}")]
     StepMs {
         /// The value given.
         value: i64,

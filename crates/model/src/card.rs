@@ -53,10 +53,14 @@ pub fn render(m: &Model) -> String {
         m.policy.clear_threshold,
         m.policy.clear_after_ms / 60_000
     );
+    let _ = writeln!(s, "- Time scales: {}", m.schema.scales.describe());
     let _ = writeln!(s, "\n## Data\n");
     let _ = writeln!(s, "- Dataset: `{}`, {} hosts, {} → {}", c.dataset, c.hosts, iso(c.span_ms.0), iso(c.span_ms.1));
     let kinds: Vec<String> = c.failures_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
     let _ = writeln!(s, "- Failures: {}", kinds.join(", "));
+    if let Some((tr, ho)) = c.split_failures {
+        let _ = writeln!(s, "- Split by failures: {tr} before the split (training), {ho} after it (held back)");
+    }
     let _ =
         writeln!(s, "- Split by time at {}: training rows end their label window before it, held-back rows start at it", iso(c.split_ms));
     let _ = writeln!(s, "- Training rows: {} ({} failure rows; healthy rows sampled)", c.train_rows, c.train_positives);

@@ -97,6 +97,18 @@ fn ratio(a: usize, b: usize) -> Option<f64> {
 /// Scores alerts against failures by the contract's rule. `span` bounds the failures
 /// counted (those outside the evaluated time are ignored).
 pub fn summarize(alerts: &[Alert], failures: &[Failure], hosts: usize, span: (TimestampMs, TimestampMs)) -> Summary {
+    summarize_within(alerts, failures, hosts, span, WARNING_MS)
+}
+
+/// [`summarize`] with a warning window of `warning_ms` instead of the contract's 6 h (for
+/// models of a longer horizon: a 14-day drive-failure model is scored on 14 days).
+pub fn summarize_within(
+    alerts: &[Alert],
+    failures: &[Failure],
+    hosts: usize,
+    span: (TimestampMs, TimestampMs),
+    warning_ms: i64,
+) -> Summary {
     let mut by_host: HashMap<&HostId, Vec<TimestampMs>> = HashMap::new();
     for a in alerts {
         by_host.entry(&a.host).or_default().push(a.timestamp);
@@ -105,13 +117,13 @@ pub fn summarize(alerts: &[Alert], failures: &[Failure], hosts: usize, span: (Ti
         v.sort_unstable();
     }
     let mut fail_by_host: HashMap<&HostId, Vec<TimestampMs>> = HashMap::new();
-    let counted: Vec<&Failure> = failures.iter().filter(|f| f.timestamp >= span.0 && f.timestamp <= span.1 + WARNING_MS).collect();
+    let counted: Vec<&Failure> = failures.iter().filter(|f| f.timestamp >= span.0 && f.timestamp <= span.1 + warning_ms).collect();
     for f in &counted {
         fail_by_host.entry(&f.host).or_default().push(f.timestamp);
     }
     let mut false_alarms = 0;
     for a in alerts {
-        let hit = fail_by_host.get(&a.host).is_some_and(|fs| fs.iter().any(|&t| t > a.timestamp && t - a.timestamp <= WARNING_MS));
+        let hit = fail_by_host.get(&a.host).is_some_and(|fs| fs.iter().any(|&t| t > a.timestamp && t - a.timestamp <= warning_ms));
         if !hit {
             false_alarms += 1;
         }
@@ -123,7 +135,7 @@ pub fn summarize(alerts: &[Alert], failures: &[Failure], hosts: usize, span: (Ti
     for f in &counted {
         let first = by_host
             .get(&f.host)
-            .and_then(|ts| ts.iter().copied().find(|&t| t >= f.timestamp - WARNING_MS && t <= f.timestamp - MIN_LEAD_MS));
+            .and_then(|ts| ts.iter().copied().find(|&t| t >= f.timestamp - warning_ms && t <= f.timestamp - MIN_LEAD_MS));
         let k = kinds.entry(f.kind.clone()).or_insert(KindRecall { failures: 0, predicted: 0, recall: 0.0 });
         k.failures += 1;
         if f.kind != "sudden" {
@@ -334,7 +346,7 @@ pub fn evaluate_ticks(
         progress((t - start) as f64 / (end - start).max(1) as f64);
         t += tick;
     }
-    let mut summary = summarize(&alerts, &ds.failures, run.hosts.len(), (start, end));
+    let mut summary = summarize_within(&alerts, &ds.failures, run.hosts.len(), (start, end), model.schema.scales.warning_ms);
     summary.model_version = Some(model.version.clone());
     Ok(EvalOutput { alerts, summary, scores, trace })
 }

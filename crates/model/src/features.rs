@@ -46,24 +46,190 @@ use serde::{Deserialize, Serialize};
 
 const MIN: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
+/// Today's (reference) bucket: 5 minutes.
 const BUCKET: i64 = 5 * MIN;
-/// 25 hours of 5-minute buckets: the last 24 h plus the hour around "same time yesterday".
-const RING: usize = 300;
 const DAY_BUCKETS: i64 = 288;
-/// A metric without a sample for this long is treated as absent.
+/// A metric without a sample for this long is treated as absent (reference scales; a
+/// model's own limit is [`TimeScales::stale_ms`]).
 pub const STALE_MS: i64 = 10 * MIN;
-/// Samples a metric needs before its features are computed.
+/// Samples a metric needs before its features are computed (reference).
 const WARM_SAMPLES: u64 = 60;
-/// History (since start or a reset) a metric needs before it counts as warm for coverage.
+/// History (since start or a reset) a metric needs before it counts as warm for coverage (reference).
 const WARM_MS: i64 = 6 * HOUR;
-/// Cap on hours-since and hours-to-exhaustion.
+/// Cap on hours-since and hours-to-exhaustion (in [`TimeScales::hour_ms`] units).
 const CAP_H: f64 = 72.0;
-/// Closest spacing of the samples the rolling windows keep: of samples closer than this,
+/// Closest spacing of the samples the rolling windows keep (reference): of samples closer than this,
 /// the first goes into the windows and the others only into the baseline buckets and the
 /// detector. Bounds a window at span / step samples whatever a sender stamps (samples a
 /// millisecond apart would otherwise fill the 6 h window with millions of them per
 /// series); series at this step or coarser (a 5 s scrape, every dataset) are unchanged.
 const WINDOW_STEP_MS: i64 = 5_000;
+/// The reference horizon the reference scales were made for.
+const REF_HORIZON_MS: i64 = 6 * HOUR;
+
+/// Every time scale the features use: windows, buckets, staleness, warm-up, the units
+/// slopes and times are expressed in. One value, recorded in the model's schema, so a
+/// model scores data at the cadence it was trained on.
+///
+/// [`TimeScales::derive`] makes them from the data's sampling step and the horizon: the
+/// reference scales (5-minute buckets, 15 min / 1 h / 6 h windows, 24 h baseline, 10 min
+/// staleness, 6 h warm-up) are stretched by `unit / 1 min` where the unit is the longer
+/// of a minute and horizon / 360, and each window holds at least a few samples. For a
+/// step up to 5 minutes and a horizon up to 6 h they are exactly [`TimeScales::reference`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TimeScales {
+    /// Sampling step of the data they were derived from (informational), ms.
+    pub step_ms: i64,
+    /// The time unit (reference: a minute) the other scales are multiples of, ms.
+    pub unit_ms: i64,
+    /// Baseline bucket, ms (reference 5 min).
+    pub bucket_ms: i64,
+    /// Buckets in the baseline (reference 288: 24 h).
+    pub baseline_buckets: i64,
+    /// Short window (`level`, `z15`), ms (reference 15 min).
+    pub short_ms: i64,
+    /// Middle window (`z1h`, `slope1h`, `vol`, `max1h`), ms (reference 1 h).
+    pub mid_ms: i64,
+    /// Long window (`slope6h`), ms (reference 6 h).
+    pub long_ms: i64,
+    /// A metric without a sample for this long is absent, ms (reference 10 min).
+    pub stale_ms: i64,
+    /// Samples a metric needs before its features are computed (reference 60).
+    pub warm_samples: u64,
+    /// Samples the baseline needs (reference 30).
+    pub baseline_min_samples: u32,
+    /// History a metric needs before it counts as warm, ms (reference 6 h).
+    pub warm_ms: i64,
+    /// Closest spacing of window samples, ms (reference 5 s).
+    pub window_step_ms: i64,
+    /// The unit of slopes, times since and to exhaustion, ms (reference 1 h).
+    pub hour_ms: i64,
+    /// The warning window evaluation scores alerts in, ms (reference 6 h, the contract's).
+    pub warning_ms: i64,
+}
+
+impl Default for TimeScales {
+    fn default() -> Self {
+        TimeScales::reference()
+    }
+}
+
+impl TimeScales {
+    /// Today's scales, for minute-level data and a horizon up to 6 h (and models saved
+    /// before the scales were recorded).
+    pub const fn reference() -> Self {
+        TimeScales {
+            step_ms: MIN,
+            unit_ms: MIN,
+            bucket_ms: BUCKET,
+            baseline_buckets: DAY_BUCKETS,
+            short_ms: 15 * MIN,
+            mid_ms: HOUR,
+            long_ms: 6 * HOUR,
+            stale_ms: STALE_MS,
+            warm_samples: WARM_SAMPLES,
+            baseline_min_samples: 30,
+            warm_ms: WARM_MS,
+            window_step_ms: WINDOW_STEP_MS,
+            hour_ms: HOUR,
+            warning_ms: REF_HORIZON_MS,
+        }
+    }
+
+    /// The scales for data sampled every `step_ms` and a model of horizon `horizon_ms`
+    /// (both clamped to at least 1 ms). Pure.
+    pub fn derive(step_ms: i64, horizon_ms: i64) -> Self {
+        let step = step_ms.max(1);
+        let horizon = horizon_ms.max(1);
+        let unit = MIN.max(horizon / (REF_HORIZON_MS / MIN));
+        let bucket = (5 * unit).max(step);
+        let short = (15 * unit).max(step);
+        let mid = (60 * unit).max(6 * step);
+        let long = (360 * unit).max(2 * mid);
+        let baseline = (1440 * unit).max(12 * bucket);
+        let baseline_buckets = (baseline / bucket).clamp(12, DAY_BUCKETS);
+        let warm_ms = 360 * unit;
+        // Samples: the reference counts, but never more than the warm-up or the baseline holds.
+        let warm_samples = (WARM_SAMPLES as i64).min((warm_ms / step).max(3)) as u64;
+        let baseline_samples = baseline_buckets * bucket / step;
+        let baseline_min_samples = 30_i64.min((baseline_samples / 4).max(5)) as u32;
+        TimeScales {
+            step_ms: step,
+            unit_ms: unit,
+            bucket_ms: bucket,
+            baseline_buckets,
+            short_ms: short,
+            mid_ms: mid,
+            long_ms: long,
+            stale_ms: (10 * unit).max(2 * step),
+            warm_samples,
+            baseline_min_samples,
+            warm_ms,
+            window_step_ms: WINDOW_STEP_MS * unit / MIN,
+            hour_ms: 60 * unit,
+            warning_ms: REF_HORIZON_MS.max(horizon),
+        }
+    }
+
+    /// Whether these are [`TimeScales::reference`] up to the informational step.
+    pub fn is_reference(&self) -> bool {
+        TimeScales { step_ms: MIN, ..*self } == TimeScales::reference()
+    }
+
+    /// Checks the scales a loaded model carries (positive, windows ordered).
+    ///
+    /// # Errors
+    /// A description of the first bad value.
+    pub fn validate(&self) -> Result<(), String> {
+        let pos = [
+            ("step_ms", self.step_ms),
+            ("unit_ms", self.unit_ms),
+            ("bucket_ms", self.bucket_ms),
+            ("short_ms", self.short_ms),
+            ("mid_ms", self.mid_ms),
+            ("long_ms", self.long_ms),
+            ("stale_ms", self.stale_ms),
+            ("window_step_ms", self.window_step_ms),
+            ("hour_ms", self.hour_ms),
+            ("warning_ms", self.warning_ms),
+        ];
+        if let Some((n, v)) = pos.iter().find(|(_, v)| *v <= 0) {
+            return Err(format!("time scale {n} = {v} must be positive"));
+        }
+        if !(12..=DAY_BUCKETS).contains(&self.baseline_buckets) {
+            return Err(format!("time scale baseline_buckets = {} must be in 12..=288", self.baseline_buckets));
+        }
+        if self.warm_ms < 0 {
+            return Err(format!("time scale warm_ms = {} must not be negative", self.warm_ms));
+        }
+        Ok(())
+    }
+
+    /// Ring slots: the baseline plus 12 buckets around "one season ago".
+    fn ring(&self) -> usize {
+        (self.baseline_buckets + 12) as usize
+    }
+
+    /// One line for the model card.
+    pub fn describe(&self) -> String {
+        let d = |ms: i64| humantime::format_duration(std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))).to_string();
+        format!(
+            "data step {}, buckets {} × {} (baseline {}), windows {} / {} / {}, stale after {}, warm after {} and {} samples, slopes per {}, warning window {}",
+            d(self.step_ms),
+            self.baseline_buckets,
+            d(self.bucket_ms),
+            d(self.baseline_buckets * self.bucket_ms),
+            d(self.short_ms),
+            d(self.mid_ms),
+            d(self.long_ms),
+            d(self.stale_ms),
+            d(self.warm_ms),
+            self.warm_samples,
+            d(self.hour_ms),
+            d(self.warning_ms)
+        )
+    }
+}
 
 /// Per-metric feature names, in order.
 pub const METRIC_FEATURES: [&str; 11] =
@@ -116,6 +282,10 @@ pub struct MetricSpec {
 pub struct FeatureSchema {
     /// The metrics, in feature-block order.
     pub metrics: Vec<MetricSpec>,
+    /// The time scales of the features (absent in models saved before they were
+    /// recorded: the reference scales).
+    #[serde(default)]
+    pub scales: TimeScales,
 }
 
 impl FeatureSchema {
@@ -170,6 +340,8 @@ impl FeatureSchema {
 #[derive(Debug, Clone, Default)]
 struct Window {
     span: i64,
+    /// The time unit of slopes (reference: an hour).
+    hour: i64,
     buf: VecDeque<(i64, f64)>,
     anchor: i64,
     s0: f64,
@@ -192,17 +364,17 @@ struct Window {
 }
 
 impl Window {
-    fn new(span: i64) -> Self {
-        Window { span, max_v: f64::NAN, front_t: i64::MAX, ..Window::default() }
+    fn new(span: i64, hour: i64) -> Self {
+        Window { span, hour: hour.max(1), max_v: f64::NAN, front_t: i64::MAX, ..Window::default() }
     }
 
     /// A window that also keeps its running maximum ([`Window::max`] in O(1)).
-    fn with_max(span: i64) -> Self {
-        Window { maxq: Some(VecDeque::new()), ..Window::new(span) }
+    fn with_max(span: i64, hour: i64) -> Self {
+        Window { maxq: Some(VecDeque::new()), ..Window::new(span, hour) }
     }
 
     fn hours(&self, t: i64) -> f64 {
-        (t - self.anchor) as f64 / HOUR as f64
+        (t - self.anchor) as f64 / self.hour as f64
     }
 
     fn add(&mut self, t: i64, x: f64, sign: f64) {
@@ -244,7 +416,7 @@ impl Window {
         if self.buf.is_empty() {
             self.front_t = t;
         }
-        if self.buf.is_empty() || t - self.anchor > 12 * HOUR {
+        if self.buf.is_empty() || t - self.anchor > 12 * self.hour {
             // Keep the time origin near the data so the sums stay exact enough.
             self.buf.push_back((t, x));
             self.reanchor(t);
@@ -307,7 +479,7 @@ impl Window {
         let xbar = self.sx / n;
         let vt = self.stt / n - tbar * tbar;
         // Needs at least a fifth of the window covered in time.
-        let span_h = self.span as f64 / HOUR as f64;
+        let span_h = self.span as f64 / self.hour as f64;
         if vt <= (span_h * 0.2).powi(2) / 12.0 {
             return None;
         }
@@ -345,7 +517,7 @@ impl Window {
             q.clear();
             q
         });
-        *self = Window { maxq, ..Window::new(self.span) };
+        *self = Window { maxq, ..Window::new(self.span, self.hour) };
     }
 }
 
@@ -514,21 +686,23 @@ struct MetricState {
     anomaly: f64,
     anomaly_ts: i64,
     last_ts: Option<i64>,
-    /// The newest sample the windows took (see [`WINDOW_STEP_MS`]).
+    /// The newest sample the windows took (see [`TimeScales::window_step_ms`]).
     window_ts: Option<i64>,
     seen: u64,
     first_ts: Option<i64>,
     base: Option<Baseline>,
     season: Option<Box<Season>>,
+    /// Buckets in the baseline ([`TimeScales::baseline_buckets`]).
+    days: i64,
 }
 
 impl MetricState {
-    fn new(spec: &MetricSpec) -> Self {
+    fn new(spec: &MetricSpec, sc: &TimeScales) -> Self {
         MetricState {
-            w15: Window::new(15 * MIN),
-            w1h: Window::with_max(HOUR),
-            w6h: Window::new(6 * HOUR),
-            ring: vec![Bucket { idx: i64::MIN, ..Bucket::default() }; RING],
+            w15: Window::new(sc.short_ms, sc.hour_ms),
+            w1h: Window::with_max(sc.mid_ms, sc.hour_ms),
+            w6h: Window::new(sc.long_ms, sc.hour_ms),
+            ring: vec![Bucket { idx: i64::MIN, ..Bucket::default() }; sc.ring()],
             detector: DefaultDetector::default(),
             anomaly: 0.0,
             anomaly_ts: 0,
@@ -537,23 +711,29 @@ impl MetricState {
             seen: 0,
             first_ts: None,
             base: None,
-            season: spec.season_buckets.filter(|&p| (12..=2 * DAY_BUCKETS as u32).contains(&p)).map(|p| Box::new(Season::new(p))),
+            season: spec.season_buckets.filter(|&p| (12..=2 * sc.baseline_buckets as u32).contains(&p)).map(|p| Box::new(Season::new(p))),
+            days: sc.baseline_buckets,
         }
     }
 
-    fn push(&mut self, t: i64, x: f64) {
+    fn ring_len(&self) -> i64 {
+        self.ring.len() as i64
+    }
+
+    fn push(&mut self, t: i64, x: f64, sc: &TimeScales) {
         if !x.is_finite() {
             return;
         }
         if self.last_ts.is_some_and(|l| t <= l) {
             return; // out of order or duplicate: already have this moment
         }
-        let idx = t.div_euclid(BUCKET);
+        let idx = t.div_euclid(sc.bucket_ms);
+        let ring = self.ring_len();
         // A sample in a new bucket closes the last one: its mean goes to the season.
-        if let (Some(s), Some(prev)) = (self.season.as_deref_mut(), self.last_ts.map(|l| l.div_euclid(BUCKET)))
+        if let (Some(s), Some(prev)) = (self.season.as_deref_mut(), self.last_ts.map(|l| l.div_euclid(sc.bucket_ms)))
             && prev != idx
         {
-            let slot = &self.ring[prev.rem_euclid(RING as i64) as usize];
+            let slot = &self.ring[prev.rem_euclid(ring) as usize];
             if slot.idx == prev && slot.n > 0 {
                 s.close(prev, slot.sum / f64::from(slot.n));
                 if std::mem::take(&mut s.refitted) {
@@ -561,13 +741,13 @@ impl MetricState {
                 }
             }
         }
-        if self.window_ts.is_none_or(|w| t - w >= WINDOW_STEP_MS) {
+        if self.window_ts.is_none_or(|w| t - w >= sc.window_step_ms) {
             self.w15.push(t, x);
             self.w1h.push(t, x);
             self.w6h.push(t, x);
             self.window_ts = Some(t);
         }
-        let slot = &mut self.ring[idx.rem_euclid(RING as i64) as usize];
+        let slot = &mut self.ring[idx.rem_euclid(ring) as usize];
         if slot.idx != idx {
             *slot = Bucket { idx, ..Bucket::default() };
         }
@@ -578,7 +758,7 @@ impl MetricState {
             self.base = None; // a late sample changed a bucket the cached baseline covers
         }
         let s = self.detector.update(t, x);
-        let held = self.held_anomaly(t);
+        let held = self.held_anomaly(t, sc);
         self.anomaly = held.max(s);
         self.anomaly_ts = t;
         self.last_ts = Some(t);
@@ -586,33 +766,33 @@ impl MetricState {
         self.first_ts.get_or_insert(t);
     }
 
-    fn held_anomaly(&self, now: i64) -> f64 {
+    fn held_anomaly(&self, now: i64, sc: &TimeScales) -> f64 {
         if self.anomaly == 0.0 || now <= self.anomaly_ts {
             return self.anomaly;
         }
-        let dt = (now - self.anomaly_ts) as f64 / (10 * MIN) as f64;
+        let dt = (now - self.anomaly_ts) as f64 / (10 * sc.unit_ms) as f64;
         self.anomaly * 0.5_f64.powf(dt)
     }
 
-    fn fresh(&self, now: i64) -> bool {
-        self.last_ts.is_some_and(|l| now - l <= STALE_MS && l <= now)
+    fn fresh(&self, now: i64, sc: &TimeScales) -> bool {
+        self.last_ts.is_some_and(|l| now - l <= sc.stale_ms && l <= now)
     }
 
     /// Writes this metric's block; returns whether it was present.
-    fn write(&mut self, now: i64, spec: &MetricSpec, out: &mut [f64]) -> bool {
+    fn write(&mut self, now: i64, spec: &MetricSpec, out: &mut [f64], sc: &TimeScales) -> bool {
         let bounded = spec.bounded;
         out.fill(f64::NAN);
-        if !self.fresh(now) {
+        if !self.fresh(now, sc) {
             return false;
         }
         self.w15.evict(now);
         self.w1h.evict(now);
         self.w6h.evict(now);
         // Baseline: the last 24 h of buckets, excluding the current 15 minutes.
-        let cur = now.div_euclid(BUCKET);
+        let cur = now.div_euclid(sc.bucket_ms);
         if self.base.as_ref().is_none_or(|b| b.cur != cur) {
             // One season back, or one day back (day-over-day change) without a season.
-            let lag = spec.season_buckets.filter(|&p| (3..RING as u32 - 3).contains(&p)).unwrap_or(DAY_BUCKETS as u32);
+            let lag = spec.season_buckets.filter(|&p| (3..self.ring.len() as u32 - 3).contains(&p)).unwrap_or(self.days as u32);
             self.refresh_baseline(cur, i64::from(lag));
         }
         let Some(base) = self.base.as_ref() else { return false };
@@ -620,7 +800,7 @@ impl MetricState {
         let nm = base.sorted.len();
         let m15 = self.w15.mean();
         out[0] = m15;
-        let warm = self.seen >= WARM_SAMPLES && n >= 30.0;
+        let warm = self.seen >= sc.warm_samples && n >= f64::from(sc.baseline_min_samples);
         if warm {
             let bmean = sum / n;
             let bsd = (sumsq / n - bmean * bmean).max(0.0).sqrt();
@@ -676,13 +856,13 @@ impl MetricState {
             }
             out[TTE] = 1.0 / (1.0 + tte);
         }
-        out[ANOM] = self.held_anomaly(now);
+        out[ANOM] = self.held_anomaly(now, sc);
         true
     }
 
     /// The ring's bucket `idx`, if it holds samples.
     fn slot(&self, idx: i64) -> Option<&Bucket> {
-        let b = &self.ring[idx.rem_euclid(RING as i64) as usize];
+        let b = &self.ring[idx.rem_euclid(self.ring_len()) as usize];
         (b.idx == idx && b.n > 0).then_some(b)
     }
 
@@ -693,23 +873,23 @@ impl MetricState {
         let mut b = match self.base.take() {
             // Slots of buckets leaving the window are reused 300 buckets on: stepping more
             // than 8 at once could find one already overwritten.
-            Some(b) if b.cur < cur && cur - b.cur <= 8 && b.age < DAY_BUCKETS => b,
+            Some(b) if b.cur < cur && cur - b.cur <= 8 && b.age < self.days => b,
             _ => {
                 self.base = Some(self.baseline(cur, lag));
                 return;
             }
         };
         for c in b.cur + 1..=cur {
-            if let Some(k) = self.slot(c - 1 - DAY_BUCKETS) {
+            if let Some(k) = self.slot(c - 1 - self.days) {
                 b.n -= f64::from(k.n);
                 b.sum -= k.sum;
                 b.sumsq -= k.sumsq;
-                let (ds, dss) = self.deseasoned(c - 1 - DAY_BUCKETS, k);
+                let (ds, dss) = self.deseasoned(c - 1 - self.days, k);
                 b.dsum -= ds;
                 b.dsumsq -= dss;
             }
             while let Some(&(i, v)) = b.means.front() {
-                if i >= c - DAY_BUCKETS {
+                if i >= c - self.days {
                     break;
                 }
                 b.means.pop_front();
@@ -752,8 +932,8 @@ impl MetricState {
     /// Baseline statistics for current bucket `cur`, from scratch: the last 24 h of
     /// buckets excluding the current 15 minutes, and the same 15 minutes one season ago.
     fn baseline(&self, cur: i64, lag: i64) -> Baseline {
-        let mut b = Baseline { cur, means: VecDeque::with_capacity(DAY_BUCKETS as usize), ..Baseline::default() };
-        for i in cur - DAY_BUCKETS..=cur - 3 {
+        let mut b = Baseline { cur, means: VecDeque::with_capacity(self.days as usize), ..Baseline::default() };
+        for i in cur - self.days..=cur - 3 {
             if let Some(k) = self.slot(i) {
                 b.n += f64::from(k.n);
                 b.sum += k.sum;
@@ -771,8 +951,8 @@ impl MetricState {
         b
     }
 
-    fn warm(&self, now: i64) -> bool {
-        self.seen >= WARM_SAMPLES && self.w1h.n() > 0 && self.first_ts.is_some_and(|f| now - f >= WARM_MS)
+    fn warm(&self, now: i64, sc: &TimeScales) -> bool {
+        self.seen >= sc.warm_samples && self.w1h.n() > 0 && self.first_ts.is_some_and(|f| now - f >= sc.warm_ms)
     }
 
     fn reset(&mut self) {
@@ -809,17 +989,19 @@ pub struct HostFeatures {
     in_progress: BTreeMap<String, i64>,
     history: HashMap<String, DeployHistory>,
     maintenance: bool,
+    scales: TimeScales,
 }
 
 impl HostFeatures {
     /// A fresh state for `schema`.
     pub fn new(schema: &FeatureSchema) -> Self {
         HostFeatures {
-            metrics: schema.metrics.iter().map(MetricState::new).collect(),
+            metrics: schema.metrics.iter().map(|m| MetricState::new(m, &schema.scales)).collect(),
             last_change: None,
             in_progress: BTreeMap::new(),
             history: HashMap::new(),
             maintenance: false,
+            scales: schema.scales,
         }
     }
 
@@ -827,7 +1009,7 @@ impl HostFeatures {
     /// NaN, and samples not newer than the metric's last one, are ignored.
     pub fn push(&mut self, m: usize, ts: TimestampMs, value: f64) {
         if let Some(s) = self.metrics.get_mut(m) {
-            s.push(ts, value);
+            s.push(ts, value, &self.scales);
         }
     }
 
@@ -868,7 +1050,7 @@ impl HostFeatures {
 
     /// Whether any metric has a fresh sample at `now` (a silent host is not scored).
     pub fn has_data(&self, now: TimestampMs) -> bool {
-        self.metrics.iter().any(|m| m.fresh(now))
+        self.metrics.iter().any(|m| m.fresh(now, &self.scales))
     }
 
     /// Writes the feature vector at `now` into `out` (length `schema.len()`); the fleet
@@ -883,7 +1065,7 @@ impl HostFeatures {
         let (mut z1h_up, mut slope_up, mut max_up, mut deviating) = (f64::NAN, f64::NAN, f64::NAN, 0.0);
         for (i, (st, spec)) in self.metrics.iter_mut().zip(&schema.metrics).enumerate() {
             let block = &mut out[i * k..(i + 1) * k];
-            if st.write(now, spec, block) && st.warm(now) {
+            if st.write(now, spec, block, &self.scales) && st.warm(now, &self.scales) {
                 present += 1;
             }
             zmax = fmax(zmax, block[Z15].abs());
@@ -902,14 +1084,15 @@ impl HostFeatures {
         h[2] = tmax;
         h[FLEET] = f64::NAN;
         let (since, changes, resource) = match &self.last_change {
-            Some((t, c, r)) if *t <= now => (((now - t) as f64 / HOUR as f64).min(CAP_H), f64::from(*c), r.as_deref()),
+            Some((t, c, r)) if *t <= now => (((now - t) as f64 / self.scales.hour_ms as f64).min(CAP_H), f64::from(*c), r.as_deref()),
             _ => (CAP_H, 0.0, None),
         };
         h[4] = since;
         h[5] = if since < CAP_H { changes } else { 0.0 };
         let hist = resource.and_then(|r| self.history.get(r)).copied().unwrap_or_default();
         h[6] = (f64::from(hist.bad) + 0.5) / (f64::from(hist.total) + 5.0);
-        self.in_progress.retain(|_, t| now - *t < HOUR);
+        let hour = self.scales.hour_ms;
+        self.in_progress.retain(|_, t| now - *t < hour);
         h[7] = if self.in_progress.is_empty() { 0.0 } else { 1.0 };
         h[8] = if self.maintenance { 1.0 } else { 0.0 };
         let cov = if schema.metrics.is_empty() { 0.0 } else { present as f64 / schema.metrics.len() as f64 };
@@ -1006,6 +1189,7 @@ mod tests {
                 MetricSpec { name: "mem_util".into(), bounded: true, season_buckets: Some(288) },
                 MetricSpec { name: "net_latency_ms".into(), bounded: false, season_buckets: None },
             ],
+            scales: TimeScales::reference(),
         }
     }
 
@@ -1021,7 +1205,7 @@ mod tests {
 
     #[test]
     fn the_window_maximum_is_the_largest_sample_held() {
-        for mut w in [Window::new(HOUR), Window::with_max(HOUR)] {
+        for mut w in [Window::new(HOUR, HOUR), Window::with_max(HOUR, HOUR)] {
             assert!(w.max().is_nan(), "empty");
             for i in 0..200_i64 {
                 let x = ((i * 37) % 101) as f64 - 50.0 + if i == 150 { 1000.0 } else { 0.0 };
@@ -1042,12 +1226,13 @@ mod tests {
     #[test]
     fn dense_samples_fill_the_windows_one_per_step() {
         let spec = MetricSpec { name: "m".into(), bounded: false, season_buckets: None };
-        let mut m = MetricState::new(&spec);
+        let sc = TimeScales::reference();
+        let mut m = MetricState::new(&spec, &sc);
         // Two hours a millisecond apart, in bursts as a backfilling sender would send them.
         let t0 = 1_700_000_000_000_i64;
         for burst in 0..(2 * HOUR / WINDOW_STEP_MS) {
             for k in 0..50 {
-                m.push(t0 + burst * WINDOW_STEP_MS + k, 1.0 + (k % 7) as f64);
+                m.push(t0 + burst * WINDOW_STEP_MS + k, 1.0 + (k % 7) as f64, &sc);
             }
         }
         let per_step = |span: i64| (span / WINDOW_STEP_MS) as usize;
@@ -1056,9 +1241,9 @@ mod tests {
         assert!(m.w15.n() <= per_step(15 * MIN) + 1, "{}", m.w15.n());
         assert_eq!(m.seen, (2 * HOUR / WINDOW_STEP_MS * 50) as u64, "every sample still counts");
         // At the step or coarser, every sample is kept.
-        let mut c = MetricState::new(&spec);
+        let mut c = MetricState::new(&spec, &sc);
         for i in 0..100 {
-            c.push(t0 + i * WINDOW_STEP_MS, 1.0);
+            c.push(t0 + i * WINDOW_STEP_MS, 1.0, &sc);
         }
         assert_eq!(c.w6h.n(), 100);
     }
@@ -1102,7 +1287,8 @@ mod tests {
 
     #[test]
     fn the_running_baseline_equals_one_computed_from_scratch() {
-        let mut m = MetricState::new(&MetricSpec { name: "m".into(), bounded: false, season_buckets: Some(288) });
+        let sc = TimeScales::reference();
+        let mut m = MetricState::new(&MetricSpec { name: "m".into(), bounded: false, season_buckets: Some(288) }, &sc);
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
         let mut checked = 0;
         for step in 0..(3 * 24 * 60) {
@@ -1111,7 +1297,7 @@ mod tests {
                 continue;
             }
             let t = step * MIN;
-            m.push(t, 100.0 + 10.0 * ((step % 1440) as f64 / 229.0).sin() + (step % 13) as f64);
+            m.push(t, 100.0 + 10.0 * ((step % 1440) as f64 / 229.0).sin() + (step % 13) as f64, &sc);
             // Scored at uneven moments: every 5, 7 or 11 minutes.
             if step % 5 == 0 || step % 7 == 0 || step % 11 == 0 {
                 let cur = t.div_euclid(BUCKET);
@@ -1141,15 +1327,16 @@ mod tests {
             100.0 + 10.0 * (t as f64 / (24 * HOUR) as f64 * std::f64::consts::TAU).sin() + ((t / MIN * 7919) % 13) as f64 * 0.3 + step
         };
         let spec = MetricSpec { name: "m".into(), bounded: false, season_buckets: Some(288) };
-        let mut m = MetricState::new(&spec);
+        let sc = TimeScales::reference();
+        let mut m = MetricState::new(&spec, &sc);
         let mut out = [0.0; METRIC_FEATURES.len()];
         let (mut seas_quiet, mut z1h_quiet) = (0.0_f64, 0.0_f64);
         for step in 0..(81 * 60) {
             let t = step * MIN;
-            m.push(t, x(t));
+            m.push(t, x(t), &sc);
             // The profile is fitted at 48 h.
             if (48 * HOUR + 15 * MIN..80 * HOUR).contains(&t) && step % 15 == 0 {
-                assert!(m.write(t, &spec, &mut out));
+                assert!(m.write(t, &spec, &mut out, &sc));
                 seas_quiet = seas_quiet.max(out[3].abs());
                 z1h_quiet = z1h_quiet.max(out[Z1H].abs());
             }
@@ -1160,7 +1347,7 @@ mod tests {
         assert!(z1h_quiet > 0.9, "z1h {z1h_quiet}");
         assert!(seas_quiet < 1.0, "residual {seas_quiet} with no anomaly");
         // The step, 45 minutes in, stands out in the residual.
-        assert!(m.write(81 * HOUR - MIN, &spec, &mut out));
+        assert!(m.write(81 * HOUR - MIN, &spec, &mut out, &sc));
         assert!(out[3] > 1.5, "residual {} after the step", out[3]);
     }
 
@@ -1281,5 +1468,57 @@ mod tests {
         let off = s.host_offset() + FLEET;
         assert!(rows[7][off] > 5.0, "{}", rows[7][off]);
         assert!(rows[1][off] < 2.0, "{}", rows[1][off]);
+    }
+
+    #[test]
+    fn minute_data_and_the_default_horizon_get_the_reference_scales() {
+        let r = TimeScales::reference();
+        assert_eq!(
+            (r.bucket_ms, r.baseline_buckets, r.stale_ms, r.warm_samples, r.warm_ms),
+            (BUCKET, DAY_BUCKETS, STALE_MS, WARM_SAMPLES, WARM_MS)
+        );
+        assert_eq!((r.short_ms, r.mid_ms, r.long_ms, r.window_step_ms, r.hour_ms), (15 * MIN, HOUR, 6 * HOUR, WINDOW_STEP_MS, HOUR));
+        for step in [1_000, 15_000, 60_000, 5 * MIN] {
+            for horizon in [30 * MIN, 2 * HOUR, 6 * HOUR] {
+                let d = TimeScales::derive(step, horizon);
+                assert_eq!(d, TimeScales { step_ms: step, ..r }, "step {step} horizon {horizon}");
+                assert!(d.is_reference());
+            }
+        }
+        // A model saved before the scales were recorded loads with the reference ones.
+        let old: FeatureSchema = serde_json::from_str(r#"{"metrics":[]}"#).expect("old schema");
+        assert_eq!(old.scales, r);
+    }
+
+    #[test]
+    fn daily_data_get_windows_of_days_and_a_warm_up_it_can_reach() {
+        const DAY: i64 = 24 * HOUR;
+        let d = TimeScales::derive(DAY, 14 * DAY);
+        assert!(!d.is_reference());
+        d.validate().expect("valid");
+        assert_eq!(d.bucket_ms, DAY);
+        assert_eq!(d.short_ms, DAY);
+        assert_eq!(d.mid_ms, 6 * DAY);
+        assert_eq!(d.long_ms, 14 * DAY);
+        assert_eq!(d.stale_ms, 2 * DAY);
+        assert_eq!(d.warm_ms, 14 * DAY);
+        assert_eq!(d.warm_samples, 14);
+        assert_eq!(d.baseline_buckets, 56);
+        assert_eq!(d.warning_ms, 14 * DAY);
+        // Features of daily samples warm up within a few weeks.
+        let spec = MetricSpec { name: "m".into(), bounded: false, season_buckets: None };
+        let s = FeatureSchema { metrics: vec![spec], scales: d };
+        let mut h = HostFeatures::new(&s);
+        let mut row = vec![0.0; s.len()];
+        for day in 0..40 {
+            h.push(0, day * DAY, 1.0 + (day % 3) as f64);
+        }
+        let cov = h.write(&s, 39 * DAY, &mut row);
+        assert_eq!(cov, 1.0);
+        assert!(row[Z1H].is_finite() && row[SLOPE1H].is_finite(), "{row:?}");
+        assert!(h.has_data(40 * DAY) && !h.has_data(42 * DAY));
+        // Bad recorded scales are refused, not used.
+        assert!(TimeScales { bucket_ms: 0, ..d }.validate().is_err());
+        assert!(TimeScales { baseline_buckets: 5000, ..d }.validate().is_err());
     }
 }

@@ -19,7 +19,7 @@ use harbinger_core::{
 };
 use rayon::prelude::*;
 
-use crate::features::{FleetStats, HostFeatures, STALE_MS, fleet_fill, fleet_stats};
+use crate::features::{FleetStats, HostFeatures, fleet_fill, fleet_stats};
 use crate::model::{AlertState, Model};
 use crate::runner::event_host;
 use crate::step::{Observation, risk_step};
@@ -347,7 +347,7 @@ impl LiveScorer {
         }
         let raw_row = row.clone();
         let a = m.assess(&mut row, true);
-        let stale = !has || now.saturating_sub(at) > STALE_MS;
+        let stale = !has || now.saturating_sub(at) > m.schema.scales.stale_ms;
         let confidence = if stale { 0.0 } else { a.confidence };
         // A read: the alert state is the one the last engine tick left; nothing moves here.
         let risk = self.policy(m).risk(a.probability, a.anomaly, crit);

@@ -256,6 +256,9 @@ pub struct CardFacts {
     /// The short-horizon companion's figures on held-back data, when there is one.
     #[serde(default)]
     pub imminence: Option<ImminenceFacts>,
+    /// Failures in the training and the held-back part (absent in older models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_failures: Option<(usize, usize)>,
 }
 
 fn logistic_name() -> String {
@@ -470,6 +473,7 @@ impl Model {
     }
 
     fn check(&self) -> Result<(), String> {
+        self.schema.scales.validate()?;
         let k = self.schema.len();
         if self.prep.fill.len() != k || self.prep.mean.len() != k || self.prep.sd.len() != k {
             return Err(format!("imputation has {} columns, the schema {k}", self.prep.fill.len()));

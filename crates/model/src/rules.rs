@@ -3,7 +3,7 @@
 //! A hand-written rule set of the kind an SRE puts in front of a fleet: static thresholds
 //! on the standard metrics, and `predict_linear` on memory and disk. It runs over a dataset
 //! on the same virtual clock as [`crate::eval::evaluate`] and yields the same
-//! [`Alert`] values, so [`summarize`] and [`crate::eval::write_output`] score it by the
+//! [`Alert`] values, so [`crate::eval::summarize`] and [`crate::eval::write_output`] score it by the
 //! same contract rule.
 //!
 //! # Semantics (as Prometheus evaluates rules)
@@ -44,7 +44,7 @@ use harbinger_dataset::Dataset;
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use crate::eval::{Alert, EvalError, EvalOutput, summarize};
+use crate::eval::{Alert, EvalError, EvalOutput, summarize_within};
 use crate::runner::data_span;
 
 /// Prometheus' default lookback delta for instant vector selectors.
@@ -131,8 +131,13 @@ impl Rule {
 
     /// The rule's value at `t` over `s` (samples sorted by time), or `None` without data.
     pub fn value_at(&self, s: &SeriesSamples, t: TimestampMs) -> Option<f64> {
+        self.value_within(s, t, LOOKBACK_MS)
+    }
+
+    /// [`Rule::value_at`] with an instant selector looking back `lookback_ms`.
+    pub fn value_within(&self, s: &SeriesSamples, t: TimestampMs, lookback_ms: i64) -> Option<f64> {
         match self.expr {
-            RuleExpr::Instant => instant_value(s, t, LOOKBACK_MS),
+            RuleExpr::Instant => instant_value(s, t, lookback_ms),
             RuleExpr::PredictLinear { range_ms, horizon_ms } => predict_linear(s, t, range_ms, horizon_ms),
         }
     }
@@ -149,6 +154,9 @@ pub struct RuleSet {
     pub rules: Vec<Rule>,
     /// A host stays in the alerting state this long after its last firing rule stopped, ms.
     pub keep_firing_for_ms: i64,
+    /// How far back an instant selector looks for the latest sample, ms (Prometheus'
+    /// lookback delta, 5 min; longer for data sampled less often, e.g. daily).
+    pub lookback_ms: i64,
 }
 
 const MIN: i64 = 60_000;
@@ -171,6 +179,7 @@ impl Default for RuleSet {
                 Rule::predict_above("HostDiskWillFillIn24Hours", "disk_util", 6 * HOUR, 24 * HOUR, 1.0, f),
             ],
             keep_firing_for_ms: 30 * MIN,
+            lookback_ms: LOOKBACK_MS,
         }
     }
 }
@@ -209,6 +218,8 @@ pub enum RulesError {
 struct RawRuleSet {
     #[serde(default)]
     keep_firing_for: Option<String>,
+    #[serde(default)]
+    lookback: Option<String>,
     #[serde(default)]
     rules: Vec<RawRule>,
 }
@@ -251,6 +262,14 @@ impl RuleSet {
             Some(s) => parse_ms(s).map_err(|reason| RulesError::Top { field: "keep_firing_for", reason })?,
             None => RuleSet::default().keep_firing_for_ms,
         };
+        let lookback_ms = match &raw.lookback {
+            Some(s) => match parse_ms(s) {
+                Ok(v) if v > 0 => v,
+                Ok(_) => return Err(RulesError::Top { field: "lookback", reason: "must be longer than zero".into() }),
+                Err(reason) => return Err(RulesError::Top { field: "lookback", reason }),
+            },
+            None => LOOKBACK_MS,
+        };
         if raw.rules.is_empty() {
             return Err(RulesError::Top { field: "rules", reason: "is empty: give at least one [[rules]] table".into() });
         }
@@ -287,7 +306,7 @@ impl RuleSet {
             };
             rules.push(Rule { alert: r.alert, metric: r.metric, expr, cmp, for_ms });
         }
-        Ok(RuleSet { rules, keep_firing_for_ms })
+        Ok(RuleSet { rules, keep_firing_for_ms, lookback_ms })
     }
 }
 
@@ -377,7 +396,8 @@ impl<'a> HostRules<'a> {
     pub fn step(&mut self, t: TimestampMs, series: &[Option<&SeriesSamples>]) -> Option<Vec<usize>> {
         let mut firing = Vec::new();
         for (i, (rule, st)) in self.rules.rules.iter().zip(&mut self.states).enumerate() {
-            let cond = series.get(i).copied().flatten().and_then(|s| rule.value_at(s, t)).map(|v| rule.cmp.holds(v));
+            let cond =
+                series.get(i).copied().flatten().and_then(|s| rule.value_within(s, t, self.rules.lookback_ms)).map(|v| rule.cmp.holds(v));
             if st.step(t, cond, rule.for_ms) {
                 firing.push(i);
             }
@@ -405,11 +425,13 @@ impl<'a> HostRules<'a> {
 pub struct RulesOptions {
     /// Evaluation interval of the virtual clock.
     pub tick_ms: i64,
+    /// Warning window the alerts are scored in (the contract's 6 h by default).
+    pub warning_ms: i64,
 }
 
 impl Default for RulesOptions {
     fn default() -> Self {
-        RulesOptions { tick_ms: 60_000 }
+        RulesOptions { tick_ms: 60_000, warning_ms: crate::eval::WARNING_MS }
     }
 }
 
@@ -455,7 +477,7 @@ pub fn evaluate_rules(
         }
     }
     let (active, skipped): (Vec<Rule>, Vec<Rule>) = rules.rules.iter().cloned().partition(|r| by_key.keys().any(|(_, m)| *m == r.metric));
-    let set = RuleSet { rules: active, keep_firing_for_ms: rules.keep_firing_for_ms };
+    let set = RuleSet { rules: active, keep_firing_for_ms: rules.keep_firing_for_ms, lookback_ms: rules.lookback_ms };
     let tick = opts.tick_ms.max(1);
     let first = start.div_euclid(tick) * tick + tick;
     let done = std::sync::atomic::AtomicUsize::new(0);
@@ -491,7 +513,7 @@ pub fn evaluate_rules(
         .collect();
     let ticks = if end >= first { (end - first) / tick + 1 } else { 0 };
     let scores = u64::try_from(ticks).unwrap_or(0) * hosts.len() as u64;
-    let summary = summarize(&alerts, &ds.failures, hosts.len(), (start, end));
+    let summary = summarize_within(&alerts, &ds.failures, hosts.len(), (start, end), opts.warning_ms.max(1));
     Ok(RulesOutput {
         eval: EvalOutput { alerts, summary, scores, trace: Vec::new() },
         started_by: set.rules.into_iter().zip(counts).collect(),
@@ -688,6 +710,11 @@ mod tests {
         // A valid custom file: `below` rules and defaults for `for` and `keep_firing_for`.
         let r = RuleSet::from_toml("[[rules]]\nalert = \"LowMem\"\nmetric = \"mem_free\"\nbelow = 0.1\n").expect("valid");
         assert_eq!(r.rules[0].cmp, Comparison::Below(0.1));
-        assert_eq!((r.rules[0].for_ms, r.keep_firing_for_ms), (5 * MIN, 30 * MIN));
+        assert_eq!((r.rules[0].for_ms, r.keep_firing_for_ms, r.lookback_ms), (5 * MIN, 30 * MIN, LOOKBACK_MS));
+        // A longer lookback for daily data.
+        let daily = RuleSet::from_toml("lookback = \"2d\"\n[[rules]]\nalert = \"S\"\nmetric = \"smart_5\"\nabove = 0\nfor = \"0s\"\n")
+            .expect("valid");
+        assert_eq!(daily.lookback_ms, 2 * 24 * HOUR);
+        assert!(err("lookback = \"0s\"\n[[rules]]\nalert = \"S\"\nmetric = \"m\"\nabove = 0\n").contains("lookback"));
     }
 }

@@ -17,6 +17,26 @@ use crate::features::{FeatureSchema, HostFeatures, MetricSpec, fleet_fill, fleet
 /// bounded when all its values lie in [0, 1]; its season is found with augurs'
 /// periodogram ([`season_of`]).
 pub fn schema_of(ds: &Dataset) -> FeatureSchema {
+    schema_with(ds, crate::features::TimeScales::reference())
+}
+
+/// The dataset's sampling step: `dataset.json`'s `step_ms`, else the median gap between
+/// consecutive samples of a series (over up to 64 series), else a minute.
+pub fn step_of(ds: &Dataset) -> i64 {
+    if let Some(s) = ds.meta.as_ref().and_then(|m| m.step_ms).filter(|&s| s > 0) {
+        return s;
+    }
+    let mut gaps: Vec<i64> =
+        ds.metrics.iter().take(64).flat_map(|s| s.timestamps.windows(2).map(|w| w[1] - w[0]).filter(|&g| g > 0)).collect();
+    if gaps.is_empty() {
+        return 60_000;
+    }
+    let mid = gaps.len() / 2;
+    *gaps.select_nth_unstable(mid).1
+}
+
+/// [`schema_of`] with the given time scales (seasons are looked for in their buckets).
+pub fn schema_with(ds: &Dataset, scales: crate::features::TimeScales) -> FeatureSchema {
     let mut by: std::collections::BTreeMap<&str, (bool, Vec<&SeriesSamples>)> = std::collections::BTreeMap::new();
     for s in &ds.metrics {
         let bounded = s.values.iter().filter(|v| v.is_finite()).all(|v| (0.0..=1.0).contains(v));
@@ -31,8 +51,17 @@ pub fn schema_of(ds: &Dataset) -> FeatureSchema {
     FeatureSchema {
         metrics: by
             .into_iter()
-            .map(|(n, (b, series))| MetricSpec { name: n.to_string(), bounded: b, season_buckets: season_of(&series) })
+            .map(|(n, (b, series))| MetricSpec {
+                name: n.to_string(),
+                bounded: b,
+                season_buckets: if scales.bucket_ms == SEASON_BUCKET_MS && scales.baseline_buckets == i64::from(DAY) {
+                    season_of(&series)
+                } else {
+                    None
+                },
+            })
             .collect(),
+        scales,
     }
 }
 

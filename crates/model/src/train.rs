@@ -22,13 +22,14 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::boost::{BoostParams, Boosted};
-use crate::eval::{Alert, Summary, summarize};
+use crate::eval::{Alert, Summary, summarize_within};
+use crate::features::TimeScales;
 use crate::learn::{Calibration, Forest, ForestParams, LearnError, Logistic, Prep, average_precision, log_loss};
 use crate::model::{
     AlertState, CardFacts, Companion, FORMAT, FORMAT_VERSION, HARBINGER_VERSION, Imminence, ImminenceFacts, Learner, LearnerFigures, Model,
     RiskPolicy,
 };
-use crate::runner::{FleetRun, criticality, data_span, schema_of};
+use crate::runner::{FleetRun, criticality, data_span, schema_with, step_of};
 use crate::step::advance;
 
 /// A moment where harbinger (or an operator) acted on a host so that a failure, if one
@@ -66,8 +67,16 @@ pub struct TrainOptions {
     pub horizon_ms: i64,
     /// Spacing of feature rows.
     pub tick_ms: i64,
-    /// Share of the time span held back (latest part).
+    /// Share of the failures held back: the split time is chosen so that the latest
+    /// failures, this share of them, fall after it.
     pub holdout_share: f64,
+    /// Fewest failures each part of the split must hold.
+    pub min_part_failures: usize,
+    /// Precision the alert threshold aims for on held-back data (0.85).
+    pub target_precision: f64,
+    /// Time scales of the features; `None`: derived from the data's step and the horizon
+    /// ([`TimeScales::derive`]).
+    pub scales: Option<TimeScales>,
     /// Cap on negative training rows (sampled uniformly, seeded).
     pub max_train_negatives: usize,
     /// Seed for sampling and the forest.
@@ -133,6 +142,9 @@ impl Default for TrainOptions {
             horizon_ms: 6 * 3_600_000,
             tick_ms: 5 * 60_000,
             holdout_share: 0.3,
+            min_part_failures: 2,
+            target_precision: TARGET_PRECISION,
+            scales: None,
             max_train_negatives: 120_000,
             seed: 1,
             forest: ForestParams::default(),
@@ -161,6 +173,20 @@ pub enum TrainError {
     /// No samples.
     #[error("the dataset has no metric samples")]
     NoData,
+    /// Too few failures on one side of the split.
+    #[error("splitting {failures} failures by time leaves {train} for training and {held} held back, fewer than {min} in a part: {advice}")]
+    FewFailures {
+        /// Failures within the data.
+        failures: usize,
+        /// Before the split.
+        train: usize,
+        /// After it.
+        held: usize,
+        /// The least each part needs.
+        min: usize,
+        /// What to change.
+        advice: String,
+    },
     /// A split without failures on one side.
     #[error(
         "the {part} part of the data (split at {split_ms} ms) has no failure rows ({failures} failures in total): use a longer dataset or change --holdout"
@@ -200,6 +226,9 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
     if ds.failures.is_empty() {
         return Err(TrainError::NoFailures);
     }
+    if !(0.0..=1.0).contains(&opts.target_precision) {
+        return Err(TrainError::Options(format!("target precision {} must be in [0, 1]", opts.target_precision)));
+    }
     if !(0.05..=0.8).contains(&opts.holdout_share) || opts.tick_ms <= 0 || opts.horizon_ms < opts.tick_ms {
         return Err(TrainError::Options(format!(
             "holdout {} must be in [0.05, 0.8], tick {} ms positive and not above the horizon {} ms",
@@ -215,13 +244,20 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
         )));
     }
     let (start, end) = data_span(ds).ok_or(TrainError::NoData)?;
-    let schema = schema_of(ds);
+    let scales = match opts.scales {
+        Some(s) => {
+            s.validate().map_err(TrainError::Options)?;
+            s
+        }
+        None => TimeScales::derive(step_of(ds), opts.horizon_ms),
+    };
+    let schema = schema_with(ds, scales);
     if schema.metrics.is_empty() {
         return Err(TrainError::NoData);
     }
     let k = schema.len();
     let tick = opts.tick_ms;
-    let split = start + (((end - start) as f64 * (1.0 - opts.holdout_share)) as i64).div_euclid(tick) * tick;
+    let (split, split_failures) = split_by_failures(ds, (start, end), tick, opts)?;
 
     let mut run = FleetRun::new(ds, &schema, tick);
     let nh = run.hosts.len();
@@ -249,8 +285,17 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
     let short_h = opts.short_horizon_ms.unwrap_or(0);
 
     // Expected negatives in the training part, to pick the sampling rate.
-    let train_ticks = ((split - opts.horizon_ms - start).max(0) / tick) as f64;
-    let keep_neg = (opts.max_train_negatives as f64 / (train_ticks * nh as f64).max(1.0)).min(1.0);
+    // Hosts count from their first sample (a fleet whose hosts come and go, like drives
+    // sampled over their last days, has far fewer rows than ticks × hosts).
+    let mut first_seen = vec![i64::MAX; nh];
+    for s in &ds.metrics {
+        if let (Some(&i), Some(&t)) = (host_index.get(&s.key.host), s.timestamps.first()) {
+            first_seen[i] = first_seen[i].min(t);
+        }
+    }
+    let train_rows_expected: f64 =
+        first_seen.iter().map(|&f| ((split - opts.horizon_ms - start.max(f.min(end))).max(0) / tick) as f64).sum();
+    let keep_neg = (opts.max_train_negatives as f64 / train_rows_expected.max(1.0)).min(1.0);
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
 
     let mut xtr: Vec<f32> = Vec::new();
@@ -260,7 +305,7 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
     let mut xho: Vec<f32> = Vec::new();
     let mut ho: Vec<Holdout> = Vec::new();
     let mut censored = 0usize;
-    let warmup = start + 3_600_000;
+    let warmup = start + scales.hour_ms;
     let coverage_i = schema.coverage_index();
     let min_conf = RiskPolicy::default().min_confidence;
     let mut t = start.div_euclid(tick) * tick + tick;
@@ -427,7 +472,8 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
         Some(_) => 1.0,
         None => calibration.y.iter().copied().fold(0.0_f64, f64::max),
     };
-    let (policy, holdout_summary) = choose_threshold(&ho, &risks, &run.hosts, ds, (split, end), &base, reachable);
+    let (policy, holdout_summary) =
+        choose_threshold(&ho, &risks, &run.hosts, ds, (split, end), &base, reachable, (&scales, tick, opts.target_precision));
 
     let importance: Vec<f64> = match &learner {
         Learner::RandomForest(f) => f.importance.clone(),
@@ -469,6 +515,7 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
             pr_auc_short: *short,
             pr_auc_stacked: *stacked,
         }),
+        split_failures: Some(split_failures),
     };
     let rows = opts.keep_rows.then(|| Rows {
         names,
@@ -498,6 +545,40 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
     };
     model.version = version_of(&model);
     Ok(Trained { model, rows })
+}
+
+/// The split time: between the failure that ends the training share of the failures
+/// (`1 − holdout_share`, rounded) and the next one, on the tick grid; and the failures on
+/// each side. Refuses with advice when a side holds fewer than `min_part_failures`.
+fn split_by_failures(
+    ds: &Dataset,
+    (start, end): (TimestampMs, TimestampMs),
+    tick: i64,
+    opts: &TrainOptions,
+) -> Result<(TimestampMs, (usize, usize)), TrainError> {
+    let mut ts: Vec<TimestampMs> = ds.failures.iter().map(|f| f.timestamp).filter(|&t| t > start && t <= end + opts.horizon_ms).collect();
+    ts.sort_unstable();
+    let n = ts.len();
+    let min = opts.min_part_failures.max(1);
+    let n_train = ((n as f64 * (1.0 - opts.holdout_share)).round() as usize).clamp(1.min(n), n.saturating_sub(1));
+    let split = if n >= 2 {
+        let mid = ts[n_train - 1] + (ts[n_train] - ts[n_train - 1]) / 2;
+        // On the tick grid, and not before the first failure's own warning rows.
+        (mid.div_euclid(tick) * tick).clamp(start + tick, end)
+    } else {
+        start + (((end - start) as f64 * (1.0 - opts.holdout_share)) as i64).div_euclid(tick) * tick
+    };
+    let train = ts.iter().filter(|&&t| t < split).count();
+    let held = n - train;
+    if train < min || held < min {
+        let advice = if n < 2 * min {
+            format!("the data holds too few failures for a split ({n}); use a longer dataset or one with more failures")
+        } else {
+            format!("change --holdout (now {}) so that each part keeps at least {min}", opts.holdout_share)
+        };
+        return Err(TrainError::FewFailures { failures: n, train, held, min, advice });
+    }
+    Ok((split, (train, held)))
 }
 
 /// `score` of every row of row-major `x` (columns as in `prep`), each imputed first.
@@ -557,6 +638,7 @@ const TARGET_PRECISION: f64 = 0.85;
 /// False alarms per host-day the threshold choice allows on held-back data.
 const TARGET_FALSE_ALARMS: f64 = 0.015;
 
+#[allow(clippy::too_many_arguments)] // the held-back rows, their context and the candidates
 fn choose_threshold(
     ho: &[Holdout],
     risks: &[f64],
@@ -565,7 +647,12 @@ fn choose_threshold(
     span: (TimestampMs, TimestampMs),
     base: &RiskPolicy,
     reachable: f64,
+    (scales, tick, target_precision): (&TimeScales, i64, f64),
 ) -> (RiskPolicy, Summary) {
+    // Entry delays in the scales' unit (a minute for minute-level data); a gap of two rows
+    // (at least 10 units) ends an alert.
+    let unit = scales.unit_ms;
+    let gap = (10 * unit).max(2 * tick);
     let candidates: Vec<(f64, i64)> = (0..=34)
         .map(|i| 0.1 + 0.025 * f64::from(i))
         .filter(|&a| a <= reachable || a <= 0.1)
@@ -576,13 +663,13 @@ fn choose_threshold(
     let scored: Vec<(f64, RiskPolicy, Summary)> = candidates
         .par_iter()
         .map(|&(a, enter_min)| {
-            let policy = RiskPolicy { alert_threshold: a, clear_threshold: a * 0.6, enter_after_ms: enter_min * 60_000, ..base.clone() };
+            let policy = RiskPolicy { alert_threshold: a, clear_threshold: a * 0.6, enter_after_ms: enter_min * unit, ..base.clone() };
             let mut states = vec![AlertState::default(); hosts.len()];
             let mut last_t = vec![i64::MIN; hosts.len()];
             let mut alerts = Vec::new();
             for (h, &r) in ho.iter().zip(risks) {
                 // A gap in a host's rows (silent host) ends its alert: the risk step's rule.
-                if h.t.saturating_sub(last_t[h.host]) > 2 * 60_000 * 5 {
+                if h.t.saturating_sub(last_t[h.host]) > gap {
                     advance(&mut states[h.host], None, h.t, &policy);
                 }
                 last_t[h.host] = h.t;
@@ -590,12 +677,12 @@ fn choose_threshold(
                     alerts.push(Alert { host: hosts[h.host].clone(), timestamp: h.t, score: r });
                 }
             }
-            let s = summarize(&alerts, &ds.failures, hosts.len(), span);
+            let s = summarize_within(&alerts, &ds.failures, hosts.len(), span, scales.warning_ms);
             let rec = s.recall_predictable.unwrap_or(0.0);
             let prec = s.precision.unwrap_or(0.0);
             // Most recall at the target precision; below it, F1 (ranked after every
             // threshold that meets the target).
-            let key = if prec >= TARGET_PRECISION && s.false_alarms_per_host_day <= TARGET_FALSE_ALARMS {
+            let key = if prec >= target_precision && s.false_alarms_per_host_day <= TARGET_FALSE_ALARMS {
                 1.0 + rec
             } else if rec + prec > 0.0 {
                 2.0 * rec * prec / (rec + prec)
@@ -613,7 +700,7 @@ fn choose_threshold(
     }
     match best {
         Some((_, p, s)) => (p, s),
-        None => (base.clone(), summarize(&[], &ds.failures, hosts.len(), span)),
+        None => (base.clone(), summarize_within(&[], &ds.failures, hosts.len(), span, scales.warning_ms)),
     }
 }
 
@@ -624,6 +711,41 @@ mod tests {
 
     const MIN: i64 = 60_000;
     const DAY: i64 = 86_400_000;
+    const REF: (&TimeScales, i64, f64) = (&TimeScales::reference(), 5 * MIN, TARGET_PRECISION);
+
+    fn failures_at(days: &[i64]) -> Dataset {
+        let failures = days
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Failure { host: HostId::new(format!("h{i}")), timestamp: d * DAY, kind: "oom".into() })
+            .collect();
+        Dataset { failures, ..Dataset::default() }
+    }
+
+    /// The split holds the training share of the failures before it, the rest after, and
+    /// refuses a part with too few.
+    #[test]
+    fn the_split_follows_the_failures() {
+        let opts = TrainOptions { horizon_ms: 6 * 3_600_000, ..TrainOptions::default() };
+        // Ten failures crowded into the first days of a 30-day span: a 70 % time split
+        // would hold them all for training; the failure split puts three after it.
+        let ds = failures_at(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        let (split, parts) = split_by_failures(&ds, (0, 30 * DAY), 5 * MIN, &opts).expect("a split");
+        assert_eq!(parts, (7, 3));
+        assert!(split > 7 * DAY && split <= 8 * DAY, "{split}");
+        assert_eq!(split % (5 * MIN), 0, "on the tick grid");
+        let held = TrainOptions { holdout_share: 0.5, ..opts.clone() };
+        assert_eq!(split_by_failures(&ds, (0, 30 * DAY), 5 * MIN, &held).expect("a split").1, (5, 5));
+        // Three failures cannot give two to each part.
+        let few = failures_at(&[1, 2, 3]);
+        let err = split_by_failures(&few, (0, 30 * DAY), 5 * MIN, &opts).expect_err("too few");
+        let msg = err.to_string();
+        assert!(msg.contains("3 failures") && msg.contains("too few failures"), "{msg}");
+        // Enough failures, but a share that leaves one part short: the advice is --holdout.
+        let tiny = TrainOptions { holdout_share: 0.05, ..opts };
+        let msg = split_by_failures(&ds, (0, 30 * DAY), 5 * MIN, &tiny).expect_err("one held back").to_string();
+        assert!(msg.contains("9 for training and 1 held back") && msg.contains("--holdout"), "{msg}");
+    }
 
     /// Held-back rows, their risks, the hosts, the dataset (its failures) and the span.
     type HeldOut = (Vec<Holdout>, Vec<f64>, Vec<HostId>, Dataset, (TimestampMs, TimestampMs));
@@ -672,7 +794,7 @@ mod tests {
     fn the_threshold_is_the_most_recall_within_the_precision_and_false_alarm_targets() {
         let (ho, risks, hosts, ds, span) = held_out();
         let base = RiskPolicy::default();
-        let (p, s) = choose_threshold(&ho, &risks, &hosts, &ds, span, &base, 1.0);
+        let (p, s) = choose_threshold(&ho, &risks, &hosts, &ds, span, &base, 1.0, REF);
         // 0.325 is the lowest threshold above h2's 0.31 that still catches h1 (0.36); the
         // 10-minute delay is the shortest that lets h3's one-row spike pass.
         let a = 0.1 + 0.025 * 9.0;
@@ -693,12 +815,12 @@ mod tests {
         let base = RiskPolicy::default();
         // Only thresholds up to 0.3 are reachable: each one alerts on h2's 0.31 (precision
         // 2/3). With a delay, h3's spike passes: F1 = 0.8, against 4/6 without one.
-        let (p, s) = choose_threshold(&ho, &risks, &hosts, &ds, span, &base, 0.3);
+        let (p, s) = choose_threshold(&ho, &risks, &hosts, &ds, span, &base, 0.3, REF);
         assert_eq!((p.alert_threshold, p.enter_after_ms), (0.1, 10 * MIN), "{p:?}");
         assert_eq!((s.alerts, s.false_alarms, s.predicted), (3, 1, 2), "{s:?}");
         // Nothing reachable at all (an isotonic calibration topping out below 0.1): 0.1
         // is still tried, never a threshold no host can reach.
-        let (p, _) = choose_threshold(&ho, &risks, &hosts, &ds, span, &base, 0.05);
+        let (p, _) = choose_threshold(&ho, &risks, &hosts, &ds, span, &base, 0.05, REF);
         assert_eq!(p.alert_threshold, 0.1);
         // 0.015 false alarms per host-day over 40 host-days allows none: with h3's spike
         // outlasting every delay, no candidate meets the targets, and the best F1 (0.8:
@@ -709,7 +831,7 @@ mod tests {
                 *r = 0.9;
             }
         }
-        let (p, s) = choose_threshold(&ho, &risks, &hosts, &ds, span, &base, 1.0);
+        let (p, s) = choose_threshold(&ho, &risks, &hosts, &ds, span, &base, 1.0, REF);
         assert_eq!((p.alert_threshold, p.enter_after_ms), (0.1 + 0.025 * 9.0, 0), "{p:?}");
         assert_eq!((s.alerts, s.false_alarms, s.predicted), (3, 1, 2), "{s:?}");
     }

@@ -236,6 +236,8 @@ fn eval_trace_matches_the_alerts() {
                 assert!(p.alerting, "{} not alerting at {} after alert at {}", a.host, next, a.timestamp);
                 checked += 1;
             }
+            // A host that failed right after its alert is silent at the next traced step.
+            None if ds.failures.iter().any(|f| f.host == a.host && f.timestamp > a.timestamp && f.timestamp <= next) => {}
             None => assert!(next > last_traced, "{} has no trace point at {next}, after its alert at {}", a.host, a.timestamp),
         }
     }
