@@ -70,8 +70,22 @@ const RSS_EVERY: Duration = Duration::from_secs(1);
 /// whichever is larger.
 const FLAT_SHARE: f64 = 0.20;
 const FLAT_MIB: f64 = 30.0;
-/// The warm-up whose end RSS the rule compares with; runs under twice as long are not judged.
+/// The shortest warm-up whose end RSS the rule compares with; runs under twice the
+/// warm-up are not judged.
 const WARMUP: Duration = Duration::from_secs(60);
+/// The longest time-bounded state of the server: the scorer's and the store's 6 h windows.
+/// The warm-up lasts until the server's clock has covered it (see [`warmup`]).
+const FILL: Duration = Duration::from_secs(6 * 3600);
+
+/// The warm-up at `--speed`: [`WARMUP`], or the wall time the server's clock takes to
+/// cover [`FILL`] plus 30 s, whichever is longer.
+fn warmup(speed: u32) -> Duration {
+    WARMUP.max(FILL / speed.max(1) + Duration::from_secs(30))
+}
+
+/// The clock the soak stamps samples with: the wall clock, or (`--speed`) the same sped-up
+/// clock the server runs on.
+static CLOCK: std::sync::OnceLock<harbinger_core::ScaledClock> = std::sync::OnceLock::new();
 
 /// The configuration the soak runs the server with (everything else at its default).
 #[derive(Clone, Copy, Debug, serde::Serialize)]
@@ -235,7 +249,10 @@ impl Stats {
 }
 
 fn now_ms() -> i64 {
-    harbinger_core::Clock::now_ms(&harbinger_core::SystemClock)
+    match CLOCK.get() {
+        Some(c) => harbinger_core::Clock::now_ms(c),
+        None => harbinger_core::Clock::now_ms(&harbinger_core::SystemClock),
+    }
 }
 
 /// One series of a write request.
@@ -751,7 +768,8 @@ struct Server {
 }
 
 impl Server {
-    async fn start(limits: SoakLimits) -> anyhow::Result<Self> {
+    /// `clock`: (origin, speed) of a sped-up server clock.
+    async fn start(limits: SoakLimits, clock: Option<(i64, u32)>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("harbinger-soak-").tempdir()?;
         let config = dir.path().join("soak.toml");
         std::fs::write(&config, limits.toml(&dir.path().join("data")))?;
@@ -759,11 +777,13 @@ impl Server {
         let (hp, gp) = (free_port()?, free_port()?);
         let (http, grpc) = (format!("127.0.0.1:{hp}"), format!("127.0.0.1:{gp}"));
         let exe = std::env::current_exe()?;
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.arg("--config").arg(&config).args(["--log-level", "warn", "serve", "--http-addr", &http, "--grpc-addr", &grpc]);
+        if let Some((origin, speed)) = clock {
+            cmd.args(["--clock-speed", &speed.to_string(), "--clock-origin-ms", &origin.to_string()]);
+        }
         // Run where no `models/default` is: the built-in default model.
-        let child = tokio::process::Command::new(exe)
-            .arg("--config")
-            .arg(&config)
-            .args(["--log-level", "warn", "serve", "--http-addr", &http, "--grpc-addr", &grpc])
+        let child = cmd
             .current_dir(dir.path())
             .env_remove("HARBINGER_CONFIG")
             .stdin(std::process::Stdio::null())
@@ -824,7 +844,12 @@ pub async fn run(a: &BenchSoakArgs) -> anyhow::Result<()> {
     let limits = SoakLimits::for_hosts(a.hosts);
     let (big_samples, big_wire, big_decoded) = size_big_body(limits.max_body_bytes);
 
-    let mut server = Server::start(limits).await?;
+    let clock = (a.speed > 1).then(|| (harbinger_core::Clock::now_ms(&harbinger_core::SystemClock), a.speed));
+    if let Some((origin, speed)) = clock {
+        anyhow::ensure!(CLOCK.set(harbinger_core::ScaledClock::new(origin, speed)).is_ok(), "the soak clock is already set");
+    }
+    let warmup = warmup(a.speed);
+    let mut server = Server::start(limits, clock).await?;
     let http = reqwest::Client::builder().timeout(CALL_TIMEOUT).pool_max_idle_per_host(16).build()?;
     let base = format!("http://{}", server.http);
     until("harbinger serve to be ready", Duration::from_secs(60), || {
@@ -939,7 +964,7 @@ pub async fn run(a: &BenchSoakArgs) -> anyhow::Result<()> {
     let rss = rss.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let mut rows = rows.lock().unwrap_or_else(PoisonError::into_inner).clone();
     rows.extend(last_row);
-    let memory = Memory::judge(&rss, end_rss, duration);
+    let memory = Memory::judge(&rss, end_rss, duration, warmup);
     let stats = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
     let (requests, unexpected) = stats.totals();
     let kinds = Kind::ALL.iter().map(|k| KindReport::of(*k, &stats)).collect();
@@ -978,7 +1003,8 @@ pub async fn run(a: &BenchSoakArgs) -> anyhow::Result<()> {
         unexpected,
         kinds,
         memory,
-        memory_rule: memory_rule(),
+        memory_rule: memory_rule(warmup),
+        speed: a.speed,
         crashed,
         stop: stopped,
         stop_s,
@@ -1016,8 +1042,8 @@ struct Memory {
 
 impl Memory {
     /// `rss`: (s since the start, MiB) every second; `end`: the RSS once the load is over.
-    fn judge(rss: &[(f64, f64)], end: Option<f64>, duration: Duration) -> Self {
-        let warmup = WARMUP.as_secs_f64();
+    fn judge(rss: &[(f64, f64)], end: Option<f64>, duration: Duration, warmup_for: Duration) -> Self {
+        let warmup = warmup_for.as_secs_f64();
         let (warmup_s, after) = rss.iter().find(|(t, _)| *t >= warmup).or(rss.last()).copied().unwrap_or((0.0, f64::NAN));
         let end_v = end.unwrap_or(f64::NAN);
         let peak = rss.iter().map(|r| r.1).chain(end).fold(f64::NAN, f64::max);
@@ -1027,7 +1053,7 @@ impl Memory {
         let (mt, mr) = (tail.iter().map(|p| p.0).sum::<f64>() / n, tail.iter().map(|p| p.1).sum::<f64>() / n);
         let (sxy, sxx) = tail.iter().fold((0.0, 0.0), |(sxy, sxx), (t, r)| (sxy + (t - mt) * (r - mr), sxx + (t - mt) * (t - mt)));
         let trend = if tail.len() >= 10 && sxx > 0.0 { sxy / sxx * 60.0 } else { f64::NAN };
-        let judged = duration >= WARMUP * 2 && end.is_some();
+        let judged = duration >= warmup_for * 2 && end.is_some();
         Memory {
             warmup_s,
             after_warmup_mib: after,
@@ -1103,6 +1129,8 @@ struct Report {
     kinds: Vec<KindReport>,
     memory: Memory,
     memory_rule: String,
+    /// How many times as fast as the wall clock the server's clock (and the samples' stamps) ran.
+    speed: u32,
     crashed: bool,
     stop: String,
     stop_s: f64,
@@ -1120,7 +1148,7 @@ impl Report {
             "`harbinger serve` as a child process on a fresh data directory with the built-in default model and \
              `http.max_body_bytes = {}` (1 MiB), `http.header_timeout = \"{}s\"`, `store.max_series = {}`; everything else at its default. \
              Driven open-loop at {} requests/s for {:.0} s (seed {}), {} valid hosts; large valid bodies are {} hosts x 8 metrics x {} samples \
-             1 ms apart, {:.0} KiB snappy decoding to {:.1} MiB. Latencies are those of expected answers, from the request sent to the answer read.  ",
+             1 ms apart, {:.0} KiB snappy decoding to {:.1} MiB. Latencies are those of expected answers, from the request sent to the answer read.  {}",
             l.max_body_bytes,
             l.header_timeout_s,
             l.max_series,
@@ -1131,7 +1159,18 @@ impl Report {
             BIG_HOSTS,
             b.samples_per_series,
             b.wire_bytes as f64 / 1024.0,
-            b.decoded_bytes as f64 / (1024.0 * 1024.0)
+            b.decoded_bytes as f64 / (1024.0 * 1024.0),
+            if self.speed > 1 {
+                format!(
+                    "\nClock: the server's clock and the samples' stamps ran {}x as fast as the wall clock (`--speed {}`, `serve --clock-speed`), \
+                     so the run covered {:.1} h of server time.  ",
+                    self.speed,
+                    self.speed,
+                    self.elapsed_s * f64::from(self.speed) / 3600.0
+                )
+            } else {
+                String::new()
+            }
         );
         println!("Memory rule: {}.\n", self.memory_rule);
         println!("| check | result |\n|---|---|");
@@ -1145,8 +1184,8 @@ impl Report {
         match m.flat {
             Some(flat) => println!("| memory flat (end ≤ {:.1} MiB) | **{}** |", m.allowed, if flat { "yes" } else { "no" }),
             None => println!(
-                "| memory flat | not judged (a run under {:.0} min has no steady state to compare) |",
-                (WARMUP * 2).as_secs_f64() / 60.0
+                "| memory flat | not judged (a run under twice the warm-up, {:.1} min, has no steady state to compare) |",
+                m.warmup_s * 2.0 / 60.0
             ),
         }
         println!(
@@ -1201,14 +1240,16 @@ impl Report {
     }
 }
 
-fn memory_rule() -> String {
+fn memory_rule(warmup: Duration) -> String {
     format!(
-        "flat when the server's RSS at the end is at most its RSS after the first {:.0} s (the warm-up) plus the larger of {:.0} % and {:.0} MiB; \
-         judged on runs of {:.0} min or more",
+        "flat when the server's RSS at the end is at most its RSS after the first {:.0} s (the warm-up: at least {:.0} s, and until the server's \
+         clock has covered its longest windows, {:.0} h) plus the larger of {:.0} % and {:.0} MiB; judged on runs of {:.1} min or more",
+        warmup.as_secs_f64(),
         WARMUP.as_secs_f64(),
+        FILL.as_secs_f64() / 3600.0,
         FLAT_SHARE * 100.0,
         FLAT_MIB,
-        (WARMUP * 2).as_secs_f64() / 60.0
+        (warmup * 2).as_secs_f64() / 60.0
     )
 }
 

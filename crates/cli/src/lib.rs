@@ -165,14 +165,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Whatever the command reports, with context.
 pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(_) => {
+        Command::Serve(a) => {
             let rt = runtime()?;
             // The signal handlers need the runtime, and must be in place before serving starts.
             let stop = {
                 let _in_runtime = rt.enter();
                 serve::shutdown_signal()
             };
-            rt.block_on(serve::run(cfg, stop))
+            let clock: std::sync::Arc<dyn harbinger_core::Clock> = match a.clock_speed {
+                Some(speed) => {
+                    let origin = a.clock_origin_ms.unwrap_or_else(|| harbinger_core::Clock::now_ms(&harbinger_core::SystemClock));
+                    tracing::warn!(speed, origin, "the server's clock runs sped up (--clock-speed): for soak runs only");
+                    std::sync::Arc::new(harbinger_core::ScaledClock::new(origin, speed))
+                }
+                None => std::sync::Arc::new(harbinger_core::SystemClock),
+            };
+            rt.block_on(serve::run_with_clock(cfg, clock, stop))
         }
         Command::Ingest(a) => runtime()?.block_on(ingest::run(&cfg, &a)),
         Command::Synth(a) => synth::run(&a),

@@ -227,9 +227,12 @@ fn export_circuits(circuits: Vec<harbinger_actuate::layers::CircuitHandle>, tele
 /// embedded change-risk model, recording the changes it applies and rolls back in `events`
 /// (as `harbinger apply` does); `None` (logged) when it cannot be opened: the server then
 /// runs without it and `ChangeService` answers UNAVAILABLE (health NOT_SERVING).
-fn open_change_engine(cfg: &Config, events: Arc<dyn harbinger_core::EventStore>) -> Option<Arc<harbinger_change::ChangeEngine>> {
+fn open_change_engine(
+    cfg: &Config,
+    events: Arc<dyn harbinger_core::EventStore>,
+    clock: Arc<dyn harbinger_core::Clock>,
+) -> Option<Arc<harbinger_change::ChangeEngine>> {
     let model = harbinger_change::risk::ChangeRiskModel::embedded_default();
-    let clock = Arc::new(harbinger_core::SystemClock);
     match harbinger_change::ChangeEngine::open(
         &cfg.data_dir,
         model,
@@ -269,7 +272,25 @@ fn tls_identity(cfg: &Config) -> anyhow::Result<Option<tonic::transport::Identit
 /// The store cannot be opened, an address cannot be bound, the TLS files cannot be read,
 /// or a server fails.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let store = Arc::new(crate::open_store(&cfg)?);
+    run_with_clock(cfg, Arc::new(harbinger_core::SystemClock), shutdown).await
+}
+
+/// [`run`] on the given clock: the store's retention and future allowance, the scorer,
+/// the engine and the change engine all read it (`serve --clock-speed` passes a sped-up
+/// wall clock for soak runs).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with_clock(
+    cfg: Config,
+    clock: Arc<dyn harbinger_core::Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let mut store_cfg = crate::store_config(&cfg);
+    store_cfg.clock = clock.clone();
+    let store = Arc::new(
+        harbinger_store::EmbeddedStore::open(store_cfg).with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?,
+    );
     let stores = Stores::from_backend(store.clone());
     let strict_hosts = if cfg.http.strict_hosts {
         let hosts = store.hosts().await?;
@@ -282,7 +303,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     let telemetry = Arc::new(Telemetry::new());
     let parts = PipelineParts {
         stores: stores.clone(),
-        clock: Arc::new(harbinger_core::SystemClock),
+        clock: clock.clone(),
         actuator: actuator(&cfg, &telemetry)?,
         telemetry: telemetry.clone(),
         engine: EngineConfig {
@@ -303,7 +324,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     state.protect_reads = cfg.auth.protect_reads;
     state.rollouts_dir = Some(cfg.data_dir.join("rollouts"));
 
-    let change_engine = open_change_engine(&cfg, stores.events.clone());
+    let change_engine = open_change_engine(&cfg, stores.events.clone(), clock);
     let mut grpc = harbinger_grpc::GrpcState::new(stores, scorer.clone(), telemetry);
     grpc.strict_hosts = strict_hosts;
     grpc.engine = Some(engine.clone());

@@ -28,7 +28,7 @@ pub mod sample;
 pub mod shadow;
 pub mod store;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, ScaledClock, SystemClock};
 pub use event::{Event, EventError, EventKind};
 pub use ids::{DeploymentId, HostId, MetricName, ResourceId, SeriesKey, ShadowId, TimestampMs};
 pub use inventory::{Failure, Host, InventoryError, Resource};
