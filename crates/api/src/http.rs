@@ -49,8 +49,14 @@ pub struct AppState {
     /// The engine (shadows, alerts). `None`: the shadow and alert routes answer 503.
     pub engine: Option<Engine>,
     /// Remote-write bodies decoded at once (snappy + protobuf, on blocking threads so the
-    /// async threads keep answering); a request finding none free gets 429.
+    /// async threads keep answering). A request finding none free waits for one (at most
+    /// [`DECODE_WAIT`]) if fewer than `decode_waiters` already wait; otherwise it gets 429.
     pub decode_permits: Arc<tokio::sync::Semaphore>,
+    /// How many remote-write requests may wait for a decoding slot (each holds its body,
+    /// at most `max_body_bytes`, while it waits).
+    pub decode_waiters: usize,
+    /// Requests waiting for a decoding slot now.
+    pub decode_waiting: Arc<std::sync::atomic::AtomicUsize>,
     /// The body timeout [`serve_with`] applies (for the 408's message).
     pub body_timeout: std::time::Duration,
     /// Where rollout records are (`<dir>/<id>.json`, written by `harbinger rollout run`);
@@ -61,6 +67,33 @@ pub struct AppState {
 /// Default number of remote-write bodies decoded at once: the machine's cores.
 pub fn default_decode_permits() -> usize {
     std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+}
+
+/// The longest a remote-write request waits for a decoding slot before its 429.
+pub const DECODE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Counts a waiting request in `decode_waiting` until dropped (also when the client goes
+/// away while it waits).
+struct Waiting(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A decoding slot: one free now, or one freed within [`DECODE_WAIT`] if the waiting room
+/// (`decode_waiters`) has space; `None` means 429.
+async fn decode_slot(state: &AppState) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    if let Ok(p) = state.decode_permits.clone().try_acquire_owned() {
+        return Some(p);
+    }
+    if state.decode_waiting.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= state.decode_waiters {
+        state.decode_waiting.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        return None;
+    }
+    let _waiting = Waiting(state.decode_waiting.clone());
+    tokio::time::timeout(DECODE_WAIT, state.decode_permits.clone().acquire_owned()).await.ok()?.ok()
 }
 
 impl AppState {
@@ -77,6 +110,8 @@ impl AppState {
             protect_reads: false,
             engine: None,
             decode_permits: Arc::new(tokio::sync::Semaphore::new(default_decode_permits())),
+            decode_waiters: 4 * default_decode_permits(),
+            decode_waiting: Arc::default(),
             body_timeout: HttpTimeouts::default().body,
             rollouts_dir: None,
         }
@@ -582,7 +617,7 @@ async fn remote_write_handler(
     let max_decoded = state.max_body_bytes.saturating_mul(8);
     // Decompression and decoding are CPU work of up to `max_decoded` bytes: on a blocking
     // thread, at most `decode_permits` at once, so /healthz and reads stay responsive.
-    let Ok(permit) = state.decode_permits.clone().try_acquire_owned() else {
+    let Some(permit) = decode_slot(&state).await else {
         count_request_rejection(&state, "busy");
         return Err(ApiError::Busy);
     };

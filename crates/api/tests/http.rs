@@ -281,6 +281,7 @@ async fn remote_write_decoding_is_bounded_and_excess_gets_429() {
     let mut state = AppState::new(Stores::from_backend(store.clone()), Arc::new(Telemetry::new()), 1 << 20);
     let permits = Arc::new(tokio::sync::Semaphore::new(1));
     state.decode_permits = permits.clone();
+    state.decode_waiters = 0;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/api/v1/write", listener.local_addr().expect("addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -306,6 +307,51 @@ async fn remote_write_decoding_is_bounded_and_excess_gets_429() {
     let r = send().await.expect("send");
     assert_eq!(r.status(), 204);
     assert_eq!(store.series().await.expect("series"), vec![SeriesKey::new("h1", "cpu")]);
+    assert_eq!(permits.available_permits(), 1, "the slot is given back");
+    let _sent = tx.send(());
+    task.await.expect("join").expect("server ran cleanly");
+}
+
+#[tokio::test]
+async fn a_remote_write_waits_for_a_decoding_slot_while_the_waiting_room_has_space() {
+    let store = Arc::new(MemoryStore::new(Limits::default()));
+    let mut state = AppState::new(Stores::from_backend(store.clone()), Arc::new(Telemetry::new()), 1 << 20);
+    let permits = Arc::new(tokio::sync::Semaphore::new(1));
+    state.decode_permits = permits.clone();
+    state.decode_waiters = 1;
+    let waiting = state.decode_waiting.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/api/v1/write", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(harbinger_api::serve(listener, state, async move {
+        let _stop = rx.await;
+    }));
+    let client = reqwest::Client::new();
+    let send = |host: &'static str| {
+        client
+            .post(&url)
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .body(req(&[(host, "cpu", &[(1_000, 0.5)])]))
+            .send()
+    };
+    let held = permits.clone().try_acquire_owned().expect("the one slot");
+    // The first request waits in the one place of the waiting room...
+    let first = tokio::spawn(send("h1"));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while waiting.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the first request never waited");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // ...so the second finds it full: 429 at once.
+    let r = send("h2").await.expect("send");
+    assert_eq!(r.status(), 429);
+    // The slot comes free well within the wait: the first is decoded and stored.
+    drop(held);
+    let r = first.await.expect("join").expect("send");
+    assert_eq!(r.status(), 204);
+    assert_eq!(store.series().await.expect("series"), vec![SeriesKey::new("h1", "cpu")]);
+    assert_eq!(waiting.load(std::sync::atomic::Ordering::SeqCst), 0, "nobody waits any more");
     assert_eq!(permits.available_permits(), 1, "the slot is given back");
     let _sent = tx.send(());
     task.await.expect("join").expect("server ran cleanly");

@@ -1,8 +1,8 @@
 //! The code behind every in-process figure of BENCHMARKS.md runs in the suite: each
 //! `harbinger bench` subcommand that needs no outside peer, on tiny inputs. Figures are not
 //! checked (timing belongs to the benchmarks); the section must come out complete.
-//! (`bench failover` is the demo's code, run by `tests/demo.rs`; `bench grpc` and
-//! `bench ingest` against peers are run by their scripts.)
+//! (`bench failover` is the demo's code, run by `tests/demo.rs`; the peers of `bench grpc`
+//! and `bench ingest` are run by their scripts: here each runs harbinger's side alone.)
 
 mod common;
 
@@ -93,4 +93,66 @@ fn bench_soak_drives_every_kind_and_reports_memory_and_outcomes() {
     assert!(out.lines().skip(header + 2).take_while(|l| l.starts_with('|')).count() >= 3, "{out}");
     // Progress on stderr every interval.
     assert!(err.contains("soak ") && err.contains("MiB"), "{err}");
+}
+
+#[test]
+fn bench_ingest_reports_parquet_decode_and_http_figures() {
+    let (code, out, err) = run(&[
+        "--log-level",
+        "warn",
+        "bench",
+        "ingest",
+        "--hosts",
+        "2",
+        "--days",
+        "0.2",
+        "--requests",
+        "16",
+        "--series-per-request",
+        "20",
+        "--runs",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("16 requests x 20 series x 1 samples (320 samples"), "{out}");
+    for figure in ["Parquet read + validate + store", "remote-write decode + store, 1 thread", "remote-write over HTTP, harbinger"] {
+        assert!(number(row(&out, figure)[0]) > 0.0, "{figure}: {out}");
+    }
+}
+
+#[test]
+fn bench_grpc_scores_the_stored_hosts_with_no_failed_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("harbinger.toml");
+    std::fs::write(&config, format!("data_dir = {:?}\n", dir.path().join("data").display().to_string())).expect("config");
+    let fleet = dir.path().join("fleet");
+    let fleet_s = fleet.display().to_string();
+    let (code, out, err) = run(&["--log-level", "warn", "synth", "--hosts", "12", "--days", "1", "--seed", "3", "--out", &fleet_s]);
+    assert_eq!(code, 0, "{out}{err}");
+    let config_s = config.display().to_string();
+    let (code, out, err) = run(&["--config", &config_s, "--log-level", "warn", "ingest", "--data", &fleet_s]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(&[
+        "--config",
+        &config_s,
+        "--log-level",
+        "warn",
+        "bench",
+        "grpc",
+        "--seconds",
+        "0.3",
+        "--runs",
+        "1",
+        "--rate",
+        "50",
+        "--batch",
+        "5",
+        "--concurrency",
+        "2",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Workload: 12 hosts,"), "{out}");
+    assert!(number(row(&out, "Ping (empty RPC), the ceiling")[0]) > 0.0, "{out}");
+    assert!(number(row(&out, "ScoreHosts, batches of 5")[0]) > 0.0, "{out}");
+    assert_eq!(row(&out, "ScoreHosts 1 host at 50 req/s: failed requests")[0], "0 [0]", "{out}");
 }
