@@ -254,6 +254,14 @@ fn open_change_engine(
     }
 }
 
+/// Entries of the remote-write series cache: twice `store.max_series` (at least 4,096, at
+/// most 2^20). The cache only saves work for series the store takes, so label sets the
+/// series limit refuses (a client inventing hosts) fill it to this and clear it, rather
+/// than growing it to a million entries.
+pub fn series_cache_entries(max_series: usize) -> usize {
+    max_series.saturating_mul(2).clamp(4_096, 1 << 20)
+}
+
 /// Reads the TLS certificate and key named by `grpc.tls_cert`/`grpc.tls_key`.
 fn tls_identity(cfg: &Config) -> anyhow::Result<Option<tonic::transport::Identity>> {
     let Some(tls) = &cfg.grpc.tls else { return Ok(None) };
@@ -317,6 +325,7 @@ pub async fn run_with_clock(
     let Pipeline { scorer, no_model_reason, engine, .. } = pipeline(&cfg, parts).await?;
 
     let mut state = AppState::new(stores.clone(), telemetry.clone(), cfg.http.max_body_bytes);
+    state.series_cache = Arc::new(harbinger_ingest::remote_write::SeriesCache::new(series_cache_entries(cfg.store.max_series)));
     state.engine = Some(engine.clone());
     state.strict_hosts = strict_hosts.clone();
     state.scorer = scorer.clone();

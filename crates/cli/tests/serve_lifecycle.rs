@@ -142,3 +142,45 @@ fn serve_with_no_configuration_in_an_empty_directory_scores_with_the_built_in_mo
     assert!(s.stderr().contains("serving the built-in default model"), "{}", s.stderr());
     assert_eq!(s.terminate(), 0);
 }
+
+#[test]
+fn label_sets_refused_by_the_series_limit_do_not_grow_the_series_cache_past_twice_the_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = common::Serve::command(&dir.path().join("data"), &[]);
+    cmd.env("HARBINGER_STORE_MAX_SERIES", "10");
+    let s = common::Serve::spawn(cmd, false);
+    // 6,000 distinct hosts: 10 series are stored, the rest refused by the limit.
+    for batch in 0..60 {
+        use harbinger_ingest::remote_write::{encode, prompb};
+        let body = encode(&prompb::WriteRequest {
+            timeseries: (0..100)
+                .map(|i| prompb::TimeSeries {
+                    labels: vec![
+                        prompb::Label { name: "__name__".into(), value: "cpu_util".into() },
+                        prompb::Label { name: "instance".into(), value: format!("invented-{batch:03}-{i:03}") },
+                    ],
+                    samples: vec![prompb::Sample { timestamp: common::now_ms(), value: 0.5 }],
+                })
+                .collect(),
+        });
+        let (code, body) = common::post(
+            &format!("{}/api/v1/write", s.url),
+            &[("content-encoding", "snappy"), ("content-type", "application/x-protobuf")],
+            body,
+        );
+        assert!(code == 204 || code == 400, "{code} {body}");
+    }
+    let (code, metrics) = common::get(&format!("{}/metrics", s.url));
+    assert_eq!(code, 200);
+    let gauge = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+    };
+    assert_eq!(gauge("harbinger_store_series "), 10.0);
+    let entries = gauge("harbinger_remote_write_cache_entries ");
+    assert!(entries <= f64::from(harbinger_cli::serve::series_cache_entries(10) as u32), "{entries} cached label sets");
+    assert!(entries > 0.0, "the cache is used");
+    assert_eq!(s.terminate(), 0);
+}
