@@ -7,6 +7,7 @@ addresses: python3 tests/python/test_grpc_client.py --grpc HOST:PORT --token TOK
 
 import argparse
 import json
+import math
 import pathlib
 import sys
 import tempfile
@@ -47,7 +48,13 @@ class GrpcClientTest(unittest.TestCase):
                 self.assertLessEqual(v, 1.0)
             self.assertGreater(x.horizon_ms, 0)
             self.assertEqual(x.model_version, r.model_version)
-            self.assertTrue(x.factors, "top factors are named")
+            # Top factors name what drives the score with the value seen. The sample fleet
+            # is older than the store's retention: a host without recent data has none.
+            if x.confidence == 0.0:
+                self.assertEqual(list(x.factors), [], "no recent data, no factors")
+            else:
+                self.assertTrue(x.factors, "top factors are named")
+                self.assertTrue(all(math.isfinite(f.value) for f in x.factors))
 
     def test_explain_host_has_every_factor(self):
         e = self.anon.explain_host("h003")

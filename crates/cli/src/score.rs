@@ -45,6 +45,25 @@ fn fmt_horizon(ms: i64) -> String {
     if ms % 3_600_000 == 0 { format!("{}h", ms / 3_600_000) } else { format!("{}m", ms / 60_000) }
 }
 
+/// One factor as `name=value (+contribution)`; a value that was not seen (NaN: the input
+/// was missing) reads `missing`, never a number.
+fn factor_text(f: &pb::Factor) -> String {
+    if f.value.is_finite() {
+        format!("{}={:.3} ({:+.2})", f.name, f.value, f.contribution)
+    } else {
+        format!("{}=missing ({:+.2})", f.name, f.contribution)
+    }
+}
+
+/// The top factors of a host, or why there are none: a host without recent data
+/// (confidence 0) has nothing seen that could drive its score.
+fn factors_cell(h: &pb::HostRisk) -> String {
+    if h.factors.is_empty() {
+        return if h.confidence > 0.0 { "-".into() } else { "no recent data".into() };
+    }
+    h.factors.iter().take(3).map(factor_text).collect::<Vec<_>>().join(", ")
+}
+
 /// The scores as an aligned text table, then the model version.
 pub fn table(r: &pb::ScoreHostsResponse) -> String {
     let mut rows = vec![[
@@ -59,8 +78,7 @@ pub fn table(r: &pb::ScoreHostsResponse) -> String {
         "top factors".into(),
     ]];
     for h in &r.risks {
-        let factors =
-            h.factors.iter().take(3).map(|f| format!("{}={:.3} ({:+.2})", f.name, f.value, f.contribution)).collect::<Vec<_>>().join(", ");
+        let factors = factors_cell(h);
         rows.push([
             h.host.clone(),
             format!("{:.3}", h.risk),
@@ -93,7 +111,8 @@ pub fn json(r: &pb::ScoreHostsResponse) -> serde_json::Value {
                 "host": h.host, "at_ms": h.at_ms, "risk": h.risk, "failure_probability": h.failure_probability,
                 "horizon_ms": h.horizon_ms, "anomaly": h.anomaly, "confidence": h.confidence,
                 "criticality": h.criticality, "alerting": h.alerting, "model_version": h.model_version,
-                "factors": h.factors.iter().map(|f| serde_json::json!({"name": f.name, "value": f.value, "contribution": f.contribution})).collect::<Vec<_>>(),
+                // A missing value (NaN) is `null`.
+                "factors": h.factors.iter().map(|f| serde_json::json!({"name": f.name, "value": f.value.is_finite().then_some(f.value), "contribution": f.contribution})).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -151,6 +170,40 @@ mod tests {
         assert!(lines[1].ends_with("yes       mem_util.tte_h=3.250 (+1.41)"), "{t}");
         assert_eq!(lines[2], "model m-1");
         assert_eq!(json(&r)["risks"][0]["factors"][0]["name"], "mem_util.tte_h");
+    }
+
+    #[test]
+    fn missing_values_and_hosts_without_recent_data_are_named_not_zeroed() {
+        let host = |name: &str, confidence: f64, factors: Vec<pb::Factor>| pb::HostRisk {
+            host: name.into(),
+            confidence,
+            factors,
+            horizon_ms: 3_600_000,
+            ..Default::default()
+        };
+        let r = pb::ScoreHostsResponse {
+            risks: vec![
+                host("h001", 0.0, vec![]),
+                host(
+                    "h002",
+                    0.6,
+                    vec![
+                        pb::Factor { name: "mem_util.z1h".into(), value: 2.5, contribution: 0.8 },
+                        pb::Factor { name: "temperature_c.max1h".into(), value: f64::NAN, contribution: 0.17 },
+                    ],
+                ),
+            ],
+            model_version: "m-1".into(),
+        };
+        let t = table(&r);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[1].starts_with("h001 ") && lines[1].ends_with("no recent data"), "{t}");
+        assert!(lines[2].ends_with("mem_util.z1h=2.500 (+0.80), temperature_c.max1h=missing (+0.17)"), "{t}");
+        assert!(!t.contains("=0.000"), "{t}");
+        let j = json(&r);
+        assert_eq!(j["risks"][0]["factors"], serde_json::json!([]));
+        assert_eq!(j["risks"][1]["factors"][0]["value"], 2.5);
+        assert!(j["risks"][1]["factors"][1]["value"].is_null(), "{j}");
     }
 
     #[test]

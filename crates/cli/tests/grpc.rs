@@ -63,6 +63,9 @@ fn score_prints_a_table_json_and_the_status_of_a_bad_request() {
     assert!(lines[0].starts_with("host  risk"), "{out}");
     assert!(lines[1].starts_with("h001 ") && lines[2].starts_with("h007 "), "{out}");
     assert!(lines[3].starts_with("model "), "{out}");
+    for l in &lines[1..3] {
+        assert!(l.ends_with("no recent data") || l.contains('='), "a host's factors, or why it has none: {out}");
+    }
 
     let (code, out, err) = run(&["score", "--addr", &s.grpc, "--json", "h003"]);
     assert_eq!(code, 0, "{err}");
@@ -74,7 +77,15 @@ fn score_prints_a_table_json_and_the_status_of_a_bad_request() {
         assert!((0.0..=1.0).contains(&x), "{field} = {x} in {out}");
     }
     assert!(r["horizon_ms"].as_i64().is_some_and(|h| h > 0), "{out}");
-    assert!(r["factors"].as_array().is_some_and(|f| !f.is_empty()), "top factors named: {out}");
+    // Top factors name what drives the score with the value seen. The sample fleet is
+    // older than the store's retention (its samples are refused as too old): a host
+    // without recent data has confidence 0 and no factors, never made-up `0.000` values.
+    let factors = r["factors"].as_array().expect("factors");
+    if r["confidence"].as_f64() == Some(0.0) {
+        assert!(factors.is_empty(), "no recent data, no factors: {out}");
+    } else {
+        assert!(!factors.is_empty() && factors.iter().all(|f| f["value"].is_f64()), "top factors named with their values: {out}");
+    }
     assert_eq!(v["model_version"], r["model_version"]);
 
     let (code, out, err) = run(&["score", "--addr", &s.grpc, "h001", "no-such-host"]);

@@ -17,7 +17,8 @@ use crate::{Event, HostId, SampleBatch, TimestampMs};
 pub struct Factor {
     /// Feature name, e.g. `mem_util.tte_h` or `deploy.since_h`.
     pub name: String,
-    /// The feature's value for this host at this moment (after imputation).
+    /// The value seen for this host at this moment; NaN when the input was missing (only
+    /// in a full explanation, never among the top factors).
     pub value: f64,
     /// Contribution to the failure log-odds; the list is sorted by |contribution|.
     pub contribution: f64,

@@ -251,18 +251,63 @@ pub const HOST_FEATURES: [&str; 14] = [
     "host.max1h_up",
     "host.deviating",
 ];
-const Z1H: usize = 2;
-const TTE: usize = 9;
-const ANOM: usize = 10;
-const Z15: usize = 1;
-const SLOPE1H: usize = 4;
-const MAX1H: usize = 7;
+/// Position of `name` in `names`. Evaluated at compile time for the constants below: a
+/// name missing from its list stops the build, and reordering a list moves its index with
+/// it, so the code that fills the features cannot drift from their names.
+const fn index_of(names: &[&str], name: &str) -> usize {
+    let mut i = 0;
+    while i < names.len() {
+        let (a, b) = (names[i].as_bytes(), name.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("a feature index names a feature that is not in the layout")
+}
+/// Index of a per-metric feature in its block.
+const fn metric_feature(name: &str) -> usize {
+    index_of(&METRIC_FEATURES, name)
+}
+/// Index of a host feature in the host block.
+const fn host_feature(name: &str) -> usize {
+    index_of(&HOST_FEATURES, name)
+}
+const LEVEL: usize = metric_feature("level");
+const Z15: usize = metric_feature("z15");
+const Z1H: usize = metric_feature("z1h");
+const SEAS: usize = metric_feature("seas");
+const SLOPE1H: usize = metric_feature("slope1h");
+const SLOPE6H: usize = metric_feature("slope6h");
+const VOL: usize = metric_feature("vol");
+const MAX1H: usize = metric_feature("max1h");
+const POS24: usize = metric_feature("pos24");
+const TTE: usize = metric_feature("tte_inv");
+const ANOM: usize = metric_feature("anomaly");
+const H_Z_MAX: usize = host_feature("host.z_max");
+const H_ANOMALY_MAX: usize = host_feature("host.anomaly_max");
+const H_TTE_MAX: usize = host_feature("host.tte_inv_max");
+const H_DEPLOY_SINCE: usize = host_feature("deploy.since_h");
+const H_DEPLOY_CHANGES: usize = host_feature("deploy.changes");
+const H_DEPLOY_BAD_RATE: usize = host_feature("deploy.bad_rate");
+const H_DEPLOY_IN_PROGRESS: usize = host_feature("deploy.in_progress");
+const H_MAINT: usize = host_feature("maint");
+const H_Z1H_UP: usize = host_feature("host.z1h_up");
+const H_SLOPE1H_UP: usize = host_feature("host.slope1h_up");
+const H_MAX1H_UP: usize = host_feature("host.max1h_up");
+const H_DEVIATING: usize = host_feature("host.deviating");
 /// `z1h` (after asinh) above which a metric counts in `host.deviating`: 3 baseline SDs.
 const DEVIATING: f64 = 1.818_446_459_232_066_7;
 /// Index of `host.fleet_z_max` within the host block.
-const FLEET: usize = 3;
+const FLEET: usize = host_feature("host.fleet_z_max");
 /// Index of `coverage` within the host block.
-const COVERAGE: usize = 9;
+const COVERAGE: usize = host_feature("coverage");
 
 /// One metric the model reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -799,15 +844,15 @@ impl MetricState {
         let (n, sum, sumsq, yn, ysum) = (base.n, base.sum, base.sumsq, base.yn, base.ysum);
         let nm = base.sorted.len();
         let m15 = self.w15.mean();
-        out[0] = m15;
+        out[LEVEL] = m15;
         let warm = self.seen >= sc.warm_samples && n >= f64::from(sc.baseline_min_samples);
         if warm {
             let bmean = sum / n;
             let bsd = (sumsq / n - bmean * bmean).max(0.0).sqrt();
             let floor = 1e-3 * bmean.abs().max(1e-3) + 1e-6;
             let sd = bsd.max(floor);
-            out[1] = (m15 - bmean) / sd;
-            out[2] = (self.w1h.mean() - bmean) / sd;
+            out[Z15] = (m15 - bmean) / sd;
+            out[Z1H] = (self.w1h.mean() - bmean) / sd;
             match self.season.as_ref().filter(|s| !s.profile.is_empty()) {
                 // The MSTL residual: the 15 min mean less its seasonal part, against the
                 // deseasonalised baseline.
@@ -816,31 +861,31 @@ impl MetricState {
                     let dmean = dsum / n;
                     let dsd = (dsumsq / n - dmean * dmean).max(0.0).sqrt().max(floor);
                     let c = (s.at(cur - 2) + s.at(cur - 1) + s.at(cur)) / 3.0;
-                    out[3] = (m15 - c - dmean) / dsd;
+                    out[SEAS] = (m15 - c - dmean) / dsd;
                 }
-                None if yn > 0.0 => out[3] = (m15 - ysum / yn) / sd,
+                None if yn > 0.0 => out[SEAS] = (m15 - ysum / yn) / sd,
                 None => {}
             }
             if let Some((b, _)) = self.w1h.slope() {
-                out[4] = b / sd;
+                out[SLOPE1H] = b / sd;
             }
             if let Some((b, _)) = self.w6h.slope() {
-                out[5] = b / sd;
+                out[SLOPE6H] = b / sd;
             }
             let s1 = self.w1h.sd();
             if s1.is_finite() {
-                out[6] = s1 / sd;
+                out[VOL] = s1 / sd;
             }
-            out[7] = (self.w1h.max() - bmean) / sd;
+            out[MAX1H] = (self.w1h.max() - bmean) / sd;
             // Deviations in baseline SDs span orders of magnitude (a quiet metric's SD can be
             // tiny): asinh keeps the sign and small values, and compresses the extremes so a
             // linear model is not ruled by them.
-            for i in [1, 2, 3, 4, 5, 7] {
+            for i in [Z15, Z1H, SEAS, SLOPE1H, SLOPE6H, MAX1H] {
                 out[i] = asinh(out[i]);
             }
             if nm > 0 {
                 let below = base.below(m15);
-                out[8] = below as f64 / nm as f64;
+                out[POS24] = below as f64 / nm as f64;
             }
         }
         if bounded {
@@ -1079,28 +1124,28 @@ impl HostFeatures {
             }
         }
         let h = &mut out[schema.host_offset()..schema.len()];
-        h[0] = zmax;
-        h[1] = amax;
-        h[2] = tmax;
+        h[H_Z_MAX] = zmax;
+        h[H_ANOMALY_MAX] = amax;
+        h[H_TTE_MAX] = tmax;
         h[FLEET] = f64::NAN;
         let (since, changes, resource) = match &self.last_change {
             Some((t, c, r)) if *t <= now => (((now - t) as f64 / self.scales.hour_ms as f64).min(CAP_H), f64::from(*c), r.as_deref()),
             _ => (CAP_H, 0.0, None),
         };
-        h[4] = since;
-        h[5] = if since < CAP_H { changes } else { 0.0 };
+        h[H_DEPLOY_SINCE] = since;
+        h[H_DEPLOY_CHANGES] = if since < CAP_H { changes } else { 0.0 };
         let hist = resource.and_then(|r| self.history.get(r)).copied().unwrap_or_default();
-        h[6] = (f64::from(hist.bad) + 0.5) / (f64::from(hist.total) + 5.0);
+        h[H_DEPLOY_BAD_RATE] = (f64::from(hist.bad) + 0.5) / (f64::from(hist.total) + 5.0);
         let hour = self.scales.hour_ms;
         self.in_progress.retain(|_, t| now - *t < hour);
-        h[7] = if self.in_progress.is_empty() { 0.0 } else { 1.0 };
-        h[8] = if self.maintenance { 1.0 } else { 0.0 };
+        h[H_DEPLOY_IN_PROGRESS] = if self.in_progress.is_empty() { 0.0 } else { 1.0 };
+        h[H_MAINT] = if self.maintenance { 1.0 } else { 0.0 };
         let cov = if schema.metrics.is_empty() { 0.0 } else { present as f64 / schema.metrics.len() as f64 };
         h[COVERAGE] = cov;
-        h[10] = z1h_up;
-        h[11] = slope_up;
-        h[12] = max_up;
-        h[13] = deviating;
+        h[H_Z1H_UP] = z1h_up;
+        h[H_SLOPE1H_UP] = slope_up;
+        h[H_MAX1H_UP] = max_up;
+        h[H_DEVIATING] = deviating;
         cov
     }
 }
@@ -1521,4 +1566,33 @@ mod tests {
         assert!(TimeScales { bucket_ms: 0, ..d }.validate().is_err());
         assert!(TimeScales { baseline_buckets: 5000, ..d }.validate().is_err());
     }
+
+    #[test]
+    fn the_feature_indices_follow_the_names() {
+        for names in [&METRIC_FEATURES[..], &HOST_FEATURES[..]] {
+            for (i, n) in names.iter().enumerate() {
+                assert_eq!(index_of(names, n), i, "{n} is listed twice");
+            }
+        }
+        let metric = [LEVEL, Z15, Z1H, SEAS, SLOPE1H, SLOPE6H, VOL, MAX1H, POS24, TTE, ANOM];
+        assert_eq!(metric.map(|i| METRIC_FEATURES[i]), METRIC_FEATURES, "every metric feature has its index, in order");
+        let host = [
+            H_Z_MAX,
+            H_ANOMALY_MAX,
+            H_TTE_MAX,
+            FLEET,
+            H_DEPLOY_SINCE,
+            H_DEPLOY_CHANGES,
+            H_DEPLOY_BAD_RATE,
+            H_DEPLOY_IN_PROGRESS,
+            H_MAINT,
+            COVERAGE,
+            H_Z1H_UP,
+            H_SLOPE1H_UP,
+            H_MAX1H_UP,
+            H_DEVIATING,
+        ];
+        assert_eq!(host.map(|i| HOST_FEATURES[i]), HOST_FEATURES, "every host feature has its index, in order");
+    }
+
 }

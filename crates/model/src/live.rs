@@ -353,15 +353,25 @@ impl LiveScorer {
         let risk = self.policy(m).risk(a.probability, a.anomaly, crit);
         let names = m.feature_names();
         let contrib = a.contributions.unwrap_or_default();
+        // A factor names what drives the score with the value seen. A missing input (NaN
+        // before imputation: metric absent, stale or not warm enough for the feature) is
+        // scored at its imputed value, which is not this host's data: it is never a top
+        // factor, and in the full list it comes last with its value NaN (= missing). A
+        // host without recent data (none, or older than the freshness limit: confidence
+        // 0) has no top factors at all.
+        let seen = |j: usize| raw_row[j].is_finite();
+        let rankable = |j: usize| !stale && seen(j) && contrib[j] != 0.0;
         let by_size = |x: &usize, y: &usize| contrib[*y].abs().total_cmp(&contrib[*x].abs()).then(x.cmp(y));
-        let idx: Vec<usize> = if all {
+        let factor = |j: usize| Factor { name: names[j].clone(), value: raw_row[j], contribution: contrib[j] };
+        let (top, factors): (Vec<Factor>, Vec<Factor>) = if all {
             let mut idx: Vec<usize> = (0..contrib.len()).collect();
-            idx.sort_by(by_size);
-            idx
+            idx.sort_by(|x, y| seen(*y).cmp(&seen(*x)).then_with(|| by_size(x, y)));
+            let top = idx.iter().copied().filter(|&j| rankable(j)).take(TOP_FACTORS).map(factor).collect();
+            (top, idx.into_iter().map(factor).collect())
         } else {
             // The few largest by insertion: cheaper than sorting every feature on each score.
             let mut top: Vec<usize> = Vec::with_capacity(TOP_FACTORS + 1);
-            for j in (0..contrib.len()).filter(|&j| contrib[j] != 0.0) {
+            for j in (0..contrib.len()).filter(|&j| rankable(j)) {
                 if top.len() == TOP_FACTORS && by_size(&j, &top[TOP_FACTORS - 1]).is_ge() {
                     continue;
                 }
@@ -369,18 +379,8 @@ impl LiveScorer {
                 top.insert(at, j);
                 top.truncate(TOP_FACTORS);
             }
-            top
+            (top.into_iter().map(factor).collect(), Vec::new())
         };
-        // A missing input is reported as 0: its imputed value is not meaningful, the name is.
-        let factors: Vec<Factor> = idx
-            .into_iter()
-            .map(|j| Factor {
-                name: names[j].clone(),
-                value: if raw_row[j].is_finite() { raw_row[j] } else { 0.0 },
-                contribution: contrib[j],
-            })
-            .collect();
-        let top: Vec<Factor> = factors.iter().take(TOP_FACTORS).cloned().collect();
         let risk = HostRisk {
             host: id.clone(),
             at,
