@@ -768,7 +768,8 @@ pub struct BenchSoakArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Runs the server's clock, and the samples' stamps, this many times as fast as the
-    /// wall clock (`serve --clock-speed`), so its 6 h windows fill within the run.
+    /// wall clock (`serve --clock-speed`), so its 24 h baselines and 6 h windows fill
+    /// within the run.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub speed: u32,
     /// How often RSS, counts and latencies are reported.

@@ -73,9 +73,10 @@ const FLAT_MIB: f64 = 30.0;
 /// The shortest warm-up whose end RSS the rule compares with; runs under twice the
 /// warm-up are not judged.
 const WARMUP: Duration = Duration::from_secs(60);
-/// The longest time-bounded state of the server: the scorer's and the store's 6 h windows.
-/// The warm-up lasts until the server's clock has covered it (see [`warmup`]).
-const FILL: Duration = Duration::from_secs(6 * 3600);
+/// The longest time-bounded state of the server: the live scorer's 24 h baselines (the
+/// store's hot windows and the scorer's rolling windows span 6 h). The warm-up lasts until
+/// the server's clock has covered it (see [`warmup`]).
+const FILL: Duration = Duration::from_secs(24 * 3600);
 
 /// The warm-up at `--speed`: [`WARMUP`], or the wall time the server's clock takes to
 /// cover [`FILL`] plus 30 s, whichever is longer.
