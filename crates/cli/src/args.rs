@@ -770,7 +770,8 @@ pub struct BenchSoakArgs {
     /// Runs the server's clock, and the samples' stamps, this many times as fast as the
     /// wall clock (`serve --clock-speed`), so its 24 h baselines and 6 h windows fill
     /// within the run.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    /// 1 is the wall clock (the rule then needs a run of two days to judge).
+    #[arg(long, default_value_t = 480, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub speed: u32,
     /// How often RSS, counts and latencies are reported.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
