@@ -1594,5 +1594,4 @@ mod tests {
         ];
         assert_eq!(host.map(|i| HOST_FEATURES[i]), HOST_FEATURES, "every host feature has its index, in order");
     }
-
 }

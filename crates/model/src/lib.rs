@@ -10,6 +10,7 @@
 //! - [`model`]: the artifact (`model.json`), risk policy and hysteresis.
 //! - [`train`]: the batch training job; [`eval`]: the evaluation job and the contract's
 //!   scoring rule; [`card`]: the model card.
+//! - [`threshold`]: the host bootstrap the alert-threshold choice is checked with.
 //! - [`step`]: the one risk step (risk and alert state at a tick) that live scoring, `eval`,
 //!   replay and the threshold choice share.
 //! - [`live`]: the live scorer behind `serve` (implements `harbinger_core::RiskScorer`).
@@ -30,6 +31,7 @@ pub mod registry;
 pub mod rules;
 pub mod runner;
 pub mod step;
+pub mod threshold;
 pub mod train;
 
 pub use eval::{Alert, EvalOptions, EvalOutput, EvalTick, Summary, evaluate, evaluate_ticks, summarize, write_output};
