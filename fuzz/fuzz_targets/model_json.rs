@@ -7,7 +7,7 @@ use harbinger_model::Model;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(m) = Model::parse(PathBuf::from("fuzz/model.json"), &String::from_utf8_lossy(data)) {
+    if let Ok(m) = Model::parse_bytes(PathBuf::from("fuzz/model.json"), data) {
         let mut row: Vec<f64> = (0..m.schema.len()).map(|i| if i % 5 == 0 { f64::NAN } else { i as f64 / 7.0 }).collect();
         let _ = m.assess(&mut row, true);
     }

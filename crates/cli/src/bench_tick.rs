@@ -18,7 +18,7 @@ use harbinger_core::{
     Event, Host, HostId, InventoryStore, ManualClock, Resource, RiskScorer, SampleBatch, SeriesKey, SeriesSamples, Stores,
 };
 use harbinger_engine::{Engine, EngineConfig, EngineParts, LogActuator, Telemetry};
-use harbinger_model::{LiveScorer, Model};
+use harbinger_model::LiveScorer;
 use harbinger_store::{Limits, MemoryStore};
 
 use crate::args::BenchTickArgs;
@@ -38,7 +38,7 @@ fn median(v: &[f64]) -> f64 {
 /// # Errors
 /// The dataset or the model cannot be loaded.
 pub fn run(cfg: &Config, a: &BenchTickArgs, model_dir: &Path) -> anyhow::Result<()> {
-    let model = Model::load_resolved(model_dir)?;
+    let model = harbinger_registry::load_resolved(model_dir)?;
     let version = model.version.clone();
     let ds = crate::train::load(&a.data)?;
     anyhow::ensure!(!ds.hosts.is_empty(), "{} has no hosts", a.data.display());
@@ -78,7 +78,13 @@ pub fn run(cfg: &Config, a: &BenchTickArgs, model_dir: &Path) -> anyhow::Result<
     let samples: usize = series.iter().map(SeriesSamples::len).sum();
 
     let clock = Arc::new(ManualClock::new(end));
-    let scorer = Arc::new(LiveScorer::new(model, model_dir, clock.clone(), cfg.model.alert_threshold, cfg.model.clear_threshold));
+    let scorer = Arc::new(LiveScorer::new(
+        model,
+        harbinger_registry::model_source(model_dir),
+        clock.clone(),
+        cfg.model.alert_threshold,
+        cfg.model.clear_threshold,
+    ));
     scorer.set_inventory(&hosts, &resources);
     scorer.observe_events(&events);
     for chunk in series.chunks(4096) {

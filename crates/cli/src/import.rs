@@ -118,9 +118,7 @@ pub fn parse_time(s: &str, now: TimestampMs) -> anyhow::Result<TimestampMs> {
         }
         return Ok(v);
     }
-    let st = humantime::parse_rfc3339_weak(t).map_err(|e| anyhow::anyhow!("invalid time {s:?}: {e}; {forms}"))?;
-    let d = st.duration_since(UNIX_EPOCH).map_err(|_| anyhow::anyhow!("invalid time {s:?}: before 1970"))?;
-    Ok(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    harbinger_core::time::parse_timestamp_ms(t).map_err(|e| anyhow::anyhow!("invalid time: {e}; {forms}"))
 }
 
 /// The host of a Prometheus `instance` label: the address without its port.

@@ -1,12 +1,12 @@
-//! `harbinger models`: the model registry (`harbinger_model::registry`) from the command
+//! `harbinger models`: the model registry (`harbinger_registry`) from the command
 //! line, and the publish step of `harbinger train --publish`.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use harbinger_model::registry::{Published, VersionInfo};
-use harbinger_model::{Registry, model::CARD_FILE};
+use harbinger_registry::registry::{Published, VersionInfo};
+use harbinger_registry::{CARD_FILE, Registry};
 
 use crate::args::ModelsCommand;
 
@@ -103,8 +103,7 @@ pub fn run(cmd: &ModelsCommand, root: &Path) -> anyhow::Result<()> {
 }
 
 fn iso(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(t).to_string()
+    harbinger_core::time::format_seconds(ms)
 }
 
 fn fig(x: Option<f64>) -> String {

@@ -398,8 +398,7 @@ fn esc(s: &str) -> String {
 
 /// `2023-11-14 06:00:00Z` (UTC).
 fn time(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(t).to_string().replacen('T', " ", 1)
+    harbinger_core::time::format_seconds(ms).replacen('T', " ", 1)
 }
 
 /// `11-14 06:00` for axis labels.

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use harbinger_change::canary::{self, CanaryConfig};
@@ -80,8 +80,7 @@ pub async fn status(cfg: &Config, a: &RolloutStatusArgs) -> anyhow::Result<()> {
 }
 
 fn when(ms: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(t).to_string()
+    harbinger_core::time::format_ms(ms)
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {

@@ -34,9 +34,10 @@ pub fn build_with_clock(cfg: &harbinger_config::Config, stores: &Stores, clock: 
     let scorer = if builtin {
         let model = harbinger_model::Model::embedded_default().context("the built-in default model")?;
         tracing::info!(version = %model.version, dir = %dir.display(), "no model in model.dir: serving the built-in default model");
-        LiveScorer::new(model, dir, clock, alert, clear)
+        LiveScorer::new(model, harbinger_registry::model_source(dir), clock, alert, clear)
     } else {
-        LiveScorer::open(dir, clock, alert, clear).with_context(|| format!("loading the failure model from {}", dir.display()))?
+        let model = harbinger_registry::load_resolved(dir).with_context(|| format!("loading the failure model from {}", dir.display()))?;
+        LiveScorer::new(model, harbinger_registry::model_source(dir), clock, alert, clear)
     };
     // ReloadModel may name a directory under the registry or beside the configured model.
     let beside = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));

@@ -12,7 +12,7 @@ use harbinger_model::features::TimeScales;
 use harbinger_model::learn::ForestParams;
 use harbinger_model::runner::step_of;
 use harbinger_model::{
-    EvalOptions, LearnerChoice, Mitigation, Model, RuleSet, RulesOptions, TrainOptions, evaluate_rules, evaluate_ticks, train, write_output,
+    EvalOptions, LearnerChoice, Mitigation, RuleSet, RulesOptions, TrainOptions, evaluate_rules, evaluate_ticks, train, write_output,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -192,7 +192,7 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
         None => Some(tempfile::tempdir().context("creating a scratch directory for the model")?),
     };
     let out = a.out.as_deref().or(scratch.as_ref().map(tempfile::TempDir::path)).unwrap_or(Path::new("."));
-    m.save(out).with_context(|| format!("writing the model to {}", out.display()))?;
+    harbinger_registry::save(m, out).with_context(|| format!("writing the model to {}", out.display()))?;
     if let (Some(path), Some(rows)) = (&a.export_features, &trained.rows) {
         crate::export::write_rows(path, rows).with_context(|| format!("writing features to {}", path.display()))?;
     }
@@ -244,7 +244,7 @@ fn fmt(v: Option<&serde_json::Value>) -> String {
 /// # Errors
 /// Unreadable dataset or model, unwritable output.
 pub fn run_eval(a: &EvalArgs, model_dir: &Path, budget: &harbinger_plan::Budget) -> anyhow::Result<()> {
-    let model = Model::load_resolved(model_dir)?;
+    let model = harbinger_registry::load_resolved(model_dir)?;
     let ds = host_part(load(&a.data)?, a.hosts_part.as_deref(), a.holdout_hosts)?;
     let mut model = model;
     if let Some(w) = &a.warning {
@@ -398,12 +398,12 @@ pub fn run_baseline(a: &EvalArgs) -> anyhow::Result<()> {
 /// Unreadable model or dataset.
 pub fn bench_score(a: &BenchScoreArgs, model_dir: &Path) -> anyhow::Result<()> {
     use harbinger_core::{ManualClock, RiskScorer, SampleBatch};
-    let model = Model::load_resolved(model_dir)?;
+    let model = harbinger_registry::load_resolved(model_dir)?;
     let version = model.version.clone();
     let ds = load(&a.data)?;
     let end = ds.metrics.iter().filter_map(|s| s.timestamps.last().copied()).max().unwrap_or(0);
     let clock = std::sync::Arc::new(ManualClock::new(end));
-    let scorer = harbinger_model::LiveScorer::new(model, model_dir, clock, None, None);
+    let scorer = harbinger_model::LiveScorer::new(model, harbinger_registry::model_source(model_dir), clock, None, None);
     scorer.set_inventory(&ds.hosts, &ds.resources);
     scorer.observe_events(&ds.events);
     scorer.observe_samples(&SampleBatch { series: ds.metrics.clone() });

@@ -73,7 +73,7 @@ fn old_models_without_time_scales_still_score_minute_data() {
     let text = std::fs::read_to_string(common::repo().join("models/default/model.json")).expect("default model");
     let v: serde_json::Value = serde_json::from_str(&text).expect("json");
     assert!(v["schema"].get("scales").is_none(), "the shipped model has no recorded scales");
-    let m = harbinger_model::Model::load(&common::repo().join("models/default")).expect("loads");
+    let m = harbinger_registry::load(&common::repo().join("models/default")).expect("loads");
     assert!(m.schema.scales.is_reference());
     assert_eq!(m.schema.scales, harbinger_model::features::TimeScales::reference());
 }

@@ -13,6 +13,7 @@
 //!   causes.
 //! - [`journal`]: the action journal the engine writes before and after every actuator call.
 //! - [`clock`]: the `Clock` trait; decision logic never reads the wall clock itself.
+//! - [`time`]: timestamps as text (the one RFC 3339 parser and formatter).
 //! - [`store`]: one storage trait per kind of data (`MetricStore`, `EventStore`,
 //!   `InventoryStore`, `FailureStore`, `ShadowStore`) and their error type.
 //!
@@ -27,6 +28,7 @@ pub mod risk;
 pub mod sample;
 pub mod shadow;
 pub mod store;
+pub mod time;
 
 pub use clock::{Clock, ManualClock, ScaledClock, SystemClock};
 pub use event::{Event, EventError, EventKind};

@@ -14,7 +14,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use harbinger_detect::{DefaultDetector, DetectorParams, StreamingDetector, ValidParams, parse_timestamp_ms, run_nab_dir};
+use harbinger_core::time::parse_timestamp_ms;
+use harbinger_detect::{DefaultDetector, DetectorParams, StreamingDetector, ValidParams, run_nab_dir};
 use harbinger_nab::{FileInput, HeldOutFold, Profile};
 
 type BoxError = Box<dyn std::error::Error>;
@@ -153,11 +154,7 @@ fn load_series(data: &std::path::Path, labels: &std::path::Path) -> Result<Vec<S
             continue;
         }
         let d = harbinger_nab::read_data_file(&path)?;
-        let ts = d
-            .timestamps
-            .iter()
-            .map(|t| parse_timestamp_ms(t).ok_or_else(|| format!("{name}: bad timestamp {t}")))
-            .collect::<Result<_, _>>()?;
+        let ts = d.timestamps.iter().map(|t| parse_timestamp_ms(t).map_err(|e| format!("{name}: {e}"))).collect::<Result<_, _>>()?;
         let category = name.split('/').next().unwrap_or_default().to_string();
         let w = windows.remove(&name).unwrap_or_default();
         out.push(Series { name, category, ts, timestamps: d.timestamps, values: d.values, windows: w });

@@ -54,7 +54,7 @@ pub use detector::DefaultDetector;
 pub use error::{DetectError, ParamsError};
 pub use fleet::{FleetError, FleetHost, FleetMethod, FleetReport, fleet_outliers};
 pub use host::{HostDetector, HostScore};
-pub use nab::{RunReport, parse_timestamp_ms, run_nab_dir};
+pub use nab::{RunReport, run_nab_dir};
 pub use params::{DetectorParams, ValidParams};
 
 /// A streaming anomaly detector for one univariate series.

@@ -6,6 +6,8 @@ use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use harbinger_core::time::parse_timestamp_ms;
+
 use crate::error::DetectError;
 use crate::params::DetectorParams;
 use crate::{DefaultDetector, StreamingDetector};
@@ -36,50 +38,6 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DetectError> {
     Ok(out)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Parses `YYYY-MM-DD HH:MM:SS[.fraction]` (or with `T`), read as UTC, into
-/// milliseconds since the Unix epoch. `None` if malformed.
-pub fn parse_timestamp_ms(text: &str) -> Option<i64> {
-    let b = text.trim().as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b' ' | b'T') || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = b.get(r)?;
-        if !s.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(s).ok()?.parse().ok()
-    };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    let mut ms = 0;
-    if b.len() > 19 {
-        if b[19] != b'.' || b.len() == 20 || !b[20..].iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        // Milliseconds: the first three fraction digits, zero-padded.
-        for i in 0..3 {
-            ms = ms * 10 + b.get(20 + i).map_or(0, |c| i64::from(c - b'0'));
-        }
-    }
-    Some(((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60_000 + s * 1000 + ms)
-}
-
 /// One data row: the original timestamp and value text, and the parsed pair.
 struct Row {
     ts_text: String,
@@ -93,7 +51,7 @@ struct Row {
 fn parse_data(path: &Path) -> Result<Vec<Row>, DetectError> {
     let mut rows = Vec::new();
     harbinger_nab::read_columns(path, ["timestamp", "value"], |line, [ts_text, value_text]| {
-        let ts = parse_timestamp_ms(ts_text).ok_or_else(|| DetectError::BadTimestamp {
+        let ts = parse_timestamp_ms(ts_text).map_err(|_| DetectError::BadTimestamp {
             path: path.to_path_buf(),
             line,
             value: ts_text.to_string(),
@@ -164,17 +122,6 @@ pub fn run_nab_dir(data_dir: &Path, out_dir: &Path, params: &DetectorParams) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_parse_to_epoch_ms() {
-        assert_eq!(parse_timestamp_ms("1970-01-01 00:00:00"), Some(0));
-        assert_eq!(parse_timestamp_ms("2014-04-10 00:02:00"), Some(1_397_088_120_000));
-        assert_eq!(parse_timestamp_ms("2014-04-10T00:02:00.250000"), Some(1_397_088_120_250));
-        assert_eq!(parse_timestamp_ms("2000-02-29 12:00:00"), Some(951_825_600_000));
-        for bad in ["2014-04-10", "2014-13-01 00:00:00", "2014-04-10 00:02:0x", "2014-04-10 00:02:00.", "x"] {
-            assert_eq!(parse_timestamp_ms(bad), None, "{bad}");
-        }
-    }
 
     fn write(path: &Path, text: &str) -> Result<(), Box<dyn std::error::Error>> {
         if let Some(dir) = path.parent() {

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use crate::model::Model;
 
 fn iso(ms: i64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))).to_string()
+    harbinger_core::time::format_seconds(ms)
 }
 
 fn opt(v: Option<&serde_json::Value>) -> String {
@@ -14,6 +14,14 @@ fn opt(v: Option<&serde_json::Value>) -> String {
         Some(serde_json::Value::Number(n)) => n.as_f64().map_or_else(|| n.to_string(), |f| format!("{f:.3}")),
         Some(serde_json::Value::Null) | None => "n/a".into(),
         Some(other) => other.to_string(),
+    }
+}
+
+/// The detector's configuration as `field value` pairs.
+fn detector_text(p: &harbinger_detect::DetectorParams) -> String {
+    match serde_json::to_value(p) {
+        Ok(serde_json::Value::Object(map)) => map.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
+        _ => "n/a".into(),
     }
 }
 
@@ -54,6 +62,10 @@ pub fn render(m: &Model) -> String {
         m.policy.clear_after_ms / 60_000
     );
     let _ = writeln!(s, "- Time scales: {}", m.schema.scales.describe());
+    if let Some(rule) = &c.threshold_rule {
+        let _ = writeln!(s, "- Alert threshold chosen on the held-back part: {rule}");
+    }
+    let _ = writeln!(s, "- Anomaly detector: {}", detector_text(m.schema.detector.params()));
     let _ = writeln!(s, "\n## Data\n");
     let _ = writeln!(s, "- Dataset: `{}`, {} hosts, {} → {}", c.dataset, c.hosts, iso(c.span_ms.0), iso(c.span_ms.1));
     let kinds: Vec<String> = c.failures_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();

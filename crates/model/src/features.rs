@@ -41,7 +41,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use harbinger_core::{Event, EventKind, TimestampMs};
-use harbinger_detect::{DefaultDetector, StreamingDetector};
+use harbinger_detect::{DefaultDetector, StreamingDetector, ValidParams};
 use serde::{Deserialize, Serialize};
 
 const MIN: i64 = 60_000;
@@ -331,6 +331,12 @@ pub struct FeatureSchema {
     /// recorded: the reference scales).
     #[serde(default)]
     pub scales: TimeScales,
+    /// The streaming detector's configuration behind the `anomaly` features (absent in
+    /// models saved before it was recorded: the defaults, which those models were trained
+    /// with). A model keeps scoring with the detector it was trained with, whatever the
+    /// defaults become.
+    #[serde(default)]
+    pub detector: ValidParams,
 }
 
 impl FeatureSchema {
@@ -742,13 +748,13 @@ struct MetricState {
 }
 
 impl MetricState {
-    fn new(spec: &MetricSpec, sc: &TimeScales) -> Self {
+    fn new(spec: &MetricSpec, sc: &TimeScales, detector: &ValidParams) -> Self {
         MetricState {
             w15: Window::new(sc.short_ms, sc.hour_ms),
             w1h: Window::with_max(sc.mid_ms, sc.hour_ms),
             w6h: Window::new(sc.long_ms, sc.hour_ms),
             ring: vec![Bucket { idx: i64::MIN, ..Bucket::default() }; sc.ring()],
-            detector: DefaultDetector::default(),
+            detector: DefaultDetector::new(detector.clone()),
             anomaly: 0.0,
             anomaly_ts: 0,
             last_ts: None,
@@ -1008,7 +1014,7 @@ impl MetricState {
         for b in &mut self.ring {
             *b = Bucket { idx: i64::MIN, ..Bucket::default() };
         }
-        self.detector = DefaultDetector::default();
+        self.detector = DefaultDetector::new(self.detector.params().clone());
         self.anomaly = 0.0;
         self.seen = 0;
         self.first_ts = None;
@@ -1041,7 +1047,7 @@ impl HostFeatures {
     /// A fresh state for `schema`.
     pub fn new(schema: &FeatureSchema) -> Self {
         HostFeatures {
-            metrics: schema.metrics.iter().map(|m| MetricState::new(m, &schema.scales)).collect(),
+            metrics: schema.metrics.iter().map(|m| MetricState::new(m, &schema.scales, &schema.detector)).collect(),
             last_change: None,
             in_progress: BTreeMap::new(),
             history: HashMap::new(),
@@ -1235,6 +1241,7 @@ mod tests {
                 MetricSpec { name: "net_latency_ms".into(), bounded: false, season_buckets: None },
             ],
             scales: TimeScales::reference(),
+            detector: ValidParams::default(),
         }
     }
 
@@ -1272,7 +1279,7 @@ mod tests {
     fn dense_samples_fill_the_windows_one_per_step() {
         let spec = MetricSpec { name: "m".into(), bounded: false, season_buckets: None };
         let sc = TimeScales::reference();
-        let mut m = MetricState::new(&spec, &sc);
+        let mut m = MetricState::new(&spec, &sc, &ValidParams::default());
         // Two hours a millisecond apart, in bursts as a backfilling sender would send them.
         let t0 = 1_700_000_000_000_i64;
         for burst in 0..(2 * HOUR / WINDOW_STEP_MS) {
@@ -1286,7 +1293,7 @@ mod tests {
         assert!(m.w15.n() <= per_step(15 * MIN) + 1, "{}", m.w15.n());
         assert_eq!(m.seen, (2 * HOUR / WINDOW_STEP_MS * 50) as u64, "every sample still counts");
         // At the step or coarser, every sample is kept.
-        let mut c = MetricState::new(&spec, &sc);
+        let mut c = MetricState::new(&spec, &sc, &ValidParams::default());
         for i in 0..100 {
             c.push(t0 + i * WINDOW_STEP_MS, 1.0, &sc);
         }
@@ -1333,7 +1340,8 @@ mod tests {
     #[test]
     fn the_running_baseline_equals_one_computed_from_scratch() {
         let sc = TimeScales::reference();
-        let mut m = MetricState::new(&MetricSpec { name: "m".into(), bounded: false, season_buckets: Some(288) }, &sc);
+        let mut m =
+            MetricState::new(&MetricSpec { name: "m".into(), bounded: false, season_buckets: Some(288) }, &sc, &ValidParams::default());
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
         let mut checked = 0;
         for step in 0..(3 * 24 * 60) {
@@ -1373,7 +1381,7 @@ mod tests {
         };
         let spec = MetricSpec { name: "m".into(), bounded: false, season_buckets: Some(288) };
         let sc = TimeScales::reference();
-        let mut m = MetricState::new(&spec, &sc);
+        let mut m = MetricState::new(&spec, &sc, &ValidParams::default());
         let mut out = [0.0; METRIC_FEATURES.len()];
         let (mut seas_quiet, mut z1h_quiet) = (0.0_f64, 0.0_f64);
         for step in 0..(81 * 60) {
@@ -1552,7 +1560,7 @@ mod tests {
         assert_eq!(d.warning_ms, 14 * DAY);
         // Features of daily samples warm up within a few weeks.
         let spec = MetricSpec { name: "m".into(), bounded: false, season_buckets: None };
-        let s = FeatureSchema { metrics: vec![spec], scales: d };
+        let s = FeatureSchema { metrics: vec![spec], scales: d, detector: ValidParams::default() };
         let mut h = HostFeatures::new(&s);
         let mut row = vec![0.0; s.len()];
         for day in 0..40 {

@@ -15,8 +15,9 @@
 //!   replay and the threshold choice share.
 //! - [`live`]: the live scorer behind `serve` (implements `harbinger_core::RiskScorer`).
 //! - [`rules`]: the Prometheus-style alerting-rules baseline the model is compared with.
-//! - [`registry`]: named, immutable, versioned artifacts in a directory; `serve` loads a
-//!   registry entry's current version.
+//!
+//! Nothing here reads or writes model files: `harbinger-registry` loads and saves
+//! artifacts and keeps the registry.
 //!
 //! Start with [`train::train`] and [`eval::evaluate`].
 
@@ -27,7 +28,6 @@ pub mod features;
 pub mod learn;
 pub mod live;
 pub mod model;
-pub mod registry;
 pub mod rules;
 pub mod runner;
 pub mod step;
@@ -35,9 +35,8 @@ pub mod threshold;
 pub mod train;
 
 pub use eval::{Alert, EvalOptions, EvalOutput, EvalTick, Summary, evaluate, evaluate_ticks, summarize, write_output};
-pub use live::LiveScorer;
+pub use live::{LiveScorer, ModelSource};
 pub use model::{EMBEDDED_DEFAULT, Model, ModelError, RiskPolicy};
-pub use registry::{Registry, RegistryError};
 pub use rules::{RuleSet, RulesError, RulesOptions, RulesOutput, evaluate_rules};
 pub use step::{Observation, Step, advance, risk_step};
 pub use train::{LearnerChoice, Mitigation, Rows, TrainError, TrainOptions, Trained, train};

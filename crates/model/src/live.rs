@@ -83,10 +83,46 @@ struct Inventory {
 
 type Shard = Mutex<HashMap<HostId, Arc<Mutex<LiveHost>>>>;
 
+/// Where a [`LiveScorer`] reloads its model from: the directory it was loaded from (the
+/// default for a reload) and the function that loads a directory. This crate reads no
+/// files; `harbinger_registry::model_source` is the one `serve` uses.
+#[derive(Clone)]
+pub struct ModelSource {
+    dir: PathBuf,
+    load: fn(&Path) -> Result<Model, String>,
+}
+
+impl ModelSource {
+    /// Loads from `dir` (and from directories a reload names) with `load`, whose error says
+    /// what went wrong and names the file.
+    pub fn new(dir: &Path, load: fn(&Path) -> Result<Model, String>) -> Self {
+        ModelSource { dir: dir.to_path_buf(), load }
+    }
+
+    /// The directory the model was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Loads the model in `dir`.
+    ///
+    /// # Errors
+    /// The loader's message.
+    pub fn load(&self, dir: &Path) -> Result<Model, String> {
+        (self.load)(dir)
+    }
+}
+
+impl std::fmt::Debug for ModelSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelSource").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
 /// The live scorer.
 pub struct LiveScorer {
     model: RwLock<Arc<Model>>,
-    dir: PathBuf,
+    source: ModelSource,
     alert_threshold: Option<f64>,
     clear_threshold: Option<f64>,
     shards: Vec<Shard>,
@@ -100,7 +136,7 @@ pub struct LiveScorer {
 
 impl std::fmt::Debug for LiveScorer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveScorer").field("dir", &self.dir).field("model", &self.model_arc().version).finish_non_exhaustive()
+        f.debug_struct("LiveScorer").field("dir", &self.source.dir).field("model", &self.model_arc().version).finish_non_exhaustive()
     }
 }
 
@@ -144,12 +180,18 @@ impl LiveScorer {
         }
     }
 
-    /// A scorer over `model`, which was loaded from `dir` (the default for `reload`).
+    /// A scorer over `model`, which was loaded from `source` (what `reload` loads from).
     /// Threshold overrides replace the model's own.
-    pub fn new(model: Model, dir: &Path, clock: Arc<dyn Clock>, alert_threshold: Option<f64>, clear_threshold: Option<f64>) -> Self {
+    pub fn new(
+        model: Model,
+        source: ModelSource,
+        clock: Arc<dyn Clock>,
+        alert_threshold: Option<f64>,
+        clear_threshold: Option<f64>,
+    ) -> Self {
         LiveScorer {
             model: RwLock::new(Arc::new(model)),
-            dir: dir.to_path_buf(),
+            source,
             alert_threshold,
             clear_threshold,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
@@ -159,15 +201,6 @@ impl LiveScorer {
             hasher: std::collections::hash_map::RandomState::new(),
             reload_roots: Vec::new(),
         }
-    }
-
-    /// Loads the model `dir` stands for (an artifact directory or a registry entry, see
-    /// [`Model::load_resolved`]) and builds a scorer over it; `reload` resolves `dir` again.
-    ///
-    /// # Errors
-    /// The model cannot be loaded (message names the file).
-    pub fn open(dir: &Path, clock: Arc<dyn Clock>, alert: Option<f64>, clear: Option<f64>) -> Result<Self, crate::ModelError> {
-        Ok(Self::new(Model::load_resolved(dir)?, dir, clock, alert, clear))
     }
 
     /// Sets the inventory: known hosts and the criticality of what runs on them.
@@ -485,8 +518,8 @@ impl RiskScorer for LiveScorer {
         if let Some(asked) = dir {
             self.check_reload_dir(asked)?;
         }
-        let dir = dir.unwrap_or(&self.dir);
-        let new = Model::load_resolved(dir).map_err(|e| ScoreError::Model(e.to_string()))?;
+        let dir = dir.unwrap_or(&self.source.dir);
+        let new = self.source.load(dir).map_err(ScoreError::Model)?;
         let old = self.model_arc();
         let same_inputs = old.schema == new.schema;
         let new = Arc::new(new);

@@ -1,7 +1,10 @@
 //! The model artifact and risk: what `train` writes, `serve` and `eval` load, and how a
 //! feature row becomes a calibrated probability, a risk and an alert.
+//!
+//! Pure: an artifact is parsed and checked from bytes ([`Model::parse_bytes`]) and written
+//! as JSON ([`Model::to_json`]); the files (and the registry) are `harbinger-registry`'s.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -9,10 +12,6 @@ use crate::boost::Boosted;
 use crate::features::FeatureSchema;
 use crate::learn::{Calibration, Forest, Logistic, Prep, Tree};
 
-/// Name of the artifact file inside a model directory.
-pub const MODEL_FILE: &str = "model.json";
-/// Name of the model card inside a model directory.
-pub const CARD_FILE: &str = "MODEL_CARD.md";
 /// Identifies the file type.
 pub const FORMAT: &str = "harbinger-failure-model";
 /// Bumped whenever the artifact layout or feature semantics change.
@@ -20,17 +19,9 @@ pub const FORMAT_VERSION: u32 = 4;
 /// This harbinger's version.
 pub const HARBINGER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Loading a model failed.
-#[derive(Debug, thiserror::Error)]
+/// An artifact cannot be used: what is wrong, naming where it came from.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ModelError {
-    /// The file cannot be read.
-    #[error("model file {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// OS error.
-        source: std::io::Error,
-    },
     /// The file is not a valid model artifact.
     #[error("model file {path} is corrupt: {reason}")]
     Corrupt {
@@ -53,9 +44,6 @@ pub enum ModelError {
         /// Our version.
         ours: &'static str,
     },
-    /// The directory is a registry entry whose CURRENT version cannot be resolved.
-    #[error(transparent)]
-    Registry(Box<crate::registry::RegistryError>),
 }
 
 /// The fitted learner kept at training.
@@ -259,6 +247,10 @@ pub struct CardFacts {
     /// Failures in the training and the held-back part (absent in older models).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split_failures: Option<(usize, usize)>,
+    /// How the alert threshold was chosen: the rule and its settings (absent in older
+    /// models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_rule: Option<String>,
 }
 
 fn logistic_name() -> String {
@@ -427,26 +419,15 @@ impl Model {
         Self::parse(PathBuf::from("<built in>/model.json"), EMBEDDED_DEFAULT)
     }
 
-    /// Loads `dir/model.json`.
+    /// [`Model::parse`] of bytes: text that is not UTF-8 is [`ModelError::Corrupt`].
     ///
     /// # Errors
-    /// [`ModelError`] naming the file (and both versions when incompatible).
-    pub fn load(dir: &Path) -> Result<Self, ModelError> {
-        let path = dir.join(MODEL_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
-        Self::parse(path, &text)
-    }
-
-    /// Loads the model `dir` stands for: a plain artifact directory (with `model.json`), or
-    /// a registry entry `<registry>/<name>` (with `CURRENT`), whose current version is
-    /// loaded. `serve`, `eval` and `bench score` load through this, so a promotion takes
-    /// effect at the next load or reload.
-    ///
-    /// # Errors
-    /// As [`Model::load`], or [`ModelError::Registry`] when `CURRENT` cannot be resolved.
-    pub fn load_resolved(dir: &Path) -> Result<Self, ModelError> {
-        let dir = crate::registry::artifact_dir(dir).map_err(|e| ModelError::Registry(Box::new(e)))?;
-        Self::load(&dir)
+    /// As [`Model::parse`].
+    pub fn parse_bytes(path: PathBuf, bytes: &[u8]) -> Result<Self, ModelError> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Self::parse(path, text),
+            Err(e) => Err(ModelError::Corrupt { path, reason: format!("it is not UTF-8 text ({e})") }),
+        }
     }
 
     /// Parses and checks the text of a `model.json`; `path` names it in errors. A file
@@ -507,20 +488,12 @@ impl Model {
         Ok(())
     }
 
-    /// Writes `dir/model.json` and `dir/MODEL_CARD.md` (creating `dir`).
+    /// The artifact as `model.json` text (what [`Model::parse`] reads back, bit for bit).
     ///
     /// # Errors
-    /// I/O errors naming the path.
-    pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
-        std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { path: dir.to_path_buf(), source })?;
-        let path = dir.join(MODEL_FILE);
-        let text = serde_json::to_string(self).map_err(|e| ModelError::Corrupt { path: path.clone(), reason: e.to_string() })?;
-        let tmp = dir.join(format!("{MODEL_FILE}.tmp"));
-        std::fs::write(&tmp, text).map_err(|source| ModelError::Io { path: tmp.clone(), source })?;
-        std::fs::rename(&tmp, &path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
-        let card = dir.join(CARD_FILE);
-        std::fs::write(&card, crate::card::render(self)).map_err(|source| ModelError::Io { path: card, source })?;
-        Ok(())
+    /// serde_json's, should a field ever fail to serialise.
+    pub fn to_json(&self) -> serde_json::Result<String> {
+        serde_json::to_string(self)
     }
 
     /// Feature names in vector order.

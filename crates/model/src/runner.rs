@@ -62,6 +62,7 @@ pub fn schema_with(ds: &Dataset, scales: crate::features::TimeScales) -> Feature
             })
             .collect(),
         scales,
+        detector: harbinger_detect::ValidParams::default(),
     }
 }
 

@@ -476,7 +476,7 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
         Some(_) => 1.0,
         None => calibration.y.iter().copied().fold(0.0_f64, f64::max),
     };
-    let (policy, holdout_summary) = choose_threshold(
+    let (policy, holdout_summary, target_met) = choose_threshold(
         &ho,
         &risks,
         &run.hosts,
@@ -486,6 +486,7 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
         reachable,
         (&scales, tick, opts.target_precision, opts.threshold_bootstrap.as_ref()),
     );
+    let threshold_rule = threshold_rule(opts.target_precision, opts.threshold_bootstrap.as_ref(), target_met);
 
     let importance: Vec<f64> = match &learner {
         Learner::RandomForest(f) => f.importance.clone(),
@@ -528,6 +529,7 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
             pr_auc_stacked: *stacked,
         }),
         split_failures: Some(split_failures),
+        threshold_rule: Some(threshold_rule),
     };
     let rows = opts.keep_rows.then(|| Rows {
         names,
@@ -630,11 +632,7 @@ fn subsample(x: &[f32], y: &[bool], k: usize, cap: usize, seed: u64) -> (Vec<f32
 
 /// `YYYYMMDDTHHMMSSZ-<8 hex digits of a hash of the fitted parameters>`.
 fn version_of(m: &Model) -> String {
-    let stamp = humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(m.trained_at_ms).unwrap_or(0)),
-    )
-    .to_string()
-    .replace(['-', ':'], "");
+    let stamp = harbinger_core::time::format_seconds(m.trained_at_ms).replace(['-', ':'], "");
     let body = serde_json::to_string(&(&m.learner, &m.calibration, &m.schema, &m.imminence)).unwrap_or_default();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in body.bytes() {
@@ -660,7 +658,7 @@ fn choose_threshold(
     base: &RiskPolicy,
     reachable: f64,
     (scales, tick, target_precision, bootstrap): (&TimeScales, i64, f64, Option<&Bootstrap>),
-) -> (RiskPolicy, Summary) {
+) -> (RiskPolicy, Summary, bool) {
     // Entry delays in the scales' unit (a minute for minute-level data); a gap of two rows
     // (at least 10 units) ends an alert.
     let unit = scales.unit_ms;
@@ -739,9 +737,23 @@ fn choose_threshold(
         }
     }
     match best {
-        Some((_, p, s)) => (p, s),
-        None => (base.clone(), summarize_within(&[], &ds.failures, hosts.len(), span, scales.warning_ms)),
+        Some((key, p, s)) => (p, s, key > 1.0),
+        None => (base.clone(), summarize_within(&[], &ds.failures, hosts.len(), span, scales.warning_ms), false),
     }
+}
+
+/// How the alert threshold was chosen, for the model card: the rule with its settings, and
+/// whether a candidate met it.
+fn threshold_rule(target_precision: f64, bootstrap: Option<&Bootstrap>, met: bool) -> String {
+    let steady = match bootstrap {
+        Some(b) => format!("; {}", Bootstrap { floor: b.floor.min(target_precision), ..*b }.describe()),
+        None => String::new(),
+    };
+    let outcome =
+        if met { "a candidate met it" } else { "no candidate met it: the threshold with the best F1 of recall and precision was kept" };
+    format!(
+        "the most held-back recall with precision >= {target_precision}, false alarms <= {TARGET_FALSE_ALARMS} per host-day{steady}; candidates 0.100 to 0.950 in steps of 0.025, entered after {ENTER_AFTER_MIN:?} units; {outcome}"
+    )
 }
 
 #[cfg(test)]
@@ -836,7 +848,7 @@ mod tests {
     fn the_threshold_is_the_most_recall_within_the_precision_and_false_alarm_targets() {
         let (ho, risks, hosts, ds, span) = held_out();
         let base = RiskPolicy::default();
-        let (p, s) = choose_threshold(&ho, &risks, &hosts, &ds, span, &base, 1.0, REF);
+        let (p, s, _) = choose_threshold(&ho, &risks, &hosts, &ds, span, &base, 1.0, REF);
         // 0.325 is the lowest threshold above h2's 0.31 that still catches h1 (0.36); the
         // 10-minute delay is the shortest that lets h3's one-row spike pass.
         let a = 0.1 + 0.025 * 9.0;
@@ -857,12 +869,12 @@ mod tests {
         let base = RiskPolicy::default();
         // Only thresholds up to 0.3 are reachable: each one alerts on h2's 0.31 (precision
         // 2/3). With a delay, h3's spike passes: F1 = 0.8, against 4/6 without one.
-        let (p, s) = choose_threshold(&ho, &risks, &hosts, &ds, span, &base, 0.3, REF);
+        let (p, s, _) = choose_threshold(&ho, &risks, &hosts, &ds, span, &base, 0.3, REF);
         assert_eq!((p.alert_threshold, p.enter_after_ms), (0.1, 10 * MIN), "{p:?}");
         assert_eq!((s.alerts, s.false_alarms, s.predicted), (3, 1, 2), "{s:?}");
         // Nothing reachable at all (an isotonic calibration topping out below 0.1): 0.1
         // is still tried, never a threshold no host can reach.
-        let (p, _) = choose_threshold(&ho, &risks, &hosts, &ds, span, &base, 0.05, REF);
+        let (p, _, _) = choose_threshold(&ho, &risks, &hosts, &ds, span, &base, 0.05, REF);
         assert_eq!(p.alert_threshold, 0.1);
         // 0.015 false alarms per host-day over 40 host-days allows none: with h3's spike
         // outlasting every delay, no candidate meets the targets, and the best F1 (0.8:
@@ -873,7 +885,7 @@ mod tests {
                 *r = 0.9;
             }
         }
-        let (p, s) = choose_threshold(&ho, &risks, &hosts, &ds, span, &base, 1.0, REF);
+        let (p, s, _) = choose_threshold(&ho, &risks, &hosts, &ds, span, &base, 1.0, REF);
         assert_eq!((p.alert_threshold, p.enter_after_ms), (0.1 + 0.025 * 9.0, 0), "{p:?}");
         assert_eq!((s.alerts, s.false_alarms, s.predicted), (3, 1, 2), "{s:?}");
     }
@@ -915,10 +927,10 @@ mod tests {
         let failures = (0..20).map(|h| Failure { host: hosts[h].clone(), timestamp: fail_at(h), kind: "oom".into() }).collect();
         let ds = Dataset { failures, ..Dataset::default() };
         let base = RiskPolicy::default();
-        let (p, s) = choose_threshold(&ho, &risks, &hosts, &ds, (start, end), &base, 1.0, PLAIN);
+        let (p, s, _) = choose_threshold(&ho, &risks, &hosts, &ds, (start, end), &base, 1.0, PLAIN);
         assert_eq!((p.alert_threshold, p.enter_after_ms), (0.1, 0), "{p:?}");
         assert_eq!((s.alerts, s.false_alarms, s.predicted), (23, 3, 20), "{s:?}");
-        let (p, s) = choose_threshold(&ho, &risks, &hosts, &ds, (start, end), &base, 1.0, REF);
+        let (p, s, _) = choose_threshold(&ho, &risks, &hosts, &ds, (start, end), &base, 1.0, REF);
         assert_eq!((p.alert_threshold, p.enter_after_ms), (0.1 + 0.025 * 9.0, 0), "{p:?}");
         assert_eq!((s.alerts, s.false_alarms, s.predicted), (20, 0, 20), "{s:?}");
         // The plain rule's pick, seen through the bootstrap: under the floor.

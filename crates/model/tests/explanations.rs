@@ -83,7 +83,7 @@ fn factors_name_seen_values_and_hosts_without_recent_data_have_none() {
     let partial = samples(&ds, "h001", now, |k| k == first);
     let stale = samples(&ds, "h003", now - 2 * HOUR, |_| true);
     let clock = Arc::new(ManualClock::new(now));
-    let live = LiveScorer::new(m.clone(), std::path::Path::new("unused"), clock, None, None);
+    let live = LiveScorer::new(m.clone(), no_reload(), clock, None, None);
     live.set_inventory(&ds.hosts, &ds.resources);
     live.observe_samples(&SampleBatch { series: full.clone() });
     live.observe_samples(&SampleBatch { series: partial.clone() });
@@ -130,4 +130,9 @@ fn factors_name_seen_values_and_hosts_without_recent_data_have_none() {
     assert_eq!(ex.all_factors.len(), m.schema.len());
     assert!(ex.all_factors.iter().all(|f| f.value.is_nan()), "no value was seen, none is shown: {:?}", &ex.all_factors[..3]);
     assert!(live.explain_host(&ids[3]).expect("explain").risk.factors.is_empty());
+}
+
+/// Scorers under test never reload: their source refuses to.
+fn no_reload() -> harbinger_model::ModelSource {
+    harbinger_model::ModelSource::new(std::path::Path::new("unused"), |d| Err(format!("no model at {} in this test", d.display())))
 }

@@ -50,11 +50,10 @@ fn an_imminence_model_is_stacked_saved_checked_and_explained() {
     );
     assert!(m.card.imminence.is_some());
     assert_ne!(m.version, plain.version, "the stack is part of the version");
-    let dir = tempfile::tempdir().expect("tempdir");
-    m.save(dir.path()).expect("save");
-    let card = std::fs::read_to_string(dir.path().join("MODEL_CARD.md")).expect("card");
+    let json = m.to_json().expect("json");
+    let card = harbinger_model::card::render(&m);
     assert!(card.contains("imminence model") && card.contains("Stacked with it"), "{card}");
-    let back = Model::load(dir.path()).expect("load");
+    let back = Model::parse("m/model.json".into(), &json).expect("parse");
     assert_eq!(
         back.imminence.as_ref().map(|i| (i.horizon_ms, i.learner.name(), i.companions.len())),
         Some((im.horizon_ms, im.learner.name(), im.companions.len()))
@@ -74,11 +73,9 @@ fn an_imminence_model_is_stacked_saved_checked_and_explained() {
     let bad = TrainOptions { short_horizon_ms: Some(o.horizon_ms), ..opts() };
     assert!(matches!(train(ds, &bad, &|_, _| {}), Err(TrainError::Options(_))));
     // A stack with the wrong width is refused on load, naming the file.
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("model.json")).expect("read")).expect("json");
+    let mut v: serde_json::Value = serde_json::from_str(&json).expect("json");
     v["imminence"]["stack"]["weights"] = serde_json::json!([1.0]);
-    std::fs::write(dir.path().join("model.json"), v.to_string()).expect("write");
-    let e = Model::load(dir.path()).expect_err("bad stack");
+    let e = Model::parse("m/model.json".into(), &v.to_string()).expect_err("bad stack");
     assert!(e.to_string().contains("model.json") && e.to_string().contains("inputs (main"), "{e}");
 }
 
@@ -97,9 +94,10 @@ fn training_is_deterministic_and_the_artifact_round_trips() {
     let again = train(ds, &opts(), &|_, _| {}).expect("train").model;
     assert_eq!(again.version, m.version, "same data and seed, same model");
     assert_eq!(again.learner, m.learner);
-    let dir = tempfile::tempdir().expect("tempdir");
-    m.save(dir.path()).expect("save");
-    let back = Model::load(dir.path()).expect("load");
+    let json = m.to_json().expect("json");
+    let back = Model::parse("m/model.json".into(), &json).expect("parse");
+    assert_eq!(back, *m, "the artifact round trips whole");
+    assert_eq!(back.to_json().expect("json"), json, "and writes the same bytes again");
     assert_eq!((&back.version, &back.schema, back.learner.name()), (&m.version, &m.schema, m.learner.name()));
     // JSON keeps floats to the last few ulps: the reloaded model scores the same.
     let k = m.schema.len();
@@ -109,7 +107,7 @@ fn training_is_deterministic_and_the_artifact_round_trips() {
         let (pa, pb) = (m.assess(&mut a, false).probability, back.assess(&mut b, false).probability);
         assert!((pa - pb).abs() < 1e-9, "{pa} vs {pb}");
     }
-    let card = std::fs::read_to_string(dir.path().join("MODEL_CARD.md")).expect("card");
+    let card = harbinger_model::card::render(m);
     assert!(card.contains(&m.version) && card.contains("test fleet") && card.contains("PR-AUC"), "{card}");
     // The split is by time and the threshold sits strictly inside (0, 1).
     assert!(m.card.split_ms > m.card.span_ms.0 && m.card.split_ms < m.card.span_ms.1);
@@ -120,18 +118,15 @@ fn training_is_deterministic_and_the_artifact_round_trips() {
 #[test]
 fn corrupt_and_incompatible_model_files_are_refused_with_their_names() {
     let (_, m) = model();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("model.json");
-    std::fs::write(&path, "{\"format\": \"harbinger-failure-model\", \"format_ver").expect("write");
-    let e = Model::load(dir.path()).expect_err("truncated");
+    let path = std::path::PathBuf::from("some/dir/model.json");
+    let e = Model::parse(path.clone(), "{\"format\": \"harbinger-failure-model\", \"format_ver").expect_err("truncated");
     assert!(matches!(e, ModelError::Corrupt { .. }), "{e}");
     assert!(e.to_string().contains(&path.display().to_string()), "{e}");
 
     let mut v = serde_json::to_value(m).expect("json");
     v["format_version"] = 99.into();
     v["harbinger_version"] = "9.9.9".into();
-    std::fs::write(&path, v.to_string()).expect("write");
-    let e = Model::load(dir.path()).expect_err("incompatible");
+    let e = Model::parse(path.clone(), &v.to_string()).expect_err("incompatible");
     let msg = e.to_string();
     assert!(matches!(e, ModelError::Incompatible { found: 99, .. }), "{msg}");
     assert!(msg.contains("format version 99") && msg.contains("9.9.9") && msg.contains(env!("CARGO_PKG_VERSION")), "{msg}");
@@ -145,11 +140,11 @@ fn corrupt_and_incompatible_model_files_are_refused_with_their_names() {
     } else {
         v["learner"]["weights"] = serde_json::json!([1.0]);
     }
-    std::fs::write(&path, v.to_string()).expect("write");
-    assert!(matches!(Model::load(dir.path()), Err(ModelError::Corrupt { .. })));
+    assert!(matches!(Model::parse(path.clone(), &v.to_string()), Err(ModelError::Corrupt { .. })));
 
-    let e = Model::load(&dir.path().join("nowhere")).expect_err("missing");
-    assert!(e.to_string().contains("nowhere"), "{e}");
+    let e = Model::parse_bytes(path.clone(), &[b'{', 0xff, b'}']).expect_err("not UTF-8");
+    assert!(matches!(&e, ModelError::Corrupt { reason, .. } if reason.contains("not UTF-8")), "{e}");
+    assert!(e.to_string().contains("some/dir/model.json"), "{e}");
 }
 
 #[test]
@@ -253,7 +248,7 @@ fn eval_trace_matches_the_alerts() {
 fn live_scores_are_finite_with_missing_metrics_and_unknown_hosts_are_refused() {
     let (ds, m) = model();
     let clock = Arc::new(ManualClock::new(0));
-    let live = LiveScorer::new(m.clone(), std::path::Path::new("unused"), clock.clone(), None, None);
+    let live = LiveScorer::new(m.clone(), no_reload(), clock.clone(), None, None);
     live.set_inventory(&ds.hosts, &ds.resources);
     // h000 gets every metric for 8 hours (warm after 6), h001 only one metric.
     let t0 = ds.metrics[0].timestamps[0];
@@ -322,9 +317,8 @@ fn live_ticks_and_eval_give_the_same_alert_transitions_and_polling_changes_none(
     assert!(expected.len() >= 3, "the fleet gives alerts to compare: {expected:?}");
 
     let clock = Arc::new(ManualClock::new(0));
-    let scorers: Vec<LiveScorer> = (0..2)
-        .map(|_| LiveScorer::new(m.clone(), std::path::Path::new("unused"), clock.clone(), o.alert_threshold, o.clear_threshold))
-        .collect();
+    let scorers: Vec<LiveScorer> =
+        (0..2).map(|_| LiveScorer::new(m.clone(), no_reload(), clock.clone(), o.alert_threshold, o.clear_threshold)).collect();
     for s in &scorers {
         s.set_inventory(&ds.hosts, &ds.resources);
     }
@@ -434,8 +428,11 @@ fn rows_cut_short_by_a_mitigation_are_left_out_of_training() {
     assert!(removed.iter().any(|r| r.0 == fi), "the failing host's earlier healthy rows are left out too");
     assert_eq!(rows.holdout_y.iter().filter(|&&y| y).count(), cut_rows.holdout_y.iter().filter(|&&y| y).count(), "failure rows stay");
     // ... and the card says so.
-    let dir = tempfile::tempdir().expect("tempdir");
-    cut.model.save(dir.path()).expect("save");
-    let card = std::fs::read_to_string(dir.path().join("MODEL_CARD.md")).expect("card");
+    let card = harbinger_model::card::render(&cut.model);
     assert!(card.contains(&format!("Rows left out because a mitigation cut their outcome short: {}", removed.len())), "{card}");
+}
+
+/// Scorers under test never reload: their source refuses to.
+fn no_reload() -> harbinger_model::ModelSource {
+    harbinger_model::ModelSource::new(std::path::Path::new("unused"), |d| Err(format!("no model at {} in this test", d.display())))
 }

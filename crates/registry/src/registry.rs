@@ -30,7 +30,7 @@
 //! repeated rollbacks walk back through earlier promotions.
 //!
 //! `serve`, `eval` and `bench score` accept an entry directory `<root>/<name>` wherever
-//! they take a model directory ([`crate::Model::load_resolved`] goes through
+//! they take a model directory ([`crate::load_resolved`] goes through
 //! [`artifact_dir`]): `CURRENT` is resolved at every load, so a promotion followed by a
 //! reload (SIGHUP, `ReloadModel`) switches the served version.
 //!
@@ -44,7 +44,9 @@ use std::sync::Arc;
 use harbinger_core::{Clock, SystemClock};
 use serde::Serialize;
 
-use crate::model::{CARD_FILE, MODEL_FILE, Model, ModelError};
+use harbinger_model::{Model, ModelError};
+
+use crate::files::{CARD_FILE, MODEL_FILE};
 
 /// File in an entry directory naming the served version.
 pub const CURRENT_FILE: &str = "CURRENT";
@@ -109,12 +111,13 @@ pub enum RegistryError {
         version: String,
     },
     /// A directory given to publish, or a published version, is not a loadable model.
-    #[error("model registry: {path} is not a usable model artifact: {source}")]
+    #[error("model registry: {path} is not a usable model artifact: {reason}")]
     NotAModel {
         /// The directory.
         path: PathBuf,
-        /// Why it cannot be loaded.
-        source: ModelError,
+        /// Why it cannot be loaded: its `model.json` cannot be read, or what
+        /// [`ModelError`] says of it.
+        reason: String,
     },
     /// The version is already published with other contents.
     #[error(
@@ -386,6 +389,20 @@ pub fn artifact_dir(dir: &Path) -> Result<PathBuf, RegistryError> {
     }
 }
 
+/// Reads and checks `dir/model.json`: its bytes and the model.
+fn read_model(dir: &Path) -> Result<(Vec<u8>, Model), RegistryError> {
+    let path = dir.join(MODEL_FILE);
+    let not_a_model = |reason: String| RegistryError::NotAModel { path: dir.to_path_buf(), reason };
+    let bytes = std::fs::read(&path).map_err(|e| not_a_model(format!("cannot read {}: {e}", path.display())))?;
+    let model = Model::parse_bytes(path, &bytes).map_err(|e: ModelError| not_a_model(e.to_string()))?;
+    Ok((bytes, model))
+}
+
+/// Checks that `dir` holds a model this harbinger loads.
+fn load_checked(dir: &Path) -> Result<Model, RegistryError> {
+    read_model(dir).map(|(_, m)| m)
+}
+
 fn parse_history(path: &Path, text: &str) -> Result<Vec<HistoryEntry>, RegistryError> {
     let mut out = Vec::new();
     if !text.is_empty() && !text.ends_with('\n') {
@@ -398,12 +415,7 @@ fn parse_history(path: &Path, text: &str) -> Result<Vec<HistoryEntry>, RegistryE
         let &[at, version, previous, change] = fields.as_slice() else {
             return Err(corrupt(format!("expected 4 fields (time version previous change), found {}", fields.len())));
         };
-        let at = humantime::parse_rfc3339(at).map_err(|e| corrupt(format!("time {at:?}: {e}")))?;
-        let at_ms = at
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()
-            .and_then(|d| i64::try_from(d.as_millis()).ok())
-            .ok_or_else(|| corrupt("time is out of range".into()))?;
+        let at_ms = harbinger_core::time::parse_timestamp_ms(at).map_err(|e| corrupt(e.to_string()))?;
         check_name("version", version).map_err(|e| corrupt(e.to_string()))?;
         let previous = match previous {
             "-" => None,
@@ -446,8 +458,7 @@ fn promotion_stack(history: &[HistoryEntry]) -> Vec<&str> {
 }
 
 fn time_text(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(t).to_string()
+    harbinger_core::time::format_ms(ms)
 }
 
 /// A model registry rooted at a directory. Cheap to clone; holds no open files.
@@ -565,7 +576,7 @@ impl Registry {
 
     fn load_version(&self, name: &str, version: &str) -> Result<(Model, PathBuf), RegistryError> {
         let dir = self.version_dir(name, version)?;
-        let m = Model::load(&dir).map_err(|source| RegistryError::NotAModel { path: dir.clone(), source })?;
+        let m = load_checked(&dir)?;
         Ok((m, dir))
     }
 
@@ -677,18 +688,13 @@ impl Registry {
     /// with other bytes ([`RegistryError::Conflict`]); I/O errors naming the path.
     pub fn publish(&self, name: &str, artifact: &Path) -> Result<Published, RegistryError> {
         check_name("name", name)?;
-        let json_path = artifact.join(MODEL_FILE);
-        let not_a_model = |source| RegistryError::NotAModel { path: artifact.to_path_buf(), source };
-        let json = std::fs::read(&json_path).map_err(|source| not_a_model(ModelError::Io { path: json_path.clone(), source }))?;
-        let text =
-            std::str::from_utf8(&json).map_err(|e| not_a_model(ModelError::Corrupt { path: json_path.clone(), reason: e.to_string() }))?;
-        let model = Model::parse(json_path.clone(), text).map_err(not_a_model)?;
+        let (json, model) = read_model(artifact)?;
         let version = model.version.clone();
         check_name("version", &version)?;
         let card_path = artifact.join(CARD_FILE);
         let card = match std::fs::read(&card_path) {
             Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::NotFound => crate::card::render(&model).into_bytes(),
+            Err(e) if e.kind() == ErrorKind::NotFound => harbinger_model::card::render(&model).into_bytes(),
             Err(e) => return Err(io("read", &card_path)(e)),
         };
 
@@ -755,7 +761,7 @@ impl Registry {
                 version: version.to_string(),
             });
         }
-        Model::load(&dir).map_err(|source| RegistryError::NotAModel { path: dir.clone(), source })?;
+        load_checked(&dir)?;
         let from = read_current_file(&entry.join(CURRENT_FILE)).ok().flatten();
         let history = Self::read_history(&entry)?;
         if from.as_deref() == Some(version) && promotion_stack(&history).last() == Some(&version) {
@@ -804,7 +810,7 @@ impl Registry {
                 version: target.to_string(),
             });
         }
-        Model::load(&dir).map_err(|source| RegistryError::NotAModel { path: dir.clone(), source })?;
+        load_checked(&dir)?;
         let target = target.to_string();
         Self::clean(&entry)?;
         self.set_current(&entry, &target, Some(&current), Change::Rollback)?;
@@ -1045,7 +1051,7 @@ mod tests {
             assert!(matches!(e, RegistryError::CorruptCurrent { .. }), "{text:?}: {e:?}");
             let msg = e.to_string();
             assert!(msg.contains("failure/CURRENT") && msg.contains(why), "{msg}");
-            let e = Model::load_resolved(&tmp.path().join("reg/failure")).expect_err("serve cannot resolve it");
+            let e = crate::load_resolved(&tmp.path().join("reg/failure")).expect_err("serve cannot resolve it");
             assert!(e.to_string().contains("failure/CURRENT"), "{e}");
             assert!(matches!(r.versions("failure"), Err(RegistryError::CorruptCurrent { .. })));
             assert!(matches!(r.remove("failure", "v2"), Err(RegistryError::CorruptCurrent { .. })), "no removal while unsure");
@@ -1074,12 +1080,12 @@ mod tests {
         r.publish("failure", &a).expect("publish");
         r.publish("failure", &artifact(tmp.path(), "v2", 2)).expect("publish");
         let entry = r.entry_dir("failure").expect("name");
-        assert_eq!(Model::load_resolved(&entry).expect("entry").version, "v1");
+        assert_eq!(crate::load_resolved(&entry).expect("entry").version, "v1");
         r.promote("failure", "v2").expect("promote");
-        assert_eq!(Model::load_resolved(&entry).expect("entry").version, "v2", "resolved at every load");
-        assert_eq!(Model::load_resolved(&a).expect("plain artifact").version, "v1");
-        let e = Model::load_resolved(&tmp.path().join("nowhere")).expect_err("neither");
-        assert!(matches!(e, ModelError::Io { .. }) && e.to_string().contains("nowhere/model.json"), "{e}");
+        assert_eq!(crate::load_resolved(&entry).expect("entry").version, "v2", "resolved at every load");
+        assert_eq!(crate::load_resolved(&a).expect("plain artifact").version, "v1");
+        let e = crate::load_resolved(&tmp.path().join("nowhere")).expect_err("neither");
+        assert!(matches!(e, crate::LoadError::Io { .. }) && e.to_string().contains("nowhere/model.json"), "{e}");
     }
 
     #[test]
