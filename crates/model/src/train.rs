@@ -643,6 +643,11 @@ fn version_of(m: &Model) -> String {
 
 /// Entry delays (minutes) the threshold choice tries with each threshold.
 const ENTER_AFTER_MIN: [i64; 5] = [0, 10, 20, 30, 45];
+/// Clear thresholds tried, as shares of the alert threshold: 0.6 holds an alert through a
+/// dip; 0.85 lets it clear and enter again, so a host whose risk stays high for weeks
+/// before it fails (drives whose SMART counters grow) raises an alert inside the warning
+/// window, at the price of more alerts. The first among equals wins (0.6).
+const CLEAR_RATIOS: [f64; 3] = [0.6, 0.85, 0.95];
 /// Precision the threshold choice aims for on held-back data.
 const TARGET_PRECISION: f64 = 0.85;
 /// False alarms per host-day the threshold choice allows on held-back data.
@@ -681,17 +686,18 @@ fn choose_threshold(
         let held: Vec<usize> = (0..hosts.len()).filter(|&i| present[i]).collect();
         resample_hosts(&held, hosts.len(), b.resamples, b.seed)
     });
-    let candidates: Vec<(f64, i64)> = (0..=34)
+    let candidates: Vec<(f64, i64, f64)> = (0..=34)
         .map(|i| 0.1 + 0.025 * f64::from(i))
         .filter(|&a| a <= reachable || a <= 0.1)
-        .flat_map(|a| ENTER_AFTER_MIN.iter().map(move |&m| (a, m)))
+        .flat_map(|a| ENTER_AFTER_MIN.iter().flat_map(move |&m| CLEAR_RATIOS.iter().map(move |&r| (a, m, r))))
         .collect();
     // Every candidate replays the held-back rows on its own: in parallel, then the best
     // key, the first candidate among equals (the same choice as a sequential scan).
     let scored: Vec<(f64, RiskPolicy, Summary)> = candidates
         .par_iter()
-        .map(|&(a, enter_min)| {
-            let policy = RiskPolicy { alert_threshold: a, clear_threshold: a * 0.6, enter_after_ms: enter_min * unit, ..base.clone() };
+        .map(|&(a, enter_min, clear_ratio)| {
+            let policy =
+                RiskPolicy { alert_threshold: a, clear_threshold: a * clear_ratio, enter_after_ms: enter_min * unit, ..base.clone() };
             let mut states = vec![AlertState::default(); hosts.len()];
             let mut last_t = vec![i64::MIN; hosts.len()];
             let mut alerts = Vec::new();
@@ -752,7 +758,7 @@ fn threshold_rule(target_precision: f64, bootstrap: Option<&Bootstrap>, met: boo
     let outcome =
         if met { "a candidate met it" } else { "no candidate met it: the threshold with the best F1 of recall and precision was kept" };
     format!(
-        "the most held-back recall with precision >= {target_precision}, false alarms <= {TARGET_FALSE_ALARMS} per host-day{steady}; candidates 0.100 to 0.950 in steps of 0.025, entered after {ENTER_AFTER_MIN:?} units; {outcome}"
+        "the most held-back recall with precision >= {target_precision}, false alarms <= {TARGET_FALSE_ALARMS} per host-day{steady}; candidates 0.100 to 0.950 in steps of 0.025, entered after {ENTER_AFTER_MIN:?} units, cleared below {CLEAR_RATIOS:?} of the threshold; {outcome}"
     )
 }
 
