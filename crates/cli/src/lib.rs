@@ -47,6 +47,21 @@ use harbinger_store::{EmbeddedConfig, EmbeddedStore, Limits};
 
 use crate::args::{BenchCommand, Cli, Command, NabCommand, RolloutCommand};
 
+/// An error and its causes on one line, as the binary prints it: `context: cause: cause`,
+/// leaving out a cause whose text the message already holds (many error types print their
+/// source inside their own message, which `{:#}` would repeat).
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !c.is_empty() && !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
+}
+
 /// Loads the configuration: defaults, file, environment, then the flags in `cli`.
 ///
 /// # Errors
@@ -253,5 +268,37 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    /// An error that prints its source in its own message, as most of the project's do.
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "model file m/model.json: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn causes_are_said_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(Wrapped(io())).context("loading the failure model");
+        assert_eq!(error_text(&e), "loading the failure model: model file m/model.json: no such file");
+        assert_eq!(format!("{e:#}"), "loading the failure model: model file m/model.json: no such file: no such file", "what {{:#}} says");
+        // A cause the message does not hold is still appended.
+        let e = anyhow::Error::new(io()).context("reading x");
+        assert_eq!(error_text(&e), "reading x: no such file");
     }
 }

@@ -13,18 +13,18 @@ fn main() -> std::process::ExitCode {
     let config = match harbinger_cli::load_config(&cli) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", harbinger_cli::error_text(&e));
             return std::process::ExitCode::from(2);
         }
     };
     if let Err(e) = harbinger_cli::init_logging(&config) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", harbinger_cli::error_text(&e));
         return std::process::ExitCode::from(2);
     }
     match harbinger_cli::run(cli, config) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", harbinger_cli::error_text(&e));
             std::process::ExitCode::FAILURE
         }
     }

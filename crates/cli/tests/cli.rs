@@ -267,3 +267,33 @@ fn a_misspelt_harbinger_variable_is_named_with_what_was_meant() {
     );
     assert!(!stderr.contains("secret"), "the value is never printed: {stderr}");
 }
+
+#[test]
+fn a_missing_model_is_named_once_with_its_cause() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = common::repo().join("datasets/fleet-sample");
+    let missing = dir.path().join("no-model");
+    let out = dir.path().join("out");
+    let args = [
+        "eval",
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--model",
+        missing.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ];
+    let (code, _, stderr) = run(&args);
+    assert_eq!(code, 1, "{stderr}");
+    let line = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+    assert!(line.contains(&format!("model file {}", missing.join("model.json").display())), "{stderr}");
+    assert_eq!(line.matches("os error 2").count(), 1, "the OS error is said once: {line}");
+    // A registry entry whose CURRENT names nothing: the registry says so, once.
+    std::fs::create_dir_all(&missing).expect("mkdir");
+    std::fs::write(missing.join("CURRENT"), "v9\n").expect("write");
+    let (code, _, stderr) = run(&args);
+    assert_eq!(code, 1, "{stderr}");
+    let line = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+    assert!(line.contains("CURRENT is corrupt") && line.contains("names version v9"), "{stderr}");
+    assert_eq!(line.matches("names version v9").count(), 1, "{line}");
+}

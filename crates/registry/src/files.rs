@@ -16,12 +16,12 @@ pub const CARD_FILE: &str = "MODEL_CARD.md";
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// A file cannot be read or written.
-    #[error("model file {path}: {source}")]
+    #[error("model file {path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// OS error.
-        source: std::io::Error,
+        /// OS error (in the message, not repeated as the error's source).
+        error: std::io::Error,
     },
     /// The file is there but is not a model this harbinger reads.
     #[error(transparent)]
@@ -33,7 +33,7 @@ pub enum LoadError {
 
 /// Reads `path` as a `model.json`: I/O errors and bytes that are not UTF-8 name the file.
 pub(crate) fn read_artifact(path: &Path) -> Result<(Vec<u8>, Model), LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|error| LoadError::Io { path: path.to_path_buf(), error })?;
     let model = Model::parse_bytes(path.to_path_buf(), &bytes)?;
     Ok((bytes, model))
 }
@@ -66,12 +66,12 @@ pub fn load_resolved(dir: &Path) -> Result<Model, LoadError> {
 pub fn save(model: &Model, dir: &Path) -> Result<(), LoadError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| LoadError::Io { path, source }
+        move |error| LoadError::Io { path, error }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let path = dir.join(MODEL_FILE);
     let tmp = dir.join(format!("{MODEL_FILE}.tmp"));
-    let json = model.to_json().map_err(|e| LoadError::Io { path: path.clone(), source: std::io::Error::other(e) })?;
+    let json = model.to_json().map_err(|e| LoadError::Io { path: path.clone(), error: std::io::Error::other(e) })?;
     std::fs::write(&tmp, json).map_err(io(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io(&path))?;
     let card = dir.join(CARD_FILE);

@@ -67,14 +67,14 @@ const TMP: &str = ".tmp-";
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// A file system operation failed.
-    #[error("model registry: cannot {op} {path}: {source}")]
+    #[error("model registry: cannot {op} {path}: {error}")]
     Io {
         /// What was attempted (`read`, `create`, `rename`, ...).
         op: &'static str,
         /// The file or directory.
         path: PathBuf,
-        /// OS error.
-        source: std::io::Error,
+        /// OS error (in the message, not repeated as the error's source).
+        error: std::io::Error,
     },
     /// The registry root exists but is not a directory.
     #[error("model registry: {path} is not a directory")]
@@ -334,7 +334,7 @@ pub fn check_name(what: &'static str, value: &str) -> Result<(), RegistryError> 
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError {
     let path = path.to_path_buf();
-    move |source| RegistryError::Io { op, path, source }
+    move |error| RegistryError::Io { op, path, error }
 }
 
 /// Makes renames and new entries in `dir` durable.
