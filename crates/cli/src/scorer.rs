@@ -8,8 +8,9 @@ use harbinger_model::LiveScorer;
 
 /// Loads the model in `cfg.model.dir` (the built-in default model when `model.dir` is left
 /// at its default and holds no model where `serve` runs) and returns the live scorer over `stores`, warmed
-/// with the inventory, the samples in the store's hot windows and the last three days
-/// of events.
+/// with the inventory, each series' history back to what the model needs to be warm
+/// ([`LiveScorer::warm_history_ms`]: the hot window, or the segments when it holds less)
+/// and the last three days of events.
 ///
 /// Must be called on a multi-threaded tokio runtime (it reads the store).
 ///
@@ -53,8 +54,18 @@ async fn warm(scorer: &LiveScorer, stores: &Stores) -> anyhow::Result<()> {
     scorer.set_inventory(&hosts, &resources);
     let mut newest = i64::MIN;
     let mut samples = 0usize;
+    // The store's hot window may hold less than the features need to be warm (it keeps at
+    // most 1,024 samples: 4.3 h at a 15 s scrape, against a 6 h warm-up): the history is
+    // read from the store's segments back to what the model needs.
+    let history = scorer.warm_history_ms();
     for key in stores.metrics.series().await? {
-        let s = stores.metrics.recent(&key).await?;
+        let hot = stores.metrics.recent(&key).await?;
+        let s = match hot.timestamps.last() {
+            Some(&last) if hot.timestamps.first().is_some_and(|&first| first > last.saturating_sub(history)) => {
+                stores.metrics.range(&key, last.saturating_sub(history), last.saturating_add(1)).await?
+            }
+            _ => hot,
+        };
         if let Some(&t) = s.timestamps.last() {
             newest = newest.max(t);
         }

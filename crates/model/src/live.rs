@@ -316,6 +316,14 @@ impl LiveScorer {
         self.model.read().unwrap_or_else(poisoned).clone()
     }
 
+    /// How much of a series' recent history warms this scorer's features to what they
+    /// would be had it run all along (the warm-up and the longest rolling window, plus the
+    /// staleness allowance): what `serve` feeds it from the store at start-up.
+    pub fn warm_history_ms(&self) -> i64 {
+        let sc = &self.model_arc().schema.scales;
+        sc.warm_ms.max(sc.long_ms) + sc.stale_ms
+    }
+
     fn shard(&self, h: &HostId) -> &Shard {
         &self.shards[(self.hasher.hash_one(h) as usize) % SHARDS]
     }
