@@ -7,12 +7,12 @@ use std::time::Instant;
 
 use anyhow::Context;
 use harbinger_core::HostId;
-use harbinger_dataset::{Dataset, LoadOptions, read_dataset};
+use harbinger_dataset::{Dataset, LoadOptions, MetricStream, read_dataset, read_inventory};
 use harbinger_model::features::TimeScales;
 use harbinger_model::learn::ForestParams;
-use harbinger_model::runner::step_of;
 use harbinger_model::{
-    EvalOptions, LearnerChoice, Mitigation, RuleSet, RulesOptions, TrainOptions, evaluate_rules, evaluate_ticks, train, write_output,
+    EvalOptions, LearnerChoice, Mitigation, RuleSet, RulesOptions, Survey, TrainOptions, evaluate_rules, evaluate_ticks, train_stream,
+    write_output,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -105,12 +105,15 @@ pub(crate) fn host_part(mut ds: Dataset, part: Option<&str>, share: f64) -> anyh
         x ^= x >> 31;
         ((x >> 11) as f64 / (1u64 << 53) as f64 <= share) == want_holdout
     };
+    let loaded = !ds.metrics.is_empty();
     ds.hosts.retain(|h| keep(&h.host));
     ds.metrics.retain(|s| keep(&s.key.host));
     ds.failures.retain(|f| keep(&f.host));
     ds.resources.retain(|r| keep(&r.host));
     ds.events.retain(|e| e.host.as_ref().is_none_or(&keep));
-    anyhow::ensure!(!ds.metrics.is_empty(), "--hosts-part {part} with --holdout-hosts {share} leaves no host with data");
+    // A dataset read as it goes (`train`) has no samples yet: its caller checks them.
+    let left = if loaded { !ds.metrics.is_empty() } else { !ds.hosts.is_empty() };
+    anyhow::ensure!(left, "--hosts-part {part} with --holdout-hosts {share} leaves no host with data");
     tracing::info!(part, share, hosts = ds.hosts.len(), failures = ds.failures.len(), "hosts split");
     Ok(ds)
 }
@@ -124,7 +127,12 @@ const DEFAULT_SHORT_HORIZON_MS: i64 = 2 * 3_600_000;
 /// Unreadable dataset, a dataset the model cannot be learned from, unwritable output.
 pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
     let t0 = Instant::now();
-    let ds = load(&a.data)?;
+    // The samples are read twice, a row group at a time: a survey (span, step, metric
+    // ranges and seasons), then the features as the file is read. Nothing holds the
+    // whole fleet's samples.
+    let (inventory, report) = read_inventory(&a.data).with_context(|| format!("reading dataset {}", a.data.display()))?;
+    let known: Vec<HostId> = inventory.hosts.iter().map(|h| h.host.clone()).collect();
+    let ds = inventory;
     let name = ds.meta.as_ref().map(|m| m.name.clone()).filter(|n| !n.is_empty()).unwrap_or_else(|| a.data.display().to_string());
     let learner = match a.learner.as_str() {
         "auto" => LearnerChoice::Auto,
@@ -140,10 +148,41 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
         other => anyhow::bail!("--short-learner {other:?} is not one of logistic, boosted-trees"),
     };
     let ds = host_part(ds, a.hosts_part.as_deref(), a.holdout_hosts)?;
+    let keep: Option<Vec<HostId>> = a.hosts_part.is_some().then(|| ds.hosts.iter().map(|h| h.host.clone()).collect());
+    let open = || {
+        MetricStream::open(&report.metrics_file, &known, keep.as_deref(), LoadOptions::default())
+            .with_context(|| format!("reading dataset {}", a.data.display()))
+    };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     let horizon_ms = duration_ms("horizon", &a.horizon)?;
     anyhow::ensure!(horizon_ms > 0, "--horizon must be longer than zero");
-    let scales = TimeScales::derive(step_of(&ds), horizon_ms);
+    let survey = {
+        let mut stream = open()?;
+        let (pb, total) = (bar("reading"), stream.total_rows().unwrap_or(0).max(1));
+        let survey = Survey::scan(ds.meta.as_ref(), &mut stream, |rows| pb.set_position(rows * 1000 / total))
+            .with_context(|| format!("reading dataset {}", a.data.display()))?;
+        pb.finish_and_clear();
+        survey
+    };
+    if let Some(part) = &a.hosts_part {
+        anyhow::ensure!(survey.rows > 0, "--hosts-part {part} with --holdout-hosts {} leaves no host with data", a.holdout_hosts);
+    }
+    tracing::info!(
+        dir = %a.data.display(),
+        hosts = ds.hosts.len(),
+        rows = survey.rows,
+        failures = ds.failures.len(),
+        seconds = t0.elapsed().as_secs_f64(),
+        "dataset surveyed"
+    );
+    if survey.lateness_ms > 0 {
+        eprintln!(
+            "note: {} is not sorted by time (a row comes up to {} behind an earlier one): training holds the rows read ahead until their time comes, which takes more memory",
+            report.metrics_file.display(),
+            humantime::format_duration(std::time::Duration::from_millis(survey.lateness_ms.unsigned_abs()))
+        );
+    }
+    let scales = TimeScales::derive(survey.step_ms, horizon_ms);
     let tick_ms = match &a.tick {
         Some(t) => duration_ms("tick", t)?,
         None => DEFAULT_TICK_MS.max(scales.step_ms).min(horizon_ms),
@@ -182,7 +221,7 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
         }
         pb.set_position((f * 1000.0) as u64);
     };
-    let trained = train(&ds, &opts, &progress)?;
+    let trained = train_stream(&ds, &survey, open()?, &opts, &progress)?;
     pb.finish_and_clear();
     let m = &trained.model;
     // With --publish and no --out, the artifact is written to a scratch directory first:

@@ -8,6 +8,8 @@
 //! # Layout
 //! - [`read`]: [`read_dataset`] loads and validates a directory, with errors that name the
 //!   file and line (or row), and a [`LoadReport`] of what was skipped and why.
+//! - [`stream`]: [`MetricStream`] reads the metric rows a row group at a time, for jobs over
+//!   fleets larger than memory ([`read_inventory`] reads the rest).
 //! - [`write`]: [`write_dataset`] writes a [`Dataset`] byte-for-byte reproducibly.
 //! - [`load`]: [`store_dataset`] writes a dataset into the stores (`harbinger ingest`).
 //! - [`synth`]: [`synth::generate`], a seeded synthetic fleet with failures, precursors and
@@ -17,6 +19,7 @@
 
 pub mod load;
 pub mod read;
+pub mod stream;
 pub mod synth;
 pub mod write;
 
@@ -24,7 +27,8 @@ use harbinger_core::{Event, Failure, Host, Resource, SeriesSamples, TimestampMs}
 use serde::{Deserialize, Serialize};
 
 pub use load::{IngestReport, store_dataset};
-pub use read::{DatasetError, LoadOptions, LoadReport, read_dataset};
+pub use read::{DatasetError, LoadOptions, LoadReport, read_dataset, read_inventory};
+pub use stream::{MetricRow, MetricStream};
 pub use write::{MetricsFormat, write_dataset, write_features};
 
 /// `dataset.json`: optional description of a dataset.

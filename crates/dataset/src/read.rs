@@ -143,6 +143,26 @@ pub struct LoadReport {
 /// [`DatasetError`] naming the file and line or row of the first problem. With
 /// `skip_invalid_rows`, bad metric rows are counted in the report instead.
 pub fn read_dataset(dir: &Path, opts: LoadOptions) -> Result<(Dataset, LoadReport), DatasetError> {
+    let (mut ds, mut report) = read_inventory(dir)?;
+    let metrics_path = report.metrics_file.clone();
+    let metrics = if metrics_path.extension().is_some_and(|e| e == "parquet") {
+        guarded(&metrics_path, || read_metrics_parquet(&metrics_path))?
+    } else {
+        guarded(&metrics_path, || read_metrics_csv(&metrics_path))?
+    };
+    let known: BTreeSet<&str> = ds.hosts.iter().map(|h| h.host.as_str()).collect();
+    ds.metrics = group_metrics(&metrics_path, metrics, &known, opts, &mut report)?;
+    Ok((ds, report))
+}
+
+/// Reads and validates everything of a dataset directory but the metric samples: hosts,
+/// resources, events, failures and `dataset.json`, with `metrics` left empty. The
+/// report names the metrics file to read (`metrics.parquet`, else `metrics.csv`), which
+/// [`crate::stream::MetricStream`] reads a part at a time.
+///
+/// # Errors
+/// [`DatasetError`] naming the file and line of the first problem, or a missing file.
+pub fn read_inventory(dir: &Path) -> Result<(Dataset, LoadReport), DatasetError> {
     let mut report = LoadReport::default();
 
     let hosts_path = dir.join("hosts.csv");
@@ -162,21 +182,17 @@ pub fn read_dataset(dir: &Path, opts: LoadOptions) -> Result<(Dataset, LoadRepor
         Vec::new()
     };
 
-    let (metrics_path, metrics) = {
+    report.metrics_file = {
         let pq = dir.join("metrics.parquet");
         let csv = dir.join("metrics.csv");
         if pq.exists() {
-            let cols = guarded(&pq, || read_metrics_parquet(&pq))?;
-            (pq, cols)
+            pq
         } else if csv.exists() {
-            let cols = guarded(&csv, || read_metrics_csv(&csv))?;
-            (csv, cols)
+            csv
         } else {
             return Err(DatasetError::MissingFile { dir: dir.to_path_buf(), file: "metrics.parquet" });
         }
     };
-    report.metrics_file = metrics_path.clone();
-    let metrics = group_metrics(&metrics_path, metrics, &known, opts, &mut report)?;
 
     let events_path = dir.join("events.jsonl");
     let events = if events_path.exists() {
@@ -218,13 +234,13 @@ pub fn read_dataset(dir: &Path, opts: LoadOptions) -> Result<(Dataset, LoadRepor
         None
     };
 
-    Ok((Dataset { meta, hosts, resources, metrics, events, failures }, report))
+    Ok((Dataset { meta, hosts, resources, metrics: Vec::new(), events, failures }, report))
 }
 
 /// Runs a polars decoder over `path`, turning a panic inside it into a decode error
 /// naming the file: polars' Parquet reader panics on some damaged files (a corrupt
 /// bit-width or thrift field) instead of returning an error.
-fn guarded<T>(path: &Path, decode: impl FnOnce() -> Result<T, DatasetError>) -> Result<T, DatasetError> {
+pub(crate) fn guarded<T>(path: &Path, decode: impl FnOnce() -> Result<T, DatasetError>) -> Result<T, DatasetError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<&str>()
@@ -330,24 +346,24 @@ fn read_failures(path: &Path, known: &BTreeSet<&str>) -> Result<Vec<Failure>, Da
 
 /// The four metric columns in file order, before grouping. `location(i)` maps row i to
 /// the place a user finds it.
-struct MetricColumns {
-    ts: Int64Chunked,
-    host: StringChunked,
-    metric: StringChunked,
-    value: Float64Chunked,
+pub(crate) struct MetricColumns {
+    pub(crate) ts: Int64Chunked,
+    pub(crate) host: StringChunked,
+    pub(crate) metric: StringChunked,
+    pub(crate) value: Float64Chunked,
     csv: bool,
     /// First bad cell found while parsing CSV text, reported once grouping reaches it.
-    bad: Vec<(usize, String)>,
+    pub(crate) bad: Vec<(usize, String)>,
 }
 
 impl MetricColumns {
-    fn location(&self, i: usize) -> Location {
+    pub(crate) fn location(&self, i: usize) -> Location {
         if self.csv { Location::Line(i + 2) } else { Location::Row(i) }
     }
 
     /// Gives the four columns the same chunks (one each when they differ), so rows can be
     /// walked chunk by chunk.
-    fn align(&mut self) {
+    pub(crate) fn align(&mut self) {
         let lens: Vec<usize> = self.ts.chunk_lengths().collect();
         let same = |other: Vec<usize>| other == lens;
         if !(same(self.value.chunk_lengths().collect())
@@ -371,16 +387,22 @@ impl MetricColumns {
     }
 }
 
-const METRIC_COLUMNS: [&str; 4] = ["timestamp", "host", "metric", "value"];
+pub(crate) const METRIC_COLUMNS: [&str; 4] = ["timestamp", "host", "metric", "value"];
 
 /// Refuses a Parquet file a data page of which declares a negative count of values, nulls
 /// or rows: polars takes such a count for a huge size and the process aborts on the
 /// allocation (which no error handling can catch). Reads page headers only.
-fn check_page_headers(path: &Path, bytes: &polars_buffer::Buffer<u8>) -> Result<(), DatasetError> {
+/// Checks the row groups `groups` of the file whose metadata is `meta`; `bytes` holds at
+/// least their column chunks, at their offsets in the file.
+pub(crate) fn check_page_headers(
+    path: &Path,
+    bytes: &polars_buffer::Buffer<u8>,
+    meta: &polars_parquet::parquet::metadata::FileMetadata,
+    groups: std::ops::Range<usize>,
+) -> Result<(), DatasetError> {
     use polars_parquet::parquet::page::{CompressedPage, DataPageHeader};
-    use polars_parquet::parquet::read::{get_page_iterator, read_metadata};
-    let meta = read_metadata(&mut std::io::Cursor::new(bytes.as_ref())).map_err(|e| DatasetError::decode(path, e))?;
-    for (g, group) in meta.row_groups.iter().enumerate() {
+    use polars_parquet::parquet::read::get_page_iterator;
+    for (g, group) in meta.row_groups.iter().enumerate().take(groups.end).skip(groups.start) {
         for column in group.parquet_columns() {
             let name = &column.descriptor().path_in_schema;
             let pages = get_page_iterator(column, std::io::Cursor::new(bytes.clone()), Vec::new(), usize::MAX)
@@ -406,7 +428,9 @@ fn check_page_headers(path: &Path, bytes: &polars_buffer::Buffer<u8>) -> Result<
 fn read_metrics_parquet(path: &Path) -> Result<MetricColumns, DatasetError> {
     let bytes = std::fs::read(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?;
     let bytes = polars_buffer::Buffer::from(bytes);
-    check_page_headers(path, &bytes)?;
+    let meta = polars_parquet::parquet::read::read_metadata(&mut std::io::Cursor::new(bytes.as_ref()))
+        .map_err(|e| DatasetError::decode(path, e))?;
+    check_page_headers(path, &bytes, &meta, 0..usize::MAX)?;
     let mut reader = ParquetReader::new(std::io::Cursor::new(bytes));
     let schema = reader.schema().map_err(|e| DatasetError::decode(path, e))?;
     let found: Vec<String> = schema.iter_names().map(|s| s.to_string()).collect();
@@ -419,6 +443,12 @@ fn read_metrics_parquet(path: &Path) -> Result<MetricColumns, DatasetError> {
         .with_columns(Some(METRIC_COLUMNS.iter().map(|s| s.to_string()).collect()))
         .finish()
         .map_err(|e| DatasetError::decode(path, e))?;
+    parquet_columns(path, &df)
+}
+
+/// The four metric columns of a frame decoded from `path`, cast to their types (names
+/// may be dictionary-encoded, timestamps any integer, values any number).
+pub(crate) fn parquet_columns(path: &Path, df: &DataFrame) -> Result<MetricColumns, DatasetError> {
     let cast = |name: &'static str, to: &DataType| -> Result<Column, DatasetError> {
         let c = df.column(name).map_err(|e| DatasetError::decode(path, e))?;
         let ok = match to {
@@ -447,7 +477,7 @@ fn read_metrics_parquet(path: &Path) -> Result<MetricColumns, DatasetError> {
     })
 }
 
-fn read_metrics_csv(path: &Path) -> Result<MetricColumns, DatasetError> {
+pub(crate) fn read_metrics_csv(path: &Path) -> Result<MetricColumns, DatasetError> {
     let df = read_csv_strings(path)?;
     let ts_s = str_col(&df, path, "timestamp")?;
     let host = str_col(&df, path, "host")?.clone();
@@ -478,6 +508,40 @@ fn read_metrics_csv(path: &Path) -> Result<MetricColumns, DatasetError> {
         .collect();
     bad.sort_by_key(|(i, _)| *i);
     Ok(MetricColumns { ts, host, metric, value, csv: true, bad })
+}
+
+/// What is wrong with one metric row, else its host and metric.
+pub(crate) fn row_problem<'a>(
+    ts: Option<i64>,
+    value: Option<f64>,
+    host: Option<&'a str>,
+    metric: Option<&'a str>,
+) -> Result<(&'a str, &'a str), String> {
+    let (Some(_), Some(h), Some(m)) = (ts, host, metric) else {
+        let reason = match (ts, host) {
+            (None, _) => "empty `timestamp`",
+            (_, None) => "empty `host`",
+            _ => "empty `metric`",
+        };
+        return Err(reason.into());
+    };
+    if let Some(v) = value.filter(|v| v.is_infinite()) {
+        return Err(format!("value is infinite ({v})"));
+    }
+    Ok((h, m))
+}
+
+/// What is wrong with a (host, metric) pair of a metric row, if anything.
+pub(crate) fn pair_problem(h: &str, m: &str, known: bool) -> Option<String> {
+    if h.is_empty() {
+        Some("empty `host`".into())
+    } else if m.is_empty() {
+        Some("empty `metric`".into())
+    } else if !known {
+        Some(format!("unknown host {h:?} (not in hosts.csv)"))
+    } else {
+        None
+    }
 }
 
 /// A row that belongs to no series (skipped as invalid).
@@ -522,21 +586,14 @@ fn intern_range<'a>(
             let reason = bad.next().map(|(_, r)| r.clone()).unwrap_or_default();
             return skip(&mut part, DatasetError::invalid(path, cols.location(i), reason));
         }
-        let (Some(_), Some(h), Some(m)) = (ts, host, metric) else {
-            let reason = match (ts, host) {
-                (None, _) => "empty `timestamp`",
-                (_, None) => "empty `host`",
-                _ => "empty `metric`",
-            };
-            return skip(&mut part, DatasetError::invalid(path, cols.location(i), reason));
+        let (h, m) = match row_problem(ts, value, host, metric) {
+            Ok(hm) => hm,
+            Err(reason) => return skip(&mut part, DatasetError::invalid(path, cols.location(i), reason)),
         };
-        if let Some(v) = value.filter(|v| v.is_infinite()) {
-            return skip(&mut part, DatasetError::invalid(path, cols.location(i), format!("value is infinite ({v})")));
-        }
         let slot = match index.get(&(h, m)) {
             Some(slot) => *slot,
             None => {
-                let slot = if h.is_empty() || m.is_empty() || !known.contains(h) {
+                let slot = if pair_problem(h, m, known.contains(h)).is_some() {
                     None
                 } else {
                     part.keys.push((h, m));
@@ -548,13 +605,7 @@ fn intern_range<'a>(
             }
         };
         let Some(idx) = slot else {
-            let reason = if h.is_empty() {
-                "empty `host`".to_string()
-            } else if m.is_empty() {
-                "empty `metric`".to_string()
-            } else {
-                format!("unknown host {h:?} (not in hosts.csv)")
-            };
+            let reason = pair_problem(h, m, known.contains(h)).unwrap_or_default();
             return skip(&mut part, DatasetError::invalid(path, cols.location(i), reason));
         };
         part.counts[idx as usize] += 1;
@@ -673,30 +724,40 @@ fn group_metrics(
     };
     report.missing_values += missing;
     for s in &mut series {
-        let disorder = s.timestamps.windows(2).filter(|w| w[1] < w[0]).count();
-        if disorder > 0 {
-            report.out_of_order_rows += disorder as u64;
-            let mut pts: Vec<(i64, f64)> = s.timestamps.iter().copied().zip(s.values.iter().copied()).collect();
-            pts.sort_by_key(|p| p.0); // stable: among duplicates, file order is kept
-            (s.timestamps, s.values) = pts.into_iter().unzip();
-        }
-        if s.timestamps.windows(2).any(|w| w[0] == w[1]) {
-            let mut ts = Vec::with_capacity(s.len());
-            let mut vs: Vec<f64> = Vec::with_capacity(s.len());
-            for (t, v) in s.timestamps.iter().zip(&s.values) {
-                if ts.last() == Some(t) {
-                    report.duplicate_rows += 1;
-                    if let Some(last) = vs.last_mut() {
-                        *last = *v; // the last row wins
-                    }
-                } else {
-                    ts.push(*t);
-                    vs.push(*v);
-                }
-            }
-            (s.timestamps, s.values) = (ts, vs);
-        }
+        let (disorder, duplicates) = normalize(&mut s.timestamps, &mut s.values);
+        report.out_of_order_rows += disorder;
+        report.duplicate_rows += duplicates;
     }
     series.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(series)
+}
+
+/// Sorts the samples of one series by time (stably: among equal timestamps, file order is
+/// kept) and drops duplicates, the last row winning. Returns the samples that were out of
+/// order and the duplicates dropped.
+pub fn normalize(timestamps: &mut Vec<i64>, values: &mut Vec<f64>) -> (u64, u64) {
+    let disorder = timestamps.windows(2).filter(|w| w[1] < w[0]).count() as u64;
+    if disorder > 0 {
+        let mut pts: Vec<(i64, f64)> = timestamps.iter().copied().zip(values.iter().copied()).collect();
+        pts.sort_by_key(|p| p.0);
+        (*timestamps, *values) = pts.into_iter().unzip();
+    }
+    let mut duplicates = 0;
+    if timestamps.windows(2).any(|w| w[0] == w[1]) {
+        let mut ts = Vec::with_capacity(timestamps.len());
+        let mut vs: Vec<f64> = Vec::with_capacity(values.len());
+        for (t, v) in timestamps.iter().zip(values.iter()) {
+            if ts.last() == Some(t) {
+                duplicates += 1;
+                if let Some(last) = vs.last_mut() {
+                    *last = *v; // the last row wins
+                }
+            } else {
+                ts.push(*t);
+                vs.push(*v);
+            }
+        }
+        (*timestamps, *values) = (ts, vs);
+    }
+    (disorder, duplicates)
 }

@@ -4,11 +4,13 @@
 //! # Layout
 //! - [`features`]: the incremental feature state of a host (one code path for batch and
 //!   live), and the fleet signal.
-//! - [`runner`]: drives every host of a dataset on a virtual clock.
+//! - [`runner`]: drives every host of a dataset on a virtual clock, from a dataset in memory
+//!   or fed as the metrics file is read; [`survey`]: what training needs to know of the
+//!   samples first (span, step, metric ranges, seasons), from memory or one pass over the file.
 //! - [`learn`]: the logistic model and the forest (fitted with linfa), isotonic
 //!   calibration, PR-AUC; [`boost`]: histogram gradient-boosted trees.
 //! - [`model`]: the artifact (`model.json`), risk policy and hysteresis.
-//! - [`train`]: the batch training job; [`eval`]: the evaluation job and the contract's
+//! - [`train`]: the batch training job ([`train::train_stream`] for fleets larger than memory); [`eval`]: the evaluation job and the contract's
 //!   scoring rule; [`card`]: the model card.
 //! - [`threshold`]: the host bootstrap the alert-threshold choice is checked with.
 //! - [`step`]: the one risk step (risk and alert state at a tick) that live scoring, `eval`,
@@ -31,6 +33,7 @@ pub mod model;
 pub mod rules;
 pub mod runner;
 pub mod step;
+pub mod survey;
 pub mod threshold;
 pub mod train;
 
@@ -39,4 +42,5 @@ pub use live::{LiveScorer, ModelSource};
 pub use model::{EMBEDDED_DEFAULT, Model, ModelError, RiskPolicy};
 pub use rules::{RuleSet, RulesError, RulesOptions, RulesOutput, evaluate_rules};
 pub use step::{Observation, Step, advance, risk_step};
-pub use train::{LearnerChoice, Mitigation, Rows, TrainError, TrainOptions, Trained, train};
+pub use survey::Survey;
+pub use train::{LearnerChoice, Mitigation, Rows, TrainError, TrainOptions, Trained, train, train_stream};

@@ -5,10 +5,11 @@
 //! the fleet signal from all rows of that moment. `train` and `eval` both drive it; the
 //! live scorer uses the same [`HostFeatures`] and fleet functions.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use harbinger_core::{Event, HostId, SeriesSamples, TimestampMs};
-use harbinger_dataset::Dataset;
+use harbinger_core::{Event, HostId, SeriesKey, SeriesSamples, TimestampMs};
+use harbinger_dataset::{Dataset, MetricRow};
 use rayon::prelude::*;
 
 use crate::features::{FeatureSchema, HostFeatures, MetricSpec, fleet_fill, fleet_stats};
@@ -23,11 +24,15 @@ pub fn schema_of(ds: &Dataset) -> FeatureSchema {
 /// The dataset's sampling step: `dataset.json`'s `step_ms`, else the median gap between
 /// consecutive samples of a series (over up to 64 series), else a minute.
 pub fn step_of(ds: &Dataset) -> i64 {
-    if let Some(s) = ds.meta.as_ref().and_then(|m| m.step_ms).filter(|&s| s > 0) {
+    step_from(ds.meta.as_ref(), ds.metrics.iter())
+}
+
+/// [`step_of`] from the metadata and the series in key order (only the first 64 are read).
+pub(crate) fn step_from<'s>(meta: Option<&harbinger_dataset::DatasetMeta>, series: impl Iterator<Item = &'s SeriesSamples>) -> i64 {
+    if let Some(s) = meta.and_then(|m| m.step_ms).filter(|&s| s > 0) {
         return s;
     }
-    let mut gaps: Vec<i64> =
-        ds.metrics.iter().take(64).flat_map(|s| s.timestamps.windows(2).map(|w| w[1] - w[0]).filter(|&g| g > 0)).collect();
+    let mut gaps: Vec<i64> = series.take(64).flat_map(|s| s.timestamps.windows(2).map(|w| w[1] - w[0]).filter(|&g| g > 0)).collect();
     if gaps.is_empty() {
         return 60_000;
     }
@@ -48,6 +53,15 @@ pub fn schema_with(ds: &Dataset, scales: crate::features::TimeScales) -> Feature
         e.0 = e.0 && bounded;
         e.1.push(s);
     }
+    schema_from(by, scales)
+}
+
+/// The schema from each metric's boundedness and its series in key order (only the
+/// first 8 are read, for the season).
+pub(crate) fn schema_from(
+    by: std::collections::BTreeMap<&str, (bool, Vec<&SeriesSamples>)>,
+    scales: crate::features::TimeScales,
+) -> FeatureSchema {
     FeatureSchema {
         metrics: by
             .into_iter()
@@ -137,9 +151,41 @@ pub fn event_host<'a>(e: &'a Event, resource_host: &'a HashMap<String, HostId>) 
     e.host.as_ref().or_else(|| e.resource.as_ref().and_then(|r| resource_host.get(r)))
 }
 
+/// One series of a host: borrowed whole from a dataset, or filled as it is read
+/// ([`FleetRun::feed`]) and emptied as it is consumed.
+struct Feed<'a> {
+    metric: usize,
+    ts: Cow<'a, [i64]>,
+    vs: Cow<'a, [f64]>,
+    /// Next sample to give the features.
+    cur: usize,
+    /// Samples fed after `cur` are out of order or duplicated.
+    unsorted: bool,
+}
+
+impl Feed<'_> {
+    fn push(&mut self, t: TimestampMs, v: f64) {
+        if self.ts.last().is_some_and(|&last| t <= last) {
+            self.unsorted = true;
+        }
+        self.ts.to_mut().push(t);
+        self.vs.to_mut().push(v);
+    }
+
+    /// Sorts and de-duplicates the samples not yet consumed, as loading a dataset does.
+    fn settle(&mut self) {
+        let (ts, vs) = (self.ts.to_mut(), self.vs.to_mut());
+        let (mut t, mut v) = (ts.split_off(self.cur), vs.split_off(self.cur));
+        harbinger_dataset::read::normalize(&mut t, &mut v);
+        ts.append(&mut t);
+        vs.append(&mut v);
+        self.unsorted = false;
+    }
+}
+
 struct HostRun<'a> {
     features: HostFeatures,
-    series: Vec<(usize, &'a SeriesSamples, usize)>,
+    series: Vec<Feed<'a>>,
     events: Vec<&'a Event>,
     next_event: usize,
 }
@@ -154,10 +200,22 @@ impl HostRun<'_> {
             self.features.event(e);
             self.next_event += 1;
         }
-        for (m, s, cur) in &mut self.series {
-            while *cur < s.timestamps.len() && s.timestamps[*cur] <= t {
-                self.features.push(*m, s.timestamps[*cur], s.values[*cur]);
-                *cur += 1;
+        for f in &mut self.series {
+            if f.unsorted {
+                f.settle();
+            }
+            while f.cur < f.ts.len() && f.ts[f.cur] <= t {
+                self.features.push(f.metric, f.ts[f.cur], f.vs[f.cur]);
+                f.cur += 1;
+            }
+            // A series being read drops what it consumed once that is most of it.
+            if let (Cow::Owned(ts), Cow::Owned(vs)) = (&mut f.ts, &mut f.vs)
+                && f.cur >= 1024
+                && 2 * f.cur >= ts.len()
+            {
+                ts.drain(..f.cur);
+                vs.drain(..f.cur);
+                f.cur = 0;
             }
         }
     }
@@ -178,6 +236,12 @@ pub struct FleetRun<'a> {
     rows: Vec<f64>,
     /// Same layout without the features.
     present: Vec<bool>,
+    /// Host numbers by id, and where each series number of a [`MetricStream`] is fed
+    /// (host, series of the host), for runs fed as the data is read.
+    ///
+    /// [`MetricStream`]: harbinger_dataset::MetricStream
+    index: HashMap<HostId, usize>,
+    slots: Vec<Option<(u32, u32)>>,
 }
 
 /// Ticks per block: about an hour of them, so each host's state stays in cache while it
@@ -210,7 +274,8 @@ impl<'a> FleetRun<'a> {
             .collect();
         for s in &ds.metrics {
             if let (Some(m), Some(&h)) = (schema.metric_index(s.key.metric.as_str()), index.get(&s.key.host)) {
-                runs[h].series.push((m, s, 0));
+                let (ts, vs) = (Cow::Borrowed(&s.timestamps[..]), Cow::Borrowed(&s.values[..]));
+                runs[h].series.push(Feed { metric: m, ts, vs, cur: 0, unsorted: false });
             }
         }
         let resource_host: HashMap<String, HostId> = ds.resources.iter().map(|r| (r.id.clone(), r.host.clone())).collect();
@@ -223,7 +288,50 @@ impl<'a> FleetRun<'a> {
         let block = block_len(tick);
         let k = schema.len();
         let n = hosts.len();
-        FleetRun { schema, hosts, runs, tick, block, at: None, rows: vec![0.0; n * block * k], present: vec![false; n * block] }
+        let index = index.into_iter().map(|(h, i)| (h.clone(), i)).collect();
+        let (rows, present) = (vec![0.0; n * block * k], vec![false; n * block]);
+        FleetRun { schema, hosts, runs, tick, block, at: None, rows, present, index, slots: Vec::new() }
+    }
+
+    /// Adds rows read from a [`MetricStream`] (whose series numbers `keys` names) to the
+    /// hosts' series: for a run made from a dataset without its samples (see
+    /// [`harbinger_dataset::read_inventory`]) and fed as the file is read. Rows of
+    /// metrics outside the schema or hosts outside the run are passed over. Rows may come
+    /// in any order as long as every row at or before a time the run has stepped to came
+    /// before that step.
+    ///
+    /// [`MetricStream`]: harbinger_dataset::MetricStream
+    pub fn feed(&mut self, keys: &[SeriesKey], rows: &[MetricRow]) {
+        while self.slots.len() < keys.len() {
+            let key = &keys[self.slots.len()];
+            let slot = match (self.schema.metric_index(key.metric.as_str()), self.index.get(&key.host)) {
+                (Some(m), Some(&h)) => {
+                    let run = &mut self.runs[h];
+                    let feed = Feed { metric: m, ts: Cow::Owned(Vec::new()), vs: Cow::Owned(Vec::new()), cur: 0, unsorted: false };
+                    run.series.push(feed);
+                    Some((h as u32, (run.series.len() - 1) as u32))
+                }
+                _ => None,
+            };
+            self.slots.push(slot);
+        }
+        for r in rows {
+            if let Some(Some((h, j))) = self.slots.get(r.series as usize) {
+                self.runs[*h as usize].series[*j as usize].push(r.ts, r.value);
+            }
+        }
+    }
+
+    /// The last time the data must be read up to before [`FleetRun::step`] to `t`: the
+    /// block of ticks it computes, or `None` when that step is already computed.
+    pub fn block_end(&self, t: TimestampMs) -> Option<TimestampMs> {
+        if let Some((t0, slot)) = self.at
+            && slot + 1 < self.block
+            && t == t0 + (slot as i64 + 1) * self.tick
+        {
+            return None;
+        }
+        Some(t + (self.block as i64 - 1) * self.tick)
     }
 
     /// Moves to time `t`: the previous step's time plus the tick (or any time at the first

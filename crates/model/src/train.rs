@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use harbinger_core::{HostId, TimestampMs, TransitionKind};
-use harbinger_dataset::Dataset;
+use harbinger_dataset::{Dataset, MetricRow, MetricStream};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -29,8 +29,9 @@ use crate::model::{
     AlertState, CardFacts, Companion, FORMAT, FORMAT_VERSION, HARBINGER_VERSION, Imminence, ImminenceFacts, Learner, LearnerFigures, Model,
     RiskPolicy,
 };
-use crate::runner::{FleetRun, criticality, data_span, schema_with, step_of};
+use crate::runner::{FleetRun, criticality};
 use crate::step::advance;
+use crate::survey::Survey;
 use crate::threshold::{Bootstrap, precision_quantile, resample_hosts};
 
 /// A moment where harbinger (or an operator) acted on a host so that a failure, if one
@@ -209,6 +210,9 @@ pub enum TrainError {
     /// A learner failed.
     #[error(transparent)]
     Learn(#[from] LearnError),
+    /// The samples could not be read (training on a dataset read as it goes).
+    #[error(transparent)]
+    Dataset(#[from] harbinger_dataset::DatasetError),
 }
 
 /// Progress of a training job: stage name and fraction done.
@@ -226,6 +230,55 @@ struct Holdout {
 /// # Errors
 /// [`TrainError`].
 pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Result<Trained, TrainError> {
+    train_from(ds, &Survey::of(ds), None, opts, progress)
+}
+
+/// Trains a model on a dataset read as the features are computed: `base` is the dataset
+/// without its samples ([`harbinger_dataset::read_inventory`]), `survey` the first pass
+/// over them ([`Survey::scan`]) and `stream` the metrics file opened again. Only the
+/// rows not yet consumed, each host's feature state and the kept feature rows are held,
+/// so memory follows the fleet's row count, not its sample count. Gives the model
+/// [`train`] gives on the same data loaded whole.
+///
+/// # Errors
+/// [`TrainError`], or the stream's error ([`TrainError::Dataset`]).
+pub fn train_stream(
+    base: &Dataset,
+    survey: &Survey,
+    stream: MetricStream,
+    opts: &TrainOptions,
+    progress: Progress<'_>,
+) -> Result<Trained, TrainError> {
+    train_from(base, survey, Some(stream), opts, progress)
+}
+
+/// Reads `stream` until every row at or before `through` has been read: the file's rows
+/// come at most `lateness` behind the latest timestamp before them.
+fn read_through(
+    run: &mut FleetRun<'_>,
+    stream: &mut MetricStream,
+    batch: &mut Vec<MetricRow>,
+    done: &mut bool,
+    lateness: i64,
+    through: TimestampMs,
+) -> Result<(), TrainError> {
+    while !*done && stream.latest_ms().saturating_sub(lateness) <= through {
+        if stream.next_batch(batch)? {
+            run.feed(stream.keys(), batch);
+        } else {
+            *done = true;
+        }
+    }
+    Ok(())
+}
+
+fn train_from(
+    ds: &Dataset,
+    survey: &Survey,
+    mut stream: Option<MetricStream>,
+    opts: &TrainOptions,
+    progress: Progress<'_>,
+) -> Result<Trained, TrainError> {
     let t0 = Instant::now();
     if ds.failures.is_empty() {
         return Err(TrainError::NoFailures);
@@ -247,15 +300,15 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
             opts.tick_ms, opts.horizon_ms
         )));
     }
-    let (start, end) = data_span(ds).ok_or(TrainError::NoData)?;
+    let (start, end) = survey.span.ok_or(TrainError::NoData)?;
     let scales = match opts.scales {
         Some(s) => {
             s.validate().map_err(TrainError::Options)?;
             s
         }
-        None => TimeScales::derive(step_of(ds), opts.horizon_ms),
+        None => TimeScales::derive(survey.step_ms, opts.horizon_ms),
     };
-    let schema = schema_with(ds, scales);
+    let schema = survey.schema(scales);
     if schema.metrics.is_empty() {
         return Err(TrainError::NoData);
     }
@@ -291,12 +344,7 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
     // Expected negatives in the training part, to pick the sampling rate.
     // Hosts count from their first sample (a fleet whose hosts come and go, like drives
     // sampled over their last days, has far fewer rows than ticks × hosts).
-    let mut first_seen = vec![i64::MAX; nh];
-    for s in &ds.metrics {
-        if let (Some(&i), Some(&t)) = (host_index.get(&s.key.host), s.timestamps.first()) {
-            first_seen[i] = first_seen[i].min(t);
-        }
-    }
+    let first_seen: Vec<i64> = run.hosts.iter().map(|h| survey.first_seen.get(h).copied().unwrap_or(i64::MAX)).collect();
     let train_rows_expected: f64 =
         first_seen.iter().map(|&f| ((split - opts.horizon_ms - start.max(f.min(end))).max(0) / tick) as f64).sum();
     let keep_neg = (opts.max_train_negatives as f64 / train_rows_expected.max(1.0)).min(1.0);
@@ -313,7 +361,11 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
     let coverage_i = schema.coverage_index();
     let min_conf = RiskPolicy::default().min_confidence;
     let mut t = start.div_euclid(tick) * tick + tick;
+    let (mut batch, mut read_all) = (Vec::new(), false);
     while t <= end {
+        if let (Some(through), Some(stream)) = (run.block_end(t), stream.as_mut()) {
+            read_through(&mut run, stream, &mut batch, &mut read_all, survey.lateness_ms, through)?;
+        }
         run.step(t);
         if t >= warmup {
             for i in 0..nh {

@@ -436,3 +436,62 @@ fn rows_cut_short_by_a_mitigation_are_left_out_of_training() {
 fn no_reload() -> harbinger_model::ModelSource {
     harbinger_model::ModelSource::new(std::path::Path::new("unused"), |d| Err(format!("no model at {} in this test", d.display())))
 }
+
+/// Writes `ds` to a dataset directory, its metrics in time order (`write_dataset`) or,
+/// with `by_host`, host by host (a file far from time order, as some exporters write).
+fn written(ds: &Dataset, by_host: bool) -> tempfile::TempDir {
+    use polars::prelude::*;
+    let dir = tempfile::tempdir().expect("tmp");
+    harbinger_dataset::write_dataset(ds, dir.path(), harbinger_dataset::MetricsFormat::Parquet).expect("write");
+    if by_host {
+        let (mut t, mut h, mut m, mut v) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for s in &ds.metrics {
+            for (ts, x) in s.timestamps.iter().zip(&s.values) {
+                t.push(*ts);
+                h.push(s.key.host.as_str());
+                m.push(s.key.metric.as_str());
+                v.push(*x);
+            }
+        }
+        let n = t.len();
+        let cols = vec![
+            Column::new("timestamp".into(), t),
+            Column::new("host".into(), h),
+            Column::new("metric".into(), m),
+            Column::new("value".into(), v),
+        ];
+        let mut df = DataFrame::new(n, cols).expect("frame");
+        let mut f = std::fs::File::create(dir.path().join("metrics.parquet")).expect("create");
+        ParquetWriter::new(&mut f).with_row_group_size(Some(100_000)).finish(&mut df).expect("parquet");
+    }
+    dir
+}
+
+fn trained_as_read(dir: &std::path::Path) -> (harbinger_model::Survey, Model) {
+    let (base, report) = harbinger_dataset::read_inventory(dir).expect("inventory");
+    let hosts: Vec<HostId> = base.hosts.iter().map(|h| h.host.clone()).collect();
+    let open = || harbinger_dataset::MetricStream::open(&report.metrics_file, &hosts, None, Default::default()).expect("open");
+    let survey = harbinger_model::Survey::scan(base.meta.as_ref(), &mut open(), |_| {}).expect("scan");
+    let m = harbinger_model::train_stream(&base, &survey, open(), &opts(), &|_, _| {}).expect("train").model;
+    (survey, m)
+}
+
+#[test]
+fn a_model_trained_as_the_file_is_read_equals_the_model_trained_on_the_dataset_in_memory() {
+    let (ds, m) = model();
+    for by_host in [false, true] {
+        let dir = written(ds, by_host);
+        let (survey, streamed) = trained_as_read(dir.path());
+        assert_eq!(survey.lateness_ms > 0, by_host, "a file out of time order is measured as such");
+        assert_eq!(streamed.version, m.version, "by host: {by_host}");
+        assert_eq!(streamed.learner, m.learner);
+        assert_eq!(streamed.policy, m.policy);
+        assert_eq!(streamed.schema, m.schema);
+        let (a, b) = (&streamed.card, &m.card);
+        assert_eq!(
+            (a.train_rows, a.train_positives, a.holdout_rows, a.holdout_positives),
+            (b.train_rows, b.train_positives, b.holdout_rows, b.holdout_positives)
+        );
+        assert_eq!(a.holdout_summary, b.holdout_summary);
+    }
+}
