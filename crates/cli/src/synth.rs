@@ -1,12 +1,13 @@
 //! `harbinger synth`: write a synthetic fleet dataset.
 
 use anyhow::Context;
-use harbinger_dataset::synth::{SynthParams, generate, write_episodes};
-use harbinger_dataset::{MetricsFormat, write_dataset};
+use harbinger_dataset::MetricsFormat;
+use harbinger_dataset::synth::{SynthParams, write_fleet};
 
 use crate::args::SynthArgs;
 
-/// Generates the fleet and writes it in the contract format, plus `episodes.csv`.
+/// Generates the fleet and writes it in the contract format, plus `episodes.csv`, a
+/// window of time at a time.
 ///
 /// # Errors
 /// Invalid parameters (named) or write failures.
@@ -28,20 +29,17 @@ pub fn run(a: &SynthArgs) -> anyhow::Result<()> {
         }
     };
     let p = SynthParams { hosts: a.hosts, days: a.days, step_ms, seed: a.seed, start_ms };
-    let fleet = generate(&p)?;
-    write_dataset(&fleet.dataset, &a.out, format)?;
-    write_episodes(&fleet.episodes, &a.out.join("episodes.csv"))
-        .with_context(|| format!("writing {}", a.out.join("episodes.csv").display()))?;
-    let ds = &fleet.dataset;
+    // A window of time at a time: a fleet larger than memory can be written.
+    let w = write_fleet(&p, &a.out, format).with_context(|| format!("writing {}", a.out.display()))?;
     println!(
         "wrote {}: {} hosts, {} resources, {} metric rows, {} events, {} failures, {} episodes",
         a.out.display(),
-        ds.hosts.len(),
-        ds.resources.len(),
-        ds.metric_rows(),
-        ds.events.len(),
-        ds.failures.len(),
-        fleet.episodes.len()
+        w.hosts,
+        w.resources,
+        w.metric_rows,
+        w.events,
+        w.failures,
+        w.episodes
     );
     Ok(())
 }

@@ -51,6 +51,12 @@ fn enc(path: &Path) -> impl FnOnce(PolarsError) -> DatasetError + '_ {
 /// # Errors
 /// I/O failures, naming the file.
 pub fn write_dataset(ds: &Dataset, dir: &Path, format: MetricsFormat) -> Result<(), DatasetError> {
+    write_inventory(ds, dir)?;
+    write_metrics(ds, dir, format)
+}
+
+/// Writes every file of [`write_dataset`] but the metrics.
+pub(crate) fn write_inventory(ds: &Dataset, dir: &Path) -> Result<(), DatasetError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
 
     let p = dir.join("hosts.csv");
@@ -73,8 +79,6 @@ pub fn write_dataset(ds: &Dataset, dir: &Path, format: MetricsFormat) -> Result<
     let text =
         serde_json::to_string_pretty(&ds.resources).map_err(|e| DatasetError::Io { path: p.clone(), source: std::io::Error::other(e) })?;
     std::fs::write(&p, text + "\n").map_err(io(&p))?;
-
-    write_metrics(ds, dir, format)?;
 
     let p = dir.join("events.jsonl");
     let mut w = create(&p)?;

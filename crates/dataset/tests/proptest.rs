@@ -151,6 +151,7 @@ fn read_with(file: &str, bytes: &[u8]) {
     for skip_invalid_rows in [false, true] {
         let _ = read_dataset(dir.path(), LoadOptions { skip_invalid_rows });
     }
+    let _ = streamed(dir.path());
 }
 
 /// The bytes of a small valid `metrics.parquet` for the tiny dataset's hosts.
@@ -234,7 +235,7 @@ fn every_single_bit_flip_of_a_parquet_file_is_refused_or_read() {
     let dir = tempfile::tempdir().expect("tempdir");
     tiny(dir.path());
     let path = dir.path().join("metrics.parquet");
-    let mut negative = 0;
+    let (mut negative, mut streamed_negative) = (0, 0);
     for i in 0..bytes.len() {
         let mut b = bytes.clone();
         b[i] ^= 1;
@@ -244,6 +245,23 @@ fn every_single_bit_flip_of_a_parquet_file_is_refused_or_read() {
             assert!(text.contains("metrics.parquet"), "{text}");
             negative += usize::from(text.contains("declares a negative count"));
         }
+        // Read a row group at a time (as `train` reads): refused naming the file, or read.
+        if let Err(e) = streamed(dir.path()) {
+            let text = e.to_string();
+            assert!(text.contains("metrics.parquet"), "streamed, flip at byte {i}: {text}");
+            streamed_negative += usize::from(text.contains("declares a negative count"));
+        }
     }
     assert!(negative > 0, "some flip makes a page's value count negative");
+    assert!(streamed_negative > 0, "and the stream checks the page headers too");
+}
+
+/// Every row of a dataset's metrics through [`harbinger_dataset::MetricStream`].
+fn streamed(dir: &std::path::Path) -> Result<u64, harbinger_dataset::DatasetError> {
+    let (ds, report) = harbinger_dataset::read_inventory(dir)?;
+    let hosts: Vec<harbinger_core::HostId> = ds.hosts.iter().map(|h| h.host.clone()).collect();
+    let mut s = harbinger_dataset::MetricStream::open(&report.metrics_file, &hosts, None, LoadOptions::default())?;
+    let mut batch = Vec::new();
+    while s.next_batch(&mut batch)? {}
+    Ok(s.rows_read())
 }
