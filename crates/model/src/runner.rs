@@ -208,9 +208,11 @@ impl HostRun<'_> {
                 self.features.push(f.metric, f.ts[f.cur], f.vs[f.cur]);
                 f.cur += 1;
             }
-            // A series being read drops what it consumed once that is most of it.
+            // A series being read drops what it consumed once that is most of it: it
+            // holds little more than the rows read ahead (a row group's share), not the
+            // series (at 10,000 hosts, 2,048 samples kept per series were 2.6 GB).
             if let (Cow::Owned(ts), Cow::Owned(vs)) = (&mut f.ts, &mut f.vs)
-                && f.cur >= 1024
+                && f.cur >= 32
                 && 2 * f.cur >= ts.len()
             {
                 ts.drain(..f.cur);
