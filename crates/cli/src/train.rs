@@ -130,9 +130,8 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
     // The samples are read twice, a row group at a time: a survey (span, step, metric
     // ranges and seasons), then the features as the file is read. Nothing holds the
     // whole fleet's samples.
-    let (inventory, report) = read_inventory(&a.data).with_context(|| format!("reading dataset {}", a.data.display()))?;
-    let known: Vec<HostId> = inventory.hosts.iter().map(|h| h.host.clone()).collect();
-    let ds = inventory;
+    let (ds, report) = read_inventory(&a.data).with_context(|| format!("reading dataset {}", a.data.display()))?;
+    let known: Vec<HostId> = ds.hosts.iter().map(|h| h.host.clone()).collect();
     let name = ds.meta.as_ref().map(|m| m.name.clone()).filter(|n| !n.is_empty()).unwrap_or_else(|| a.data.display().to_string());
     let learner = match a.learner.as_str() {
         "auto" => LearnerChoice::Auto,

@@ -146,7 +146,7 @@ impl Builder {
                 if !st.has_value {
                     st.has_value = true;
                     let m = st.metric;
-                    self.prune_season(keys, m);
+                    self.prune_season(m);
                 }
             }
         }
@@ -184,7 +184,7 @@ impl Builder {
     }
 
     /// Leaves out of metric `m`'s season set every series with 8 smaller ones that have a value.
-    fn prune_season(&mut self, _keys: &[SeriesKey], m: usize) {
+    fn prune_season(&mut self, m: usize) {
         let mut with_value = 0;
         let mut out: Vec<(SeriesKey, u32)> = Vec::new();
         for e in &self.season_sets[m] {
