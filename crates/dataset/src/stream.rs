@@ -48,8 +48,13 @@ pub struct MetricStream {
     keep: Option<BTreeSet<String>>,
     opts: LoadOptions,
     keys: Vec<SeriesKey>,
-    /// host -> metric -> series number (`None`: rows of this pair are invalid or not kept).
-    index: foldhash::HashMap<String, foldhash::HashMap<String, Option<u32>>>,
+    /// host -> its number; by host number, metric -> series number (`None`: rows of this
+    /// pair are invalid or not kept).
+    hosts: foldhash::HashMap<String, usize>,
+    pairs: Vec<foldhash::HashMap<String, Option<u32>>>,
+    /// The previous row's host and its number: rows sorted by (timestamp, host, metric)
+    /// come a host's metrics in a row, so most rows skip the host lookup.
+    last_host: (String, usize),
     rows: u64,
     skipped: u64,
     first_skipped: Option<String>,
@@ -91,7 +96,9 @@ impl MetricStream {
             keep: keep.map(|k| k.iter().map(ToString::to_string).collect()),
             opts,
             keys: Vec::new(),
-            index: foldhash::HashMap::default(),
+            hosts: foldhash::HashMap::default(),
+            pairs: Vec::new(),
+            last_host: (String::new(), usize::MAX),
             rows: 0,
             skipped: 0,
             first_skipped: None,
@@ -204,9 +211,23 @@ impl MetricStream {
                         continue;
                     }
                 };
-                let slot = match self.index.get(host).and_then(|ms| ms.get(metric)) {
+                if self.last_host.1 == usize::MAX || self.last_host.0 != host {
+                    let h = match self.hosts.get(host) {
+                        Some(&h) => h,
+                        None => {
+                            self.hosts.insert(host.to_string(), self.pairs.len());
+                            self.pairs.push(foldhash::HashMap::default());
+                            self.pairs.len() - 1
+                        }
+                    };
+                    self.last_host.0.clear();
+                    self.last_host.0.push_str(host);
+                    self.last_host.1 = h;
+                }
+                let h = self.last_host.1;
+                let slot = match self.pairs[h].get(metric) {
                     Some(slot) => *slot,
-                    None => self.intern(host, metric),
+                    None => self.intern(h, host, metric),
                 };
                 let Some(series) = slot else {
                     if let Some(reason) = pair_problem(host, metric, self.known.contains(host)) {
@@ -228,14 +249,14 @@ impl MetricStream {
         Ok(())
     }
 
-    fn intern(&mut self, host: &str, metric: &str) -> Option<u32> {
+    fn intern(&mut self, h: usize, host: &str, metric: &str) -> Option<u32> {
         let valid = pair_problem(host, metric, self.known.contains(host)).is_none();
         let kept = valid && self.keep.as_ref().is_none_or(|k| k.contains(host));
         let slot = kept.then(|| {
             self.keys.push(SeriesKey::new(host, metric));
             (self.keys.len() - 1) as u32
         });
-        self.index.entry(host.to_string()).or_default().insert(metric.to_string(), slot);
+        self.pairs[h].insert(metric.to_string(), slot);
         slot
     }
 
