@@ -42,18 +42,7 @@ pub(crate) fn step_from<'s>(meta: Option<&harbinger_dataset::DatasetMeta>, serie
 
 /// [`schema_of`] with the given time scales (seasons are looked for in their buckets).
 pub fn schema_with(ds: &Dataset, scales: crate::features::TimeScales) -> FeatureSchema {
-    let mut by: std::collections::BTreeMap<&str, (bool, Vec<&SeriesSamples>)> = std::collections::BTreeMap::new();
-    for s in &ds.metrics {
-        let bounded = s.values.iter().filter(|v| v.is_finite()).all(|v| (0.0..=1.0).contains(v));
-        let any = s.values.iter().any(|v| v.is_finite());
-        if !any {
-            continue;
-        }
-        let e = by.entry(s.key.metric.as_str()).or_insert((true, Vec::new()));
-        e.0 = e.0 && bounded;
-        e.1.push(s);
-    }
-    schema_from(by, scales)
+    crate::survey::Survey::of(ds).schema(scales)
 }
 
 /// The schema from each metric's boundedness and its series in key order (only the
