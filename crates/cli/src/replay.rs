@@ -112,7 +112,8 @@ pub async fn open(cfg: &Config, ds: &Dataset, out: &Path) -> anyhow::Result<(Pip
         std::fs::remove_dir_all(&snapshots).with_context(|| format!("removing the previous {}", snapshots.display()))?;
     }
     let clock = Arc::new(ManualClock::new(start));
-    let store = Arc::new(MemoryStore::with_clock(crate::store_config(cfg).limits, clock.clone()));
+    // Nothing in a replay reads samples older than the hot window (the engine reads none).
+    let store = Arc::new(MemoryStore::with_clock(crate::store_config(cfg).limits, clock.clone()).without_history());
     store.put_hosts(&ds.hosts).await.context("storing the hosts")?;
     store.put_resources(&ds.resources).await.context("storing the resources")?;
     let mut snap = crate::serve::snapshot_config(cfg, snapshots)?;

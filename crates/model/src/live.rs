@@ -27,6 +27,8 @@ use crate::step::{Observation, risk_step};
 const SHARDS: usize = 16;
 const HISTORY: usize = 720;
 const TOP_FACTORS: usize = 5;
+/// Series in a sample batch from which hosts are fed on the thread pool.
+const PARALLEL_SERIES: usize = 256;
 /// How often (by the clock) the fleet statistics are recomputed.
 const FLEET_REFRESH_MS: i64 = 30_000;
 
@@ -461,20 +463,34 @@ impl RiskScorer for LiveScorer {
 
     fn observe_samples(&self, batch: &SampleBatch) {
         let m = self.model_arc();
-        for s in &batch.series {
-            let Some(mi) = m.schema.metric_index(s.key.metric.as_str()) else {
-                // Not an input of this model; still make the host known.
-                self.host_entry(&s.key.host, &m);
-                continue;
-            };
-            let entry = self.host_entry(&s.key.host, &m);
+        // Each host's entries in batch order, hosts side by side: a host's series are only
+        // ever pushed by one thread, in the order the batch gives them.
+        let mut order: Vec<usize> = (0..batch.series.len()).collect();
+        if !batch.series.windows(2).all(|w| w[0].key.host <= w[1].key.host) {
+            order.sort_by(|&a, &b| batch.series[a].key.host.cmp(&batch.series[b].key.host));
+        }
+        let runs: Vec<&[usize]> = order.chunk_by(|&a, &b| batch.series[a].key.host == batch.series[b].key.host).collect();
+        let feed = |run: &&[usize]| {
+            let Some(&first) = run.first() else { return };
+            let entry = self.host_entry(&batch.series[first].key.host, &m);
             let mut h = entry.lock().unwrap_or_else(poisoned);
-            for (&t, &v) in s.timestamps.iter().zip(&s.values) {
-                h.features.push(mi, t, v);
-                if v.is_finite() {
-                    h.last_ts = Some(h.last_ts.map_or(t, |l| l.max(t)));
+            for &i in *run {
+                let s = &batch.series[i];
+                // A metric the model does not read still makes the host known.
+                let Some(mi) = m.schema.metric_index(s.key.metric.as_str()) else { continue };
+                for (&t, &v) in s.timestamps.iter().zip(&s.values) {
+                    h.features.push(mi, t, v);
+                    if v.is_finite() {
+                        h.last_ts = Some(h.last_ts.map_or(t, |l| l.max(t)));
+                    }
                 }
             }
+        };
+        // Small batches (a scrape, a gRPC push) are not worth waking the pool for.
+        if batch.series.len() >= PARALLEL_SERIES {
+            runs.par_iter().with_min_len(8).for_each(feed);
+        } else {
+            runs.iter().for_each(feed);
         }
     }
 

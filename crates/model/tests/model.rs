@@ -495,3 +495,48 @@ fn a_model_trained_as_the_file_is_read_equals_the_model_trained_on_the_dataset_i
         assert_eq!(a.holdout_summary, b.holdout_summary);
     }
 }
+
+/// A large sample batch is fed host by host on the thread pool: hosts out of order, a
+/// host's series split over several entries of the batch and interleaved with other
+/// hosts' give the same scores, tick by tick, as every series fed on its own in order.
+#[test]
+fn a_large_batch_fed_in_parallel_scores_as_its_series_fed_one_by_one() {
+    let (ds, m) = model();
+    let clock = Arc::new(ManualClock::new(0));
+    let [one, big] = [0, 1].map(|_| LiveScorer::new(m.clone(), no_reload(), clock.clone(), None, None));
+    for s in [&one, &big] {
+        s.set_inventory(&ds.hosts, &ds.resources);
+    }
+    let start = ds.metrics.iter().filter_map(|s| s.timestamps.first()).min().copied().expect("samples");
+    let end = ds.metrics.iter().filter_map(|s| s.timestamps.last()).max().copied().expect("samples");
+    let hour = 3_600_000;
+    let mut t = start.div_euclid(hour) * hour + hour;
+    let mut compared = 0;
+    while t <= end + hour {
+        // The hour's samples of each series, in two halves.
+        let cut = |s: &SeriesSamples, from: i64, to: i64| {
+            let (a, b) = (s.timestamps.partition_point(|&x| x <= from), s.timestamps.partition_point(|&x| x <= to));
+            SeriesSamples { key: s.key.clone(), timestamps: s.timestamps[a..b].to_vec(), values: s.values[a..b].to_vec() }
+        };
+        let mid = t - hour / 2;
+        let mut batch = SampleBatch::default();
+        for half in [(t - hour, mid), (mid, t)] {
+            // Hosts in reverse order; each host's first halves before any second half.
+            for s in ds.metrics.iter().rev() {
+                batch.series.push(cut(s, half.0, half.1));
+            }
+        }
+        assert!(batch.series.len() >= 256, "the batch is large enough to be fed in parallel: {}", batch.series.len());
+        clock.set(t);
+        big.observe_samples(&batch);
+        for s in &ds.metrics {
+            one.observe_samples(&SampleBatch { series: vec![cut(s, t - hour, t)] });
+        }
+        assert_eq!(one.tick(t), big.tick(t), "transitions at {t}");
+        let (a, b) = (one.score_all(), big.score_all());
+        assert_eq!(a, b, "scores at {t}");
+        compared += a.iter().filter(|r| r.confidence > 0.0).count();
+        t += hour;
+    }
+    assert!(compared > 1_000, "warm scores compared: {compared}");
+}

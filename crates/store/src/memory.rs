@@ -32,6 +32,8 @@ struct Inner {
 pub struct MemoryStore {
     inner: Mutex<Inner>,
     clock: Arc<dyn Clock>,
+    /// Whether samples are kept beyond each series' hot window.
+    history: bool,
 }
 
 impl Default for MemoryStore {
@@ -49,7 +51,16 @@ impl MemoryStore {
     /// An empty store whose retention and future allowance are judged by `clock`
     /// (replay and tests pass a manual clock).
     pub fn with_clock(limits: Limits, clock: Arc<dyn Clock>) -> Self {
-        Self { inner: Mutex::new(Inner { table: SeriesTable::new(limits), ..Default::default() }), clock }
+        Self { inner: Mutex::new(Inner { table: SeriesTable::new(limits), ..Default::default() }), clock, history: true }
+    }
+
+    /// Keeps only each series' hot window (what [`MetricStore::recent`] serves; a
+    /// [`MetricStore::range`] sees the part of it inside the range). Replay runs so: nothing
+    /// there reads older samples, and a week of a thousand hosts would hold 80 M of them.
+    #[must_use]
+    pub fn without_history(mut self) -> Self {
+        self.history = false;
+        self
     }
 
     /// Makes the store behave as a durable store does after a write failed (a full disk):
@@ -78,11 +89,15 @@ impl MetricStore for MemoryStore {
             });
         }
         let Inner { table, history, .. } = &mut *g;
+        let keep = self.history;
         Ok(table.admit(
             batch,
             self.clock.now_ms(),
             |_, _| {},
             |id, ts, vs| {
+                if !keep {
+                    return;
+                }
                 if history.len() <= id as usize {
                     history.resize_with(id as usize + 1, Default::default);
                 }
@@ -96,6 +111,16 @@ impl MetricStore for MemoryStore {
     async fn range(&self, key: &SeriesKey, from: TimestampMs, to: TimestampMs) -> Result<SeriesSamples, StoreError> {
         let g = self.lock();
         let id = g.table.id(key).ok_or_else(|| StoreError::UnknownSeries(key.clone()))?;
+        if !self.history {
+            let hot = g.table.recent(key).ok_or_else(|| StoreError::UnknownSeries(key.clone()))?;
+            let lo = hot.timestamps.partition_point(|t| *t < from);
+            let hi = hot.timestamps.partition_point(|t| *t < to).max(lo);
+            return Ok(SeriesSamples {
+                key: key.clone(),
+                timestamps: hot.timestamps[lo..hi].to_vec(),
+                values: hot.values[lo..hi].to_vec(),
+            });
+        }
         let Some((ts, vs)) = g.history.get(id as usize) else {
             return Ok(SeriesSamples::new(key.clone()));
         };
