@@ -15,6 +15,12 @@
 //!    watchdog makes when a primary stops answering;
 //! 5. one [`Engine::tick`](harbinger_engine::Engine::tick) at `t`.
 //!
+//! [`drive`] does this with one change of schedule: the scorer is given an hour of ticks'
+//! events and stored samples at once ([`RiskScorer::prepare_ticks`](harbinger_core::RiskScorer::prepare_ticks)),
+//! and works host by host across them, while the store, the engine and the clock still go
+//! tick by tick. Each tick sees what it sees fed tick by tick ([`run_step`]; tests compare
+//! both, and replay with serve fed over HTTP).
+//!
 //! Output (the dataset contract's replay files, byte-identical for the same input):
 //! `decisions.jsonl` (the engine's own decision log), `alerts.csv` (hosts entering the
 //! alerting state), `summary.json` (scored by [`harbinger_model::summarize`], the code
@@ -291,22 +297,54 @@ pub async fn run_step(
 ) -> anyhow::Result<()> {
     let now = step.now;
     clock.set(now);
-    if !step.events.is_empty() {
-        p.ingest.events(step.events).await.context("ingesting events")?;
+    before_samples(&p.ingest, p, now, step.events, recover_by_samples.then(|| reporting(&step.samples)), rec).await?;
+    if !step.samples.series.is_empty() {
+        p.ingest.samples("replay", step.samples, BTreeMap::new()).await.context("ingesting samples")?;
     }
-    if recover_by_samples && !rec.down.is_empty() {
-        let reporting: BTreeSet<&HostId> = step.samples.series.iter().map(|s| &s.key.host).collect();
+    after_samples(p, now, &step.failures, trace_every_ms, recover_by_samples, rec).await
+}
+
+/// The hosts with samples in `b`.
+fn reporting(b: &SampleBatch) -> BTreeSet<HostId> {
+    b.series.iter().map(|s| s.key.host.clone()).collect()
+}
+
+/// A step's part before its samples: the clock already at `now`, its events through
+/// `ingest`, then failed hosts reporting again (`reporting`: the step's hosts with samples,
+/// when recovery is by samples) marked up.
+async fn before_samples(
+    ingest: &harbinger_engine::Ingest,
+    p: &Pipeline,
+    now: TimestampMs,
+    events: Vec<harbinger_core::Event>,
+    reporting: Option<BTreeSet<HostId>>,
+    rec: &mut Recorder,
+) -> anyhow::Result<()> {
+    if !events.is_empty() {
+        ingest.events(events).await.context("ingesting events")?;
+    }
+    if let Some(reporting) = reporting.filter(|_| !rec.down.is_empty()) {
         let back: Vec<HostId> =
-            rec.down.iter().filter(|(h, since)| now - **since >= RECOVERY_MS && reporting.contains(h)).map(|(h, _)| h.clone()).collect();
+            rec.down.iter().filter(|(h, since)| now - **since >= RECOVERY_MS && reporting.contains(*h)).map(|(h, _)| h.clone()).collect();
         for h in back {
             p.engine.set_up(&h, true).await;
             rec.down.remove(&h);
         }
     }
-    if !step.samples.series.is_empty() {
-        p.ingest.samples("replay", step.samples, BTreeMap::new()).await.context("ingesting samples")?;
-    }
-    for (host, why) in &step.failures {
+    Ok(())
+}
+
+/// A step's part after its samples: its failures reported, one engine tick, the alerts
+/// and (at `trace_every_ms`) the risk trace recorded.
+async fn after_samples(
+    p: &Pipeline,
+    now: TimestampMs,
+    failures: &[(HostId, String)],
+    trace_every_ms: Option<i64>,
+    recover_by_samples: bool,
+    rec: &mut Recorder,
+) -> anyhow::Result<()> {
+    for (host, why) in failures {
         p.engine.host_failed(host, why).await.with_context(|| format!("failing over {host}"))?;
         rec.failures_reported += 1;
         if recover_by_samples {
@@ -339,7 +377,33 @@ pub async fn run_step(
     Ok(())
 }
 
-/// Hosts a replay scores: the inventory's and those with samples (as `eval` counts them).
+/// Ticks a replay feeds the scorer at once ([`RiskScorer::prepare_ticks`]): an hour of
+/// minute ticks, fewer for a large fleet so the rows written ahead stay near 250 MB.
+fn block_ticks(hosts: usize) -> usize {
+    (300_000 / hosts.max(1)).clamp(1, 60)
+}
+
+/// The ticks at which a host outside the inventory is first heard of (a sample or an
+/// event about it): a block of ticks fed at once starts there, so the host is not known
+/// to the scorer (and the engine) before it would have been tick by tick.
+fn first_heard(ds: &Dataset, tick: i64) -> BTreeSet<TimestampMs> {
+    let known: BTreeSet<&HostId> = ds.hosts.iter().map(|h| &h.host).collect();
+    let on: std::collections::HashMap<&str, &HostId> = ds.resources.iter().map(|r| (r.id.as_str(), &r.host)).collect();
+    let mut first: BTreeMap<&HostId, TimestampMs> = BTreeMap::new();
+    let metrics = ds.metrics.iter().filter_map(|s| s.timestamps.iter().min().map(|&t| (&s.key.host, t)));
+    let events = ds
+        .events
+        .iter()
+        .filter_map(|e| e.host.as_ref().or_else(|| e.resource.as_deref().and_then(|r| on.get(r).copied())).map(|h| (h, e.ts)));
+    for (h, t) in metrics.chain(events).filter(|(h, _)| !known.contains(h)) {
+        let e = first.entry(h).or_insert(t);
+        *e = (*e).min(t);
+    }
+    // A sample or event at `t` is fed at the first tick at or after it.
+    first.values().map(|&t| t.div_euclid(tick) * tick + if t.rem_euclid(tick) == 0 { 0 } else { tick }).collect()
+}
+
+/// Hosts a replay scores:/// Hosts a replay scores: the inventory's and those with samples (as `eval` counts them).
 fn host_count(ds: &Dataset) -> usize {
     let mut hosts: BTreeSet<&HostId> = ds.hosts.iter().map(|h| &h.host).collect();
     hosts.extend(ds.metrics.iter().map(|s| &s.key.host));
@@ -364,11 +428,55 @@ pub async fn drive(
     let recover_by_samples = !ds.events.iter().any(|e| e.kind == EventKind::HostRecovered);
     let mut rec = Recorder::default();
     let (mut ticks, mut samples) = (0u64, 0u64);
-    for step in steps {
-        samples += step.samples.sample_count() as u64;
-        run_step(p, clock, step, opts.trace_every_ms, recover_by_samples, &mut rec).await?;
-        ticks += 1;
-        progress(ticks as f64 / total);
+    // The scorer is fed a block of ticks at a time (host by host across them: far fewer
+    // cache misses than every host every minute); the store, the engine and the clock
+    // still go tick by tick, and each tick sees what it would have seen fed tick by tick
+    // (`replay_decides_as_serve_fed_over_http` checks it against serve's own ingest path).
+    let quiet = harbinger_engine::Ingest { scorer: None, ..p.ingest.clone() };
+    let starts = first_heard(ds, opts.tick_ms.max(1));
+    let per_block = block_ticks(host_count(ds));
+    let mut steps = steps.peekable();
+    while steps.peek().is_some() {
+        let mut block: Vec<Step> = Vec::with_capacity(per_block);
+        while let Some(s) = steps.next_if(|s| block.is_empty() || (block.len() < per_block && !starts.contains(&s.now))) {
+            block.push(s);
+        }
+        // 1. Each tick's samples into the store at its time; what the store kept is the
+        //    scorer's input.
+        let mut kept = Vec::with_capacity(block.len());
+        let mut heard = Vec::with_capacity(block.len());
+        for step in &mut block {
+            clock.set(step.now);
+            samples += step.samples.sample_count() as u64;
+            heard.push(recover_by_samples.then(|| reporting(&step.samples)));
+            let batch = std::mem::take(&mut step.samples);
+            let (_, batch) = quiet.store_samples("replay", batch, BTreeMap::new()).await.context("ingesting samples")?;
+            kept.push(batch);
+        }
+        // 2. The scorer takes the block's events and samples.
+        let times: Vec<TimestampMs> = block.iter().map(|s| s.now).collect();
+        let events: Vec<Vec<harbinger_core::Event>> = block.iter().map(|s| s.events.clone()).collect();
+        let prepared = match &p.scorer {
+            Some(s) => tokio::task::block_in_place(|| s.prepare_ticks(&times, &events, &kept)),
+            None => true,
+        };
+        // 3. Tick by tick: events to the store and the engine, recoveries, failures, the
+        //    engine's tick.
+        for ((step, batch), heard) in block.into_iter().zip(kept).zip(heard) {
+            let now = step.now;
+            clock.set(now);
+            let evs = step.events;
+            if !prepared && let Some(s) = &p.scorer {
+                s.observe_events(&evs);
+            }
+            before_samples(&quiet, p, now, evs, heard, &mut rec).await?;
+            if !prepared && let Some(s) = &p.scorer {
+                s.observe_samples(&batch);
+            }
+            after_samples(p, now, &step.failures, opts.trace_every_ms, recover_by_samples, &mut rec).await?;
+            ticks += 1;
+            progress(ticks as f64 / total);
+        }
     }
     let mut summary = harbinger_model::summarize(&rec.alerts, &ds.failures, host_count(ds), span);
     summary.model_version = p.scorer.as_ref().map(|s| s.model_info().version.to_string());

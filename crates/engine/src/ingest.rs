@@ -70,9 +70,31 @@ impl Ingest {
     pub async fn samples(
         &self,
         source: &'static str,
+        batch: SampleBatch,
+        dropped: BTreeMap<&'static str, u64>,
+    ) -> Result<SamplesAccepted, StoreError> {
+        let (accepted, batch) = self.store_samples(source, batch, dropped).await?;
+        if let Some(scorer) = self.scorer.clone().filter(|_| !batch.series.is_empty()) {
+            // Scorer work is CPU: off the runtime threads. A failed task only loses the feed.
+            if let Err(e) = tokio::task::spawn_blocking(move || scorer.observe_samples(&batch)).await {
+                tracing::error!(error = %e, "feeding samples to the scorer failed");
+            }
+        }
+        Ok(accepted)
+    }
+
+    /// [`Ingest::samples`] up to the scorer: stores and counts `batch`, and returns what
+    /// the store kept (what `samples` feeds the scorer) for a caller that feeds the scorer
+    /// itself (replay, several ticks at a time).
+    ///
+    /// # Errors
+    /// As [`Ingest::samples`].
+    pub async fn store_samples(
+        &self,
+        source: &'static str,
         mut batch: SampleBatch,
         mut dropped: BTreeMap<&'static str, u64>,
-    ) -> Result<SamplesAccepted, StoreError> {
+    ) -> Result<(SamplesAccepted, SampleBatch), StoreError> {
         if let Some(known) = &self.strict_hosts {
             let before = batch.sample_count();
             batch.series.retain(|s| known.contains(&s.key.host));
@@ -92,13 +114,7 @@ impl Ingest {
         }
         // Only what the store kept reaches the scorer: refused series grow no per-host state.
         report.retain_stored(&mut batch);
-        if let Some(scorer) = self.scorer.clone().filter(|_| !batch.series.is_empty()) {
-            // Scorer work is CPU: off the runtime threads. A failed task only loses the feed.
-            if let Err(e) = tokio::task::spawn_blocking(move || scorer.observe_samples(&batch)).await {
-                tracing::error!(error = %e, "feeding samples to the scorer failed");
-            }
-        }
-        Ok(SamplesAccepted { report, dropped })
+        Ok((SamplesAccepted { report, dropped }, batch))
     }
 
     /// The first event naming a host outside the inventory (strict hosts), if any.

@@ -43,6 +43,33 @@ struct LiveHost {
     imminence: f64,
     /// When the host last left the alerting state.
     cleared_at: Option<TimestampMs>,
+    /// Rows written ahead of their ticks ([`RiskScorer::prepare_ticks`]); dropped when other
+    /// input reaches the host.
+    prepared: Option<Prepared>,
+}
+
+/// A host's feature rows at coming ticks, written as their input was fed.
+#[derive(Default)]
+struct Prepared {
+    ticks: Vec<TimestampMs>,
+    /// Whether the host had fresh data at each tick (else its row is not read).
+    present: Vec<bool>,
+    /// The rows, one after the other.
+    rows: Vec<f64>,
+    /// The first tick not yet read.
+    next: usize,
+}
+
+impl Prepared {
+    /// The row prepared for `now`, if any (`Some((present, row))`); rows of earlier ticks
+    /// are passed over for good.
+    fn take(&mut self, now: TimestampMs, k: usize) -> Option<(bool, &[f64])> {
+        while self.ticks.get(self.next).is_some_and(|&t| t < now) {
+            self.next += 1;
+        }
+        let i = self.next;
+        (self.ticks.get(i) == Some(&now) && self.rows.len() >= (i + 1) * k).then(|| (self.present[i], &self.rows[i * k..(i + 1) * k]))
+    }
 }
 
 impl LiveHost {
@@ -55,6 +82,7 @@ impl LiveHost {
             ticked: None,
             imminence: 1.0,
             cleared_at: None,
+            prepared: None,
         }
     }
 }
@@ -265,6 +293,12 @@ impl LiveScorer {
             .zip(rows.par_chunks_mut(k.max(1)))
             .map(|((_, h), row)| {
                 let mut h = h.lock().unwrap_or_else(poisoned);
+                if let Some((p, r)) = h.prepared.as_mut().and_then(|pr| pr.take(now, k)).filter(|(_, r)| r.len() == row.len()) {
+                    if p {
+                        row.copy_from_slice(r);
+                    }
+                    return p;
+                }
                 let p = h.features.has_data(now);
                 if p {
                     h.features.write(&m.schema, now, row);
@@ -474,6 +508,7 @@ impl RiskScorer for LiveScorer {
             let Some(&first) = run.first() else { return };
             let entry = self.host_entry(&batch.series[first].key.host, &m);
             let mut h = entry.lock().unwrap_or_else(poisoned);
+            h.prepared = None;
             for &i in *run {
                 let s = &batch.series[i];
                 // A metric the model does not read still makes the host known.
@@ -494,6 +529,84 @@ impl RiskScorer for LiveScorer {
         }
     }
 
+    fn prepare_ticks(&self, ticks: &[TimestampMs], events: &[Vec<Event>], samples: &[SampleBatch]) -> bool {
+        let m = self.model_arc();
+        let k = m.schema.len();
+        // Each host's input in the order it would have come tick by tick: a tick's events,
+        // then its samples.
+        enum Input<'a> {
+            Event(&'a Event),
+            Samples(usize, &'a harbinger_core::SeriesSamples),
+        }
+        let targets: Vec<Vec<(HostId, &Event)>> = {
+            let inv = self.inventory.read().unwrap_or_else(poisoned);
+            events
+                .iter()
+                .map(|evs| evs.iter().filter_map(|e| event_host(e, &inv.resource_host).map(|h| (h.clone(), e))).collect())
+                .collect()
+        };
+        let mut index: HashMap<HostId, usize> = HashMap::new();
+        let mut inputs: Vec<Vec<(usize, Input<'_>)>> = Vec::new();
+        let mut slot = |h: &HostId, inputs: &mut Vec<Vec<(usize, Input<'_>)>>| -> usize {
+            *index.entry(h.clone()).or_insert_with(|| {
+                inputs.push(Vec::new());
+                inputs.len() - 1
+            })
+        };
+        for i in 0..ticks.len() {
+            for (h, e) in targets.get(i).into_iter().flatten() {
+                let at = slot(h, &mut inputs);
+                inputs[at].push((i, Input::Event(e)));
+            }
+            for s in samples.get(i).into_iter().flat_map(|b| &b.series) {
+                let at = slot(&s.key.host, &mut inputs);
+                // A metric the model does not read still makes the host known.
+                if let Some(mi) = m.schema.metric_index(s.key.metric.as_str()) {
+                    inputs[at].push((i, Input::Samples(mi, s)));
+                }
+            }
+        }
+        for h in index.keys() {
+            self.host_entry(h, &m);
+        }
+        let empty = Vec::new();
+        self.all_hosts().par_iter().with_min_len(4).for_each(|(id, entry)| {
+            let input = index.get(id).map_or(&empty, |&at| &inputs[at]);
+            let mut guard = entry.lock().unwrap_or_else(poisoned);
+            let h = &mut *guard;
+            let mut p = h.prepared.take().unwrap_or_default();
+            p.ticks.clear();
+            p.ticks.extend_from_slice(ticks);
+            p.present.clear();
+            p.rows.clear();
+            p.rows.resize(ticks.len() * k, f64::NAN);
+            p.next = 0;
+            let mut next = input.iter().peekable();
+            for (i, &now) in ticks.iter().enumerate() {
+                while let Some((_, what)) = next.next_if(|(at, _)| *at == i) {
+                    match what {
+                        Input::Event(e) => h.features.event(e),
+                        Input::Samples(mi, s) => {
+                            for (&t, &v) in s.timestamps.iter().zip(&s.values) {
+                                h.features.push(*mi, t, v);
+                                if v.is_finite() {
+                                    h.last_ts = Some(h.last_ts.map_or(t, |l| l.max(t)));
+                                }
+                            }
+                        }
+                    }
+                }
+                let present = h.features.has_data(now);
+                if present {
+                    h.features.write(&m.schema, now, &mut p.rows[i * k..(i + 1) * k]);
+                }
+                p.present.push(present);
+            }
+            h.prepared = Some(p);
+        });
+        true
+    }
+
     fn observe_events(&self, events: &[Event]) {
         let m = self.model_arc();
         let inv = self.inventory.read().unwrap_or_else(poisoned);
@@ -502,7 +615,9 @@ impl RiskScorer for LiveScorer {
         drop(inv);
         for (h, e) in targets {
             let entry = self.host_entry(&h, &m);
-            entry.lock().unwrap_or_else(poisoned).features.event(e);
+            let mut h = entry.lock().unwrap_or_else(poisoned);
+            h.prepared = None;
+            h.features.event(e);
         }
     }
 
@@ -552,6 +667,7 @@ impl RiskScorer for LiveScorer {
             for (_, h) in self.all_hosts() {
                 let mut h = h.lock().unwrap_or_else(poisoned);
                 h.features = HostFeatures::new(&new.schema);
+                h.prepared = None;
             }
         }
         *self.model.write().unwrap_or_else(poisoned) = new;

@@ -65,16 +65,16 @@ async fn a_memory_store_without_history_keeps_the_hot_window_and_refuses_the_sam
     ts.extend([start + 59 * 60_000, start + 30 * 60_000]);
     let vs: Vec<f64> = (0..ts.len()).map(|i| i as f64).collect();
     let batch = SampleBatch { series: vec![SeriesSamples { key: key.clone(), timestamps: ts, values: vs }] };
-    let a = full.append(&batch).await.unwrap();
-    let b = hot.append(&batch).await.unwrap();
+    let a = full.append(&batch).await.expect("store");
+    let b = hot.append(&batch).await.expect("store");
     assert_eq!(a, b, "the same samples are accepted and refused");
     assert_eq!(b.accepted, 60);
-    assert_eq!(full.recent(&key).await.unwrap(), hot.recent(&key).await.unwrap());
+    assert_eq!(full.recent(&key).await.expect("store"), hot.recent(&key).await.expect("store"));
     // Inside the hot window both serve the same range; before it only the full store does.
     let last10 = (start + 50 * 60_000, start + 60 * 60_000);
-    assert_eq!(full.range(&key, last10.0, last10.1).await.unwrap(), hot.range(&key, last10.0, last10.1).await.unwrap());
-    assert_eq!(hot.range(&key, last10.0, last10.1).await.unwrap().timestamps.len(), 10);
-    assert_eq!(full.range(&key, start, start + 10 * 60_000).await.unwrap().timestamps.len(), 10);
-    assert!(hot.range(&key, start, start + 10 * 60_000).await.unwrap().timestamps.is_empty());
+    assert_eq!(full.range(&key, last10.0, last10.1).await.expect("store"), hot.range(&key, last10.0, last10.1).await.expect("store"));
+    assert_eq!(hot.range(&key, last10.0, last10.1).await.expect("store").timestamps.len(), 10);
+    assert_eq!(full.range(&key, start, start + 10 * 60_000).await.expect("store").timestamps.len(), 10);
+    assert!(hot.range(&key, start, start + 10 * 60_000).await.expect("store").timestamps.is_empty());
     assert!(hot.range(&SeriesKey::new("h2", "cpu_util"), start, now).await.is_err(), "an unknown series is an error");
 }
