@@ -521,3 +521,23 @@ fn the_store_can_be_shared_between_threads() {
     }
     assert!(f.store.verify().unwrap().is_clean());
 }
+
+/// Expiry remembers when each file it read was taken, and reads a file again once it
+/// changed: a snapshot file replaced behind the store's back (here by the same snapshot
+/// taken long before, from another store) is judged by the time in the new file.
+#[test]
+fn expiry_reads_a_snapshot_file_again_once_it_changed() {
+    let f = Fixture::new(false, 100, Some(1_000));
+    let old = Fixture::new(false, 100, Some(1_000));
+    let state = json!({"config": {"pool": 1}});
+    f.store.take("db", "database", &state, 5_000).unwrap();
+    old.store.take("db", "database", &state, 0).unwrap();
+    // Read once and remembered: nothing is over the TTL at t = 5500.
+    assert!(f.store.expire(5_500).unwrap().removed.is_empty());
+    // Same resource, same seq, taken at t = 0: a valid file with another time.
+    let path = f.store.file_path("db", 1);
+    std::fs::remove_file(&path).unwrap();
+    std::fs::copy(old.store.file_path("db", 1), &path).unwrap();
+    let report = f.store.expire(5_500).unwrap();
+    assert_eq!(report.removed.iter().map(|r| r.seq).collect::<Vec<_>>(), [1], "the replaced file is read again");
+}
