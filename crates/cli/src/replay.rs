@@ -413,7 +413,7 @@ fn first_heard(ds: &Dataset, tick: i64) -> BTreeSet<TimestampMs> {
     first.values().map(|&t| t.div_euclid(tick) * tick + if t.rem_euclid(tick) == 0 { 0 } else { tick }).collect()
 }
 
-/// Hosts a replay scores:/// Hosts a replay scores: the inventory's and those with samples (as `eval` counts them).
+/// Hosts a replay scores: the inventory's and those with samples (as `eval` counts them).
 fn host_count(ds: &Dataset) -> usize {
     let mut hosts: BTreeSet<&HostId> = ds.hosts.iter().map(|h| &h.host).collect();
     hosts.extend(ds.metrics.iter().map(|s| &s.key.host));

@@ -54,6 +54,12 @@ fn replay_twice_gives_the_same_bytes() {
     }
 }
 
+/// `ds` replayed by the driver into `out`.
+async fn driven(cfg: &Config, ds: &Dataset, out: &Path, opts: ReplayOptions) -> replay::ReplayOutput {
+    let (p, clock) = replay::open(cfg, ds, out).await.expect("open");
+    replay::drive(ds, &p, &clock, opts, &|_| {}).await.expect("replay")
+}
+
 /// Remote-write 1.0 body of one step's samples, as Prometheus would send it.
 fn remote_write(batch: &harbinger_core::SampleBatch) -> Vec<u8> {
     let label = |name: &str, value: &str| prompb::Label { name: name.into(), value: value.into() };
@@ -82,9 +88,7 @@ async fn replay_decides_as_serve_fed_over_http() {
 
     // 1. The replay driver.
     let out_a = dir.path().join("replay");
-    let (p, clock) = replay::open(&cfg, &ds, &out_a).await.expect("open");
-    let a = replay::drive(&ds, &p, &clock, opts, &|_| {}).await.expect("replay");
-    drop(p);
+    let a = driven(&cfg, &ds, &out_a, opts).await;
 
     // 2. The same pipeline behind serve's HTTP server, fed step by step.
     let out_b = dir.path().join("http");
@@ -165,9 +169,7 @@ async fn replay_fed_a_block_of_ticks_at_a_time_equals_replay_fed_tick_by_tick() 
     let opts = ReplayOptions { tick_ms: 60_000, trace_every_ms: Some(60_000) };
 
     let out_a = dir.path().join("blocks");
-    let (p, clock) = replay::open(&cfg, &ds, &out_a).await.expect("open");
-    let a = replay::drive(&ds, &p, &clock, opts, &|_| {}).await.expect("replay");
-    drop(p);
+    let a = driven(&cfg, &ds, &out_a, opts).await;
 
     let out_b = dir.path().join("ticks");
     let (p, clock) = replay::open(&cfg, &ds, &out_b).await.expect("open");

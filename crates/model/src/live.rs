@@ -73,6 +73,16 @@ impl Prepared {
 }
 
 impl LiveHost {
+    /// Feeds series `s`, the model's metric `mi`, to the features.
+    fn push(&mut self, mi: usize, s: &harbinger_core::SeriesSamples) {
+        for (&t, &v) in s.timestamps.iter().zip(&s.values) {
+            self.features.push(mi, t, v);
+            if v.is_finite() {
+                self.last_ts = Some(self.last_ts.map_or(t, |l| l.max(t)));
+            }
+        }
+    }
+
     fn new(m: &Model) -> Self {
         LiveHost {
             features: HostFeatures::new(&m.schema),
@@ -512,12 +522,8 @@ impl RiskScorer for LiveScorer {
             for &i in *run {
                 let s = &batch.series[i];
                 // A metric the model does not read still makes the host known.
-                let Some(mi) = m.schema.metric_index(s.key.metric.as_str()) else { continue };
-                for (&t, &v) in s.timestamps.iter().zip(&s.values) {
-                    h.features.push(mi, t, v);
-                    if v.is_finite() {
-                        h.last_ts = Some(h.last_ts.map_or(t, |l| l.max(t)));
-                    }
+                if let Some(mi) = m.schema.metric_index(s.key.metric.as_str()) {
+                    h.push(mi, s);
                 }
             }
         };
@@ -586,14 +592,7 @@ impl RiskScorer for LiveScorer {
                 while let Some((_, what)) = next.next_if(|(at, _)| *at == i) {
                     match what {
                         Input::Event(e) => h.features.event(e),
-                        Input::Samples(mi, s) => {
-                            for (&t, &v) in s.timestamps.iter().zip(&s.values) {
-                                h.features.push(*mi, t, v);
-                                if v.is_finite() {
-                                    h.last_ts = Some(h.last_ts.map_or(t, |l| l.max(t)));
-                                }
-                            }
-                        }
+                        Input::Samples(mi, s) => h.push(*mi, s),
                     }
                 }
                 let present = h.features.has_data(now);
