@@ -265,6 +265,13 @@ pub struct TrainArgs {
     /// unseen fleets fell from 0.80 to 0.77).
     #[arg(long, default_value_t = 0.4)]
     pub holdout: f64,
+    /// How the held-back part is chosen: `time` (the latest `--holdout` share of the
+    /// failures, after a split time), `hosts` (a `--holdout` share of the hosts, by a
+    /// hash of the id, over the whole period: for fleets whose hosts come and go, such as
+    /// drives sampled over their last weeks), or `auto` (`hosts` when the median host is
+    /// first seen in the second half of the data, else `time`).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "time", "hosts"])]
+    pub split: String,
     /// Precision the alert threshold aims for on the held-back part (the most recall at
     /// this precision is kept).
     #[arg(long, default_value_t = 0.85)]

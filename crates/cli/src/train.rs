@@ -10,6 +10,7 @@ use harbinger_core::HostId;
 use harbinger_dataset::{Dataset, LoadOptions, MetricStream, read_dataset, read_inventory};
 use harbinger_model::features::TimeScales;
 use harbinger_model::learn::ForestParams;
+use harbinger_model::train::SplitBy;
 use harbinger_model::{
     EvalOptions, LearnerChoice, Mitigation, RuleSet, RulesOptions, Survey, TrainOptions, evaluate_rules, evaluate_ticks, train_stream,
     write_output,
@@ -81,8 +82,8 @@ pub(crate) fn duration_ms(what: &str, s: &str) -> anyhow::Result<i64> {
 /// Spacing of training rows when `--tick` is not given (or the data's step when coarser).
 const DEFAULT_TICK_MS: i64 = 5 * 60_000;
 
-/// Keeps the hosts of one part of a split by a hash of the host id (FNV-1a, mixed, so the same
-/// everywhere): `holdout` keeps about `share` of them, `train` the rest.
+/// Keeps the hosts of one part of a split by a hash of the host id
+/// ([`harbinger_model::train::host_share`], unsalted: the same everywhere): `holdout` keeps about `share` of them, `train` the rest.
 ///
 /// # Errors
 /// A share outside (0, 1), an unknown part, or a part without hosts.
@@ -94,17 +95,7 @@ pub(crate) fn host_part(mut ds: Dataset, part: Option<&str>, share: f64) -> anyh
         "train" => false,
         other => anyhow::bail!("--hosts-part {other:?} is not one of train, holdout"),
     };
-    let keep = |h: &HostId| {
-        let mut x: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in h.as_str().bytes() {
-            x = (x ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        // FNV's high bits barely move for short ids: mix them (splitmix64's finaliser).
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        x ^= x >> 31;
-        ((x >> 11) as f64 / (1u64 << 53) as f64 <= share) == want_holdout
-    };
+    let keep = |h: &HostId| (harbinger_model::train::host_share(h, 0) <= share) == want_holdout;
     let loaded = !ds.metrics.is_empty();
     ds.hosts.retain(|h| keep(&h.host));
     ds.metrics.retain(|s| keep(&s.key.host));
@@ -192,6 +183,11 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
         scales: Some(scales),
         target_precision: a.target_precision,
         holdout_share: a.holdout,
+        split: match a.split.as_str() {
+            "hosts" => SplitBy::Hosts,
+            "time" => SplitBy::Time,
+            _ => SplitBy::Auto,
+        },
         seed: a.seed,
         forest: ForestParams { trees: a.trees, ..ForestParams::default() },
         learner,
@@ -251,8 +247,12 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
         "  rows         train {} ({} failure rows), held back {} ({})",
         c.train_rows, c.train_positives, c.holdout_rows, c.holdout_positives
     );
-    if let Some((tr, ho)) = c.split_failures {
-        println!("  failures     {tr} before the split (training), {ho} after it (held back)");
+    match (c.split_failures, c.held_back_hosts) {
+        (Some((tr, ho)), Some(held)) => {
+            println!("  failures     {tr} on training hosts, {ho} on the {held} held-back hosts (split by host)");
+        }
+        (Some((tr, ho)), None) => println!("  failures     {tr} before the split (training), {ho} after it (held back)"),
+        (None, _) => {}
     }
     println!("  time scales  {}", m.schema.scales.describe());
     println!("  alerting     enter ≥ {:.3}, clear < {:.3}", m.policy.alert_threshold, m.policy.clear_threshold);

@@ -70,11 +70,27 @@ pub fn render(m: &Model) -> String {
     let _ = writeln!(s, "- Dataset: `{}`, {} hosts, {} → {}", c.dataset, c.hosts, iso(c.span_ms.0), iso(c.span_ms.1));
     let kinds: Vec<String> = c.failures_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
     let _ = writeln!(s, "- Failures: {}", kinds.join(", "));
-    if let Some((tr, ho)) = c.split_failures {
-        let _ = writeln!(s, "- Split by failures: {tr} before the split (training), {ho} after it (held back)");
+    match c.held_back_hosts {
+        Some(held) => {
+            if let Some((tr, ho)) = c.split_failures {
+                let _ = writeln!(
+                    s,
+                    "- Split by host: {held} of {} hosts held back over the whole period; failures {tr} on training hosts, {ho} on held-back hosts",
+                    c.hosts
+                );
+            }
+        }
+        None => {
+            if let Some((tr, ho)) = c.split_failures {
+                let _ = writeln!(s, "- Split by failures: {tr} before the split (training), {ho} after it (held back)");
+            }
+            let _ = writeln!(
+                s,
+                "- Split by time at {}: training rows end their label window before it, held-back rows start at it",
+                iso(c.split_ms)
+            );
+        }
     }
-    let _ =
-        writeln!(s, "- Split by time at {}: training rows end their label window before it, held-back rows start at it", iso(c.split_ms));
     let _ = writeln!(s, "- Training rows: {} ({} failure rows; healthy rows sampled)", c.train_rows, c.train_positives);
     let _ = writeln!(s, "- Held-back rows: {} ({} failure rows)", c.holdout_rows, c.holdout_positives);
     let _ = writeln!(s, "- Rows left out because a mitigation cut their outcome short: {}", c.censored_rows);

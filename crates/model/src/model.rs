@@ -251,6 +251,10 @@ pub struct CardFacts {
     /// models).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold_rule: Option<String>,
+    /// Under a split by host: the hosts held back over the whole period (`None`: a split
+    /// by time at `split_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_back_hosts: Option<usize>,
 }
 
 fn logistic_name() -> String {

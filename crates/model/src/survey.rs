@@ -35,6 +35,8 @@ pub struct Survey {
     pub span: Option<(TimestampMs, TimestampMs)>,
     /// Each host's first sample time.
     pub first_seen: HashMap<HostId, TimestampMs>,
+    /// Each host's last sample time.
+    pub last_seen: HashMap<HostId, TimestampMs>,
     /// The sampling step: `dataset.json`'s, else the median gap of the first series.
     pub step_ms: i64,
     /// How far a row came behind the latest timestamp before it in the file (0 when the
@@ -49,11 +51,14 @@ impl Survey {
     /// The survey of a dataset in memory.
     pub fn of(ds: &Dataset) -> Survey {
         let mut first_seen: HashMap<HostId, TimestampMs> = HashMap::new();
+        let mut last_seen: HashMap<HostId, TimestampMs> = HashMap::new();
         let mut metrics: BTreeMap<String, MetricFacts> = BTreeMap::new();
         for s in &ds.metrics {
-            if let Some(&t) = s.timestamps.iter().min() {
+            if let (Some(&t), Some(&u)) = (s.timestamps.iter().min(), s.timestamps.iter().max()) {
                 let e = first_seen.entry(s.key.host.clone()).or_insert(t);
                 *e = (*e).min(t);
+                let e = last_seen.entry(s.key.host.clone()).or_insert(u);
+                *e = (*e).max(u);
             }
             if !s.values.iter().any(|v| v.is_finite()) {
                 continue;
@@ -67,6 +72,7 @@ impl Survey {
         Survey {
             span: data_span(ds),
             first_seen,
+            last_seen,
             step_ms: step_from(ds.meta.as_ref(), ds.metrics.iter()),
             lateness_ms: 0,
             rows: ds.metric_rows() as u64,
@@ -101,6 +107,7 @@ impl Survey {
 struct SeriesState {
     metric: usize,
     min_ts: TimestampMs,
+    max_ts: TimestampMs,
     has_value: bool,
     /// Its samples, while it is among the series read whole.
     samples: Option<(Vec<i64>, Vec<f64>)>,
@@ -134,6 +141,7 @@ impl Builder {
         for r in rows {
             let Some(st) = self.series.get_mut(r.series as usize) else { continue };
             st.min_ts = st.min_ts.min(r.ts);
+            st.max_ts = st.max_ts.max(r.ts);
             self.span = Some(self.span.map_or((r.ts, r.ts), |(a, b)| (a.min(r.ts), b.max(r.ts))));
             if let Some((ts, vs)) = &mut st.samples {
                 ts.push(r.ts);
@@ -165,7 +173,13 @@ impl Builder {
                 self.metric_names.len() - 1
             }
         };
-        self.series.push(SeriesState { metric: m, min_ts: i64::MAX, has_value: false, samples: Some((Vec::new(), Vec::new())) });
+        self.series.push(SeriesState {
+            metric: m,
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+            has_value: false,
+            samples: Some((Vec::new(), Vec::new())),
+        });
         let entry = (key.clone(), id);
         let in_step = self.step_set.len() < STEP_SERIES || self.step_set.last().is_some_and(|last| entry < *last);
         if in_step {
@@ -240,13 +254,16 @@ impl Builder {
             metrics.insert(name.clone(), MetricFacts { bounded, season });
         }
         let mut first_seen: HashMap<HostId, TimestampMs> = HashMap::new();
+        let mut last_seen: HashMap<HostId, TimestampMs> = HashMap::new();
         for (st, key) in self.series.iter().zip(keys) {
             if st.min_ts < i64::MAX {
                 let e = first_seen.entry(key.host.clone()).or_insert(st.min_ts);
                 *e = (*e).min(st.min_ts);
+                let e = last_seen.entry(key.host.clone()).or_insert(st.max_ts);
+                *e = (*e).max(st.max_ts);
             }
         }
-        Survey { span: self.span, first_seen, step_ms, lateness_ms, rows, metrics }
+        Survey { span: self.span, first_seen, last_seen, step_ms, lateness_ms, rows, metrics }
     }
 }
 
@@ -275,6 +292,7 @@ mod tests {
         let whole = Survey::of(&loaded);
         assert_eq!(scanned.span, whole.span);
         assert_eq!(scanned.first_seen, whole.first_seen);
+        assert_eq!(scanned.last_seen, whole.last_seen);
         assert_eq!(scanned.step_ms, whole.step_ms);
         assert_eq!(scanned.step_ms, 60_000);
         assert_eq!(scanned.rows, whole.rows);

@@ -1,12 +1,13 @@
 //! Batch training: features over a dataset on a virtual clock, labels from
-//! `failures.csv`, a split by time, the learner (by default the forest; with `auto` the
+//! `failures.csv`, a split by time (or by host, [`SplitBy`]), the learner (by default the forest; with `auto` the
 //! logistic model and the forest compared on held-back data) calibrated and stacked with
 //! a short-horizon imminence model, and the alert threshold chosen by the contract's own
 //! scoring.
 //!
 //! No learning from the future: every feature row at `t` is built from data ≤ `t` (see
 //! [`crate::features`]); training rows are those whose whole label window
-//! `(t, t + horizon]` ends before the split time, held-back rows start at the split.
+//! `(t, t + horizon]` ends before the split time, held-back rows start at the split
+//! (split by host: the held-back hosts' rows, over the whole period).
 //! Rows whose outcome was cut short by a mitigation (the host was failed over, drained
 //! or its shadow promoted within the horizon, with no failure) are left out instead of
 //! being taught as "healthy".
@@ -14,7 +15,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use harbinger_core::{HostId, TimestampMs, TransitionKind};
+use harbinger_core::{Failure, HostId, TimestampMs, TransitionKind};
 use harbinger_dataset::{Dataset, MetricRow, MetricStream};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -108,7 +109,47 @@ pub struct TrainOptions {
     /// Shorter horizon of the stacked imminence model (`None`: none); must lie between
     /// the tick and the horizon.
     pub short_horizon_ms: Option<i64>,
+    /// How the held-back part is chosen.
+    pub split: SplitBy,
 }
+
+/// How training holds back the rows it chooses, calibrates and checks on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitBy {
+    /// By host when most hosts come and go (the median host is first seen in the second
+    /// half of the data's span), else by time.
+    #[default]
+    Auto,
+    /// By time ([`TrainOptions::holdout_share`] of the failures after the split time):
+    /// the model is checked on a later period, as it will be used.
+    Time,
+    /// By host: about [`TrainOptions::holdout_share`] of the hosts (chosen by a hash of
+    /// the id, [`host_share`]) are held back over the whole period; the others train over
+    /// the whole period. For fleets whose hosts come and go (drives sampled over their
+    /// last weeks, where healthy ones cluster at the end of the data and a time split
+    /// would teach from failing hosts alone).
+    Hosts,
+}
+
+/// Where `host` falls in `[0, 1)`, by a hash of its id (FNV-1a, mixed by splitmix64's
+/// finaliser) salted with `salt`: the same everywhere, so a split of the hosts at a share
+/// is stable across runs and tools.
+pub fn host_share(host: &HostId, salt: u64) -> f64 {
+    let mut x: u64 = 0xcbf2_9ce4_8422_2325 ^ salt;
+    for b in host.as_str().bytes() {
+        x = (x ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    // FNV's high bits barely move for short ids: mix them.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Salt of [`SplitBy::Hosts`], so its held-back hosts are not those of a `--hosts-part`
+/// split of the same fleet (unsalted).
+const HOST_SPLIT_SALT: u64 = 0x5eed_0f_5b11;
 
 /// Feature rows of a training run, for export.
 #[derive(Debug, Clone, Default)]
@@ -163,6 +204,7 @@ impl Default for TrainOptions {
             trained_at_ms: 0,
             keep_rows: false,
             short_horizon_ms: None,
+            split: SplitBy::Auto,
         }
     }
 }
@@ -179,7 +221,7 @@ pub enum TrainError {
     #[error("the dataset has no metric samples")]
     NoData,
     /// Too few failures on one side of the split.
-    #[error("splitting {failures} failures by time leaves {train} for training and {held} held back, fewer than {min} in a part: {advice}")]
+    #[error("splitting {failures} failures leaves {train} for training and {held} held back, fewer than {min} in a part: {advice}")]
     FewFailures {
         /// Failures within the data.
         failures: usize,
@@ -314,10 +356,25 @@ fn train_from(
     }
     let k = schema.len();
     let tick = opts.tick_ms;
-    let (split, split_failures) = split_by_failures(ds, (start, end), tick, opts)?;
-
     let mut run = FleetRun::new(ds, &schema, tick);
     let nh = run.hosts.len();
+    // Held-back hosts of a split by host (all of them train and are held back at once
+    // under a split by time, whose part follows the row's time).
+    let by_hosts = match opts.split {
+        SplitBy::Hosts => true,
+        SplitBy::Time => false,
+        SplitBy::Auto => {
+            let mut firsts: Vec<TimestampMs> = run.hosts.iter().filter_map(|h| survey.first_seen.get(h).copied()).collect();
+            firsts.sort_unstable();
+            firsts.get(firsts.len() / 2).is_some_and(|&m| m > start + (end - start) / 2)
+        }
+    };
+    let held_host: Option<Vec<bool>> =
+        by_hosts.then(|| run.hosts.iter().map(|h| host_share(h, HOST_SPLIT_SALT) < opts.holdout_share).collect());
+    let (split, split_failures) = match &held_host {
+        None => split_by_failures(ds, (start, end), tick, opts)?,
+        Some(held) => (start, split_by_hosts(ds, &run.hosts, held, (start, end), opts)?),
+    };
     let host_index: HashMap<&HostId, usize> = run.hosts.iter().enumerate().map(|(i, h)| (h, i)).collect();
     let mut failures: Vec<Vec<TimestampMs>> = vec![Vec::new(); nh];
     for f in &ds.failures {
@@ -325,6 +382,13 @@ fn train_from(
             failures[i].push(f.timestamp);
         }
     }
+    // Scored as `eval` scores the held-back part: after the split time, or the held-back
+    // hosts over the whole period.
+    let held_failures: Vec<Failure> = match &held_host {
+        None => ds.failures.clone(),
+        Some(held) => ds.failures.iter().filter(|f| host_index.get(&f.host).is_some_and(|&i| held[i])).cloned().collect(),
+    };
+    let counted = held_host.as_ref().map_or(nh, |h| h.iter().filter(|&&x| x).count());
     let mut mitigations: Vec<Vec<TimestampMs>> = vec![Vec::new(); nh];
     for m in &opts.mitigations {
         if let Some(&i) = host_index.get(&m.host) {
@@ -342,11 +406,20 @@ fn train_from(
     let short_h = opts.short_horizon_ms.unwrap_or(0);
 
     // Expected negatives in the training part, to pick the sampling rate.
-    // Hosts count from their first sample (a fleet whose hosts come and go, like drives
-    // sampled over their last days, has far fewer rows than ticks × hosts).
-    let first_seen: Vec<i64> = run.hosts.iter().map(|h| survey.first_seen.get(h).copied().unwrap_or(i64::MAX)).collect();
-    let train_rows_expected: f64 =
-        first_seen.iter().map(|&f| ((split - opts.horizon_ms - start.max(f.min(end))).max(0) / tick) as f64).sum();
+    // Hosts count from their first sample to their last (a fleet whose hosts come and go,
+    // like drives sampled over their last days, has far fewer rows than ticks × hosts).
+    let seen: Vec<(i64, i64)> = run
+        .hosts
+        .iter()
+        .map(|h| match (survey.first_seen.get(h), survey.last_seen.get(h)) {
+            (Some(&f), Some(&l)) => (f.clamp(start, end), l.clamp(start, end)),
+            _ => (end, end),
+        })
+        .collect();
+    let train_rows_expected: f64 = match &held_host {
+        None => seen.iter().map(|&(f, l)| ((l.min(split - opts.horizon_ms) - f).max(0) / tick) as f64).sum(),
+        Some(held) => seen.iter().zip(held).filter(|(_, h)| !**h).map(|(&(f, l), _)| ((l - f) / tick) as f64).sum(),
+    };
     let keep_neg = (opts.max_train_negatives as f64 / train_rows_expected.max(1.0)).min(1.0);
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
 
@@ -379,14 +452,18 @@ fn train_from(
                     censored += 1;
                     continue;
                 }
-                if t + opts.horizon_ms < split {
+                let (to_train, to_hold) = match &held_host {
+                    None => (t + opts.horizon_ms < split, t >= split),
+                    Some(held) => (!held[i], held[i]),
+                };
+                if to_train {
                     if y || rng.random::<f64>() < keep_neg {
                         xtr.extend(row.iter().map(|&v| v as f32));
                         ytr.push(y);
                         tr_at.push((i as u32, t));
                         ytr_short.push(y && within_h(&failures[i], t, short_h));
                     }
-                } else if t >= split {
+                } else if to_hold {
                     xho.extend(row.iter().map(|&v| v as f32));
                     ho.push(Holdout { host: i, t, y, y_short: y && within_h(&failures[i], t, short_h) });
                 }
@@ -532,7 +609,7 @@ fn train_from(
         &ho,
         &risks,
         &run.hosts,
-        ds,
+        (&held_failures, counted),
         (split, end),
         &base,
         reachable,
@@ -582,6 +659,7 @@ fn train_from(
         }),
         split_failures: Some(split_failures),
         threshold_rule: Some(threshold_rule),
+        held_back_hosts: held_host.as_ref().map(|_| counted),
     };
     let rows = opts.keep_rows.then(|| Rows {
         names,
@@ -647,6 +725,37 @@ fn split_by_failures(
     Ok((split, (train, held)))
 }
 
+/// The failures of the training and held-back hosts of a split by host; refuses with
+/// advice when a part holds fewer than `min_part_failures`.
+fn split_by_hosts(
+    ds: &Dataset,
+    hosts: &[HostId],
+    held: &[bool],
+    (start, end): (TimestampMs, TimestampMs),
+    opts: &TrainOptions,
+) -> Result<(usize, usize), TrainError> {
+    let index: HashMap<&HostId, usize> = hosts.iter().enumerate().map(|(i, h)| (h, i)).collect();
+    let (mut train, mut ho) = (0, 0);
+    for f in ds.failures.iter().filter(|f| f.timestamp > start && f.timestamp <= end + opts.horizon_ms) {
+        match index.get(&f.host) {
+            Some(&i) if held[i] => ho += 1,
+            Some(_) => train += 1,
+            None => {}
+        }
+    }
+    let min = opts.min_part_failures.max(1);
+    if train < min || ho < min {
+        let n = train + ho;
+        let advice = if n < 2 * min {
+            format!("the data holds too few failures for a split ({n}); use a longer dataset or one with more failures")
+        } else {
+            format!("change --holdout (now {}, the share of hosts held back) so that each part keeps at least {min}", opts.holdout_share)
+        };
+        return Err(TrainError::FewFailures { failures: n, train, held: ho, min, advice });
+    }
+    Ok((train, ho))
+}
+
 /// `score` of every row of row-major `x` (columns as in `prep`), each imputed first.
 fn score_rows(x: &[f32], prep: &Prep, score: impl Fn(&[f64]) -> f64) -> Vec<f64> {
     let k = prep.fill.len().max(1);
@@ -710,7 +819,7 @@ fn choose_threshold(
     ho: &[Holdout],
     risks: &[f64],
     hosts: &[HostId],
-    ds: &Dataset,
+    (failures, counted): (&[Failure], usize),
     span: (TimestampMs, TimestampMs),
     base: &RiskPolicy,
     reachable: f64,
@@ -725,7 +834,7 @@ fn choose_threshold(
     let warning = scales.warning_ms;
     let host_index: HashMap<&HostId, usize> = hosts.iter().enumerate().map(|(i, h)| (h, i)).collect();
     let mut fails: Vec<Vec<TimestampMs>> = vec![Vec::new(); hosts.len()];
-    for f in ds.failures.iter().filter(|f| f.timestamp >= span.0 && f.timestamp <= span.1 + warning) {
+    for f in failures.iter().filter(|f| f.timestamp >= span.0 && f.timestamp <= span.1 + warning) {
         if let Some(&i) = host_index.get(&f.host) {
             fails[i].push(f.timestamp);
         }
@@ -767,7 +876,7 @@ fn choose_threshold(
                     *c = (c.0 + u32::from(hit), c.1 + 1);
                 }
             }
-            let s = summarize_within(&alerts, &ds.failures, hosts.len(), span, scales.warning_ms);
+            let s = summarize_within(&alerts, failures, counted, span, scales.warning_ms);
             let rec = s.recall_predictable.unwrap_or(0.0);
             let prec = s.precision.unwrap_or(0.0);
             // The bootstrap's low quantile of precision reaches its floor, or the target
@@ -796,7 +905,7 @@ fn choose_threshold(
     }
     match best {
         Some((key, p, s)) => (p, s, key > 1.0),
-        None => (base.clone(), summarize_within(&[], &ds.failures, hosts.len(), span, scales.warning_ms), false),
+        None => (base.clone(), summarize_within(&[], failures, counted, span, scales.warning_ms), false),
     }
 }
 
@@ -906,7 +1015,7 @@ mod tests {
     fn the_threshold_is_the_most_recall_within_the_precision_and_false_alarm_targets() {
         let (ho, risks, hosts, ds, span) = held_out();
         let base = RiskPolicy::default();
-        let (p, s, _) = choose_threshold(&ho, &risks, &hosts, &ds, span, &base, 1.0, REF);
+        let (p, s, _) = choose_threshold(&ho, &risks, &hosts, (&ds.failures, hosts.len()), span, &base, 1.0, REF);
         // 0.325 is the lowest threshold above h2's 0.31 that still catches h1 (0.36); the
         // 10-minute delay is the shortest that lets h3's one-row spike pass.
         let a = 0.1 + 0.025 * 9.0;
@@ -927,12 +1036,12 @@ mod tests {
         let base = RiskPolicy::default();
         // Only thresholds up to 0.3 are reachable: each one alerts on h2's 0.31 (precision
         // 2/3). With a delay, h3's spike passes: F1 = 0.8, against 4/6 without one.
-        let (p, s, _) = choose_threshold(&ho, &risks, &hosts, &ds, span, &base, 0.3, REF);
+        let (p, s, _) = choose_threshold(&ho, &risks, &hosts, (&ds.failures, hosts.len()), span, &base, 0.3, REF);
         assert_eq!((p.alert_threshold, p.enter_after_ms), (0.1, 10 * MIN), "{p:?}");
         assert_eq!((s.alerts, s.false_alarms, s.predicted), (3, 1, 2), "{s:?}");
         // Nothing reachable at all (an isotonic calibration topping out below 0.1): 0.1
         // is still tried, never a threshold no host can reach.
-        let (p, _, _) = choose_threshold(&ho, &risks, &hosts, &ds, span, &base, 0.05, REF);
+        let (p, _, _) = choose_threshold(&ho, &risks, &hosts, (&ds.failures, hosts.len()), span, &base, 0.05, REF);
         assert_eq!(p.alert_threshold, 0.1);
         // 0.015 false alarms per host-day over 40 host-days allows none: with h3's spike
         // outlasting every delay, no candidate meets the targets, and the best F1 (0.8:
@@ -943,7 +1052,7 @@ mod tests {
                 *r = 0.9;
             }
         }
-        let (p, s, _) = choose_threshold(&ho, &risks, &hosts, &ds, span, &base, 1.0, REF);
+        let (p, s, _) = choose_threshold(&ho, &risks, &hosts, (&ds.failures, hosts.len()), span, &base, 1.0, REF);
         assert_eq!((p.alert_threshold, p.enter_after_ms), (0.1 + 0.025 * 9.0, 0), "{p:?}");
         assert_eq!((s.alerts, s.false_alarms, s.predicted), (3, 1, 2), "{s:?}");
     }
@@ -985,10 +1094,10 @@ mod tests {
         let failures = (0..20).map(|h| Failure { host: hosts[h].clone(), timestamp: fail_at(h), kind: "oom".into() }).collect();
         let ds = Dataset { failures, ..Dataset::default() };
         let base = RiskPolicy::default();
-        let (p, s, _) = choose_threshold(&ho, &risks, &hosts, &ds, (start, end), &base, 1.0, PLAIN);
+        let (p, s, _) = choose_threshold(&ho, &risks, &hosts, (&ds.failures, hosts.len()), (start, end), &base, 1.0, PLAIN);
         assert_eq!((p.alert_threshold, p.enter_after_ms), (0.1, 0), "{p:?}");
         assert_eq!((s.alerts, s.false_alarms, s.predicted), (23, 3, 20), "{s:?}");
-        let (p, s, _) = choose_threshold(&ho, &risks, &hosts, &ds, (start, end), &base, 1.0, REF);
+        let (p, s, _) = choose_threshold(&ho, &risks, &hosts, (&ds.failures, hosts.len()), (start, end), &base, 1.0, REF);
         assert_eq!((p.alert_threshold, p.enter_after_ms), (0.1 + 0.025 * 9.0, 0), "{p:?}");
         assert_eq!((s.alerts, s.false_alarms, s.predicted), (20, 0, 20), "{s:?}");
         // The plain rule's pick, seen through the bootstrap: under the floor.

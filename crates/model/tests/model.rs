@@ -432,6 +432,51 @@ fn rows_cut_short_by_a_mitigation_are_left_out_of_training() {
     assert!(card.contains(&format!("Rows left out because a mitigation cut their outcome short: {}", removed.len())), "{card}");
 }
 
+#[test]
+fn a_fleet_whose_hosts_come_and_go_is_split_by_host() {
+    use harbinger_model::train::SplitBy;
+    use std::collections::BTreeSet;
+    // Two thirds of the hosts first report after the middle of the data (as drives sampled
+    // over their last weeks do): a split by time would hold most of them back whole.
+    let mut ds = fleet(5);
+    let (start, end) = harbinger_model::runner::data_span(&ds).expect("samples");
+    let late = start + (end - start) * 11 / 20;
+    let late_hosts: BTreeSet<HostId> = ds.hosts.iter().enumerate().filter(|(i, _)| i % 3 != 0).map(|(_, h)| h.host.clone()).collect();
+    for s in ds.metrics.iter_mut().filter(|s| late_hosts.contains(&s.key.host)) {
+        let keep: Vec<bool> = s.timestamps.iter().map(|&t| t >= late).collect();
+        let mut k = keep.iter();
+        s.timestamps.retain(|_| *k.next().expect("a flag per sample"));
+        let mut k = keep.iter();
+        s.values.retain(|_| *k.next().expect("a flag per sample"));
+    }
+    ds.failures.retain(|f| !late_hosts.contains(&f.host) || f.timestamp > late + 6 * 3_600_000);
+    let o = TrainOptions { keep_rows: true, ..opts() };
+    let auto = train(&ds, &o, &|_, _| {}).expect("failures on training and held-back hosts");
+    let timed = train(&ds, &TrainOptions { split: SplitBy::Time, ..o.clone() }, &|_, _| {}).expect("a time split");
+    assert_eq!(timed.model.card.held_back_hosts, None, "split by time when asked");
+    let held = auto.model.card.held_back_hosts.expect("auto splits by host here");
+    let rows = auto.rows.as_ref().expect("rows kept");
+    let train_hosts: BTreeSet<u32> = rows.train_at.iter().map(|r| r.0).collect();
+    let held_hosts: BTreeSet<u32> = rows.holdout_at.iter().map(|r| r.0).collect();
+    assert!(train_hosts.is_disjoint(&held_hosts), "no host trains and is held back");
+    assert!(!train_hosts.is_empty() && held_hosts.len() <= held && held > 0 && held < ds.hosts.len(), "{held} of {}", ds.hosts.len());
+    // Both parts cover the whole period: rows before and after the time split's point.
+    let split = timed.model.card.split_ms;
+    for at in [&rows.train_at, &rows.holdout_at] {
+        assert!(at.iter().any(|r| r.1 < split) && at.iter().any(|r| r.1 > split), "rows on both sides of {split}");
+    }
+    let (tr, ho) = auto.model.card.split_failures.expect("failures counted");
+    let on_held = |f: &&harbinger_core::Failure| {
+        rows.hosts.iter().position(|h| h == f.host.as_str()).is_some_and(|i| held_hosts.contains(&(i as u32)))
+    };
+    assert_eq!(ho, ds.failures.iter().filter(on_held).count(), "held-back failures are those of held-back hosts");
+    assert!(tr >= 2 && ho >= 2, "{tr} / {ho}");
+    let card = harbinger_model::card::render(&auto.model);
+    assert!(card.contains(&format!("Split by host: {held} of {} hosts held back", ds.hosts.len())), "{card}");
+    // The default fleet (every host from the start) is still split by time.
+    assert_eq!(model().1.card.held_back_hosts, None);
+}
+
 /// Scorers under test never reload: their source refuses to.
 fn no_reload() -> harbinger_model::ModelSource {
     harbinger_model::ModelSource::new(std::path::Path::new("unused"), |d| Err(format!("no model at {} in this test", d.display())))
