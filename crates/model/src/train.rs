@@ -149,7 +149,7 @@ pub fn host_share(host: &HostId, salt: u64) -> f64 {
 
 /// Salt of [`SplitBy::Hosts`], so its held-back hosts are not those of a `--hosts-part`
 /// split of the same fleet (unsalted).
-const HOST_SPLIT_SALT: u64 = 0x5eed_0f_5b11;
+const HOST_SPLIT_SALT: u64 = 0x005e_ed0f_5b11;
 
 /// Feature rows of a training run, for export.
 #[derive(Debug, Clone, Default)]
