@@ -371,11 +371,11 @@ fn train_from(
     };
     let held_host: Option<Vec<bool>> =
         by_hosts.then(|| run.hosts.iter().map(|h| host_share(h, HOST_SPLIT_SALT) < opts.holdout_share).collect());
+    let host_index: HashMap<&HostId, usize> = run.hosts.iter().enumerate().map(|(i, h)| (h, i)).collect();
     let (split, split_failures) = match &held_host {
         None => split_by_failures(ds, (start, end), tick, opts)?,
-        Some(held) => (start, split_by_hosts(ds, &run.hosts, held, (start, end), opts)?),
+        Some(held) => (start, split_by_hosts(ds, &host_index, held, (start, end), opts)?),
     };
-    let host_index: HashMap<&HostId, usize> = run.hosts.iter().enumerate().map(|(i, h)| (h, i)).collect();
     let mut failures: Vec<Vec<TimestampMs>> = vec![Vec::new(); nh];
     for f in &ds.failures {
         if let Some(&i) = host_index.get(&f.host) {
@@ -703,7 +703,6 @@ fn split_by_failures(
     let mut ts: Vec<TimestampMs> = ds.failures.iter().map(|f| f.timestamp).filter(|&t| t > start && t <= end + opts.horizon_ms).collect();
     ts.sort_unstable();
     let n = ts.len();
-    let min = opts.min_part_failures.max(1);
     let n_train = ((n as f64 * (1.0 - opts.holdout_share)).round() as usize).clamp(1.min(n), n.saturating_sub(1));
     let split = if n >= 2 {
         let mid = ts[n_train - 1] + (ts[n_train] - ts[n_train - 1]) / 2;
@@ -713,28 +712,35 @@ fn split_by_failures(
         start + (((end - start) as f64 * (1.0 - opts.holdout_share)) as i64).div_euclid(tick) * tick
     };
     let train = ts.iter().filter(|&&t| t < split).count();
-    let held = n - train;
-    if train < min || held < min {
-        let advice = if n < 2 * min {
-            format!("the data holds too few failures for a split ({n}); use a longer dataset or one with more failures")
-        } else {
-            format!("change --holdout (now {}) so that each part keeps at least {min}", opts.holdout_share)
-        };
-        return Err(TrainError::FewFailures { failures: n, train, held, min, advice });
+    enough_failures(train, n - train, opts, "")?;
+    Ok((split, (train, n - train)))
+}
+
+/// Refuses, with advice, a split whose training or held-back part holds fewer than
+/// `min_part_failures` failures (`share_is`: what `--holdout` is a share of, when not of
+/// the failures).
+fn enough_failures(train: usize, held: usize, opts: &TrainOptions, share_is: &str) -> Result<(), TrainError> {
+    let (n, min) = (train + held, opts.min_part_failures.max(1));
+    if train >= min && held >= min {
+        return Ok(());
     }
-    Ok((split, (train, held)))
+    let advice = if n < 2 * min {
+        format!("the data holds too few failures for a split ({n}); use a longer dataset or one with more failures")
+    } else {
+        format!("change --holdout (now {}{share_is}) so that each part keeps at least {min}", opts.holdout_share)
+    };
+    Err(TrainError::FewFailures { failures: n, train, held, min, advice })
 }
 
 /// The failures of the training and held-back hosts of a split by host; refuses with
 /// advice when a part holds fewer than `min_part_failures`.
 fn split_by_hosts(
     ds: &Dataset,
-    hosts: &[HostId],
+    index: &HashMap<&HostId, usize>,
     held: &[bool],
     (start, end): (TimestampMs, TimestampMs),
     opts: &TrainOptions,
 ) -> Result<(usize, usize), TrainError> {
-    let index: HashMap<&HostId, usize> = hosts.iter().enumerate().map(|(i, h)| (h, i)).collect();
     let (mut train, mut ho) = (0, 0);
     for f in ds.failures.iter().filter(|f| f.timestamp > start && f.timestamp <= end + opts.horizon_ms) {
         match index.get(&f.host) {
@@ -743,16 +749,7 @@ fn split_by_hosts(
             None => {}
         }
     }
-    let min = opts.min_part_failures.max(1);
-    if train < min || ho < min {
-        let n = train + ho;
-        let advice = if n < 2 * min {
-            format!("the data holds too few failures for a split ({n}); use a longer dataset or one with more failures")
-        } else {
-            format!("change --holdout (now {}, the share of hosts held back) so that each part keeps at least {min}", opts.holdout_share)
-        };
-        return Err(TrainError::FewFailures { failures: n, train, held: ho, min, advice });
-    }
+    enough_failures(train, ho, opts, ", the share of hosts held back")?;
     Ok((train, ho))
 }
 
