@@ -298,6 +298,12 @@ pub struct TrainArgs {
     /// `timestamp`, `label` and `holdout` columns.
     #[arg(long)]
     pub export_features: Option<PathBuf>,
+    /// Memory the features may take (e.g. `4GiB`): above it the fleet is computed a block
+    /// of hosts at a time, each block reading the metrics file again. The first block is
+    /// the (up to 1,000) hosts the fleet signal is taken from; the model is the same with
+    /// or without a budget.
+    #[arg(long, value_name = "SIZE")]
+    pub memory_budget: Option<bytesize::ByteSize>,
 }
 
 /// `eval` flags.

@@ -139,6 +139,9 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
     };
     let ds = host_part(ds, a.hosts_part.as_deref(), a.holdout_hosts)?;
     let keep: Option<Vec<HostId>> = a.hosts_part.is_some().then(|| ds.hosts.iter().map(|h| h.host.clone()).collect());
+    // A block of hosts reads only its hosts' rows (within the --hosts-part, if any).
+    let mut open_block =
+        |block: Option<&[HostId]>| MetricStream::open(&report.metrics_file, &known, block.or(keep.as_deref()), LoadOptions::default());
     let open = || {
         MetricStream::open(&report.metrics_file, &known, keep.as_deref(), LoadOptions::default())
             .with_context(|| format!("reading dataset {}", a.data.display()))
@@ -203,6 +206,7 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
             None if scales.is_reference() => Some(DEFAULT_SHORT_HORIZON_MS).filter(|&h| h < horizon_ms),
             None => Some((horizon_ms / 3).div_euclid(tick_ms) * tick_ms).filter(|&h| h >= tick_ms && h < horizon_ms),
         },
+        memory_budget: a.memory_budget.map(|b| b.as_u64()),
         ..TrainOptions::default()
     };
     let pb = bar("features");
@@ -216,7 +220,7 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
         }
         pb.set_position((f * 1000.0) as u64);
     };
-    let trained = train_stream(&ds, &survey, open()?, &opts, &progress)?;
+    let trained = train_stream(&ds, &survey, &mut open_block, &opts, &progress)?;
     pb.finish_and_clear();
     let m = &trained.model;
     // With --publish and no --out, the artifact is written to a scratch directory first:
@@ -270,6 +274,13 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
         c.seconds.1,
         t0.elapsed().as_secs_f64()
     );
+    let b = trained.blocks;
+    let gib = |x: u64| format!("{:.2} GiB", x as f64 / f64::from(1u32 << 30));
+    let blocks =
+        if b.count > 1 { format!("{} blocks of hosts, at most {} in one", b.count, b.largest) } else { "one block of hosts".into() };
+    let budget = a.memory_budget.map_or_else(String::new, |x| format!(", budget {}", gib(x.as_u64())));
+    let peak = b.peak_bytes.map_or_else(|| "peak n/a".into(), |p| format!("peak {}", gib(p)));
+    println!("  memory       {peak} (features in {blocks}{budget})");
     Ok(())
 }
 

@@ -43,4 +43,4 @@ pub use model::{EMBEDDED_DEFAULT, Model, ModelError, RiskPolicy};
 pub use rules::{RuleSet, RulesError, RulesOptions, RulesOutput, evaluate_rules};
 pub use step::{Observation, Step, advance, risk_step};
 pub use survey::Survey;
-pub use train::{LearnerChoice, Mitigation, Rows, TrainError, TrainOptions, Trained, train, train_stream};
+pub use train::{Blocks, LearnerChoice, Mitigation, OpenStream, Rows, TrainError, TrainOptions, Trained, train, train_stream};

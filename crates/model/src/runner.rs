@@ -12,7 +12,7 @@ use harbinger_core::{Event, HostId, SeriesKey, SeriesSamples, TimestampMs};
 use harbinger_dataset::{Dataset, MetricRow};
 use rayon::prelude::*;
 
-use crate::features::{FeatureSchema, HostFeatures, MetricSpec, fleet_fill, fleet_stats};
+use crate::features::{FeatureSchema, FleetStats, HostFeatures, MetricSpec, fleet_fill, fleet_stats};
 
 /// The metrics of a dataset as a schema: every metric name present, sorted; a metric is
 /// bounded when all its values lie in [0, 1]; its season is found with augurs'
@@ -233,6 +233,28 @@ pub struct FleetRun<'a> {
     /// [`MetricStream`]: harbinger_dataset::MetricStream
     index: HashMap<HostId, usize>,
     slots: Vec<Option<(u32, u32)>>,
+    /// Where the fleet signal comes from, and the time of the first step.
+    signal: FleetSignal<'a>,
+    first: Option<TimestampMs>,
+}
+
+/// Where a run's fleet signal (each host's `z1h` against the fleet's at the same moment)
+/// comes from.
+enum FleetSignal<'a> {
+    /// Every host of the run reporting at that moment.
+    Own,
+    /// The marked hosts of the run (by run host number); each step's statistics are kept
+    /// so that runs over the fleet's other hosts can be given them.
+    Reference { mask: Vec<bool>, kept: Vec<FleetStats> },
+    /// Statistics kept by a reference run over the same steps, by step number.
+    Given(&'a [FleetStats]),
+}
+
+/// The hosts of a dataset in the order a [`FleetRun`] numbers them: `hosts.csv`'s, then
+/// hosts met only in the samples.
+pub fn fleet_hosts(ds: &Dataset) -> Vec<HostId> {
+    let mut seen: std::collections::HashSet<&HostId> = std::collections::HashSet::new();
+    ds.hosts.iter().map(|h| &h.host).chain(ds.metrics.iter().map(|s| &s.key.host)).filter(|h| seen.insert(*h)).cloned().collect()
 }
 
 /// Ticks per block: about an hour of them, so each host's state stays in cache while it
@@ -245,20 +267,15 @@ impl<'a> FleetRun<'a> {
     /// Prepares a run over `ds` with `schema` (metrics not in the schema are ignored),
     /// stepped every `tick` ms.
     pub fn new(ds: &'a Dataset, schema: &'a FeatureSchema, tick: TimestampMs) -> Self {
-        let mut index: HashMap<&HostId, usize> = HashMap::new();
-        let mut hosts: Vec<HostId> = Vec::new();
-        for h in &ds.hosts {
-            index.entry(&h.host).or_insert_with(|| {
-                hosts.push(h.host.clone());
-                hosts.len() - 1
-            });
-        }
-        for s in &ds.metrics {
-            index.entry(&s.key.host).or_insert_with(|| {
-                hosts.push(s.key.host.clone());
-                hosts.len() - 1
-            });
-        }
+        Self::part(ds, schema, tick, |_| true)
+    }
+
+    /// A run over the hosts of `ds` that `keep` accepts ([`fleet_hosts`] order): a block
+    /// of a fleet too large to hold at once. Its fleet signal comes from its own hosts
+    /// unless [`FleetRun::reference`] or [`FleetRun::given`] says otherwise.
+    pub fn part(ds: &'a Dataset, schema: &'a FeatureSchema, tick: TimestampMs, keep: impl Fn(&HostId) -> bool) -> Self {
+        let hosts: Vec<HostId> = fleet_hosts(ds).into_iter().filter(|h| keep(h)).collect();
+        let index: HashMap<&HostId, usize> = hosts.iter().enumerate().map(|(i, h)| (h, i)).collect();
         let mut runs: Vec<HostRun<'a>> = hosts
             .iter()
             .map(|_| HostRun { features: HostFeatures::new(schema), series: Vec::new(), events: Vec::new(), next_event: 0 })
@@ -281,7 +298,40 @@ impl<'a> FleetRun<'a> {
         let n = hosts.len();
         let index = index.into_iter().map(|(h, i)| (h.clone(), i)).collect();
         let (rows, present) = (vec![0.0; n * block * k], vec![false; n * block]);
-        FleetRun { schema, hosts, runs, tick, block, at: None, rows, present, index, slots: Vec::new() }
+        FleetRun {
+            schema,
+            hosts,
+            runs,
+            tick,
+            block,
+            at: None,
+            rows,
+            present,
+            index,
+            slots: Vec::new(),
+            signal: FleetSignal::Own,
+            first: None,
+        }
+    }
+
+    /// Takes the fleet signal from the hosts `mask` marks (by run host number) and keeps
+    /// each step's statistics ([`FleetRun::take_signal`]).
+    pub fn reference(&mut self, mask: Vec<bool>) {
+        self.signal = FleetSignal::Reference { mask, kept: Vec::new() };
+    }
+
+    /// Takes the fleet signal of each step from `stats`, kept by a reference run stepped
+    /// from the same first time with the same tick.
+    pub fn given(&mut self, stats: &'a [FleetStats]) {
+        self.signal = FleetSignal::Given(stats);
+    }
+
+    /// The statistics a reference run kept, by step number (empty for other runs).
+    pub fn take_signal(&mut self) -> Vec<FleetStats> {
+        match &mut self.signal {
+            FleetSignal::Reference { kept, .. } => std::mem::take(kept),
+            _ => Vec::new(),
+        }
     }
 
     /// Adds rows read from a [`MetricStream`] (whose series numbers `keys` names) to the
@@ -357,14 +407,30 @@ impl<'a> FleetRun<'a> {
                 }
             },
         );
+        let first = *self.first.get_or_insert(t0);
+        let n0 = usize::try_from((t0 - first) / tick).unwrap_or(0);
         let (rows, present) = (&self.rows, &self.present);
-        let stats: Vec<_> = (0..b)
-            .into_par_iter()
-            .map(|slot| {
-                let at = move |i: usize| &rows[(i * b + slot) * k..(i * b + slot + 1) * k];
-                fleet_stats(schema, (0..present.len() / b).filter(move |&i| present[i * b + slot]).map(at))
-            })
-            .collect();
+        let stats: Vec<FleetStats> = match &self.signal {
+            FleetSignal::Given(all) => (n0..n0 + b).map(|n| all.get(n).cloned().unwrap_or_default()).collect(),
+            FleetSignal::Own | FleetSignal::Reference { .. } => {
+                let mask = match &self.signal {
+                    FleetSignal::Reference { mask, .. } => Some(mask),
+                    _ => None,
+                };
+                (0..b)
+                    .into_par_iter()
+                    .map(|slot| {
+                        let at = move |i: usize| &rows[(i * b + slot) * k..(i * b + slot + 1) * k];
+                        let counted = move |&i: &usize| present[i * b + slot] && mask.is_none_or(|m| m[i]);
+                        fleet_stats(schema, (0..present.len() / b).filter(counted).map(at))
+                    })
+                    .collect()
+            }
+        };
+        if let FleetSignal::Reference { kept, .. } = &mut self.signal {
+            kept.resize(n0, FleetStats::default());
+            kept.extend(stats.iter().cloned());
+        }
         self.rows.par_chunks_mut(b * k).zip(self.present.par_chunks(b)).for_each(|(rows, present)| {
             for ((row, p), st) in rows.chunks_mut(k).zip(present).zip(&stats) {
                 if *p {

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use harbinger_core::{Failure, HostId, TimestampMs, TransitionKind};
 use harbinger_dataset::{Dataset, MetricRow, MetricStream};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -30,7 +30,7 @@ use crate::model::{
     AlertState, CardFacts, Companion, FORMAT, FORMAT_VERSION, HARBINGER_VERSION, Imminence, ImminenceFacts, Learner, LearnerFigures, Model,
     RiskPolicy,
 };
-use crate::runner::{FleetRun, criticality};
+use crate::runner::{FleetRun, criticality, fleet_hosts};
 use crate::step::advance;
 use crate::survey::Survey;
 use crate::threshold::{Bootstrap, precision_quantile, resample_hosts};
@@ -111,6 +111,19 @@ pub struct TrainOptions {
     pub short_horizon_ms: Option<i64>,
     /// How the held-back part is chosen.
     pub split: SplitBy,
+    /// Most bytes the process should hold while computing features (`None`: no limit):
+    /// the fleet is then computed a block of hosts at a time, each over the whole period
+    /// (the metrics file is read once per block), sized from what the first block took.
+    /// The model is the same with or without it.
+    pub memory_budget: Option<u64>,
+    /// Hosts per block after the first (overrides the size the budget gives).
+    pub block_hosts: Option<usize>,
+    /// Most hosts the fleet signal is taken from (chosen by a hash of the id): they make
+    /// up the first block, whatever the budget, so blocks do not change the rows.
+    pub fleet_reference_hosts: usize,
+    /// Most held-back rows kept: above it a share of the hosts (by a hash of the id) is
+    /// held back, each over its whole held-back period.
+    pub max_holdout_rows: usize,
 }
 
 /// How training holds back the rows it chooses, calibrates and checks on.
@@ -150,6 +163,12 @@ pub fn host_share(host: &HostId, salt: u64) -> f64 {
 /// Salt of [`SplitBy::Hosts`], so its held-back hosts are not those of a `--hosts-part`
 /// split of the same fleet (unsalted).
 const HOST_SPLIT_SALT: u64 = 0x005e_ed0f_5b11;
+/// Salt of the hosts the fleet signal is taken from in a fleet larger than
+/// [`TrainOptions::fleet_reference_hosts`].
+const REFERENCE_SALT: u64 = 0x00f1_ee75_16a1;
+/// Salt of the held-back hosts kept when there are more than
+/// [`TrainOptions::max_holdout_rows`] held-back rows.
+const HOLDOUT_SAMPLE_SALT: u64 = 0x0000_5c0e_d5a7;
 
 /// Feature rows of a training run, for export.
 #[derive(Debug, Clone, Default)]
@@ -179,6 +198,8 @@ pub struct Trained {
     pub model: Model,
     /// The rows (`keep_rows`).
     pub rows: Option<Rows>,
+    /// How the features were computed.
+    pub blocks: Blocks,
 }
 
 impl Default for TrainOptions {
@@ -205,6 +226,10 @@ impl Default for TrainOptions {
             keep_rows: false,
             short_horizon_ms: None,
             split: SplitBy::Auto,
+            memory_budget: None,
+            block_hosts: None,
+            fleet_reference_hosts: 1_000,
+            max_holdout_rows: 2_000_000,
         }
     }
 }
@@ -249,6 +274,9 @@ pub enum TrainError {
     /// Bad settings.
     #[error("invalid training option: {0}")]
     Options(String),
+    /// The memory budget cannot hold a block of hosts.
+    #[error("{0}")]
+    Budget(String),
     /// A learner failed.
     #[error(transparent)]
     Learn(#[from] LearnError),
@@ -275,23 +303,28 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
     train_from(ds, &Survey::of(ds), None, opts, progress)
 }
 
+/// Opens the metrics file again for a block of hosts (`None`: every host), as
+/// [`train_stream`] reads it once per block.
+pub type OpenStream<'a> = &'a mut dyn FnMut(Option<&[HostId]>) -> Result<MetricStream, harbinger_dataset::DatasetError>;
+
 /// Trains a model on a dataset read as the features are computed: `base` is the dataset
 /// without its samples ([`harbinger_dataset::read_inventory`]), `survey` the first pass
-/// over them ([`Survey::scan`]) and `stream` the metrics file opened again. Only the
-/// rows not yet consumed, each host's feature state and the kept feature rows are held,
-/// so memory follows the fleet's row count, not its sample count. Gives the model
-/// [`train`] gives on the same data loaded whole.
+/// over them ([`Survey::scan`]) and `open` opens the metrics file again, once per block
+/// of hosts ([`TrainOptions::memory_budget`]). Only the rows not yet consumed, the
+/// feature state of a block's hosts and the kept feature rows are held, so memory
+/// follows the budget and the kept rows, not the sample count. Gives the model [`train`]
+/// gives on the same data loaded whole.
 ///
 /// # Errors
 /// [`TrainError`], or the stream's error ([`TrainError::Dataset`]).
 pub fn train_stream(
     base: &Dataset,
     survey: &Survey,
-    stream: MetricStream,
+    open: OpenStream<'_>,
     opts: &TrainOptions,
     progress: Progress<'_>,
 ) -> Result<Trained, TrainError> {
-    train_from(base, survey, Some(stream), opts, progress)
+    train_from(base, survey, Some(open), opts, progress)
 }
 
 /// Reads `stream` until every row at or before `through` has been read: the file's rows
@@ -317,7 +350,7 @@ fn read_through(
 fn train_from(
     ds: &Dataset,
     survey: &Survey,
-    mut stream: Option<MetricStream>,
+    mut open: Option<OpenStream<'_>>,
     opts: &TrainOptions,
     progress: Progress<'_>,
 ) -> Result<Trained, TrainError> {
@@ -356,22 +389,22 @@ fn train_from(
     }
     let k = schema.len();
     let tick = opts.tick_ms;
-    let mut run = FleetRun::new(ds, &schema, tick);
-    let nh = run.hosts.len();
+    let hosts = fleet_hosts(ds);
+    let nh = hosts.len();
     // Held-back hosts of a split by host (all of them train and are held back at once
     // under a split by time, whose part follows the row's time).
     let by_hosts = match opts.split {
         SplitBy::Hosts => true,
         SplitBy::Time => false,
         SplitBy::Auto => {
-            let mut firsts: Vec<TimestampMs> = run.hosts.iter().filter_map(|h| survey.first_seen.get(h).copied()).collect();
+            let mut firsts: Vec<TimestampMs> = hosts.iter().filter_map(|h| survey.first_seen.get(h).copied()).collect();
             firsts.sort_unstable();
             firsts.get(firsts.len() / 2).is_some_and(|&m| m > start + (end - start) / 2)
         }
     };
     let held_host: Option<Vec<bool>> =
-        by_hosts.then(|| run.hosts.iter().map(|h| host_share(h, HOST_SPLIT_SALT) < opts.holdout_share).collect());
-    let host_index: HashMap<&HostId, usize> = run.hosts.iter().enumerate().map(|(i, h)| (h, i)).collect();
+        by_hosts.then(|| hosts.iter().map(|h| host_share(h, HOST_SPLIT_SALT) < opts.holdout_share).collect());
+    let host_index: HashMap<&HostId, usize> = hosts.iter().enumerate().map(|(i, h)| (h, i)).collect();
     let (split, split_failures) = match &held_host {
         None => split_by_failures(ds, (start, end), tick, opts)?,
         Some(held) => (start, split_by_hosts(ds, &host_index, held, (start, end), opts)?),
@@ -382,13 +415,6 @@ fn train_from(
             failures[i].push(f.timestamp);
         }
     }
-    // Scored as `eval` scores the held-back part: after the split time, or the held-back
-    // hosts over the whole period.
-    let held_failures: Vec<Failure> = match &held_host {
-        None => ds.failures.clone(),
-        Some(held) => ds.failures.iter().filter(|f| host_index.get(&f.host).is_some_and(|&i| held[i])).cloned().collect(),
-    };
-    let counted = held_host.as_ref().map_or(nh, |h| h.iter().filter(|&&x| x).count());
     let mut mitigations: Vec<Vec<TimestampMs>> = vec![Vec::new(); nh];
     for m in &opts.mitigations {
         if let Some(&i) = host_index.get(&m.host) {
@@ -398,18 +424,11 @@ fn train_from(
     for v in failures.iter_mut().chain(mitigations.iter_mut()) {
         v.sort_unstable();
     }
-    let within_h = |v: &[TimestampMs], t: TimestampMs, h: i64| {
-        let i = v.partition_point(|&x| x <= t);
-        v.get(i).is_some_and(|&x| x - t <= h)
-    };
-    let within = |v: &[TimestampMs], t: TimestampMs| within_h(v, t, opts.horizon_ms);
-    let short_h = opts.short_horizon_ms.unwrap_or(0);
 
-    // Expected negatives in the training part, to pick the sampling rate.
+    // Expected rows of each part, to pick the sampling rates.
     // Hosts count from their first sample to their last (a fleet whose hosts come and go,
     // like drives sampled over their last days, has far fewer rows than ticks × hosts).
-    let seen: Vec<(i64, i64)> = run
-        .hosts
+    let seen: Vec<(i64, i64)> = hosts
         .iter()
         .map(|h| match (survey.first_seen.get(h), survey.last_seen.get(h)) {
             (Some(&f), Some(&l)) => (f.clamp(start, end), l.clamp(start, end)),
@@ -421,57 +440,107 @@ fn train_from(
         Some(held) => seen.iter().zip(held).filter(|(_, h)| !**h).map(|(&(f, l), _)| ((l - f) / tick) as f64).sum(),
     };
     let keep_neg = (opts.max_train_negatives as f64 / train_rows_expected.max(1.0)).min(1.0);
-    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    // Every held-back row is kept, unless there would be more than `max_holdout_rows`:
+    // then a share of the hosts (by a hash of the id) is held back, each over its whole
+    // held-back period, as the threshold is scored per host.
+    let held_rows_expected: f64 = match &held_host {
+        None => seen.iter().map(|&(f, l)| ((l - f.max(split)).max(0) / tick) as f64).sum(),
+        Some(held) => seen.iter().zip(held).filter(|(_, h)| **h).map(|(&(f, l), _)| ((l - f) / tick) as f64).sum(),
+    };
+    let scored_share = (opts.max_holdout_rows as f64 / held_rows_expected.max(1.0)).min(1.0);
+    let scored: Vec<bool> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            held_host.as_ref().is_none_or(|held| held[i]) && (scored_share >= 1.0 || host_share(h, HOLDOUT_SAMPLE_SALT) < scored_share)
+        })
+        .collect();
+    // Scored as `eval` scores the held-back part: after the split time, or the held-back
+    // hosts over the whole period.
+    let held_failures: Vec<Failure> = if held_host.is_none() && scored_share >= 1.0 {
+        ds.failures.clone()
+    } else {
+        ds.failures.iter().filter(|f| host_index.get(&f.host).is_some_and(|&i| scored[i])).cloned().collect()
+    };
+    let counted = scored.iter().filter(|&&x| x).count();
+    let short_h = opts.short_horizon_ms.unwrap_or(0);
+    let rules = RowRules {
+        opts,
+        failures: &failures,
+        mitigations: &mitigations,
+        held_host: held_host.as_deref(),
+        scored: &scored,
+        split,
+        keep_neg,
+        warmup: start + scales.hour_ms,
+        coverage_i: schema.coverage_index(),
+        min_conf: RiskPolicy::default().min_confidence,
+        short_h,
+        span: (start, end),
+        tick,
+        lateness: survey.lateness_ms,
+    };
 
-    let mut xtr: Vec<f32> = Vec::new();
-    let mut ytr: Vec<bool> = Vec::new();
-    let mut ytr_short: Vec<bool> = Vec::new();
-    let mut tr_at: Vec<(u32, TimestampMs)> = Vec::new();
-    let mut xho: Vec<f32> = Vec::new();
-    let mut ho: Vec<Holdout> = Vec::new();
-    let mut censored = 0usize;
-    let warmup = start + scales.hour_ms;
-    let coverage_i = schema.coverage_index();
-    let min_conf = RiskPolicy::default().min_confidence;
-    let mut t = start.div_euclid(tick) * tick + tick;
-    let (mut batch, mut read_all) = (Vec::new(), false);
-    while t <= end {
-        if let (Some(through), Some(stream)) = (run.block_end(t), stream.as_mut()) {
-            read_through(&mut run, stream, &mut batch, &mut read_all, survey.lateness_ms, through)?;
+    // The features, a block of hosts at a time. The first block holds the reference hosts
+    // the fleet signal comes from (the whole fleet when no budget or block size is set);
+    // later blocks are given the signal the first one kept, so the rows are the same
+    // however the fleet is cut.
+    let reference = reference_hosts(&hosts, opts.fleet_reference_hosts);
+    let blocked = opts.memory_budget.is_some() || opts.block_hosts.is_some();
+    let first: Vec<bool> = if blocked { reference.clone() } else { vec![true; nh] };
+    let first_len = first.iter().filter(|&&x| x).count();
+    let mut kept = Kept::default();
+    kept.xho.reserve((held_rows_expected * scored_share) as usize * k);
+    let hosts_done = std::sync::atomic::AtomicUsize::new(0);
+    let block_progress = |len: usize, f: f64| {
+        let done = hosts_done.load(std::sync::atomic::Ordering::Relaxed);
+        progress("features", (done as f64 + f * len as f64) / nh.max(1) as f64);
+    };
+    let rss_before = memory::resident();
+    let signal = {
+        let mut run = FleetRun::part(ds, &schema, tick, |h| host_index.get(h).is_some_and(|&i| first[i]));
+        let global: Vec<usize> = run.hosts.iter().map(|h| host_index[h]).collect();
+        run.reference(global.iter().map(|&i| reference[i]).collect());
+        let stream = match &mut open {
+            Some(open) => Some(open((first_len < nh).then_some(&run.hosts[..]))?),
+            None => None,
+        };
+        feature_block(&mut run, &global, stream, &rules, &mut kept, &|f| block_progress(first_len, f))?;
+        run.take_signal()
+    };
+    hosts_done.store(first_len, std::sync::atomic::Ordering::Relaxed);
+    let rest: Vec<usize> = (0..nh).filter(|&i| !first[i]).collect();
+    let per_block = match (opts.block_hosts, opts.memory_budget) {
+        _ if rest.is_empty() => 1,
+        (Some(m), _) => m.max(1),
+        (None, Some(budget)) => {
+            hosts_per_block(budget, (rss_before, memory::resident()), first_len, nh, kept.bytes(k)).map_err(TrainError::Budget)?
         }
-        run.step(t);
-        if t >= warmup {
-            for i in 0..nh {
-                let Some(row) = run.row(i) else { continue };
-                // Cold inputs (fresh start, fresh baseline after recovery) never alert; do not learn from them either.
-                if row[coverage_i] < min_conf {
-                    continue;
-                }
-                let y = within(&failures[i], t);
-                if !y && within(&mitigations[i], t) {
-                    censored += 1;
-                    continue;
-                }
-                let (to_train, to_hold) = match &held_host {
-                    None => (t + opts.horizon_ms < split, t >= split),
-                    Some(held) => (!held[i], held[i]),
-                };
-                if to_train {
-                    if y || rng.random::<f64>() < keep_neg {
-                        xtr.extend(row.iter().map(|&v| v as f32));
-                        ytr.push(y);
-                        tr_at.push((i as u32, t));
-                        ytr_short.push(y && within_h(&failures[i], t, short_h));
-                    }
-                } else if to_hold {
-                    xho.extend(row.iter().map(|&v| v as f32));
-                    ho.push(Holdout { host: i, t, y, y_short: y && within_h(&failures[i], t, short_h) });
-                }
-            }
-        }
-        progress("features", (t - start) as f64 / (end - start).max(1) as f64);
-        t += tick;
+        (None, None) => rest.len(),
+    };
+    let n_rest = rest.len().div_ceil(per_block.max(1));
+    let mut largest = first_len;
+    for b in 0..n_rest {
+        // Blocks of equal size, at most `per_block` hosts.
+        let (lo, hi) = (b * rest.len() / n_rest, (b + 1) * rest.len() / n_rest);
+        let mut in_block = vec![false; nh];
+        rest[lo..hi].iter().for_each(|&i| in_block[i] = true);
+        largest = largest.max(hi - lo);
+        let mut run = FleetRun::part(ds, &schema, tick, |h| host_index.get(h).is_some_and(|&i| in_block[i]));
+        let global: Vec<usize> = run.hosts.iter().map(|h| host_index[h]).collect();
+        run.given(&signal);
+        let stream = match &mut open {
+            Some(open) => Some(open(Some(&run.hosts[..]))?),
+            None => None,
+        };
+        feature_block(&mut run, &global, stream, &rules, &mut kept, &|f| block_progress(hi - lo, f))?;
+        hosts_done.fetch_add(hi - lo, std::sync::atomic::Ordering::Relaxed);
     }
+    if n_rest > 0 {
+        kept.sort_by_time(k);
+    }
+    let blocks = Blocks { count: 1 + n_rest, largest, peak_bytes: memory::peak() };
+    let Kept { xtr, ytr, ytr_short, tr_at, xho, ho, censored } = kept;
     let t_features = t0.elapsed().as_secs_f64();
     let nfail = ds.failures.len();
     if !ytr.iter().any(|&y| y) {
@@ -587,7 +656,7 @@ fn train_from(
 
     // Risk per held-back row, then the threshold that scores best by the contract rule.
     let crit = criticality(ds);
-    let crits: Vec<u8> = run.hosts.iter().map(|h| crit.get(h).copied().unwrap_or(0)).collect();
+    let crits: Vec<u8> = hosts.iter().map(|h| crit.get(h).copied().unwrap_or(0)).collect();
     let base = RiskPolicy::default();
     let anomaly_i = schema.anomaly_index();
     let risks: Vec<f64> = ho
@@ -608,7 +677,7 @@ fn train_from(
     let (policy, holdout_summary, target_met) = choose_threshold(
         &ho,
         &risks,
-        &run.hosts,
+        &hosts,
         (&held_failures, counted),
         (split, end),
         &base,
@@ -667,7 +736,7 @@ fn train_from(
         train_y: ytr,
         holdout_x: xho,
         holdout_y: yho,
-        hosts: run.hosts.iter().map(ToString::to_string).collect(),
+        hosts: hosts.iter().map(ToString::to_string).collect(),
         train_at: tr_at,
         holdout_at: ho.iter().map(|h| (h.host as u32, h.t)).collect(),
     });
@@ -688,7 +757,7 @@ fn train_from(
         names: std::sync::OnceLock::new(),
     };
     model.version = version_of(&model);
-    Ok(Trained { model, rows })
+    Ok(Trained { model, rows, blocks })
 }
 
 /// The split time: between the failure that ends the training share of the failures
@@ -751,6 +820,243 @@ fn split_by_hosts(
     }
     enough_failures(train, ho, opts, ", the share of hosts held back")?;
     Ok((train, ho))
+}
+
+/// How the rows of a block are labelled and kept: the same for every block.
+struct RowRules<'a> {
+    opts: &'a TrainOptions,
+    failures: &'a [Vec<TimestampMs>],
+    mitigations: &'a [Vec<TimestampMs>],
+    held_host: Option<&'a [bool]>,
+    /// Hosts whose held-back rows are kept.
+    scored: &'a [bool],
+    split: TimestampMs,
+    /// Share of healthy training rows kept.
+    keep_neg: f64,
+    warmup: TimestampMs,
+    coverage_i: usize,
+    min_conf: f64,
+    short_h: i64,
+    span: (TimestampMs, TimestampMs),
+    tick: i64,
+    lateness: i64,
+}
+
+impl RowRules<'_> {
+    /// A failure within `h` after `t` in the sorted times `v`.
+    fn within(v: &[TimestampMs], t: TimestampMs, h: i64) -> bool {
+        let i = v.partition_point(|&x| x <= t);
+        v.get(i).is_some_and(|&x| x - t <= h)
+    }
+
+    /// Whether host `i`'s healthy training row at `t` is kept: a draw from a hash of the
+    /// seed, the host and the time, so the rows kept do not depend on the order the
+    /// hosts are computed in.
+    fn keep_healthy(&self, i: usize, t: TimestampMs) -> bool {
+        let mut x = self.opts.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (t as u64).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^= x >> 31;
+        ((x >> 11) as f64 / (1u64 << 53) as f64) < self.keep_neg
+    }
+}
+
+/// The rows kept so far.
+#[derive(Default)]
+struct Kept {
+    xtr: Vec<f32>,
+    ytr: Vec<bool>,
+    ytr_short: Vec<bool>,
+    tr_at: Vec<(u32, TimestampMs)>,
+    xho: Vec<f32>,
+    ho: Vec<Holdout>,
+    censored: usize,
+}
+
+impl Kept {
+    /// Bytes the rows take (`k` features a row).
+    fn bytes(&self, k: usize) -> u64 {
+        let per_train = k * 4 + 2 + std::mem::size_of::<(u32, TimestampMs)>();
+        let per_held = k * 4 + std::mem::size_of::<Holdout>();
+        (self.ytr.len() * per_train + self.ho.len() * per_held) as u64
+    }
+
+    /// Orders the rows by time, then host: the order one block over the whole fleet
+    /// keeps them in.
+    fn sort_by_time(&mut self, k: usize) {
+        let mut order: Vec<usize> = (0..self.ytr.len()).collect();
+        order.sort_by_key(|&j| (self.tr_at[j].1, self.tr_at[j].0));
+        permute_rows(&mut self.xtr, k, &order);
+        self.ytr = order.iter().map(|&j| self.ytr[j]).collect();
+        self.ytr_short = order.iter().map(|&j| self.ytr_short[j]).collect();
+        self.tr_at = order.iter().map(|&j| self.tr_at[j]).collect();
+        let mut order: Vec<usize> = (0..self.ho.len()).collect();
+        order.sort_by_key(|&j| (self.ho[j].t, self.ho[j].host));
+        permute_rows(&mut self.xho, k, &order);
+        let mut ho: Vec<Option<Holdout>> = std::mem::take(&mut self.ho).into_iter().map(Some).collect();
+        self.ho = order.iter().filter_map(|&j| ho[j].take()).collect();
+    }
+}
+
+/// Puts row `order[j]` of row-major `x` (rows of `k`) at row `j`, in place: each cycle
+/// of the permutation is followed with one row of scratch.
+fn permute_rows(x: &mut [f32], k: usize, order: &[usize]) {
+    let mut done = vec![false; order.len()];
+    let mut tmp = vec![0.0f32; k];
+    for start in 0..order.len() {
+        if done[start] || order[start] == start {
+            continue;
+        }
+        tmp.copy_from_slice(&x[start * k..(start + 1) * k]);
+        let mut j = start;
+        loop {
+            done[j] = true;
+            let from = order[j];
+            if from == start {
+                x[j * k..(j + 1) * k].copy_from_slice(&tmp);
+                break;
+            }
+            x.copy_within(from * k..(from + 1) * k, j * k);
+            j = from;
+        }
+    }
+}
+
+/// How the features were computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blocks {
+    /// Blocks of hosts, each computed over the whole period.
+    pub count: usize,
+    /// Hosts in the largest.
+    pub largest: usize,
+    /// The process's peak resident memory at the end of the features, where the system
+    /// tells it (Linux).
+    pub peak_bytes: Option<u64>,
+}
+
+/// Computes the features of the hosts of `run` (`global`: their fleet numbers) over the
+/// whole period, keeping their rows into `kept`; `stream` is read as the run needs it.
+fn feature_block(
+    run: &mut FleetRun<'_>,
+    global: &[usize],
+    mut stream: Option<MetricStream>,
+    r: &RowRules<'_>,
+    kept: &mut Kept,
+    progress: &dyn Fn(f64),
+) -> Result<(), TrainError> {
+    let (start, end) = r.span;
+    let opts = r.opts;
+    let mut t = start.div_euclid(r.tick) * r.tick + r.tick;
+    let (mut batch, mut read_all) = (Vec::new(), false);
+    while t <= end {
+        if let (Some(through), Some(stream)) = (run.block_end(t), stream.as_mut()) {
+            read_through(run, stream, &mut batch, &mut read_all, r.lateness, through)?;
+        }
+        run.step(t);
+        if t >= r.warmup {
+            for (j, &i) in global.iter().enumerate() {
+                let Some(row) = run.row(j) else { continue };
+                // Cold inputs (fresh start, fresh baseline after recovery) never alert; do not learn from them either.
+                if row[r.coverage_i] < r.min_conf {
+                    continue;
+                }
+                let y = RowRules::within(&r.failures[i], t, opts.horizon_ms);
+                if !y && RowRules::within(&r.mitigations[i], t, opts.horizon_ms) {
+                    kept.censored += 1;
+                    continue;
+                }
+                let (to_train, to_hold) = match r.held_host {
+                    None => (t + opts.horizon_ms < r.split, t >= r.split),
+                    Some(held) => (!held[i], held[i]),
+                };
+                if to_train {
+                    if y || r.keep_healthy(i, t) {
+                        kept.xtr.extend(row.iter().map(|&v| v as f32));
+                        kept.ytr.push(y);
+                        kept.tr_at.push((i as u32, t));
+                        kept.ytr_short.push(y && RowRules::within(&r.failures[i], t, r.short_h));
+                    }
+                } else if to_hold && r.scored[i] {
+                    kept.xho.extend(row.iter().map(|&v| v as f32));
+                    kept.ho.push(Holdout { host: i, t, y, y_short: y && RowRules::within(&r.failures[i], t, r.short_h) });
+                }
+            }
+        }
+        progress((t - start) as f64 / (end - start).max(1) as f64);
+        t += r.tick;
+    }
+    Ok(())
+}
+
+/// Up to `n` hosts the fleet signal is taken from: all of them in a smaller fleet, else
+/// those first by a hash of the id.
+fn reference_hosts(hosts: &[HostId], n: usize) -> Vec<bool> {
+    if hosts.len() <= n {
+        return vec![true; hosts.len()];
+    }
+    let mut by_hash: Vec<(f64, usize)> = hosts.iter().enumerate().map(|(i, h)| (host_share(h, REFERENCE_SALT), i)).collect();
+    by_hash.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut out = vec![false; hosts.len()];
+    by_hash.iter().take(n).for_each(|&(_, i)| out[i] = true);
+    out
+}
+
+/// Hosts per later block under a memory `budget`, from what the first block took: the
+/// resident memory before and after it (`rss`), its `first` hosts of `n`, and the bytes
+/// of the rows it kept (the rows of the whole fleet are projected from them).
+fn hosts_per_block(budget: u64, rss: (Option<u64>, Option<u64>), first: usize, n: usize, rows: u64) -> Result<usize, String> {
+    let first = first.max(1) as u64;
+    let (before, after) = match rss {
+        (Some(b), Some(a)) => (b, a.max(b)),
+        // Without the system's figures: a megabyte a host, nothing else held.
+        _ => (0, first * (1 << 20) + rows),
+    };
+    let per_host = ((after - before).saturating_sub(rows) / first).max(16 << 10);
+    let all_rows = rows * n as u64 / first;
+    // A tenth of the budget is left for what the estimate misses (allocator slack,
+    // the file's row groups being decoded).
+    let room = (budget - budget / 10).saturating_sub(before + all_rows);
+    let m = room / (per_host + per_host / 8);
+    if m == 0 {
+        let need = before + all_rows + 2 * per_host;
+        return Err(format!(
+            "a memory budget of {} leaves no room for a block of hosts: {} were held before the features, the kept rows will take about {}, and a host's feature state about {}; raise it to at least {} (the first block, the {first} hosts the fleet signal is taken from, took {})",
+            gib(budget),
+            gib(before),
+            gib(all_rows),
+            gib(per_host),
+            gib(need + need / 9),
+            gib(after - before)
+        ));
+    }
+    Ok(usize::try_from(m).unwrap_or(usize::MAX))
+}
+
+fn gib(b: u64) -> String {
+    if b < 1 << 30 {
+        return format!("{:.0} MiB", b as f64 / f64::from(1u32 << 20));
+    }
+    format!("{:.2} GiB", b as f64 / f64::from(1u32 << 30))
+}
+
+/// The process's resident memory, from `/proc/self/status` (Linux; `None` elsewhere).
+mod memory {
+    fn field(name: &str) -> Option<u64> {
+        let s = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = s.lines().find(|l| l.starts_with(name))?;
+        let kb: u64 = line[name.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kb * 1024)
+    }
+
+    /// Resident now.
+    pub(super) fn resident() -> Option<u64> {
+        field("VmRSS:")
+    }
+
+    /// The most resident so far.
+    pub(super) fn peak() -> Option<u64> {
+        field("VmHWM:")
+    }
 }
 
 /// `score` of every row of row-major `x` (columns as in `prep`), each imputed first.

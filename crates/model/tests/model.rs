@@ -513,12 +513,53 @@ fn written(ds: &Dataset, by_host: bool) -> tempfile::TempDir {
 }
 
 fn trained_as_read(dir: &std::path::Path) -> (harbinger_model::Survey, Model) {
+    let (survey, trained) = trained_as_read_with(dir, &opts());
+    (survey, trained.model)
+}
+
+/// Trains on the dataset in `dir` read as the features are computed, counting the times
+/// the metrics file is opened for a block of hosts.
+fn trained_as_read_with(dir: &std::path::Path, o: &TrainOptions) -> (harbinger_model::Survey, harbinger_model::Trained) {
     let (base, report) = harbinger_dataset::read_inventory(dir).expect("inventory");
     let hosts: Vec<HostId> = base.hosts.iter().map(|h| h.host.clone()).collect();
-    let open = || harbinger_dataset::MetricStream::open(&report.metrics_file, &hosts, None, Default::default()).expect("open");
-    let survey = harbinger_model::Survey::scan(base.meta.as_ref(), &mut open(), |_| {}).expect("scan");
-    let m = harbinger_model::train_stream(&base, &survey, open(), &opts(), &|_, _| {}).expect("train").model;
-    (survey, m)
+    let mut open = |keep: Option<&[HostId]>| harbinger_dataset::MetricStream::open(&report.metrics_file, &hosts, keep, Default::default());
+    let survey = harbinger_model::Survey::scan(base.meta.as_ref(), &mut open(None).expect("open"), |_| {}).expect("scan");
+    let trained = harbinger_model::train_stream(&base, &survey, &mut open, o, &|_, _| {}).expect("train");
+    (survey, trained)
+}
+
+/// A fleet computed a block of hosts at a time (the first block: the hosts the fleet
+/// signal is taken from; the later ones given that signal) trains the model one block
+/// over the whole fleet gives, read from the file or held in memory; a memory budget
+/// too small for any block is refused with the figures it was measured from.
+#[test]
+fn a_fleet_computed_a_block_of_hosts_at_a_time_trains_the_model_of_one_block() {
+    let (ds, _) = model();
+    let o = TrainOptions { fleet_reference_hosts: 12, ..opts() };
+    let whole = train(ds, &o, &|_, _| {}).expect("train");
+    assert_eq!((whole.blocks.count, whole.blocks.largest), (1, 30));
+    let other = train(ds, &opts(), &|_, _| {}).expect("train").model;
+    assert_ne!(whole.model.version, other.version, "the fleet signal of 12 hosts is not that of all 30");
+    let dir = written(ds, false);
+    for (blocked, from_file) in [(train(ds, &TrainOptions { block_hosts: Some(7), ..o.clone() }, &|_, _| {}).expect("train"), false), {
+        (trained_as_read_with(dir.path(), &TrainOptions { block_hosts: Some(7), ..o.clone() }).1, true)
+    }] {
+        // 12 reference hosts, then 18 in three blocks of 6.
+        assert_eq!((blocked.blocks.count, blocked.blocks.largest), (4, 12), "from the file: {from_file}");
+        let (a, b) = (&blocked.model, &whole.model);
+        assert_eq!(a.version, b.version, "from the file: {from_file}");
+        assert_eq!(a.learner, b.learner);
+        assert_eq!(a.calibration, b.calibration);
+        assert_eq!(a.policy, b.policy);
+        assert_eq!((a.card.train_rows, a.card.holdout_rows), (b.card.train_rows, b.card.holdout_rows));
+        assert_eq!(a.card.holdout_summary, b.card.holdout_summary);
+    }
+    let tiny = TrainOptions { memory_budget: Some(1 << 20), ..o.clone() };
+    let err = train(ds, &tiny, &|_, _| {}).expect_err("a megabyte holds no block").to_string();
+    assert!(err.contains("memory budget of 1 MiB leaves no room") && err.contains("raise it to at least"), "{err}");
+    // A budget that holds the fleet twice over computes it in the first block and the rest at once.
+    let roomy = train(ds, &TrainOptions { memory_budget: Some(64 << 30), ..o }, &|_, _| {}).expect("train");
+    assert_eq!((roomy.blocks.count, roomy.model.version.as_str()), (2, whole.model.version.as_str()));
 }
 
 #[test]
