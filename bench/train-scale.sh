@@ -4,16 +4,21 @@
 # (about 80 M, 242 M and 806 M samples), one run each, wall time and peak memory (max RSS)
 # measured by /usr/bin/time. The fleets are written by `harbinger synth` (a window of time
 # at a time) into BENCH_WORK (default: a fresh temporary directory; about 12 GB of disk
-# for the three). Usage: bench/train-scale.sh [HOSTS ...]   (default: 1000 3000 10000)
+# for the three). Each size is trained twice: as it comes, and under a memory budget
+# (BUDGET, default 3GiB: `--memory-budget`, the fleet computed a block of hosts at a
+# time), whose model must be the same. Usage: bench/train-scale.sh [HOSTS ...]
+# (default: 1000 3000 10000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/common.sh
 sizes="${*:-1000 3000 10000}"
+budget="${BUDGET:-3GiB}"
 for n in $sizes; do
   if [ ! -f "$work/fleet$n/metrics.parquet" ]; then
     /usr/bin/time -f "%e %M" -o "$work/synth$n.time" "$bin" synth --out "$work/fleet$n" --hosts "$n" --days 7 --seed 11 > "$work/synth$n.txt"
   fi
   /usr/bin/time -f "%e %M" -o "$work/train$n.time" "$bin" --log-level warn train --data "$work/fleet$n" --out "$work/model$n" > "$work/train$n.txt"
+  /usr/bin/time -f "%e %M" -o "$work/budget$n.time" "$bin" --log-level warn train --data "$work/fleet$n" --out "$work/budget$n" --memory-budget "$budget" > "$work/budget$n.txt"
 done
 {
   echo "### Training at fleet scale"
@@ -22,9 +27,9 @@ done
   echo "Data: \`harbinger synth --hosts N --days 7 --seed 11\` (8 metrics at 1-minute steps).  "
   echo "Command: \`harbinger train --data DIR --out MODEL\`, one run per size: a first pass over \`metrics.parquet\` a row group at a time (span, step, metric ranges, seasons), then the features computed as the file is read again; only rows not yet consumed, each host's feature state and the kept rows (training rows sampled to at most 120,000 negatives, every held-back row) are held. Peak memory is the process's maximum RSS (\`/usr/bin/time\`). The peer is the same job at the smallest size: time and memory per host should stay flat as the fleet grows. Target: 10,000 hosts within a 16 GiB budget, time linear in the fleet."
   echo
-  python3 - "$work" $sizes <<'PY'
+  python3 - "$work" "$budget" $sizes <<'PY'
 import json, sys, pathlib
-w = pathlib.Path(sys.argv[1]); sizes = [int(s) for s in sys.argv[2:]]
+w = pathlib.Path(sys.argv[1]); budget = sys.argv[2]; sizes = [int(s) for s in sys.argv[3:]]
 print("| hosts | samples | file | synth (s) | train wall (s) | features (s) | fit (s) | peak memory | per host | time vs smallest, per host | training / held-back rows | held-back PR-AUC |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 base = None
@@ -41,6 +46,20 @@ for n in sizes:
     if base is None:
         base = per_host
     print(f"| {n:,} | {int(rows):,} | {size / 2**30:.2f} GiB | {synth} | **{secs:.1f}** | {f:.1f} | {fit:.1f} | **{kb / 2**20:.2f} GiB** | {kb / n:.0f} KiB | {per_host / base:.2f}x | {card['train_rows']:,} / {card['holdout_rows']:,} | {card['learners'][0]['pr_auc']:.3f} |")
+print()
+print(f"Under a memory budget: the same command with `--memory-budget {budget}`; the blocks are those `train` reports; the model is compared with the one trained without a budget above (same version = same fitted model).")
+print()
+print("| hosts | budget | blocks (largest) | train wall (s) | features (s) | peak memory | within budget | same model |")
+print("|---|---|---|---|---|---|---|---|")
+for n in sizes:
+    secs, kb = (w / f"budget{n}.time").read_text().split()
+    secs, kb = float(secs), int(kb)
+    mem = [l for l in (w / f"budget{n}.txt").read_text().splitlines() if l.strip().startswith("memory")][0]
+    blocks = mem.split("features in ")[1].split(", budget")[0]
+    a = json.loads((w / f"budget{n}" / "model.json").read_text())
+    b = json.loads((w / f"model{n}" / "model.json").read_text())
+    limit = float(budget.lower().replace("gib", "")) * 2**30
+    print(f"| {n:,} | {budget} | {blocks} | **{secs:.1f}** | {a['card']['seconds'][0]:.1f} | **{kb / 2**20:.2f} GiB** | {'yes' if kb * 1024 <= limit else 'NO'} | {'yes' if a['version'] == b['version'] else 'NO'} |")
 PY
 } | tee "$work/scale.md"
 python3 scripts/update_benchmarks.py train-scale "$work/scale.md"

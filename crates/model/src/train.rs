@@ -1017,6 +1017,7 @@ fn hosts_per_block(budget: u64, rss: (Option<u64>, Option<u64>), first: usize, n
     // the file's row groups being decoded).
     let room = (budget - budget / 10).saturating_sub(before + all_rows);
     let m = room / (per_host + per_host / 8);
+    tracing::info!(budget, before, after, rows, per_host, all_rows, hosts = m, "memory budget: hosts per block");
     if m == 0 {
         let need = before + all_rows + 2 * per_host;
         return Err(format!(
