@@ -5,14 +5,14 @@
 # measured by /usr/bin/time. The fleets are written by `harbinger synth` (a window of time
 # at a time) into BENCH_WORK (default: a fresh temporary directory; about 12 GB of disk
 # for the three). Each size is trained twice: as it comes, and under a memory budget
-# (BUDGET, default 3GiB: `--memory-budget`, the fleet computed a block of hosts at a
+# (BUDGET, default 4GiB: `--memory-budget`, the fleet computed a block of hosts at a
 # time), whose model must be the same. Usage: bench/train-scale.sh [HOSTS ...]
 # (default: 1000 3000 10000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/common.sh
 sizes="${*:-1000 3000 10000}"
-budget="${BUDGET:-3GiB}"
+budget="${BUDGET:-4GiB}"
 for n in $sizes; do
   if [ ! -f "$work/fleet$n/metrics.parquet" ]; then
     /usr/bin/time -f "%e %M" -o "$work/synth$n.time" "$bin" synth --out "$work/fleet$n" --hosts "$n" --days 7 --seed 11 > "$work/synth$n.txt"
