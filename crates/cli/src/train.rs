@@ -281,6 +281,16 @@ pub fn run_train(a: &TrainArgs, registry: &Path) -> anyhow::Result<()> {
     let budget = a.memory_budget.map_or_else(String::new, |x| format!(", budget {}", gib(x.as_u64())));
     let peak = b.peak_bytes.map_or_else(|| "peak n/a".into(), |p| format!("peak {}", gib(p)));
     println!("  memory       {peak} (features in {blocks}{budget})");
+    if let (Some(limit), Some(p)) = (a.memory_budget, b.peak_bytes)
+        && p > limit.as_u64()
+    {
+        eprintln!(
+            "note: the peak ({}) went past --memory-budget {}: the first block, the {} hosts the fleet signal is taken from, is computed whole whatever the budget, and the kept rows grow with the fleet; see the memory line",
+            gib(p),
+            gib(limit.as_u64()),
+            b.first
+        );
+    }
     Ok(())
 }
 

@@ -279,6 +279,14 @@ fn hold_decay(p: &crate::DetectorParams) -> f64 {
 }
 
 impl DefaultDetector {
+    /// Bytes its state holds on the heap (vector capacities), for memory budgets.
+    pub fn heap_bytes(&self) -> usize {
+        let st = &self.state;
+        let seasonal = st.seasonal.as_ref().map_or(0, |s| s.means.capacity() * 8 + s.counts.capacity() * 4);
+        let channels: usize = st.channels.iter().map(|c| c.short.capacity() * 8 + c.hist.bins.capacity() * 8).sum();
+        st.gaps.capacity() * 8 + st.levels.capacity() * 8 + seasonal + st.channels.capacity() * std::mem::size_of::<Channel>() + channels
+    }
+
     /// A fresh detector (no history).
     pub fn new(params: ValidParams) -> Self {
         let p = params.params();

@@ -1044,6 +1044,30 @@ pub struct HostFeatures {
 }
 
 impl HostFeatures {
+    /// Bytes this host's state holds, inline and on the heap (capacities), for memory
+    /// budgets: counted, not measured, so it does not depend on the allocator.
+    pub fn state_bytes(&self) -> usize {
+        let window = |w: &Window| (w.buf.capacity() + w.maxq.as_ref().map_or(0, VecDeque::capacity)) * 16;
+        let metrics: usize = self
+            .metrics
+            .iter()
+            .map(|m| {
+                let base = m.base.as_ref().map_or(0, |b| b.means.capacity() * 16 + b.sorted.capacity() * 8);
+                let season =
+                    m.season.as_ref().map_or(0, |s| std::mem::size_of::<Season>() + s.hist.capacity() * 4 + s.profile.capacity() * 8);
+                window(&m.w15)
+                    + window(&m.w1h)
+                    + window(&m.w6h)
+                    + m.ring.capacity() * std::mem::size_of::<Bucket>()
+                    + m.detector.heap_bytes()
+                    + base
+                    + season
+            })
+            .sum();
+        let maps = (self.in_progress.len() + self.history.len()) * 96;
+        std::mem::size_of::<Self>() + self.metrics.capacity() * std::mem::size_of::<MetricState>() + metrics + maps
+    }
+
     /// A fresh state for `schema`.
     pub fn new(schema: &FeatureSchema) -> Self {
         HostFeatures {

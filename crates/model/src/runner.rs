@@ -440,6 +440,18 @@ impl<'a> FleetRun<'a> {
         });
     }
 
+    /// Bytes the run holds per host, counted: the largest host's feature state and
+    /// unconsumed samples, and a host's share of the block's rows.
+    pub fn bytes_per_host(&self) -> usize {
+        let largest = self
+            .runs
+            .iter()
+            .map(|r| r.features.state_bytes() + r.series.iter().map(|f| f.ts.len() * 16).sum::<usize>() + r.events.capacity() * 8)
+            .max()
+            .unwrap_or(0);
+        largest + std::mem::size_of::<HostRun<'_>>() + self.block * (self.schema.len() * 8 + 1)
+    }
+
     /// Host `i`'s feature row at the current step, or `None` when it had no fresh data.
     pub fn row(&self, i: usize) -> Option<&[f64]> {
         let k = self.schema.len();

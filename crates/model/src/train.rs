@@ -11,6 +11,11 @@
 //! Rows whose outcome was cut short by a mitigation (the host was failed over, drained
 //! or its shadow promoted within the horizon, with no failure) are left out instead of
 //! being taught as "healthy".
+//!
+//! A fleet too large to hold at once is computed a block of hosts at a time
+//! ([`TrainOptions::memory_budget`]): the fleet signal comes from up to 1,000 reference
+//! hosts computed first, healthy rows are kept by a hash of (seed, host, time), and the
+//! rows are put back in time order, so the blocks do not change the model.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -506,16 +511,16 @@ fn train_from(
             None => None,
         };
         feature_block(&mut run, &global, stream, &rules, &mut kept, &|f| block_progress(first_len, f))?;
-        run.take_signal()
+        (run.take_signal(), run.bytes_per_host() as u64)
     };
+    let (signal, counted_per_host) = signal;
     hosts_done.store(first_len, std::sync::atomic::Ordering::Relaxed);
     let rest: Vec<usize> = (0..nh).filter(|&i| !first[i]).collect();
     let per_block = match (opts.block_hosts, opts.memory_budget) {
         _ if rest.is_empty() => 1,
         (Some(m), _) => m.max(1),
-        (None, Some(budget)) => {
-            hosts_per_block(budget, (rss_before, memory::resident()), first_len, nh, kept.bytes(k)).map_err(TrainError::Budget)?
-        }
+        (None, Some(budget)) => hosts_per_block(budget, (rss_before, memory::resident()), counted_per_host, first_len, nh, kept.bytes(k))
+            .map_err(TrainError::Budget)?,
         (None, None) => rest.len(),
     };
     let n_rest = rest.len().div_ceil(per_block.max(1));
@@ -539,7 +544,7 @@ fn train_from(
     if n_rest > 0 {
         kept.sort_by_time(k);
     }
-    let blocks = Blocks { count: 1 + n_rest, largest, peak_bytes: memory::peak() };
+    let blocks = Blocks { count: 1 + n_rest, first: first_len, largest, peak_bytes: memory::peak() };
     let Kept { xtr, ytr, ytr_short, tr_at, xho, ho, censored } = kept;
     let t_features = t0.elapsed().as_secs_f64();
     let nfail = ds.failures.len();
@@ -927,6 +932,8 @@ fn permute_rows(x: &mut [f32], k: usize, order: &[usize]) {
 pub struct Blocks {
     /// Blocks of hosts, each computed over the whole period.
     pub count: usize,
+    /// Hosts in the first (those the fleet signal is taken from, when there are several).
+    pub first: usize,
     /// Hosts in the largest.
     pub largest: usize,
     /// The process's peak resident memory at the end of the features, where the system
@@ -1002,22 +1009,26 @@ fn reference_hosts(hosts: &[HostId], n: usize) -> Vec<bool> {
 }
 
 /// Hosts per later block under a memory `budget`, from what the first block took: the
-/// resident memory before and after it (`rss`), its `first` hosts of `n`, and the bytes
-/// of the rows it kept (the rows of the whole fleet are projected from them).
-fn hosts_per_block(budget: u64, rss: (Option<u64>, Option<u64>), first: usize, n: usize, rows: u64) -> Result<usize, String> {
+/// resident memory before and after it (`rss`), the bytes a host's state was counted to
+/// hold (`counted`: the largest host's; resident memory runs about 1.6 times the count,
+/// the allocator's slack and the buffers a growing queue leaves behind), its
+/// `first` hosts of `n`, and the bytes of the rows it kept (the rows of the whole fleet
+/// are projected from them). The larger of the measured and counted state is used: the
+/// resident growth understates it when the block reuses memory freed before it.
+fn hosts_per_block(budget: u64, rss: (Option<u64>, Option<u64>), counted: u64, first: usize, n: usize, rows: u64) -> Result<usize, String> {
     let first = first.max(1) as u64;
     let (before, after) = match rss {
         (Some(b), Some(a)) => (b, a.max(b)),
-        // Without the system's figures: a megabyte a host, nothing else held.
-        _ => (0, first * (1 << 20) + rows),
+        // Without the system's figures: the counted state, nothing else held.
+        _ => (0, first * counted + rows),
     };
-    let per_host = ((after - before).saturating_sub(rows) / first).max(16 << 10);
+    let per_host = ((after - before).saturating_sub(rows) / first).max(counted * 8 / 5).max(16 << 10);
     let all_rows = rows * n as u64 / first;
     // A tenth of the budget is left for what the estimate misses (allocator slack,
     // the file's row groups being decoded).
     let room = (budget - budget / 10).saturating_sub(before + all_rows);
     let m = room / (per_host + per_host / 8);
-    tracing::info!(budget, before, after, rows, per_host, all_rows, hosts = m, "memory budget: hosts per block");
+    tracing::info!(budget, before, after, rows, counted, per_host, all_rows, hosts = m, "memory budget: hosts per block");
     if m == 0 {
         let need = before + all_rows + 2 * per_host;
         return Err(format!(

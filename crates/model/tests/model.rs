@@ -545,7 +545,7 @@ fn a_fleet_computed_a_block_of_hosts_at_a_time_trains_the_model_of_one_block() {
         (trained_as_read_with(dir.path(), &TrainOptions { block_hosts: Some(7), ..o.clone() }).1, true)
     }] {
         // 12 reference hosts, then 18 in three blocks of 6.
-        assert_eq!((blocked.blocks.count, blocked.blocks.largest), (4, 12), "from the file: {from_file}");
+        assert_eq!((blocked.blocks.count, blocked.blocks.first, blocked.blocks.largest), (4, 12, 12), "from the file: {from_file}");
         let (a, b) = (&blocked.model, &whole.model);
         assert_eq!(a.version, b.version, "from the file: {from_file}");
         assert_eq!(a.learner, b.learner);
