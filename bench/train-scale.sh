@@ -27,7 +27,7 @@ done
   echo
   echo "Script: \`bench/train-scale.sh\` — $date, $machine.  "
   echo "Data: \`harbinger synth --hosts N --days 7 --seed 11\` (8 metrics at 1-minute steps).  "
-  echo "Command: \`harbinger train --data DIR --out MODEL\`, one run per size: a first pass over \`metrics.parquet\` a row group at a time (span, step, metric ranges, seasons), then the features computed as the file is read again; only rows not yet consumed, each host's feature state and the kept rows (training rows sampled to at most 120,000 negatives, every held-back row) are held. Peak memory is the process's maximum RSS (\`/usr/bin/time\`). The peer is the same job at the smallest size: time and memory per host should stay flat as the fleet grows. Target: 10,000 hosts within a 16 GiB budget, time linear in the fleet."
+  echo "Command: \`harbinger train --data DIR --out MODEL\`, one run per size: a first pass over \`metrics.parquet\` a row group at a time (span, step, metric ranges, seasons), then the features computed as the file is read again; only rows not yet consumed, each host's feature state and the kept rows (training rows sampled to at most 120,000 negatives; held-back rows up to 2,000,000, beyond that a share of the hosts by a hash of the id, each over its whole held-back period) are held. Peak memory is the process's maximum RSS (\`/usr/bin/time\`). The peer is the same job at the smallest size: time and memory per host should stay flat as the fleet grows. Target: 10,000 hosts within a 16 GiB budget, time linear in the fleet."
   echo
   python3 - "$work" "$budget" $sizes <<'PY'
 import json, sys, pathlib
