@@ -159,6 +159,11 @@ pub fn host_share(host: &HostId, salt: u64) -> f64 {
         x = (x ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
     // FNV's high bits barely move for short ids: mix them.
+    unit(x)
+}
+
+/// `x` mixed by splitmix64's finaliser, as a number in `[0, 1)`.
+fn unit(mut x: u64) -> f64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^= x >> 31;
@@ -858,11 +863,8 @@ impl RowRules<'_> {
     /// seed, the host and the time, so the rows kept do not depend on the order the
     /// hosts are computed in.
     fn keep_healthy(&self, i: usize, t: TimestampMs) -> bool {
-        let mut x = self.opts.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (t as u64).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        x ^= x >> 31;
-        ((x >> 11) as f64 / (1u64 << 53) as f64) < self.keep_neg
+        unit(self.opts.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (t as u64).wrapping_mul(0xc2b2_ae3d_27d4_eb4f))
+            < self.keep_neg
     }
 }
 
