@@ -49,7 +49,7 @@ for n in sizes:
         base = per_host
     print(f"| {n:,} | {int(rows):,} | {size / 2**30:.2f} GiB | {synth} | **{secs:.1f}** | {f:.1f} | {fit:.1f} | **{kb / 2**20:.2f} GiB** | {kb / n:.0f} KiB | {per_host / base:.2f}x | {card['train_rows']:,} / {card['holdout_rows']:,} | {card['learners'][0]['pr_auc']:.3f} |")
 print()
-print(f"Under a memory budget: the same command with `--memory-budget {budget}`; the blocks are those `train` reports (the first: the 1,000 reference hosts; each later one sized by what the blocks before it took, their resident memory watched while they ran; every block reads the file again, so the time under a budget grows with the blocks); the model is compared with the one trained without a budget above (same fitted model: the hash in its version, learner, calibration and alert policy equal).")
+print(f"Under a memory budget: the same command with `--memory-budget {budget}`; the blocks are those `train` reports (the first: the 1,000 reference hosts; each later one sized by what the blocks before it took, their resident memory watched while they ran; the first block spills the other hosts' rows to disk, zstd-compressed, as it reads the file, and each later block reads its own); the model is compared with the one trained without a budget above (same fitted model: the hash in its version, learner, calibration and alert policy equal).")
 print()
 print("| hosts | budget | blocks (largest) | train wall (s) | features (s) | peak memory | within budget | same model |")
 print("|---|---|---|---|---|---|---|---|")

@@ -299,9 +299,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub export_features: Option<PathBuf>,
     /// Memory the features may take (e.g. `4GiB`): above it the fleet is computed a block
-    /// of hosts at a time, each block reading the metrics file again. The first block is
-    /// the (up to 1,000) hosts the fleet signal is taken from; the model is the same with
-    /// or without a budget.
+    /// of hosts at a time. The first block is the (up to 1,000) hosts the fleet signal is
+    /// taken from; it writes the other hosts' rows to a temporary directory (compressed)
+    /// as it reads the file, and each later block reads its own. The model is the same
+    /// with or without a budget.
     #[arg(long, value_name = "SIZE")]
     pub memory_budget: Option<bytesize::ByteSize>,
 }

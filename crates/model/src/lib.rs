@@ -32,6 +32,7 @@ pub mod live;
 pub mod model;
 pub mod rules;
 pub mod runner;
+mod spill;
 pub mod step;
 pub mod survey;
 pub mod threshold;

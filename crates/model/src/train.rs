@@ -15,7 +15,11 @@
 //! A fleet too large to hold at once is computed a block of hosts at a time
 //! ([`TrainOptions::memory_budget`]): the fleet signal comes from up to 1,000 reference
 //! hosts computed first, healthy rows are kept by a hash of (seed, host, time), and the
-//! rows are put back in time order, so the blocks do not change the model.
+//! rows are put back in time order, so the blocks do not change the model. Read from a
+//! file, the first block writes the other hosts' rows to disk as it reads ([`spill`]),
+//! so the file is decoded once whatever the number of blocks.
+//!
+//! [`spill`]: crate::spill
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -117,8 +121,10 @@ pub struct TrainOptions {
     /// How the held-back part is chosen.
     pub split: SplitBy,
     /// Most bytes the process should hold while computing features (`None`: no limit):
-    /// the fleet is then computed a block of hosts at a time, each over the whole period
-    /// (the metrics file is read once per block), each block sized by what the blocks before it took.
+    /// the fleet is then computed a block of hosts at a time, each over the whole period,
+    /// each block sized by what the blocks before it took. Read from a file
+    /// ([`train_stream`]), the first block spills the later blocks' rows to a temporary
+    /// directory (compressed) as it reads the file, and each later block reads its own.
     /// The model is the same with or without it.
     pub memory_budget: Option<u64>,
     /// Hosts per block after the first (overrides the size the budget gives).
@@ -313,14 +319,14 @@ pub fn train(ds: &Dataset, opts: &TrainOptions, progress: Progress<'_>) -> Resul
     train_from(ds, &Survey::of(ds), None, opts, progress)
 }
 
-/// Opens the metrics file again for a block of hosts (`None`: every host), as
-/// [`train_stream`] reads it once per block.
+/// Opens the metrics file for the features (for a block of hosts; `None`: every host).
 pub type OpenStream<'a> = &'a mut dyn FnMut(Option<&[HostId]>) -> Result<MetricStream, harbinger_dataset::DatasetError>;
 
 /// Trains a model on a dataset read as the features are computed: `base` is the dataset
 /// without its samples ([`harbinger_dataset::read_inventory`]), `survey` the first pass
-/// over them ([`Survey::scan`]) and `open` opens the metrics file again, once per block
-/// of hosts ([`TrainOptions::memory_budget`]). Only the rows not yet consumed, the
+/// over them ([`Survey::scan`]) and `open` opens the metrics file again for the features
+/// (computed a block of hosts at a time under [`TrainOptions::memory_budget`], the
+/// later blocks' rows spilled to disk by the first). Only the rows not yet consumed, the
 /// feature state of a block's hosts and the kept feature rows are held, so memory
 /// follows the budget and the kept rows, not the sample count. Gives the model [`train`]
 /// gives on the same data loaded whole.
@@ -337,19 +343,52 @@ pub fn train_stream(
     train_from(base, survey, Some(open), opts, progress)
 }
 
-/// Reads `stream` until every row at or before `through` has been read: the file's rows
-/// come at most `lateness` behind the latest timestamp before them.
+/// Where a block's rows come from: the metrics file, or the rows spilled for its hosts.
+enum Source {
+    File(Box<MetricStream>),
+    Spill(crate::spill::SpillReader),
+}
+
+impl Source {
+    fn next_batch(&mut self, out: &mut Vec<MetricRow>) -> Result<bool, harbinger_dataset::DatasetError> {
+        match self {
+            Source::File(s) => s.next_batch(out),
+            Source::Spill(s) => s.next_batch(out),
+        }
+    }
+
+    fn keys(&self) -> &[harbinger_core::SeriesKey] {
+        match self {
+            Source::File(s) => s.keys(),
+            Source::Spill(s) => s.keys(),
+        }
+    }
+
+    fn latest_ms(&self) -> i64 {
+        match self {
+            Source::File(s) => s.latest_ms(),
+            Source::Spill(s) => s.latest_ms(),
+        }
+    }
+}
+
+/// Reads `source` until every row at or before `through` has been read: the file's rows
+/// come at most `lateness` behind the latest timestamp before them. Each batch read also
+/// goes to `spill`, if any.
 fn read_through(
     run: &mut FleetRun<'_>,
-    stream: &mut MetricStream,
+    source: &mut Source,
     batch: &mut Vec<MetricRow>,
     done: &mut bool,
-    lateness: i64,
-    through: TimestampMs,
+    spill: &mut Option<crate::spill::SpillWriter>,
+    (lateness, through): (i64, TimestampMs),
 ) -> Result<(), TrainError> {
-    while !*done && stream.latest_ms().saturating_sub(lateness) <= through {
-        if stream.next_batch(batch)? {
-            run.feed(stream.keys(), batch);
+    while !*done && source.latest_ms().saturating_sub(lateness) <= through {
+        if source.next_batch(batch)? {
+            run.feed(source.keys(), batch);
+            if let Some(w) = spill {
+                w.write(source.keys(), batch, source.latest_ms())?;
+            }
         } else {
             *done = true;
         }
@@ -507,35 +546,52 @@ fn train_from(
         progress("features", (done as f64 + f * len as f64) / nh.max(1) as f64);
     };
     let watch = opts.memory_budget.is_some() && opts.block_hosts.is_none();
+    let rest: Vec<usize> = (0..nh).filter(|&i| !first[i]).collect();
+    // The hosts after the first block, in buckets; a later block is a run of buckets.
+    // Read from a file, their rows are spilled to disk as the first block reads it, so
+    // each later block reads its own rows only.
+    let buckets = rest.len().clamp(1, SPILL_BUCKETS);
+    let bucket_start = |b: usize| b * rest.len() / buckets;
+    let mut spill = match &open {
+        Some(_) if !rest.is_empty() => {
+            let hosts_of = |b: usize| rest[bucket_start(b)..bucket_start(b + 1)].iter().map(|&i| hosts[i].clone()).collect();
+            Some(crate::spill::SpillWriter::new(&(0..buckets).map(hosts_of).collect::<Vec<Vec<HostId>>>())?)
+        }
+        _ => None,
+    };
     let mut took = Took::start(kept.bytes(k), watch);
     let signal = {
         let mut run = FleetRun::part(ds, &schema, tick, |h| host_index.get(h).is_some_and(|&i| first[i]));
         let global: Vec<usize> = run.hosts.iter().map(|h| host_index[h]).collect();
         run.reference(global.iter().map(|&i| reference[i]).collect());
-        let stream = match &mut open {
-            Some(open) => Some(open((first_len < nh).then_some(&run.hosts[..]))?),
+        let source = match &mut open {
+            Some(open) => Some(Source::File(Box::new(open((first_len < nh && spill.is_none()).then_some(&run.hosts[..]))?))),
             None => None,
         };
-        feature_block(&mut run, &global, stream, &rules, &mut kept, &|f| block_progress(first_len, f))?;
+        feature_block(&mut run, &global, source, &rules, &mut kept, &|f| block_progress(first_len, f), &mut spill)?;
         took.counted = run.bytes_per_host() as u64;
         run.take_signal()
     };
+    let spilled = spill.take().map(crate::spill::SpillWriter::finish).transpose()?;
     took.end(first_len, kept.bytes(k));
     hosts_done.store(first_len, std::sync::atomic::Ordering::Relaxed);
-    let rest: Vec<usize> = (0..nh).filter(|&i| !first[i]).collect();
     // Later blocks: of the given size, or as many hosts as the budget holds by what the
-    // blocks so far took (re-sized after each), or all at once.
+    // blocks so far took (re-sized after each), or all at once; in whole buckets.
     let mut sizer = opts.memory_budget.filter(|_| opts.block_hosts.is_none()).map(|b| Sizer::new(b, &took));
-    let (mut lo, mut count, mut largest) = (0, 1, first_len);
-    while lo < rest.len() {
+    let (mut b0, mut count, mut largest) = (0, 1, first_len);
+    while !rest.is_empty() && b0 < buckets {
+        let lo = bucket_start(b0);
         let left = rest.len() - lo;
         let m = match (opts.block_hosts, &sizer) {
             (Some(m), _) => m.max(1),
             (None, Some(s)) => s.next(kept.bytes(k), left).map_err(TrainError::Budget)?,
             (None, None) => left,
         };
-        // Blocks of equal size, at most `m` hosts.
-        let hi = lo + left.div_ceil(left.div_ceil(m.max(1)).max(1));
+        // Blocks of equal size, at most `m` hosts (at least one bucket).
+        let per_bucket = rest.len() as f64 / buckets as f64;
+        let q = ((m as f64 / per_bucket).floor() as usize).max(1);
+        let b1 = b0 + (buckets - b0).div_ceil((buckets - b0).div_ceil(q));
+        let hi = bucket_start(b1);
         let mut in_block = vec![false; nh];
         rest[lo..hi].iter().for_each(|&i| in_block[i] = true);
         largest = largest.max(hi - lo);
@@ -544,11 +600,12 @@ fn train_from(
         let mut run = FleetRun::part(ds, &schema, tick, |h| host_index.get(h).is_some_and(|&i| in_block[i]));
         let global: Vec<usize> = run.hosts.iter().map(|h| host_index[h]).collect();
         run.given(&signal);
-        let stream = match &mut open {
-            Some(open) => Some(open(Some(&run.hosts[..]))?),
-            None => None,
+        let source = match (&spilled, &mut open) {
+            (Some(s), _) => Some(Source::Spill(s.reader(b0..b1)?)),
+            (None, Some(open)) => Some(Source::File(Box::new(open(Some(&run.hosts[..]))?))),
+            (None, None) => None,
         };
-        feature_block(&mut run, &global, stream, &rules, &mut kept, &|f| block_progress(hi - lo, f))?;
+        feature_block(&mut run, &global, source, &rules, &mut kept, &|f| block_progress(hi - lo, f), &mut None)?;
         took.counted = run.bytes_per_host() as u64;
         drop(run);
         took.end(hi - lo, kept.bytes(k));
@@ -556,7 +613,7 @@ fn train_from(
             s.learn(&took, rows_before);
         }
         hosts_done.fetch_add(hi - lo, std::sync::atomic::Ordering::Relaxed);
-        lo = hi;
+        b0 = b1;
         count += 1;
     }
     if count > 1 {
@@ -961,18 +1018,19 @@ pub struct Blocks {
 fn feature_block(
     run: &mut FleetRun<'_>,
     global: &[usize],
-    mut stream: Option<MetricStream>,
+    mut source: Option<Source>,
     r: &RowRules<'_>,
     kept: &mut Kept,
     progress: &dyn Fn(f64),
+    spill: &mut Option<crate::spill::SpillWriter>,
 ) -> Result<(), TrainError> {
     let (start, end) = r.span;
     let opts = r.opts;
     let mut t = start.div_euclid(r.tick) * r.tick + r.tick;
     let (mut batch, mut read_all) = (Vec::new(), false);
     while t <= end {
-        if let (Some(through), Some(stream)) = (run.block_end(t), stream.as_mut()) {
-            read_through(run, stream, &mut batch, &mut read_all, r.lateness, through)?;
+        if let (Some(through), Some(source)) = (run.block_end(t), source.as_mut()) {
+            read_through(run, source, &mut batch, &mut read_all, spill, (r.lateness, through))?;
         }
         run.step(t);
         if t >= r.warmup {
@@ -1006,6 +1064,16 @@ fn feature_block(
         }
         progress((t - start) as f64 / (end - start).max(1) as f64);
         t += r.tick;
+    }
+    // The spill takes every row of the later blocks' hosts, read or not by this block.
+    if let (Some(source), Some(w)) = (source.as_mut(), spill.as_mut()) {
+        while !read_all {
+            if source.next_batch(&mut batch)? {
+                w.write(source.keys(), &batch, source.latest_ms())?;
+            } else {
+                read_all = true;
+            }
+        }
     }
     Ok(())
 }
@@ -1077,6 +1145,10 @@ struct Sizer {
     rows_per_host: u64,
     highest: u64,
 }
+
+/// Buckets the hosts after the first block are cut into (a later block is a run of
+/// them, so this bounds how finely blocks are sized).
+const SPILL_BUCKETS: usize = 128;
 
 /// Resident memory per byte of a host's state as [`FleetRun::bytes_per_host`] counts it,
 /// at the least: 1.18 was measured over the first block of 1,000 of 3,000 synthetic
@@ -1423,7 +1495,7 @@ mod tests {
         let hidden = Sizer::new(1000 * MB, &took(100, 500 * MB, 600 * MB, 100 * MB, MB));
         assert_eq!(hidden.per_host, 3 * MB / 2);
         // No room: refused, naming the figures.
-        let err = Sizer::new(700 * MB, &took(100, 500 * MB, 800 * MB, 100 * MB, 0)).next(100 * MB, 200).unwrap_err();
+        let err = Sizer::new(700 * MB, &took(100, 500 * MB, 800 * MB, 100 * MB, 0)).next(100 * MB, 200).expect_err("no room");
         assert!(err.contains("memory budget of 700 MiB leaves no room") && err.contains("raise it to at least 891 MiB"), "{err}");
     }
 

@@ -520,12 +520,23 @@ fn trained_as_read(dir: &std::path::Path) -> (harbinger_model::Survey, Model) {
 /// Trains on the dataset in `dir` read as the features are computed, counting the times
 /// the metrics file is opened for a block of hosts.
 fn trained_as_read_with(dir: &std::path::Path, o: &TrainOptions) -> (harbinger_model::Survey, harbinger_model::Trained) {
+    let (survey, trained, _) = trained_as_read_counted(dir, o);
+    (survey, trained)
+}
+
+/// As [`trained_as_read_with`], with the times training opened the metrics file.
+fn trained_as_read_counted(dir: &std::path::Path, o: &TrainOptions) -> (harbinger_model::Survey, harbinger_model::Trained, usize) {
     let (base, report) = harbinger_dataset::read_inventory(dir).expect("inventory");
     let hosts: Vec<HostId> = base.hosts.iter().map(|h| h.host.clone()).collect();
-    let mut open = |keep: Option<&[HostId]>| harbinger_dataset::MetricStream::open(&report.metrics_file, &hosts, keep, Default::default());
+    let opened = std::cell::Cell::new(0);
+    let mut open = |keep: Option<&[HostId]>| {
+        opened.set(opened.get() + 1);
+        harbinger_dataset::MetricStream::open(&report.metrics_file, &hosts, keep, Default::default())
+    };
     let survey = harbinger_model::Survey::scan(base.meta.as_ref(), &mut open(None).expect("open"), |_| {}).expect("scan");
+    opened.set(0);
     let trained = harbinger_model::train_stream(&base, &survey, &mut open, o, &|_, _| {}).expect("train");
-    (survey, trained)
+    (survey, trained, opened.get())
 }
 
 /// A fleet computed a block of hosts at a time (the first block: the hosts the fleet
@@ -542,7 +553,10 @@ fn a_fleet_computed_a_block_of_hosts_at_a_time_trains_the_model_of_one_block() {
     assert_ne!(whole.model.version, other.version, "the fleet signal of 12 hosts is not that of all 30");
     let dir = written(ds, false);
     for (blocked, from_file) in [(train(ds, &TrainOptions { block_hosts: Some(7), ..o.clone() }, &|_, _| {}).expect("train"), false), {
-        (trained_as_read_with(dir.path(), &TrainOptions { block_hosts: Some(7), ..o.clone() }).1, true)
+        let (_, trained, opened) = trained_as_read_counted(dir.path(), &TrainOptions { block_hosts: Some(7), ..o.clone() });
+        // Read once: the later blocks read the rows the first one spilled for them.
+        assert_eq!(opened, 1, "the metrics file opened once for the features");
+        (trained, true)
     }] {
         // 12 reference hosts, then 18 in three blocks of 6.
         assert_eq!((blocked.blocks.count, blocked.blocks.first, blocked.blocks.largest), (4, 12, 12), "from the file: {from_file}");
