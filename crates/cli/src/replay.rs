@@ -124,6 +124,9 @@ pub async fn open(cfg: &Config, ds: &Dataset, out: &Path) -> anyhow::Result<(Pip
     store.put_resources(&ds.resources).await.context("storing the resources")?;
     let mut snap = crate::serve::snapshot_config(cfg, snapshots)?;
     snap.replica_dir = None;
+    // A replay's snapshots are its output, rewritten by running it again: atomic, not
+    // flushed to the disk one by one.
+    snap.durable = false;
     let parts = PipelineParts {
         stores: Stores::from_backend(store),
         clock: clock.clone(),

@@ -185,6 +185,7 @@ pub fn snapshot_config(cfg: &Config, dir: std::path::PathBuf) -> anyhow::Result<
         ttl_ms: sc.ttl.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
         max_chain: sc.max_chain,
         profiles: harbinger_snapshot::Profiles::from_table(sc.profiles.clone()).context("[snapshots.profiles]")?,
+        durable: true,
     })
 }
 

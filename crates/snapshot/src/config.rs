@@ -45,6 +45,17 @@ pub struct SnapshotConfig {
     /// base a TOML table is laid over): [`Profiles::builtin`].
     #[serde(default)]
     pub profiles: Profiles,
+    /// Whether each write is flushed to the disk (`fsync` of the file and its directory)
+    /// before it counts as written. Default `true`. `false` keeps writes atomic (a
+    /// temporary file renamed into place) but leaves flushing to the kernel: for
+    /// snapshots that are a simulation's output (`harbinger replay`), not state to
+    /// survive a power loss.
+    #[serde(default = "durable_by_default")]
+    pub durable: bool,
+}
+
+fn durable_by_default() -> bool {
+    true
 }
 
 fn default_max_chain() -> usize {
@@ -53,9 +64,16 @@ fn default_max_chain() -> usize {
 
 impl SnapshotConfig {
     /// Defaults for everything but the directory: no replica, no TTL, `max_chain` 8,
-    /// built-in profiles.
+    /// built-in profiles, durable writes.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into(), replica_dir: None, ttl_ms: None, max_chain: DEFAULT_MAX_CHAIN, profiles: Profiles::builtin() }
+        Self {
+            dir: dir.into(),
+            replica_dir: None,
+            ttl_ms: None,
+            max_chain: DEFAULT_MAX_CHAIN,
+            profiles: Profiles::builtin(),
+            durable: true,
+        }
     }
 
     /// Checks what serde cannot: a non-negative TTL, a replica that is not the primary.

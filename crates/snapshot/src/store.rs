@@ -12,7 +12,9 @@
 //! directory name. The replica, when configured, has the same layout.
 //!
 //! Every write is atomic: a temporary file in the same directory, `fsync`, `rename`, then
-//! `fsync` of the directory. The primary copy is written first, then the replica.
+//! `fsync` of the directory (the `fsync`s left out when the store is configured not
+//! [`durable`](crate::SnapshotConfig::durable)). The primary copy is written first, then
+//! the replica.
 //!
 //! # Chains
 //! Sequence numbers start at 1 per resource and only grow, across expiry too: when
@@ -770,12 +772,14 @@ impl SnapshotStore {
     }
 
     /// Temp file, fsync, rename, fsync of the directory (and of the parent when the
-    /// directory is new).
+    /// directory is new); without the fsyncs when the store is not
+    /// [`durable`](SnapshotConfig::durable).
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let durable = self.config().durable;
         let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent directory"))?;
         if !dir.is_dir() {
             fs::create_dir_all(dir)?;
-            if let Some(parent) = dir.parent() {
+            if let Some(parent) = dir.parent().filter(|_| durable) {
                 sync_dir(parent)?;
             }
         }
@@ -785,10 +789,12 @@ impl SnapshotStore {
         let result = (|| {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             f.write_all(bytes)?;
-            f.sync_all()?;
+            if durable {
+                f.sync_all()?;
+            }
             drop(f);
             fs::rename(&tmp, path)?;
-            sync_dir(dir)
+            if durable { sync_dir(dir) } else { Ok(()) }
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
@@ -808,6 +814,9 @@ impl SnapshotStore {
                 }
             }
             let dir = self.res_dir(loc, key);
+            if !self.cfg.durable {
+                continue;
+            }
             sync_dir(&dir).map_err(|source| SnapshotError::Io {
                 resource: key.id.clone(),
                 seq: Some(seq),

@@ -113,6 +113,47 @@ fn whole_state_profile_round_trips_and_unknown_kinds_use_the_fallback() {
     }
 }
 
+/// Every file under `dir`, by path relative to it, with its bytes.
+fn files_under(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_store_without_flushing_writes_the_files_of_a_durable_one() {
+    let durable = Fixture::new(true, 2, Some(2));
+    let quick = Fixture::new(true, 2, Some(2));
+    let quick_store = SnapshotStore::open(SnapshotConfig { durable: false, ..quick.store.config().clone() }).unwrap();
+    for (i, s) in database_states().iter().enumerate() {
+        let at = 1_000 + i as i64;
+        let (a, b) = (durable.store.take("db-1", "database", s, at).unwrap(), quick_store.take("db-1", "database", s, at).unwrap());
+        assert_eq!((a.seq, a.depth, a.bytes, a.checksum), (b.seq, b.depth, b.bytes, b.checksum));
+    }
+    // Expiry removes files too (with the directory flush skipped the same way).
+    let (a, b) = (durable.store.expire(1_004).unwrap(), quick_store.expire(1_004).unwrap());
+    assert!(!a.removed.is_empty());
+    assert_eq!((a.removed, a.rebased), (b.removed, b.rebased));
+    assert!(b.skipped.is_empty(), "{:?}", b.skipped);
+    for copy in ["primary", "replica"] {
+        let (a, b) = (files_under(&durable.root.join(copy)), files_under(&quick.root.join(copy)));
+        assert!(!a.is_empty(), "{copy}: nothing written");
+        assert_eq!(a, b, "{copy}");
+        assert!(b.keys().all(|p| !p.to_string_lossy().contains(".tmp-")), "{copy}: a temporary file left: {:?}", b.keys());
+    }
+    assert!(quick_store.verify().unwrap().is_clean());
+}
+
 #[test]
 fn delta_files_store_only_changed_paths() {
     let f = Fixture::new(false, 8, None);
