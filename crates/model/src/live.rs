@@ -11,6 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use harbinger_core::{
@@ -56,8 +57,24 @@ struct Prepared {
     present: Vec<bool>,
     /// The rows, one after the other.
     rows: Vec<f64>,
+    /// What the model made of each row with the fleet signal of its tick (`None` where
+    /// the host was silent), when every host's rows were prepared together; else empty.
+    assessed: Vec<Option<Assessed>>,
     /// The first tick not yet read.
     next: usize,
+}
+
+/// A host's assessment at a tick: what the risk step reads, and the imminence.
+type Assessed = (Observation, f64);
+
+/// The fleet signal of prepared ticks, for the hosts whose rows were assessed with it.
+struct PreparedFleet {
+    /// The model that assessed the rows (another after a reload: not used).
+    model: Arc<Model>,
+    /// The hosts, sorted (another set of hosts at the tick: not used).
+    hosts: Vec<HostId>,
+    ticks: Vec<TimestampMs>,
+    stats: Vec<Arc<FleetStats>>,
 }
 
 impl Prepared {
@@ -69,6 +86,19 @@ impl Prepared {
         }
         let i = self.next;
         (self.ticks.get(i) == Some(&now) && self.rows.len() >= (i + 1) * k).then(|| (self.present[i], &self.rows[i * k..(i + 1) * k]))
+    }
+
+    /// The assessment prepared for `now`: `Some(None)` when the host was silent, `None`
+    /// when nothing was assessed for `now`. Ticks before `now` are passed over for good.
+    fn assessed_at(&mut self, now: TimestampMs) -> Option<Option<Assessed>> {
+        while self.ticks.get(self.next).is_some_and(|&t| t < now) {
+            self.next += 1;
+        }
+        let i = self.next;
+        if self.ticks.get(i) != Some(&now) {
+            return None;
+        }
+        self.assessed.get(i).copied()
     }
 }
 
@@ -168,6 +198,12 @@ pub struct LiveScorer {
     shards: Vec<Shard>,
     inventory: RwLock<Inventory>,
     fleet: RwLock<(TimestampMs, Arc<FleetStats>)>,
+    /// The fleet signal of the ticks [`RiskScorer::prepare_ticks`] assessed ahead.
+    prepared_fleet: Mutex<Option<PreparedFleet>>,
+    /// Every host, sorted, as of the count of hosts added ([`LiveScorer::all_hosts`]).
+    sorted_hosts: RwLock<(u64, Arc<[(HostId, Arc<Mutex<LiveHost>>)]>)>,
+    /// Hosts added so far.
+    hosts_added: AtomicU64,
     clock: Arc<dyn Clock>,
     hasher: std::collections::hash_map::RandomState,
     /// Directories a reload may name a model under (empty: any).
@@ -183,6 +219,46 @@ impl std::fmt::Debug for LiveScorer {
 /// A path as the client sent it, bounded.
 fn echo_path(p: &Path) -> String {
     harbinger_core::ids::echo(&p.to_string_lossy())
+}
+
+/// What a tick keeps of an assessment.
+fn assessed(a: &crate::model::Assessment) -> Assessed {
+    (Observation::from(a), a.imminence())
+}
+
+/// A host's risk step at `now` from what the model made of it (`None`: silent): its alert
+/// state, the point it saw, its history. The transition, if any.
+fn step_host(
+    h: &mut LiveHost,
+    id: &HostId,
+    seen: Option<Assessed>,
+    crit: u8,
+    now: TimestampMs,
+    policy: &crate::RiskPolicy,
+) -> Option<HostTransition> {
+    let obs = seen.map(|(o, _)| o);
+    h.imminence = seen.map_or(1.0, |(_, i)| i);
+    let step = risk_step(&mut h.alert, obs.as_ref(), crit, now, policy);
+    let point = step.risk.zip(obs).map(|(risk, o)| RiskPoint { at: now, risk, failure_probability: o.probability, anomaly: o.anomaly });
+    h.ticked = point;
+    if let Some(pt) = point
+        && h.history.back().is_none_or(|q| now > q.at)
+    {
+        h.history.push_back(pt);
+        if h.history.len() > HISTORY {
+            h.history.pop_front();
+        }
+    }
+    if step.transition == Some(TransitionKind::Cleared) {
+        h.cleared_at = Some(now);
+    }
+    step.transition.map(|kind| HostTransition {
+        host: id.clone(),
+        at: now,
+        kind,
+        risk: point.map_or(0.0, |p| p.risk),
+        failure_probability: point.map_or(0.0, |p| p.failure_probability),
+    })
 }
 
 fn poisoned<T>(e: std::sync::PoisonError<T>) -> T {
@@ -237,6 +313,9 @@ impl LiveScorer {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             inventory: RwLock::new(Inventory::default()),
             fleet: RwLock::new((i64::MIN, Arc::new(FleetStats::default()))),
+            prepared_fleet: Mutex::new(None),
+            sorted_hosts: RwLock::new((0, Arc::from(Vec::new()))),
+            hosts_added: AtomicU64::new(0),
             clock,
             hasher: std::collections::hash_map::RandomState::new(),
             reload_roots: Vec::new(),
@@ -270,11 +349,11 @@ impl LiveScorer {
     /// Every host's state as the last tick left it, sorted by host id.
     pub fn ticked_hosts(&self) -> Vec<TickedHost> {
         self.all_hosts()
-            .into_iter()
+            .iter()
             .map(|(id, h)| {
                 let h = h.lock().unwrap_or_else(poisoned);
                 TickedHost {
-                    host: id,
+                    host: id.clone(),
                     last: h.ticked,
                     imminence: h.imminence,
                     alerting: h.alert.alerting,
@@ -297,6 +376,9 @@ impl LiveScorer {
             let inv = self.inventory.read().unwrap_or_else(poisoned);
             hosts.iter().map(|(id, _)| inv.criticality.get(id).copied().unwrap_or(0)).collect()
         };
+        if let Some(out) = self.tick_prepared(now, &m, &policy, &hosts, &crit) {
+            return out;
+        }
         let mut rows = vec![f64::NAN; hosts.len() * k];
         let present: Vec<bool> = hosts
             .par_iter()
@@ -324,38 +406,93 @@ impl LiveScorer {
             .map(|(((id, h), row), (&p, &c))| {
                 let assessed = p.then(|| {
                     fleet_fill(&m.schema, &stats, row);
-                    m.assess(row, false)
+                    assessed(&m.assess(row, false))
                 });
-                let obs = assessed.as_ref().map(Observation::from);
-                let imminence = assessed.as_ref().map_or(1.0, crate::model::Assessment::imminence);
-                let mut h = h.lock().unwrap_or_else(poisoned);
-                h.imminence = imminence;
-                let step = risk_step(&mut h.alert, obs.as_ref(), c, now, &policy);
-                let point =
-                    step.risk.zip(obs).map(|(risk, o)| RiskPoint { at: now, risk, failure_probability: o.probability, anomaly: o.anomaly });
-                h.ticked = point;
-                if let Some(pt) = point
-                    && h.history.back().is_none_or(|q| now > q.at)
-                {
-                    h.history.push_back(pt);
-                    if h.history.len() > HISTORY {
-                        h.history.pop_front();
-                    }
-                }
-                if step.transition == Some(TransitionKind::Cleared) {
-                    h.cleared_at = Some(now);
-                }
-                step.transition.map(|kind| HostTransition {
-                    host: id.clone(),
-                    at: now,
-                    kind,
-                    risk: point.map_or(0.0, |p| p.risk),
-                    failure_probability: point.map_or(0.0, |p| p.failure_probability),
-                })
+                step_host(&mut h.lock().unwrap_or_else(poisoned), id, assessed, c, now, &policy)
             })
             .collect();
         *self.fleet.write().unwrap_or_else(poisoned) = (self.clock.now_ms(), stats);
         out.into_iter().flatten().collect()
+    }
+
+    /// [`LiveScorer::tick_at`] from the assessments [`RiskScorer::prepare_ticks`] made for
+    /// `now`: only when every host has one, made by the current model with the fleet
+    /// signal of the same hosts (else `None`, and the tick computes them).
+    fn tick_prepared(
+        &self,
+        now: TimestampMs,
+        m: &Arc<Model>,
+        policy: &crate::RiskPolicy,
+        hosts: &[(HostId, Arc<Mutex<LiveHost>>)],
+        crit: &[u8],
+    ) -> Option<Vec<HostTransition>> {
+        let stats = {
+            let pf = self.prepared_fleet.lock().unwrap_or_else(poisoned);
+            let pf = pf.as_ref()?;
+            let same_hosts = pf.hosts.len() == hosts.len() && pf.hosts.iter().zip(hosts).all(|(a, (b, _))| a == b);
+            if !Arc::ptr_eq(&pf.model, m) || !same_hosts {
+                return None;
+            }
+            pf.stats[pf.ticks.binary_search(&now).ok()?].clone()
+        };
+        // All hosts held while checked and stepped: no input comes between.
+        let mut guards: Vec<_> = hosts.iter().map(|(_, h)| h.lock().unwrap_or_else(poisoned)).collect();
+        let mut seen = Vec::with_capacity(hosts.len());
+        for g in &mut guards {
+            seen.push(g.prepared.as_mut()?.assessed_at(now)?);
+        }
+        let out = guards
+            .iter_mut()
+            .zip(hosts)
+            .zip(seen)
+            .zip(crit)
+            .filter_map(|(((h, (id, _)), a), &c)| step_host(h, id, a, c, now, policy))
+            .collect();
+        drop(guards);
+        *self.fleet.write().unwrap_or_else(poisoned) = (self.clock.now_ms(), stats);
+        Some(out)
+    }
+
+    /// After every host's rows were prepared for `ticks`: the fleet signal of each tick
+    /// and each host's assessment at each tick, computed on the pool a block at a time
+    /// instead of at each engine tick (what [`LiveScorer::tick_prepared`] reads). Hosts
+    /// given other input meanwhile have no rows left, and their ticks are computed then.
+    fn assess_prepared(&self, m: &Arc<Model>, ticks: &[TimestampMs]) {
+        let k = m.schema.len();
+        let hosts = self.all_hosts();
+        let stats: Option<Vec<Arc<FleetStats>>> = {
+            let guards: Vec<_> = hosts.iter().map(|(_, h)| h.lock().unwrap_or_else(poisoned)).collect();
+            let prepared: Option<Vec<&Prepared>> = guards.iter().map(|g| g.prepared.as_ref().filter(|p| p.ticks == ticks)).collect();
+            prepared.map(|prepared| {
+                (0..ticks.len())
+                    .into_par_iter()
+                    .map(|i| {
+                        let rows = prepared.iter().filter(|p| p.present[i]).map(|p| &p.rows[i * k..(i + 1) * k]);
+                        Arc::new(fleet_stats(&m.schema, rows))
+                    })
+                    .collect()
+            })
+        };
+        let Some(stats) = stats else {
+            *self.prepared_fleet.lock().unwrap_or_else(poisoned) = None;
+            return;
+        };
+        hosts.par_iter().with_min_len(4).for_each(|(_, entry)| {
+            let mut guard = entry.lock().unwrap_or_else(poisoned);
+            let Some(p) = guard.prepared.as_mut().filter(|p| p.ticks == ticks) else { return };
+            let mut row = vec![f64::NAN; k];
+            p.assessed = (0..ticks.len())
+                .map(|i| {
+                    p.present[i].then(|| {
+                        row.copy_from_slice(&p.rows[i * k..(i + 1) * k]);
+                        fleet_fill(&m.schema, &stats[i], &mut row);
+                        assessed(&m.assess(&mut row, false))
+                    })
+                })
+                .collect();
+        });
+        *self.prepared_fleet.lock().unwrap_or_else(poisoned) =
+            Some(PreparedFleet { model: m.clone(), hosts: hosts.iter().map(|(id, _)| id.clone()).collect(), ticks: ticks.to_vec(), stats });
     }
 
     fn model_arc(&self) -> Arc<Model> {
@@ -376,20 +513,42 @@ impl LiveScorer {
 
     fn host_entry(&self, h: &HostId, m: &Model) -> Arc<Mutex<LiveHost>> {
         let mut shard = self.shard(h).lock().unwrap_or_else(poisoned);
-        shard.entry(h.clone()).or_insert_with(|| Arc::new(Mutex::new(LiveHost::new(m)))).clone()
+        shard
+            .entry(h.clone())
+            .or_insert_with(|| {
+                // Counted while the shard is held: a list built after reading the count
+                // sees this host.
+                self.hosts_added.fetch_add(1, Ordering::AcqRel);
+                Arc::new(Mutex::new(LiveHost::new(m)))
+            })
+            .clone()
     }
 
     fn host(&self, h: &HostId) -> Option<Arc<Mutex<LiveHost>>> {
         self.shard(h).lock().unwrap_or_else(poisoned).get(h).cloned()
     }
 
-    fn all_hosts(&self) -> Vec<(HostId, Arc<Mutex<LiveHost>>)> {
+    /// Every host, sorted by id; built again only after a host was added (every tick
+    /// reads it, twice).
+    fn all_hosts(&self) -> Arc<[(HostId, Arc<Mutex<LiveHost>>)]> {
+        let added = self.hosts_added.load(Ordering::Acquire);
+        {
+            let cached = self.sorted_hosts.read().unwrap_or_else(poisoned);
+            if cached.0 == added {
+                return cached.1.clone();
+            }
+        }
         let mut v: Vec<(HostId, Arc<Mutex<LiveHost>>)> = Vec::new();
         for s in &self.shards {
             let s = s.lock().unwrap_or_else(poisoned);
             v.extend(s.iter().map(|(k, h)| (k.clone(), h.clone())));
         }
         v.sort_by(|a, b| a.0.cmp(&b.0));
+        let v: Arc<[(HostId, Arc<Mutex<LiveHost>>)]> = Arc::from(v);
+        let mut cached = self.sorted_hosts.write().unwrap_or_else(poisoned);
+        if cached.0 < added {
+            *cached = (added, v.clone());
+        }
         v
     }
 
@@ -403,7 +562,7 @@ impl LiveScorer {
         }
         let k = m.schema.len();
         let mut rows: Vec<f64> = Vec::new();
-        for (_, h) in self.all_hosts() {
+        for (_, h) in self.all_hosts().iter() {
             let mut h = h.lock().unwrap_or_else(poisoned);
             if let Some(t) = h.last_ts {
                 let start = rows.len();
@@ -586,6 +745,7 @@ impl RiskScorer for LiveScorer {
             p.present.clear();
             p.rows.clear();
             p.rows.resize(ticks.len() * k, f64::NAN);
+            p.assessed.clear();
             p.next = 0;
             let mut next = input.iter().peekable();
             for (i, &now) in ticks.iter().enumerate() {
@@ -603,6 +763,7 @@ impl RiskScorer for LiveScorer {
             }
             h.prepared = Some(p);
         });
+        self.assess_prepared(&m, ticks);
         true
     }
 
@@ -663,7 +824,7 @@ impl RiskScorer for LiveScorer {
         let new = Arc::new(new);
         if !same_inputs {
             // Other inputs: feature state starts afresh (scores show low confidence until warm).
-            for (_, h) in self.all_hosts() {
+            for (_, h) in self.all_hosts().iter() {
                 let mut h = h.lock().unwrap_or_else(poisoned);
                 h.features = HostFeatures::new(&new.schema);
                 h.prepared = None;

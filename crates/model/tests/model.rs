@@ -477,6 +477,91 @@ fn a_fleet_whose_hosts_come_and_go_is_split_by_host() {
     assert_eq!(model().1.card.held_back_hosts, None);
 }
 
+/// The engine tick from assessments made ahead ([`RiskScorer::prepare_ticks`]: a block of
+/// ticks' input, every host's rows, the fleet signal and the model's assessment of each
+/// row) equals the tick computed at the tick: a scorer fed 30 ticks at a time gives the
+/// transitions and host states of one fed tick by tick, also after a reload, between a
+/// block's preparing and its ticks, to another model reading the same inputs (whose
+/// assessments the prepared ones are not).
+#[test]
+fn ticks_prepared_ahead_tick_as_ticks_fed_one_by_one_and_a_reload_between_is_seen() {
+    let (ds, m) = model();
+    // The other model: the same inputs, every probability halved.
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut other = m.clone();
+    other.calibration.y.iter_mut().for_each(|y| *y *= 0.5);
+    std::fs::write(dir.path().join("model.json"), other.to_json().expect("json")).expect("write");
+    let source = harbinger_model::ModelSource::new(dir.path(), |d| {
+        let path = d.join("model.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        Model::parse(path, &text).map_err(|e| e.to_string())
+    });
+    let clock = Arc::new(ManualClock::new(0));
+    let [one, ahead] = [0, 1].map(|_| LiveScorer::new(m.clone(), source.clone(), clock.clone(), None, None));
+    for s in [&one, &ahead] {
+        s.set_inventory(&ds.hosts, &ds.resources);
+    }
+    let (start, end) = ds.metrics.iter().fold((i64::MAX, i64::MIN), |(lo, hi), s| {
+        (lo.min(*s.timestamps.first().unwrap_or(&lo)), hi.max(*s.timestamps.last().unwrap_or(&hi)))
+    });
+    let tick = 60_000;
+    let ticks: Vec<i64> = (start.div_euclid(tick) + 1..=end.div_euclid(tick)).map(|i| i * tick).collect();
+    let mut cursors = vec![0usize; ds.metrics.len()];
+    let mut next_event = 0;
+    let mut input = |t: i64| {
+        let mut events = Vec::new();
+        while next_event < ds.events.len() && ds.events[next_event].ts <= t {
+            events.push(ds.events[next_event].clone());
+            next_event += 1;
+        }
+        let mut batch = SampleBatch::default();
+        for (s, c) in ds.metrics.iter().zip(&mut cursors) {
+            let from = *c;
+            while *c < s.timestamps.len() && s.timestamps[*c] <= t {
+                *c += 1;
+            }
+            if *c > from {
+                batch.series.push(SeriesSamples {
+                    key: s.key.clone(),
+                    timestamps: s.timestamps[from..*c].to_vec(),
+                    values: s.values[from..*c].to_vec(),
+                });
+            }
+        }
+        (events, batch)
+    };
+    let reload_at = ticks[ticks.len() / 2 + 7];
+    let states = |s: &LiveScorer| -> Vec<(String, u64, u64, bool)> {
+        s.host_states().into_iter().map(|h| (h.host.to_string(), h.risk.to_bits(), h.failure_probability.to_bits(), h.alerting)).collect()
+    };
+    let (mut entered, mut alerting_seen) = (0, false);
+    for block in ticks.chunks(30) {
+        let inputs: Vec<_> = block.iter().map(|&t| input(t)).collect();
+        let events: Vec<_> = inputs.iter().map(|(e, _)| e.clone()).collect();
+        let batches: Vec<_> = inputs.iter().map(|(_, b)| b.clone()).collect();
+        assert!(ahead.prepare_ticks(block, &events, &batches));
+        for (&t, (events, batch)) in block.iter().zip(inputs) {
+            clock.set(t);
+            if t == reload_at {
+                for s in [&one, &ahead] {
+                    s.reload(Some(dir.path())).expect("reload");
+                }
+            }
+            one.observe_events(&events);
+            one.observe_samples(&batch);
+            let a = one.tick(t);
+            let b = ahead.tick(t);
+            assert_eq!(a, b, "transitions at {t}");
+            let sa = states(&one);
+            assert_eq!(sa, states(&ahead), "host states at {t}");
+            entered += a.iter().filter(|tr| tr.kind == harbinger_core::TransitionKind::Entered).count();
+            alerting_seen |= t > reload_at && sa.iter().any(|s| s.3);
+        }
+    }
+    assert!(entered >= 3, "the fleet gives alerts to compare: {entered}");
+    assert!(alerting_seen, "hosts alert after the reload too");
+}
+
 /// Scorers under test never reload: their source refuses to.
 fn no_reload() -> harbinger_model::ModelSource {
     harbinger_model::ModelSource::new(std::path::Path::new("unused"), |d| Err(format!("no model at {} in this test", d.display())))
