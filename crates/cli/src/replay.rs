@@ -17,9 +17,11 @@
 //!
 //! [`drive`] does this with one change of schedule: the scorer is given an hour of ticks'
 //! events and stored samples at once ([`RiskScorer::prepare_ticks`](harbinger_core::RiskScorer::prepare_ticks)),
-//! and works host by host across them, while the store, the engine and the clock still go
-//! tick by tick. Each tick sees what it sees fed tick by tick ([`run_step`]; tests compare
-//! both, and replay with serve fed over HTTP).
+//! and works host by host across them (feature rows, each tick's fleet signal, the model's
+//! assessments), while the store, the engine and the clock still go tick by tick; a thread
+//! cuts the next block of steps meanwhile. Each tick sees what it sees fed tick by tick
+//! ([`run_step`]; tests compare both, and replay with serve fed over HTTP). A replay's
+//! snapshots are written atomically but not flushed one by one (`SnapshotConfig::durable`).
 //!
 //! Output (the dataset contract's replay files, byte-identical for the same input):
 //! `decisions.jsonl` (the engine's own decision log), `alerts.csv` (hosts entering the
@@ -424,7 +426,10 @@ fn host_count(ds: &Dataset) -> usize {
 }
 
 /// Drives the pipeline `p` (from [`open`]) over `ds`, step by step ([`Steps`],
-/// [`run_step`]), and scores the alerts with the contract's rule.
+/// [`run_step`]), and scores the alerts with the contract's rule. A thread of its own cuts
+/// the next block of steps out of the dataset while a block runs.
+///
+/// Must be called on a multi-threaded tokio runtime (it blocks the thread it runs on).
 ///
 /// # Errors
 /// The dataset has no samples; the store or the engine failed.
@@ -438,6 +443,43 @@ pub async fn drive(
     let steps = Steps::new(ds, opts.tick_ms)?;
     let span = steps.span;
     let total = steps.len().max(1) as f64;
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            // One block waits cut while the one before it runs.
+            let (tx, blocks) = std::sync::mpsc::sync_channel::<Vec<Step>>(1);
+            let starts = first_heard(ds, opts.tick_ms.max(1));
+            let per_block = block_ticks(host_count(ds));
+            std::thread::Builder::new()
+                .name("replay-steps".into())
+                .spawn_scoped(scope, move || {
+                    let mut steps = steps.peekable();
+                    while steps.peek().is_some() {
+                        let mut block: Vec<Step> = Vec::with_capacity(per_block);
+                        while let Some(s) = steps.next_if(|s| block.is_empty() || (block.len() < per_block && !starts.contains(&s.now))) {
+                            block.push(s);
+                        }
+                        if tx.send(block).is_err() {
+                            break; // the driver stopped on an error
+                        }
+                    }
+                })
+                .context("starting the replay's step thread")?;
+            handle.block_on(run_blocks(ds, p, clock, opts, progress, blocks, (span, total)))
+        })
+    })
+}
+
+/// The driver's side of [`drive`]: each block of steps from `blocks` through the pipeline.
+async fn run_blocks(
+    ds: &Dataset,
+    p: &Pipeline,
+    clock: &ManualClock,
+    opts: ReplayOptions,
+    progress: &(dyn Fn(f64) + Sync),
+    blocks: std::sync::mpsc::Receiver<Vec<Step>>,
+    (span, total): ((TimestampMs, TimestampMs), f64),
+) -> anyhow::Result<ReplayOutput> {
     let recover_by_samples = !ds.events.iter().any(|e| e.kind == EventKind::HostRecovered);
     let mut rec = Recorder::default();
     let (mut ticks, mut samples) = (0u64, 0u64);
@@ -446,14 +488,7 @@ pub async fn drive(
     // still go tick by tick, and each tick sees what it would have seen fed tick by tick
     // (`replay_decides_as_serve_fed_over_http` checks it against serve's own ingest path).
     let quiet = harbinger_engine::Ingest { scorer: None, ..p.ingest.clone() };
-    let starts = first_heard(ds, opts.tick_ms.max(1));
-    let per_block = block_ticks(host_count(ds));
-    let mut steps = steps.peekable();
-    while steps.peek().is_some() {
-        let mut block: Vec<Step> = Vec::with_capacity(per_block);
-        while let Some(s) = steps.next_if(|s| block.is_empty() || (block.len() < per_block && !starts.contains(&s.now))) {
-            block.push(s);
-        }
+    for mut block in blocks {
         // 1. Each tick's samples into the store at its time; what the store kept is the
         //    scorer's input.
         let mut kept = Vec::with_capacity(block.len());
@@ -470,7 +505,7 @@ pub async fn drive(
         let times: Vec<TimestampMs> = block.iter().map(|s| s.now).collect();
         let events: Vec<Vec<harbinger_core::Event>> = block.iter().map(|s| s.events.clone()).collect();
         let prepared = match &p.scorer {
-            Some(s) => tokio::task::block_in_place(|| s.prepare_ticks(&times, &events, &kept)),
+            Some(s) => s.prepare_ticks(&times, &events, &kept),
             None => true,
         };
         // 3. Tick by tick: events to the store and the engine, recoveries, failures, the
