@@ -67,6 +67,9 @@ struct Prepared {
 /// A host's assessment at a tick: what the risk step reads, and the imminence.
 type Assessed = (Observation, f64);
 
+/// Every host with its state, sorted by id.
+type HostList = Arc<[(HostId, Arc<Mutex<LiveHost>>)]>;
+
 /// The fleet signal of prepared ticks, for the hosts whose rows were assessed with it.
 struct PreparedFleet {
     /// The model that assessed the rows (another after a reload: not used).
@@ -201,7 +204,7 @@ pub struct LiveScorer {
     /// The fleet signal of the ticks [`RiskScorer::prepare_ticks`] assessed ahead.
     prepared_fleet: Mutex<Option<PreparedFleet>>,
     /// Every host, sorted, as of the count of hosts added ([`LiveScorer::all_hosts`]).
-    sorted_hosts: RwLock<(u64, Arc<[(HostId, Arc<Mutex<LiveHost>>)]>)>,
+    sorted_hosts: RwLock<(u64, HostList)>,
     /// Hosts added so far.
     hosts_added: AtomicU64,
     clock: Arc<dyn Clock>,
@@ -530,7 +533,7 @@ impl LiveScorer {
 
     /// Every host, sorted by id; built again only after a host was added (every tick
     /// reads it, twice).
-    fn all_hosts(&self) -> Arc<[(HostId, Arc<Mutex<LiveHost>>)]> {
+    fn all_hosts(&self) -> HostList {
         let added = self.hosts_added.load(Ordering::Acquire);
         {
             let cached = self.sorted_hosts.read().unwrap_or_else(poisoned);
@@ -544,7 +547,7 @@ impl LiveScorer {
             v.extend(s.iter().map(|(k, h)| (k.clone(), h.clone())));
         }
         v.sort_by(|a, b| a.0.cmp(&b.0));
-        let v: Arc<[(HostId, Arc<Mutex<LiveHost>>)]> = Arc::from(v);
+        let v: HostList = Arc::from(v);
         let mut cached = self.sorted_hosts.write().unwrap_or_else(poisoned);
         if cached.0 < added {
             *cached = (added, v.clone());
