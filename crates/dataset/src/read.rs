@@ -137,7 +137,8 @@ pub struct LoadReport {
     pub absent_files: Vec<&'static str>,
 }
 
-/// Reads and validates a dataset directory.
+/// Reads and validates a dataset directory. `metrics.parquet` is read a row group at a
+/// time ([`crate::stream::MetricStream`]), `metrics.csv` whole.
 ///
 /// # Errors
 /// [`DatasetError`] naming the file and line or row of the first problem. With
@@ -145,14 +146,47 @@ pub struct LoadReport {
 pub fn read_dataset(dir: &Path, opts: LoadOptions) -> Result<(Dataset, LoadReport), DatasetError> {
     let (mut ds, mut report) = read_inventory(dir)?;
     let metrics_path = report.metrics_file.clone();
-    let metrics = if metrics_path.extension().is_some_and(|e| e == "parquet") {
-        guarded(&metrics_path, || read_metrics_parquet(&metrics_path))?
-    } else {
-        guarded(&metrics_path, || read_metrics_csv(&metrics_path))?
-    };
+    if metrics_path.extension().is_some_and(|e| e == "parquet") {
+        ds.metrics = stream_metrics(&metrics_path, &ds.hosts, opts, &mut report)?;
+        return Ok((ds, report));
+    }
+    let metrics = guarded(&metrics_path, || read_metrics_csv(&metrics_path))?;
     let known: BTreeSet<&str> = ds.hosts.iter().map(|h| h.host.as_str()).collect();
     ds.metrics = group_metrics(&metrics_path, metrics, &known, opts, &mut report)?;
     Ok((ds, report))
+}
+
+/// `metrics.parquet` read a row group at a time ([`crate::stream::MetricStream`]: the
+/// same checks and errors), each row straight into its series, then every series sorted
+/// and de-duplicated ([`normalize`]) and the series sorted by key. Only one row group is
+/// ever decoded at a time: at 1,000 hosts x 7 days the whole file decoded at once held
+/// 5.3 GB (two 16-byte string views a row), the series themselves 1.3 GB.
+fn stream_metrics(path: &Path, hosts: &[Host], opts: LoadOptions, report: &mut LoadReport) -> Result<Vec<SeriesSamples>, DatasetError> {
+    let known: Vec<HostId> = hosts.iter().map(|h| h.host.clone()).collect();
+    let mut stream = crate::stream::MetricStream::open(path, &known, None, opts)?;
+    let mut series: Vec<SeriesSamples> = Vec::new();
+    let mut batch = Vec::new();
+    while stream.next_batch(&mut batch)? {
+        let keys = stream.keys();
+        series.extend(keys[series.len()..].iter().map(|k| SeriesSamples::new(k.clone())));
+        for r in &batch {
+            series[r.series as usize].push(r.ts, r.value);
+        }
+    }
+    report.metric_rows = stream.rows_read();
+    let (skipped, first) = stream.skipped();
+    report.skipped_rows += skipped;
+    if report.first_skipped.is_none() {
+        report.first_skipped = first.map(str::to_string);
+    }
+    report.missing_values += stream.missing_values();
+    for s in &mut series {
+        let (disorder, duplicates) = normalize(&mut s.timestamps, &mut s.values);
+        report.out_of_order_rows += disorder;
+        report.duplicate_rows += duplicates;
+    }
+    series.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(series)
 }
 
 /// Reads and validates everything of a dataset directory but the metric samples: hosts,
@@ -423,27 +457,6 @@ pub(crate) fn check_page_headers(
         }
     }
     Ok(())
-}
-
-fn read_metrics_parquet(path: &Path) -> Result<MetricColumns, DatasetError> {
-    let bytes = std::fs::read(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?;
-    let bytes = polars_buffer::Buffer::from(bytes);
-    let meta = polars_parquet::parquet::read::read_metadata(&mut std::io::Cursor::new(bytes.as_ref()))
-        .map_err(|e| DatasetError::decode(path, e))?;
-    check_page_headers(path, &bytes, &meta, 0..usize::MAX)?;
-    let mut reader = ParquetReader::new(std::io::Cursor::new(bytes));
-    let schema = reader.schema().map_err(|e| DatasetError::decode(path, e))?;
-    let found: Vec<String> = schema.iter_names().map(|s| s.to_string()).collect();
-    for column in METRIC_COLUMNS {
-        if !found.iter().any(|c| c == column) {
-            return Err(DatasetError::MissingColumn { path: path.to_path_buf(), column, found });
-        }
-    }
-    let df = reader
-        .with_columns(Some(METRIC_COLUMNS.iter().map(|s| s.to_string()).collect()))
-        .finish()
-        .map_err(|e| DatasetError::decode(path, e))?;
-    parquet_columns(path, &df)
 }
 
 /// The four metric columns of a frame decoded from `path`, cast to their types (names

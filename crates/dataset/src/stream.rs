@@ -2,7 +2,8 @@
 //! than memory (`harbinger train`) holds only what it has not yet consumed.
 //!
 //! [`MetricStream`] reads `metrics.parquet` one row group at a time (only that row
-//! group's bytes are read and decoded; `metrics.csv` comes in one part) and validates
+//! group's bytes are read and decoded, on a thread of its own one group ahead of the
+//! reader; `metrics.csv` comes in one part) and validates
 //! every row as [`crate::read_dataset`] does, with the same errors naming the row. Rows
 //! come in file order as [`MetricRow`]s naming their series by a number
 //! ([`MetricStream::key`]); sorting and de-duplicating them is the consumer's part (the
@@ -35,9 +36,19 @@ pub struct MetricRow {
     pub value: f64,
 }
 
+/// A decoded row group: the number of its first row in the file, and its columns.
+type Group = (usize, Result<MetricColumns, DatasetError>);
+
 enum Input {
-    Parquet { file: std::fs::File, meta: Arc<FileMetadata>, next: usize, row: usize },
-    Csv { cols: Option<Box<MetricColumns>> },
+    /// Row groups decoded in order by a thread of their own, one ahead of the reader
+    /// (the channel ends after the last group, or after one that failed).
+    Parquet {
+        meta: Arc<FileMetadata>,
+        groups: std::sync::mpsc::Receiver<Group>,
+    },
+    Csv {
+        cols: Option<Box<MetricColumns>>,
+    },
 }
 
 /// The metric rows of a dataset, a part at a time.
@@ -87,7 +98,8 @@ impl MetricStream {
                     return Err(DatasetError::MissingColumn { path: path.to_path_buf(), column, found });
                 }
             }
-            Input::Parquet { file, meta: Arc::new(meta), next: 0, row: 0 }
+            let meta = Arc::new(meta);
+            Input::Parquet { groups: decode_ahead(path, file, meta.clone())?, meta }
         };
         Ok(MetricStream {
             path: path.to_path_buf(),
@@ -172,15 +184,10 @@ impl MetricStream {
                 Some(c) => (*c, 0),
                 None => return Ok(false),
             },
-            Input::Parquet { file, meta, next, row } => {
-                let Some(group) = meta.row_groups.get(*next) else { return Ok(false) };
-                let (g, first) = (*next, *row);
-                let n = group.num_rows();
-                *next += 1;
-                *row += n;
-                let cols = read_row_group(&self.path, file, meta, g, n)?;
-                (cols, first)
-            }
+            Input::Parquet { groups, .. } => match groups.recv() {
+                Ok((first, cols)) => (cols?, first),
+                Err(_) => return Ok(false),
+            },
         };
         self.take_rows(cols, first_row, out)?;
         Ok(true)
@@ -270,6 +277,31 @@ impl MetricStream {
         }
         Ok(())
     }
+}
+
+/// A thread that decodes the row groups of `file` in order, each while the one before it
+/// is being read, and hands them over one at a time. It stops after the last group, after
+/// one that failed, or when the stream is dropped.
+fn decode_ahead(path: &Path, mut file: std::fs::File, meta: Arc<FileMetadata>) -> Result<std::sync::mpsc::Receiver<Group>, DatasetError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Group>(1);
+    let path = path.to_path_buf();
+    let spawned = std::thread::Builder::new().name("metrics-decode".into()).spawn({
+        let path = path.clone();
+        move || {
+            let mut first = 0;
+            for (g, group) in meta.row_groups.iter().enumerate() {
+                let n = group.num_rows();
+                let cols = read_row_group(&path, &mut file, &meta, g, n);
+                let failed = cols.is_err();
+                if tx.send((first, cols)).is_err() || failed {
+                    return;
+                }
+                first += n;
+            }
+        }
+    });
+    spawned.map_err(|source| DatasetError::Io { path, source })?;
+    Ok(rx)
 }
 
 /// Decodes row group `g` (`n` rows): reads only its bytes,

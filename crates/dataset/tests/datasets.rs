@@ -297,3 +297,58 @@ fn long_files_group_and_report_as_one_pass_would() {
         assert_eq!(ds.metric_rows(), 300_000 - 2);
     }
 }
+
+/// `metrics.parquet` is read a row group at a time, `metrics.csv` whole: the same rows,
+/// out of time order, with duplicates, missing values and an invalid row, spread over many
+/// row groups, load as the same dataset with the same report either way.
+#[test]
+fn a_parquet_file_of_many_row_groups_loads_as_its_csv_twin() {
+    use polars::prelude::*;
+    use std::fmt::Write as _;
+    let mut rows: Vec<(i64, &str, &str, f64)> = Vec::new();
+    for i in 0..20_000i64 {
+        // Each series goes back in time every 1,000 rows; every 97th row repeats the one
+        // before it with another value (the last row wins); every 50th value is missing.
+        let t = (i % 1_000) * 1_000 + (i / 1_000) * 7;
+        let v = if i % 50 == 0 { f64::NAN } else { i as f64 };
+        rows.push((t, if i % 3 == 0 { "h2" } else { "h1" }, if i % 2 == 0 { "a" } else { "b" }, v));
+        if i % 97 == 0 {
+            let last = *rows.last().expect("a row");
+            rows.push((last.0, last.1, last.2, v + 0.5));
+        }
+    }
+    rows.insert(12_345, (5, "h9", "a", 1.0)); // not in hosts.csv
+    let both = [tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir")];
+    for d in &both {
+        tiny(d.path());
+    }
+    let mut csv = String::from("timestamp,host,metric,value\n");
+    for (t, h, m, v) in &rows {
+        writeln!(csv, "{t},{h},{m},{}", if v.is_nan() { String::new() } else { v.to_string() }).expect("string");
+    }
+    std::fs::write(both[0].path().join("metrics.csv"), csv).expect("w");
+    std::fs::remove_file(both[1].path().join("metrics.csv")).expect("rm");
+    let mut df = df!(
+        "timestamp" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        "host" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+        "metric" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+        "value" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+    )
+    .expect("df");
+    let f = std::fs::File::create(both[1].path().join("metrics.parquet")).expect("create");
+    ParquetWriter::new(f).with_row_group_size(Some(1_500)).finish(&mut df).expect("write parquet");
+
+    let e = read_dataset(both[1].path(), LoadOptions::default()).expect_err("the unknown host is refused");
+    assert_eq!(invalid_at(&e), (Location::Row(12_345), "unknown host \"h9\" (not in hosts.csv)".into()));
+    let opts = LoadOptions { skip_invalid_rows: true };
+    let (from_csv, mut csv_report) = read_dataset(both[0].path(), opts).expect("csv");
+    let (from_parquet, parquet_report) = read_dataset(both[1].path(), opts).expect("parquet");
+    assert_same(&from_csv, &from_parquet);
+    assert_eq!(from_parquet.metric_rows(), 20_000, "duplicates dropped, the invalid row skipped");
+    assert!(parquet_report.out_of_order_rows > 0 && parquet_report.duplicate_rows > 200 && parquet_report.missing_values > 0);
+    assert_eq!(parquet_report.skipped_rows, 1);
+    // Reports equal but for the file named (and where the skipped row is: line or row).
+    csv_report.metrics_file.clone_from(&parquet_report.metrics_file);
+    csv_report.first_skipped = parquet_report.first_skipped.clone();
+    assert_eq!(format!("{csv_report:?}"), format!("{parquet_report:?}"));
+}
