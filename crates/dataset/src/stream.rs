@@ -45,6 +45,8 @@ enum Input {
     Parquet {
         meta: Arc<FileMetadata>,
         groups: std::sync::mpsc::Receiver<Group>,
+        /// Groups received so far.
+        received: usize,
     },
     Csv {
         cols: Option<Box<MetricColumns>>,
@@ -99,7 +101,7 @@ impl MetricStream {
                 }
             }
             let meta = Arc::new(meta);
-            Input::Parquet { groups: decode_ahead(path, file, meta.clone())?, meta }
+            Input::Parquet { groups: decode_ahead(path, file, meta.clone())?, meta, received: 0 }
         };
         Ok(MetricStream {
             path: path.to_path_buf(),
@@ -184,9 +186,20 @@ impl MetricStream {
                 Some(c) => (*c, 0),
                 None => return Ok(false),
             },
-            Input::Parquet { groups, .. } => match groups.recv() {
-                Ok((first, cols)) => (cols?, first),
-                Err(_) => return Ok(false),
+            Input::Parquet { groups, meta, received } => match groups.recv() {
+                Ok((first, cols)) => {
+                    *received += 1;
+                    (cols?, first)
+                }
+                Err(_) if *received >= meta.row_groups.len() => return Ok(false),
+                // The decoder ended early: after a group that failed (already reported),
+                // or without a word. Never taken for the end of the file.
+                Err(_) => {
+                    return Err(DatasetError::Decode {
+                        path: self.path.clone(),
+                        reason: format!("row group {} of {} was not decoded", *received, meta.row_groups.len()),
+                    });
+                }
             },
         };
         self.take_rows(cols, first_row, out)?;
@@ -462,5 +475,48 @@ mod tests {
             }
         };
         assert!(err.contains("metrics.parquet row ") && err.contains("not in hosts.csv"), "{err}");
+    }
+
+    /// A row group that cannot be decoded is an error, and so is every read after it:
+    /// the rows that were not decoded are never taken for the end of the file.
+    #[test]
+    fn a_damaged_row_group_stops_the_stream_with_errors_not_an_early_end() {
+        let ds = generate(&SynthParams { hosts: 3, days: 1.0, seed: 5, ..SynthParams::default() }).expect("params").dataset;
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("metrics.parquet");
+        let (mut t, mut h, mut m, mut v) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for s in &ds.metrics {
+            for (ts, x) in s.timestamps.iter().zip(&s.values) {
+                t.push(*ts);
+                h.push(s.key.host.as_str());
+                m.push(s.key.metric.as_str());
+                v.push(*x);
+            }
+        }
+        let mut df = df!("timestamp" => t, "host" => h, "metric" => m, "value" => v).expect("frame");
+        ParquetWriter::new(std::fs::File::create(&path).expect("create")).with_row_group_size(Some(2_000)).finish(&mut df).expect("write");
+        // Zero the middle of the second row group's bytes.
+        let meta = polars_parquet::parquet::read::read_metadata(&mut std::fs::File::open(&path).expect("open")).expect("meta");
+        assert!(meta.row_groups.len() >= 3, "{} row groups", meta.row_groups.len());
+        let g = &meta.row_groups[1];
+        let (lo, hi) =
+            (g.byte_ranges_iter().map(|r| r.start).min().expect("a chunk"), g.byte_ranges_iter().map(|r| r.end).max().expect("a chunk"));
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[lo as usize..hi as usize].fill(0);
+        std::fs::write(&path, bytes).expect("write");
+
+        let hosts: Vec<HostId> = ds.hosts.iter().map(|h| h.host.clone()).collect();
+        let mut s = MetricStream::open(&path, &hosts, None, LoadOptions::default()).expect("open");
+        let mut batch = Vec::new();
+        assert!(s.next_batch(&mut batch).expect("the first group is whole"));
+        let first = s.next_batch(&mut batch).expect_err("the second group is damaged").to_string();
+        assert!(first.contains("metrics.parquet"), "{first}");
+        let after = s.next_batch(&mut batch).expect_err("not the end of the file").to_string();
+        assert!(after.contains(&format!("row group 2 of {} was not decoded", meta.row_groups.len())), "{after}");
+        // read_dataset refuses the file.
+        let inventory = tempfile::tempdir().expect("tmp");
+        write_dataset(&ds, inventory.path(), MetricsFormat::Parquet).expect("write");
+        std::fs::copy(&path, inventory.path().join("metrics.parquet")).expect("copy");
+        assert!(read_dataset(inventory.path(), LoadOptions::default()).is_err());
     }
 }
