@@ -180,13 +180,7 @@ fn stream_metrics(path: &Path, hosts: &[Host], opts: LoadOptions, report: &mut L
         report.first_skipped = first.map(str::to_string);
     }
     report.missing_values += stream.missing_values();
-    for s in &mut series {
-        let (disorder, duplicates) = normalize(&mut s.timestamps, &mut s.values);
-        report.out_of_order_rows += disorder;
-        report.duplicate_rows += duplicates;
-    }
-    series.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(series)
+    Ok(finish_series(series, report))
 }
 
 /// Reads and validates everything of a dataset directory but the metric samples: hosts,
@@ -736,13 +730,19 @@ fn group_metrics(
             .sum()
     };
     report.missing_values += missing;
+    Ok(finish_series(series, report))
+}
+
+/// Every series sorted and de-duplicated ([`normalize`], counted in `report`), the series
+/// sorted by key: the last step of both ways of reading the metrics.
+fn finish_series(mut series: Vec<SeriesSamples>, report: &mut LoadReport) -> Vec<SeriesSamples> {
     for s in &mut series {
         let (disorder, duplicates) = normalize(&mut s.timestamps, &mut s.values);
         report.out_of_order_rows += disorder;
         report.duplicate_rows += duplicates;
     }
     series.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(series)
+    series
 }
 
 /// Sorts the samples of one series by time (stably: among equal timestamps, file order is

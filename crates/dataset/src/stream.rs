@@ -418,6 +418,25 @@ mod tests {
         }
     }
 
+    /// Writes `metrics` to `path` one series after the other (not sorted by time), in row
+    /// groups of `rows_per_group`; returns the rows written.
+    fn write_series_by_series(path: &Path, metrics: &[harbinger_core::SeriesSamples], rows_per_group: usize) -> usize {
+        let (mut t, mut h, mut m, mut v) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for s in metrics {
+            for (ts, x) in s.timestamps.iter().zip(&s.values) {
+                t.push(*ts);
+                h.push(s.key.host.as_str());
+                m.push(s.key.metric.as_str());
+                v.push(*x);
+            }
+        }
+        let n = t.len();
+        let mut df = df!("timestamp" => t, "host" => h, "metric" => m, "value" => v).expect("frame");
+        let f = std::fs::File::create(path).expect("create");
+        ParquetWriter::new(f).with_row_group_size(Some(rows_per_group)).finish(&mut df).expect("write");
+        n
+    }
+
     #[test]
     fn a_large_file_comes_a_row_group_at_a_time_and_lateness_is_measured() {
         // Rows written host by host (not sorted by time): more than one row group, and
@@ -426,25 +445,7 @@ mod tests {
         ds.metrics.truncate(9);
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("metrics.parquet");
-        let mut rows: Vec<(i64, String, String, f64)> = Vec::new();
-        for s in &ds.metrics {
-            for (t, v) in s.timestamps.iter().zip(&s.values) {
-                rows.push((*t, s.key.host.to_string(), s.key.metric.to_string(), *v));
-            }
-        }
-        let n = rows.len();
-        let mut df = DataFrame::new(
-            n,
-            vec![
-                Column::new("timestamp".into(), rows.iter().map(|r| r.0).collect::<Vec<_>>()),
-                Column::new("host".into(), rows.iter().map(|r| r.1.as_str()).collect::<Vec<_>>()),
-                Column::new("metric".into(), rows.iter().map(|r| r.2.as_str()).collect::<Vec<_>>()),
-                Column::new("value".into(), rows.iter().map(|r| r.3).collect::<Vec<_>>()),
-            ],
-        )
-        .expect("frame");
-        let mut f = std::fs::File::create(&path).expect("create");
-        ParquetWriter::new(&mut f).with_row_group_size(Some(5_000)).finish(&mut df).expect("write");
+        let n = write_series_by_series(&path, &ds.metrics, 5_000);
         let hosts: Vec<HostId> = ds.hosts.iter().map(|h| h.host.clone()).collect();
         let mut s = MetricStream::open(&path, &hosts, None, LoadOptions::default()).expect("open");
         let (mut batch, mut parts, mut total) = (Vec::new(), 0, 0);
@@ -484,17 +485,7 @@ mod tests {
         let ds = generate(&SynthParams { hosts: 3, days: 1.0, seed: 5, ..SynthParams::default() }).expect("params").dataset;
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("metrics.parquet");
-        let (mut t, mut h, mut m, mut v) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for s in &ds.metrics {
-            for (ts, x) in s.timestamps.iter().zip(&s.values) {
-                t.push(*ts);
-                h.push(s.key.host.as_str());
-                m.push(s.key.metric.as_str());
-                v.push(*x);
-            }
-        }
-        let mut df = df!("timestamp" => t, "host" => h, "metric" => m, "value" => v).expect("frame");
-        ParquetWriter::new(std::fs::File::create(&path).expect("create")).with_row_group_size(Some(2_000)).finish(&mut df).expect("write");
+        write_series_by_series(&path, &ds.metrics, 2_000);
         // Zero the middle of the second row group's bytes.
         let meta = polars_parquet::parquet::read::read_metadata(&mut std::fs::File::open(&path).expect("open")).expect("meta");
         assert!(meta.row_groups.len() >= 3, "{} row groups", meta.row_groups.len());

@@ -326,31 +326,12 @@ fn live_ticks_and_eval_give_the_same_alert_transitions_and_polling_changes_none(
         (lo.min(*s.timestamps.first().unwrap_or(&lo)), hi.max(*s.timestamps.last().unwrap_or(&hi)))
     });
     let tick = 60_000;
-    let mut cursors = vec![0usize; ds.metrics.len()];
-    let mut next_event = 0;
+    let mut feed = Feed::new(ds);
     let mut got: Vec<Vec<(i64, String)>> = vec![Vec::new(); 2];
     let mut t = start.div_euclid(tick) * tick + tick;
     let mut polled = 0;
     while t <= end {
-        let mut events = Vec::new();
-        while next_event < ds.events.len() && ds.events[next_event].ts <= t {
-            events.push(ds.events[next_event].clone());
-            next_event += 1;
-        }
-        let mut batch = SampleBatch::default();
-        for (s, c) in ds.metrics.iter().zip(&mut cursors) {
-            let from = *c;
-            while *c < s.timestamps.len() && s.timestamps[*c] <= t {
-                *c += 1;
-            }
-            if *c > from {
-                batch.series.push(SeriesSamples {
-                    key: s.key.clone(),
-                    timestamps: s.timestamps[from..*c].to_vec(),
-                    values: s.values[from..*c].to_vec(),
-                });
-            }
-        }
+        let (events, batch) = feed.until(t);
         clock.set(t);
         for (i, s) in scorers.iter().enumerate() {
             s.observe_events(&events);
@@ -506,37 +487,14 @@ fn ticks_prepared_ahead_tick_as_ticks_fed_one_by_one_and_a_reload_between_is_see
     });
     let tick = 60_000;
     let ticks: Vec<i64> = (start.div_euclid(tick) + 1..=end.div_euclid(tick)).map(|i| i * tick).collect();
-    let mut cursors = vec![0usize; ds.metrics.len()];
-    let mut next_event = 0;
-    let mut input = |t: i64| {
-        let mut events = Vec::new();
-        while next_event < ds.events.len() && ds.events[next_event].ts <= t {
-            events.push(ds.events[next_event].clone());
-            next_event += 1;
-        }
-        let mut batch = SampleBatch::default();
-        for (s, c) in ds.metrics.iter().zip(&mut cursors) {
-            let from = *c;
-            while *c < s.timestamps.len() && s.timestamps[*c] <= t {
-                *c += 1;
-            }
-            if *c > from {
-                batch.series.push(SeriesSamples {
-                    key: s.key.clone(),
-                    timestamps: s.timestamps[from..*c].to_vec(),
-                    values: s.values[from..*c].to_vec(),
-                });
-            }
-        }
-        (events, batch)
-    };
+    let mut feed = Feed::new(ds);
     let reload_at = ticks[ticks.len() / 2 + 7];
     let states = |s: &LiveScorer| -> Vec<(String, u64, u64, bool)> {
         s.host_states().into_iter().map(|h| (h.host.to_string(), h.risk.to_bits(), h.failure_probability.to_bits(), h.alerting)).collect()
     };
     let (mut entered, mut alerting_seen) = (0, false);
     for block in ticks.chunks(30) {
-        let inputs: Vec<_> = block.iter().map(|&t| input(t)).collect();
+        let inputs: Vec<_> = block.iter().map(|&t| feed.until(t)).collect();
         let events: Vec<_> = inputs.iter().map(|(e, _)| e.clone()).collect();
         let batches: Vec<_> = inputs.iter().map(|(_, b)| b.clone()).collect();
         assert!(ahead.prepare_ticks(block, &events, &batches));
@@ -560,6 +518,44 @@ fn ticks_prepared_ahead_tick_as_ticks_fed_one_by_one_and_a_reload_between_is_see
     }
     assert!(entered >= 3, "the fleet gives alerts to compare: {entered}");
     assert!(alerting_seen, "hosts alert after the reload too");
+}
+
+/// A dataset's input tick by tick, as a live scorer is fed it.
+struct Feed<'a> {
+    ds: &'a Dataset,
+    cursors: Vec<usize>,
+    next_event: usize,
+}
+
+impl<'a> Feed<'a> {
+    fn new(ds: &'a Dataset) -> Self {
+        Feed { ds, cursors: vec![0; ds.metrics.len()], next_event: 0 }
+    }
+
+    /// The events and samples after the previous call, up to and including `t`.
+    fn until(&mut self, t: i64) -> (Vec<harbinger_core::Event>, SampleBatch) {
+        let ds = self.ds;
+        let mut events = Vec::new();
+        while self.next_event < ds.events.len() && ds.events[self.next_event].ts <= t {
+            events.push(ds.events[self.next_event].clone());
+            self.next_event += 1;
+        }
+        let mut batch = SampleBatch::default();
+        for (s, c) in ds.metrics.iter().zip(&mut self.cursors) {
+            let from = *c;
+            while *c < s.timestamps.len() && s.timestamps[*c] <= t {
+                *c += 1;
+            }
+            if *c > from {
+                batch.series.push(SeriesSamples {
+                    key: s.key.clone(),
+                    timestamps: s.timestamps[from..*c].to_vec(),
+                    values: s.values[from..*c].to_vec(),
+                });
+            }
+        }
+        (events, batch)
+    }
 }
 
 /// Scorers under test never reload: their source refuses to.
