@@ -81,26 +81,25 @@ struct PreparedFleet {
 }
 
 impl Prepared {
-    /// The row prepared for `now`, if any (`Some((present, row))`); rows of earlier ticks
+    /// The position of `now` among the prepared ticks, if it is one; ticks before `now`
     /// are passed over for good.
-    fn take(&mut self, now: TimestampMs, k: usize) -> Option<(bool, &[f64])> {
+    fn at(&mut self, now: TimestampMs) -> Option<usize> {
         while self.ticks.get(self.next).is_some_and(|&t| t < now) {
             self.next += 1;
         }
-        let i = self.next;
-        (self.ticks.get(i) == Some(&now) && self.rows.len() >= (i + 1) * k).then(|| (self.present[i], &self.rows[i * k..(i + 1) * k]))
+        (self.ticks.get(self.next) == Some(&now)).then_some(self.next)
+    }
+
+    /// The row prepared for `now`, if any (`Some((present, row))`).
+    fn take(&mut self, now: TimestampMs, k: usize) -> Option<(bool, &[f64])> {
+        let i = self.at(now).filter(|i| self.rows.len() >= (i + 1) * k)?;
+        Some((self.present[i], &self.rows[i * k..(i + 1) * k]))
     }
 
     /// The assessment prepared for `now`: `Some(None)` when the host was silent, `None`
-    /// when nothing was assessed for `now`. Ticks before `now` are passed over for good.
+    /// when nothing was assessed for `now`.
     fn assessed_at(&mut self, now: TimestampMs) -> Option<Option<Assessed>> {
-        while self.ticks.get(self.next).is_some_and(|&t| t < now) {
-            self.next += 1;
-        }
-        let i = self.next;
-        if self.ticks.get(i) != Some(&now) {
-            return None;
-        }
+        let i = self.at(now)?;
         self.assessed.get(i).copied()
     }
 }
