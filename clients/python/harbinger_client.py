@@ -11,9 +11,11 @@ the client always speaks the checked-in contract:
 Needs `pip install grpcio grpcio-tools`.
 """
 
+import atexit
 import importlib
 import os
 import pathlib
+import shutil
 import sys
 import tempfile
 
@@ -24,13 +26,16 @@ PROTO_FILES = ["common", "risk", "ingest", "admin", "change"]
 
 
 def generate(proto_dir=None, out_dir=None):
-    """Compiles proto/harbinger/v1/*.proto into out_dir (a new temporary directory by
-    default) and returns the imported modules as a dict: {"common": common_pb2, ...,
+    """Compiles proto/harbinger/v1/*.proto into out_dir (by default a new temporary
+    directory, removed when the interpreter exits) and returns the imported modules as a dict: {"common": common_pb2, ...,
     "risk_grpc": risk_pb2_grpc, ...}."""
     from grpc_tools import protoc
 
     proto_dir = pathlib.Path(proto_dir or REPO / "proto")
-    out_dir = pathlib.Path(out_dir or tempfile.mkdtemp(prefix="harbinger-pb-"))
+    if out_dir is None:
+        out_dir = tempfile.mkdtemp(prefix="harbinger-pb-")
+        atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
+    out_dir = pathlib.Path(out_dir)
     files = [str(proto_dir / "harbinger" / "v1" / f"{f}.proto") for f in PROTO_FILES]
     for f in files:
         if not os.path.exists(f):
