@@ -18,8 +18,13 @@
 //! [`drive`] does this with one change of schedule: the scorer is given an hour of ticks'
 //! events and stored samples at once ([`RiskScorer::prepare_ticks`](harbinger_core::RiskScorer::prepare_ticks)),
 //! and works host by host across them (feature rows, each tick's fleet signal, the model's
-//! assessments), while the store, the engine and the clock still go tick by tick; a thread
-//! cuts the next block of steps meanwhile. Each tick sees what it sees fed tick by tick
+//! assessments), while the store, the engine and their clocks still go tick by tick. Three
+//! threads overlap: one cuts blocks of steps out of the dataset and stores their samples
+//! (on the store's own clock, [`Clocks`]; the engine reads no samples), one prepares the
+//! scorer for the next block, and the driver ticks the engine through the block before. A
+//! block in which a host outside the inventory is first heard of is prepared only after
+//! the blocks before it ticked, so no tick knows a host early. Each tick sees what it sees
+//! fed tick by tick
 //! ([`run_step`]; tests compare both, and replay with serve fed over HTTP). A replay's
 //! snapshots are written atomically but not flushed one by one (`SnapshotConfig::durable`).
 //!
@@ -96,8 +101,32 @@ pub struct ReplayOutput {
     pub samples: u64,
 }
 
-/// The pipeline of `serve` over an in-memory store holding the dataset's inventory, on a
-/// virtual clock stopped at the dataset's first sample: the configured model (the built-in
+/// A replay's virtual clocks: the engine's (which the scorer reads too) and the metric
+/// store's (which judges the samples it admits by it). [`drive`] stores a block of samples
+/// while the engine ticks through the block before, so each has its own; a caller going
+/// step by step sets both ([`Clocks::set`]).
+#[derive(Debug, Clone)]
+pub struct Clocks {
+    /// The engine's and the scorer's clock.
+    pub engine: Arc<ManualClock>,
+    /// The metric store's clock.
+    pub store: Arc<ManualClock>,
+}
+
+impl Clocks {
+    fn new(start: TimestampMs) -> Self {
+        Clocks { engine: Arc::new(ManualClock::new(start)), store: Arc::new(ManualClock::new(start)) }
+    }
+
+    /// Sets both clocks to `now`.
+    pub fn set(&self, now: TimestampMs) {
+        self.store.set(now);
+        self.engine.set(now);
+    }
+}
+
+/// The pipeline of `serve` over an in-memory store holding the dataset's inventory, on
+/// virtual clocks stopped at the dataset's first sample: the configured model (the built-in
 /// one as `serve` resolves it), the `log` actuator, the engine's decision log in
 /// `out/decisions.jsonl` and its snapshots in `out/snapshots` (both started afresh).
 ///
@@ -105,7 +134,7 @@ pub struct ReplayOutput {
 ///
 /// # Errors
 /// No samples in the dataset, no loadable model, an unwritable `out`.
-pub async fn open(cfg: &Config, ds: &Dataset, out: &Path) -> anyhow::Result<(Pipeline, Arc<ManualClock>)> {
+pub async fn open(cfg: &Config, ds: &Dataset, out: &Path) -> anyhow::Result<(Pipeline, Clocks)> {
     let (start, _) = harbinger_model::runner::data_span(ds).context("the dataset has no metric samples")?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let log = out.join("decisions.jsonl");
@@ -119,9 +148,9 @@ pub async fn open(cfg: &Config, ds: &Dataset, out: &Path) -> anyhow::Result<(Pip
     if snapshots.exists() {
         std::fs::remove_dir_all(&snapshots).with_context(|| format!("removing the previous {}", snapshots.display()))?;
     }
-    let clock = Arc::new(ManualClock::new(start));
+    let clocks = Clocks::new(start);
     // Nothing in a replay reads samples older than the hot window (the engine reads none).
-    let store = Arc::new(MemoryStore::with_clock(crate::store_config(cfg).limits, clock.clone()).without_history());
+    let store = Arc::new(MemoryStore::with_clock(crate::store_config(cfg).limits, clocks.store.clone()).without_history());
     store.put_hosts(&ds.hosts).await.context("storing the hosts")?;
     store.put_resources(&ds.resources).await.context("storing the resources")?;
     let mut snap = crate::serve::snapshot_config(cfg, snapshots)?;
@@ -131,7 +160,7 @@ pub async fn open(cfg: &Config, ds: &Dataset, out: &Path) -> anyhow::Result<(Pip
     snap.durable = false;
     let parts = PipelineParts {
         stores: Stores::from_backend(store),
-        clock: clock.clone(),
+        clock: clocks.engine.clone(),
         actuator: Arc::new(LogActuator),
         telemetry: Arc::new(Telemetry::new()),
         engine: EngineConfig {
@@ -146,7 +175,7 @@ pub async fn open(cfg: &Config, ds: &Dataset, out: &Path) -> anyhow::Result<(Pip
     if p.scorer.is_none() {
         anyhow::bail!("replay needs a failure model: {}", p.no_model_reason);
     }
-    Ok((p, clock))
+    Ok((p, clocks))
 }
 
 /// The samples of one series, sorted by time.
@@ -304,14 +333,14 @@ pub struct Recorder {
 /// The store or the engine failed.
 pub async fn run_step(
     p: &Pipeline,
-    clock: &ManualClock,
+    clocks: &Clocks,
     step: Step,
     trace_every_ms: Option<i64>,
     recover_by_samples: bool,
     rec: &mut Recorder,
 ) -> anyhow::Result<()> {
     let now = step.now;
-    clock.set(now);
+    clocks.set(now);
     before_samples(&p.ingest, p, now, step.events, recover_by_samples.then(|| reporting(&step.samples)), rec).await?;
     if !step.samples.series.is_empty() {
         p.ingest.samples("replay", step.samples, BTreeMap::new()).await.context("ingesting samples")?;
@@ -425,9 +454,29 @@ fn host_count(ds: &Dataset) -> usize {
     hosts.len()
 }
 
+/// A block of steps cut and stored: the samples are out of the steps, in the store and
+/// (what it kept) here for the scorer.
+struct Fed {
+    /// The steps, their samples taken out.
+    steps: Vec<Step>,
+    /// What the store kept of each step's samples.
+    kept: Vec<SampleBatch>,
+    /// The hosts with samples at each step, when recovery is by samples.
+    heard: Vec<Option<BTreeSet<HostId>>>,
+    /// Samples in the block.
+    samples: u64,
+    /// A host outside the inventory is first heard of at the block's first step.
+    new_host: bool,
+    /// The scorer took the block's input ahead ([`RiskScorer::prepare_ticks`]); else each
+    /// tick's input goes to it tick by tick.
+    prepared: bool,
+}
+
 /// Drives the pipeline `p` (from [`open`]) over `ds`, step by step ([`Steps`],
-/// [`run_step`]), and scores the alerts with the contract's rule. A thread of its own cuts
-/// the next block of steps out of the dataset while a block runs.
+/// [`run_step`]), and scores the alerts with the contract's rule. A thread cuts blocks of
+/// steps out of the dataset and stores their samples ([`store_block`]), a thread prepares
+/// the scorer for a block ([`RiskScorer::prepare_ticks`]), and this one ticks the engine
+/// through the block before ([`run_blocks`]).
 ///
 /// Must be called on a multi-threaded tokio runtime (it blocks the thread it runs on).
 ///
@@ -436,95 +485,152 @@ fn host_count(ds: &Dataset) -> usize {
 pub async fn drive(
     ds: &Dataset,
     p: &Pipeline,
-    clock: &ManualClock,
+    clocks: &Clocks,
     opts: ReplayOptions,
     progress: &(dyn Fn(f64) + Sync),
 ) -> anyhow::Result<ReplayOutput> {
     let steps = Steps::new(ds, opts.tick_ms)?;
     let span = steps.span;
     let total = steps.len().max(1) as f64;
+    let recover_by_samples = !ds.events.iter().any(|e| e.kind == EventKind::HostRecovered);
     let handle = tokio::runtime::Handle::current();
     tokio::task::block_in_place(|| {
         std::thread::scope(|scope| {
-            // One block waits cut while the one before it runs.
-            let (tx, blocks) = std::sync::mpsc::sync_channel::<Vec<Step>>(1);
+            // One block waits stored while the one before it is prepared.
+            let (stored_tx, stored) = std::sync::mpsc::sync_channel::<anyhow::Result<Fed>>(1);
             let starts = first_heard(ds, opts.tick_ms.max(1));
             let per_block = block_ticks(host_count(ds));
+            let rt = handle.clone();
             std::thread::Builder::new()
                 .name("replay-steps".into())
                 .spawn_scoped(scope, move || {
                     let mut steps = steps.peekable();
-                    while steps.peek().is_some() {
+                    while let Some(first) = steps.peek() {
+                        let new_host = starts.contains(&first.now);
                         let mut block: Vec<Step> = Vec::with_capacity(per_block);
                         while let Some(s) = steps.next_if(|s| block.is_empty() || (block.len() < per_block && !starts.contains(&s.now))) {
                             block.push(s);
                         }
-                        if tx.send(block).is_err() {
-                            break; // the driver stopped on an error
+                        let r = store_block(&rt, p, &clocks.store, block, recover_by_samples).map(|f| Fed { new_host, ..f });
+                        let failed = r.is_err();
+                        if stored_tx.send(r).is_err() || failed {
+                            break; // the driver stopped, or this thread did
                         }
                     }
                 })
                 .context("starting the replay's step thread")?;
-            handle.block_on(run_blocks(ds, p, clock, opts, progress, blocks, (span, total)))
+            // A prepared block is handed over when the driver is done with the one before
+            // it: at most two blocks are prepared at a time.
+            let (fed_tx, fed) = std::sync::mpsc::sync_channel::<anyhow::Result<Fed>>(0);
+            let (done_tx, done) = std::sync::mpsc::channel::<()>();
+            std::thread::Builder::new()
+                .name("replay-prepare".into())
+                .spawn_scoped(scope, move || {
+                    let mut ticked = 0usize; // blocks the driver is through with
+                    for (handed, block) in stored.into_iter().enumerate() {
+                        let block = block.map(|mut b| {
+                            // A new host must not be known to the scorer before the ticks
+                            // before it are done.
+                            while b.new_host && ticked < handed && done.recv().is_ok() {
+                                ticked += 1;
+                            }
+                            b.prepared = prepare(p, &b);
+                            b
+                        });
+                        let failed = block.is_err();
+                        if fed_tx.send(block).is_err() || failed {
+                            break;
+                        }
+                    }
+                })
+                .context("starting the replay's prepare thread")?;
+            handle.block_on(run_blocks(ds, p, &clocks.engine, opts, progress, fed, done_tx, (span, total)))
         })
     })
 }
 
-/// The driver's side of [`drive`]: each block of steps from `blocks` through the pipeline.
+/// Stores the samples of `steps`, each at its time on the store's clock (`rt` runs the
+/// store's calls: this runs on a thread outside the runtime).
+///
+/// # Errors
+/// The store failed.
+fn store_block(
+    rt: &tokio::runtime::Handle,
+    p: &Pipeline,
+    clock: &ManualClock,
+    mut steps: Vec<Step>,
+    recover_by_samples: bool,
+) -> anyhow::Result<Fed> {
+    let quiet = harbinger_engine::Ingest { scorer: None, ..p.ingest.clone() };
+    let mut kept = Vec::with_capacity(steps.len());
+    let mut heard = Vec::with_capacity(steps.len());
+    let mut samples = 0u64;
+    for step in &mut steps {
+        clock.set(step.now);
+        samples += step.samples.sample_count() as u64;
+        heard.push(recover_by_samples.then(|| reporting(&step.samples)));
+        let batch = std::mem::take(&mut step.samples);
+        let (_, batch) = rt.block_on(quiet.store_samples("replay", batch, BTreeMap::new())).context("ingesting samples")?;
+        kept.push(batch);
+    }
+    Ok(Fed { steps, kept, heard, samples, new_host: false, prepared: false })
+}
+
+/// Gives the scorer a stored block's events and samples ahead of its ticks; whether it
+/// took them.
+fn prepare(p: &Pipeline, b: &Fed) -> bool {
+    let Some(s) = &p.scorer else { return true };
+    let times: Vec<TimestampMs> = b.steps.iter().map(|s| s.now).collect();
+    let events: Vec<Vec<harbinger_core::Event>> = b.steps.iter().map(|s| s.events.clone()).collect();
+    s.prepare_ticks(&times, &events, &b.kept)
+}
+
+/// The driver's side of [`drive`]: the engine ticked through each block `fed` hands over,
+/// tick by tick (events to the store and the engine, recoveries, failures, the engine's
+/// tick); `done` is told when a block is through.
+#[allow(clippy::too_many_arguments)]
 async fn run_blocks(
     ds: &Dataset,
     p: &Pipeline,
     clock: &ManualClock,
     opts: ReplayOptions,
     progress: &(dyn Fn(f64) + Sync),
-    blocks: std::sync::mpsc::Receiver<Vec<Step>>,
+    fed: std::sync::mpsc::Receiver<anyhow::Result<Fed>>,
+    done: std::sync::mpsc::Sender<()>,
     (span, total): ((TimestampMs, TimestampMs), f64),
 ) -> anyhow::Result<ReplayOutput> {
     let recover_by_samples = !ds.events.iter().any(|e| e.kind == EventKind::HostRecovered);
     let mut rec = Recorder::default();
     let (mut ticks, mut samples) = (0u64, 0u64);
-    // The scorer is fed a block of ticks at a time (host by host across them: far fewer
-    // cache misses than every host every minute); the store, the engine and the clock
-    // still go tick by tick, and each tick sees what it would have seen fed tick by tick
+    // The scorer was fed a block of ticks at a time (host by host across them: far fewer
+    // cache misses than every host every minute); the engine and its clock still go tick by
+    // tick, and each tick sees what it would have seen fed tick by tick
     // (`replay_decides_as_serve_fed_over_http` checks it against serve's own ingest path).
     let quiet = harbinger_engine::Ingest { scorer: None, ..p.ingest.clone() };
-    for mut block in blocks {
-        // 1. Each tick's samples into the store at its time; what the store kept is the
-        //    scorer's input.
-        let mut kept = Vec::with_capacity(block.len());
-        let mut heard = Vec::with_capacity(block.len());
-        for step in &mut block {
-            clock.set(step.now);
-            samples += step.samples.sample_count() as u64;
-            heard.push(recover_by_samples.then(|| reporting(&step.samples)));
-            let batch = std::mem::take(&mut step.samples);
-            let (_, batch) = quiet.store_samples("replay", batch, BTreeMap::new()).await.context("ingesting samples")?;
-            kept.push(batch);
-        }
-        // 2. The scorer takes the block's events and samples.
-        let times: Vec<TimestampMs> = block.iter().map(|s| s.now).collect();
-        let events: Vec<Vec<harbinger_core::Event>> = block.iter().map(|s| s.events.clone()).collect();
-        let prepared = match &p.scorer {
-            Some(s) => s.prepare_ticks(&times, &events, &kept),
-            None => true,
-        };
-        // 3. Tick by tick: events to the store and the engine, recoveries, failures, the
-        //    engine's tick.
-        for ((step, batch), heard) in block.into_iter().zip(kept).zip(heard) {
+    for block in fed {
+        let block = block?;
+        samples += block.samples;
+        for ((step, batch), heard) in block.steps.into_iter().zip(block.kept).zip(block.heard) {
             let now = step.now;
             clock.set(now);
             let evs = step.events;
-            if !prepared && let Some(s) = &p.scorer {
+            if !block.prepared
+                && let Some(s) = &p.scorer
+            {
                 s.observe_events(&evs);
             }
             before_samples(&quiet, p, now, evs, heard, &mut rec).await?;
-            if !prepared && let Some(s) = &p.scorer {
+            if !block.prepared
+                && let Some(s) = &p.scorer
+            {
                 s.observe_samples(&batch);
             }
             after_samples(p, now, &step.failures, opts.trace_every_ms, recover_by_samples, &mut rec).await?;
             ticks += 1;
             progress(ticks as f64 / total);
         }
+        // The feed thread may have stopped (on its own error, sent before this block).
+        let _ = done.send(());
     }
     let mut summary = harbinger_model::summarize(&rec.alerts, &ds.failures, host_count(ds), span);
     summary.model_version = p.scorer.as_ref().map(|s| s.model_info().version.to_string());
@@ -566,8 +672,8 @@ pub fn run(a: &ReplayArgs, mut cfg: Config) -> anyhow::Result<()> {
     let pb = crate::train::bar("replay");
     let started = Instant::now();
     let out = rt.block_on(async {
-        let (p, clock) = open(&cfg, &ds, &a.out).await?;
-        drive(&ds, &p, &clock, opts, &|f| pb.set_position((f * 1000.0) as u64)).await
+        let (p, clocks) = open(&cfg, &ds, &a.out).await?;
+        drive(&ds, &p, &clocks, opts, &|f| pb.set_position((f * 1000.0) as u64)).await
     })?;
     pb.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();

@@ -162,8 +162,11 @@ pub trait RiskScorer: Send + Sync + std::fmt::Debug {
     /// would have been given just before the tick at `ticks[i]`. The scorer may then work
     /// host by host across the ticks (far fewer cache misses than tick by tick); each
     /// [`tick`](Self::tick) at one of `ticks` must then give what it would have given fed
-    /// tick by tick. Reads between those ticks may see later input. Returns `false` (having
-    /// done nothing) when the scorer does not do this: feed it tick by tick.
+    /// tick by tick. Reads between those ticks may see later input. The next ticks' input
+    /// may be fed before the last of these ticks were ticked (replay prepares one block of
+    /// ticks while the block before it ticks); a call for ticks already prepared replaces
+    /// them. Returns `false` (having done nothing) when the scorer does not do this: feed it
+    /// tick by tick.
     fn prepare_ticks(&self, ticks: &[TimestampMs], events: &[Vec<Event>], samples: &[SampleBatch]) -> bool {
         let _ = (ticks, events, samples);
         false

@@ -11,7 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use harbinger_core::{
@@ -33,20 +33,34 @@ const PARALLEL_SERIES: usize = 256;
 /// How often (by the clock) the fleet statistics are recomputed.
 const FLEET_REFRESH_MS: i64 = 30_000;
 
+/// A host's state in two parts, each behind a lock of its own so that replay can prepare
+/// a host's coming ticks while the engine ticks through the ones before: what its input
+/// built and what its ticks left. Lock order: `input` before `ticks`.
 struct LiveHost {
+    input: Mutex<HostInput>,
+    ticks: Mutex<HostTicks>,
+}
+
+/// What a host's input built.
+struct HostInput {
     features: HostFeatures,
+    last_ts: Option<TimestampMs>,
+    /// Rows written ahead of their ticks ([`RiskScorer::prepare_ticks`]); dropped when other
+    /// input reaches the host.
+    prepared: Ahead,
+}
+
+/// What a host's ticks left.
+#[derive(Default)]
+struct HostTicks {
     alert: AlertState,
     history: VecDeque<RiskPoint>,
-    last_ts: Option<TimestampMs>,
     /// What the last engine tick saw (`None` before the first tick, or when silent).
     ticked: Option<RiskPoint>,
     /// [`crate::model::Assessment::imminence`] at the last tick (1 when silent).
     imminence: f64,
     /// When the host last left the alerting state.
     cleared_at: Option<TimestampMs>,
-    /// Rows written ahead of their ticks ([`RiskScorer::prepare_ticks`]); dropped when other
-    /// input reaches the host.
-    prepared: Option<Prepared>,
 }
 
 /// A host's feature rows at coming ticks, written as their input was fed.
@@ -57,9 +71,6 @@ struct Prepared {
     present: Vec<bool>,
     /// The rows, one after the other.
     rows: Vec<f64>,
-    /// What the model made of each row with the fleet signal of its tick (`None` where
-    /// the host was silent), when every host's rows were prepared together; else empty.
-    assessed: Vec<Option<Assessed>>,
     /// The first tick not yet read.
     next: usize,
 }
@@ -68,16 +79,22 @@ struct Prepared {
 type Assessed = (Observation, f64);
 
 /// Every host with its state, sorted by id.
-type HostList = Arc<[(HostId, Arc<Mutex<LiveHost>>)]>;
+type HostList = Arc<[(HostId, Arc<LiveHost>)]>;
 
-/// The fleet signal of prepared ticks, for the hosts whose rows were assessed with it.
+/// A block of prepared ticks as the whole fleet saw them: each tick's fleet signal and
+/// what the model made of each host's row at each tick with it.
 struct PreparedFleet {
     /// The model that assessed the rows (another after a reload: not used).
     model: Arc<Model>,
     /// The hosts, sorted (another set of hosts at the tick: not used).
     hosts: Vec<HostId>,
+    /// The input count ([`LiveScorer::inputs`]) when the block was prepared (other input
+    /// since: not used).
+    inputs: u64,
     ticks: Vec<TimestampMs>,
     stats: Vec<Arc<FleetStats>>,
+    /// `assessed[h][i]`: host `h`'s assessment at `ticks[i]` (`None`: silent).
+    assessed: Vec<Vec<Option<Assessed>>>,
 }
 
 impl Prepared {
@@ -90,21 +107,79 @@ impl Prepared {
         (self.ticks.get(self.next) == Some(&now)).then_some(self.next)
     }
 
-    /// The row prepared for `now`, if any (`Some((present, row))`).
-    fn take(&mut self, now: TimestampMs, k: usize) -> Option<(bool, &[f64])> {
-        let i = self.at(now).filter(|i| self.rows.len() >= (i + 1) * k)?;
-        Some((self.present[i], &self.rows[i * k..(i + 1) * k]))
-    }
-
-    /// The assessment prepared for `now`: `Some(None)` when the host was silent, `None`
-    /// when nothing was assessed for `now`.
-    fn assessed_at(&mut self, now: TimestampMs) -> Option<Option<Assessed>> {
-        let i = self.at(now)?;
-        self.assessed.get(i).copied()
+    /// Every tick passed over.
+    fn spent(&self) -> bool {
+        self.next >= self.ticks.len()
     }
 }
 
-impl LiveHost {
+/// A host's prepared blocks of ticks, oldest first: the block being ticked and those
+/// prepared after it (replay prepares a block while the one before it ticks).
+#[derive(Default)]
+struct Ahead {
+    blocks: VecDeque<Prepared>,
+    /// A block passed over, kept so the next block reuses its buffers.
+    spare: Option<Prepared>,
+}
+
+impl Ahead {
+    /// Forgets every block (other input reached the host).
+    fn clear(&mut self) {
+        self.blocks.clear();
+    }
+
+    /// An empty block for `ticks`, to fill and then [`Ahead::push`].
+    fn fresh(&mut self, ticks: &[TimestampMs]) -> Prepared {
+        let mut p = self.spare.take().unwrap_or_default();
+        p.ticks.clear();
+        p.ticks.extend_from_slice(ticks);
+        p.present.clear();
+        p.rows.clear();
+        p.next = 0;
+        p
+    }
+
+    /// Queues `p` after the blocks before it; blocks from its first tick on are replaced,
+    /// and blocks ticked through (every tick before `ticked`, the last tick begun) are let
+    /// go.
+    fn push(&mut self, p: Prepared, ticked: TimestampMs) {
+        while self.blocks.front().is_some_and(|b| b.ticks.last().is_none_or(|&t| t < ticked)) {
+            self.spare = self.blocks.pop_front();
+        }
+        let first = p.ticks.first().copied().unwrap_or(TimestampMs::MAX);
+        self.blocks.retain(|b| b.ticks.first().is_some_and(|&t| t < first));
+        self.blocks.push_back(p);
+    }
+
+    /// The block of exactly `ticks`.
+    fn block(&mut self, ticks: &[TimestampMs]) -> Option<&mut Prepared> {
+        self.blocks.iter_mut().find(|b| b.ticks == ticks)
+    }
+
+    /// `now`'s position in the front block, if `now` is a prepared tick; blocks whose
+    /// ticks are all before `now` are passed over for good.
+    fn at(&mut self, now: TimestampMs) -> Option<usize> {
+        loop {
+            let front = self.blocks.front_mut()?;
+            if let Some(i) = front.at(now) {
+                return Some(i);
+            }
+            if !front.spent() {
+                return None;
+            }
+            self.spare = self.blocks.pop_front();
+        }
+    }
+
+    /// The row prepared for `now`, if any (`Some((present, row))`).
+    fn take(&mut self, now: TimestampMs, k: usize) -> Option<(bool, &[f64])> {
+        let i = self.at(now)?;
+        let p = self.blocks.front()?;
+        p.rows.get(i * k..(i + 1) * k).map(|r| (p.present[i], r))
+    }
+}
+
+impl HostInput {
     /// Feeds series `s`, the model's metric `mi`, to the features.
     fn push(&mut self, mi: usize, s: &harbinger_core::SeriesSamples) {
         for (&t, &v) in s.timestamps.iter().zip(&s.values) {
@@ -114,18 +189,22 @@ impl LiveHost {
             }
         }
     }
+}
 
+impl LiveHost {
     fn new(m: &Model) -> Self {
         LiveHost {
-            features: HostFeatures::new(&m.schema),
-            alert: AlertState::default(),
-            history: VecDeque::new(),
-            last_ts: None,
-            ticked: None,
-            imminence: 1.0,
-            cleared_at: None,
-            prepared: None,
+            input: Mutex::new(HostInput { features: HostFeatures::new(&m.schema), last_ts: None, prepared: Ahead::default() }),
+            ticks: Mutex::new(HostTicks { imminence: 1.0, ..HostTicks::default() }),
         }
+    }
+
+    fn input(&self) -> std::sync::MutexGuard<'_, HostInput> {
+        self.input.lock().unwrap_or_else(poisoned)
+    }
+
+    fn ticks(&self) -> std::sync::MutexGuard<'_, HostTicks> {
+        self.ticks.lock().unwrap_or_else(poisoned)
     }
 }
 
@@ -153,7 +232,7 @@ struct Inventory {
     resource_host: HashMap<String, HostId>,
 }
 
-type Shard = Mutex<HashMap<HostId, Arc<Mutex<LiveHost>>>>;
+type Shard = Mutex<HashMap<HostId, Arc<LiveHost>>>;
 
 /// Where a [`LiveScorer`] reloads its model from: the directory it was loaded from (the
 /// default for a reload) and the function that loads a directory. This crate reads no
@@ -200,12 +279,18 @@ pub struct LiveScorer {
     shards: Vec<Shard>,
     inventory: RwLock<Inventory>,
     fleet: RwLock<(TimestampMs, Arc<FleetStats>)>,
-    /// The fleet signal of the ticks [`RiskScorer::prepare_ticks`] assessed ahead.
-    prepared_fleet: Mutex<Option<PreparedFleet>>,
+    /// The fleet signal of the ticks [`RiskScorer::prepare_ticks`] assessed ahead, a block
+    /// at a time, oldest first.
+    prepared_fleet: Mutex<VecDeque<PreparedFleet>>,
     /// Every host, sorted, as of the count of hosts added ([`LiveScorer::all_hosts`]).
     sorted_hosts: RwLock<(u64, HostList)>,
     /// Hosts added so far.
     hosts_added: AtomicU64,
+    /// Calls that gave input other than [`RiskScorer::prepare_ticks`] (or reloaded the
+    /// model): a prepared block made before one of them is not used.
+    inputs: AtomicU64,
+    /// The time of the last tick.
+    ticked: AtomicI64,
     clock: Arc<dyn Clock>,
     hasher: std::collections::hash_map::RandomState,
     /// Directories a reload may name a model under (empty: any).
@@ -231,7 +316,7 @@ fn assessed(a: &crate::model::Assessment) -> Assessed {
 /// A host's risk step at `now` from what the model made of it (`None`: silent): its alert
 /// state, the point it saw, its history. The transition, if any.
 fn step_host(
-    h: &mut LiveHost,
+    h: &mut HostTicks,
     id: &HostId,
     seen: Option<Assessed>,
     crit: u8,
@@ -315,9 +400,11 @@ impl LiveScorer {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             inventory: RwLock::new(Inventory::default()),
             fleet: RwLock::new((i64::MIN, Arc::new(FleetStats::default()))),
-            prepared_fleet: Mutex::new(None),
+            prepared_fleet: Mutex::new(VecDeque::new()),
             sorted_hosts: RwLock::new((0, Arc::from(Vec::new()))),
             hosts_added: AtomicU64::new(0),
+            inputs: AtomicU64::new(0),
+            ticked: AtomicI64::new(i64::MIN),
             clock,
             hasher: std::collections::hash_map::RandomState::new(),
             reload_roots: Vec::new(),
@@ -353,14 +440,15 @@ impl LiveScorer {
         self.all_hosts()
             .iter()
             .map(|(id, h)| {
-                let h = h.lock().unwrap_or_else(poisoned);
+                let last_sample = h.input().last_ts;
+                let t = h.ticks();
                 TickedHost {
                     host: id.clone(),
-                    last: h.ticked,
-                    imminence: h.imminence,
-                    alerting: h.alert.alerting,
-                    cleared_at: h.cleared_at,
-                    last_sample: h.last_ts,
+                    last: t.ticked,
+                    imminence: t.imminence,
+                    alerting: t.alert.alerting,
+                    cleared_at: t.cleared_at,
+                    last_sample,
                 }
             })
             .collect()
@@ -370,6 +458,7 @@ impl LiveScorer {
     /// silent), the fleet signal of those rows, then [`risk_step`] per host. Returns the
     /// transitions in host order. The rows are those `eval` computes at the same tick.
     pub fn tick_at(&self, now: TimestampMs) -> Vec<HostTransition> {
+        self.ticked.store(now, Ordering::Release);
         let m = self.model_arc();
         let policy = self.policy(&m);
         let k = m.schema.len();
@@ -386,8 +475,8 @@ impl LiveScorer {
             .par_iter()
             .zip(rows.par_chunks_mut(k.max(1)))
             .map(|((_, h), row)| {
-                let mut h = h.lock().unwrap_or_else(poisoned);
-                if let Some((p, r)) = h.prepared.as_mut().and_then(|pr| pr.take(now, k)).filter(|(_, r)| r.len() == row.len()) {
+                let mut h = h.input();
+                if let Some((p, r)) = h.prepared.take(now, k).filter(|(_, r)| r.len() == row.len()) {
                     if p {
                         row.copy_from_slice(r);
                     }
@@ -410,7 +499,7 @@ impl LiveScorer {
                     fleet_fill(&m.schema, &stats, row);
                     assessed(&m.assess(row, false))
                 });
-                step_host(&mut h.lock().unwrap_or_else(poisoned), id, assessed, c, now, &policy)
+                step_host(&mut h.ticks(), id, assessed, c, now, &policy)
             })
             .collect();
         *self.fleet.write().unwrap_or_else(poisoned) = (self.clock.now_ms(), stats);
@@ -418,39 +507,40 @@ impl LiveScorer {
     }
 
     /// [`LiveScorer::tick_at`] from the assessments [`RiskScorer::prepare_ticks`] made for
-    /// `now`: only when every host has one, made by the current model with the fleet
-    /// signal of the same hosts (else `None`, and the tick computes them).
+    /// `now`: only when they were made for every host, by the current model, with no other
+    /// input since (else `None`, and the tick computes them). Takes no host's input lock:
+    /// the next block may be being prepared.
     fn tick_prepared(
         &self,
         now: TimestampMs,
         m: &Arc<Model>,
         policy: &crate::RiskPolicy,
-        hosts: &[(HostId, Arc<Mutex<LiveHost>>)],
+        hosts: &[(HostId, Arc<LiveHost>)],
         crit: &[u8],
     ) -> Option<Vec<HostTransition>> {
-        let stats = {
-            let pf = self.prepared_fleet.lock().unwrap_or_else(poisoned);
-            let pf = pf.as_ref()?;
-            let same_hosts = pf.hosts.len() == hosts.len() && pf.hosts.iter().zip(hosts).all(|(a, (b, _))| a == b);
-            if !Arc::ptr_eq(&pf.model, m) || !same_hosts {
-                return None;
-            }
-            pf.stats[pf.ticks.binary_search(&now).ok()?].clone()
-        };
-        // All hosts held while checked and stepped: no input comes between.
-        let mut guards: Vec<_> = hosts.iter().map(|(_, h)| h.lock().unwrap_or_else(poisoned)).collect();
-        let mut seen = Vec::with_capacity(hosts.len());
-        for g in &mut guards {
-            seen.push(g.prepared.as_mut()?.assessed_at(now)?);
+        let mut queue = self.prepared_fleet.lock().unwrap_or_else(poisoned);
+        // Blocks whose ticks are all before `now` are passed over for good.
+        while queue.front().is_some_and(|f| f.ticks.last().is_none_or(|&t| t < now)) {
+            queue.pop_front();
         }
+        let pf = queue.front()?;
+        let same_hosts = pf.hosts.len() == hosts.len() && pf.hosts.iter().zip(hosts).all(|(a, (b, _))| a == b);
+        if !Arc::ptr_eq(&pf.model, m) || !same_hosts || pf.inputs != self.inputs.load(Ordering::Acquire) {
+            return None;
+        }
+        let i = pf.ticks.binary_search(&now).ok()?;
+        // Every host's tick state held while stepped: the tick is one step of the fleet.
+        let mut guards: Vec<_> = hosts.iter().map(|(_, h)| h.ticks()).collect();
         let out = guards
             .iter_mut()
             .zip(hosts)
-            .zip(seen)
+            .zip(&pf.assessed)
             .zip(crit)
-            .filter_map(|(((h, (id, _)), a), &c)| step_host(h, id, a, c, now, policy))
+            .filter_map(|(((h, (id, _)), a), &c)| step_host(h, id, a[i], c, now, policy))
             .collect();
         drop(guards);
+        let stats = pf.stats[i].clone();
+        drop(queue);
         *self.fleet.write().unwrap_or_else(poisoned) = (self.clock.now_ms(), stats);
         Some(out)
     }
@@ -459,12 +549,12 @@ impl LiveScorer {
     /// and each host's assessment at each tick, computed on the pool a block at a time
     /// instead of at each engine tick (what [`LiveScorer::tick_prepared`] reads). Hosts
     /// given other input meanwhile have no rows left, and their ticks are computed then.
-    fn assess_prepared(&self, m: &Arc<Model>, ticks: &[TimestampMs]) {
+    fn assess_prepared(&self, m: &Arc<Model>, ticks: &[TimestampMs], inputs: u64) {
         let k = m.schema.len();
         let hosts = self.all_hosts();
         let stats: Option<Vec<Arc<FleetStats>>> = {
-            let guards: Vec<_> = hosts.iter().map(|(_, h)| h.lock().unwrap_or_else(poisoned)).collect();
-            let prepared: Option<Vec<&Prepared>> = guards.iter().map(|g| g.prepared.as_ref().filter(|p| p.ticks == ticks)).collect();
+            let guards: Vec<_> = hosts.iter().map(|(_, h)| h.input()).collect();
+            let prepared: Option<Vec<&Prepared>> = guards.iter().map(|g| g.prepared.blocks.iter().find(|p| p.ticks == ticks)).collect();
             prepared.map(|prepared| {
                 (0..ticks.len())
                     .into_par_iter()
@@ -475,26 +565,41 @@ impl LiveScorer {
                     .collect()
             })
         };
-        let Some(stats) = stats else {
-            *self.prepared_fleet.lock().unwrap_or_else(poisoned) = None;
-            return;
+        let first = ticks.first().copied().unwrap_or(TimestampMs::MAX);
+        // Blocks from this one's first tick on are replaced (as each host's are).
+        self.prepared_fleet.lock().unwrap_or_else(poisoned).retain(|f| f.ticks.first().is_some_and(|&t| t < first));
+        let Some(stats) = stats else { return };
+        let assessed: Option<Vec<Vec<Option<Assessed>>>> = hosts
+            .par_iter()
+            .with_min_len(4)
+            .map(|(_, entry)| {
+                let mut guard = entry.input();
+                let p = guard.prepared.block(ticks)?;
+                let mut row = vec![f64::NAN; k];
+                Some(
+                    (0..ticks.len())
+                        .map(|i| {
+                            p.present[i].then(|| {
+                                row.copy_from_slice(&p.rows[i * k..(i + 1) * k]);
+                                fleet_fill(&m.schema, &stats[i], &mut row);
+                                assessed(&m.assess(&mut row, false))
+                            })
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        // A host given other input meanwhile has no rows left: the ticks compute them.
+        let Some(assessed) = assessed else { return };
+        let fleet = PreparedFleet {
+            model: m.clone(),
+            hosts: hosts.iter().map(|(id, _)| id.clone()).collect(),
+            inputs,
+            ticks: ticks.to_vec(),
+            stats,
+            assessed,
         };
-        hosts.par_iter().with_min_len(4).for_each(|(_, entry)| {
-            let mut guard = entry.lock().unwrap_or_else(poisoned);
-            let Some(p) = guard.prepared.as_mut().filter(|p| p.ticks == ticks) else { return };
-            let mut row = vec![f64::NAN; k];
-            p.assessed = (0..ticks.len())
-                .map(|i| {
-                    p.present[i].then(|| {
-                        row.copy_from_slice(&p.rows[i * k..(i + 1) * k]);
-                        fleet_fill(&m.schema, &stats[i], &mut row);
-                        assessed(&m.assess(&mut row, false))
-                    })
-                })
-                .collect();
-        });
-        *self.prepared_fleet.lock().unwrap_or_else(poisoned) =
-            Some(PreparedFleet { model: m.clone(), hosts: hosts.iter().map(|(id, _)| id.clone()).collect(), ticks: ticks.to_vec(), stats });
+        self.prepared_fleet.lock().unwrap_or_else(poisoned).push_back(fleet);
     }
 
     fn model_arc(&self) -> Arc<Model> {
@@ -513,7 +618,7 @@ impl LiveScorer {
         &self.shards[(self.hasher.hash_one(h) as usize) % SHARDS]
     }
 
-    fn host_entry(&self, h: &HostId, m: &Model) -> Arc<Mutex<LiveHost>> {
+    fn host_entry(&self, h: &HostId, m: &Model) -> Arc<LiveHost> {
         let mut shard = self.shard(h).lock().unwrap_or_else(poisoned);
         shard
             .entry(h.clone())
@@ -521,12 +626,12 @@ impl LiveScorer {
                 // Counted while the shard is held: a list built after reading the count
                 // sees this host.
                 self.hosts_added.fetch_add(1, Ordering::AcqRel);
-                Arc::new(Mutex::new(LiveHost::new(m)))
+                Arc::new(LiveHost::new(m))
             })
             .clone()
     }
 
-    fn host(&self, h: &HostId) -> Option<Arc<Mutex<LiveHost>>> {
+    fn host(&self, h: &HostId) -> Option<Arc<LiveHost>> {
         self.shard(h).lock().unwrap_or_else(poisoned).get(h).cloned()
     }
 
@@ -540,7 +645,7 @@ impl LiveScorer {
                 return cached.1.clone();
             }
         }
-        let mut v: Vec<(HostId, Arc<Mutex<LiveHost>>)> = Vec::new();
+        let mut v: Vec<(HostId, Arc<LiveHost>)> = Vec::new();
         for s in &self.shards {
             let s = s.lock().unwrap_or_else(poisoned);
             v.extend(s.iter().map(|(k, h)| (k.clone(), h.clone())));
@@ -565,7 +670,7 @@ impl LiveScorer {
         let k = m.schema.len();
         let mut rows: Vec<f64> = Vec::new();
         for (_, h) in self.all_hosts().iter() {
-            let mut h = h.lock().unwrap_or_else(poisoned);
+            let mut h = h.input();
             if let Some(t) = h.last_ts {
                 let start = rows.len();
                 rows.resize(start + k, 0.0);
@@ -585,7 +690,7 @@ impl LiveScorer {
         };
         let crit = crit.unwrap_or(0);
         let now = self.clock.now_ms();
-        let mut h = entry.lock().unwrap_or_else(poisoned);
+        let mut h = entry.input();
         let at = h.last_ts.map_or(now, |t| t.min(now.max(t)));
         let mut row = vec![f64::NAN; m.schema.len()];
         let has = h.last_ts.is_some();
@@ -629,6 +734,7 @@ impl LiveScorer {
             }
             (top.into_iter().map(factor).collect(), Vec::new())
         };
+        let t = entry.ticks();
         let risk = HostRisk {
             host: id.clone(),
             at,
@@ -638,11 +744,11 @@ impl LiveScorer {
             anomaly: a.anomaly,
             confidence,
             criticality: crit,
-            alerting: h.alert.alerting,
+            alerting: t.alert.alerting,
             factors: top,
             model_version: Arc::from(m.version.as_str()),
         };
-        let history = if all { h.history.iter().copied().collect() } else { Vec::new() };
+        let history = if all { t.history.iter().copied().collect() } else { Vec::new() };
         Ok((risk, factors, history))
     }
 }
@@ -653,20 +759,25 @@ impl RiskScorer for LiveScorer {
     }
 
     fn host_states(&self) -> Vec<harbinger_core::HostState> {
-        self.ticked_hosts()
-            .into_iter()
-            .map(|t| harbinger_core::HostState {
-                risk: t.last.map_or(0.0, |p| p.risk),
-                failure_probability: t.last.map_or(0.0, |p| p.failure_probability),
-                imminence: t.imminence,
-                alerting: t.alerting,
-                cleared_at: t.cleared_at,
-                host: t.host,
+        // The tick state only: no input lock (the next ticks may be being prepared).
+        self.all_hosts()
+            .iter()
+            .map(|(id, h)| {
+                let t = h.ticks();
+                harbinger_core::HostState {
+                    risk: t.ticked.map_or(0.0, |p| p.risk),
+                    failure_probability: t.ticked.map_or(0.0, |p| p.failure_probability),
+                    imminence: t.imminence,
+                    alerting: t.alert.alerting,
+                    cleared_at: t.cleared_at,
+                    host: id.clone(),
+                }
             })
             .collect()
     }
 
     fn observe_samples(&self, batch: &SampleBatch) {
+        self.inputs.fetch_add(1, Ordering::AcqRel);
         let m = self.model_arc();
         // Each host's entries in batch order, hosts side by side: a host's series are only
         // ever pushed by one thread, in the order the batch gives them.
@@ -678,8 +789,8 @@ impl RiskScorer for LiveScorer {
         let feed = |run: &&[usize]| {
             let Some(&first) = run.first() else { return };
             let entry = self.host_entry(&batch.series[first].key.host, &m);
-            let mut h = entry.lock().unwrap_or_else(poisoned);
-            h.prepared = None;
+            let mut h = entry.input();
+            h.prepared.clear();
             for &i in *run {
                 let s = &batch.series[i];
                 // A metric the model does not read still makes the host known.
@@ -697,6 +808,8 @@ impl RiskScorer for LiveScorer {
     }
 
     fn prepare_ticks(&self, ticks: &[TimestampMs], events: &[Vec<Event>], samples: &[SampleBatch]) -> bool {
+        let given = self.inputs.load(Ordering::Acquire);
+        let ticked = self.ticked.load(Ordering::Acquire);
         let m = self.model_arc();
         let k = m.schema.len();
         // Each host's input in the order it would have come tick by tick: a tick's events,
@@ -739,16 +852,10 @@ impl RiskScorer for LiveScorer {
         let empty = Vec::new();
         self.all_hosts().par_iter().with_min_len(4).for_each(|(id, entry)| {
             let input = index.get(id).map_or(&empty, |&at| &inputs[at]);
-            let mut guard = entry.lock().unwrap_or_else(poisoned);
+            let mut guard = entry.input();
             let h = &mut *guard;
-            let mut p = h.prepared.take().unwrap_or_default();
-            p.ticks.clear();
-            p.ticks.extend_from_slice(ticks);
-            p.present.clear();
-            p.rows.clear();
+            let mut p = h.prepared.fresh(ticks);
             p.rows.resize(ticks.len() * k, f64::NAN);
-            p.assessed.clear();
-            p.next = 0;
             let mut next = input.iter().peekable();
             for (i, &now) in ticks.iter().enumerate() {
                 while let Some((_, what)) = next.next_if(|(at, _)| *at == i) {
@@ -763,13 +870,14 @@ impl RiskScorer for LiveScorer {
                 }
                 p.present.push(present);
             }
-            h.prepared = Some(p);
+            h.prepared.push(p, ticked);
         });
-        self.assess_prepared(&m, ticks);
+        self.assess_prepared(&m, ticks, given);
         true
     }
 
     fn observe_events(&self, events: &[Event]) {
+        self.inputs.fetch_add(1, Ordering::AcqRel);
         let m = self.model_arc();
         let inv = self.inventory.read().unwrap_or_else(poisoned);
         let targets: Vec<(HostId, &Event)> =
@@ -777,8 +885,8 @@ impl RiskScorer for LiveScorer {
         drop(inv);
         for (h, e) in targets {
             let entry = self.host_entry(&h, &m);
-            let mut h = entry.lock().unwrap_or_else(poisoned);
-            h.prepared = None;
+            let mut h = entry.input();
+            h.prepared.clear();
             h.features.event(e);
         }
     }
@@ -826,10 +934,11 @@ impl RiskScorer for LiveScorer {
         let new = Arc::new(new);
         if !same_inputs {
             // Other inputs: feature state starts afresh (scores show low confidence until warm).
+            self.inputs.fetch_add(1, Ordering::AcqRel);
             for (_, h) in self.all_hosts().iter() {
-                let mut h = h.lock().unwrap_or_else(poisoned);
+                let mut h = h.input();
                 h.features = HostFeatures::new(&new.schema);
-                h.prepared = None;
+                h.prepared.clear();
             }
         }
         *self.model.write().unwrap_or_else(poisoned) = new;

@@ -460,12 +460,13 @@ fn a_fleet_whose_hosts_come_and_go_is_split_by_host() {
 
 /// The engine tick from assessments made ahead ([`RiskScorer::prepare_ticks`]: a block of
 /// ticks' input, every host's rows, the fleet signal and the model's assessment of each
-/// row) equals the tick computed at the tick: a scorer fed 30 ticks at a time gives the
-/// transitions and host states of one fed tick by tick, also after a reload, between a
-/// block's preparing and its ticks, to another model reading the same inputs (whose
-/// assessments the prepared ones are not).
+/// row) equals the tick computed at the tick: a scorer fed 30 ticks at a time, each block
+/// prepared before the block before it ticks (as replay does), gives the transitions and
+/// host states of one fed tick by tick, also after a reload, between a block's preparing
+/// and its ticks, to another model reading the same inputs (whose assessments the
+/// prepared ones are not).
 #[test]
-fn ticks_prepared_ahead_tick_as_ticks_fed_one_by_one_and_a_reload_between_is_seen() {
+fn ticks_prepared_a_block_ahead_tick_as_ticks_fed_one_by_one_and_a_reload_between_is_seen() {
     let (ds, m) = model();
     // The other model: the same inputs, every probability halved.
     let dir = tempfile::tempdir().expect("tmp");
@@ -493,11 +494,17 @@ fn ticks_prepared_ahead_tick_as_ticks_fed_one_by_one_and_a_reload_between_is_see
         s.host_states().into_iter().map(|h| (h.host.to_string(), h.risk.to_bits(), h.failure_probability.to_bits(), h.alerting)).collect()
     };
     let (mut entered, mut alerting_seen) = (0, false);
-    for block in ticks.chunks(30) {
+    let blocks: Vec<&[i64]> = ticks.chunks(30).collect();
+    let mut prepare = |block: &[i64]| {
         let inputs: Vec<_> = block.iter().map(|&t| feed.until(t)).collect();
         let events: Vec<_> = inputs.iter().map(|(e, _)| e.clone()).collect();
         let batches: Vec<_> = inputs.iter().map(|(_, b)| b.clone()).collect();
         assert!(ahead.prepare_ticks(block, &events, &batches));
+        inputs
+    };
+    let mut next = prepare(blocks[0]);
+    for (b, block) in blocks.iter().enumerate() {
+        let inputs = std::mem::replace(&mut next, blocks.get(b + 1).map_or_else(Vec::new, |n| prepare(n)));
         for (&t, (events, batch)) in block.iter().zip(inputs) {
             clock.set(t);
             if t == reload_at {
