@@ -459,7 +459,7 @@ fn host_count(ds: &Dataset) -> usize {
 struct Fed {
     /// The steps, their samples taken out.
     steps: Vec<Step>,
-    /// What the store kept of each step's samples.
+    /// What the store kept of each step's samples (empty once the scorer took them ahead).
     kept: Vec<SampleBatch>,
     /// The hosts with samples at each step, when recovery is by samples.
     heard: Vec<Option<BTreeSet<HostId>>>,
@@ -535,6 +535,10 @@ pub async fn drive(
                                 ticked += 1;
                             }
                             b.prepared = prepare(p, &b);
+                            if b.prepared {
+                                // Freed here, not on the driver's thread.
+                                b.kept = Vec::new();
+                            }
                             b
                         });
                         let failed = block.is_err();
@@ -610,7 +614,8 @@ async fn run_blocks(
     for block in fed {
         let block = block?;
         samples += block.samples;
-        for ((step, batch), heard) in block.steps.into_iter().zip(block.kept).zip(block.heard) {
+        let mut kept = block.kept.into_iter();
+        for (step, heard) in block.steps.into_iter().zip(block.heard) {
             let now = step.now;
             clock.set(now);
             let evs = step.events;
@@ -620,8 +625,9 @@ async fn run_blocks(
                 s.observe_events(&evs);
             }
             before_samples(&quiet, p, now, evs, heard, &mut rec).await?;
+            let batch = kept.next();
             if !block.prepared
-                && let Some(s) = &p.scorer
+                && let (Some(s), Some(batch)) = (&p.scorer, batch)
             {
                 s.observe_samples(&batch);
             }
@@ -629,7 +635,7 @@ async fn run_blocks(
             ticks += 1;
             progress(ticks as f64 / total);
         }
-        // The feed thread may have stopped (on its own error, sent before this block).
+        // The prepare thread may have stopped (on its own error, sent before this block).
         let _ = done.send(());
     }
     let mut summary = harbinger_model::summarize(&rec.alerts, &ds.failures, host_count(ds), span);
