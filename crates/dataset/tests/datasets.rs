@@ -352,3 +352,50 @@ fn a_parquet_file_of_many_row_groups_loads_as_its_csv_twin() {
     csv_report.first_skipped = parquet_report.first_skipped.clone();
     assert_eq!(format!("{csv_report:?}"), format!("{parquet_report:?}"));
 }
+
+/// A series read from `metrics.parquet` gets the room `dataset.json` says it needs when it
+/// is first seen, not a vector grown by doubling; a `dataset.json` that claims far more
+/// samples than the file holds gets no more room than the file's rows.
+#[test]
+fn series_are_sized_by_dataset_json_within_the_rows_of_the_file() {
+    use polars::prelude::*;
+    let (n, step) = (1_000i64, 60_000i64);
+    // Time-ordered, as exporters write: every series at each step.
+    let mut rows: Vec<(i64, &str, &str, f64)> = Vec::new();
+    for i in 0..n {
+        for (h, m) in [("h1", "a"), ("h1", "b"), ("h2", "a"), ("h2", "b")] {
+            rows.push((i * step, h, m, i as f64));
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    tiny(dir.path());
+    std::fs::remove_file(dir.path().join("metrics.csv")).expect("rm");
+    let mut df = df!(
+        "timestamp" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        "host" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+        "metric" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+        "value" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+    )
+    .expect("df");
+    let f = std::fs::File::create(dir.path().join("metrics.parquet")).expect("create");
+    ParquetWriter::new(f).with_row_group_size(Some(700)).finish(&mut df).expect("write parquet");
+    let load = |meta: &str| {
+        std::fs::write(dir.path().join("dataset.json"), meta).expect("w");
+        let (ds, _) = read_dataset(dir.path(), LoadOptions::default()).expect("loads");
+        assert_eq!(ds.metric_rows(), 4 * n as usize);
+        assert!(ds.metrics.iter().all(|s| s.timestamps.len() == n as usize && s.values.len() == n as usize));
+        ds.metrics.iter().map(|s| (s.timestamps.capacity(), s.values.capacity())).collect::<Vec<_>>()
+    };
+    // The span over the step and one more (an end given inclusive): room for 1,001 samples
+    // (by doubling: 1,024); the last series gets the 997 rows left and grows from there.
+    let sized = load(&format!(r#"{{"name":"t","start_ms":0,"end_ms":{},"step_ms":{step}}}"#, n * step));
+    assert!(sized[..3].iter().all(|&(t, v)| t == 1_001 && v == 1_001), "{sized:?}");
+    assert!(sized[3].0 >= 997 && sized[3].0 <= 2 * 997, "{sized:?}");
+    // A year at 1 ms: the first series gets the file's 4,000 rows, the others grow as they come.
+    let claimed = load(r#"{"name":"t","start_ms":0,"end_ms":31536000000,"step_ms":1}"#);
+    assert_eq!(claimed[0], (4_000, 4_000));
+    assert!(claimed[1..].iter().all(|&(t, v)| t < 2 * n as usize && v < 2 * n as usize), "{claimed:?}");
+    // Without a step: grown as they come.
+    let grown = load(r#"{"name":"t"}"#);
+    assert!(grown.iter().all(|&(t, _)| t >= n as usize && t < 2 * n as usize), "{grown:?}");
+}
