@@ -149,8 +149,12 @@ pub async fn open(cfg: &Config, ds: &Dataset, out: &Path) -> anyhow::Result<(Pip
         std::fs::remove_dir_all(&snapshots).with_context(|| format!("removing the previous {}", snapshots.display()))?;
     }
     let clocks = Clocks::new(start);
-    // Nothing in a replay reads samples older than the hot window (the engine reads none).
-    let store = Arc::new(MemoryStore::with_clock(crate::store_config(cfg).limits, clocks.store.clone()).without_history());
+    // Nothing in a replay reads stored samples (the engine reads none; the scorer is fed
+    // what the store kept): no history, and a hot window of one sample per series, which
+    // admission does not read (it judges a sample by its series' last timestamp).
+    let mut limits = crate::store_config(cfg).limits;
+    limits.hot_max_points = 1;
+    let store = Arc::new(MemoryStore::with_clock(limits, clocks.store.clone()).without_history());
     store.put_hosts(&ds.hosts).await.context("storing the hosts")?;
     store.put_resources(&ds.resources).await.context("storing the resources")?;
     let mut snap = crate::serve::snapshot_config(cfg, snapshots)?;
