@@ -1,8 +1,11 @@
 //! The live scorer behind `serve`: per-host feature state fed by ingested samples and
 //! events, scored on demand with the loaded model, hot-swappable.
 //!
-//! Hosts live in shards (a lock each) and each host has its own lock, so concurrent
-//! requests for different hosts do not wait on each other. The model sits behind an
+//! Hosts live in shards (a lock each) and each host has two locks of its own, one for what
+//! its input built (features) and one for what its ticks left (alert state, history), so
+//! concurrent requests for different hosts do not wait on each other, and a tick does not
+//! wait on a host whose coming ticks are being prepared ([`RiskScorer::prepare_ticks`],
+//! replay's path: rows and assessments a block of ticks ahead). The model sits behind an
 //! `RwLock<Arc<Model>>`: a reload swaps the `Arc`, requests in flight keep the model they
 //! started with. A host is assessed as of its latest sample (data time), so a replayed
 //! or delayed stream is scored as it was; confidence drops to zero when that sample is
