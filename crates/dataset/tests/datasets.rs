@@ -303,7 +303,6 @@ fn long_files_group_and_report_as_one_pass_would() {
 /// row groups, load as the same dataset with the same report either way.
 #[test]
 fn a_parquet_file_of_many_row_groups_loads_as_its_csv_twin() {
-    use polars::prelude::*;
     use std::fmt::Write as _;
     let mut rows: Vec<(i64, &str, &str, f64)> = Vec::new();
     for i in 0..20_000i64 {
@@ -328,15 +327,7 @@ fn a_parquet_file_of_many_row_groups_loads_as_its_csv_twin() {
     }
     std::fs::write(both[0].path().join("metrics.csv"), csv).expect("w");
     std::fs::remove_file(both[1].path().join("metrics.csv")).expect("rm");
-    let mut df = df!(
-        "timestamp" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-        "host" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
-        "metric" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
-        "value" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
-    )
-    .expect("df");
-    let f = std::fs::File::create(both[1].path().join("metrics.parquet")).expect("create");
-    ParquetWriter::new(f).with_row_group_size(Some(1_500)).finish(&mut df).expect("write parquet");
+    write_rows(&both[1].path().join("metrics.parquet"), &rows, 1_500);
 
     let e = read_dataset(both[1].path(), LoadOptions::default()).expect_err("the unknown host is refused");
     assert_eq!(invalid_at(&e), (Location::Row(12_345), "unknown host \"h9\" (not in hosts.csv)".into()));
@@ -353,12 +344,26 @@ fn a_parquet_file_of_many_row_groups_loads_as_its_csv_twin() {
     assert_eq!(format!("{csv_report:?}"), format!("{parquet_report:?}"));
 }
 
+/// Writes `(timestamp, host, metric, value)` rows to a Parquet file at `path`, in row
+/// groups of `rows_per_group`.
+fn write_rows(path: &Path, rows: &[(i64, &str, &str, f64)], rows_per_group: usize) {
+    use polars::prelude::*;
+    let mut df = df!(
+        "timestamp" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        "host" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+        "metric" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+        "value" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+    )
+    .expect("df");
+    let f = std::fs::File::create(path).expect("create");
+    ParquetWriter::new(f).with_row_group_size(Some(rows_per_group)).finish(&mut df).expect("write parquet");
+}
+
 /// A series read from `metrics.parquet` gets the room `dataset.json` says it needs when it
 /// is first seen, not a vector grown by doubling; a `dataset.json` that claims far more
 /// samples than the file holds gets no more room than the file's rows.
 #[test]
 fn series_are_sized_by_dataset_json_within_the_rows_of_the_file() {
-    use polars::prelude::*;
     let (n, step) = (1_000i64, 60_000i64);
     // Time-ordered, as exporters write: every series at each step.
     let mut rows: Vec<(i64, &str, &str, f64)> = Vec::new();
@@ -370,15 +375,7 @@ fn series_are_sized_by_dataset_json_within_the_rows_of_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     tiny(dir.path());
     std::fs::remove_file(dir.path().join("metrics.csv")).expect("rm");
-    let mut df = df!(
-        "timestamp" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-        "host" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
-        "metric" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
-        "value" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
-    )
-    .expect("df");
-    let f = std::fs::File::create(dir.path().join("metrics.parquet")).expect("create");
-    ParquetWriter::new(f).with_row_group_size(Some(700)).finish(&mut df).expect("write parquet");
+    write_rows(&dir.path().join("metrics.parquet"), &rows, 700);
     let load = |meta: &str| {
         std::fs::write(dir.path().join("dataset.json"), meta).expect("w");
         let (ds, _) = read_dataset(dir.path(), LoadOptions::default()).expect("loads");
