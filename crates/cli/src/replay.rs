@@ -451,6 +451,12 @@ fn first_heard(ds: &Dataset, tick: i64) -> BTreeSet<TimestampMs> {
     first.values().map(|&t| t.div_euclid(tick) * tick + if t.rem_euclid(tick) == 0 { 0 } else { tick }).collect()
 }
 
+/// Whether a failed host is marked up by its samples (`RECOVERY_MS` after its failure):
+/// only in a dataset without `host_recovered` events.
+fn recovers_by_samples(ds: &Dataset) -> bool {
+    !ds.events.iter().any(|e| e.kind == EventKind::HostRecovered)
+}
+
 /// Hosts a replay scores: the inventory's and those with samples (as `eval` counts them).
 fn host_count(ds: &Dataset) -> usize {
     let mut hosts: BTreeSet<&HostId> = ds.hosts.iter().map(|h| &h.host).collect();
@@ -496,7 +502,7 @@ pub async fn drive(
     let steps = Steps::new(ds, opts.tick_ms)?;
     let span = steps.span;
     let total = steps.len().max(1) as f64;
-    let recover_by_samples = !ds.events.iter().any(|e| e.kind == EventKind::HostRecovered);
+    let recover_by_samples = recovers_by_samples(ds);
     let handle = tokio::runtime::Handle::current();
     tokio::task::block_in_place(|| {
         std::thread::scope(|scope| {
@@ -607,7 +613,7 @@ async fn run_blocks(
     done: std::sync::mpsc::Sender<()>,
     (span, total): ((TimestampMs, TimestampMs), f64),
 ) -> anyhow::Result<ReplayOutput> {
-    let recover_by_samples = !ds.events.iter().any(|e| e.kind == EventKind::HostRecovered);
+    let recover_by_samples = recovers_by_samples(ds);
     let mut rec = Recorder::default();
     let (mut ticks, mut samples) = (0u64, 0u64);
     // The scorer was fed a block of ticks at a time (host by host across them: far fewer
