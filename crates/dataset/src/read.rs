@@ -174,14 +174,16 @@ fn stream_metrics(
     let mut room = Room::new(meta, stream.total_rows());
     let mut series: Vec<SeriesSamples> = Vec::new();
     let mut batch = Vec::new();
+    let mut runs = Runs::default();
     while stream.next_batch(&mut batch)? {
         let keys = stream.keys();
         series.extend(keys[series.len()..].iter().map(|k| {
             let n = room.take();
             SeriesSamples { key: k.clone(), timestamps: Vec::with_capacity(n), values: Vec::with_capacity(n) }
         }));
-        for r in &batch {
-            series[r.series as usize].push(r.ts, r.value);
+        // A part at a time: the buffer stays small whatever the row groups' size.
+        for part in batch.chunks(RUN_ROWS) {
+            runs.append(part, &mut series);
         }
     }
     report.metric_rows = stream.rows_read();
@@ -192,6 +194,51 @@ fn stream_metrics(
     }
     report.missing_values += stream.missing_values();
     Ok(finish_series(series, report))
+}
+
+/// Rows [`Runs`] puts in series order at once (16 MB of buffer).
+const RUN_ROWS: usize = 1 << 20;
+
+/// Appends a batch of rows to their series a series at a time: the rows are first put in
+/// series order (a stable counting sort into a buffer kept between batches), then each
+/// series' run is appended at once. Row by row, a time-ordered file (every row another
+/// series) wrote to 16,000 places in turn, a cache and TLB miss per sample: at 1,000 hosts
+/// the largest part of the load.
+#[derive(Debug, Default)]
+struct Runs {
+    /// Where each series' run starts in `sorted` (then: where its next row goes).
+    starts: Vec<usize>,
+    sorted: Vec<(i64, f64)>,
+}
+
+impl Runs {
+    fn append(&mut self, batch: &[crate::stream::MetricRow], series: &mut [SeriesSamples]) {
+        self.starts.clear();
+        self.starts.resize(series.len() + 1, 0);
+        for r in batch {
+            self.starts[r.series as usize + 1] += 1;
+        }
+        for i in 1..self.starts.len() {
+            self.starts[i] += self.starts[i - 1];
+        }
+        self.sorted.clear();
+        self.sorted.resize(batch.len(), (0, 0.0));
+        // `starts[s]` walks through series s's run; once done it is where run s + 1 starts.
+        for r in batch {
+            let at = &mut self.starts[r.series as usize];
+            self.sorted[*at] = (r.ts, r.value);
+            *at += 1;
+        }
+        let mut from = 0;
+        for (s, &end) in series.iter_mut().zip(&self.starts) {
+            if end > from {
+                let run = &self.sorted[from..end];
+                s.timestamps.extend(run.iter().map(|p| p.0));
+                s.values.extend(run.iter().map(|p| p.1));
+            }
+            from = end;
+        }
+    }
 }
 
 /// Room for a series' samples, given when the series is first seen: the samples
@@ -818,4 +865,47 @@ pub fn normalize(timestamps: &mut Vec<i64>, values: &mut Vec<f64>) -> (u64, u64)
         (*timestamps, *values) = (ts, vs);
     }
     (disorder, duplicates)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::MetricRow;
+
+    /// Runs appended a batch at a time hold what row-by-row pushes give: each series its
+    /// rows in file order (out-of-order and duplicate times included), across batches, with
+    /// series first seen in a later batch and series absent from a batch.
+    #[test]
+    fn series_appended_run_by_run_equal_rows_pushed_one_by_one() {
+        let batches: Vec<Vec<MetricRow>> = vec![
+            vec![(0, 10, 1.0), (1, 10, 2.0), (0, 5, 3.0), (2, 10, f64::NAN), (1, 10, 4.0), (0, 20, 5.0)],
+            vec![(2, 30, 6.0), (3, 1, 7.0), (2, 30, 8.0)],
+            vec![],
+            vec![(3, 2, 9.0), (0, 40, 10.0), (4, 0, 11.0), (3, 1, 12.0)],
+        ]
+        .into_iter()
+        .map(|b| b.into_iter().map(|(series, ts, value)| MetricRow { series, ts, value }).collect())
+        .collect();
+        let new = |n: usize| (0..n).map(|i| SeriesSamples::new(SeriesKey::new(format!("h{i}"), "m"))).collect::<Vec<_>>();
+        let (mut by_run, mut by_row) = (Vec::new(), Vec::new());
+        let mut runs = Runs::default();
+        for b in &batches {
+            let seen = b.iter().map(|r| r.series as usize + 1).max().unwrap_or(0).max(by_run.len());
+            by_run.extend(new(seen)[by_run.len()..].iter().cloned());
+            by_row.extend(new(seen)[by_row.len()..].iter().cloned());
+            runs.append(b, &mut by_run);
+            for r in b {
+                by_row[r.series as usize].push(r.ts, r.value);
+            }
+        }
+        assert_eq!(by_run.len(), 5);
+        for (a, b) in by_run.iter().zip(&by_row) {
+            assert_eq!(a.key, b.key);
+            assert_eq!(a.timestamps, b.timestamps, "{}", a.key);
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a.values), bits(&b.values), "{}", a.key);
+        }
+        assert_eq!(by_run[0].timestamps, [10, 5, 20, 40]);
+        assert_eq!(by_run[3].timestamps, [1, 2, 1]);
+    }
 }
