@@ -18,10 +18,13 @@
 //! [`drive`] does this with one change of schedule: the scorer is given an hour of ticks'
 //! events and stored samples at once ([`RiskScorer::prepare_ticks`](harbinger_core::RiskScorer::prepare_ticks)),
 //! and works host by host across them (feature rows, each tick's fleet signal, the model's
-//! assessments), while the store, the engine and their clocks still go tick by tick. Three
-//! threads overlap: one cuts blocks of steps out of the dataset and stores their samples
-//! (on the store's own clock, [`Clocks`]; the engine reads no samples), one prepares the
-//! scorer for the next block, and the driver ticks the engine through the block before. A
+//! assessments), while the engine and its clock still go tick by tick. Three threads
+//! overlap: one cuts blocks of steps out of the dataset, series by series (one entry per
+//! series across the block, [`Steps::next_block`]), and stores their samples (on the
+//! store's own clock, [`Clocks`]; the engine reads no samples): all at once at the block's
+//! last tick where the store admits that exactly as tick by tick
+//! ([`Clocks::admit_span_ms`]), else tick by tick; one prepares the scorer for the next
+//! block, and the driver ticks the engine through the block before. A
 //! block in which a host outside the inventory is first heard of is prepared only after
 //! the blocks before it ticked, so no tick knows a host early. Each tick sees what it sees
 //! fed tick by tick
@@ -111,11 +114,18 @@ pub struct Clocks {
     pub engine: Arc<ManualClock>,
     /// The metric store's clock.
     pub store: Arc<ManualClock>,
+    /// The longest span of ticks whose samples the store admits at once, at the span's last
+    /// tick, exactly as it would tick by tick (0: only tick by tick). Within its retention a
+    /// series' samples are judged by their values, their order and the series' last
+    /// sample, not by when they come; which series it refuses for its series limit depends
+    /// on the order they come in, so a dataset with more series than the limit goes tick by
+    /// tick.
+    pub admit_span_ms: i64,
 }
 
 impl Clocks {
-    fn new(start: TimestampMs) -> Self {
-        Clocks { engine: Arc::new(ManualClock::new(start)), store: Arc::new(ManualClock::new(start)) }
+    fn new(start: TimestampMs, admit_span_ms: i64) -> Self {
+        Clocks { engine: Arc::new(ManualClock::new(start)), store: Arc::new(ManualClock::new(start)), admit_span_ms }
     }
 
     /// Sets both clocks to `now`.
@@ -148,12 +158,13 @@ pub async fn open(cfg: &Config, ds: &Dataset, out: &Path) -> anyhow::Result<(Pip
     if snapshots.exists() {
         std::fs::remove_dir_all(&snapshots).with_context(|| format!("removing the previous {}", snapshots.display()))?;
     }
-    let clocks = Clocks::new(start);
     // Nothing in a replay reads stored samples (the engine reads none; the scorer is fed
     // what the store kept): no history, and a hot window of one sample per series, which
     // admission does not read (it judges a sample by its series' last timestamp).
     let mut limits = crate::store_config(cfg).limits;
     limits.hot_max_points = 1;
+    let admit_span_ms = if ds.metrics.len() > limits.max_series { 0 } else { limits.retention_ms.unwrap_or(i64::MAX) };
+    let clocks = Clocks::new(start, admit_span_ms);
     let store = Arc::new(MemoryStore::with_clock(limits, clocks.store.clone()).without_history());
     store.put_hosts(&ds.hosts).await.context("storing the hosts")?;
     store.put_resources(&ds.resources).await.context("storing the resources")?;
@@ -264,22 +275,31 @@ impl<'a> Steps<'a> {
     }
 }
 
-impl Iterator for Steps<'_> {
-    type Item = Step;
-
-    fn next(&mut self) -> Option<Step> {
+impl Steps<'_> {
+    /// The next step with its events and failures; its samples are not cut.
+    fn head(&mut self) -> Option<Step> {
         let now = self.t;
         if now - self.tick >= self.span.1 {
             return None;
         }
         self.t += self.tick;
         let mut step = Step { now, ..Step::default() };
-        step.samples.series.reserve(self.cursors.len());
         let evs = &self.ds.events;
         while let Some(e) = evs.get(self.events).filter(|e| e.ts <= now) {
             step.events.push(e.clone());
             self.events += 1;
         }
+        while let Some((_, h, why)) = self.failures.get(self.next_failure).filter(|f| f.0 <= now) {
+            step.failures.push((h.clone(), why.clone()));
+            self.next_failure += 1;
+        }
+        Some(step)
+    }
+
+    /// Every series' samples up to `now` not cut yet: one entry per series with samples,
+    /// in dataset order, its samples in time order.
+    fn cut(&mut self, now: TimestampMs) -> SampleBatch {
+        let mut batch = SampleBatch { series: Vec::with_capacity(self.cursors.len()) };
         for c in &mut self.cursors {
             let s = &c.series;
             // Sorted: a tick usually takes zero or one sample per series, so a linear walk
@@ -289,7 +309,7 @@ impl Iterator for Steps<'_> {
                 end += 1;
             }
             if end > c.next {
-                step.samples.series.push(SeriesSamples {
+                batch.series.push(SeriesSamples {
                     key: s.key.clone(),
                     timestamps: few(&s.timestamps[c.next..end]),
                     values: few(&s.values[c.next..end]),
@@ -297,12 +317,55 @@ impl Iterator for Steps<'_> {
                 c.next = end;
             }
         }
-        while let Some((_, h, why)) = self.failures.get(self.next_failure).filter(|f| f.0 <= now) {
-            step.failures.push((h.clone(), why.clone()));
-            self.next_failure += 1;
+        batch
+    }
+
+    /// The next block of at most `max` steps, cut before a step at one of `starts` (but for
+    /// its first), with the block's samples in one batch: one entry per series across the
+    /// block's steps (what the steps' own batches would hold, series by series), its
+    /// samples in time order. The steps' own batches are empty.
+    pub fn next_block(&mut self, max: usize, starts: &BTreeSet<TimestampMs>) -> Option<(Vec<Step>, SampleBatch)> {
+        let mut steps = vec![self.head()?];
+        while steps.len() < max
+            && !starts.contains(&self.t)
+            && let Some(s) = self.head()
+        {
+            steps.push(s);
         }
+        let last = steps.last().map_or(self.t, |s| s.now);
+        Some((steps, self.cut(last)))
+    }
+}
+
+impl Iterator for Steps<'_> {
+    type Item = Step;
+
+    fn next(&mut self) -> Option<Step> {
+        let mut step = self.head()?;
+        step.samples = self.cut(step.now);
         Some(step)
     }
+}
+
+/// `batch` (entries in time order) split at `ticks`: the samples each tick's step would
+/// have held (those after the one before it, up to it), entries in `batch`'s order.
+fn split_at_ticks(batch: &SampleBatch, ticks: &[TimestampMs]) -> Vec<SampleBatch> {
+    let mut out: Vec<SampleBatch> = ticks.iter().map(|_| SampleBatch::default()).collect();
+    for s in &batch.series {
+        let mut from = 0;
+        for (&now, b) in ticks.iter().zip(&mut out) {
+            let end = from + s.timestamps[from..].partition_point(|&t| t <= now);
+            if end > from {
+                b.series.push(SeriesSamples {
+                    key: s.key.clone(),
+                    timestamps: few(&s.timestamps[from..end]),
+                    values: few(&s.values[from..end]),
+                });
+            }
+            from = end;
+        }
+    }
+    out
 }
 
 /// `s` as a vector; a tick usually takes one sample of a series, and copying that one
@@ -355,6 +418,23 @@ pub async fn run_step(
 /// The hosts with samples in `b`.
 fn reporting(b: &SampleBatch) -> BTreeSet<HostId> {
     b.series.iter().map(|s| s.key.host.clone()).collect()
+}
+
+/// The hosts with samples at each of `ticks` in `b` (entries in time order), as
+/// [`reporting`] finds them in each tick's step.
+fn reporting_at(b: &SampleBatch, ticks: &[TimestampMs]) -> Vec<BTreeSet<HostId>> {
+    let mut out = vec![BTreeSet::new(); ticks.len()];
+    for s in &b.series {
+        let mut from = 0;
+        for (&now, hosts) in ticks.iter().zip(&mut out) {
+            let end = from + s.timestamps[from..].partition_point(|&t| t <= now);
+            if end > from && !hosts.contains(&s.key.host) {
+                hosts.insert(s.key.host.clone());
+            }
+            from = end;
+        }
+    }
+    out
 }
 
 /// A step's part before its samples: the clock already at `now`, its events through
@@ -469,8 +549,9 @@ fn host_count(ds: &Dataset) -> usize {
 struct Fed {
     /// The steps, their samples taken out.
     steps: Vec<Step>,
-    /// What the store kept of each step's samples (empty once the scorer took them ahead).
-    kept: Vec<SampleBatch>,
+    /// What the store kept of the steps' samples, in time order within each entry (empty
+    /// once the scorer took them ahead).
+    kept: SampleBatch,
     /// The hosts with samples at each step, when recovery is by samples.
     heard: Vec<Option<BTreeSet<HostId>>>,
     /// Samples in the block.
@@ -514,14 +595,14 @@ pub async fn drive(
             std::thread::Builder::new()
                 .name("replay-steps".into())
                 .spawn_scoped(scope, move || {
-                    let mut steps = steps.peekable();
-                    while let Some(first) = steps.peek() {
-                        let new_host = starts.contains(&first.now);
-                        let mut block: Vec<Step> = Vec::with_capacity(per_block);
-                        while let Some(s) = steps.next_if(|s| block.is_empty() || (block.len() < per_block && !starts.contains(&s.now))) {
-                            block.push(s);
-                        }
-                        let r = store_block(&rt, p, &clocks.store, block, recover_by_samples).map(|f| Fed { new_host, ..f });
+                    let mut steps = steps;
+                    // Stored at once when the store admits the block's span at once as it
+                    // would tick by tick; else tick by tick.
+                    let at_once = i64::try_from(per_block).is_ok_and(|n| clocks.admit_span_ms / n >= opts.tick_ms.max(1));
+                    while let Some((block, samples)) = steps.next_block(per_block, &starts) {
+                        let new_host = block.first().is_some_and(|s| starts.contains(&s.now));
+                        let r =
+                            store_block(&rt, p, &clocks.store, block, samples, at_once, recover_by_samples).map(|f| Fed { new_host, ..f });
                         let failed = r.is_err();
                         if stored_tx.send(r).is_err() || failed {
                             break; // the driver stopped, or this thread did
@@ -547,7 +628,7 @@ pub async fn drive(
                             b.prepared = prepare(p, &b);
                             if b.prepared {
                                 // Freed here, not on the driver's thread.
-                                b.kept = Vec::new();
+                                b.kept = SampleBatch::default();
                             }
                             b
                         });
@@ -563,8 +644,9 @@ pub async fn drive(
     })
 }
 
-/// Stores the samples of `steps`, each at its time on the store's clock (`rt` runs the
-/// store's calls: this runs on a thread outside the runtime).
+/// Stores the samples of a block of `steps` (`samples`, one entry per series across them)
+/// on the store's clock: `at_once`, all at the block's last step; else each step's at its
+/// time (`rt` runs the store's calls: this runs on a thread outside the runtime).
 ///
 /// # Errors
 /// The store failed.
@@ -572,22 +654,30 @@ fn store_block(
     rt: &tokio::runtime::Handle,
     p: &Pipeline,
     clock: &ManualClock,
-    mut steps: Vec<Step>,
+    steps: Vec<Step>,
+    samples: SampleBatch,
+    at_once: bool,
     recover_by_samples: bool,
 ) -> anyhow::Result<Fed> {
     let quiet = harbinger_engine::Ingest { scorer: None, ..p.ingest.clone() };
-    let mut kept = Vec::with_capacity(steps.len());
-    let mut heard = Vec::with_capacity(steps.len());
-    let mut samples = 0u64;
-    for step in &mut steps {
-        clock.set(step.now);
-        samples += step.samples.sample_count() as u64;
-        heard.push(recover_by_samples.then(|| reporting(&step.samples)));
-        let batch = std::mem::take(&mut step.samples);
-        let (_, batch) = rt.block_on(quiet.store_samples("replay", batch, BTreeMap::new())).context("ingesting samples")?;
-        kept.push(batch);
-    }
-    Ok(Fed { steps, kept, heard, samples, new_host: false, prepared: false })
+    let ticks: Vec<TimestampMs> = steps.iter().map(|s| s.now).collect();
+    let count = samples.sample_count() as u64;
+    let heard = if recover_by_samples { reporting_at(&samples, &ticks).into_iter().map(Some).collect() } else { vec![None; steps.len()] };
+    let store = |now: TimestampMs, batch: SampleBatch| {
+        clock.set(now);
+        rt.block_on(quiet.store_samples("replay", batch, BTreeMap::new())).map(|(_, kept)| kept).context("ingesting samples")
+    };
+    let kept = if at_once {
+        store(ticks.last().copied().unwrap_or_default(), samples)?
+    } else {
+        // Each step's entries after the step before's: every entry in time order still.
+        let mut kept = SampleBatch::default();
+        for (&now, batch) in ticks.iter().zip(split_at_ticks(&samples, &ticks)) {
+            kept.series.extend(store(now, batch)?.series);
+        }
+        kept
+    };
+    Ok(Fed { steps, kept, heard, samples: count, new_host: false, prepared: false })
 }
 
 /// Gives the scorer a stored block's events and samples ahead of its ticks; whether it
@@ -624,7 +714,9 @@ async fn run_blocks(
     for block in fed {
         let block = block?;
         samples += block.samples;
-        let mut kept = block.kept.into_iter();
+        // A scorer that took none of it ahead is fed each step's samples at its step.
+        let times: Vec<TimestampMs> = block.steps.iter().map(|s| s.now).collect();
+        let mut kept = if block.prepared { Vec::new() } else { split_at_ticks(&block.kept, &times) }.into_iter();
         for (step, heard) in block.steps.into_iter().zip(block.heard) {
             let now = step.now;
             clock.set(now);

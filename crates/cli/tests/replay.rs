@@ -150,7 +150,11 @@ async fn replay_decides_as_serve_fed_over_http() {
 
 /// Replay feeds the scorer an hour of ticks at a time; fed tick by tick through the ingest
 /// path (`run_step`) it decides, alerts and traces the same, also when a host outside the
-/// inventory starts reporting halfway (it must not be known before its first sample).
+/// inventory starts reporting halfway (it must not be known before its first sample). The
+/// store takes a block's samples at once; with a retention shorter than a block, or a
+/// series limit that refuses some of the dataset's series, it takes them step by step
+/// (which series a limit refuses depends on the order they come in), and the replay is
+/// the same as fed tick by tick with that store too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_fed_a_block_of_ticks_at_a_time_equals_replay_fed_tick_by_tick() {
     let mut ds = fleet();
@@ -164,28 +168,44 @@ async fn replay_fed_a_block_of_ticks_at_a_time_equals_replay_fed_tick_by_tick() 
         s.values.drain(..keep);
     }
     ds.events.retain(|e| e.host.as_ref() != Some(&late) || e.ts >= from);
-    let cfg = Config::defaults();
-    let dir = tempfile::tempdir().expect("tempdir");
     let opts = ReplayOptions { tick_ms: 60_000, trace_every_ms: Some(60_000) };
+    let mut short = Config::defaults();
+    short.store.retention = Some(std::time::Duration::from_secs(30 * 60));
+    let mut limited = Config::defaults();
+    limited.store.max_series = ds.metrics.len() - 3;
+    // (case, config, stored a block at once, series refused)
+    for (name, cfg, at_once, refused) in
+        [("at once", Config::defaults(), true, 0), ("30 min retention", short, false, 0), ("series limit", limited, false, 3)]
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out_a = dir.path().join("blocks");
+        let a = driven(&cfg, &ds, &out_a, opts).await;
 
-    let out_a = dir.path().join("blocks");
-    let a = driven(&cfg, &ds, &out_a, opts).await;
+        let out_b = dir.path().join("ticks");
+        let (p, clock) = replay::open(&cfg, &ds, &out_b).await.expect("open");
+        // Blocks of an hour of minute ticks (at most) for this small fleet.
+        assert_eq!(clock.admit_span_ms >= 60 * 60_000, at_once, "{name}: {}", clock.admit_span_ms);
+        let mut rec = replay::Recorder::default();
+        for step in Steps::new(&ds, opts.tick_ms).expect("steps") {
+            replay::run_step(&p, &clock, step, opts.trace_every_ms, true, &mut rec).await.expect("step");
+        }
+        let kept = p.stores.metrics.series().await.expect("series").len();
+        drop(p);
 
-    let out_b = dir.path().join("ticks");
-    let (p, clock) = replay::open(&cfg, &ds, &out_b).await.expect("open");
-    let mut rec = replay::Recorder::default();
-    for step in Steps::new(&ds, opts.tick_ms).expect("steps") {
-        replay::run_step(&p, &clock, step, opts.trace_every_ms, true, &mut rec).await.expect("step");
+        assert_eq!(kept, ds.metrics.len() - refused, "{name}: series stored");
+        let da = std::fs::read_to_string(out_a.join("decisions.jsonl")).expect("decisions");
+        assert!(da.lines().count() > 0, "{name}: no decisions");
+        assert_eq!(da, std::fs::read_to_string(out_b.join("decisions.jsonl")).expect("decisions"), "{name}: decisions differ");
+        let alerts =
+            |v: &[harbinger_model::Alert]| v.iter().map(|x| format!("{} {} {:.9}", x.host, x.timestamp, x.score)).collect::<Vec<_>>();
+        assert!(!a.alerts.is_empty(), "{name}: the fleet raises alerts");
+        assert_eq!(alerts(&a.alerts), alerts(&rec.alerts), "{name}: alerts differ");
+        assert_eq!(a.risk, rec.risk, "{name}: risk traces differ");
+        let first_seen = a.risk.iter().find(|r| r.host == late).map(|r| r.timestamp).expect("the late host is traced");
+        assert_eq!(
+            first_seen,
+            from.div_euclid(60_000) * 60_000 + 60_000,
+            "{name}: the late host is known from the tick after its first sample"
+        );
     }
-    drop(p);
-
-    let da = std::fs::read_to_string(out_a.join("decisions.jsonl")).expect("decisions");
-    assert!(da.lines().count() > 0, "no decisions");
-    assert_eq!(da, std::fs::read_to_string(out_b.join("decisions.jsonl")).expect("decisions"), "decisions differ");
-    let alerts = |v: &[harbinger_model::Alert]| v.iter().map(|x| format!("{} {} {:.9}", x.host, x.timestamp, x.score)).collect::<Vec<_>>();
-    assert!(!a.alerts.is_empty(), "the fleet raises alerts");
-    assert_eq!(alerts(&a.alerts), alerts(&rec.alerts), "alerts differ");
-    assert_eq!(a.risk, rec.risk, "risk traces differ");
-    let first_seen = a.risk.iter().find(|r| r.host == late).map(|r| r.timestamp).expect("the late host is traced");
-    assert_eq!(first_seen, from.div_euclid(60_000) * 60_000 + 60_000, "the late host is known from the tick after its first sample");
 }

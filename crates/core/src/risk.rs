@@ -157,17 +157,21 @@ pub trait RiskScorer: Send + Sync + std::fmt::Debug {
     /// Feed accepted events (deploys, config changes, maintenance).
     fn observe_events(&self, events: &[Event]);
     /// Feeds the input of several coming ticks at once, for a caller that knows it ahead
-    /// (replay): `ticks` ascending; `events[i]` and then `samples[i]` are what
-    /// [`observe_events`](Self::observe_events) and [`observe_samples`](Self::observe_samples)
-    /// would have been given just before the tick at `ticks[i]`. The scorer may then work
-    /// host by host across the ticks (far fewer cache misses than tick by tick); each
-    /// [`tick`](Self::tick) at one of `ticks` must then give what it would have given fed
-    /// tick by tick. Reads between those ticks may see later input. The next ticks' input
-    /// may be fed before the last of these ticks were ticked (replay prepares one block of
-    /// ticks while the block before it ticks); a call for ticks already prepared replaces
-    /// them. Returns `false` (having done nothing) when the scorer does not do this: feed it
-    /// tick by tick.
-    fn prepare_ticks(&self, ticks: &[TimestampMs], events: &[Vec<Event>], samples: &[SampleBatch]) -> bool {
+    /// (replay): `ticks` ascending; `events[i]` is what
+    /// [`observe_events`](Self::observe_events) would have been given just before the tick
+    /// at `ticks[i]`, and `samples` holds the samples of all the ticks: each sample is one
+    /// [`observe_samples`](Self::observe_samples) would have been given (after that tick's
+    /// events) just before the first of `ticks` at or after its timestamp, a tick's samples
+    /// in the order of `samples` (entries in order, then samples in order; a series may
+    /// have several entries). Samples after the last tick are fed after it. The scorer may
+    /// then work host by host across the ticks (far fewer cache misses than tick by tick);
+    /// each [`tick`](Self::tick) at one of `ticks` must then give what it would have given
+    /// fed tick by tick. Reads between those ticks may see later input. The next ticks'
+    /// input may be fed before the last of these ticks were ticked (replay prepares one
+    /// block of ticks while the block before it ticks); a call for ticks already prepared
+    /// replaces them. Returns `false` (having done nothing) when the scorer does not do
+    /// this: feed it tick by tick.
+    fn prepare_ticks(&self, ticks: &[TimestampMs], events: &[Vec<Event>], samples: &SampleBatch) -> bool {
         let _ = (ticks, events, samples);
         false
     }

@@ -78,6 +78,24 @@ struct Prepared {
     next: usize,
 }
 
+/// One host's input in a block of ticks ([`RiskScorer::prepare_ticks`]): its events with the
+/// tick they come before, and its sample entries (model metric, times, values), each in
+/// tick order.
+#[derive(Default)]
+struct HostBlock<'a> {
+    events: Vec<(usize, &'a Event)>,
+    series: Vec<(usize, &'a [TimestampMs], &'a [f64])>,
+}
+
+/// `s`'s samples put in tick order: each goes to the first of `ticks` at or after its time
+/// (past the last tick: after it), and a tick's samples keep their order in `s`, as fed
+/// tick by tick.
+fn in_tick_order(ticks: &[TimestampMs], s: &harbinger_core::SeriesSamples) -> (Vec<TimestampMs>, Vec<f64>) {
+    let mut order: Vec<(usize, usize)> = s.timestamps.iter().enumerate().map(|(j, t)| (ticks.partition_point(|x| x < t), j)).collect();
+    order.sort_by_key(|&(tick, _)| tick); // stable: a tick's samples in the entry's order
+    order.iter().map(|&(_, j)| (s.timestamps[j], s.values[j])).unzip()
+}
+
 /// A host's assessment at a tick: what the risk step reads, and the imminence.
 type Assessed = (Observation, f64);
 
@@ -183,9 +201,9 @@ impl Ahead {
 }
 
 impl HostInput {
-    /// Feeds series `s`, the model's metric `mi`, to the features.
-    fn push(&mut self, mi: usize, s: &harbinger_core::SeriesSamples) {
-        for (&t, &v) in s.timestamps.iter().zip(&s.values) {
+    /// Feeds samples of the model's metric `mi` to the features.
+    fn push(&mut self, mi: usize, timestamps: &[TimestampMs], values: &[f64]) {
+        for (&t, &v) in timestamps.iter().zip(values) {
             self.features.push(mi, t, v);
             if v.is_finite() {
                 self.last_ts = Some(self.last_ts.map_or(t, |l| l.max(t)));
@@ -798,7 +816,7 @@ impl RiskScorer for LiveScorer {
                 let s = &batch.series[i];
                 // A metric the model does not read still makes the host known.
                 if let Some(mi) = m.schema.metric_index(s.key.metric.as_str()) {
-                    h.push(mi, s);
+                    h.push(mi, &s.timestamps, &s.values);
                 }
             }
         };
@@ -810,17 +828,15 @@ impl RiskScorer for LiveScorer {
         }
     }
 
-    fn prepare_ticks(&self, ticks: &[TimestampMs], events: &[Vec<Event>], samples: &[SampleBatch]) -> bool {
+    fn prepare_ticks(&self, ticks: &[TimestampMs], events: &[Vec<Event>], samples: &SampleBatch) -> bool {
         let given = self.inputs.load(Ordering::Acquire);
         let ticked = self.ticked.load(Ordering::Acquire);
         let m = self.model_arc();
         let k = m.schema.len();
-        // Each host's input in the order it would have come tick by tick: a tick's events,
-        // then its samples.
-        enum Input<'a> {
-            Event(&'a Event),
-            Samples(usize, &'a harbinger_core::SeriesSamples),
-        }
+        // An entry whose samples are not in tick order (times out of order across ticks)
+        // is fed from a copy put in tick order, each tick's samples in the entry's order.
+        let regrouped: Vec<Option<(Vec<TimestampMs>, Vec<f64>)>> =
+            samples.series.iter().map(|s| (!s.timestamps.is_sorted()).then(|| in_tick_order(ticks, s))).collect();
         let targets: Vec<Vec<(HostId, &Event)>> = {
             let inv = self.inventory.read().unwrap_or_else(poisoned);
             events
@@ -828,50 +844,60 @@ impl RiskScorer for LiveScorer {
                 .map(|evs| evs.iter().filter_map(|e| event_host(e, &inv.resource_host).map(|h| (h.clone(), e))).collect())
                 .collect()
         };
+        // Each host's events (with their tick) and sample entries, in the order given.
         let mut index: HashMap<HostId, usize> = HashMap::new();
-        let mut inputs: Vec<Vec<(usize, Input<'_>)>> = Vec::new();
-        let mut slot = |h: &HostId, inputs: &mut Vec<Vec<(usize, Input<'_>)>>| -> usize {
+        let mut inputs: Vec<HostBlock<'_>> = Vec::new();
+        let mut slot = |h: &HostId, inputs: &mut Vec<HostBlock<'_>>| -> usize {
             *index.entry(h.clone()).or_insert_with(|| {
-                inputs.push(Vec::new());
+                inputs.push(HostBlock::default());
                 inputs.len() - 1
             })
         };
-        for i in 0..ticks.len() {
-            for (h, e) in targets.get(i).into_iter().flatten() {
+        for (i, evs) in targets.iter().enumerate().take(ticks.len()) {
+            for (h, e) in evs {
                 let at = slot(h, &mut inputs);
-                inputs[at].push((i, Input::Event(e)));
+                inputs[at].events.push((i, e));
             }
-            for s in samples.get(i).into_iter().flat_map(|b| &b.series) {
-                let at = slot(&s.key.host, &mut inputs);
-                // A metric the model does not read still makes the host known.
-                if let Some(mi) = m.schema.metric_index(s.key.metric.as_str()) {
-                    inputs[at].push((i, Input::Samples(mi, s)));
-                }
+        }
+        for (s, own) in samples.series.iter().zip(&regrouped) {
+            let at = slot(&s.key.host, &mut inputs);
+            // A metric the model does not read still makes the host known.
+            if let Some(mi) = m.schema.metric_index(s.key.metric.as_str()) {
+                let (ts, vs) = own.as_ref().map_or((&s.timestamps[..], &s.values[..]), |(t, v)| (&t[..], &v[..]));
+                inputs[at].series.push((mi, ts, vs));
             }
         }
         for h in index.keys() {
             self.host_entry(h, &m);
         }
-        let empty = Vec::new();
+        let empty = HostBlock::default();
         self.all_hosts().par_iter().with_min_len(4).for_each(|(id, entry)| {
             let input = index.get(id).map_or(&empty, |&at| &inputs[at]);
             let mut guard = entry.input();
             let h = &mut *guard;
             let mut p = h.prepared.fresh(ticks);
             p.rows.resize(ticks.len() * k, f64::NAN);
-            let mut next = input.iter().peekable();
+            let mut events = input.events.iter().peekable();
+            // Where each entry's samples of the next tick start.
+            let mut from = vec![0usize; input.series.len()];
             for (i, &now) in ticks.iter().enumerate() {
-                while let Some((_, what)) = next.next_if(|(at, _)| *at == i) {
-                    match what {
-                        Input::Event(e) => h.features.event(e),
-                        Input::Samples(mi, s) => h.push(*mi, s),
-                    }
+                while let Some((_, e)) = events.next_if(|(at, _)| *at == i) {
+                    h.features.event(e);
+                }
+                for (&(mi, ts, vs), from) in input.series.iter().zip(&mut from) {
+                    let end = *from + ts[*from..].partition_point(|&t| t <= now);
+                    h.push(mi, &ts[*from..end], &vs[*from..end]);
+                    *from = end;
                 }
                 let present = h.features.has_data(now);
                 if present {
                     h.features.write(&m.schema, now, &mut p.rows[i * k..(i + 1) * k]);
                 }
                 p.present.push(present);
+            }
+            // After the last tick: fed now, seen by the next.
+            for (&(mi, ts, vs), &from) in input.series.iter().zip(&from) {
+                h.push(mi, &ts[from..], &vs[from..]);
             }
             h.prepared.push(p, ticked);
         });

@@ -464,7 +464,8 @@ fn a_fleet_whose_hosts_come_and_go_is_split_by_host() {
 /// prepared before the block before it ticks (as replay does), gives the transitions and
 /// host states of one fed tick by tick, also after a reload, between a block's preparing
 /// and its ticks, to another model reading the same inputs (whose assessments the
-/// prepared ones are not).
+/// prepared ones are not). A block's samples come one entry per series across its ticks,
+/// one of them out of tick order ([`series_major`]).
 #[test]
 fn ticks_prepared_a_block_ahead_tick_as_ticks_fed_one_by_one_and_a_reload_between_is_seen() {
     let (ds, m) = model();
@@ -499,7 +500,7 @@ fn ticks_prepared_a_block_ahead_tick_as_ticks_fed_one_by_one_and_a_reload_betwee
         let inputs: Vec<_> = block.iter().map(|&t| feed.until(t)).collect();
         let events: Vec<_> = inputs.iter().map(|(e, _)| e.clone()).collect();
         let batches: Vec<_> = inputs.iter().map(|(_, b)| b.clone()).collect();
-        assert!(ahead.prepare_ticks(block, &events, &batches));
+        assert!(ahead.prepare_ticks(block, &events, &series_major(&batches)));
         inputs
     };
     let mut next = prepare(blocks[0]);
@@ -525,6 +526,27 @@ fn ticks_prepared_a_block_ahead_tick_as_ticks_fed_one_by_one_and_a_reload_betwee
     }
     assert!(entered >= 3, "the fleet gives alerts to compare: {entered}");
     assert!(alerting_seen, "hosts alert after the reload too");
+}
+
+/// Ticks' batches as one entry per series across them (as replay gives a block), except
+/// the first series, whose ticks come last to first: the scorer must put its samples back
+/// in tick order.
+fn series_major(batches: &[SampleBatch]) -> SampleBatch {
+    let mut merged: Vec<SeriesSamples> = Vec::new();
+    let mut at: std::collections::HashMap<harbinger_core::SeriesKey, usize> = std::collections::HashMap::new();
+    let first = batches.iter().find_map(|b| b.series.first()).map(|s| s.key.clone());
+    let order = batches.iter().flat_map(|b| &b.series).filter(|s| Some(&s.key) != first.as_ref());
+    let backwards = batches.iter().rev().flat_map(|b| &b.series).filter(|s| Some(&s.key) == first.as_ref());
+    for s in backwards.chain(order) {
+        let i = *at.entry(s.key.clone()).or_insert_with(|| {
+            merged.push(SeriesSamples::new(s.key.clone()));
+            merged.len() - 1
+        });
+        merged[i].timestamps.extend(&s.timestamps);
+        merged[i].values.extend(&s.values);
+    }
+    assert!(merged.first().is_some_and(|s| !s.timestamps.is_sorted()), "the first entry is out of order");
+    SampleBatch { series: merged }
 }
 
 /// A dataset's input tick by tick, as a live scorer is fed it.
