@@ -3,10 +3,12 @@
 //! Hosts that may receive shadows (up, not alerting, risk below the ceiling) sit in one
 //! ordered set keyed by (risk, free memory descending, host id), so the first host of
 //! the set that is in the wanted failure domain and has room is the answer. A host's
-//! entry moves when its free memory changes; nothing else is allocated per demand.
+//! entry moves when its free memory changes; nothing else is allocated per demand. The set
+//! is built when the first demand looks for a host: most plans (one per engine tick) have
+//! none.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt::{self, Write as _};
 
 use crate::input::{Budget, HostView};
@@ -50,18 +52,19 @@ pub(crate) struct Capacity {
     rack: Vec<u32>,
     risk_key: Vec<i64>,
     eligible: Vec<bool>,
-    order: BTreeSet<(i64, Reverse<i64>, usize)>,
+    /// The candidate order, once a demand asked for it ([`Capacity::find`]).
+    order: Option<BTreeSet<(i64, Reverse<i64>, usize)>>,
 }
 
 impl Capacity {
     /// Usable capacity of each host (capacity minus the reserve) before anything runs on it.
     pub(crate) fn new(hosts: &[&HostView], budget: &Budget) -> Self {
         let keep = 1.0 - budget.host_reserve.clamp(0.0, 1.0);
-        fn intern<'h>(names: &mut BTreeMap<&'h str, u32>, name: &'h str) -> u32 {
+        fn intern<'h>(names: &mut foldhash::HashMap<&'h str, u32>, name: &'h str) -> u32 {
             let n = names.len() as u32;
             *names.entry(name).or_insert(n)
         }
-        let (mut zones, mut racks) = (BTreeMap::new(), BTreeMap::new());
+        let (mut zones, mut racks) = (foldhash::HashMap::default(), foldhash::HashMap::default());
         let zone = hosts.iter().map(|h| intern(&mut zones, &h.zone)).collect();
         let rack = hosts.iter().map(|h| if h.rack.is_empty() { NO_RACK } else { intern(&mut racks, &h.rack) }).collect();
         Capacity {
@@ -71,13 +74,8 @@ impl Capacity {
             rack,
             risk_key: hosts.iter().map(|h| ord(h.risk)).collect(),
             eligible: hosts.iter().map(|h| eligible(h, budget)).collect(),
-            order: BTreeSet::new(),
+            order: None,
         }
-    }
-
-    /// Builds the candidate order; call once the initial usage is taken.
-    pub(crate) fn index(&mut self) {
-        self.order = (0..self.eligible.len()).filter(|&h| self.eligible[h]).map(|h| self.key(h)).collect();
     }
 
     fn key(&self, h: usize) -> (i64, Reverse<i64>, usize) {
@@ -86,11 +84,14 @@ impl Capacity {
 
     /// Takes (positive) or gives back (negative) capacity on host `h`.
     pub(crate) fn take(&mut self, h: usize, cpu: f64, mem: f64) {
-        let indexed = self.eligible[h] && self.order.remove(&self.key(h));
+        let before = self.key(h);
         self.free_cpu[h] -= cpu;
         self.free_mem[h] -= mem;
-        if indexed {
-            self.order.insert(self.key(h));
+        let after = self.key(h);
+        if let Some(order) = self.order.as_mut()
+            && order.remove(&before)
+        {
+            order.insert(after);
         }
     }
 
@@ -113,10 +114,15 @@ impl Capacity {
     /// The best host for a shadow of a resource on `primary` needing `cpu` and `mem`,
     /// never one of `holding` (hosts with a shadow of the resource): the first eligible
     /// host with room in another zone, else in the same zone and another rack.
-    pub(crate) fn find(&self, primary: usize, cpu: f64, mem: f64, holding: &[usize]) -> Option<Fit> {
+    pub(crate) fn find(&mut self, primary: usize, cpu: f64, mem: f64, holding: &[usize]) -> Option<Fit> {
+        // Built from the capacity taken so far when first asked for.
+        if self.order.is_none() {
+            self.order = Some((0..self.eligible.len()).filter(|&h| self.eligible[h]).map(|h| self.key(h)).collect());
+        }
+        let order = self.order.as_ref()?;
         [Domain::OtherZone, Domain::OtherRack].into_iter().find_map(|want| {
             let mut passed = 0;
-            for &(_, _, h) in &self.order {
+            for &(_, _, h) in order {
                 if h == primary || self.domain(primary, h) != Some(want) || holding.contains(&h) {
                     continue;
                 }
@@ -248,7 +254,6 @@ mod tests {
         let refs: Vec<&HostView> = hs.iter().collect();
         let budget = Budget { host_reserve: 0.0, ..Budget::default() };
         let mut cap = Capacity::new(&refs, &budget);
-        cap.index();
         let fit = cap.find(0, 1.0, 20.0, &[]).expect("fits");
         assert_eq!(fit, Fit { host: 2, domain: Domain::OtherZone, passed: 0 }, "c: same risk as b and d, more memory than b, id before d");
         cap.take(2, 1.0, 40.0);
@@ -278,7 +283,6 @@ mod tests {
         let refs: Vec<&HostView> = hs.iter().collect();
         let budget = Budget::default();
         let mut cap = Capacity::new(&refs, &budget);
-        cap.index();
         assert_eq!(cap.find(0, 1.0, 8.0, &[]), None);
         let x = cap.excluded(&refs, 0, 1.0, 8.0, &[], &budget);
         assert_eq!(

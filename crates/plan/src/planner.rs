@@ -40,7 +40,7 @@
 //! - `HostCleared` needs no action: risk-held shadows retire from the host's
 //!   `alert_cleared_at` once the grace has passed, in whichever plan that happens.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use harbinger_core::{HostId, ResourceId, TimestampMs};
@@ -101,7 +101,7 @@ struct Planner<'a> {
     hosts: Vec<&'a HostView>,
     /// Position in `hosts` of each host id (a lookup per resource and shadow: a binary
     /// search compares ~14 ids each over a fleet of 10,000).
-    host_index: HashMap<&'a HostId, usize>,
+    host_index: foldhash::HashMap<&'a HostId, usize>,
     /// Sorted by id.
     resources: Vec<&'a ResourceView>,
     /// Host position of each resource.
@@ -154,7 +154,7 @@ impl<'a> Planner<'a> {
         let hosts = sorted_by_id(&input.hosts, |h| &h.id);
         let resources = sorted_by_id(&input.resources, |r| &r.id);
         let shadows = sorted_by_id(&input.shadows, |s| &s.id);
-        let host_index: HashMap<&HostId, usize> = hosts.iter().enumerate().map(|(i, h)| (&h.id, i)).collect();
+        let host_index: foldhash::HashMap<&HostId, usize> = hosts.iter().enumerate().map(|(i, h)| (&h.id, i)).collect();
         let pos = |id: &HostId| host_index.get(id).copied();
         let res_host: Vec<Option<usize>> = resources.iter().map(|r| pos(&r.host)).collect();
         let shadow_host: Vec<Option<usize>> = shadows.iter().map(|s| pos(&s.host)).collect();
@@ -177,7 +177,6 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        cap.index();
         let mut triggers: Vec<&Trigger> = input.triggers.iter().collect();
         triggers.sort_by(|a, b| {
             let (x, y) = (trigger_values(a), trigger_values(b));
