@@ -1214,23 +1214,33 @@ pub struct FleetStats {
 }
 
 /// Fleet statistics over the rows of all hosts at one moment.
-pub fn fleet_stats<'a>(schema: &FeatureSchema, rows: impl Iterator<Item = &'a [f64]> + Clone) -> FleetStats {
-    let mut per_metric = Vec::with_capacity(schema.metrics.len());
-    let mut vals = Vec::new();
-    for m in 0..schema.metrics.len() {
-        vals.clear();
-        vals.extend(rows.clone().map(|r| schema.z1h(r, m)).filter(|v| v.is_finite()));
-        if vals.len() < 5 {
-            per_metric.push(None);
-            continue;
+///
+/// One pass over the rows (each row's metrics read together: the rows of a fleet are
+/// rarely in cache, and each is a host's).
+pub fn fleet_stats<'a>(schema: &FeatureSchema, rows: impl Iterator<Item = &'a [f64]>) -> FleetStats {
+    let mut cols: Vec<Vec<f64>> = vec![Vec::new(); schema.metrics.len()];
+    for r in rows {
+        for (m, col) in cols.iter_mut().enumerate() {
+            let v = schema.z1h(r, m);
+            if v.is_finite() {
+                col.push(v);
+            }
         }
-        let med = median(&mut vals);
-        for v in &mut vals {
-            *v = (*v - med).abs();
-        }
-        let mad = median(&mut vals);
-        per_metric.push(Some((med, 1.4826 * mad + 0.25)));
     }
+    let per_metric = cols
+        .iter_mut()
+        .map(|vals| {
+            if vals.len() < 5 {
+                return None;
+            }
+            let med = median(vals);
+            for v in vals.iter_mut() {
+                *v = (*v - med).abs();
+            }
+            let mad = median(vals);
+            Some((med, 1.4826 * mad + 0.25))
+        })
+        .collect();
     FleetStats { per_metric }
 }
 
