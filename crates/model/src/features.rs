@@ -852,6 +852,8 @@ impl MetricState {
         let m15 = self.w15.mean();
         out[LEVEL] = m15;
         let warm = self.seen >= sc.warm_samples && n >= f64::from(sc.baseline_min_samples);
+        // The 1 h and 6 h slopes, read by the slope features and the time to exhaustion.
+        let slopes = if warm || bounded { [self.w1h.slope(), self.w6h.slope()] } else { [None, None] };
         if warm {
             let bmean = sum / n;
             let bsd = (sumsq / n - bmean * bmean).max(0.0).sqrt();
@@ -872,10 +874,10 @@ impl MetricState {
                 None if yn > 0.0 => out[SEAS] = (m15 - ysum / yn) / sd,
                 None => {}
             }
-            if let Some((b, _)) = self.w1h.slope() {
+            if let Some((b, _)) = slopes[0] {
                 out[SLOPE1H] = b / sd;
             }
-            if let Some((b, _)) = self.w6h.slope() {
+            if let Some((b, _)) = slopes[1] {
                 out[SLOPE6H] = b / sd;
             }
             let s1 = self.w1h.sd();
@@ -896,13 +898,11 @@ impl MetricState {
         }
         if bounded {
             let mut tte = CAP_H;
-            for w in [&self.w1h, &self.w6h] {
-                if let Some((b, se)) = w.slope() {
-                    let lower = b - se;
-                    if lower > 0.0 {
-                        let h = ((1.0 - m15).max(0.0) / lower).min(CAP_H);
-                        tte = tte.min(h);
-                    }
+            for (b, se) in slopes.into_iter().flatten() {
+                let lower = b - se;
+                if lower > 0.0 {
+                    let h = ((1.0 - m15).max(0.0) / lower).min(CAP_H);
+                    tte = tte.min(h);
                 }
             }
             out[TTE] = 1.0 / (1.0 + tte);
