@@ -218,6 +218,58 @@ struct State {
     log: Option<std::fs::File>,
     /// Clock time of the last snapshot expiry pass.
     last_expiry: Option<TimestampMs>,
+    /// The planner's views of `hosts` and `resources`, kept between plans (a plan per
+    /// tick cloned thousands of names); dropped when either changes, and each plan's risk,
+    /// alert and up fields written afresh.
+    views: Option<Views>,
+}
+
+/// `st`'s hosts and resources as the planner sees them, the fields a plan sets (risk,
+/// alerting, up) at their defaults.
+fn build_views(st: &State) -> Views {
+    let hosts = st
+        .hosts
+        .iter()
+        .map(|h| HostView {
+            id: h.host.clone(),
+            zone: h.zone.clone(),
+            rack: h.rack.clone(),
+            cpu_cores: h.cpu_cores,
+            mem_gb: h.mem_gb,
+            risk: 0.0,
+            failure_probability: 0.0,
+            imminence: 1.0,
+            alerting: false,
+            alert_cleared_at: None,
+            up: true,
+        })
+        .collect();
+    let resources = st
+        .resources
+        .iter()
+        .map(|(id, r)| ResourceView {
+            id: id.clone(),
+            kind: r.kind.clone(),
+            host: r.host.clone(),
+            criticality: r.criticality,
+            cpu_cores: r.cpu_cores,
+            mem_gb: r.mem_gb,
+        })
+        .collect();
+    Views { hosts, resources }
+}
+
+/// Whether two views agree but for the fields a plan sets (the check in [`Engine::plan`]).
+fn statics_equal(a: &Views, b: &Views) -> bool {
+    let host = |h: &HostView| (h.id.clone(), h.zone.clone(), h.rack.clone(), h.cpu_cores.to_bits(), h.mem_gb.to_bits());
+    a.hosts.iter().map(host).eq(b.hosts.iter().map(host)) && a.resources == b.resources
+}
+
+/// The hosts and resources as the planner sees them.
+#[derive(Debug, Default, PartialEq)]
+struct Views {
+    hosts: Vec<HostView>,
+    resources: Vec<ResourceView>,
 }
 
 #[derive(Debug)]
@@ -405,6 +457,7 @@ impl Engine {
         let mut st = self.0.state.lock().await;
         st.hosts = hosts;
         st.resources = resources.into_iter().map(|r| (ResourceId::new(&r.id), r)).collect();
+        st.views = None;
         Ok(())
     }
 
@@ -548,7 +601,7 @@ impl Engine {
             }
             tracing::warn!(%host, %evidence, without_shadow = triggers.len(), "primary host down: failing over");
         }
-        let p = plan(&self.input(&st, now, triggers));
+        let p = self.plan(&mut st, now, triggers);
         let mut executed = self.execute(&mut st, &p).await?;
         let mut decisions = notes;
         decisions.extend(p.decisions());
@@ -556,7 +609,7 @@ impl Engine {
         if p.created() > 0 {
             // Standard path: copies provisioned just now that are already ready are
             // promoted at once rather than at the next tick.
-            let again = plan(&self.input(&st, now, Vec::new()));
+            let again = self.plan(&mut st, now, Vec::new());
             executed.extend(self.execute(&mut st, &again).await?);
             decisions.extend(again.decisions());
         }
@@ -596,6 +649,7 @@ impl Engine {
     async fn move_resource(&self, st: &mut State, promoted: &Shadow) -> Result<(), EngineError> {
         let Some(r) = st.resources.get_mut(&promoted.resource) else { return Ok(()) };
         r.host = promoted.host.clone();
+        st.views = None;
         if let Some(obj) = r.state.as_object_mut() {
             match &promoted.endpoint {
                 Some(e) => obj.insert("endpoint".into(), serde_json::Value::String(e.clone())),
@@ -674,7 +728,7 @@ impl Engine {
                 Err(e) => tracing::error!(error = %e, "snapshot expiry task failed"),
             }
         }
-        let p = plan(&self.input(&st, now, triggers));
+        let p = self.plan(&mut st, now, triggers);
         let executed = self.execute(&mut st, &p).await?;
         let mut decisions = p.decisions();
         decisions.extend(self.poll_syncing(&mut st, now).await?);
@@ -704,7 +758,7 @@ impl Engine {
             return Err(EngineError::Duplicate { resource: resource.clone(), shadow: s.id.clone(), state: s.state });
         }
         let trigger = Trigger::Manual { resource: resource.clone(), by: by.to_string() };
-        let p = plan(&self.input(&st, now, vec![trigger]));
+        let p = self.plan(&mut st, now, vec![trigger]);
         let about = |d: &Decision| d.resource.as_ref() == Some(resource);
         let placed =
             p.actions.iter().any(|a| about(&a.decision) && matches!(a.kind, ActionKind::CreateShadow { .. } | ActionKind::AddCause { .. }));
@@ -785,7 +839,7 @@ impl Engine {
         if triggers.is_empty() {
             return Ok(report);
         }
-        let p = plan(&self.input(&st, now, triggers));
+        let p = self.plan(&mut st, now, triggers);
         self.execute(&mut st, &p).await?;
         // A firing alert that placed nothing is not remembered, so a resend tries again.
         for fp in new_firing {
@@ -880,41 +934,26 @@ impl Engine {
         Ok(out)
     }
 
-    fn input(&self, st: &State, now: TimestampMs, triggers: Vec<Trigger>) -> PlanInput {
-        let hosts = st
-            .hosts
-            .iter()
-            .map(|h| {
-                let r = st.risk.get(&h.host);
-                HostView {
-                    id: h.host.clone(),
-                    zone: h.zone.clone(),
-                    rack: h.rack.clone(),
-                    cpu_cores: h.cpu_cores,
-                    mem_gb: h.mem_gb,
-                    risk: r.map_or(0.0, |r| r.risk),
-                    failure_probability: r.map_or(0.0, |r| r.failure_probability),
-                    imminence: r.map_or(1.0, |r| r.imminence),
-                    alerting: r.is_some_and(|r| r.alerting),
-                    alert_cleared_at: r.and_then(|r| r.cleared_at),
-                    up: !st.down.contains(&h.host),
-                }
-            })
-            .collect();
-        let resources = st
-            .resources
-            .iter()
-            .map(|(id, r)| ResourceView {
-                id: id.clone(),
-                kind: r.kind.clone(),
-                host: r.host.clone(),
-                criticality: r.criticality,
-                cpu_cores: r.cpu_cores,
-                mem_gb: r.mem_gb,
-            })
-            .collect();
+    /// The planner's decision on `st` at `now` given `triggers`: its input built from the
+    /// kept views ([`State::views`]), the risk, alert and up fields as they are now.
+    fn plan(&self, st: &mut State, now: TimestampMs, triggers: Vec<Trigger>) -> Plan {
+        let mut views = st.views.take().unwrap_or_else(|| build_views(st));
+        // Debug builds (the tests) check that the kept views are what they would be built.
+        debug_assert!(statics_equal(&views, &build_views(st)), "the planner's kept views went stale");
+        for v in &mut views.hosts {
+            let r = st.risk.get(&v.id);
+            v.risk = r.map_or(0.0, |r| r.risk);
+            v.failure_probability = r.map_or(0.0, |r| r.failure_probability);
+            v.imminence = r.map_or(1.0, |r| r.imminence);
+            v.alerting = r.is_some_and(|r| r.alerting);
+            v.alert_cleared_at = r.and_then(|r| r.cleared_at);
+            v.up = !st.down.contains(&v.id);
+        }
         let shadows = st.shadows.values().filter(|s| s.is_live() || s.state == ShadowState::Promoted).cloned().collect();
-        PlanInput { now, hosts, resources, shadows, triggers, budget: self.0.cfg.budget.clone() }
+        let input = PlanInput { now, hosts: views.hosts, resources: views.resources, shadows, triggers, budget: self.0.cfg.budget.clone() };
+        let p = plan(&input);
+        st.views = Some(Views { hosts: input.hosts, resources: input.resources });
+        p
     }
 
     async fn execute(&self, st: &mut State, p: &Plan) -> Result<Vec<Executed>, EngineError> {
