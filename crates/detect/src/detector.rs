@@ -402,6 +402,9 @@ impl StreamingDetector for DefaultDetector {
         let decay = self.hold_decay;
         st.peak = (st.peak * decay).max(surprise);
         st.reported_peak = (st.reported_peak * decay).max(reported);
+        if reported == 0.0 {
+            return 0.0; // what the formula gives, without a `powf` on nearly every point
+        }
         (1.0 - 10_f64.powf(-reported / p.score_decades)).clamp(0.0, 1.0)
     }
 }

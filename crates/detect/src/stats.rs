@@ -41,8 +41,11 @@ pub(crate) struct Ew {
 impl Ew {
     pub(crate) fn update(&mut self, x: f64, rate: f64) {
         self.n += 1;
-        // n >= 1; the conversion rounds only beyond 2^53 points, harmlessly.
-        let a = rate.max(1.0 / self.n as f64);
+        // n >= 1; the conversion rounds only beyond 2^53 points, harmlessly. Once n * rate
+        // is 2 or more, 1 / n is at most half the rate, rounded or not: the rate, without a
+        // division (two per point and predictor in the detector).
+        let n = self.n as f64;
+        let a = if n * rate >= 2.0 { rate } else { rate.max(1.0 / n) };
         let d = x - self.mean;
         self.mean += a * d;
         self.var = (1.0 - a) * (self.var + a * d * d);
