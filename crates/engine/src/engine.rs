@@ -227,36 +227,7 @@ struct State {
 /// `st`'s hosts and resources as the planner sees them, the fields a plan sets (risk,
 /// alerting, up) at their defaults.
 fn build_views(st: &State) -> Views {
-    let hosts = st
-        .hosts
-        .iter()
-        .map(|h| HostView {
-            id: h.host.clone(),
-            zone: h.zone.clone(),
-            rack: h.rack.clone(),
-            cpu_cores: h.cpu_cores,
-            mem_gb: h.mem_gb,
-            risk: 0.0,
-            failure_probability: 0.0,
-            imminence: 1.0,
-            alerting: false,
-            alert_cleared_at: None,
-            up: true,
-        })
-        .collect();
-    let resources = st
-        .resources
-        .iter()
-        .map(|(id, r)| ResourceView {
-            id: id.clone(),
-            kind: r.kind.clone(),
-            host: r.host.clone(),
-            criticality: r.criticality,
-            cpu_cores: r.cpu_cores,
-            mem_gb: r.mem_gb,
-        })
-        .collect();
-    Views { hosts, resources }
+    Views { hosts: st.hosts.iter().map(HostView::from).collect(), resources: st.resources.values().map(ResourceView::from).collect() }
 }
 
 /// Whether two views agree but for the fields a plan sets (the check in [`Engine::plan`]).

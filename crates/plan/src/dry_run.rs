@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use harbinger_core::shadow::{Shadow, ShadowState, transition};
-use harbinger_core::{Host, HostId, HostTransition, Resource, ResourceId, ShadowId, TimestampMs, TransitionKind};
+use harbinger_core::{Host, HostId, HostTransition, Resource, ShadowId, TimestampMs, TransitionKind};
 
 use crate::input::{Budget, HostView, PlanInput, ResourceView, Trigger};
 use crate::output::{ActionKind, Decision, Plan};
@@ -44,34 +44,9 @@ impl DryRun {
     /// A run over an inventory. Hosts not in `hosts` that appear in transitions are
     /// ignored (they have no capacity or failure domain to plan with).
     pub fn new(hosts: &[Host], resources: &[Resource], budget: Budget) -> Self {
-        let hosts: Vec<HostView> = hosts
-            .iter()
-            .map(|h| HostView {
-                id: h.host.clone(),
-                zone: h.zone.clone(),
-                rack: h.rack.clone(),
-                cpu_cores: h.cpu_cores,
-                mem_gb: h.mem_gb,
-                risk: 0.0,
-                failure_probability: 0.0,
-                imminence: 1.0,
-                alerting: false,
-                alert_cleared_at: None,
-                up: true,
-            })
-            .collect();
+        let hosts: Vec<HostView> = hosts.iter().map(HostView::from).collect();
         let index = hosts.iter().enumerate().map(|(i, h)| (h.id.clone(), i)).collect();
-        let resources = resources
-            .iter()
-            .map(|r| ResourceView {
-                id: ResourceId::new(&r.id),
-                kind: r.kind.clone(),
-                host: r.host.clone(),
-                criticality: r.criticality,
-                cpu_cores: r.cpu_cores,
-                mem_gb: r.mem_gb,
-            })
-            .collect();
+        let resources = resources.iter().map(ResourceView::from).collect();
         DryRun { hosts, index, resources, shadows: BTreeMap::new(), budget, decisions: Vec::new() }
     }
 
@@ -216,7 +191,7 @@ mod tests {
         run.tick(60_000, &[tr("a1", 60_000, TransitionKind::Entered)], risky);
         let planned: Vec<_> = run.decisions().iter().filter(|d| d.kind == "shadow_planned").collect();
         assert_eq!(planned.len(), 1, "only the critical resource: {:?}", run.decisions());
-        assert_eq!(planned[0].resource.as_ref().map(ResourceId::as_str), Some("db-1"));
+        assert_eq!(planned[0].resource.as_ref().map(harbinger_core::ResourceId::as_str), Some("db-1"));
         assert_eq!(planned[0].target_host.as_ref().map(|h| h.as_str().starts_with('b')), Some(true), "another zone");
         assert_eq!(run.shadows().map(|s| s.state).collect::<Vec<_>>(), [ShadowState::Ready]);
         let calm = |_: &HostId| Some(HostTick { risk: 0.01, probability: 0.01, imminence: 1.0, alerting: false });

@@ -1,7 +1,7 @@
 //! What the planner is given: the fleet as the engine sees it this tick, what happened
 //! since the last tick, the shadows that exist and the budget.
 
-use harbinger_core::{HostId, ResourceId, TimestampMs};
+use harbinger_core::{Host, HostId, Resource, ResourceId, TimestampMs};
 use serde::{Deserialize, Serialize};
 
 use harbinger_core::shadow::Shadow;
@@ -42,6 +42,39 @@ pub struct HostView {
     /// False once the host is known to have failed.
     #[serde(default = "yes")]
     pub up: bool,
+}
+
+impl From<&Host> for HostView {
+    /// An inventory host as the planner sees it before any risk: risk 0, imminence 1,
+    /// not alerting, up.
+    fn from(h: &Host) -> Self {
+        HostView {
+            id: h.host.clone(),
+            zone: h.zone.clone(),
+            rack: h.rack.clone(),
+            cpu_cores: h.cpu_cores,
+            mem_gb: h.mem_gb,
+            risk: 0.0,
+            failure_probability: 0.0,
+            imminence: 1.0,
+            alerting: false,
+            alert_cleared_at: None,
+            up: true,
+        }
+    }
+}
+
+impl From<&Resource> for ResourceView {
+    fn from(r: &Resource) -> Self {
+        ResourceView {
+            id: ResourceId::new(&r.id),
+            kind: r.kind.clone(),
+            host: r.host.clone(),
+            criticality: r.criticality,
+            cpu_cores: r.cpu_cores,
+            mem_gb: r.mem_gb,
+        }
+    }
 }
 
 fn one() -> f64 {
