@@ -420,23 +420,6 @@ fn reporting(b: &SampleBatch) -> BTreeSet<HostId> {
     b.series.iter().map(|s| s.key.host.clone()).collect()
 }
 
-/// The hosts with samples at each of `ticks` in `b` (entries in time order), as
-/// [`reporting`] finds them in each tick's step.
-fn reporting_at(b: &SampleBatch, ticks: &[TimestampMs]) -> Vec<BTreeSet<HostId>> {
-    let mut out = vec![BTreeSet::new(); ticks.len()];
-    for s in &b.series {
-        let mut from = 0;
-        for (&now, hosts) in ticks.iter().zip(&mut out) {
-            let end = from + s.timestamps[from..].partition_point(|&t| t <= now);
-            if end > from && !hosts.contains(&s.key.host) {
-                hosts.insert(s.key.host.clone());
-            }
-            from = end;
-        }
-    }
-    out
-}
-
 /// A step's part before its samples: the clock already at `now`, its events through
 /// `ingest`, then failed hosts reporting again (`reporting`: the step's hosts with samples,
 /// when recovery is by samples) marked up.
@@ -662,20 +645,26 @@ fn store_block(
     let quiet = harbinger_engine::Ingest { scorer: None, ..p.ingest.clone() };
     let ticks: Vec<TimestampMs> = steps.iter().map(|s| s.now).collect();
     let count = samples.sample_count() as u64;
-    let heard = if recover_by_samples { reporting_at(&samples, &ticks).into_iter().map(Some).collect() } else { vec![None; steps.len()] };
+    // Each step's own samples, when stored step by step or read for recoveries.
+    let per_step = (!at_once || recover_by_samples).then(|| split_at_ticks(&samples, &ticks));
+    let heard = match per_step.as_ref().filter(|_| recover_by_samples) {
+        Some(batches) => batches.iter().map(|b| Some(reporting(b))).collect(),
+        None => vec![None; steps.len()],
+    };
     let store = |now: TimestampMs, batch: SampleBatch| {
         clock.set(now);
         rt.block_on(quiet.store_samples("replay", batch, BTreeMap::new())).map(|(_, kept)| kept).context("ingesting samples")
     };
-    let kept = if at_once {
-        store(ticks.last().copied().unwrap_or_default(), samples)?
-    } else {
-        // Each step's entries after the step before's: every entry in time order still.
-        let mut kept = SampleBatch::default();
-        for (&now, batch) in ticks.iter().zip(split_at_ticks(&samples, &ticks)) {
-            kept.series.extend(store(now, batch)?.series);
+    let kept = match per_step.filter(|_| !at_once) {
+        None => store(ticks.last().copied().unwrap_or_default(), samples)?,
+        Some(batches) => {
+            // Each step's entries after the step before's: every entry in time order still.
+            let mut kept = SampleBatch::default();
+            for (&now, batch) in ticks.iter().zip(batches) {
+                kept.series.extend(store(now, batch)?.series);
+            }
+            kept
         }
-        kept
     };
     Ok(Fed { steps, kept, heard, samples: count, new_host: false, prepared: false })
 }
