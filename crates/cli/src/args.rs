@@ -224,6 +224,15 @@ pub struct NabScoreArgs {
     /// Results directory (`<category>/<name>.csv` with an `anomaly_score` column).
     #[arg(long)]
     pub results: PathBuf,
+    /// Score every profile at this threshold instead of optimising one on these files:
+    /// how files the threshold was not chosen on are scored honestly.
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Margin (score units) of the threshold printed for other data: the one whose
+    /// neighbourhood, this far either side, scores best on these files on average.
+    /// 0 prints NAB's exact optimum.
+    #[arg(long, default_value_t = harbinger_detect::TRANSFER_MARGIN)]
+    pub margin: f64,
     /// Print the full report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -259,12 +259,42 @@ pub fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Nab(NabCommand::Score(a)) => {
-            let score = harbinger_nab::score_dirs(&a.data, &a.labels, &a.results)
-                .with_context(|| format!("scoring {} against {}", a.results.display(), a.labels.display()))?;
+            let context = || format!("scoring {} against {}", a.results.display(), a.labels.display());
+            let files = harbinger_nab::load_corpus(&a.data, &a.labels, &a.results).with_context(context)?;
+            let (score, carry) = match a.threshold {
+                Some(t) => {
+                    if !(0.0..=harbinger_nab::NO_ALARM_THRESHOLD).contains(&t) {
+                        anyhow::bail!("--threshold {t}: must be in [0, {}]", harbinger_nab::NO_ALARM_THRESHOLD);
+                    }
+                    (harbinger_nab::score_corpus_at(&files, &harbinger_nab::Thresholds::uniform(t)).with_context(context)?, None)
+                }
+                None => (
+                    harbinger_nab::score_corpus(&files).with_context(context)?,
+                    Some(harbinger_nab::fit_thresholds_with_margin(&files, a.margin).with_context(context)?),
+                ),
+            };
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&score)?);
+                #[derive(serde::Serialize)]
+                struct Report<'a> {
+                    #[serde(flatten)]
+                    score: &'a harbinger_nab::CorpusScore,
+                    /// The thresholds to carry to other data (absent with `--threshold`).
+                    for_other_data: Option<harbinger_nab::MarginFit>,
+                }
+                println!("{}", serde_json::to_string_pretty(&Report { score: &score, for_other_data: carry })?);
             } else {
                 print!("{}", score.to_table());
+                if let Some(fit) = carry {
+                    println!(
+                        "\nthresholds for other data (the best mean score here within {} either side; score them with --threshold):",
+                        fit.margin
+                    );
+                    for p in harbinger_nab::Profile::ALL {
+                        let t = fit.thresholds.get(p);
+                        let t = if t > 1.0 { "none".to_string() } else { format!("{t:.6}") };
+                        println!("{:<20} {t:>14} {:>9.2} (mean within the margin)", p.name(), fit.smoothed(p));
+                    }
+                }
             }
             Ok(())
         }

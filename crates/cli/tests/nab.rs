@@ -42,6 +42,35 @@ fn nab_score_prints_the_three_profiles() {
     let late_score = score(&late);
     assert!(late_score > 0.0 && late_score < 100.0, "a late detection earns less: {late_score}");
 
+    // The threshold for other data keeps a margin below the detection's score (1.0), and
+    // --threshold scores at a given threshold instead of optimising one.
+    std::fs::write(res.join("a.csv"), &perfect).expect("w");
+    let base = ["nab", "score", "--data", data_s, "--labels", labels.to_str().expect("utf-8"), "--results", results_s];
+    let (code, stdout, stderr) = run(&[&base[..], &["--json"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["profiles"][0]["threshold"].as_f64(), Some(1.0), "NAB's optimum: the detection's own score");
+    let carried = v["for_other_data"]["thresholds"]["standard"].as_f64().expect("carried threshold");
+    assert!((carried - 0.99).abs() < 1e-9, "1.0 less the default margin 0.01: {carried}");
+    let (code, stdout, _) = run(&[&base[..], &["--margin", "0.25"]].concat());
+    assert_eq!(code, 0);
+    assert!(stdout.contains("thresholds for other data") && stdout.contains("0.750000"), "{stdout}");
+    let at = |t: &str| {
+        let (code, stdout, stderr) = run(&[&base[..], &["--threshold", t, "--json"]].concat());
+        assert_eq!(code, 0, "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+        assert!(v["for_other_data"].is_null(), "nothing to carry from a given threshold");
+        (v["threshold_source"].as_str().map(str::to_string), v["profiles"][0]["normalised"].as_f64().expect("score"))
+    };
+    assert_eq!(at("0.99"), (Some("Fixed".to_string()), 100.0));
+    assert_eq!(at("1.05").1, 0.0, "above every score: no alarm, the window missed");
+    let (code, _, stderr) = run(&[&base[..], &["--threshold=-0.5"]].concat());
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--threshold -0.5"), "{stderr}");
+    let (code, _, stderr) = run(&[&base[..], &["--margin=-1"]].concat());
+    assert_eq!(code, 1);
+    assert!(stderr.contains("margin"), "{stderr}");
+
     // A results file with the wrong number of rows is named.
     std::fs::write(res.join("a.csv"), "timestamp,value,anomaly_score,label\n").expect("w");
     let (code, _, stderr) = run(&["nab", "score", "--data", data_s, "--labels", labels.to_str().expect("utf-8"), "--results", results_s]);

@@ -12,6 +12,16 @@ use crate::error::DetectError;
 use crate::params::DetectorParams;
 use crate::{DefaultDetector, StreamingDetector};
 
+/// The margin, in score units, with which a threshold fitted on one corpus is carried to
+/// data it was not fitted on (`harbinger_nab::fit_thresholds_with_margin`): the threshold
+/// whose neighbourhood, this far either side, scores best on average, rather than NAB's
+/// exact optimum, which sits just below some detection's score. For the default
+/// detector (`score_decades` 5) near its usual threshold (about 0.70), 0.01 in score is
+/// about 0.07 decades of surprise. `nab score` prints such thresholds; the
+/// leave-one-category-out check (`examples/nab_eval.rs --loco --margin`) fits its folds
+/// with it.
+pub const TRANSFER_MARGIN: f64 = 0.01;
+
 /// What [`run_nab_dir`] did.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct RunReport {

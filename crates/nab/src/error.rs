@@ -190,6 +190,12 @@ pub enum NabError {
         /// The profile.
         profile: Profile,
     },
+    /// A threshold margin that is negative, NaN or infinite.
+    #[error("threshold margin {margin} must be a finite number >= 0 (score units)")]
+    BadMargin {
+        /// The margin given.
+        margin: f64,
+    },
     /// The corpus has no anomaly window, so the 0-100 normalisation is undefined.
     #[error("the scored files have no anomaly window: the NAB normalisation (perfect minus null) is undefined")]
     NoWindows,

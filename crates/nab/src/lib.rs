@@ -15,8 +15,11 @@
 //!   their [`Weights`].
 //! - [`score`]: [`score_corpus`] (thresholds optimised, as NAB) and [`score_corpus_at`]
 //!   (fixed thresholds, for held-out files), returning a [`CorpusScore`] with per-profile,
-//!   per-category and per-file results and [`CorpusScore::to_table`]; [`score_held_out`]
-//!   and [`score_leave_one_category_out`] pool folds scored at thresholds fitted elsewhere.
+//!   per-category and per-file results and [`CorpusScore::to_table`];
+//!   [`fit_thresholds_with_margin`] chooses thresholds to carry to other files (the best
+//!   mean score within a margin either side, off the cliff's edge NAB's optimum sits on);
+//!   [`score_held_out`] and [`score_leave_one_category_out`] pool folds scored at
+//!   thresholds fitted elsewhere.
 //! - [`files`]: NAB's files: [`load_windows`], [`read_data_file`],
 //!   [`read_results_scores`], [`write_results_file`], and the directory walk
 //!   [`load_corpus`] / [`score_dirs`].
@@ -42,7 +45,7 @@ pub use files::{
 };
 pub use profile::{Profile, Weights};
 pub use score::{
-    CategoryScore, CorpusScore, FileInput, FileScore, FoldScore, HeldOutFold, HeldOutProfile, HeldOutScore, NO_ALARM_THRESHOLD,
-    ProfileScore, ThresholdSource, Thresholds, probation_length, scaled_sigmoid, score_corpus, score_corpus_at, score_held_out,
-    score_leave_one_category_out,
+    CategoryScore, CorpusScore, FileInput, FileScore, FoldScore, HeldOutFold, HeldOutProfile, HeldOutScore, MarginFit, NO_ALARM_THRESHOLD,
+    ProfileScore, ThresholdSource, Thresholds, fit_thresholds_with_margin, probation_length, scaled_sigmoid, score_corpus, score_corpus_at,
+    score_held_out, score_leave_one_category_out,
 };

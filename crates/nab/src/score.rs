@@ -397,11 +397,25 @@ fn score_file(f: &Prepared<'_>, w: Weights, sig1: f64, alarm: impl Fn(f64) -> bo
 /// scored rows, `argmax S(θ)`, ties to the highest θ. `sorted` holds every scored row of
 /// the corpus, scores descending, with window indices global to the corpus.
 fn optimise(sorted: &[Row], total_windows: usize, scored_windows: usize, w: Weights, sig1: f64) -> f64 {
+    let mut best = (NO_ALARM_THRESHOLD, f64::NEG_INFINITY);
+    for (threshold, s) in sweep(sorted, total_windows, scored_windows, w, sig1) {
+        // Strictly greater: thresholds decrease, so a tie keeps the higher one.
+        if s > best.1 {
+            best = (threshold, s);
+        }
+    }
+    best.0
+}
+
+/// The raw score S(θ) at every candidate threshold, thresholds descending: first
+/// "no alarm" (1.1), then each distinct score of the scored rows (every row at or above
+/// it an alarm). A threshold θ between two candidates, in `(next, this]`, raises the same
+/// alarms as `this`.
+fn sweep(sorted: &[Row], total_windows: usize, scored_windows: usize, w: Weights, sig1: f64) -> Vec<(f64, f64)> {
     let mut best_in_window: Vec<Option<f64>> = vec![None; total_windows];
     let (mut tp, mut fp, mut detected) = (0.0_f64, 0.0_f64, 0_usize);
     let total = |tp: f64, fp: f64, detected: usize| tp + fp - w.fn_ * (scored_windows - detected) as f64;
-    let mut best_threshold = NO_ALARM_THRESHOLD;
-    let mut best_score = total(0.0, 0.0, 0);
+    let mut out = vec![(NO_ALARM_THRESHOLD, total(0.0, 0.0, 0))];
     let mut k = 0;
     while let Some(first) = sorted.get(k) {
         let threshold = first.score;
@@ -427,14 +441,58 @@ fn optimise(sorted: &[Row], total_windows: usize, scored_windows: usize, w: Weig
             }
             k += 1;
         }
-        let s = total(tp, fp, detected);
-        // Strictly greater: thresholds decrease, so a tie keeps the higher one.
-        if s > best_score {
-            best_score = s;
-            best_threshold = threshold;
+        out.push((threshold, total(tp, fp, detected)));
+    }
+    out
+}
+
+/// The threshold with the best raw score *around* it: the θ that maximises the mean of
+/// S over `[θ − margin, θ + margin]` (S is a step function of θ, so the mean is exact),
+/// ties to the highest θ; returns θ and that mean. `curve` is [`sweep`]'s output.
+///
+/// The exact optimum of S usually sits at a cliff's edge, just below the score of a
+/// detection that a slightly higher threshold loses; on files the threshold was not fitted
+/// on, the same detector's scores come out a little higher or lower, and a threshold at
+/// the edge falls off it as often as not. The margin asks for a threshold whose
+/// neighbourhood scores well.
+fn smoothed_best(curve: &[(f64, f64)], margin: f64) -> (f64, f64) {
+    // Ascending breakpoints a_i (the candidate scores, 1.1 excluded) and the value of S
+    // on each side: S(t) = below[i] for a_{i-1} < t <= a_i (below[0]: every t <= a_0),
+    // S(t) = curve[0].1 (no alarm) above the highest score.
+    let points: Vec<(f64, f64)> = curve[1..].iter().rev().copied().collect();
+    let no_alarm = curve[0].1;
+    if points.is_empty() {
+        return (NO_ALARM_THRESHOLD, no_alarm);
+    }
+    // S on (a_{i}, a_{i+1}] is points[i + 1].1; on (a_last, inf) it is `no_alarm`.
+    let value_above = |i: usize| points.get(i + 1).map_or(no_alarm, |p| p.1);
+    // H(x) = ∫_lo^x S, with prefix values at the breakpoints.
+    let lo = points[0].0.min(0.0) - 2.0 * margin - 1.0;
+    let mut prefix = Vec::with_capacity(points.len());
+    let mut acc = (points[0].0 - lo) * points[0].1;
+    prefix.push(acc);
+    for i in 1..points.len() {
+        acc += (points[i].0 - points[i - 1].0) * points[i].1;
+        prefix.push(acc);
+    }
+    let integral = |x: f64| -> f64 {
+        // The last breakpoint at or below x.
+        let j = points.partition_point(|p| p.0 <= x);
+        if j == 0 { (x - lo) * points[0].1 } else { prefix[j - 1] + (x - points[j - 1].0) * value_above(j - 1) }
+    };
+    let mean = |theta: f64| (integral(theta + margin) - integral(theta - margin)) / (2.0 * margin);
+    // The mean is piecewise linear in θ with kinks where θ ± margin meets a breakpoint:
+    // its maximum is at one of them (or anywhere above them all, where it is `no_alarm`).
+    let mut candidates: Vec<f64> = points.iter().flat_map(|p| [p.0 - margin, p.0 + margin]).collect();
+    candidates.sort_unstable_by(|a, b| b.total_cmp(a));
+    let mut best = (NO_ALARM_THRESHOLD, no_alarm);
+    for theta in candidates {
+        let m = mean(theta);
+        if m > best.1 + 1e-12 * m.abs().max(1.0) {
+            best = (theta, m);
         }
     }
-    best_threshold
+    best
 }
 
 /// The null detector (constant 0.5), threshold-optimised on `files`: the better of
@@ -480,7 +538,69 @@ pub fn score_corpus_at(files: &[FileInput], thresholds: &Thresholds) -> Result<C
     score(files, Some(thresholds))
 }
 
-fn score(files: &[FileInput], fixed: Option<&Thresholds>) -> Result<CorpusScore, NabError> {
+/// [`MarginFit`]: thresholds chosen with a margin on a corpus.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct MarginFit {
+    /// The margin, in score units.
+    pub margin: f64,
+    /// Per profile, the threshold whose neighbourhood `[θ − margin, θ + margin]` has the
+    /// best mean raw score.
+    pub thresholds: Thresholds,
+    /// Per profile, in [`Profile::ALL`] order: that mean, normalised as NAB normalises a
+    /// raw score (see [`MarginFit::smoothed`]).
+    pub smoothed: [f64; 3],
+}
+
+impl MarginFit {
+    /// The normalised mean score around `profile`'s threshold: what the threshold can be
+    /// expected to give when the scores it meets are a little higher or lower than these.
+    pub fn smoothed(&self, profile: Profile) -> f64 {
+        self.smoothed[profile.index()]
+    }
+}
+
+/// Chooses a threshold per profile for files *other* than these: not NAB's exact optimum
+/// (which [`score_corpus`] takes, and which usually sits just below the score of some
+/// detection, on a cliff's edge) but the threshold whose neighbourhood `[θ − margin,
+/// θ + margin]` scores best on average, ties to the highest. `margin` is in score units;
+/// 0 gives NAB's optimum. Score the files at the result with [`score_corpus_at`].
+///
+/// # Errors
+/// As [`score_corpus`], and [`NabError::BadMargin`] for a margin that is negative, NaN or
+/// infinite.
+pub fn fit_thresholds_with_margin(files: &[FileInput], margin: f64) -> Result<MarginFit, NabError> {
+    if !(margin >= 0.0 && margin.is_finite()) {
+        return Err(NabError::BadMargin { margin });
+    }
+    let prepared = prepare_all(files)?;
+    let windows: usize = prepared.iter().map(|f| f.windows).sum();
+    if windows == 0 {
+        return Err(NabError::NoWindows);
+    }
+    let sig1 = scaled_sigmoid(-1.0);
+    let sorted = sorted_rows(&prepared);
+    let scored_windows: usize = prepared.iter().map(Prepared::scored_windows).sum();
+    let mut thresholds = [0.0; 3];
+    let mut smoothed = [0.0; 3];
+    for profile in Profile::ALL {
+        let w = profile.weights();
+        let curve = sweep(&sorted, windows, scored_windows, w, sig1);
+        let (threshold, mean) = if margin > 0.0 {
+            smoothed_best(&curve, margin)
+        } else {
+            curve.iter().fold((NO_ALARM_THRESHOLD, f64::NEG_INFINITY), |b, &(t, s)| if s > b.1 { (t, s) } else { b })
+        };
+        let null = null_raw(prepared.iter(), w, sig1);
+        let perfect = w.tp * windows as f64;
+        thresholds[profile.index()] = threshold;
+        smoothed[profile.index()] = normalise(mean, null, perfect).ok_or(NabError::DegenerateNormalisation { profile, null, perfect })?;
+    }
+    let [standard, reward_low_fp, reward_low_fn] = thresholds;
+    Ok(MarginFit { margin, thresholds: Thresholds { standard, reward_low_fp, reward_low_fn }, smoothed })
+}
+
+/// Validates and prepares each file; names must be unique.
+fn prepare_all(files: &[FileInput]) -> Result<Vec<Prepared<'_>>, NabError> {
     let mut seen = HashSet::with_capacity(files.len());
     let mut prepared = Vec::with_capacity(files.len());
     for f in files {
@@ -489,6 +609,26 @@ fn score(files: &[FileInput], fixed: Option<&Thresholds>) -> Result<CorpusScore,
         }
         prepared.push(prepare(f)?);
     }
+    Ok(prepared)
+}
+
+/// All scored rows of the corpus, scores descending, windows numbered corpus-wide.
+fn sorted_rows(prepared: &[Prepared<'_>]) -> Vec<Row> {
+    let mut sorted = Vec::with_capacity(prepared.iter().map(|f| f.rows.len()).sum());
+    let mut offset = 0;
+    for f in prepared {
+        sorted.extend(f.rows.iter().map(|r| match r.place {
+            Place::Window { window, sig } => Row { score: r.score, place: Place::Window { window: offset + window, sig } },
+            Place::Outside { .. } => *r,
+        }));
+        offset += f.windows;
+    }
+    sorted.sort_unstable_by(|a, b| b.score.total_cmp(&a.score));
+    sorted
+}
+
+fn score(files: &[FileInput], fixed: Option<&Thresholds>) -> Result<CorpusScore, NabError> {
+    let prepared = prepare_all(files)?;
     let windows: usize = prepared.iter().map(|f| f.windows).sum();
     if windows == 0 {
         return Err(NabError::NoWindows);
@@ -499,18 +639,8 @@ fn score(files: &[FileInput], fixed: Option<&Thresholds>) -> Result<CorpusScore,
     let thresholds = match fixed {
         Some(t) => *t,
         None => {
-            // All scored rows of the corpus, scores descending, windows numbered
-            // corpus-wide; sorted once and swept once per profile.
-            let mut sorted = Vec::with_capacity(scored_rows);
-            let mut offset = 0;
-            for f in &prepared {
-                sorted.extend(f.rows.iter().map(|r| match r.place {
-                    Place::Window { window, sig } => Row { score: r.score, place: Place::Window { window: offset + window, sig } },
-                    Place::Outside { .. } => *r,
-                }));
-                offset += f.windows;
-            }
-            sorted.sort_unstable_by(|a, b| b.score.total_cmp(&a.score));
+            // Sorted once and swept once per profile.
+            let sorted = sorted_rows(&prepared);
             let scored_windows: usize = prepared.iter().map(Prepared::scored_windows).sum();
             let fit = |p: Profile| optimise(&sorted, windows, scored_windows, p.weights(), sig1);
             Thresholds {
@@ -704,15 +834,16 @@ pub fn score_held_out(folds: &[HeldOutFold]) -> Result<HeldOutScore, NabError> {
 }
 
 /// Leave-one-category-out with the scores as given: for each category (sorted by name),
-/// thresholds are optimised ([`score_corpus`]) on the files of the other categories and
-/// applied unchanged to the category's files; the folds are pooled by
-/// [`score_held_out`]. Only the threshold is fitted here: a detector whose own
-/// parameters were chosen on these files still has that advantage.
+/// thresholds are fitted on the files of the other categories ([`fit_thresholds_with_margin`]
+/// with `margin`; 0 is NAB's optimum, as [`score_corpus`] takes) and applied unchanged
+/// to the category's files; the folds are pooled by [`score_held_out`]. Only the
+/// threshold is fitted here: a detector whose own parameters were chosen on these files
+/// still has that advantage.
 ///
 /// # Errors
-/// As [`score_corpus`] (on each training set: one without windows gives
+/// As [`fit_thresholds_with_margin`] (on each training set: one without windows gives
 /// [`NabError::NoWindows`]) and [`score_held_out`].
-pub fn score_leave_one_category_out(files: &[FileInput]) -> Result<HeldOutScore, NabError> {
+pub fn score_leave_one_category_out(files: &[FileInput], margin: f64) -> Result<HeldOutScore, NabError> {
     let mut categories: BTreeMap<&str, Vec<&FileInput>> = BTreeMap::new();
     for f in files {
         categories.entry(category_of(&f.name)?).or_default().push(f);
@@ -722,7 +853,7 @@ pub fn score_leave_one_category_out(files: &[FileInput]) -> Result<HeldOutScore,
         let (held, train): (Vec<&FileInput>, Vec<&FileInput>) =
             files.iter().partition(|f| category_of(&f.name).is_ok_and(|c| c == category));
         let train: Vec<FileInput> = train.into_iter().cloned().collect();
-        let thresholds = score_corpus(&train)?.thresholds();
+        let thresholds = fit_thresholds_with_margin(&train, margin)?.thresholds;
         folds.push(HeldOutFold { name: category.to_string(), files: held.into_iter().cloned().collect(), thresholds });
     }
     score_held_out(&folds)
@@ -1075,7 +1206,7 @@ mod tests {
             file("catB/y.csv", 100, &[(20, 24)], &[(20, 0.6)]),
             file("catC/z.csv", 100, &[], &[(30, 0.8)]),
         ];
-        let s = score_leave_one_category_out(&files).expect("scores");
+        let s = score_leave_one_category_out(&files, 0.0).expect("scores");
         assert_eq!((s.files, s.windows), (3, 2));
         let std = s.profile(Profile::Standard);
         let got: Vec<(&str, f64, Option<f64>)> = std.folds.iter().map(|f| (f.name.as_str(), f.threshold, f.normalised)).collect();
@@ -1089,6 +1220,59 @@ mod tests {
 
         let twice = HeldOutFold { name: "x".into(), files: vec![files[0].clone()], thresholds: Thresholds::uniform(0.5) };
         assert!(matches!(score_held_out(&[twice.clone(), twice]), Err(NabError::DuplicateFile { .. })));
+    }
+
+    #[test]
+    fn a_margin_moves_the_threshold_off_the_cliff_edge() {
+        // cat/a.csv: the window [20, 24] detected by 0.8 on its first row (+sig(-1) =
+        // 0.9866143 when θ <= 0.8, else the window is missed: -1), a false alarm of 0.5 at
+        // row 60 (only when θ <= 0.5). NAB's optimum is the edge, θ = 0.8.
+        let files = [one_window(&[(20, 0.8), (60, 0.5)])];
+        let exact = score_corpus(&files).expect("scores");
+        let fit0 = fit_thresholds_with_margin(&files, 0.0).expect("fits");
+        assert_eq!(fit0.thresholds, exact.thresholds());
+        assert_eq!(fit0.thresholds.standard, 0.8);
+        assert!(close(fit0.smoothed(Profile::Standard), exact.profile(Profile::Standard).normalised));
+
+        // Margin 0.05: every θ in [0.55, 0.75] keeps [θ − 0.05, θ + 0.05] inside (0.5, 0.8];
+        // ties go to the highest, 0.75, whose mean is the plateau's score.
+        let fit = fit_thresholds_with_margin(&files, 0.05).expect("fits");
+        for profile in Profile::ALL {
+            assert!(close(fit.thresholds.get(profile), 0.75), "{profile}: {}", fit.thresholds.get(profile));
+            let at = score_corpus_at(&files, &fit.thresholds).expect("scores");
+            assert!(close(fit.smoothed(profile), at.profile(profile).normalised), "{profile}");
+        }
+        // Margin 0.2: the plateau (0.3 wide) is narrower than the neighbourhood (0.4); a miss
+        // (−1) costs more than the false alarm (−0.11 standard), so the neighbourhood's top
+        // stops at the edge: θ = 0.6, and the mean is below the plateau's score.
+        let wide = fit_thresholds_with_margin(&files, 0.2).expect("fits");
+        assert!(close(wide.thresholds.standard, 0.6), "{}", wide.thresholds.standard);
+        assert!(wide.smoothed(Profile::Standard) < fit.smoothed(Profile::Standard));
+
+        // No alarm at all scores best around θ: no alarm (1.1).
+        let quiet = [one_window(&[(60, 0.5)])];
+        assert_eq!(fit_thresholds_with_margin(&quiet, 0.05).expect("fits").thresholds.standard, NO_ALARM_THRESHOLD);
+
+        for bad in [-0.01, f64::NAN, f64::INFINITY] {
+            assert!(matches!(fit_thresholds_with_margin(&files, bad), Err(NabError::BadMargin { .. })), "{bad}");
+        }
+        assert!(matches!(fit_thresholds_with_margin(&[file("cat/n.csv", 100, &[], &[])], 0.01), Err(NabError::NoWindows)));
+    }
+
+    #[test]
+    fn leave_one_category_out_with_a_margin_fits_each_fold_with_it() {
+        // The files of `leave_one_category_out_fits_each_fold_on_the_others_and_pools`, with
+        // margin 0.05. Fold catA, fit on B + C: S = -1 above 0.8, -1.11 on (0.6, 0.8], 0.89
+        // at or below 0.6, so θ = 0.6 - 0.05. Fold catB, fit on A + C: -1 above 0.9, +1 on
+        // (0.8, 0.9], 0.89 below: θ = 0.85, the middle of (0.8, 0.9]. Fold catC: as catA.
+        let files = [
+            file("catA/x.csv", 100, &[(20, 24)], &[(20, 0.9)]),
+            file("catB/y.csv", 100, &[(20, 24)], &[(20, 0.6)]),
+            file("catC/z.csv", 100, &[], &[(30, 0.8)]),
+        ];
+        let s = score_leave_one_category_out(&files, 0.05).expect("scores");
+        let got: Vec<f64> = s.profile(Profile::Standard).folds.iter().map(|f| f.threshold).collect();
+        assert!(close(got[0], 0.55) && close(got[1], 0.85) && close(got[2], 0.55), "{got:?}");
     }
 
     #[test]
