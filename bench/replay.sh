@@ -10,5 +10,5 @@ hosts="${1:-50}" days="${2:-7}" runs="${3:-3}"
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
 python3 bench/replay.py "$CARGO_TARGET_DIR/release/harbinger" "$hosts" "$days" "$runs" |
-  awk -v s="Script: \`bench/replay.sh $*\` — $(date -u +%F), $(nproc) cores  " 'NR == 2 { print s } { print }' | tee "$out"
+  awk -v s="Script: \`bench/replay.sh $*\` — $(date -u +%F), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))  " 'NR == 2 { print s } { print }' | tee "$out"
 python3 scripts/update_benchmarks.py replay "$out"
