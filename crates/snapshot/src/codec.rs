@@ -213,7 +213,7 @@ pub(crate) fn decode_file(bytes: &[u8]) -> Result<Decoded, CheckFailure> {
     }
 
     let mut payload = Vec::new();
-    let decoder = zstd::stream::read::Decoder::new(body).map_err(|e| (Check::Decompress, e.to_string()))?;
+    let decoder = zstd::stream::read::Decoder::with_buffer(body).map_err(|e| (Check::Decompress, e.to_string()))?;
     decoder.take(payload_len + 1).read_to_end(&mut payload).map_err(|e| (Check::Decompress, e.to_string()))?;
     if payload.len() as u64 != payload_len {
         return Err((

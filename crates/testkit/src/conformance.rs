@@ -93,8 +93,14 @@ pub async fn event_store(store: &dyn EventStore) {
     assert_eq!(store.append_events(&[e3.clone()]).await.expect("append"), 1);
     assert_eq!(store.events(0, 10_000).await.expect("events"), vec![e2.clone(), e1.clone(), e3.clone()]);
     assert_eq!(store.events(1_500, 2_000).await.expect("events"), Vec::<Event>::new(), "to is exclusive");
-    assert_eq!(store.events(2_000, 2_001).await.expect("events"), vec![e1, e3]);
+    assert_eq!(store.events(2_000, 2_001).await.expect("events"), vec![e1.clone(), e3.clone()]);
     assert!(store.events(5, 5).await.expect("empty span").is_empty());
+    // An append older than what is held lands in time order; a later one after the rest.
+    let e4 = Event::new(1_500, EventKind::HostMaintenance);
+    let e5 = Event::new(3_000, EventKind::HostRecovered);
+    store.append_events(&[e4.clone()]).await.expect("append");
+    store.append_events(&[e5.clone()]).await.expect("append");
+    assert_eq!(store.events(0, 10_000).await.expect("events"), vec![e2, e4, e1, e3, e5]);
 }
 
 /// Hosts and resources are upserted by id and listed sorted.
