@@ -939,14 +939,18 @@ impl MetricState {
                 b.dsum -= ds;
                 b.dsumsq -= dss;
             }
+            // The last mean leaving and the one entering change `sorted` in one move.
+            let mut leaving = None;
             while let Some(&(i, v)) = b.means.front() {
                 if i >= c - self.days {
                     break;
                 }
                 b.means.pop_front();
-                let at = b.sorted.partition_point(|x| x.total_cmp(&v).is_lt());
-                b.sorted.remove(at);
+                if let Some(earlier) = leaving.replace(v) {
+                    replace_sorted(&mut b.sorted, Some(earlier), None);
+                }
             }
+            let mut entering = None;
             if let Some(k) = self.slot(c - 3) {
                 b.n += f64::from(k.n);
                 b.sum += k.sum;
@@ -956,9 +960,9 @@ impl MetricState {
                 b.dsumsq += dss;
                 let v = k.sum / f64::from(k.n);
                 b.means.push_back((c - 3, v));
-                let at = b.sorted.partition_point(|x| x.total_cmp(&v).is_lt());
-                b.sorted.insert(at, v);
+                entering = Some(v);
             }
+            replace_sorted(&mut b.sorted, leaving, entering);
         }
         b.age += cur - b.cur;
         b.cur = cur;
@@ -1180,6 +1184,32 @@ impl HostFeatures {
     }
 }
 
+/// Takes `old` out of `sorted` (ascending by `total_cmp`) and puts `new` in its place in
+/// the order, moving only the entries between the two places (a removal and an insertion
+/// each move everything after their place). A missing `old` is only not removed.
+fn replace_sorted(sorted: &mut Vec<f64>, old: Option<f64>, new: Option<f64>) {
+    let at = |sorted: &[f64], v: f64| sorted.partition_point(|x| x.total_cmp(&v).is_lt());
+    let old = old.map(|v| (at(sorted, v), v)).filter(|&(i, v)| sorted.get(i).is_some_and(|x| x.total_cmp(&v).is_eq()));
+    match (old, new) {
+        (Some((i, _)), Some(new)) => {
+            // Entries below `new`; `old` is one of them when it sits before that point.
+            let p = at(sorted, new);
+            if i < p {
+                sorted.copy_within(i + 1..p, i);
+                sorted[p - 1] = new;
+            } else {
+                sorted.copy_within(p..i, p + 1);
+                sorted[p] = new;
+            }
+        }
+        (Some((i, _)), None) => {
+            sorted.remove(i);
+        }
+        (None, Some(new)) => sorted.insert(at(sorted, new), new),
+        (None, None) => {}
+    }
+}
+
 /// `x.asinh()` to within a few ulps, without the `hypot` of the standard one (the
 /// features take six per metric on every score).
 fn asinh(x: f64) -> f64 {
@@ -1332,6 +1362,31 @@ mod tests {
             c.push(t0 + i * WINDOW_STEP_MS, 1.0, &sc);
         }
         assert_eq!(c.w6h.n(), 100);
+    }
+
+    #[test]
+    fn a_replacement_in_the_sorted_means_equals_a_removal_then_an_insertion() {
+        let base = [-3.0, -1.0, 0.0, 0.0, 2.0, 2.0, 2.5, 7.0, f64::INFINITY];
+        let values = [-4.0, -3.0, -1.0, 0.0, 1.0, 2.0, 2.5, 5.0, 7.0, 9.0, f64::INFINITY];
+        for &old in &base {
+            for &new in &values {
+                let mut want = base.to_vec();
+                let i = want.partition_point(|x| x.total_cmp(&old).is_lt());
+                want.remove(i);
+                let j = want.partition_point(|x| x.total_cmp(&new).is_lt());
+                want.insert(j, new);
+                let mut got = base.to_vec();
+                replace_sorted(&mut got, Some(old), Some(new));
+                assert_eq!(got, want, "{old} out, {new} in");
+            }
+        }
+        let mut got = base.to_vec();
+        replace_sorted(&mut got, Some(2.0), None);
+        assert_eq!(got, [-3.0, -1.0, 0.0, 0.0, 2.0, 2.5, 7.0, f64::INFINITY]);
+        replace_sorted(&mut got, None, Some(1.0));
+        assert_eq!(got, [-3.0, -1.0, 0.0, 0.0, 1.0, 2.0, 2.5, 7.0, f64::INFINITY]);
+        replace_sorted(&mut got, Some(6.0), Some(3.0));
+        assert_eq!(got, [-3.0, -1.0, 0.0, 0.0, 1.0, 2.0, 2.5, 3.0, 7.0, f64::INFINITY], "a missing value is not removed");
     }
 
     #[test]
