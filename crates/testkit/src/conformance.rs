@@ -98,8 +98,8 @@ pub async fn event_store(store: &dyn EventStore) {
     // An append older than what is held lands in time order; a later one after the rest.
     let e4 = Event::new(1_500, EventKind::HostMaintenance);
     let e5 = Event::new(3_000, EventKind::HostRecovered);
-    store.append_events(&[e4.clone()]).await.expect("append");
-    store.append_events(&[e5.clone()]).await.expect("append");
+    store.append_events(std::slice::from_ref(&e4)).await.expect("append");
+    store.append_events(std::slice::from_ref(&e5)).await.expect("append");
     assert_eq!(store.events(0, 10_000).await.expect("events"), vec![e2, e4, e1, e3, e5]);
 }
 
