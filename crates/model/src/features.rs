@@ -1186,12 +1186,13 @@ impl HostFeatures {
 
 /// Takes `old` out of `sorted` (ascending by `total_cmp`) and puts `new` in its place in
 /// the order, moving only the entries between the two places (a removal and an insertion
-/// each move everything after their place). A missing `old` is only not removed.
+/// each move everything after their place). An `old` not in `sorted` is not removed.
 fn replace_sorted(sorted: &mut Vec<f64>, old: Option<f64>, new: Option<f64>) {
     let at = |sorted: &[f64], v: f64| sorted.partition_point(|x| x.total_cmp(&v).is_lt());
-    let old = old.map(|v| (at(sorted, v), v)).filter(|&(i, v)| sorted.get(i).is_some_and(|x| x.total_cmp(&v).is_eq()));
+    // Where `old` is, if it is there.
+    let old = old.and_then(|v| Some(at(sorted, v)).filter(|&i| sorted.get(i).is_some_and(|x| x.total_cmp(&v).is_eq())));
     match (old, new) {
-        (Some((i, _)), Some(new)) => {
+        (Some(i), Some(new)) => {
             // Entries below `new`; `old` is one of them when it sits before that point.
             let p = at(sorted, new);
             if i < p {
@@ -1202,7 +1203,7 @@ fn replace_sorted(sorted: &mut Vec<f64>, old: Option<f64>, new: Option<f64>) {
                 sorted[p] = new;
             }
         }
-        (Some((i, _)), None) => {
+        (Some(i), None) => {
             sorted.remove(i);
         }
         (None, Some(new)) => sorted.insert(at(sorted, new), new),
