@@ -230,6 +230,22 @@ fn build_views(st: &State) -> Views {
     Views { hosts: st.hosts.iter().map(HostView::from).collect(), resources: st.resources.values().map(ResourceView::from).collect() }
 }
 
+/// The shadows a plan is given: the live ones, and a promotion whose resource the engine
+/// has not moved yet (the resource's latest promotion, the resource still on the
+/// shadow's primary, which is down), so the planner does not fail it over twice. Earlier
+/// promotions are history, left out: a resource failed over and back fails over again
+/// when its host goes down, and a plan does not copy every promotion since the start.
+fn plan_shadows(st: &State) -> Vec<Shadow> {
+    let later = |a: &Shadow, b: &Shadow| (a.updated_at, &a.id) > (b.updated_at, &b.id);
+    let in_flight = |s: &Shadow| {
+        // The planner fails over only resources of hosts that are down.
+        st.down.contains(&s.primary)
+            && st.resources.get(&s.resource).is_some_and(|r| r.host == s.primary)
+            && !st.shadows.values().any(|o| o.state == ShadowState::Promoted && o.resource == s.resource && later(o, s))
+    };
+    st.shadows.values().filter(|s| s.is_live() || (s.state == ShadowState::Promoted && in_flight(s))).cloned().collect()
+}
+
 /// Whether two views agree but for the fields a plan sets (the check in [`Engine::plan`]).
 fn statics_equal(a: &Views, b: &Views) -> bool {
     let host = |h: &HostView| (h.id.clone(), h.zone.clone(), h.rack.clone(), h.cpu_cores.to_bits(), h.mem_gb.to_bits());
@@ -920,7 +936,7 @@ impl Engine {
             v.alert_cleared_at = r.and_then(|r| r.cleared_at);
             v.up = !st.down.contains(&v.id);
         }
-        let shadows = st.shadows.values().filter(|s| s.is_live() || s.state == ShadowState::Promoted).cloned().collect();
+        let shadows = plan_shadows(st);
         let input = PlanInput { now, hosts: views.hosts, resources: views.resources, shadows, triggers, budget: self.0.cfg.budget.clone() };
         let p = plan(&input);
         st.views = Some(Views { hosts: input.hosts, resources: input.resources });

@@ -356,3 +356,33 @@ async fn a_syncing_shadow_becomes_ready_when_the_actuator_says_it_is_in_sync() {
     assert_eq!(stored.state, ShadowState::Ready, "persisted");
     engine.promote(&s.id, "ops").await.expect("ready now");
 }
+
+#[tokio::test]
+async fn a_resource_failed_over_and_back_fails_over_again() {
+    let store = Arc::new(MemoryStore::default());
+    store.put_hosts(&[host("a1", "a", 16.0), host("b1", "b", 16.0)]).await.expect("hosts");
+    store.put_resources(&[res("db", "a1", 3, 2.0)]).await.expect("resources");
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let parts = EngineParts {
+        stores: Stores::from_backend(store.clone()),
+        scorer: None,
+        actuator: Arc::new(LogActuator),
+        clock: clock.clone(),
+        telemetry: Arc::new(Telemetry::new()),
+    };
+    let (engine, _) = Engine::open(parts, EngineConfig::default()).await.expect("open");
+    let on = || async { store.resources().await.expect("resources")[0].host.to_string() };
+    // a1 -> b1, b1 -> a1, then a1 down again: each time to the shadow on the other host.
+    for (i, (down, to)) in [("a1", "b1"), ("b1", "a1"), ("a1", "b1")].into_iter().enumerate() {
+        clock.set(1_000_000 + 60_000 * (i as i64 + 1));
+        let s = engine.create(&"db".into(), "ops").await.expect("create")[0].shadow.clone().expect("shadow");
+        assert_eq!((s.primary.as_str(), s.host.as_str()), (down, to));
+        let report = engine.host_failed(&down.into(), "test").await.expect("failover");
+        let kinds: Vec<&str> = report.decisions.iter().map(|d| d.kind.as_str()).collect();
+        assert_eq!(kinds, ["failover", "shadow_promoted"], "{down} down: {:?}", report.decisions);
+        assert_eq!(on().await, to, "{down} down");
+        engine.set_up(&down.into(), true).await;
+    }
+    let promoted = store.shadows().await.expect("shadows").iter().filter(|s| s.state == ShadowState::Promoted).count();
+    assert_eq!(promoted, 3);
+}
