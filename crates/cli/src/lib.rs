@@ -162,6 +162,12 @@ pub fn budget(e: &harbinger_config::EngineConfig) -> harbinger_plan::Budget {
     }
 }
 
+/// How long the engine keeps shadows no longer live and finished journal entries
+/// (`engine.history`), in ms; `None`: for ever.
+pub fn history_ms(e: &harbinger_config::EngineConfig) -> Option<i64> {
+    e.history.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Opens the embedded store named by the configuration.
 ///
 /// # Errors

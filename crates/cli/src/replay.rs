@@ -182,6 +182,7 @@ pub async fn open(cfg: &Config, ds: &Dataset, out: &Path) -> anyhow::Result<(Pip
             budget: crate::budget(&cfg.engine),
             decision_log: Some(log),
             snapshots: Some(snap),
+            history_ms: crate::history_ms(&cfg.engine),
             ..EngineConfig::default()
         },
         strict_hosts: None,

@@ -319,6 +319,7 @@ pub async fn run_with_clock(
             budget: crate::budget(&cfg.engine),
             decision_log: Some(cfg.data_dir.join("decisions.jsonl")),
             snapshots: Some(snapshot_config(&cfg, cfg.snapshots.dir.clone())?),
+            history_ms: crate::history_ms(&cfg.engine),
             ..EngineConfig::default()
         },
         strict_hosts: strict_hosts.clone(),

@@ -183,6 +183,9 @@ pub struct RawEngine {
     pub idle: Option<String>,
     /// Shadows expire after this long; "never" keeps them.
     pub shadow_ttl: Option<String>,
+    /// Shadows no longer live and finished journal entries are deleted this long after
+    /// their last change; "never" keeps them.
+    pub history: Option<String>,
     /// Hosts at or above this risk never receive shadows.
     pub risk_ceiling: Option<f64>,
     /// The actuator kind: "log" (records what it would do).
@@ -499,6 +502,9 @@ pub struct EngineConfig {
     pub idle: Duration,
     /// Shadow lifetime; `None` = never expire.
     pub shadow_ttl: Option<Duration>,
+    /// How long shadows no longer live and finished journal entries are kept after their
+    /// last change; `None` = for ever.
+    pub history: Option<Duration>,
     /// Hosts at or above this risk receive no shadows, in (0, 1].
     pub risk_ceiling: f64,
     /// Actuator kind.
@@ -941,6 +947,10 @@ fn engine_config(raw: &RawEngine) -> Result<EngineConfig, ConfigError> {
         Some("never") => None,
         other => Some(duration("engine.shadow_ttl", other.unwrap_or("7days"))?),
     };
+    let history = match raw.history.as_deref().map(str::trim) {
+        Some("never") => None,
+        other => Some(duration("engine.history", other.unwrap_or("30days"))?),
+    };
     let actuator = match raw.actuator.as_deref().unwrap_or("log") {
         "log" => ActuatorKind::Log,
         "chain" => ActuatorKind::Chain,
@@ -957,6 +967,7 @@ fn engine_config(raw: &RawEngine) -> Result<EngineConfig, ConfigError> {
         retire_grace: duration("engine.retire_grace", raw.retire_grace.as_deref().unwrap_or("30m"))?,
         idle: duration("engine.idle", raw.idle.as_deref().unwrap_or("24h"))?,
         shadow_ttl,
+        history,
         risk_ceiling: share("engine.risk_ceiling", raw.risk_ceiling, 0.5, true)?,
         actuator,
     })
@@ -1156,6 +1167,18 @@ mod tests {
         assert_eq!(e.to_string(), "invalid `grpc.max_hosts_per_request`: must be greater than 0");
         let e = Config::load(None, no_env, &[("grpc.addr", "nowhere".into())]).expect_err("addr");
         assert!(e.to_string().starts_with("invalid `grpc.addr`"), "{e}");
+    }
+
+    #[test]
+    fn engine_history_is_kept_30_days_never_or_as_long_as_set() {
+        let c = Config::load(None, no_env, &[]).expect("defaults");
+        assert_eq!(c.engine.history, Some(Duration::from_secs(30 * 86_400)));
+        let c = Config::load(None, no_env, &[("engine.history", "never".into())]).expect("never");
+        assert_eq!(c.engine.history, None);
+        let c = Config::load(None, no_env, &[("engine.history", "6h".into())]).expect("6h");
+        assert_eq!(c.engine.history, Some(Duration::from_secs(6 * 3_600)));
+        let e = Config::load(None, no_env, &[("engine.history", "a while".into())]).expect_err("bad");
+        assert!(e.to_string().starts_with("invalid `engine.history`: \"a while\" is not a duration"), "{e}");
     }
 
     #[test]

@@ -47,11 +47,23 @@ pub struct EngineConfig {
     pub recent_decisions: usize,
     /// Where delta snapshots of resource state are taken before changes; `None`: none.
     pub snapshots: Option<SnapshotConfig>,
+    /// Shadows no longer live (promoted, retired, expired, failed) and finished journal
+    /// entries are deleted, from memory and the store, this long after their last change
+    /// (checked once per [`PRUNE_EVERY_MS`] of the clock); `None`: kept for ever. The
+    /// decision log keeps every decision either way.
+    pub history_ms: Option<i64>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { budget: Budget::default(), decision_log: None, max_attempts: 5, recent_decisions: 1000, snapshots: None }
+        EngineConfig {
+            budget: Budget::default(),
+            decision_log: None,
+            max_attempts: 5,
+            recent_decisions: 1000,
+            snapshots: None,
+            history_ms: None,
+        }
     }
 }
 
@@ -218,6 +230,8 @@ struct State {
     log: Option<std::fs::File>,
     /// Clock time of the last snapshot expiry pass.
     last_expiry: Option<TimestampMs>,
+    /// Clock time of the last pass deleting old history ([`EngineConfig::history_ms`]).
+    last_prune: Option<TimestampMs>,
     /// The planner's views of `hosts` and `resources`, kept between plans (a plan per
     /// tick cloned thousands of names); dropped when either changes, and each plan's risk,
     /// alert and up fields written afresh.
@@ -275,6 +289,10 @@ struct Inner {
 
 /// How often (engine clock) snapshots past their TTL are removed.
 pub const EXPIRY_EVERY_MS: i64 = 60 * 60_000;
+
+/// How often (engine clock) shadows and journal entries older than
+/// [`EngineConfig::history_ms`] are deleted.
+pub const PRUNE_EVERY_MS: i64 = 60 * 60_000;
 
 /// The engine. Cheap to clone; every clone is the same engine.
 #[derive(Debug, Clone)]
@@ -715,6 +733,12 @@ impl Engine {
                 Err(e) => tracing::error!(error = %e, "snapshot expiry task failed"),
             }
         }
+        if let Some(keep) = self.0.cfg.history_ms
+            && st.last_prune.is_none_or(|last| now - last >= PRUNE_EVERY_MS || now < last)
+        {
+            st.last_prune = Some(now);
+            self.prune(&mut st, now.saturating_sub(keep)).await;
+        }
         let p = self.plan(&mut st, now, triggers);
         let executed = self.execute(&mut st, &p).await?;
         let mut decisions = p.decisions();
@@ -722,6 +746,18 @@ impl Engine {
         self.record(&mut st, &decisions);
         self.0.telemetry.engine_tick_seconds.observe(started.elapsed().as_secs_f64());
         Ok(TickReport { now, transitions, decisions, executed })
+    }
+
+    /// Deletes the shadows no longer live whose last change was before `before`, from
+    /// memory and the store, and the journal entries finished before it. A store that
+    /// fails is logged; the next pass tries again.
+    async fn prune(&self, st: &mut State, before: TimestampMs) {
+        st.shadows.retain(|_, s| s.is_live() || s.updated_at >= before);
+        match self.0.stores.shadows.prune(before).await {
+            Ok((0, 0)) => {}
+            Ok((shadows, entries)) => tracing::info!(shadows, entries, before, "old shadows and journal entries deleted"),
+            Err(e) => tracing::error!(error = %e, "deleting old shadows and journal entries failed"),
+        }
     }
 
     /// An operator asks for a shadow of `resource`. Answers the actions taken about it.

@@ -386,3 +386,28 @@ async fn a_resource_failed_over_and_back_fails_over_again() {
     let promoted = store.shadows().await.expect("shadows").iter().filter(|s| s.state == ShadowState::Promoted).count();
     assert_eq!(promoted, 3);
 }
+
+#[tokio::test]
+async fn shadows_no_longer_live_are_deleted_once_older_than_the_history_kept() {
+    let f = fixture().await;
+    let hour = 3_600_000;
+    let cfg = EngineConfig { history_ms: Some(2 * hour), ..EngineConfig::default() };
+    let (engine, _) = f.engine_with(Arc::new(LogActuator), cfg).await;
+    let old = engine.create(&"db-1".into(), "ops").await.expect("create")[0].shadow.clone().expect("shadow");
+    engine.promote(&old.id, "ops").await.expect("promote");
+    f.clock.set(1_000_000 + 2 * hour);
+    let recent = engine.create(&"db-2".into(), "ops").await.expect("create")[0].shadow.clone().expect("shadow");
+    engine.promote(&recent.id, "ops").await.expect("promote");
+    let live = engine.create(&"web-1".into(), "ops").await.expect("create")[0].shadow.clone().expect("shadow");
+    // One tick later than the history kept for `old` only.
+    f.clock.set(1_000_000 + 2 * hour + 60_000);
+    engine.tick().await.expect("tick");
+    let ids = |shadows: Vec<harbinger_core::shadow::Shadow>| shadows.into_iter().map(|s| s.id.to_string()).collect::<Vec<_>>();
+    let mut kept = vec![recent.id.to_string(), live.id.to_string()];
+    kept.sort();
+    assert_eq!(ids(engine.status(&StatusFilter::default()).await.expect("status").shadows), kept, "in memory");
+    assert_eq!(ids(f.store.shadows().await.expect("shadows")), kept, "in the store");
+    let journal = f.store.journal(0, 100).await.expect("journal");
+    assert!(journal.iter().all(|e| !e.key.contains(old.id.as_str())), "{journal:?}");
+    assert!(journal.iter().any(|e| e.key.contains(recent.id.as_str())), "{journal:?}");
+}
