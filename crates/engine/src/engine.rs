@@ -586,7 +586,9 @@ impl Engine {
         let mut triggers = Vec::new();
         if fresh {
             for id in st.resources.iter().filter(|(_, r)| r.host == *host).map(|(id, _)| id) {
-                if st.shadows.values().any(|s| s.is_live() && s.resource == *id) {
+                // A live shadow of it copied from another host (the resource moved since)
+                // is retired by the plan, not promoted: the standard path then.
+                if st.shadows.values().any(|s| s.is_live() && s.resource == *id && s.primary == *host) {
                     continue;
                 }
                 notes.push(Decision {

@@ -411,3 +411,29 @@ async fn shadows_no_longer_live_are_deleted_once_older_than_the_history_kept() {
     assert!(journal.iter().all(|e| !e.key.contains(old.id.as_str())), "{journal:?}");
     assert!(journal.iter().any(|e| e.key.contains(recent.id.as_str())), "{journal:?}");
 }
+
+#[tokio::test]
+async fn a_host_down_fails_its_resource_over_even_with_a_live_shadow_of_its_previous_host() {
+    let store = Arc::new(MemoryStore::default());
+    store.put_hosts(&[host("a1", "a", 16.0), host("b1", "b", 16.0), host("c1", "c", 16.0)]).await.expect("hosts");
+    store.put_resources(&[res("db", "a1", 3, 2.0)]).await.expect("resources");
+    let parts = EngineParts {
+        stores: Stores::from_backend(store.clone()),
+        scorer: None,
+        actuator: Arc::new(LogActuator),
+        clock: Arc::new(ManualClock::new(1_000_000)),
+        telemetry: Arc::new(Telemetry::new()),
+    };
+    let (engine, _) = Engine::open(parts, EngineConfig::default()).await.expect("open");
+    let old = engine.create(&"db".into(), "ops").await.expect("create")[0].shadow.clone().expect("shadow");
+    assert_eq!(old.primary.as_str(), "a1");
+    // The inventory moves db to c1; its shadow still copies it from a1 when c1 goes down.
+    store.put_resources(&[res("db", "c1", 3, 2.0)]).await.expect("resources");
+    engine.reload_inventory().await.expect("reload");
+    let report = engine.host_failed(&"c1".into(), "test").await.expect("failover");
+    let first = &report.decisions[0];
+    assert!(first.kind == "failover" && first.reason.contains("has no shadow: standard path"), "{:?}", report.decisions);
+    assert!(report.decisions.iter().any(|d| d.kind == "shadow_promoted"), "{:?}", report.decisions);
+    let on = store.resources().await.expect("resources")[0].host.to_string();
+    assert_ne!(on, "c1", "db left the dead host");
+}
