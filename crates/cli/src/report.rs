@@ -140,7 +140,13 @@ fn read_inputs(out_dir: &Path, dataset_dir: Option<&Path>) -> anyhow::Result<Inp
         }
         read_csv(&p, &["host", "timestamp", "risk", "alerting"], |_, f| {
             let alerting = matches!(f[3].trim(), "1" | "true" | "True" | "TRUE");
-            series.entry(f[0].to_string()).or_default().push(Point { ts: int(f[1])?, risk: float(f[2])?, alerting });
+            let point = Point { ts: int(f[1])?, risk: float(f[2])?, alerting };
+            match series.get_mut(f[0]) {
+                Some(points) => points.push(point),
+                None => {
+                    series.insert(f[0].to_string(), vec![point]);
+                }
+            }
             Ok(())
         })?;
         series_file = Some(file);
@@ -252,8 +258,16 @@ fn read_csv(path: &Path, columns: &[&str], mut row: impl FnMut(usize, &[&str]) -
         if line.trim().is_empty() {
             continue;
         }
-        let fields = split_csv(line.trim_end_matches('\r'));
-        let picked: Vec<&str> = idx.iter().map(|&i| fields.get(i).map_or("", String::as_str)).collect();
+        let line = line.trim_end_matches('\r');
+        // Most lines quote nothing: their fields are slices of the line.
+        let quoted: Vec<String>;
+        let fields: Vec<&str> = if line.contains('"') {
+            quoted = split_csv(line);
+            quoted.iter().map(String::as_str).collect()
+        } else {
+            line.split(',').collect()
+        };
+        let picked: Vec<&str> = idx.iter().map(|&i| fields.get(i).copied().unwrap_or("")).collect();
         row(n + 1, &picked).with_context(|| format!("{} line {}", path.display(), n + 1))?;
     }
     Ok(())
