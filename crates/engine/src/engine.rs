@@ -294,6 +294,12 @@ pub const EXPIRY_EVERY_MS: i64 = 60 * 60_000;
 /// [`EngineConfig::history_ms`] are deleted.
 pub const PRUNE_EVERY_MS: i64 = 60 * 60_000;
 
+/// Whether a pass done every `every` ms of the clock, last at `last`, is due at `now`
+/// (also when the clock went back).
+fn due(last: Option<TimestampMs>, now: TimestampMs, every: i64) -> bool {
+    last.is_none_or(|last| now - last >= every || now < last)
+}
+
 /// The engine. Cheap to clone; every clone is the same engine.
 #[derive(Debug, Clone)]
 pub struct Engine(Arc<Inner>);
@@ -723,7 +729,7 @@ impl Engine {
         triggers.append(&mut lock(&self.0.queue));
         // Expiry reads every snapshot's header: once per EXPIRY_EVERY_MS of the engine's
         // clock is plenty for TTLs of days (and keeps replay from decoding them every tick).
-        let expiry_due = st.last_expiry.is_none_or(|last| now - last >= EXPIRY_EVERY_MS || now < last);
+        let expiry_due = due(st.last_expiry, now, EXPIRY_EVERY_MS);
         if let Some(store) = self.0.snapshots.clone().filter(|s| expiry_due && s.config().ttl_ms.is_some()) {
             st.last_expiry = Some(now);
             match tokio::task::spawn_blocking(move || store.expire(now)).await {
@@ -736,7 +742,7 @@ impl Engine {
             }
         }
         if let Some(keep) = self.0.cfg.history_ms
-            && st.last_prune.is_none_or(|last| now - last >= PRUNE_EVERY_MS || now < last)
+            && due(st.last_prune, now, PRUNE_EVERY_MS)
         {
             st.last_prune = Some(now);
             self.prune(&mut st, now.saturating_sub(keep)).await;

@@ -357,20 +357,25 @@ async fn a_syncing_shadow_becomes_ready_when_the_actuator_says_it_is_in_sync() {
     engine.promote(&s.id, "ops").await.expect("ready now");
 }
 
+/// An engine over `store` with the log actuator, default settings and no scorer.
+async fn without_scorer(store: &Arc<MemoryStore>, clock: Arc<ManualClock>) -> Engine {
+    let parts = EngineParts {
+        stores: Stores::from_backend(store.clone()),
+        scorer: None,
+        actuator: Arc::new(LogActuator),
+        clock,
+        telemetry: Arc::new(Telemetry::new()),
+    };
+    Engine::open(parts, EngineConfig::default()).await.expect("open").0
+}
+
 #[tokio::test]
 async fn a_resource_failed_over_and_back_fails_over_again() {
     let store = Arc::new(MemoryStore::default());
     store.put_hosts(&[host("a1", "a", 16.0), host("b1", "b", 16.0)]).await.expect("hosts");
     store.put_resources(&[res("db", "a1", 3, 2.0)]).await.expect("resources");
     let clock = Arc::new(ManualClock::new(1_000_000));
-    let parts = EngineParts {
-        stores: Stores::from_backend(store.clone()),
-        scorer: None,
-        actuator: Arc::new(LogActuator),
-        clock: clock.clone(),
-        telemetry: Arc::new(Telemetry::new()),
-    };
-    let (engine, _) = Engine::open(parts, EngineConfig::default()).await.expect("open");
+    let engine = without_scorer(&store, clock.clone()).await;
     let on = || async { store.resources().await.expect("resources")[0].host.to_string() };
     // a1 -> b1, b1 -> a1, then a1 down again: each time to the shadow on the other host.
     for (i, (down, to)) in [("a1", "b1"), ("b1", "a1"), ("a1", "b1")].into_iter().enumerate() {
@@ -417,14 +422,7 @@ async fn a_host_down_fails_its_resource_over_even_with_a_live_shadow_of_its_prev
     let store = Arc::new(MemoryStore::default());
     store.put_hosts(&[host("a1", "a", 16.0), host("b1", "b", 16.0), host("c1", "c", 16.0)]).await.expect("hosts");
     store.put_resources(&[res("db", "a1", 3, 2.0)]).await.expect("resources");
-    let parts = EngineParts {
-        stores: Stores::from_backend(store.clone()),
-        scorer: None,
-        actuator: Arc::new(LogActuator),
-        clock: Arc::new(ManualClock::new(1_000_000)),
-        telemetry: Arc::new(Telemetry::new()),
-    };
-    let (engine, _) = Engine::open(parts, EngineConfig::default()).await.expect("open");
+    let engine = without_scorer(&store, Arc::new(ManualClock::new(1_000_000))).await;
     let old = engine.create(&"db".into(), "ops").await.expect("create")[0].shadow.clone().expect("shadow");
     assert_eq!(old.primary.as_str(), "a1");
     // The inventory moves db to c1; its shadow still copies it from a1 when c1 goes down.
