@@ -18,8 +18,11 @@
 //! [`drive`] does this with one change of schedule: the scorer is given an hour of ticks'
 //! events and stored samples at once ([`RiskScorer::prepare_ticks`](harbinger_core::RiskScorer::prepare_ticks)),
 //! and works host by host across them (feature rows, each tick's fleet signal, the model's
-//! assessments), while the engine and its clock still go tick by tick. Three threads
-//! overlap: one cuts blocks of steps out of the dataset, series by series (one entry per
+//! assessments), while the engine and its clock still go tick by tick. `harbinger replay`
+//! does not load the samples first: [`read`] opens `metrics.parquet` for cutting
+//! ([`SampleCuts`]: read a row group at a time as the ticks reach it, the same samples as
+//! the dataset loaded whole), so a replay holds what it has read and not yet fed. Three
+//! threads overlap: one cuts blocks of steps out of the samples, series by series (one entry per
 //! series across the block, [`Steps::next_block`]), and stores their samples (on the
 //! store's own clock, [`Clocks`]; the engine reads no samples): all at once at the block's
 //! last tick where the store admits that exactly as tick by tick
@@ -45,7 +48,7 @@ use std::time::Instant;
 use anyhow::Context;
 use harbinger_config::Config;
 use harbinger_core::{EventKind, HostId, InventoryStore, ManualClock, SampleBatch, SeriesSamples, Stores, TimestampMs, TransitionKind};
-use harbinger_dataset::Dataset;
+use harbinger_dataset::{Dataset, SampleCuts};
 use harbinger_engine::{EngineConfig, LogActuator, Telemetry};
 use harbinger_model::{Alert, EvalOutput, Summary};
 use harbinger_store::MemoryStore;
@@ -121,11 +124,14 @@ pub struct Clocks {
     /// on the order they come in, so a dataset with more series than the limit goes tick by
     /// tick.
     pub admit_span_ms: i64,
+    /// The store's series limit: a block after which a replay has met more series than
+    /// this goes tick by tick whatever `admit_span_ms` says.
+    pub max_series: usize,
 }
 
 impl Clocks {
-    fn new(start: TimestampMs, admit_span_ms: i64) -> Self {
-        Clocks { engine: Arc::new(ManualClock::new(start)), store: Arc::new(ManualClock::new(start)), admit_span_ms }
+    fn new(start: TimestampMs, admit_span_ms: i64, max_series: usize) -> Self {
+        Clocks { engine: Arc::new(ManualClock::new(start)), store: Arc::new(ManualClock::new(start)), admit_span_ms, max_series }
     }
 
     /// Sets both clocks to `now`.
@@ -145,7 +151,22 @@ impl Clocks {
 /// # Errors
 /// No samples in the dataset, no loadable model, an unwritable `out`.
 pub async fn open(cfg: &Config, ds: &Dataset, out: &Path) -> anyhow::Result<(Pipeline, Clocks)> {
-    let (start, _) = harbinger_model::runner::data_span(ds).context("the dataset has no metric samples")?;
+    open_with(cfg, ds, harbinger_model::runner::data_span(ds), Some(ds.metrics.len()), out).await
+}
+
+/// [`open`] for a dataset whose samples are not in `ds` (cut as the replay goes,
+/// [`SampleCuts`]): `span` is their first and last time, `series` their number when known.
+///
+/// # Errors
+/// No samples (`span` is `None`), no loadable model, an unwritable `out`.
+pub async fn open_with(
+    cfg: &Config,
+    ds: &Dataset,
+    span: Option<(TimestampMs, TimestampMs)>,
+    series: Option<usize>,
+    out: &Path,
+) -> anyhow::Result<(Pipeline, Clocks)> {
+    let (start, _) = span.context("the dataset has no metric samples")?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let log = out.join("decisions.jsonl");
     // The engine appends to its log; a replay starts it afresh.
@@ -163,8 +184,8 @@ pub async fn open(cfg: &Config, ds: &Dataset, out: &Path) -> anyhow::Result<(Pip
     // admission does not read (it judges a sample by its series' last timestamp).
     let mut limits = crate::store_config(cfg).limits;
     limits.hot_max_points = 1;
-    let admit_span_ms = if ds.metrics.len() > limits.max_series { 0 } else { limits.retention_ms.unwrap_or(i64::MAX) };
-    let clocks = Clocks::new(start, admit_span_ms);
+    let admit_span_ms = if series.is_some_and(|n| n > limits.max_series) { 0 } else { limits.retention_ms.unwrap_or(i64::MAX) };
+    let clocks = Clocks::new(start, admit_span_ms, limits.max_series);
     let store = Arc::new(MemoryStore::with_clock(limits, clocks.store.clone()).without_history());
     store.put_hosts(&ds.hosts).await.context("storing the hosts")?;
     store.put_resources(&ds.resources).await.context("storing the resources")?;
@@ -227,11 +248,20 @@ pub struct Step {
     pub failures: Vec<(HostId, String)>,
 }
 
+/// Where a replay's samples come from.
+#[derive(Debug)]
+enum Source<'a> {
+    /// The dataset's own series, each sorted.
+    Loaded(Vec<Cursor<'a>>),
+    /// Read from the file as far as each cut needs.
+    Cut(Box<SampleCuts>),
+}
+
 /// Cuts a dataset into the steps a replay feeds the pipeline, one per tick.
 #[derive(Debug)]
 pub struct Steps<'a> {
     ds: &'a Dataset,
-    cursors: Vec<Cursor<'a>>,
+    source: Source<'a>,
     events: usize,
     failures: Vec<(TimestampMs, HostId, String)>,
     next_failure: usize,
@@ -239,6 +269,8 @@ pub struct Steps<'a> {
     pub span: (TimestampMs, TimestampMs),
     tick: i64,
     t: TimestampMs,
+    /// Why the steps ended early (a sample file that failed to read, [`Steps::error`]).
+    failed: Option<anyhow::Error>,
 }
 
 impl std::fmt::Debug for Cursor<'_> {
@@ -255,12 +287,27 @@ impl<'a> Steps<'a> {
     /// The dataset has no samples.
     pub fn new(ds: &'a Dataset, tick_ms: i64) -> anyhow::Result<Self> {
         let span = harbinger_model::runner::data_span(ds).context("the dataset has no metric samples")?;
+        let cursors = ds.metrics.iter().map(|s| Cursor { series: sorted(s), next: 0 }).collect();
+        Ok(Self::with_source(ds, Source::Loaded(cursors), span, tick_ms))
+    }
+
+    /// The steps of `ds` (its hosts, events and failures; its own `metrics` unused) with the
+    /// samples `cuts` hands out as the steps go: the same steps as [`Steps::new`] of the
+    /// dataset loaded whole.
+    ///
+    /// # Errors
+    /// The file has no samples.
+    pub fn cut(ds: &'a Dataset, cuts: SampleCuts, tick_ms: i64) -> anyhow::Result<Self> {
+        let span = cuts.span().context("the dataset has no metric samples")?;
+        Ok(Self::with_source(ds, Source::Cut(Box::new(cuts)), span, tick_ms))
+    }
+
+    fn with_source(ds: &'a Dataset, source: Source<'a>, span: (TimestampMs, TimestampMs), tick_ms: i64) -> Self {
         let tick = tick_ms.max(1);
         let mut failures: Vec<(TimestampMs, HostId, String)> =
             ds.failures.iter().map(|f| (f.timestamp, f.host.clone(), format!("failures.csv: {} at {}", f.kind, f.timestamp))).collect();
         failures.sort();
-        let cursors = ds.metrics.iter().map(|s| Cursor { series: sorted(s), next: 0 }).collect();
-        Ok(Steps { ds, cursors, events: 0, failures, next_failure: 0, span, tick, t: span.0.div_euclid(tick) * tick + tick })
+        Steps { ds, source, events: 0, failures, next_failure: 0, span, tick, t: span.0.div_euclid(tick) * tick + tick, failed: None }
     }
 
     /// Ticks in all.
@@ -273,6 +320,12 @@ impl<'a> Steps<'a> {
     /// Whether there is no tick at all (never: a dataset with samples has one).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Why iterating the steps ended before the last one: the samples could not be read
+    /// (only steps cut from a file, [`Steps::cut`], can fail).
+    pub fn error(&mut self) -> Option<anyhow::Error> {
+        self.failed.take()
     }
 }
 
@@ -297,11 +350,23 @@ impl Steps<'_> {
         Some(step)
     }
 
+    /// Series met so far (all of them for a dataset loaded whole).
+    fn series_seen(&self) -> usize {
+        match &self.source {
+            Source::Loaded(cursors) => cursors.len(),
+            Source::Cut(cuts) => cuts.series_seen(),
+        }
+    }
+
     /// Every series' samples up to `now` not cut yet: one entry per series with samples,
-    /// in dataset order, its samples in time order.
-    fn cut(&mut self, now: TimestampMs) -> SampleBatch {
-        let mut batch = SampleBatch { series: Vec::with_capacity(self.cursors.len()) };
-        for c in &mut self.cursors {
+    /// in dataset (key) order, its samples in time order.
+    fn cut_at(&mut self, now: TimestampMs) -> anyhow::Result<SampleBatch> {
+        let cursors = match &mut self.source {
+            Source::Loaded(cursors) => cursors,
+            Source::Cut(cuts) => return Ok(SampleBatch { series: cuts.cut(now).context("reading the samples")? }),
+        };
+        let mut batch = SampleBatch { series: Vec::with_capacity(cursors.len()) };
+        for c in cursors {
             let s = &c.series;
             // Sorted: a tick usually takes zero or one sample per series, so a linear walk
             // beats a binary search over everything left.
@@ -318,14 +383,14 @@ impl Steps<'_> {
                 c.next = end;
             }
         }
-        batch
+        Ok(batch)
     }
 
     /// The next block of at most `max` steps, cut before a step at one of `starts` (but for
     /// its first), with the block's samples in one batch: one entry per series across the
     /// block's steps (what the steps' own batches would hold, series by series), its
     /// samples in time order. The steps' own batches are empty.
-    pub fn next_block(&mut self, max: usize, starts: &BTreeSet<TimestampMs>) -> Option<(Vec<Step>, SampleBatch)> {
+    pub fn next_block(&mut self, max: usize, starts: &BTreeSet<TimestampMs>) -> Option<anyhow::Result<(Vec<Step>, SampleBatch)>> {
         let mut steps = vec![self.head()?];
         while steps.len() < max
             && !starts.contains(&self.t)
@@ -334,16 +399,27 @@ impl Steps<'_> {
             steps.push(s);
         }
         let last = steps.last().map_or(self.t, |s| s.now);
-        Some((steps, self.cut(last)))
+        Some(self.cut_at(last).map(|batch| (steps, batch)))
     }
 }
 
 impl Iterator for Steps<'_> {
     type Item = Step;
 
+    /// The next step with its samples; `None` after the last, or when the samples could
+    /// not be read ([`Steps::error`] says why).
     fn next(&mut self) -> Option<Step> {
+        if self.failed.is_some() {
+            return None;
+        }
         let mut step = self.head()?;
-        step.samples = self.cut(step.now);
+        match self.cut_at(step.now) {
+            Ok(samples) => step.samples = samples,
+            Err(e) => {
+                self.failed = Some(e);
+                return None;
+            }
+        }
         Some(step)
     }
 }
@@ -564,7 +640,35 @@ pub async fn drive(
     opts: ReplayOptions,
     progress: &(dyn Fn(f64) + Sync),
 ) -> anyhow::Result<ReplayOutput> {
-    let steps = Steps::new(ds, opts.tick_ms)?;
+    drive_steps(ds, Steps::new(ds, opts.tick_ms)?, p, clocks, opts, progress).await
+}
+
+/// [`drive`] over the samples `cuts` hands out, read from the file as the replay goes
+/// ([`Steps::cut`]; `ds` holds the rest of the dataset), with the pipeline of
+/// [`open_with`]: the same output as [`drive`] of the dataset loaded whole, holding only the
+/// samples read and not yet fed.
+///
+/// # Errors
+/// The file has no samples, or fails to read; the store or the engine failed.
+pub async fn drive_cut(
+    ds: &Dataset,
+    cuts: SampleCuts,
+    p: &Pipeline,
+    clocks: &Clocks,
+    opts: ReplayOptions,
+    progress: &(dyn Fn(f64) + Sync),
+) -> anyhow::Result<ReplayOutput> {
+    drive_steps(ds, Steps::cut(ds, cuts, opts.tick_ms)?, p, clocks, opts, progress).await
+}
+
+async fn drive_steps(
+    ds: &Dataset,
+    steps: Steps<'_>,
+    p: &Pipeline,
+    clocks: &Clocks,
+    opts: ReplayOptions,
+    progress: &(dyn Fn(f64) + Sync),
+) -> anyhow::Result<ReplayOutput> {
     let span = steps.span;
     let total = steps.len().max(1) as f64;
     let recover_by_samples = recovers_by_samples(ds);
@@ -582,11 +686,15 @@ pub async fn drive(
                     let mut steps = steps;
                     // Stored at once when the store admits the block's span at once as it
                     // would tick by tick; else tick by tick.
+                    // (No series is refused for the store's series limit while no more
+                    // than it have been met, whatever order they come in.)
                     let at_once = i64::try_from(per_block).is_ok_and(|n| clocks.admit_span_ms / n >= opts.tick_ms.max(1));
-                    while let Some((block, samples)) = steps.next_block(per_block, &starts) {
-                        let new_host = block.first().is_some_and(|s| starts.contains(&s.now));
-                        let r =
-                            store_block(&rt, p, &clocks.store, block, samples, at_once, recover_by_samples).map(|f| Fed { new_host, ..f });
+                    while let Some(cut) = steps.next_block(per_block, &starts) {
+                        let at_once = at_once && steps.series_seen() <= clocks.max_series;
+                        let r = cut.and_then(|(block, samples)| {
+                            let new_host = block.first().is_some_and(|s| starts.contains(&s.now));
+                            store_block(&rt, p, &clocks.store, block, samples, at_once, recover_by_samples).map(|f| Fed { new_host, ..f })
+                        });
                         let failed = r.is_err();
                         if stored_tx.send(r).is_err() || failed {
                             break; // the driver stopped, or this thread did
@@ -752,6 +860,32 @@ pub fn write(out: &Path, o: &ReplayOutput) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The dataset in `dir` for a replay: everything but the samples, and the samples cut as
+/// the replay goes ([`SampleCuts`]) when the metrics file allows it (Parquet with
+/// timestamp statistics, as every writer of the format here leaves them), else the
+/// dataset loaded whole (the samples in its `metrics`).
+///
+/// # Errors
+/// The dataset cannot be read.
+pub fn read(dir: &Path) -> anyhow::Result<(Dataset, Option<SampleCuts>)> {
+    let t = Instant::now();
+    let (ds, report) = harbinger_dataset::read_inventory(dir).with_context(|| format!("reading dataset {}", dir.display()))?;
+    let hosts: Vec<HostId> = ds.hosts.iter().map(|h| h.host.clone()).collect();
+    let Some(cuts) = SampleCuts::open(&report.metrics_file, &hosts).with_context(|| format!("reading dataset {}", dir.display()))? else {
+        return Ok((crate::train::load(dir)?, None));
+    };
+    tracing::info!(
+        dir = %dir.display(),
+        hosts = ds.hosts.len(),
+        rows = cuts.rows(),
+        row_groups = cuts.row_groups(),
+        failures = ds.failures.len(),
+        seconds = t.elapsed().as_secs_f64(),
+        "dataset opened; its samples are read as the replay goes"
+    );
+    Ok((ds, Some(cuts)))
+}
+
 /// `harbinger replay`.
 ///
 /// # Errors
@@ -765,13 +899,22 @@ pub fn run(a: &ReplayArgs, mut cfg: Config) -> anyhow::Result<()> {
         trace_every_ms: Some(crate::train::duration_ms("trace-every", &a.trace_every)?),
     };
     anyhow::ensure!(opts.tick_ms > 0, "--tick must be positive");
-    let ds = crate::train::load(&a.data)?;
+    let (ds, cuts) = read(&a.data)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     let pb = crate::train::bar("replay");
     let started = Instant::now();
+    let progress = |f: f64| pb.set_position((f * 1000.0) as u64);
     let out = rt.block_on(async {
-        let (p, clocks) = open(&cfg, &ds, &a.out).await?;
-        drive(&ds, &p, &clocks, opts, &|f| pb.set_position((f * 1000.0) as u64)).await
+        match cuts {
+            Some(cuts) => {
+                let (p, clocks) = open_with(&cfg, &ds, cuts.span(), None, &a.out).await?;
+                drive_cut(&ds, cuts, &p, &clocks, opts, &progress).await
+            }
+            None => {
+                let (p, clocks) = open(&cfg, &ds, &a.out).await?;
+                drive(&ds, &p, &clocks, opts, &progress).await
+            }
+        }
     })?;
     pb.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();

@@ -10,6 +10,8 @@
 //!   file and line (or row), and a [`LoadReport`] of what was skipped and why.
 //! - [`stream`]: [`MetricStream`] reads the metric rows a row group at a time, for jobs over
 //!   fleets larger than memory ([`read_inventory`] reads the rest).
+//! - [`cuts`]: [`SampleCuts`] hands the samples out in cuts at increasing times, reading the
+//!   file only as far as each cut needs (`harbinger replay`).
 //! - [`write`]: [`write_dataset`] writes a [`Dataset`] byte-for-byte reproducibly.
 //! - [`load`]: [`store_dataset`] writes a dataset into the stores (`harbinger ingest`).
 //! - [`synth`]: [`synth::generate`], a seeded synthetic fleet with failures, precursors and
@@ -17,6 +19,7 @@
 //!
 //! Start with [`Dataset`].
 
+pub mod cuts;
 pub mod load;
 pub mod read;
 pub mod stream;
@@ -26,6 +29,7 @@ pub mod write;
 use harbinger_core::{Event, Failure, Host, Resource, SeriesSamples, TimestampMs};
 use serde::{Deserialize, Serialize};
 
+pub use cuts::SampleCuts;
 pub use load::{IngestReport, store_dataset};
 pub use read::{DatasetError, LoadOptions, LoadReport, read_dataset, read_inventory};
 pub use stream::{MetricRow, MetricStream};

@@ -215,7 +215,7 @@ fn stream_metrics(
             }));
             // A part at a time: the buffer stays small whatever the row groups' size.
             for part in batch.chunks(RUN_ROWS) {
-                runs.append(part, &mut series);
+                runs.extend(part, &mut series);
             }
             // The reader may be done: the batch is then dropped here.
             let _ = spent_tx.send(batch);
@@ -242,16 +242,18 @@ const RUN_ROWS: usize = 1 << 20;
 /// series) wrote to 16,000 places in turn, a cache and TLB miss per sample: at 1,000 hosts
 /// the largest part of the load.
 #[derive(Debug, Default)]
-struct Runs {
+pub(crate) struct Runs {
     /// Where each series' run starts in `sorted` (then: where its next row goes).
     starts: Vec<usize>,
     sorted: Vec<(i64, f64)>,
 }
 
 impl Runs {
-    fn append(&mut self, batch: &[crate::stream::MetricRow], series: &mut [SeriesSamples]) {
+    /// Puts `batch` (rows of series numbered below `series`) in series order and hands
+    /// each series' run to `each` (series number, its rows in file order), series by series.
+    pub(crate) fn append(&mut self, batch: &[crate::stream::MetricRow], series: usize, mut each: impl FnMut(usize, &[(i64, f64)])) {
         self.starts.clear();
-        self.starts.resize(series.len() + 1, 0);
+        self.starts.resize(series + 1, 0);
         for r in batch {
             self.starts[r.series as usize + 1] += 1;
         }
@@ -267,14 +269,20 @@ impl Runs {
             *at += 1;
         }
         let mut from = 0;
-        for (s, &end) in series.iter_mut().zip(&self.starts) {
+        for (s, &end) in self.starts.iter().take(series).enumerate() {
             if end > from {
-                let run = &self.sorted[from..end];
-                s.timestamps.extend(run.iter().map(|p| p.0));
-                s.values.extend(run.iter().map(|p| p.1));
+                each(s, &self.sorted[from..end]);
             }
             from = end;
         }
+    }
+
+    /// [`Runs::append`] onto the series' own vectors.
+    fn extend(&mut self, batch: &[crate::stream::MetricRow], series: &mut [SeriesSamples]) {
+        self.append(batch, series.len(), |s, run| {
+            series[s].timestamps.extend(run.iter().map(|p| p.0));
+            series[s].values.extend(run.iter().map(|p| p.1));
+        });
     }
 }
 
@@ -930,7 +938,7 @@ mod tests {
             let seen = b.iter().map(|r| r.series as usize + 1).max().unwrap_or(0).max(by_run.len());
             by_run.extend(new(seen)[by_run.len()..].iter().cloned());
             by_row.extend(new(seen)[by_row.len()..].iter().cloned());
-            runs.append(b, &mut by_run);
+            runs.extend(b, &mut by_run);
             for r in b {
                 by_row[r.series as usize].push(r.ts, r.value);
             }

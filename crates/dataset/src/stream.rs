@@ -36,6 +36,10 @@ pub struct MetricRow {
     pub value: f64,
 }
 
+/// A row group's rows, and the least and greatest timestamp among them (`None` without
+/// rows), as its statistics give them ([`MetricStream::row_group_times`]).
+pub type GroupTimes = (usize, Option<(i64, i64)>);
+
 /// A decoded row group: the number of its first row in the file, and its columns.
 type Group = (usize, Result<MetricColumns, DatasetError>);
 
@@ -143,6 +147,29 @@ impl MetricStream {
             Input::Parquet { meta, .. } => Some(meta.num_rows as u64),
             Input::Csv { cols } => cols.as_ref().map(|c| c.ts.len() as u64),
         }
+    }
+
+    /// Per row group of a Parquet file, in file order: its rows and the least and greatest
+    /// timestamp its statistics give (`None` for a group without rows). `None` for a CSV
+    /// file, or when a group with rows has no such statistics. What a reader learns from
+    /// them before reading a group: where every row still to come lies in time.
+    pub fn row_group_times(&self) -> Option<Vec<GroupTimes>> {
+        let Input::Parquet { meta, .. } = &self.input else { return None };
+        meta.row_groups
+            .iter()
+            .map(|g| {
+                if g.num_rows() == 0 {
+                    return Some((0, None));
+                }
+                let chunk = g.columns_under_root_iter("timestamp")?.next()?;
+                match chunk.statistics(&meta.footer_buf)? {
+                    Ok(polars_parquet::parquet::statistics::Statistics::Int64(s)) => {
+                        Some((g.num_rows(), Some((s.min_value?, s.max_value?))))
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
     }
 
     /// Rows read so far (skipped and passed-over rows included).
