@@ -520,8 +520,8 @@ impl Window {
         (self.sxx / self.s0 - m * m).max(0.0).sqrt()
     }
 
-    /// Slope per hour and its standard error.
-    fn slope(&self) -> Option<(f64, f64)> {
+    /// Slope per hour, with what its standard error is made of ([`Slope::se`]).
+    fn slope(&self) -> Option<Slope> {
         let n = self.s0;
         if self.buf.len() < 5 {
             return None;
@@ -538,8 +538,7 @@ impl Window {
         let b = cov / vt;
         let vx = (self.sxx / n - xbar * xbar).max(0.0);
         let resid = (vx - b * cov).max(0.0);
-        let se = (resid / (vt * (n - 2.0).max(1.0))).sqrt();
-        Some((b, se))
+        Some(Slope { b, resid, vt, n })
     }
 
     fn max(&self) -> f64 {
@@ -569,6 +568,24 @@ impl Window {
             q
         });
         *self = Window { maxq, ..Window::new(self.span, self.hour) };
+    }
+}
+
+/// A least-squares slope ([`Window::slope`]); its standard error is computed only where it
+/// is read (the time to exhaustion of bounded metrics: a division and a square root saved
+/// per window for the others).
+#[derive(Debug, Clone, Copy)]
+struct Slope {
+    /// Per hour.
+    b: f64,
+    resid: f64,
+    vt: f64,
+    n: f64,
+}
+
+impl Slope {
+    fn se(&self) -> f64 {
+        (self.resid / (self.vt * (self.n - 2.0).max(1.0))).sqrt()
     }
 }
 
@@ -619,9 +636,11 @@ impl Baseline {
             return 0;
         }
         // sorted[(j-1)*stride] < x, and sorted[j*stride] (if any) is not.
+        // The run is short (stride - 1 means): counting every one below x has no chain of
+        // dependent loads as a binary search has, and the count is the same (sorted).
         let lo = (j - 1) * self.stride + 1;
         let hi = (j * self.stride).min(self.sorted.len());
-        lo + self.sorted[lo..hi].partition_point(|&v| v < x)
+        lo + self.sorted[lo..hi].iter().filter(|&&v| v < x).count()
     }
 }
 
@@ -874,11 +893,11 @@ impl MetricState {
                 None if yn > 0.0 => out[SEAS] = (m15 - ysum / yn) / sd,
                 None => {}
             }
-            if let Some((b, _)) = slopes[0] {
-                out[SLOPE1H] = b / sd;
+            if let Some(s) = slopes[0] {
+                out[SLOPE1H] = s.b / sd;
             }
-            if let Some((b, _)) = slopes[1] {
-                out[SLOPE6H] = b / sd;
+            if let Some(s) = slopes[1] {
+                out[SLOPE6H] = s.b / sd;
             }
             let s1 = self.w1h.sd();
             if s1.is_finite() {
@@ -898,8 +917,8 @@ impl MetricState {
         }
         if bounded {
             let mut tte = CAP_H;
-            for (b, se) in slopes.into_iter().flatten() {
-                let lower = b - se;
+            for s in slopes.into_iter().flatten() {
+                let lower = s.b - s.se();
                 if lower > 0.0 {
                     let h = ((1.0 - m15).max(0.0) / lower).min(CAP_H);
                     tte = tte.min(h);
