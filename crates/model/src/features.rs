@@ -1113,6 +1113,18 @@ impl HostFeatures {
 
     /// Feeds one event concerning this host.
     pub fn event(&mut self, e: &Event) {
+        self.host_event(e);
+        if e.kind == EventKind::HostRecovered {
+            // A recovered host starts a fresh baseline.
+            for m in 0..self.metrics.len() {
+                self.reset_metric(m);
+            }
+        }
+    }
+
+    /// [`HostFeatures::event`]'s part in the host's own state (deploys, maintenance);
+    /// with [`HostFeatures::reset_metric`] of every metric for `host_recovered`, the whole.
+    pub fn host_event(&mut self, e: &Event) {
         match e.kind {
             EventKind::DeployStarted | EventKind::ConfigChanged => {
                 let changes = u32::try_from(e.changes.len()).unwrap_or(u32::MAX).max(1);
@@ -1136,13 +1148,14 @@ impl HostFeatures {
                 }
             }
             EventKind::HostMaintenance => self.maintenance = true,
-            EventKind::HostRecovered => {
-                self.maintenance = false;
-                // A recovered host starts a fresh baseline.
-                for m in &mut self.metrics {
-                    m.reset();
-                }
-            }
+            EventKind::HostRecovered => self.maintenance = false,
+        }
+    }
+
+    /// Starts metric number `m` afresh (a recovered host's new baseline).
+    pub fn reset_metric(&mut self, m: usize) {
+        if let Some(s) = self.metrics.get_mut(m) {
+            s.reset();
         }
     }
 
@@ -1159,13 +1172,37 @@ impl HostFeatures {
     pub fn write(&mut self, schema: &FeatureSchema, now: TimestampMs, out: &mut [f64]) -> f64 {
         let k = METRIC_FEATURES.len();
         let mut present = 0usize;
-        let (mut zmax, mut amax, mut tmax) = (f64::NAN, f64::NAN, f64::NAN);
-        let (mut z1h_up, mut slope_up, mut max_up, mut deviating) = (f64::NAN, f64::NAN, f64::NAN, 0.0);
-        for (i, (st, spec)) in self.metrics.iter_mut().zip(&schema.metrics).enumerate() {
-            let block = &mut out[i * k..(i + 1) * k];
-            if st.write(now, spec, block, &self.scales) && st.warm(now, &self.scales) {
+        for i in 0..self.metrics.len().min(schema.metrics.len()) {
+            if self.write_metric(schema, i, now, &mut out[i * k..(i + 1) * k]) {
                 present += 1;
             }
+        }
+        self.write_host(schema, now, out, present)
+    }
+
+    /// [`HostFeatures::write`]'s part for metric number `m` alone: its block of the row
+    /// (`METRIC_FEATURES.len()` values, NaN when it has no fresh sample at `now`). Returns
+    /// whether it counts as present (fresh and warm). Reads and changes only that metric's
+    /// state, which a metric without a fresh sample leaves as it is.
+    pub fn write_metric(&mut self, schema: &FeatureSchema, m: usize, now: TimestampMs, block: &mut [f64]) -> bool {
+        let (Some(st), Some(spec)) = (self.metrics.get_mut(m), schema.metrics.get(m)) else { return false };
+        st.write(now, spec, block, &self.scales) && st.warm(now, &self.scales)
+    }
+
+    /// Whether metric number `m` has a fresh sample at `now` (see [`HostFeatures::has_data`]).
+    pub fn metric_fresh(&self, m: usize, now: TimestampMs) -> bool {
+        self.metrics.get(m).is_some_and(|s| s.fresh(now, &self.scales))
+    }
+
+    /// [`HostFeatures::write`]'s host part, once every metric's block of `out` is written
+    /// ([`HostFeatures::write_metric`], `present` of them present): the per-host features.
+    /// Reads only the blocks and the host's event state. Returns the coverage.
+    pub fn write_host(&mut self, schema: &FeatureSchema, now: TimestampMs, out: &mut [f64], present: usize) -> f64 {
+        let k = METRIC_FEATURES.len();
+        let (mut zmax, mut amax, mut tmax) = (f64::NAN, f64::NAN, f64::NAN);
+        let (mut z1h_up, mut slope_up, mut max_up, mut deviating) = (f64::NAN, f64::NAN, f64::NAN, 0.0);
+        for i in 0..self.metrics.len().min(schema.metrics.len()) {
+            let block = &out[i * k..(i + 1) * k];
             zmax = fmax(zmax, block[Z15].abs());
             amax = fmax(amax, block[ANOM]);
             tmax = fmax(tmax, block[TTE]);

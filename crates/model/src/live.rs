@@ -877,27 +877,51 @@ impl RiskScorer for LiveScorer {
             let h = &mut *guard;
             let mut p = h.prepared.fresh(ticks);
             p.rows.resize(ticks.len() * k, f64::NAN);
+            // Metric by metric across the block (its state stays in cache), then the host's
+            // part tick by tick: the rows `HostFeatures::write` gives tick by tick, as a
+            // metric's block depends on its own state alone, which a recovery resets.
+            let recovered: Vec<bool> = (0..ticks.len())
+                .map(|i| input.events.iter().any(|(at, e)| *at == i && e.kind == harbinger_core::EventKind::HostRecovered))
+                .collect();
+            let n = m.schema.metrics.len();
+            let (mut fresh, mut present) = (vec![false; ticks.len()], vec![0usize; ticks.len()]);
+            let bw = crate::features::METRIC_FEATURES.len();
+            for mi in 0..n {
+                let entries: Vec<&(usize, &[TimestampMs], &[f64])> = input.series.iter().filter(|s| s.0 == mi).collect();
+                let mut from = vec![0usize; entries.len()];
+                for (i, &now) in ticks.iter().enumerate() {
+                    if recovered[i] {
+                        h.features.reset_metric(mi);
+                    }
+                    for (&&(_, ts, vs), from) in entries.iter().zip(&mut from) {
+                        let end = *from + ts[*from..].partition_point(|&t| t <= now);
+                        h.push(mi, &ts[*from..end], &vs[*from..end]);
+                        *from = end;
+                    }
+                    fresh[i] |= h.features.metric_fresh(mi, now);
+                    let row = &mut p.rows[i * k..(i + 1) * k];
+                    if h.features.write_metric(&m.schema, mi, now, &mut row[mi * bw..(mi + 1) * bw]) {
+                        present[i] += 1;
+                    }
+                }
+                // After the last tick: fed now, seen by the next.
+                for (&&(_, ts, vs), &from) in entries.iter().zip(&from) {
+                    h.push(mi, &ts[from..], &vs[from..]);
+                }
+            }
             let mut events = input.events.iter().peekable();
-            // Where each entry's samples of the next tick start.
-            let mut from = vec![0usize; input.series.len()];
             for (i, &now) in ticks.iter().enumerate() {
                 while let Some((_, e)) = events.next_if(|(at, _)| *at == i) {
-                    h.features.event(e);
+                    h.features.host_event(e);
                 }
-                for (&(mi, ts, vs), from) in input.series.iter().zip(&mut from) {
-                    let end = *from + ts[*from..].partition_point(|&t| t <= now);
-                    h.push(mi, &ts[*from..end], &vs[*from..end]);
-                    *from = end;
+                let row = &mut p.rows[i * k..(i + 1) * k];
+                if fresh[i] {
+                    h.features.write_host(&m.schema, now, row, present[i]);
+                } else {
+                    // No metric fresh: the row stays unwritten (NaN), as tick by tick.
+                    row.fill(f64::NAN);
                 }
-                let present = h.features.has_data(now);
-                if present {
-                    h.features.write(&m.schema, now, &mut p.rows[i * k..(i + 1) * k]);
-                }
-                p.present.push(present);
-            }
-            // After the last tick: fed now, seen by the next.
-            for (&(mi, ts, vs), &from) in input.series.iter().zip(&from) {
-                h.push(mi, &ts[from..], &vs[from..]);
+                p.present.push(fresh[i]);
             }
             h.prepared.push(p, ticked);
         });
