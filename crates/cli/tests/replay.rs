@@ -249,3 +249,26 @@ async fn replay_reading_the_file_as_it_goes_equals_replay_of_the_loaded_dataset(
         }
     }
 }
+
+/// A row the replay meets as it reads (here a host not in hosts.csv) stops it with an error
+/// naming the row, both through the driver and through the step iterator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_row_met_while_reading_stops_the_replay_naming_it() {
+    let mut ds = fleet();
+    let mut ghost = ds.metrics[0].clone();
+    ghost.key = harbinger_core::SeriesKey::new("ghost", ghost.key.metric.as_str());
+    ds.metrics.push(ghost);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    harbinger_dataset::write_dataset(&ds, &data, harbinger_dataset::MetricsFormat::Parquet).expect("write");
+    let (read, cuts) = replay::read(&data).expect("opened: the rows are read as the replay goes");
+    let cuts = cuts.expect("a Parquet file with statistics is cut");
+    let (p, clocks) = replay::open_with(&Config::defaults(), &read, cuts.span(), None, &dir.path().join("out")).await.expect("open");
+    let err = format!("{:#}", replay::drive_cut(&read, cuts, &p, &clocks, ReplayOptions::default(), &|_| {}).await.expect_err("a bad row"));
+    assert!(err.contains("metrics.parquet row ") && err.contains("ghost"), "{err}");
+    let (_, cuts) = replay::read(&data).expect("opened");
+    let mut steps = Steps::cut(&read, cuts.expect("cut"), 60_000).expect("steps");
+    assert_eq!(steps.by_ref().count(), 0, "the first step's samples include the bad row");
+    let err = format!("{:#}", steps.error().expect("why the steps ended"));
+    assert!(err.contains("ghost"), "{err}");
+}
