@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use harbinger_core::{HostId, SeriesKey, SeriesSamples, TimestampMs};
+use harbinger_core::{HostId, SeriesSamples, TimestampMs};
 
 use crate::read::{DatasetError, LoadOptions, Runs};
 use crate::stream::{MetricRow, MetricStream};
@@ -30,9 +30,8 @@ pub struct SampleCuts {
     read: usize,
     span: Option<(TimestampMs, TimestampMs)>,
     rows: u64,
-    /// By series number.
+    /// By series number (the stream's, [`MetricStream::keys`]).
     pending: Vec<Pending>,
-    keys: Vec<SeriesKey>,
     /// Series numbers in key order.
     order: Vec<u32>,
     batch: Vec<MetricRow>,
@@ -47,7 +46,7 @@ impl std::fmt::Debug for SampleCuts {
             .field("file", &self.stream.path())
             .field("groups", &self.bounds.len())
             .field("read", &self.read)
-            .field("series", &self.keys.len())
+            .field("series", &self.pending.len())
             .finish_non_exhaustive()
     }
 }
@@ -154,7 +153,6 @@ impl SampleCuts {
             span,
             rows,
             pending: Vec::new(),
-            keys: Vec::new(),
             order: Vec::new(),
             batch: Vec::new(),
             runs: Runs::default(),
@@ -179,7 +177,7 @@ impl SampleCuts {
 
     /// Series met so far.
     pub fn series_seen(&self) -> usize {
-        self.keys.len()
+        self.pending.len()
     }
 
     /// Every series' samples at or before `now` that no earlier cut held: one entry per
@@ -200,7 +198,7 @@ impl SampleCuts {
         let mut out = Vec::new();
         for &s in &self.order {
             if let Some((timestamps, values)) = self.pending[s as usize].take(now) {
-                out.push(SeriesSamples { key: self.keys[s as usize].clone(), timestamps, values });
+                out.push(SeriesSamples { key: self.stream.keys()[s as usize].clone(), timestamps, values });
             }
         }
         Ok(out)
@@ -226,11 +224,10 @@ impl SampleCuts {
                 if lo < min { lo } else { hi }
             )));
         }
-        for key in &self.stream.keys()[self.keys.len()..] {
-            let n = self.keys.len() as u32;
-            let at = self.order.partition_point(|&s| self.keys[s as usize] < *key);
-            self.order.insert(at, n);
-            self.keys.push(key.clone());
+        let keys = self.stream.keys();
+        for n in self.pending.len()..keys.len() {
+            let at = self.order.partition_point(|&s| keys[s as usize] < keys[n]);
+            self.order.insert(at, n as u32);
             self.pending.push(Pending { ordered: true, ..Pending::default() });
         }
         let pending = &mut self.pending;
@@ -253,7 +250,7 @@ mod tests {
         let hosts: Vec<HostId> = inv.hosts.iter().map(|h| h.host.clone()).collect();
         let mut cuts = SampleCuts::open(&report.metrics_file, &hosts).expect("open").expect("statistics");
         let (lo, hi) = cuts.span().expect("rows");
-        let mut joined: std::collections::BTreeMap<SeriesKey, SeriesSamples> = Default::default();
+        let mut joined: std::collections::BTreeMap<harbinger_core::SeriesKey, SeriesSamples> = Default::default();
         let mut t = lo - step;
         while t < hi + step {
             let cut = cuts.cut(t).expect("cut");

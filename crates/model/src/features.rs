@@ -1170,10 +1170,9 @@ impl HostFeatures {
     /// # Panics
     /// If `out` is shorter than `schema.len()` (a caller bug).
     pub fn write(&mut self, schema: &FeatureSchema, now: TimestampMs, out: &mut [f64]) -> f64 {
-        let k = METRIC_FEATURES.len();
         let mut present = 0usize;
         for i in 0..self.metrics.len().min(schema.metrics.len()) {
-            if self.write_metric(schema, i, now, &mut out[i * k..(i + 1) * k]) {
+            if self.write_metric(schema, i, now, out) {
                 present += 1;
             }
         }
@@ -1181,12 +1180,13 @@ impl HostFeatures {
     }
 
     /// [`HostFeatures::write`]'s part for metric number `m` alone: its block of the row
-    /// (`METRIC_FEATURES.len()` values, NaN when it has no fresh sample at `now`). Returns
-    /// whether it counts as present (fresh and warm). Reads and changes only that metric's
-    /// state, which a metric without a fresh sample leaves as it is.
-    pub fn write_metric(&mut self, schema: &FeatureSchema, m: usize, now: TimestampMs, block: &mut [f64]) -> bool {
+    /// `out` (NaN when it has no fresh sample at `now`). Returns whether it counts as
+    /// present (fresh and warm). Reads and changes only that metric's state, which a metric
+    /// without a fresh sample leaves as it is.
+    pub fn write_metric(&mut self, schema: &FeatureSchema, m: usize, now: TimestampMs, out: &mut [f64]) -> bool {
+        let k = METRIC_FEATURES.len();
         let (Some(st), Some(spec)) = (self.metrics.get_mut(m), schema.metrics.get(m)) else { return false };
-        st.write(now, spec, block, &self.scales) && st.warm(now, &self.scales)
+        st.write(now, spec, &mut out[m * k..(m + 1) * k], &self.scales) && st.warm(now, &self.scales)
     }
 
     /// Whether metric number `m` has a fresh sample at `now` (see [`HostFeatures::has_data`]).

@@ -880,13 +880,12 @@ impl RiskScorer for LiveScorer {
             // Metric by metric across the block (its state stays in cache), then the host's
             // part tick by tick: the rows `HostFeatures::write` gives tick by tick, as a
             // metric's block depends on its own state alone, which a recovery resets.
-            let recovered: Vec<bool> = (0..ticks.len())
-                .map(|i| input.events.iter().any(|(at, e)| *at == i && e.kind == harbinger_core::EventKind::HostRecovered))
-                .collect();
-            let n = m.schema.metrics.len();
+            let mut recovered = vec![false; ticks.len()];
+            for (at, e) in &input.events {
+                recovered[*at] |= e.kind == harbinger_core::EventKind::HostRecovered;
+            }
             let (mut fresh, mut present) = (vec![false; ticks.len()], vec![0usize; ticks.len()]);
-            let bw = crate::features::METRIC_FEATURES.len();
-            for mi in 0..n {
+            for mi in 0..m.schema.metrics.len() {
                 let entries: Vec<&(usize, &[TimestampMs], &[f64])> = input.series.iter().filter(|s| s.0 == mi).collect();
                 let mut from = vec![0usize; entries.len()];
                 for (i, &now) in ticks.iter().enumerate() {
@@ -899,8 +898,7 @@ impl RiskScorer for LiveScorer {
                         *from = end;
                     }
                     fresh[i] |= h.features.metric_fresh(mi, now);
-                    let row = &mut p.rows[i * k..(i + 1) * k];
-                    if h.features.write_metric(&m.schema, mi, now, &mut row[mi * bw..(mi + 1) * bw]) {
+                    if h.features.write_metric(&m.schema, mi, now, &mut p.rows[i * k..(i + 1) * k]) {
                         present[i] += 1;
                     }
                 }
